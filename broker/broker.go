@@ -1,0 +1,96 @@
+// Package broker holds what the daemon needs of Kafka besides reading and
+// writing records: kafka-go settings that keep the acknowledgement chain
+// honest, topic creation, and the embedded development broker.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Writer settings the connector relies on: every message is acknowledged by
+// all in-sync replicas before WriteMessages returns; a message's partition
+// is the murmur2 hash of its key, as the Java client (and so Kafka Connect)
+// computes it, so a key's events stay in order; kafka-go does not retry on
+// its own (the caller retries whole batches without advancing its LSN).
+func NewWriter(brokers []string, batchSize int) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    batchSize,
+		BatchBytes:   1 << 20,
+		BatchTimeout: 2 * time.Millisecond,
+		MaxAttempts:  1,
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 10 * time.Second,
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet, with partitions
+// partitions and the broker's default replication factor.
+func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: -1})
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	var errs []error
+	for topic, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("create topic %q: %w", topic, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Embedded is an in-process Kafka cluster (franz-go's kfake) speaking the
+// real wire protocol. It keeps everything in memory: whatever it holds is
+// lost when the process exits, so it is for development and tests only.
+type Embedded struct {
+	cluster *kfake.Cluster
+}
+
+// StartEmbedded starts a one-broker cluster listening on listen
+// ("127.0.0.1:0" picks a free port).
+func StartEmbedded(listen string) (*Embedded, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker port %q: %w", portStr, err)
+	}
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.Ports(port),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded broker: %w", err)
+	}
+	return &Embedded{cluster: c}, nil
+}
+
+// Brokers returns the addresses clients connect to.
+func (e *Embedded) Brokers() []string { return e.cluster.ListenAddrs() }
+
+// Cluster exposes the kfake cluster, for tests that inject faults.
+func (e *Embedded) Cluster() *kfake.Cluster { return e.cluster }
+
+// Close stops the broker; its data is gone.
+func (e *Embedded) Close() { e.cluster.Close() }

@@ -1,0 +1,249 @@
+// Package connector streams row changes from PostgreSQL logical replication
+// (pgoutput) into Kafka, one event per row change, in a Debezium-compatible
+// envelope.
+//
+// Its guarantee: Postgres is told that WAL is flushed (the slot's
+// confirmed_flush_lsn) only up to the commit of a transaction whose events,
+// and those of every earlier transaction, Kafka has acknowledged with
+// acks=all. After any crash Postgres resends everything past that point, so
+// no committed change is lost; some may reach Kafka twice, as exact repeats
+// (apart from the envelope's processing time, ts_ms).
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
+)
+
+// Config is what the connector needs to know.
+type Config struct {
+	DSN            string        // connection string of the source database
+	Slot           string        // logical replication slot, created when missing
+	Publication    string        // publication, created or extended to cover Tables
+	Tables         []string      // "schema.table" names to capture
+	TopicPrefix    string        // topics are <prefix>.<schema>.<table>
+	StatusInterval time.Duration // how often to report the confirmed LSN
+	QueueSize      int           // events buffered between the WAL reader and Kafka; default 4096
+	BatchSize      int           // most events per Kafka write; default 1000
+	// ShutdownTimeout bounds how long a stop waits for buffered events to
+	// reach Kafka; default 10s. What does not make it is resent by Postgres.
+	ShutdownTimeout time.Duration
+}
+
+// MessageWriter is the part of a Kafka producer the connector uses:
+// WriteMessages returns once Kafka acknowledged every message, or an error.
+// *kafka.Writer from broker.NewWriter is one.
+type MessageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Connector is the Postgres → Kafka half of the pipeline.
+type Connector struct {
+	cfg Config
+	w   MessageWriter
+	log *zap.Logger
+	now func() time.Time
+}
+
+// New returns a connector writing through w.
+func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4096
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = 10 * time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	return &Connector{cfg: cfg, w: w, log: log.Named("connector"), now: time.Now}
+}
+
+// Topics returns the Kafka topics the connector writes.
+func (c *Connector) Topics() []string {
+	ts := make([]string, len(c.cfg.Tables))
+	for i, t := range c.cfg.Tables {
+		ts[i] = c.cfg.TopicPrefix + "." + t
+	}
+	return ts
+}
+
+// Run prepares the publication and slot, then streams until ctx ends,
+// reconnecting with backoff after connection failures. It returns nil after
+// a clean stop, or the error that made streaming impossible.
+func (c *Connector) Run(ctx context.Context) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 500*time.Millisecond, 30*time.Second, 0
+	b.Reset()
+	for {
+		started := time.Now()
+		err := c.setup(ctx)
+		if err == nil {
+			err = c.stream(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !transient(err) {
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			b.Reset() // a long healthy session: reconnect quickly
+		}
+		wait := b.NextBackOff()
+		c.log.Warn("replication interrupted; reconnecting", zap.Error(err), zap.Duration("wait", wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// transient reports whether reconnecting may help: the connection broke,
+// the server is starting or shutting down, or another process still holds
+// the slot (SQLSTATE 55006).
+func transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "55006", // object_in_use: the slot is active elsewhere
+			strings.HasPrefix(pgErr.Code, "08"),  // connection exceptions
+			strings.HasPrefix(pgErr.Code, "57P"), // admin shutdown, crash shutdown, cannot connect now
+			pgErr.Code == "53300":                // too many connections
+			return true
+		}
+		return false
+	}
+	var fatal *fatalError
+	return !errors.As(err, &fatal)
+}
+
+// fatalError marks a problem no reconnect can fix.
+type fatalError struct{ err error }
+
+func (f *fatalError) Error() string { return f.err.Error() }
+func (f *fatalError) Unwrap() error { return f.err }
+
+// setup creates the publication and the slot when they are missing.
+func (c *Connector) setup(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, c.cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := c.ensurePublication(ctx, conn); err != nil {
+		return err
+	}
+	return c.ensureSlot(ctx, conn)
+}
+
+func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
+	var allTables bool
+	err := conn.QueryRow(ctx, `SELECT puballtables FROM pg_publication WHERE pubname = $1`, c.cfg.Publication).Scan(&allTables)
+	if errors.Is(err, pgx.ErrNoRows) {
+		sql := "CREATE PUBLICATION " + pgx.Identifier{c.cfg.Publication}.Sanitize() + " FOR TABLE " + tableList(c.cfg.Tables)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return &fatalError{fmt.Errorf("create publication %q: %w (create it yourself as a superuser or the tables' owner: %s)", c.cfg.Publication, err, sql)}
+		}
+		c.log.Info("created publication", zap.String("publication", c.cfg.Publication), zap.Strings("tables", c.cfg.Tables))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up publication %q: %w", c.cfg.Publication, err)
+	}
+	if allTables {
+		return nil
+	}
+	rows, err := conn.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1`, c.cfg.Publication)
+	if err != nil {
+		return fmt.Errorf("list tables of publication %q: %w", c.cfg.Publication, err)
+	}
+	have, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list tables of publication %q: %w", c.cfg.Publication, err)
+	}
+	var missing []string
+	for _, t := range c.cfg.Tables {
+		if !contains(have, t) {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sql := "ALTER PUBLICATION " + pgx.Identifier{c.cfg.Publication}.Sanitize() + " ADD TABLE " + tableList(missing)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return &fatalError{fmt.Errorf("add tables to publication %q: %w (run as the tables' owner: %s)", c.cfg.Publication, err, sql)}
+	}
+	c.log.Info("added tables to publication", zap.String("publication", c.cfg.Publication), zap.Strings("tables", missing))
+	return nil
+}
+
+func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
+	var plugin, db, current string
+	err := conn.QueryRow(ctx, `SELECT plugin, database, current_database() FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&plugin, &db, &current)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var lsn pglogrepl.LSN
+		err := conn.QueryRow(ctx, `SELECT lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, c.cfg.Slot).Scan(&lsn)
+		if err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+				return nil // created by another instance meanwhile
+			}
+			return &fatalError{fmt.Errorf("create replication slot %q: %w (the role needs the REPLICATION attribute, and wal_level must be logical)", c.cfg.Slot, err)}
+		}
+		c.log.Info("created replication slot", zap.String("slot", c.cfg.Slot), zap.Stringer("lsn", lsn))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up replication slot %q: %w", c.cfg.Slot, err)
+	}
+	if plugin != "pgoutput" || db != current {
+		return &fatalError{fmt.Errorf("replication slot %q exists with plugin %q on database %q; the connector needs a pgoutput slot on %q: choose another postgres.slot or drop that slot", c.cfg.Slot, plugin, db, current)}
+	}
+	return nil
+}
+
+func tableList(tables []string) string {
+	parts := make([]string, len(tables))
+	for i, t := range tables {
+		schema, table, _ := strings.Cut(t, ".")
+		parts[i] = pgx.Identifier{schema, table}.Sanitize()
+	}
+	return strings.Join(parts, ", ")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// outgoing is an event on its way to Kafka, with the transaction it
+// belongs to so its acknowledgement can be counted.
+type outgoing struct {
+	msg kafka.Message
+	txn *checkpoint.Txn
+}

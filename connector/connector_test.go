@@ -1,0 +1,214 @@
+package connector_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+)
+
+// startConnector runs a connector for db's users table; the returned
+// function stops it (and is also called at cleanup).
+func startConnector(t *testing.T, db *pgtest.DB, kafka *broker.Embedded) (stop func()) {
+	t.Helper()
+	cfg := connector.Config{
+		DSN:            db.DSN,
+		Slot:           db.Name,
+		Publication:    "cdc",
+		Tables:         []string{"public.users"},
+		TopicPrefix:    "cdc",
+		StatusInterval: 200 * time.Millisecond,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := broker.EnsureTopics(ctx, kafka.Brokers(), 3, "cdc.public.users"); err != nil {
+		t.Fatal(err)
+	}
+	w := broker.NewWriter(kafka.Brokers(), 1000)
+	done := make(chan error, 1)
+	go func() { done <- connector.New(cfg, w, zaptest.NewLogger(t)).Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("connector: %v", err)
+			}
+			w.Close()
+		})
+	}
+	t.Cleanup(stop)
+	waitFor(t, 30*time.Second, "the slot to be streaming", func() bool {
+		var active bool
+		db.Conn(t).QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, db.Name).Scan(&active)
+		return active
+	})
+	return stop
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func decodeAll(t *testing.T, recs []kafkatest.Record) []*event.Envelope {
+	t.Helper()
+	out := make([]*event.Envelope, len(recs))
+	for i, r := range recs {
+		ev, err := event.Decode(r.Value)
+		if err != nil {
+			t.Fatalf("record %s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
+		}
+		out[i] = ev
+	}
+	return out
+}
+
+func atLeast(n int) func([]kafkatest.Record) bool {
+	return func(rs []kafkatest.Record) bool { return len(rs) >= n }
+}
+
+func TestConnectorStreamsEveryCommittedChangeAsOneEvent(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	kafka := kafkatest.Start(t)
+	startConnector(t, db, kafka)
+
+	db.Exec(t, `INSERT INTO users SELECT 'u' || i, 'free', i FROM generate_series(1, 50) i`)
+	db.Exec(t, `UPDATE users SET plan = 'pro' WHERE score <= 10`)
+	db.Exec(t, `DELETE FROM users WHERE score > 45`)
+	db.Exec(t, `BEGIN; INSERT INTO users VALUES ('rolled-back', 'x', 0); ROLLBACK`)
+
+	recs := kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, atLeast(65))
+	time.Sleep(500 * time.Millisecond) // anything beyond 65 would be a bug
+	recs = kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, atLeast(65))
+	if len(recs) != 65 {
+		t.Fatalf("got %d events, want 50 inserts + 10 updates + 5 deletes", len(recs))
+	}
+	counts := map[event.Op]int{}
+	for i, ev := range decodeAll(t, recs) {
+		counts[ev.Op]++
+		id := ev.After
+		if ev.Op == event.OpDelete {
+			id = ev.Before
+		}
+		v, _ := id.Get("external_id")
+		if want := `{"external_id":` + string(v) + `}`; string(recs[i].Key) != want {
+			t.Errorf("key %s, want %s", recs[i].Key, want)
+		}
+		if ev.Source.Table != "users" || ev.Source.Schema != "public" || ev.Source.LSN == 0 || ev.Source.TxID == 0 {
+			t.Errorf("source block incomplete: %+v", ev.Source)
+		}
+	}
+	if counts[event.OpCreate] != 50 || counts[event.OpUpdate] != 10 || counts[event.OpDelete] != 5 {
+		t.Errorf("ops %v, want c:50 u:10 d:5", counts)
+	}
+}
+
+func TestConnectorNeverConfirmsAnLSNKafkaHasNotAcknowledged(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	kafka := kafkatest.Start(t)
+	startConnector(t, db, kafka)
+
+	// Hold every produce request until released: Kafka receives the
+	// events but acknowledges none.
+	release := make(chan struct{})
+	cluster := kafka.Cluster()
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+
+	before := lsn(t, db.CurrentLSN(t))
+	db.Exec(t, `INSERT INTO users SELECT 'u' || i, 'free', i FROM generate_series(1, 100) i`)
+	after := lsn(t, db.CurrentLSN(t))
+
+	// Many status intervals pass; the slot must stay before the transaction.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		got := confirmed(t, db)
+		if got > before {
+			t.Fatalf("confirmed_flush_lsn moved to %s, past %s, while Kafka had acknowledged nothing", got, before)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	close(release)
+	released = true
+	waitFor(t, 30*time.Second, "the slot to confirm the transaction once Kafka acknowledged it", func() bool {
+		return confirmed(t, db) >= after
+	})
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, atLeast(100))
+}
+
+func TestConnectorResumesFromTheSlotAfterAStop(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	kafka := kafkatest.Start(t)
+
+	stop := startConnector(t, db, kafka)
+	db.Exec(t, `INSERT INTO users VALUES ('a', 'free', 1)`)
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, atLeast(1))
+	stop()
+	// Written while the connector is down.
+	db.Exec(t, `INSERT INTO users VALUES ('b', 'free', 2)`)
+	startConnector(t, db, kafka)
+	recs := kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, atLeast(2))
+	seen := map[string]int{}
+	for _, ev := range decodeAll(t, recs) {
+		v, _ := ev.After.Get("external_id")
+		var id string
+		json.Unmarshal(v, &id)
+		seen[id]++
+	}
+	if seen["a"] != 1 || seen["b"] != 1 {
+		t.Errorf("events per row %v, want a and b once each (a clean stop confirms what it sent)", seen)
+	}
+}
+
+func lsn(t *testing.T, s string) pglogrepl.LSN {
+	t.Helper()
+	l, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func confirmed(t *testing.T, db *pgtest.DB) pglogrepl.LSN {
+	t.Helper()
+	s, ok := db.SlotConfirmedFlush(t, db.Name)
+	if !ok {
+		t.Fatal(errors.New("slot vanished"))
+	}
+	return lsn(t, s)
+}

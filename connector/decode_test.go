@@ -1,0 +1,245 @@
+package connector
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+)
+
+// pgout builds pgoutput (protocol 1) messages, as the walsender sends them.
+type pgout []byte
+
+func (b pgout) u8(v byte) pgout    { return append(b, v) }
+func (b pgout) i16(v int) pgout    { return binary.BigEndian.AppendUint16(b, uint16(v)) }
+func (b pgout) i32(v int) pgout    { return binary.BigEndian.AppendUint32(b, uint32(v)) }
+func (b pgout) i64(v int64) pgout  { return binary.BigEndian.AppendUint64(b, uint64(v)) }
+func (b pgout) str(s string) pgout { return append(append(b, s...), 0) }
+
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func beginMsg(xid int, commit time.Time) []byte {
+	return pgout{}.u8('B').i64(0x500).i64(commit.Sub(pgEpoch).Microseconds()).i32(xid)
+}
+
+func commitMsg(end pglogrepl.LSN) []byte {
+	return pgout{}.u8('C').u8(0).i64(0x500).i64(int64(end)).i64(0)
+}
+
+type col struct {
+	name string
+	oid  int
+	key  bool
+}
+
+func relationMsg(id int, schema, table string, cols ...col) []byte {
+	b := pgout{}.u8('R').i32(id).str(schema).str(table).u8('d').i16(len(cols))
+	for _, c := range cols {
+		flags := byte(0)
+		if c.key {
+			flags = 1
+		}
+		b = b.u8(flags).str(c.name).i32(c.oid).i32(-1)
+	}
+	return b
+}
+
+// tuple encodes values: nil is NULL, toast is an unchanged TOAST value,
+// anything else is its text form.
+var toast = new(string)
+
+func tuple(b pgout, values ...*string) pgout {
+	b = b.i16(len(values))
+	for _, v := range values {
+		switch v {
+		case nil:
+			b = b.u8('n')
+		case toast:
+			b = b.u8('u')
+		default:
+			b = b.u8('t').i32(len(*v))
+			b = append(b, *v...)
+		}
+	}
+	return b
+}
+
+func s(v string) *string { return &v }
+
+var usersCols = []col{{"id", oidInt8, true}, {"email", 25, false}, {"vip", oidBool, false}, {"score", oidNumeric, false}, {"prefs", oidJSONB, false}}
+
+const oidNumeric = 1700
+
+func newTestDecoder(t *testing.T) *decoder {
+	t.Helper()
+	d := newDecoder("app", "cdc", func() time.Time { return time.UnixMilli(1_700_000_000_123) })
+	mustStep(t, d, 0x100, relationMsg(16384, "public", "users", usersCols...))
+	if st := mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); st.kind != stepBegin {
+		t.Fatalf("begin gave step %v", st.kind)
+	}
+	return d
+}
+
+func mustStep(t *testing.T, d *decoder, lsn pglogrepl.LSN, msg []byte) step {
+	t.Helper()
+	st, err := d.decode(lsn, msg)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	return st
+}
+
+func TestDecodeInsertBecomesACreateEventKeyedByThePrimaryKey(t *testing.T) {
+	d := newTestDecoder(t)
+	msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("42"), s(`a"b@example.com`), s("t"), s("12.50"), s(`{"lang": "de"}`))
+	st := mustStep(t, d, 0x120, msg)
+	if st.kind != stepChange {
+		t.Fatalf("step %v, want a change", st.kind)
+	}
+	if st.change.topic != "cdc.public.users" {
+		t.Errorf("topic %q, want cdc.public.users", st.change.topic)
+	}
+	if got := string(st.change.key); got != `{"id":42}` {
+		t.Errorf("key %s, want {\"id\":42}", got)
+	}
+	want := `{"before":null,"after":{"id":42,"email":"a\"b@example.com","vip":true,"score":"12.50","prefs":{"lang": "de"}},` +
+		`"source":{"version":"` + Version + `","connector":"postgresql","name":"cdc","ts_ms":1700000000000,"snapshot":"false","db":"app","schema":"public","table":"users","txId":731,"lsn":288},` +
+		`"op":"c","ts_ms":1700000000123}`
+	if got := string(st.change.value); got != want {
+		t.Errorf("value\n got %s\nwant %s", got, want)
+	}
+	if !json.Valid(st.change.value) {
+		t.Error("value is not valid JSON")
+	}
+	if st := mustStep(t, d, 0x130, commitMsg(0x140)); st.kind != stepCommit || st.end != 0x140 {
+		t.Errorf("commit gave %+v, want a commit at 0/140", st)
+	}
+}
+
+func decodeEvent(t *testing.T, st step) *event.Envelope {
+	t.Helper()
+	ev, err := event.Decode(st.change.value)
+	if err != nil {
+		t.Fatalf("decode event: %v", err)
+	}
+	return ev
+}
+
+func TestDecodeUpdateCarriesUnchangedToastAsThePlaceholderNotNull(t *testing.T) {
+	d := newTestDecoder(t)
+	msg := tuple(pgout{}.u8('U').i32(16384).u8('N'), s("42"), toast, nil, s("1"), toast)
+	ev := decodeEvent(t, mustStep(t, d, 0x120, msg))
+	if ev.Op != event.OpUpdate || ev.Before != nil {
+		t.Fatalf("op %q before %v, want u with no before image", ev.Op, ev.Before)
+	}
+	if v, _ := ev.After.Get("email"); !event.IsUnavailable(v) {
+		t.Errorf("email = %s, want the unavailable placeholder", v)
+	}
+	if v, _ := ev.After.Get("vip"); string(v) != "null" {
+		t.Errorf("vip = %s, want null", v)
+	}
+}
+
+func TestDecodeUpdateOfTheKeyCarriesTheOldKeyAsBefore(t *testing.T) {
+	d := newTestDecoder(t)
+	msg := tuple(pgout{}.u8('U').i32(16384).u8('K'), s("41"), nil, nil, nil, nil)
+	msg = tuple(msg.u8('N'), s("42"), s("x"), s("f"), s("0"), s("{}"))
+	st := mustStep(t, d, 0x120, msg)
+	ev := decodeEvent(t, st)
+	if got, _ := json.Marshal(ev.Before); string(got) != `{"id":41}` {
+		t.Errorf("before %s, want only the old key", got)
+	}
+	if string(st.change.key) != `{"id":42}` {
+		t.Errorf("key %s, want the new key", st.change.key)
+	}
+}
+
+func TestDecodeDeleteUnderReplicaIdentityFullCarriesTheWholeRow(t *testing.T) {
+	d := newTestDecoder(t)
+	msg := tuple(pgout{}.u8('D').i32(16384).u8('O'), s("42"), s("x@y"), s("f"), s("3"), s("[1,2]"))
+	st := mustStep(t, d, 0x120, msg)
+	ev := decodeEvent(t, st)
+	if ev.Op != event.OpDelete || ev.After != nil || len(ev.Before) != 5 {
+		t.Fatalf("op %q after %v before %v, want d with the whole old row", ev.Op, ev.After, ev.Before)
+	}
+	if string(st.change.key) != `{"id":42}` {
+		t.Errorf("key %s, want {\"id\":42}", st.change.key)
+	}
+}
+
+func TestDecodeRendersTextSafelyAsJSON(t *testing.T) {
+	d := newTestDecoder(t)
+	tricky := "tab\there, nul\x00, quote\", backslash\\, ünïcødé, emoji 🎉, invalid \xff, line sep \u2028"
+	msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("1"), s(tricky), s("f"), s("NaN"), s("not json"))
+	st := mustStep(t, d, 0x120, msg)
+	if !json.Valid(st.change.value) {
+		t.Fatalf("value is not valid JSON: %s", st.change.value)
+	}
+	ev := decodeEvent(t, st)
+	var got string
+	v, _ := ev.After.Get("email")
+	if err := json.Unmarshal(v, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(tricky, "\xff", "\ufffd", 1)
+	if got != want {
+		t.Errorf("text round trip\n got %q\nwant %q", got, want)
+	}
+	if v, _ := ev.After.Get("prefs"); string(v) != `"not json"` {
+		t.Errorf("invalid json column = %s, want it as a string", v)
+	}
+}
+
+func TestDecodeRendersNumbersAndBooleansNatively(t *testing.T) {
+	cases := []struct {
+		oid  uint32
+		text string
+		want string
+	}{
+		{oidInt2, "-7", "-7"},
+		{oidInt4, "2147483647", "2147483647"},
+		{oidInt8, "9223372036854775807", "9223372036854775807"},
+		{oidFloat8, "1.5e+300", "1.5e+300"},
+		{oidFloat4, "Infinity", `"Infinity"`},
+		{oidFloat8, "NaN", `"NaN"`},
+		{oidBool, "t", "true"},
+		{oidBool, "f", "false"},
+		{1700, "123456789012345678901234567890.5", `"123456789012345678901234567890.5"`},
+		{oidJSON, `{"a":[1,2]}`, `{"a":[1,2]}`},
+		{2950, "0b4f2fd0-9b8e-4a9e-8c56-0b6a2d3f0a11", `"0b4f2fd0-9b8e-4a9e-8c56-0b6a2d3f0a11"`},
+	}
+	for _, c := range cases {
+		if got := string(textToJSON(c.oid, []byte(c.text))); got != c.want {
+			t.Errorf("oid %d %q → %s, want %s", c.oid, c.text, got, c.want)
+		}
+	}
+}
+
+func TestDecodeRefusesRowsItCannotPlace(t *testing.T) {
+	d := newDecoder("app", "cdc", time.Now)
+	insert := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("1"))
+	if _, err := d.decode(0x10, insert); err == nil {
+		t.Error("a row outside a transaction decoded without error")
+	}
+	mustStep(t, d, 0x20, beginMsg(1, time.Now()))
+	if _, err := d.decode(0x30, insert); err == nil || !strings.Contains(err.Error(), "before its Relation") {
+		t.Errorf("a row of an unknown relation: err = %v", err)
+	}
+	mustStep(t, d, 0x40, relationMsg(16384, "public", "users", usersCols...))
+	if _, err := d.decode(0x50, insert); err == nil {
+		t.Error("a tuple with the wrong column count decoded without error")
+	}
+}
+
+func TestDecodeNeverPanicsOnTruncatedMessages(t *testing.T) {
+	full := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("42"), s("a"), s("t"), s("1"), s("{}"))
+	for _, msg := range [][]byte{nil, {}, []byte(relationMsg(1, "a", "b", col{"x", 23, true}))[:5], full[:9], beginMsg(1, time.Now())[:4]} {
+		d := newTestDecoder(t)
+		_, _ = d.decode(0x120, msg) // an error is fine; a panic is not
+	}
+}

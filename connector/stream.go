@@ -1,0 +1,298 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
+)
+
+// session is one replication connection's life: from START_REPLICATION to
+// the connection's end. Everything it tracks starts again from the slot's
+// confirmed position in the next session.
+type session struct {
+	c        *Connector
+	conn     *pgconn.PgConn
+	tracker  *checkpoint.LSNTracker
+	interval time.Duration
+	// nextStatus is when the next standby status update is due.
+	nextStatus time.Time
+	// reported is the LSN last sent to Postgres.
+	reported pglogrepl.LSN
+}
+
+// stream runs one session until ctx ends (nil) or the connection fails.
+func (c *Connector) stream(ctx context.Context) error {
+	dsn, err := replicationDSN(c.cfg.DSN)
+	if err != nil {
+		return &fatalError{err}
+	}
+	conn, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("open replication connection: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	start, db, timeout, err := c.slotState(ctx, conn)
+	if err != nil {
+		return err
+	}
+	s := &session{
+		c:        c,
+		conn:     conn,
+		tracker:  checkpoint.NewLSNTracker(start),
+		interval: c.cfg.StatusInterval,
+		reported: start,
+	}
+	// Reply well inside wal_sender_timeout, or the server drops us.
+	if timeout > 0 && timeout/4 < s.interval {
+		s.interval = timeout / 4
+	}
+	err = pglogrepl.StartReplication(ctx, conn, c.cfg.Slot, start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + c.cfg.Publication + "'"},
+	})
+	if err != nil {
+		return fmt.Errorf("start replication on slot %q: %w", c.cfg.Slot, err)
+	}
+	c.log.Info("streaming", zap.String("slot", c.cfg.Slot), zap.Stringer("lsn", start), zap.Duration("status_interval", s.interval))
+
+	queue := make(chan outgoing, c.cfg.QueueSize)
+	// The producer outlives ctx on a clean stop, to flush what is buffered;
+	// it is cancelled at once when the session fails, since Postgres will
+	// resend all of it.
+	pctx, cancelProducer := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelProducer()
+	producerDone := make(chan error, 1)
+	go func() {
+		producerDone <- (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize}).run(pctx, queue)
+	}()
+
+	readErr := s.read(ctx, newDecoder(db, c.cfg.TopicPrefix, c.now), queue, producerDone)
+	close(queue)
+	if readErr != nil && ctx.Err() == nil {
+		cancelProducer()
+		<-producerDone
+		return readErr
+	}
+	// A clean stop: let the buffered events reach Kafka, then report how far
+	// that got.
+	timer := time.NewTimer(c.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-producerDone:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			c.log.Warn("flushing events at shutdown failed; Postgres resends them on the next start", zap.Error(err))
+		}
+	case <-timer.C:
+		c.log.Warn("flushing events at shutdown timed out; Postgres resends them on the next start")
+		cancelProducer()
+		<-producerDone
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.sendStatus(sctx); err != nil {
+		c.log.Warn("final standby status update failed", zap.Error(err))
+	}
+	c.log.Info("stopped", zap.Stringer("confirmed_lsn", s.reported))
+	return nil
+}
+
+// read receives WAL until ctx ends or something fails, handing row changes
+// to the producer through queue.
+func (s *session) read(ctx context.Context, dec *decoder, queue chan<- outgoing, producerDone <-chan error) error {
+	var txn *checkpoint.Txn
+	for {
+		if err := s.statusIfDue(ctx); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithDeadline(ctx, s.nextStatus)
+		raw, err := s.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive from walsender: %w", err)
+		}
+		select {
+		case err := <-producerDone:
+			return fmt.Errorf("kafka producer stopped: %w", err)
+		default:
+		}
+		var data []byte
+		switch m := raw.(type) {
+		case *pgproto3.CopyData:
+			data = m.Data
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("walsender: %w", pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.CopyDone:
+			return errors.New("walsender ended the stream")
+		default:
+			continue
+		}
+		if len(data) == 0 {
+			continue
+		}
+		switch data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+			if err != nil {
+				return fmt.Errorf("parse keepalive: %w", err)
+			}
+			if ka.ReplyRequested {
+				s.nextStatus = time.Time{}
+			}
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(data[1:])
+			if err != nil {
+				return fmt.Errorf("parse XLogData: %w", err)
+			}
+			st, err := dec.decode(xld.WALStart, xld.WALData)
+			if err != nil {
+				return &fatalError{err}
+			}
+			switch st.kind {
+			case stepBegin:
+				txn = s.tracker.Begin()
+			case stepChange:
+				txn.Add()
+				msg := kafka.Message{Topic: st.change.topic, Key: st.change.key, Value: st.change.value}
+				if err := s.enqueue(ctx, queue, outgoing{msg: msg, txn: txn}, producerDone); err != nil {
+					return err
+				}
+			case stepCommit:
+				s.tracker.Commit(txn, st.end)
+				txn = nil
+			}
+		}
+	}
+}
+
+// enqueue hands an event to the producer, blocking while the queue is full
+// (Kafka is slow or down) but still answering the server on time, so a
+// Kafka outage does not also cost the replication connection.
+func (s *session) enqueue(ctx context.Context, queue chan<- outgoing, o outgoing, producerDone <-chan error) error {
+	select {
+	case queue <- o:
+		return nil
+	default:
+	}
+	for {
+		timer := time.NewTimer(time.Until(s.nextStatus))
+		select {
+		case queue <- o:
+			timer.Stop()
+			return nil
+		case err := <-producerDone:
+			timer.Stop()
+			return fmt.Errorf("kafka producer stopped: %w", err)
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+			if err := s.statusIfDue(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *session) statusIfDue(ctx context.Context) error {
+	if time.Now().Before(s.nextStatus) {
+		return nil
+	}
+	return s.sendStatus(ctx)
+}
+
+// sendStatus reports the tracker's confirmed LSN as written, flushed and
+// applied: the only position Postgres may forget WAL before.
+func (s *session) sendStatus(ctx context.Context) error {
+	lsn := s.tracker.Confirmed()
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: lsn,
+		WALFlushPosition: lsn,
+		WALApplyPosition: lsn,
+		ClientTime:       time.Now(),
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	if lsn != s.reported {
+		s.c.log.Debug("confirmed", zap.Stringer("lsn", lsn))
+	}
+	s.reported = lsn
+	s.nextStatus = time.Now().Add(s.interval)
+	return nil
+}
+
+// slotState reads, on the replication connection, where the slot resumes,
+// the database name and wal_sender_timeout.
+func (c *Connector) slotState(ctx context.Context, conn *pgconn.PgConn) (start pglogrepl.LSN, db string, timeout time.Duration, err error) {
+	sql := fmt.Sprintf(`SELECT confirmed_flush_lsn, current_database(), current_setting('wal_sender_timeout') FROM pg_replication_slots WHERE slot_name = '%s'`, c.cfg.Slot)
+	res, err := conn.Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return 0, "", 0, fmt.Errorf("read state of slot %q: %w", c.cfg.Slot, err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 {
+		return 0, "", 0, &fatalError{fmt.Errorf("replication slot %q does not exist", c.cfg.Slot)}
+	}
+	row := res[0].Rows[0]
+	if row[0] == nil {
+		return 0, "", 0, &fatalError{fmt.Errorf("replication slot %q has no confirmed_flush_lsn: is it a logical slot?", c.cfg.Slot)}
+	}
+	if start, err = pglogrepl.ParseLSN(string(row[0])); err != nil {
+		return 0, "", 0, fmt.Errorf("slot %q confirmed_flush_lsn: %w", c.cfg.Slot, err)
+	}
+	return start, string(row[1]), parsePGDuration(string(row[2])), nil
+}
+
+// parsePGDuration reads a time setting as current_setting shows it ("60s",
+// "1min", "500ms", "0"); 0 when it cannot.
+func parsePGDuration(s string) time.Duration {
+	units := []struct {
+		suffix string
+		unit   time.Duration
+	}{{"ms", time.Millisecond}, {"min", time.Minute}, {"s", time.Second}, {"h", time.Hour}, {"d", 24 * time.Hour}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			var v int64
+			if _, err := fmt.Sscan(n, &v); err == nil {
+				return time.Duration(v) * u.unit
+			}
+			return 0
+		}
+	}
+	var ms int64
+	if _, err := fmt.Sscan(s, &ms); err == nil {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return 0
+}
+
+// replicationDSN adds replication=database to a connection string, in
+// either of its forms.
+func replicationDSN(dsn string) (string, error) {
+	if _, err := pgconn.ParseConfig(dsn); err != nil {
+		return "", fmt.Errorf("postgres.dsn: %w", err)
+	}
+	if strings.Contains(dsn, "://") {
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		return dsn + sep + "replication=database", nil
+	}
+	return dsn + " replication=database", nil
+}

@@ -1,0 +1,210 @@
+// Package event defines the change event that travels from the connector,
+// through Kafka, to the sink: one row change in a Debezium-compatible JSON
+// envelope (the shape Debezium's JSON converter writes with schemas disabled).
+//
+// The connector builds events from pgoutput tuples and encodes them with
+// Encode; the sink decodes them with Decode, which also accepts envelopes
+// wrapped in Debezium's {"schema": …, "payload": …} form. docs/events.md is
+// the user-facing description of this format.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Op is the kind of row change, with Debezium's codes.
+type Op string
+
+const (
+	OpCreate   Op = "c"
+	OpUpdate   Op = "u"
+	OpDelete   Op = "d"
+	OpSnapshot Op = "r" // a row read by a snapshot
+)
+
+// Unavailable is the value carried by a column whose value Postgres did not
+// send: an unchanged TOASTed value in an update or delete under REPLICA
+// IDENTITY DEFAULT. It is Debezium's placeholder, so a consumer can tell
+// "unchanged, not sent" from NULL.
+const Unavailable = "__debezium_unavailable_value"
+
+// unavailableJSON is Unavailable as a JSON string.
+var unavailableJSON = json.RawMessage(`"` + Unavailable + `"`)
+
+// Field is one column of a row: its name and its value as JSON.
+type Field struct {
+	Name  string
+	Value json.RawMessage // JSON null for SQL NULL
+}
+
+// Row is a row image in column order. It encodes as a JSON object whose
+// keys keep that order.
+type Row []Field
+
+// Get returns the JSON value of the named column.
+func (r Row) Get(name string) (json.RawMessage, bool) {
+	for _, f := range r {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return nil, false
+}
+
+// IsUnavailable reports whether v is the unchanged-TOAST placeholder.
+func IsUnavailable(v json.RawMessage) bool { return bytes.Equal(v, unavailableJSON) }
+
+// UnavailableValue returns the placeholder as a JSON value.
+func UnavailableValue() json.RawMessage { return unavailableJSON }
+
+// MarshalJSON writes the row as an object in column order.
+func (r Row) MarshalJSON() ([]byte, error) {
+	if r == nil {
+		return []byte("null"), nil
+	}
+	return r.appendJSON(make([]byte, 0, 64*len(r))), nil
+}
+
+func (r Row) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	for i, f := range r {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendString(b, f.Name)
+		b = append(b, ':')
+		if len(f.Value) == 0 {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, f.Value...)
+		}
+	}
+	return append(b, '}')
+}
+
+// UnmarshalJSON reads an object, keeping its key order.
+func (r *Row) UnmarshalJSON(data []byte) error {
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		*r = nil
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("row is not a JSON object")
+	}
+	row := Row{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("row: %w", err)
+		}
+		name, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("row column %q: %w", name, err)
+		}
+		row = append(row, Field{Name: name, Value: v})
+	}
+	*r = row
+	return nil
+}
+
+// Source says where a change came from, with Debezium's field names.
+type Source struct {
+	Version   string `json:"version"`
+	Connector string `json:"connector"`
+	Name      string `json:"name"`     // the topic prefix
+	TsMs      int64  `json:"ts_ms"`    // commit time of the transaction
+	Snapshot  string `json:"snapshot"` // "true", "last" or "false", as Debezium writes it
+	DB        string `json:"db"`
+	Schema    string `json:"schema"`
+	Table     string `json:"table"`
+	TxID      int64  `json:"txId"`
+	LSN       int64  `json:"lsn"` // LSN of the change's WAL record
+	// CommitLSN is the end LSN of the transaction's commit record: the
+	// position the connector confirms to Postgres once the transaction is
+	// in Kafka. Not a Debezium field; Debezium puts it in "sequence".
+	CommitLSN int64 `json:"commit_lsn,omitempty"`
+}
+
+// Envelope is one row change.
+type Envelope struct {
+	Before Row    `json:"before"`
+	After  Row    `json:"after"`
+	Source Source `json:"source"`
+	Op     Op     `json:"op"`
+	TsMs   int64  `json:"ts_ms"` // when the connector produced the event
+}
+
+// Encode appends the envelope's JSON to b.
+func (e *Envelope) Encode(b []byte) []byte {
+	b = append(b, `{"before":`...)
+	b = appendRow(b, e.Before)
+	b = append(b, `,"after":`...)
+	b = appendRow(b, e.After)
+	b = append(b, `,"source":`...)
+	src, _ := json.Marshal(&e.Source) // cannot fail: plain strings and integers
+	b = append(b, src...)
+	b = append(b, `,"op":`...)
+	b = AppendString(b, e.Op)
+	b = append(b, `,"ts_ms":`...)
+	b = strconv.AppendInt(b, e.TsMs, 10)
+	return append(b, '}')
+}
+
+func appendRow(b []byte, r Row) []byte {
+	if r == nil {
+		return append(b, "null"...)
+	}
+	return r.appendJSON(b)
+}
+
+// ErrTombstone is returned by Decode for a Kafka tombstone (an empty value),
+// which carries no change.
+var ErrTombstone = errors.New("tombstone: message has no value")
+
+// Decode parses a change event. It accepts the bare envelope and Debezium's
+// schema-wrapped form {"schema": …, "payload": envelope}.
+func Decode(data []byte) (*Envelope, error) {
+	if len(bytes.TrimSpace(data)) == 0 || bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		return nil, ErrTombstone
+	}
+	var probe struct {
+		Schema  json.RawMessage `json:"schema"`
+		Payload json.RawMessage `json:"payload"`
+		Op      Op              `json:"op"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("event is not a JSON object: %w", err)
+	}
+	if probe.Op == "" && len(probe.Payload) > 0 {
+		data = probe.Payload
+	}
+	var e Envelope
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, fmt.Errorf("event envelope: %w", err)
+	}
+	switch e.Op {
+	case OpCreate, OpSnapshot:
+		if e.After == nil {
+			return nil, fmt.Errorf("event op %q has no \"after\" row", e.Op)
+		}
+	case OpUpdate:
+		if e.After == nil {
+			return nil, errors.New(`event op "u" has no "after" row`)
+		}
+	case OpDelete:
+		if e.Before == nil {
+			return nil, errors.New(`event op "d" has no "before" row: set REPLICA IDENTITY on the source table`)
+		}
+	case "":
+		return nil, errors.New(`event has no "op": not a Debezium change envelope`)
+	default:
+		return nil, fmt.Errorf("event op %q is not one of c, u, d, r", e.Op)
+	}
+	return &e, nil
+}

@@ -1,0 +1,58 @@
+// Package kafkatest gives tests a real Kafka wire protocol: the embedded
+// kfake broker the daemon also uses, and a reader that collects what a topic
+// holds through franz-go's client.
+package kafkatest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+)
+
+// Start runs an embedded broker for the test, closed at cleanup.
+func Start(t testing.TB) *broker.Embedded {
+	t.Helper()
+	b, err := broker.StartEmbedded("127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Record is a consumed message.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+}
+
+// ReadUntil reads topics from the start until done reports true for what
+// was read so far, or timeout passes (a test failure).
+func ReadUntil(t testing.TB, brokers []string, topics []string, timeout time.Duration, done func([]Record) bool) []Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatalf("kafkatest: client: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []Record
+	for !done(out) {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("kafkatest: read %d records from %v in %s and the condition still does not hold", len(out), topics, timeout)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			out = append(out, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
+		})
+	}
+	return out
+}

@@ -1,0 +1,120 @@
+// Package transform turns change events into OneSignal operations, following
+// the user's mapping. It is pure: no I/O, no clock, so the same event always
+// gives the same operations, which is what makes replays converge.
+package transform
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Mapping says which tables feed OneSignal and how.
+type Mapping struct {
+	// Users maps a table of users: each row is one OneSignal user, found by
+	// its external id, whose data tags come from the listed columns.
+	Users *UsersMapping `yaml:"users"`
+	// Devices maps a table of devices: each row links one OneSignal device
+	// (a player_id in the legacy API, a subscription id in the user model)
+	// to the user with that external id.
+	Devices *DevicesMapping `yaml:"devices"`
+}
+
+// UsersMapping is the users table's role.
+type UsersMapping struct {
+	Table      string `yaml:"table"`       // "schema.table"; required
+	ExternalID string `yaml:"external_id"` // column holding the external user id; required
+	// Tags maps a column to the tag it becomes. An empty tag name keeps the
+	// column's name.
+	Tags map[string]string `yaml:"tags"`
+}
+
+// DevicesMapping is the devices table's role.
+type DevicesMapping struct {
+	Table      string `yaml:"table"`       // "schema.table"; required
+	DeviceID   string `yaml:"device_id"`   // column holding the player_id / subscription id; required
+	ExternalID string `yaml:"external_id"` // column holding the owner's external user id; required
+}
+
+// Tables returns the qualified names of the mapped tables.
+func (m *Mapping) Tables() []string {
+	var ts []string
+	if m.Users != nil {
+		ts = append(ts, m.Users.Table)
+	}
+	if m.Devices != nil && (m.Users == nil || m.Devices.Table != m.Users.Table) {
+		ts = append(ts, m.Devices.Table)
+	}
+	return ts
+}
+
+// Validate reports every problem with the mapping at once.
+func (m *Mapping) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if m.Users == nil && m.Devices == nil {
+		bad("mapping: neither users nor devices is set: map at least one table")
+	}
+	if u := m.Users; u != nil {
+		if err := checkTable(u.Table); err != nil {
+			bad("mapping.users.table: %v", err)
+		}
+		if u.ExternalID == "" {
+			bad("mapping.users.external_id is empty: name the column that holds the external user id")
+		}
+		seen := map[string]string{}
+		for _, col := range sortedKeys(u.Tags) {
+			tag := u.tagName(col)
+			if prev, dup := seen[tag]; dup {
+				bad("mapping.users.tags: columns %q and %q both become tag %q: rename one", prev, col, tag)
+			}
+			seen[tag] = col
+			if col == u.ExternalID {
+				bad("mapping.users.tags: %q is the external id column; it cannot also be a tag", col)
+			}
+		}
+	}
+	if d := m.Devices; d != nil {
+		if err := checkTable(d.Table); err != nil {
+			bad("mapping.devices.table: %v", err)
+		}
+		if d.DeviceID == "" {
+			bad("mapping.devices.device_id is empty: name the column that holds the player_id or subscription id")
+		}
+		if d.ExternalID == "" {
+			bad("mapping.devices.external_id is empty: name the column that holds the owner's external user id")
+		}
+	}
+	if m.Users != nil && m.Devices != nil && m.Users.Table == m.Devices.Table && m.Users.Table != "" {
+		bad("mapping: users and devices both use table %q: map two different tables", m.Users.Table)
+	}
+	return errors.Join(errs...)
+}
+
+func checkTable(t string) error {
+	schema, table, ok := strings.Cut(t, ".")
+	if t == "" {
+		return errors.New(`is empty: give it as "schema.table", e.g. "public.users"`)
+	}
+	if !ok || schema == "" || table == "" || strings.Contains(table, ".") {
+		return fmt.Errorf(`%q is not "schema.table", e.g. "public.%s"`, t, t)
+	}
+	return nil
+}
+
+func (u *UsersMapping) tagName(col string) string {
+	if t := u.Tags[col]; t != "" {
+		return t
+	}
+	return col
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

@@ -1,0 +1,208 @@
+package transform
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+)
+
+// Kind is what an operation does in OneSignal.
+type Kind int
+
+const (
+	// SetTags upserts the user's data tags; a tag whose value is "" is
+	// deleted. The user is created when missing.
+	SetTags Kind = iota + 1
+	// Link makes the device belong to the user with ExternalID.
+	Link
+	// Unlink takes the device away from whichever user it belongs to.
+	Unlink
+)
+
+func (k Kind) String() string {
+	switch k {
+	case SetTags:
+		return "set_tags"
+	case Link:
+		return "link"
+	case Unlink:
+		return "unlink"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Op is one OneSignal operation.
+type Op struct {
+	Kind       Kind
+	ExternalID string            // SetTags, Link
+	DeviceID   string            // Link, Unlink
+	Tags       map[string]string // SetTags: tag → value; "" deletes the tag
+}
+
+// ErrBadRow is wrapped by errors that come from a row's content, not from
+// the code: the event can never be applied as it is.
+var ErrBadRow = errors.New("row cannot be mapped")
+
+// Transform returns the operations that bring OneSignal in step with one
+// change event. An event of a table the mapping does not name is an error.
+func (m *Mapping) Transform(ev *event.Envelope) ([]Op, error) {
+	table := ev.Source.Schema + "." + ev.Source.Table
+	switch {
+	case m.Users != nil && table == m.Users.Table:
+		return m.Users.transform(ev)
+	case m.Devices != nil && table == m.Devices.Table:
+		return m.Devices.transform(ev)
+	}
+	return nil, fmt.Errorf("%w: table %q is not in the mapping: add it to mapping.users or mapping.devices, or stop publishing it", ErrBadRow, table)
+}
+
+func (u *UsersMapping) transform(ev *event.Envelope) ([]Op, error) {
+	var ops []Op
+	var oldID string
+	if ev.Before != nil {
+		id, known, err := textColumn(ev.Before, u.ExternalID)
+		if err != nil {
+			return nil, err
+		}
+		if !known && ev.Op == event.OpDelete {
+			return nil, fmt.Errorf("%w: the delete of a %s row carries no %q column: make it the primary key or run ALTER TABLE %s REPLICA IDENTITY FULL",
+				ErrBadRow, u.Table, u.ExternalID, u.Table)
+		}
+		oldID = id
+	}
+	if ev.Op == event.OpDelete {
+		if oldID != "" {
+			ops = append(ops, Op{Kind: SetTags, ExternalID: oldID, Tags: u.clearedTags()})
+		}
+		return ops, nil
+	}
+	newID, _, err := textColumn(ev.After, u.ExternalID)
+	if err != nil {
+		return nil, err
+	}
+	if oldID != "" && oldID != newID {
+		// The row now belongs to another user: the old one keeps none of its tags.
+		ops = append(ops, Op{Kind: SetTags, ExternalID: oldID, Tags: u.clearedTags()})
+	}
+	if newID == "" {
+		return ops, nil // no external id yet: nothing in OneSignal to address
+	}
+	tags := make(map[string]string, len(u.Tags))
+	for _, col := range sortedKeys(u.Tags) {
+		v, ok := ev.After.Get(col)
+		if !ok || event.IsUnavailable(v) {
+			continue // not in this image, or an unchanged TOAST value: leave the tag as it is
+		}
+		s, err := tagValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s.%s: %v", ErrBadRow, u.Table, col, err)
+		}
+		tags[u.tagName(col)] = s
+	}
+	if len(tags) > 0 {
+		ops = append(ops, Op{Kind: SetTags, ExternalID: newID, Tags: tags})
+	}
+	return ops, nil
+}
+
+func (u *UsersMapping) clearedTags() map[string]string {
+	tags := make(map[string]string, len(u.Tags))
+	for col := range u.Tags {
+		tags[u.tagName(col)] = ""
+	}
+	return tags
+}
+
+func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
+	var oldDev string
+	if ev.Before != nil {
+		dev, known, err := textColumn(ev.Before, d.DeviceID)
+		if err != nil {
+			return nil, err
+		}
+		if !known && ev.Op == event.OpDelete {
+			return nil, fmt.Errorf("%w: the delete of a %s row carries no %q column: make it the primary key or run ALTER TABLE %s REPLICA IDENTITY FULL",
+				ErrBadRow, d.Table, d.DeviceID, d.Table)
+		}
+		oldDev = dev
+	}
+	if ev.Op == event.OpDelete {
+		if oldDev == "" {
+			return nil, nil
+		}
+		return []Op{{Kind: Unlink, DeviceID: oldDev}}, nil
+	}
+	dev, _, err := textColumn(ev.After, d.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	if dev == "" {
+		return nil, fmt.Errorf("%w: a %s row has an empty %q: every device row needs its player_id or subscription id", ErrBadRow, d.Table, d.DeviceID)
+	}
+	var ops []Op
+	if oldDev != "" && oldDev != dev {
+		ops = append(ops, Op{Kind: Unlink, DeviceID: oldDev})
+	}
+	v, ok := ev.After.Get(d.ExternalID)
+	if !ok || event.IsUnavailable(v) {
+		return ops, nil
+	}
+	ext, _, err := textColumn(ev.After, d.ExternalID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ext != "":
+		ops = append(ops, Op{Kind: Link, DeviceID: dev, ExternalID: ext})
+	case ev.Op == event.OpUpdate:
+		// The column was cleared: the device is no longer this user's.
+		ops = append(ops, Op{Kind: Unlink, DeviceID: dev})
+	}
+	return ops, nil
+}
+
+// textColumn reads an identifier column as text. known is false when the
+// column is absent from the image or its value was not sent (TOAST).
+func textColumn(r event.Row, col string) (s string, known bool, err error) {
+	v, ok := r.Get(col)
+	if !ok || event.IsUnavailable(v) {
+		return "", false, nil
+	}
+	s, err = tagValue(v)
+	if err != nil {
+		return "", false, fmt.Errorf("%w: column %q: %v", ErrBadRow, col, err)
+	}
+	return s, true, nil
+}
+
+// tagValue renders a JSON column value as a OneSignal tag string: strings as
+// they are, numbers as written, booleans as "true"/"false", NULL as "" (which
+// deletes the tag). Objects and arrays have no tag form.
+func tagValue(v json.RawMessage) (string, error) {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return "", nil
+	}
+	switch v[0] {
+	case 'n':
+		return "", nil
+	case 't':
+		return "true", nil
+	case 'f':
+		return "false", nil
+	case '"':
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", err
+		}
+		return s, nil
+	case '{', '[':
+		return "", errors.New("holds a JSON object or array; a tag value must be a string, number or boolean")
+	default:
+		return string(v), nil // a number, kept exactly as Postgres wrote it
+	}
+}

@@ -1,0 +1,106 @@
+package transform
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden .out.json files")
+
+var testMapping = Mapping{
+	Users: &UsersMapping{
+		Table:      "public.users",
+		ExternalID: "external_id",
+		Tags:       map[string]string{"plan": "", "score": "level", "country": "geo"},
+	},
+	Devices: &DevicesMapping{Table: "public.devices", DeviceID: "player_id", ExternalID: "user_external_id"},
+}
+
+// opJSON is an Op as the golden files show it.
+type opJSON struct {
+	Kind       string            `json:"kind"`
+	ExternalID string            `json:"external_id,omitempty"`
+	DeviceID   string            `json:"device_id,omitempty"`
+	Tags       map[string]string `json:"tags,omitempty"`
+}
+
+// TestTransformGolden runs every testdata/*.in.json event through the test
+// mapping and compares the operations (or the error) with *.out.json.
+func TestTransformGolden(t *testing.T) {
+	ins, _ := filepath.Glob("testdata/*.in.json")
+	if len(ins) == 0 {
+		t.Fatal("no golden inputs in testdata/")
+	}
+	for _, in := range ins {
+		name := strings.TrimSuffix(filepath.Base(in), ".in.json")
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := event.Decode(data)
+			if err != nil {
+				t.Fatalf("decode %s: %v", in, err)
+			}
+			var got any
+			ops, err := testMapping.Transform(ev)
+			if err != nil {
+				got = map[string]any{"error": err.Error(), "bad_row": errors.Is(err, ErrBadRow)}
+			} else {
+				out := make([]opJSON, len(ops))
+				for i, op := range ops {
+					out[i] = opJSON{Kind: op.Kind.String(), ExternalID: op.ExternalID, DeviceID: op.DeviceID, Tags: op.Tags}
+				}
+				got = out
+			}
+			gotJSON, _ := json.MarshalIndent(got, "", "  ")
+			gotJSON = append(gotJSON, '\n')
+			outPath := strings.TrimSuffix(in, ".in.json") + ".out.json"
+			if *update {
+				if err := os.WriteFile(outPath, gotJSON, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(outPath)
+			if err != nil {
+				t.Fatalf("%v (run go test ./transform -update to create it)", err)
+			}
+			if string(want) != string(gotJSON) {
+				t.Errorf("%s\n got %s\nwant %s", name, gotJSON, want)
+			}
+		})
+	}
+}
+
+func TestMappingValidateReportsEveryProblemAtOnce(t *testing.T) {
+	m := Mapping{
+		Users:   &UsersMapping{Table: "users", Tags: map[string]string{"a": "x", "b": "x"}},
+		Devices: &DevicesMapping{Table: "public.devices"},
+	}
+	err := m.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`mapping.users.table: "users" is not "schema.table"`,
+		"mapping.users.external_id is empty",
+		`columns "a" and "b" both become tag "x"`,
+		"mapping.devices.device_id is empty",
+		"mapping.devices.external_id is empty",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if err := testMapping.Validate(); err != nil {
+		t.Errorf("the test mapping is invalid: %v", err)
+	}
+}
