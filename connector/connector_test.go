@@ -50,9 +50,10 @@ func startConnector(t *testing.T, db *pgtest.DB, kafka *broker.Embedded) (stop f
 		})
 	}
 	t.Cleanup(stop)
+	conn := db.Conn(t)
 	waitFor(t, 30*time.Second, "the slot to be streaming", func() bool {
 		var active bool
-		db.Conn(t).QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, db.Name).Scan(&active)
+		conn.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, db.Name).Scan(&active)
 		return active
 	})
 	return stop

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/retry"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
+)
+
+type role int
+
+const (
+	roleConnector role = 1 << iota
+	roleSink
+)
+
+func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onesignal-cdc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return usageError{err}
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return usageError{err}
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush of stderr
+	connector.Version = version
+
+	brokers := cfg.Kafka.Brokers
+	if cfg.EmbeddedKafka() {
+		emb, err := broker.StartEmbedded(cfg.Kafka.EmbeddedListen)
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		brokers = emb.Brokers()
+		log.Warn("using the embedded Kafka broker: it keeps events in memory only and loses them when the process exits; for development, never production",
+			zap.Strings("brokers", brokers))
+	}
+	topics := make([]string, 0, 2)
+	for _, t := range cfg.Mapping.Tables() {
+		topics = append(topics, cfg.Kafka.TopicPrefix+"."+t)
+	}
+	err = retry.Policy{Max: 5 * time.Second}.Do(ctx, func() error {
+		return retry.Transient(broker.EnsureTopics(ctx, brokers, cfg.Kafka.Partitions, topics...))
+	}, func(err error, wait time.Duration) {
+		log.Warn("kafka not reachable; retrying", zap.Error(err), zap.Duration("wait", wait))
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	var components []component
+	if roles&roleConnector != 0 {
+		w := broker.NewWriter(brokers, 1000)
+		defer w.Close()
+		log.Info("connector source", pgTarget(cfg.Postgres.DSN.Reveal())...)
+		components = append(components, connector.New(connector.Config{
+			DSN:            cfg.Postgres.DSN.Reveal(),
+			Slot:           cfg.Postgres.Slot,
+			Publication:    cfg.Postgres.Publication,
+			Tables:         cfg.Mapping.Tables(),
+			TopicPrefix:    cfg.Kafka.TopicPrefix,
+			StatusInterval: cfg.Postgres.StatusInterval,
+		}, w, log))
+	}
+	if roles&roleSink != 0 {
+		api, err := onesignal.New(onesignal.Config{
+			BaseURL: cfg.OneSignal.BaseURL,
+			AppID:   cfg.OneSignal.AppID,
+			APIKey:  onesignal.Secret(cfg.OneSignal.APIKey.Reveal()),
+		})
+		if err != nil {
+			return usageError{err}
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{
+			Brokers:           brokers,
+			GroupID:           cfg.Kafka.ConsumerGroup,
+			GroupTopics:       topics,
+			MinBytes:          1,
+			MaxBytes:          1 << 20,
+			MaxWait:           500 * time.Millisecond,
+			StartOffset:       kafka.FirstOffset,
+			CommitInterval:    0, // the sink commits explicitly, only what is applied
+			HeartbeatInterval: 3 * time.Second,
+			SessionTimeout:    30 * time.Second,
+		})
+		defer r.Close()
+		components = append(components, sink.New(sink.Config{Workers: cfg.OneSignal.Workers}, r, api, &cfg.Mapping, log))
+	}
+	return runAll(ctx, components)
+}
+
+type component interface{ Run(ctx context.Context) error }
+
+// runAll runs the components until ctx ends or one of them fails, which
+// stops the others; it returns the first failure.
+func runAll(ctx context.Context, cs []component) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			if err := c.Run(ctx); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if cfg.Format == "console" {
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
+}
+
+// pgTarget describes a DSN for the log without its password.
+func pgTarget(dsn string) []zap.Field {
+	c, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil
+	}
+	return []zap.Field{zap.String("host", c.Host), zap.Uint16("port", c.Port), zap.String("database", c.Database), zap.String("user", c.User)}
+}

@@ -1,0 +1,164 @@
+package onesignal
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultBaseURL is where OneSignal serves the user-model API.
+const DefaultBaseURL = "https://api.onesignal.com"
+
+// DefaultTimeout bounds one HTTP request when Config.HTTPClient is nil.
+const DefaultTimeout = 30 * time.Second
+
+const (
+	// maxErrorBody caps how much of an error response is kept for its
+	// messages; OneSignal's envelopes are a few hundred bytes.
+	maxErrorBody = 64 << 10
+	// maxDrain caps how much of any response is read just to be able to
+	// reuse the connection. A longer body is abandoned with its connection.
+	maxDrain = 1 << 20
+)
+
+// Config is what the client needs to reach one OneSignal app.
+type Config struct {
+	BaseURL    string       // default DefaultBaseURL; a path prefix is kept
+	AppID      string       // required: the app's ID (Settings › Keys & IDs)
+	APIKey     Secret       // required: an App API key, sent as "Authorization: Key <key>"
+	HTTPClient *http.Client // default: a client with DefaultTimeout
+}
+
+// Secret holds a credential. It prints and marshals as "[redacted]" so that
+// logging a config, or an error that embeds one, cannot leak it.
+type Secret string
+
+const redacted = "[redacted]"
+
+// Reveal returns the credential itself.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) String() string   { return redacted }
+func (s Secret) GoString() string { return redacted }
+
+// MarshalText keeps the secret out of JSON, YAML and anything else that
+// encodes through encoding.TextMarshaler.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// MarshalJSON redacts too, for JSON encoders that look for json.Marshaler
+// but not for encoding.TextMarshaler.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(redacted) }
+
+// Client calls OneSignal's user-model REST API for one app.
+type Client struct {
+	base    string // scheme://host[/prefix], no trailing slash
+	appPath string // "/apps/{escaped app_id}"
+	auth    string // the Authorization header value
+	http    *http.Client
+}
+
+// New checks cfg and returns a client. Every problem in cfg is reported at
+// once, each with what to do about it.
+func New(cfg Config) (*Client, error) {
+	var errs []error
+	if cfg.AppID == "" {
+		errs = append(errs, errors.New("onesignal.app_id is empty: set it to your app's ID from Settings › Keys & IDs"))
+	} else if strings.TrimSpace(cfg.AppID) != cfg.AppID {
+		errs = append(errs, errors.New("onesignal.app_id has leading or trailing spaces: remove them"))
+	}
+	if cfg.APIKey == "" {
+		errs = append(errs, errors.New("onesignal.api_key is empty: set it to an App API key from Settings › Keys & IDs"))
+	} else if k := cfg.APIKey.Reveal(); strings.TrimSpace(k) != k {
+		// A key read from a file often ends in a newline, which net/http
+		// would refuse later with a far less helpful message.
+		errs = append(errs, errors.New("onesignal.api_key has leading or trailing whitespace (often a newline from a key file): remove it"))
+	}
+	base := cfg.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	if u, err := url.Parse(base); err != nil {
+		errs = append(errs, fmt.Errorf("onesignal.base_url %q does not parse: %w; leave it empty for %s", base, errors.Unwrap(err), DefaultBaseURL))
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("onesignal.base_url %q is not an absolute http(s) URL: leave it empty for %s", base, DefaultBaseURL))
+	} else if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		errs = append(errs, fmt.Errorf("onesignal.base_url must not carry credentials, a query or a fragment: use scheme://host[/prefix]"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: DefaultTimeout}
+	}
+	return &Client{
+		base:    strings.TrimRight(base, "/"),
+		appPath: "/apps/" + url.PathEscape(cfg.AppID),
+		auth:    "Key " + cfg.APIKey.Reveal(),
+		http:    hc,
+	}, nil
+}
+
+// call is one request. endpoint is the method and path template that errors
+// show; path is the real, escaped path below the app. body, if not nil, is
+// sent as JSON. It returns the status of a 2xx answer, having read its body,
+// or an *APIError or *TransportError.
+func (c *Client) call(ctx context.Context, endpoint, path string, body any) (int, error) {
+	method, _, _ := strings.Cut(endpoint, " ")
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, fmt.Errorf("%s: encode request: %w", endpoint, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+c.appPath+path, rd)
+	if err != nil {
+		return 0, fmt.Errorf("%s: build request: %w", endpoint, stripURL(err))
+	}
+	req.Header.Set("Authorization", c.auth)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, &TransportError{Endpoint: endpoint, Err: stripURL(err)}
+	}
+	defer resp.Body.Close()
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	var kept []byte
+	if !ok {
+		kept, err = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	}
+	if err == nil {
+		// Reading to the end lets the connection be reused, and a body that
+		// breaks off means the answer cannot be trusted: the caller repeats
+		// the (idempotent) attempt.
+		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	}
+	if err != nil {
+		return 0, &TransportError{Endpoint: endpoint, Err: fmt.Errorf("read %d response: %w", resp.StatusCode, stripURL(err))}
+	}
+	if !ok {
+		return 0, newAPIError(endpoint, resp, kept)
+	}
+	return resp.StatusCode, nil
+}
+
+// stripURL drops the request URL that net/http puts into its errors: it
+// holds user and subscription IDs, which the endpoint template replaces.
+func stripURL(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,200 @@
+package onesignal
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// APIError is an error status from OneSignal.
+type APIError struct {
+	// Method and Endpoint name the request by template, e.g. "PATCH" and
+	// "PATCH /apps/{app_id}/users/by/external_id/{external_id}".
+	Method, Endpoint string
+	StatusCode       int
+	// Messages is the text of OneSignal's error envelope, one entry per
+	// error; a body that is no envelope is kept (first 200 bytes) as one.
+	Messages []string
+	// RetryAfter is the wait the server asked for (integer-seconds
+	// Retry-After header), 0 when it asked for none.
+	RetryAfter time.Duration
+
+	// noUsersEndpoint is set when create user, a route with no ID of a
+	// user or subscription in it, answered 404: the base URL or app ID is
+	// wrong, and every other request will fail the same way.
+	noUsersEndpoint bool
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: HTTP %d %s", e.Endpoint, e.StatusCode, http.StatusText(e.StatusCode))
+	if len(e.Messages) > 0 {
+		b.WriteString(": ")
+		b.WriteString(strings.Join(e.Messages, "; "))
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	if e.noUsersEndpoint {
+		b.WriteString(" (the users endpoint is missing: check onesignal.base_url and onesignal.app_id)")
+	}
+	return b.String()
+}
+
+// Retryable reports whether the same request may succeed later: timeouts,
+// rate limits and server faults.
+func (e *APIError) Retryable() bool {
+	return e.StatusCode == http.StatusRequestTimeout ||
+		e.StatusCode == http.StatusTooManyRequests ||
+		e.StatusCode >= 500
+}
+
+// Fatal reports whether no request can succeed until the configuration is
+// fixed: the key is wrong, revoked or not allowed from this address (401,
+// 403); OneSignal does not know the app (400 "app_id not found": the client
+// always sends the Content-Type that message also blames, so only the app
+// ID or key is left); or the users endpoint itself answered 404.
+func (e *APIError) Fatal() bool {
+	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden || e.noUsersEndpoint {
+		return true
+	}
+	return e.StatusCode == http.StatusBadRequest && e.mentions("app_id not found")
+}
+
+// RetryAfterDuration returns RetryAfter; it is the method the retry loop
+// looks for.
+func (e *APIError) RetryAfterDuration() time.Duration { return e.RetryAfter }
+
+// mentions reports whether any message contains s, ignoring case.
+func (e *APIError) mentions(s string) bool {
+	s = strings.ToLower(s)
+	for _, m := range e.Messages {
+		if strings.Contains(strings.ToLower(m), s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TransportError is a request that got no complete answer. Whether
+// OneSignal applied it is unknown, so it is always worth repeating.
+type TransportError struct {
+	Endpoint string // method and path template, as in APIError
+	Err      error
+}
+
+func (e *TransportError) Error() string   { return e.Endpoint + ": " + e.Err.Error() }
+func (e *TransportError) Unwrap() error   { return e.Err }
+func (e *TransportError) Retryable() bool { return true }
+
+func newAPIError(endpoint string, resp *http.Response, body []byte) *APIError {
+	method, _, _ := strings.Cut(endpoint, " ")
+	return &APIError{
+		Method:     method,
+		Endpoint:   endpoint,
+		StatusCode: resp.StatusCode,
+		Messages:   parseMessages(body),
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
+	}
+}
+
+// parseRetryAfter reads the integer-seconds form, the only one OneSignal
+// documents. The HTTP-date form, and nonsense, count as no advice.
+func parseRetryAfter(v string) time.Duration {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n <= 0 || n > int64(24*time.Hour/time.Second) {
+		return 0
+	}
+	return time.Duration(n) * time.Second
+}
+
+// rawLimit is how much of a body that is not an error envelope is kept.
+const rawLimit = 200
+
+// parseMessages extracts the text of OneSignal's error envelopes:
+//
+//	{"errors": ["msg", …]}
+//	{"errors": [{"code": …, "title": …, "meta": …}, …]}
+//	{"errors": "msg"}
+//	{"success": false}  (and any other JSON without "errors")
+//
+// Whatever text is there is kept; what does not fit the shapes above is kept
+// as raw (truncated) text rather than dropped.
+func parseMessages(body []byte) []string {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil
+	}
+	var env struct {
+		Errors json.RawMessage `json:"errors"`
+	}
+	if json.Unmarshal(body, &env) != nil || len(env.Errors) == 0 || string(env.Errors) == "null" {
+		return []string{truncate(body)}
+	}
+	var one string
+	if json.Unmarshal(env.Errors, &one) == nil {
+		return []string{one}
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(env.Errors, &list) != nil {
+		return []string{truncate(env.Errors)}
+	}
+	msgs := make([]string, 0, len(list))
+	for _, item := range list {
+		msgs = append(msgs, describe(item))
+	}
+	return msgs
+}
+
+// describe renders one entry of an "errors" array.
+func describe(item json.RawMessage) string {
+	var s string
+	if json.Unmarshal(item, &s) == nil {
+		return s
+	}
+	var obj struct {
+		Code  json.RawMessage `json:"code"`
+		Title string          `json:"title"`
+		Meta  json.RawMessage `json:"meta"`
+	}
+	if json.Unmarshal(item, &obj) != nil || (obj.Title == "" && len(obj.Code) == 0) {
+		return truncate(item)
+	}
+	var parts []string
+	if len(obj.Code) > 0 && string(obj.Code) != "null" {
+		var code string
+		if json.Unmarshal(obj.Code, &code) != nil {
+			code = string(obj.Code)
+		}
+		parts = append(parts, code+":")
+	}
+	if obj.Title != "" {
+		parts = append(parts, obj.Title)
+	}
+	if len(obj.Meta) > 0 && string(obj.Meta) != "null" {
+		var compact bytes.Buffer
+		if json.Compact(&compact, obj.Meta) == nil {
+			parts = append(parts, "meta="+truncate(compact.Bytes()))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// truncate returns at most the first rawLimit bytes of b as text, cut
+// before a rune that would not fit.
+func truncate(b []byte) string {
+	s := string(b)
+	if len(b) > rawLimit {
+		cut := rawLimit
+		for cut > 0 && !utf8.RuneStart(b[cut]) {
+			cut--
+		}
+		s = string(b[:cut]) + "…"
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}

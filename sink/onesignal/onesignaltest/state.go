@@ -1,0 +1,79 @@
+package onesignaltest
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// State is a copy of everything the emulator holds, for tests to inspect.
+// GET /emulator/state serves it as JSON.
+type State struct {
+	Users         []User         `json:"users"`         // sorted by onesignal_id
+	Subscriptions []Subscription `json:"subscriptions"` // sorted by id
+}
+
+// User is one OneSignal user.
+type User struct {
+	OneSignalID   string            `json:"onesignal_id"`
+	Identity      map[string]string `json:"identity"`      // all aliases, onesignal_id included
+	Tags          map[string]string `json:"tags"`          // never nil
+	Subscriptions []string          `json:"subscriptions"` // subscription ids, sorted
+}
+
+// Subscription is one device (push token), email address or phone number.
+type Subscription struct {
+	ID          string `json:"id"`
+	Type        string `json:"type"` // e.g. "AndroidPush", "iOSPush", "Email", "SMS"
+	Token       string `json:"token"`
+	OneSignalID string `json:"onesignal_id"` // its owner
+}
+
+// UserByExternalID finds the user whose external_id alias is ext.
+func (s State) UserByExternalID(ext string) (User, bool) {
+	for _, u := range s.Users {
+		if id, ok := u.Identity["external_id"]; ok && id == ext {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// ExternalIDOf returns the external_id of the subscription's owner, "" when
+// the owner has none (or the subscription is unknown).
+func (s State) ExternalIDOf(subscriptionID string) string {
+	for _, sub := range s.Subscriptions {
+		if sub.ID != subscriptionID {
+			continue
+		}
+		for _, u := range s.Users {
+			if u.OneSignalID == sub.OneSignalID {
+				return u.Identity["external_id"]
+			}
+		}
+	}
+	return ""
+}
+
+// snapshot copies the store into a State that shares no memory with it.
+func (s *store) snapshot() State {
+	st := State{Users: []User{}, Subscriptions: []Subscription{}}
+	for _, u := range s.users {
+		subs := append([]string{}, u.subs...)
+		slices.Sort(subs)
+		st.Users = append(st.Users, User{
+			OneSignalID:   u.id,
+			Identity:      s.identity(u),
+			Tags:          maps.Clone(u.tags),
+			Subscriptions: subs,
+		})
+	}
+	for _, sub := range s.subs {
+		st.Subscriptions = append(st.Subscriptions, Subscription{
+			ID: sub.id, Type: sub.typ, Token: sub.token, OneSignalID: sub.owner,
+		})
+	}
+	slices.SortFunc(st.Users, func(a, b User) int { return strings.Compare(a.OneSignalID, b.OneSignalID) })
+	slices.SortFunc(st.Subscriptions, func(a, b Subscription) int { return strings.Compare(a.ID, b.ID) })
+	return st
+}

@@ -1,0 +1,285 @@
+package sink_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
+	"github.com/onesignal-cdc/onesignal-cdc/retry"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
+)
+
+const topic = "cdc.public.users"
+
+var mapping = &transform.Mapping{Users: &transform.UsersMapping{
+	Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": ""},
+}}
+
+// userEvent is the event of a users row with the given plan.
+func userEvent(id, plan string) kafka.Message {
+	ev := event.Envelope{
+		Op:     event.OpCreate,
+		After:  event.Row{{Name: "external_id", Value: event.AppendString(nil, id)}, {Name: "plan", Value: event.AppendString(nil, plan)}},
+		Source: event.Source{Connector: "postgresql", Schema: "public", Table: "users", Snapshot: "false"},
+	}
+	return kafka.Message{Topic: topic, Key: event.AppendString(nil, id), Value: ev.Encode(nil)}
+}
+
+// produce writes messages into a one-partition topic.
+func produce(t *testing.T, b *broker.Embedded, msgs ...kafka.Message) {
+	t.Helper()
+	ctx := context.Background()
+	if err := broker.EnsureTopics(ctx, b.Brokers(), 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	w := broker.NewWriter(b.Brokers(), 1000)
+	defer w.Close()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newReader(b *broker.Embedded, group string) *kafka.Reader {
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers: b.Brokers(), GroupID: group, GroupTopics: []string{topic},
+		MaxWait: 500 * time.Millisecond, StartOffset: kafka.FirstOffset, MaxBytes: 1 << 20,
+	})
+}
+
+// running is a sink started by runSink.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// stop cancels the sink and returns Run's error.
+func (r *running) stop() error {
+	r.cancel()
+	<-r.done
+	return r.err
+}
+
+// wait returns Run's error once it stopped by itself, or fails the test.
+func (r *running) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sink did not stop by itself")
+		return nil
+	}
+}
+
+// runSink runs a sink until the test ends.
+func runSink(t *testing.T, b *broker.Embedded, group string, api sink.OneSignal) *running {
+	t.Helper()
+	r := newReader(b, group)
+	s := sink.New(sink.Config{Workers: 8, CommitInterval: 50 * time.Millisecond, Retry: retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond}}, r, api, mapping, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &running{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		run.err = s.Run(ctx)
+		r.Close()
+	}()
+	t.Cleanup(func() { run.stop() })
+	return run
+}
+
+// committed returns the group's committed offset of partition 0 (-1: none).
+func committed(t *testing.T, b *broker.Embedded, group string) int64 {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(b.Brokers()...)}
+	resp, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range resp.Topics[topic] {
+		return p.CommittedOffset
+	}
+	return -1
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func newClient(t *testing.T, url, key string) *onesignal.Client {
+	t.Helper()
+	c, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: onesignal.Secret(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestSinkAppliesEveryEventAndCommitsItsOffset(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	var msgs []kafka.Message
+	for i := range 100 {
+		msgs = append(msgs, userEvent(fmt.Sprintf("u%d", i), "free"))
+	}
+	msgs = append(msgs, userEvent("u7", "pro")) // a later change of the same key wins
+	produce(t, b, msgs...)
+	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "key"})
+
+	run := runSink(t, b, "g", newClient(t, url, "key"))
+	waitFor(t, "all 101 offsets to be committed", func() bool { return committed(t, b, "g") == 101 })
+	if err := run.stop(); err != nil {
+		t.Fatalf("sink: %v", err)
+	}
+	st := emu.State()
+	if len(st.Users) != 100 {
+		t.Errorf("%d users, want 100", len(st.Users))
+	}
+	if u, _ := st.UserByExternalID("u7"); u.Tags["plan"] != "pro" {
+		t.Errorf("u7 tags %v, want plan=pro", u.Tags)
+	}
+}
+
+// gatedAPI holds calls for one external id until released, and fails
+// permanently for another.
+type gatedAPI struct {
+	sink.OneSignal
+	hold    string
+	release chan struct{}
+	mu      sync.Mutex
+	applied map[string]bool
+}
+
+func (g *gatedAPI) SetTags(ctx context.Context, id string, tags map[string]string) error {
+	if id == g.hold {
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.applied[id] = true
+	return nil
+}
+
+func (g *gatedAPI) has(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.applied[id]
+}
+
+func TestSinkNeverCommitsPastAMessageStillBeingApplied(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	var msgs []kafka.Message
+	for i := range 50 {
+		msgs = append(msgs, userEvent(fmt.Sprintf("u%d", i), "free"))
+	}
+	produce(t, b, msgs...)
+	api := &gatedAPI{hold: "u10", release: make(chan struct{}), applied: map[string]bool{}}
+	run := runSink(t, b, "g", api)
+
+	// u49 hashes to another worker than u10 (a worker applies its keys in
+	// order, so those sharing u10's worker wait behind it).
+	waitFor(t, "a message after the held one to be applied", func() bool { return api.has("u49") })
+	time.Sleep(200 * time.Millisecond) // several commit intervals
+	if got := committed(t, b, "g"); got > 10 {
+		t.Fatalf("committed offset %d while message 10 is still being applied", got)
+	}
+	close(api.release)
+	waitFor(t, "everything to be committed once message 10 is applied", func() bool { return committed(t, b, "g") == 50 })
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSinkStopsOnAPermanentErrorWithoutCommittingIt(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	bad := userEvent("u1", "free")
+	bad.Value = []byte(`{"not":"an envelope"}`)
+	produce(t, b, userEvent("u0", "free"), bad, userEvent("u2", "free"))
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "key"})
+	err := runSink(t, b, "g", newClient(t, url, "key")).wait(t)
+	if err == nil || !strings.Contains(err.Error(), topic+"/0@1") {
+		t.Fatalf("sink stopped with %v, want an error naming the message's position", err)
+	}
+	if got := committed(t, b, "g"); got > 1 {
+		t.Fatalf("committed offset %d: the unapplied message 1 was committed", got)
+	}
+}
+
+func TestSinkStopsOnWrongCredentialsInsteadOfDrainingTheTopic(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	produce(t, b, userEvent("u0", "free"), userEvent("u1", "free"))
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "right-key"})
+	err := runSink(t, b, "g", newClient(t, url, "wrong-key")).wait(t)
+	if err == nil || !strings.Contains(err.Error(), "check onesignal.app_id and onesignal.api_key") {
+		t.Fatalf("sink stopped with %v, want the credentials named", err)
+	}
+	if strings.Contains(err.Error(), "wrong-key") {
+		t.Errorf("the error shows the key: %v", err)
+	}
+	if got := committed(t, b, "g"); got > 0 {
+		t.Fatalf("committed offset %d with credentials OneSignal refused", got)
+	}
+}
+
+// flakyAPI fails every call's first attempts with retryable errors.
+type flakyAPI struct {
+	sink.OneSignal
+	mu    sync.Mutex
+	tries map[string]int
+}
+
+type unavailable struct{}
+
+func (unavailable) Error() string   { return "503 Service Unavailable" }
+func (unavailable) Retryable() bool { return true }
+
+func (f *flakyAPI) SetTags(_ context.Context, id string, _ map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tries[id]++
+	if f.tries[id] < 3 {
+		return unavailable{}
+	}
+	return nil
+}
+
+func TestSinkRetriesTransientErrorsUntilTheyPass(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	produce(t, b, userEvent("u0", "free"), userEvent("u1", "free"))
+	api := &flakyAPI{tries: map[string]int{}}
+	run := runSink(t, b, "g", api)
+	waitFor(t, "both offsets to be committed", func() bool { return committed(t, b, "g") == 2 })
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if api.tries["u0"] != 3 || api.tries["u1"] != 3 {
+		t.Errorf("tries %v, want 3 each", api.tries)
+	}
+}
