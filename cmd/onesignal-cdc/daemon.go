@@ -115,7 +115,9 @@ func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) er
 	return runAll(ctx, components)
 }
 
-type component interface{ Run(ctx context.Context) error }
+type component interface {
+	Run(ctx context.Context) error
+}
 
 // runAll runs the components until ctx ends or one of them fails, which
 // stops the others; it returns the first failure.
