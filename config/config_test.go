@@ -83,3 +83,10 @@ func TestSecretsNeverPrint(t *testing.T) {
 		}
 	}
 }
+
+func TestTheExampleConfigLoads(t *testing.T) {
+	t.Setenv("ONESIGNAL_CDC_ONESIGNAL_API_KEY", "key")
+	if _, err := Load("../deploy/onesignal-cdc.example.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
