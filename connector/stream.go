@@ -28,6 +28,11 @@ type session struct {
 	nextStatus time.Time
 	// reported is the LSN last sent to Postgres.
 	reported pglogrepl.LSN
+	// queue feeds the producer; producerDone is closed when the producer
+	// returned, with producerErr set.
+	queue        chan outgoing
+	producerDone chan struct{}
+	producerErr  error
 }
 
 // stream runs one session until ctx ends (nil) or the connection fails.
@@ -65,22 +70,23 @@ func (c *Connector) stream(ctx context.Context) error {
 	}
 	c.log.Info("streaming", zap.String("slot", c.cfg.Slot), zap.Stringer("lsn", start), zap.Duration("status_interval", s.interval))
 
-	queue := make(chan outgoing, c.cfg.QueueSize)
+	s.queue = make(chan outgoing, c.cfg.QueueSize)
+	s.producerDone = make(chan struct{})
 	// The producer outlives ctx on a clean stop, to flush what is buffered;
 	// it is cancelled at once when the session fails, since Postgres will
 	// resend all of it.
 	pctx, cancelProducer := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelProducer()
-	producerDone := make(chan error, 1)
 	go func() {
-		producerDone <- (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize}).run(pctx, queue)
+		defer close(s.producerDone)
+		s.producerErr = (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize}).run(pctx, s.queue)
 	}()
 
-	readErr := s.read(ctx, newDecoder(db, c.cfg.TopicPrefix, c.now), queue, producerDone)
-	close(queue)
+	readErr := s.read(ctx, newDecoder(db, c.cfg.TopicPrefix, c.now))
+	close(s.queue)
 	if readErr != nil && ctx.Err() == nil {
 		cancelProducer()
-		<-producerDone
+		<-s.producerDone
 		return readErr
 	}
 	// A clean stop: let the buffered events reach Kafka, then report how far
@@ -88,14 +94,14 @@ func (c *Connector) stream(ctx context.Context) error {
 	timer := time.NewTimer(c.cfg.ShutdownTimeout)
 	defer timer.Stop()
 	select {
-	case err := <-producerDone:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			c.log.Warn("flushing events at shutdown failed; Postgres resends them on the next start", zap.Error(err))
+	case <-s.producerDone:
+		if s.producerErr != nil {
+			c.log.Warn("flushing events at shutdown failed; Postgres resends them on the next start", zap.Error(s.producerErr))
 		}
 	case <-timer.C:
 		c.log.Warn("flushing events at shutdown timed out; Postgres resends them on the next start")
 		cancelProducer()
-		<-producerDone
+		<-s.producerDone
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -107,8 +113,8 @@ func (c *Connector) stream(ctx context.Context) error {
 }
 
 // read receives WAL until ctx ends or something fails, handing row changes
-// to the producer through queue.
-func (s *session) read(ctx context.Context, dec *decoder, queue chan<- outgoing, producerDone <-chan error) error {
+// to the producer.
+func (s *session) read(ctx context.Context, dec *decoder) error {
 	var txn *checkpoint.Txn
 	for {
 		if err := s.statusIfDue(ctx); err != nil {
@@ -127,8 +133,8 @@ func (s *session) read(ctx context.Context, dec *decoder, queue chan<- outgoing,
 			return fmt.Errorf("receive from walsender: %w", err)
 		}
 		select {
-		case err := <-producerDone:
-			return fmt.Errorf("kafka producer stopped: %w", err)
+		case <-s.producerDone:
+			return s.producerStopped()
 		default:
 		}
 		var data []byte
@@ -169,7 +175,7 @@ func (s *session) read(ctx context.Context, dec *decoder, queue chan<- outgoing,
 			case stepChange:
 				txn.Add()
 				msg := kafka.Message{Topic: st.change.topic, Key: st.change.key, Value: st.change.value}
-				if err := s.enqueue(ctx, queue, outgoing{msg: msg, txn: txn}, producerDone); err != nil {
+				if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn}); err != nil {
 					return err
 				}
 			case stepCommit:
@@ -183,21 +189,21 @@ func (s *session) read(ctx context.Context, dec *decoder, queue chan<- outgoing,
 // enqueue hands an event to the producer, blocking while the queue is full
 // (Kafka is slow or down) but still answering the server on time, so a
 // Kafka outage does not also cost the replication connection.
-func (s *session) enqueue(ctx context.Context, queue chan<- outgoing, o outgoing, producerDone <-chan error) error {
+func (s *session) enqueue(ctx context.Context, o outgoing) error {
 	select {
-	case queue <- o:
+	case s.queue <- o:
 		return nil
 	default:
 	}
 	for {
 		timer := time.NewTimer(time.Until(s.nextStatus))
 		select {
-		case queue <- o:
+		case s.queue <- o:
 			timer.Stop()
 			return nil
-		case err := <-producerDone:
+		case <-s.producerDone:
 			timer.Stop()
-			return fmt.Errorf("kafka producer stopped: %w", err)
+			return s.producerStopped()
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
@@ -207,6 +213,16 @@ func (s *session) enqueue(ctx context.Context, queue chan<- outgoing, o outgoing
 			}
 		}
 	}
+}
+
+// producerStopped explains a producer that returned while the session
+// still ran: only an error no retry can fix makes it do that.
+func (s *session) producerStopped() error {
+	err := fmt.Errorf("kafka producer stopped: %w", s.producerErr)
+	if errors.Is(s.producerErr, kafka.MessageSizeTooLarge) {
+		err = fmt.Errorf("%w: a row's event is larger than Kafka accepts; raise max.message.bytes on its topic (and message.max.bytes on the brokers)", err)
+	}
+	return &fatalError{err}
 }
 
 func (s *session) statusIfDue(ctx context.Context) error {
