@@ -116,6 +116,24 @@ func (t *LSNTracker) Confirmed() pglogrepl.LSN {
 	return t.confirmed
 }
 
+// AdvanceIdle moves the confirmed LSN to lsn when no transaction is in
+// flight, and reports whether it did. The reader calls it with the server's
+// WAL end from a keepalive: every transaction committed before that point
+// has already been received, and with none in flight all of them are in
+// Kafka, so Postgres may forget the WAL in between (written by tables we
+// do not publish, or by other databases). Transactions still running there
+// are resent after a restart, since Postgres resends every transaction
+// committing after the confirmed point.
+func (t *LSNTracker) AdvanceIdle(lsn pglogrepl.LSN) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.open) > 0 || lsn <= t.confirmed {
+		return false
+	}
+	t.confirmed = lsn
+	return true
+}
+
 // InFlight returns how many transactions are begun and not yet confirmable.
 func (t *LSNTracker) InFlight() int {
 	t.mu.Lock()

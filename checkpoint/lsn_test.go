@@ -103,3 +103,20 @@ func TestLSNTrackerPanicsOnMoreAcksThanEvents(t *testing.T) {
 	tr := NewLSNTracker(0)
 	tr.Begin().Ack()
 }
+
+func TestLSNTrackerAdvancesToTheServersWALEndOnlyWhenIdle(t *testing.T) {
+	tr := NewLSNTracker(100)
+	x := tr.Begin()
+	x.Add()
+	if tr.AdvanceIdle(500) || tr.Confirmed() != 100 {
+		t.Fatalf("advanced to %s with a transaction in flight", tr.Confirmed())
+	}
+	tr.Commit(x, 200)
+	x.Ack()
+	if !tr.AdvanceIdle(500) || tr.Confirmed() != 500 {
+		t.Fatalf("confirmed %s when idle, want the WAL end 500", tr.Confirmed())
+	}
+	if tr.AdvanceIdle(400) || tr.Confirmed() != 500 {
+		t.Fatalf("moved back to %s", tr.Confirmed())
+	}
+}

@@ -40,6 +40,9 @@ type Postgres struct {
 	// StatusInterval is how often the connector reports its confirmed LSN;
 	// default 10s, and never more than a quarter of wal_sender_timeout.
 	StatusInterval time.Duration `yaml:"status_interval"`
+	// HeartbeatInterval is how often a heartbeat message is written to the
+	// WAL so an idle database's slot still advances; default 10s, 0 off.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 }
 
 // Embedded is the value of kafka.brokers that runs an in-process broker.
@@ -96,9 +99,10 @@ func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
 func Default() Config {
 	return Config{
 		Postgres: Postgres{
-			Slot:           "onesignal_cdc",
-			Publication:    "onesignal_cdc",
-			StatusInterval: 10 * time.Second,
+			Slot:              "onesignal_cdc",
+			Publication:       "onesignal_cdc",
+			StatusInterval:    10 * time.Second,
+			HeartbeatInterval: 10 * time.Second,
 		},
 		Kafka: Kafka{
 			Brokers:        []string{Embedded},
@@ -190,6 +194,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Postgres.StatusInterval < 100*time.Millisecond {
 		bad("postgres.status_interval %s is too short: use at least 100ms (default 10s)", c.Postgres.StatusInterval)
+	}
+	if c.Postgres.HeartbeatInterval != 0 && c.Postgres.HeartbeatInterval < 100*time.Millisecond {
+		bad("postgres.heartbeat_interval %s is too short: use at least 100ms, or 0 to turn heartbeats off (default 10s)", c.Postgres.HeartbeatInterval)
 	}
 	if len(c.Kafka.Brokers) == 0 {
 		bad("kafka.brokers is empty: list host:port brokers, or [embedded] for the in-process development broker")

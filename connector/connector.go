@@ -35,8 +35,13 @@ type Config struct {
 	Tables         []string      // "schema.table" names to capture
 	TopicPrefix    string        // topics are <prefix>.<schema>.<table>
 	StatusInterval time.Duration // how often to report the confirmed LSN
-	QueueSize      int           // events buffered between the WAL reader and Kafka; default 4096
-	BatchSize      int           // most events per Kafka write; default 1000
+	// HeartbeatInterval is how often the connector writes a logical
+	// decoding message into the WAL (pg_logical_emit_message), so that a
+	// database whose published tables are idle still moves the stream and
+	// lets the slot release WAL; 0 turns it off.
+	HeartbeatInterval time.Duration
+	QueueSize         int // events buffered between the WAL reader and Kafka; default 4096
+	BatchSize         int // most events per Kafka write; default 1000
 	// ShutdownTimeout bounds how long a stop waits for buffered events to
 	// reach Kafka; default 10s. What does not make it is resent by Postgres.
 	ShutdownTimeout time.Duration

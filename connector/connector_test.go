@@ -24,7 +24,12 @@ import (
 // function stops it (and is also called at cleanup).
 func startConnector(t *testing.T, db *pgtest.DB, kafka *broker.Embedded) (stop func()) {
 	t.Helper()
-	cfg := connector.Config{
+	return startConnectorWith(t, db, kafka, testConfig(db))
+}
+
+// testConfig is the connector configuration of these tests.
+func testConfig(db *pgtest.DB) connector.Config {
+	return connector.Config{
 		DSN:            db.DSN,
 		Slot:           db.Name,
 		Publication:    "cdc",
@@ -32,6 +37,11 @@ func startConnector(t *testing.T, db *pgtest.DB, kafka *broker.Embedded) (stop f
 		TopicPrefix:    "cdc",
 		StatusInterval: 200 * time.Millisecond,
 	}
+}
+
+// startConnectorWith runs a connector with cfg; see startConnector.
+func startConnectorWith(t *testing.T, db *pgtest.DB, kafka *broker.Embedded, cfg connector.Config) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := broker.EnsureTopics(ctx, kafka.Brokers(), 3, "cdc.public.users"); err != nil {
 		t.Fatal(err)
@@ -212,4 +222,25 @@ func confirmed(t *testing.T, db *pgtest.DB) pglogrepl.LSN {
 		t.Fatal(errors.New("slot vanished"))
 	}
 	return lsn(t, s)
+}
+
+func TestConnectorLetsAnIdleSlotAdvanceWhileOnlyUnpublishedTablesAreWritten(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	db.Exec(t, `CREATE TABLE audit_log (id bigserial PRIMARY KEY, line text)`)
+	kafka := kafkatest.Start(t)
+	cfg := testConfig(db)
+	const heartbeat = 500 * time.Millisecond
+	cfg.HeartbeatInterval = heartbeat
+	startConnectorWith(t, db, kafka, cfg)
+
+	before := confirmed(t, db)
+	db.Exec(t, `INSERT INTO audit_log (line) SELECT repeat('x', 200) FROM generate_series(1, 1000)`)
+	written := lsn(t, db.CurrentLSN(t))
+	start := time.Now()
+	waitFor(t, 2*heartbeat, "confirmed_flush_lsn to pass the unpublished writes within two heartbeats", func() bool {
+		return confirmed(t, db) >= written
+	})
+	t.Logf("slot advanced %d kB in %s with no published change", (written-before)>>10, time.Since(start).Round(10*time.Millisecond))
 }

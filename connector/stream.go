@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/segmentio/kafka-go"
@@ -81,6 +82,19 @@ func (c *Connector) stream(ctx context.Context) error {
 		defer close(s.producerDone)
 		s.producerErr = (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize}).run(pctx, s.queue)
 	}()
+
+	if c.cfg.HeartbeatInterval > 0 {
+		hctx, stopHeartbeat := context.WithCancel(ctx)
+		beating := make(chan struct{})
+		go func() {
+			defer close(beating)
+			c.heartbeat(hctx)
+		}()
+		defer func() {
+			stopHeartbeat()
+			<-beating
+		}()
+	}
 
 	readErr := s.read(ctx, newDecoder(db, c.cfg.TopicPrefix, c.now))
 	close(s.queue)
@@ -157,6 +171,7 @@ func (s *session) read(ctx context.Context, dec *decoder) error {
 			if err != nil {
 				return fmt.Errorf("parse keepalive: %w", err)
 			}
+			s.tracker.AdvanceIdle(ka.ServerWALEnd)
 			if ka.ReplyRequested {
 				s.nextStatus = time.Time{}
 			}
@@ -311,4 +326,44 @@ func replicationDSN(dsn string) (string, error) {
 		return dsn + sep + "replication=database", nil
 	}
 	return dsn + " replication=database", nil
+}
+
+// HeartbeatPrefix marks the connector's heartbeat messages in the WAL.
+const HeartbeatPrefix = "onesignal_cdc_heartbeat"
+
+// heartbeat writes a small non-transactional logical decoding message every
+// HeartbeatInterval until ctx ends. The message publishes nothing; it gives
+// the walsender WAL of this database to decode, after which its keepalive
+// carries a WAL end that the idle connector confirms. Failures are logged
+// and retried at the next beat: a missing heartbeat delays WAL release, it
+// loses nothing.
+func (c *Connector) heartbeat(ctx context.Context) {
+	t := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer t.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var err error
+		if conn == nil {
+			if conn, err = pgx.Connect(ctx, c.cfg.DSN); err != nil {
+				conn = nil
+				c.log.Warn("heartbeat: connect failed", zap.Error(err))
+				continue
+			}
+		}
+		if _, err = conn.Exec(ctx, `SELECT pg_logical_emit_message(false, $1, '')`, HeartbeatPrefix); err != nil && ctx.Err() == nil {
+			c.log.Warn("heartbeat failed", zap.Error(err))
+			conn.Close(context.WithoutCancel(ctx))
+			conn = nil
+		}
+	}
 }

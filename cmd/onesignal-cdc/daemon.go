@@ -80,12 +80,13 @@ func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) er
 		defer w.Close()
 		log.Info("connector source", pgTarget(cfg.Postgres.DSN.Reveal())...)
 		components = append(components, connector.New(connector.Config{
-			DSN:            cfg.Postgres.DSN.Reveal(),
-			Slot:           cfg.Postgres.Slot,
-			Publication:    cfg.Postgres.Publication,
-			Tables:         cfg.Mapping.Tables(),
-			TopicPrefix:    cfg.Kafka.TopicPrefix,
-			StatusInterval: cfg.Postgres.StatusInterval,
+			DSN:               cfg.Postgres.DSN.Reveal(),
+			Slot:              cfg.Postgres.Slot,
+			Publication:       cfg.Postgres.Publication,
+			Tables:            cfg.Mapping.Tables(),
+			TopicPrefix:       cfg.Kafka.TopicPrefix,
+			StatusInterval:    cfg.Postgres.StatusInterval,
+			HeartbeatInterval: cfg.Postgres.HeartbeatInterval,
 		}, w, log))
 	}
 	if roles&roleSink != 0 {
