@@ -95,6 +95,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 500*time.Millisecond, 30*time.Second, 0
 	b.Reset()
+	standing := false
 	for {
 		started := time.Now()
 		err := c.setup(ctx)
@@ -111,13 +112,33 @@ func (c *Connector) Run(ctx context.Context) error {
 			b.Reset() // a long healthy session: reconnect quickly
 		}
 		wait := b.NextBackOff()
-		c.log.Warn("replication interrupted; reconnecting", zap.Error(err), zap.Duration("wait", wait))
+		if slotInUse(err) {
+			// Another instance streams from the slot: stand by, and take
+			// over soon after it stops.
+			wait = standbyPoll
+			if !standing {
+				c.log.Info("the slot is in use by another process; waiting as a standby", zap.String("slot", c.cfg.Slot), zap.Error(err))
+			}
+			standing = true
+		} else {
+			standing = false
+			c.log.Warn("replication interrupted; reconnecting", zap.Error(err), zap.Duration("wait", wait))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
 	}
+}
+
+// standbyPoll is how often a standby tries to take the slot over.
+const standbyPoll = 2 * time.Second
+
+// slotInUse reports whether err says another process holds the slot.
+func slotInUse(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55006"
 }
 
 // transient reports whether reconnecting may help: the connection broke,
@@ -130,7 +151,7 @@ func transient(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
-		case pgErr.Code == "55006", // object_in_use: the slot is active elsewhere
+		case slotInUse(err),
 			strings.HasPrefix(pgErr.Code, "08"),  // connection exceptions
 			strings.HasPrefix(pgErr.Code, "57P"), // admin shutdown, crash shutdown, cannot connect now
 			pgErr.Code == "53300":                // too many connections

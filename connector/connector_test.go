@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 
 	"testing"
@@ -243,4 +244,80 @@ func TestConnectorLetsAnIdleSlotAdvanceWhileOnlyUnpublishedTablesAreWritten(t *t
 		return confirmed(t, db) >= written
 	})
 	t.Logf("slot advanced %d kB in %s with no published change", (written-before)>>10, time.Since(start).Round(10*time.Millisecond))
+}
+
+// externalIDs reads the external ids of the events in recs, counting copies.
+func externalIDs(t *testing.T, recs []kafkatest.Record) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for _, ev := range decodeAll(t, recs) {
+		v, _ := ev.After.Get("external_id")
+		var id string
+		if err := json.Unmarshal(v, &id); err != nil {
+			t.Fatal(err)
+		}
+		seen[id]++
+	}
+	return seen
+}
+
+func allOf(t *testing.T, ids ...string) func([]kafkatest.Record) bool {
+	return func(rs []kafkatest.Record) bool {
+		seen := externalIDs(t, rs)
+		for _, id := range ids {
+			if seen[id] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func TestConnectorReconnectsWithoutAGapWhenTheWalsenderIsTerminated(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	kafka := kafkatest.Start(t)
+	startConnector(t, db, kafka)
+
+	var ids []string
+	for round := range 3 {
+		db.Exec(t, `INSERT INTO users SELECT 'r' || $1::int || '-' || i, 'free', i FROM generate_series(1, 200) i`, round)
+		for i := 1; i <= 200; i++ {
+			ids = append(ids, fmt.Sprintf("r%d-%d", round, i))
+		}
+		db.Exec(t, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, db.Name)
+	}
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 60*time.Second, allOf(t, ids...))
+}
+
+func TestASecondConnectorStandsByAndTakesOverTheSlot(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	kafka := kafkatest.Start(t)
+	stopFirst := startConnector(t, db, kafka)
+
+	w := broker.NewWriter(kafka.Brokers(), 1000)
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	standbyDone := make(chan error, 1)
+	go func() { standbyDone <- connector.New(testConfig(db), w, zaptest.NewLogger(t)).Run(ctx) }()
+
+	db.Exec(t, `INSERT INTO users VALUES ('before', 'free', 1)`)
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, allOf(t, "before"))
+	select {
+	case err := <-standbyDone:
+		t.Fatalf("the standby gave up while the slot was busy: %v", err)
+	default:
+	}
+
+	stopFirst()
+	db.Exec(t, `INSERT INTO users VALUES ('after', 'free', 2)`)
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, allOf(t, "before", "after"))
+	cancel()
+	if err := <-standbyDone; err != nil {
+		t.Fatal(err)
+	}
 }
