@@ -24,6 +24,7 @@ const (
 	OpUpdate   Op = "u"
 	OpDelete   Op = "d"
 	OpSnapshot Op = "r" // a row read by a snapshot
+	OpTruncate Op = "t" // the table was truncated; no row images
 )
 
 // Unavailable is the value carried by a column whose value Postgres did not
@@ -201,10 +202,11 @@ func Decode(data []byte) (*Envelope, error) {
 		if e.Before == nil {
 			return nil, errors.New(`event op "d" has no "before" row: set REPLICA IDENTITY on the source table`)
 		}
+	case OpTruncate:
 	case "":
 		return nil, errors.New(`event has no "op": not a Debezium change envelope`)
 	default:
-		return nil, fmt.Errorf("event op %q is not one of c, u, d, r", e.Op)
+		return nil, fmt.Errorf("event op %q is not one of c, u, d, r, t", e.Op)
 	}
 	return &e, nil
 }

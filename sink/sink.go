@@ -161,6 +161,10 @@ func (s *Sink) handle(ctx context.Context, msg kafka.Message) error {
 	if err != nil {
 		return fmt.Errorf("message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
 	}
+	if ev.Op == event.OpTruncate {
+		s.log.Warn("the source table was truncated; OneSignal keeps its users and tags",
+			append(where(), zap.String("table", ev.Source.Schema+"."+ev.Source.Table))...)
+	}
 	ops, err := s.mapping.Transform(ev)
 	if err != nil {
 		return fmt.Errorf("message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)

@@ -49,8 +49,14 @@ var ErrBadRow = errors.New("row cannot be mapped")
 
 // Transform returns the operations that bring OneSignal in step with one
 // change event. An event of a table the mapping does not name is an error.
+//
+// A TRUNCATE gives no operations: OneSignal keeps the users and tags it
+// has, since a truncate carries no row to say which ones to clear.
 func (m *Mapping) Transform(ev *event.Envelope) ([]Op, error) {
 	table := ev.Source.Schema + "." + ev.Source.Table
+	if ev.Op == event.OpTruncate {
+		return nil, nil
+	}
 	switch {
 	case m.Users != nil && table == m.Users.Table:
 		return m.Users.transform(ev)

@@ -1,0 +1,87 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// StateStore keeps small records by key in a compacted, one-partition
+// topic, the way Kafka Connect keeps connector offsets: what the connector
+// must remember across restarts lives beside its events, not in the source
+// database and not on a local disk.
+type StateStore struct {
+	brokers []string
+	topic   string
+	w       *kafka.Writer
+}
+
+// OpenStateStore creates the topic when missing and returns the store.
+func OpenStateStore(ctx context.Context, brokers []string, topic string) (*StateStore, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: topic, NumPartitions: 1, ReplicationFactor: -1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
+	}}})
+	if err != nil {
+		return nil, fmt.Errorf("create state topic %q: %w", topic, err)
+	}
+	if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return nil, fmt.Errorf("create state topic %q: %w", topic, err)
+	}
+	w := NewWriter(brokers, 1)
+	w.BatchTimeout = time.Millisecond
+	return &StateStore{brokers: brokers, topic: topic, w: w}, nil
+}
+
+// Load returns the newest value stored under key, or nil when there is none.
+func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
+	conn, err := kafka.DialLeader(ctx, "tcp", s.brokers[0], s.topic, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read state topic %q: %w", s.topic, err)
+	}
+	first, last, err := conn.ReadOffsets()
+	conn.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read state topic %q offsets: %w", s.topic, err)
+	}
+	if last <= first {
+		return nil, nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.brokers, Topic: s.topic, Partition: 0, MaxBytes: 1 << 20, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(first); err != nil {
+		return nil, err
+	}
+	var value []byte
+	for {
+		msg, err := r.ReadMessage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read state topic %q: %w", s.topic, err)
+		}
+		if string(msg.Key) == key {
+			value = msg.Value // newer records win; an empty value deletes
+		}
+		if msg.Offset >= last-1 {
+			break
+		}
+	}
+	if len(value) == 0 {
+		return nil, nil
+	}
+	return value, nil
+}
+
+// Save stores value under key, returning once every in-sync replica has it.
+func (s *StateStore) Save(ctx context.Context, key string, value []byte) error {
+	if err := s.w.WriteMessages(ctx, kafka.Message{Topic: s.topic, Key: []byte(key), Value: value}); err != nil {
+		return fmt.Errorf("save state to %q: %w", s.topic, err)
+	}
+	return nil
+}
+
+// Close releases the writer.
+func (s *StateStore) Close() error { return s.w.Close() }
