@@ -43,6 +43,12 @@ type Postgres struct {
 	// HeartbeatInterval is how often a heartbeat message is written to the
 	// WAL so an idle database's slot still advances; default 10s, 0 off.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// Snapshot is "initial" (default): when the slot is first created, the
+	// existing rows of every mapped table are emitted while streaming
+	// starts; or "never": only changes from then on.
+	Snapshot string `yaml:"snapshot"`
+	// SnapshotChunkSize is how many rows one snapshot chunk reads; default 10000.
+	SnapshotChunkSize int `yaml:"snapshot_chunk_size"`
 }
 
 // Embedded is the value of kafka.brokers that runs an in-process broker.
@@ -64,6 +70,9 @@ type Kafka struct {
 	Partitions int `yaml:"partitions"`
 	// ConsumerGroup is the sink's consumer group; default "onesignal-cdc-sink".
 	ConsumerGroup string `yaml:"consumer_group"`
+	// StateTopic is the compacted topic where the connector keeps its state
+	// (snapshot progress); default "<topic_prefix>.connector-state".
+	StateTopic string `yaml:"state_topic"`
 }
 
 // OneSignal is the destination app.
@@ -103,6 +112,8 @@ func Default() Config {
 			Publication:       "onesignal_cdc",
 			StatusInterval:    10 * time.Second,
 			HeartbeatInterval: 10 * time.Second,
+			Snapshot:          "initial",
+			SnapshotChunkSize: 10000,
 		},
 		Kafka: Kafka{
 			Brokers:        []string{Embedded},
@@ -155,6 +166,9 @@ func Parse(r io.Reader) (*Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Kafka.StateTopic == "" {
+		cfg.Kafka.StateTopic = cfg.Kafka.TopicPrefix + ".connector-state"
+	}
 	return &cfg, nil
 }
 
@@ -197,6 +211,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Postgres.HeartbeatInterval != 0 && c.Postgres.HeartbeatInterval < 100*time.Millisecond {
 		bad("postgres.heartbeat_interval %s is too short: use at least 100ms, or 0 to turn heartbeats off (default 10s)", c.Postgres.HeartbeatInterval)
+	}
+	if c.Postgres.Snapshot != "initial" && c.Postgres.Snapshot != "never" {
+		bad("postgres.snapshot %q is not initial or never", c.Postgres.Snapshot)
+	}
+	if c.Postgres.SnapshotChunkSize < 1 {
+		bad("postgres.snapshot_chunk_size %d must be at least 1 (default 10000)", c.Postgres.SnapshotChunkSize)
 	}
 	if len(c.Kafka.Brokers) == 0 {
 		bad("kafka.brokers is empty: list host:port brokers, or [embedded] for the in-process development broker")

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -40,6 +41,18 @@ type Config struct {
 	// database whose published tables are idle still moves the stream and
 	// lets the slot release WAL; 0 turns it off.
 	HeartbeatInterval time.Duration
+	// CreateTopic, if set, makes sure a topic exists before the first
+	// event of a relation goes to it. Nil: topics must already exist.
+	CreateTopic func(ctx context.Context, topic string) error
+	// State keeps what the connector must remember across restarts (snapshot
+	// progress, that a slot was in use). Nil: no snapshots, and a lost slot
+	// cannot be told from a new one.
+	State StateStore
+	// InitialSnapshot emits the existing rows of every table (op "r") when
+	// the slot is first created, before and while streaming. Needs State.
+	InitialSnapshot bool
+	// SnapshotChunkSize is how many rows one snapshot chunk reads; default 10000.
+	SnapshotChunkSize int
 	QueueSize         int // events buffered between the WAL reader and Kafka; default 4096
 	BatchSize         int // most events per Kafka write; default 1000
 	// ShutdownTimeout bounds how long a stop waits for buffered events to
@@ -56,10 +69,11 @@ type MessageWriter interface {
 
 // Connector is the Postgres → Kafka half of the pipeline.
 type Connector struct {
-	cfg Config
-	w   MessageWriter
-	log *zap.Logger
-	now func() time.Time
+	cfg   Config
+	w     MessageWriter
+	log   *zap.Logger
+	now   func() time.Time
+	state *stateKeeper // loaded by setup when cfg.State is set
 }
 
 // New returns a connector writing through w.
@@ -72,6 +86,9 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = 10 * time.Second
+	}
+	if cfg.SnapshotChunkSize <= 0 {
+		cfg.SnapshotChunkSize = 10000
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
@@ -163,19 +180,50 @@ func transient(err error) bool {
 	return !errors.As(err, &fatal)
 }
 
+// sessionParams make every connection of the connector, the walsender's
+// included, render values the same way whatever the server's or the
+// database's defaults: the stream and the snapshot must agree byte for
+// byte, and types.go reads these forms.
+var sessionParams = map[string]string{
+	"client_encoding": "UTF8",
+	"DateStyle":       "ISO, MDY",
+	"TimeZone":        "UTC",
+	"IntervalStyle":   "postgres",
+	"bytea_output":    "hex",
+}
+
+// connect opens a regular connection with sessionParams.
+func (c *Connector) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(c.cfg.DSN)
+	if err != nil {
+		return nil, &fatalError{fmt.Errorf("postgres.dsn: %w", err)}
+	}
+	maps.Copy(cfg.RuntimeParams, sessionParams)
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
 // fatalError marks a problem no reconnect can fix.
 type fatalError struct{ err error }
 
 func (f *fatalError) Error() string { return f.err.Error() }
 func (f *fatalError) Unwrap() error { return f.err }
 
-// setup creates the publication and the slot when they are missing.
+// setup checks the database, then creates the publication and the slot
+// when they are missing. Whatever Check finds stops the connector with one
+// error listing every problem and its fix: no retry mends a configuration.
 func (c *Connector) setup(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, c.cfg.DSN)
+	conn, err := c.connect(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to postgres: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	findings, err := Check(ctx, conn, c.cfg)
+	if err != nil {
+		return err
+	}
+	if len(findings) > 0 {
+		return &fatalError{findings}
+	}
 	if err := c.ensurePublication(ctx, conn); err != nil {
 		return err
 	}
@@ -220,14 +268,45 @@ func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		return &fatalError{fmt.Errorf("add tables to publication %q: %w (run as the tables' owner: %s)", c.cfg.Publication, err, sql)}
 	}
-	c.log.Info("added tables to publication", zap.String("publication", c.cfg.Publication), zap.Strings("tables", missing))
+	// At start this is set-up; while streaming it means a mapped table was
+	// dropped and created again, and rows written to it before now were not
+	// published.
+	c.log.Warn("added tables to the publication; rows they received while outside it were not streamed",
+		zap.String("publication", c.cfg.Publication), zap.Strings("tables", missing))
 	return nil
 }
 
+// ensureSlot creates the slot when it is missing, unless the state says the
+// connector streamed from it before: a slot that vanished means changes may
+// have been lost, which only an explicit reset and re-snapshot may paper
+// over. A new slot gets its tables' snapshots queued in the state first, so
+// a crash right after creating it still snapshots them.
 func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
+	var known bool
+	if c.cfg.State != nil {
+		var err error
+		if c.state, known, err = loadState(ctx, c.cfg.State, c.cfg.Slot); err != nil {
+			return err
+		}
+	}
 	var plugin, db, current string
 	err := conn.QueryRow(ctx, `SELECT plugin, database, current_database() FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&plugin, &db, &current)
 	if errors.Is(err, pgx.ErrNoRows) {
+		if known && !c.state.st.Reset {
+			return &fatalError{fmt.Errorf("replication slot %q is gone, but this connector streamed from it until %s: changes made since may never reach Kafka. "+
+				"To start again from a new slot with a full re-snapshot, run: onesignal-cdc snapshot --reset --config <file>", c.cfg.Slot, c.state.st.Updated.Format(time.RFC3339))}
+		}
+		if c.state != nil {
+			err := c.state.update(ctx, func(st *State) {
+				if st.Reset || c.cfg.InitialSnapshot {
+					st.Snapshots = allTables(c.cfg.Tables)
+				}
+				st.Reset = false
+			})
+			if err != nil {
+				return err
+			}
+		}
 		var lsn pglogrepl.LSN
 		err := conn.QueryRow(ctx, `SELECT lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, c.cfg.Slot).Scan(&lsn)
 		if err != nil {
@@ -246,7 +325,27 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 	if plugin != "pgoutput" || db != current {
 		return &fatalError{fmt.Errorf("replication slot %q exists with plugin %q on database %q; the connector needs a pgoutput slot on %q: choose another postgres.slot or drop that slot", c.cfg.Slot, plugin, db, current)}
 	}
+	if c.state != nil && (!known || c.state.st.Reset) {
+		// A slot made before the connector kept state: remember it from now
+		// on. A reset whose slot still exists: re-snapshot as asked.
+		return c.state.update(ctx, func(st *State) {
+			if st.Reset {
+				st.Snapshots = allTables(c.cfg.Tables)
+			}
+			st.Reset = false
+		})
+	}
 	return nil
+}
+
+// allTables is a snapshot of every table from its start.
+func allTables(tables []string) map[string]*Progress {
+	m := make(map[string]*Progress, len(tables))
+	now := time.Now().UTC()
+	for _, t := range tables {
+		m[t] = &Progress{Requested: now}
+	}
+	return m
 }
 
 func tableList(tables []string) string {
@@ -270,6 +369,7 @@ func contains(list []string, s string) bool {
 // outgoing is an event on its way to Kafka, with the transaction it
 // belongs to so its acknowledgement can be counted.
 type outgoing struct {
-	msg kafka.Message
-	txn *checkpoint.Txn
+	msg   kafka.Message
+	txn   *checkpoint.Txn
+	chunk *chunk // set for snapshot rows, whose chunk also counts them
 }

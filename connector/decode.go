@@ -1,11 +1,10 @@
 package connector
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -13,27 +12,18 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
-// Well-known type OIDs whose text form maps to a JSON form other than a string.
-const (
-	oidBool   = 16
-	oidInt8   = 20
-	oidInt2   = 21
-	oidInt4   = 23
-	oidOID    = 26
-	oidJSON   = 114
-	oidFloat4 = 700
-	oidFloat8 = 701
-	oidJSONB  = 3802
-)
-
 // relation is what the decoder knows of a published table, from the
 // Relation message Postgres sends before the table's first row in a session
 // and again whenever its definition changed.
 type relation struct {
 	schema, table string
+	name          string // "schema.table"
 	topic         string
 	columns       []*pglogrepl.RelationMessageColumn
-	key           []int // indexes of the replica-identity (primary key) columns
+	// key names the columns of the Kafka key, in column order: the primary
+	// key once the session looked it up, until then the replica identity
+	// columns (none under REPLICA IDENTITY FULL, which flags every column).
+	key []string
 }
 
 // decoder turns pgoutput messages into change events. It is not safe for
@@ -48,6 +38,7 @@ type decoder struct {
 	inTx       bool
 	xid        uint32
 	commitTime time.Time
+	commitLSN  pglogrepl.LSN
 }
 
 func newDecoder(db, topicPrefix string, now func() time.Time) *decoder {
@@ -56,9 +47,12 @@ func newDecoder(db, topicPrefix string, now func() time.Time) *decoder {
 
 // step is what one pgoutput message means for the replication loop.
 type step struct {
-	kind   stepKind
-	change *change       // stepChange
-	end    pglogrepl.LSN // stepCommit: the commit record's end LSN
+	kind    stepKind
+	changes []*change                         // stepChanges: the events of one message, in order
+	rel     uint32                            // stepRelation: the relation's OID
+	topic   string                            // stepRelation: the relation's topic
+	message *pglogrepl.LogicalDecodingMessage // stepMessage
+	end     pglogrepl.LSN                     // stepCommit: the commit record's end LSN
 }
 
 type stepKind int
@@ -66,15 +60,20 @@ type stepKind int
 const (
 	stepNone stepKind = iota
 	stepBegin
-	stepChange
+	stepChanges
+	stepRelation
+	stepMessage
 	stepCommit
 )
 
 // change is one row change, ready for Kafka.
 type change struct {
-	topic string
-	key   []byte
-	value []byte
+	topic   string
+	key     []byte
+	value   []byte
+	table   string    // "schema.table"
+	image   event.Row // the new row, or the old one for a delete: what snapshot windows match
+	keyCols []string  // the columns of key
 }
 
 // decode interprets one pgoutput message that started at walStart.
@@ -88,7 +87,7 @@ func (d *decoder) decode(walStart pglogrepl.LSN, data []byte) (step, error) {
 		if d.inTx {
 			return step{}, fmt.Errorf("pgoutput: begin of xid %d at %s inside xid %d", m.Xid, walStart, d.xid)
 		}
-		d.inTx, d.xid, d.commitTime = true, m.Xid, m.CommitTime
+		d.inTx, d.xid, d.commitTime, d.commitLSN = true, m.Xid, m.CommitTime, m.FinalLSN
 		return step{kind: stepBegin}, nil
 	case *pglogrepl.CommitMessage:
 		if !d.inTx {
@@ -97,16 +96,21 @@ func (d *decoder) decode(walStart pglogrepl.LSN, data []byte) (step, error) {
 		d.inTx = false
 		return step{kind: stepCommit, end: m.TransactionEndLSN}, nil
 	case *pglogrepl.RelationMessage:
-		d.relations[m.RelationID] = newRelation(m, d.topicPrefix)
-		return step{}, nil
+		rel := newRelation(m, d.topicPrefix)
+		d.relations[m.RelationID] = rel
+		return step{kind: stepRelation, rel: m.RelationID, topic: rel.topic}, nil
 	case *pglogrepl.InsertMessage:
 		return d.row(walStart, m.RelationID, event.OpCreate, nil, 0, m.Tuple)
 	case *pglogrepl.UpdateMessage:
 		return d.row(walStart, m.RelationID, event.OpUpdate, m.OldTuple, m.OldTupleType, m.NewTuple)
 	case *pglogrepl.DeleteMessage:
 		return d.row(walStart, m.RelationID, event.OpDelete, m.OldTuple, m.OldTupleType, nil)
+	case *pglogrepl.TruncateMessage:
+		return d.truncate(walStart, m)
+	case *pglogrepl.LogicalDecodingMessage:
+		return step{kind: stepMessage, message: m}, nil
 	default:
-		// Type, Origin, Truncate and logical decoding messages carry no row change.
+		// Type and Origin messages carry no row change.
 		return step{}, nil
 	}
 }
@@ -117,6 +121,11 @@ func (d *decoder) decode(walStart pglogrepl.LSN, data []byte) (step, error) {
 func parse(data []byte) (msg pglogrepl.Message, err error) {
 	if len(data) == 0 {
 		return nil, errors.New("empty message")
+	}
+	if data[0] == 'T' && len(data) >= 5 && uint64(len(data)) < 6+4*uint64(binary.BigEndian.Uint32(data[1:5])) {
+		// pglogrepl would allocate the claimed relation count before
+		// checking the length.
+		return nil, errors.New("malformed 'T' message: relation count exceeds its length")
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -130,15 +139,34 @@ func newRelation(m *pglogrepl.RelationMessage, prefix string) *relation {
 	r := &relation{
 		schema:  m.Namespace,
 		table:   m.RelationName,
+		name:    m.Namespace + "." + m.RelationName,
 		topic:   prefix + "." + m.Namespace + "." + m.RelationName,
 		columns: m.Columns,
 	}
-	for i, c := range m.Columns {
-		if c.Flags&1 != 0 {
-			r.key = append(r.key, i)
+	if m.ReplicaIdentity != 'f' {
+		for _, c := range m.Columns {
+			if c.Flags&1 != 0 {
+				r.key = append(r.key, c.Name)
+			}
 		}
 	}
 	return r
+}
+
+// setPrimaryKey makes the named columns the Kafka key of relation relID.
+func (d *decoder) setPrimaryKey(relID uint32, cols []string) {
+	rel, ok := d.relations[relID]
+	if !ok {
+		return
+	}
+	rel.key = rel.key[:0]
+	for _, c := range rel.columns { // column order, as snapshot keys use
+		for _, k := range cols {
+			if c.Name == k {
+				rel.key = append(rel.key, k)
+			}
+		}
+	}
 }
 
 func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pglogrepl.TupleData, oldType uint8, newT *pglogrepl.TupleData) (step, error) {
@@ -149,22 +177,7 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 	if !ok {
 		return step{}, fmt.Errorf("pgoutput: row of relation %d at %s before its Relation message", relID, walStart)
 	}
-	ev := event.Envelope{
-		Op: op,
-		Source: event.Source{
-			Version:   Version,
-			Connector: "postgresql",
-			Name:      d.topicPrefix,
-			TsMs:      d.commitTime.UnixMilli(),
-			Snapshot:  "false",
-			DB:        d.db,
-			Schema:    rel.schema,
-			Table:     rel.table,
-			TxID:      int64(d.xid),
-			LSN:       int64(walStart),
-		},
-		TsMs: d.now().UnixMilli(),
-	}
+	ev := d.envelope(walStart, rel, op)
 	var err error
 	if old != nil {
 		// 'K': only the replica identity columns; 'O': the whole old row (REPLICA IDENTITY FULL).
@@ -177,12 +190,51 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 			return step{}, err
 		}
 	}
-	keySrc := ev.After
-	if keySrc == nil {
-		keySrc = ev.Before
+	image := ev.After
+	if image == nil {
+		image = ev.Before
 	}
-	c := &change{topic: rel.topic, key: rel.keyJSON(keySrc), value: ev.Encode(make([]byte, 0, 256))}
-	return step{kind: stepChange, change: c}, nil
+	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: ev.Encode(make([]byte, 0, 256)), table: rel.name, image: image, keyCols: rel.key}
+	return step{kind: stepChanges, changes: []*change{c}}, nil
+}
+
+// envelope starts the event of a change to rel at walStart.
+func (d *decoder) envelope(walStart pglogrepl.LSN, rel *relation, op event.Op) event.Envelope {
+	return event.Envelope{
+		Op: op,
+		Source: event.Source{
+			Version:   Version,
+			Connector: "postgresql",
+			Name:      d.topicPrefix,
+			TsMs:      d.commitTime.UnixMilli(),
+			Snapshot:  "false",
+			DB:        d.db,
+			Schema:    rel.schema,
+			Table:     rel.table,
+			TxID:      int64(d.xid),
+			LSN:       int64(walStart),
+			CommitLSN: int64(d.commitLSN),
+		},
+		TsMs: d.now().UnixMilli(),
+	}
+}
+
+// truncate gives one "t" event per truncated table, with Debezium's shape:
+// no key, no row images.
+func (d *decoder) truncate(walStart pglogrepl.LSN, m *pglogrepl.TruncateMessage) (step, error) {
+	if !d.inTx {
+		return step{}, fmt.Errorf("pgoutput: truncate at %s outside a transaction", walStart)
+	}
+	st := step{kind: stepChanges}
+	for _, id := range m.RelationIDs {
+		rel, ok := d.relations[id]
+		if !ok {
+			return step{}, fmt.Errorf("pgoutput: truncate of relation %d at %s before its Relation message", id, walStart)
+		}
+		ev := d.envelope(walStart, rel, event.OpTruncate)
+		st.changes = append(st.changes, &change{topic: rel.topic, value: ev.Encode(make([]byte, 0, 256))})
+	}
+	return st, nil
 }
 
 // image converts a tuple into a row. keyOnly tuples carry nulls in the
@@ -213,47 +265,6 @@ func (r *relation) image(t *pglogrepl.TupleData, keyOnly bool) (event.Row, error
 		row = append(row, event.Field{Name: meta.Name, Value: v})
 	}
 	return row, nil
-}
-
-// keyJSON is the Kafka key: the key columns of the row as a JSON object. A
-// table without a key (REPLICA IDENTITY FULL or NOTHING) is keyed by null and
-// spread over partitions by the balancer.
-func (r *relation) keyJSON(row event.Row) []byte {
-	if len(r.key) == 0 {
-		return nil
-	}
-	key := make(event.Row, 0, len(r.key))
-	for _, i := range r.key {
-		if v, ok := row.Get(r.columns[i].Name); ok {
-			key = append(key, event.Field{Name: r.columns[i].Name, Value: v})
-		}
-	}
-	b, _ := key.MarshalJSON()
-	return b
-}
-
-// textToJSON renders a value in Postgres' text output form as JSON: numbers
-// and booleans natively, json/jsonb as they are, numeric and everything else
-// as strings (numeric keeps its exact digits that way).
-func textToJSON(oid uint32, text []byte) json.RawMessage {
-	switch oid {
-	case oidBool:
-		if len(text) == 1 && text[0] == 't' {
-			return json.RawMessage("true")
-		}
-		return json.RawMessage("false")
-	case oidInt2, oidInt4, oidInt8, oidOID:
-		return json.RawMessage(text)
-	case oidFloat4, oidFloat8:
-		if f, err := strconv.ParseFloat(string(text), 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-			return json.RawMessage(text)
-		}
-	case oidJSON, oidJSONB:
-		if json.Valid(text) {
-			return json.RawMessage(text)
-		}
-	}
-	return event.AppendString(make([]byte, 0, len(text)+2), text)
 }
 
 // Version is the connector's version, reported in every event's source block.

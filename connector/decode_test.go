@@ -98,22 +98,22 @@ func TestDecodeInsertBecomesACreateEventKeyedByThePrimaryKey(t *testing.T) {
 	d := newTestDecoder(t)
 	msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("42"), s(`a"b@example.com`), s("t"), s("12.50"), s(`{"lang": "de"}`))
 	st := mustStep(t, d, 0x120, msg)
-	if st.kind != stepChange {
+	if st.kind != stepChanges {
 		t.Fatalf("step %v, want a change", st.kind)
 	}
-	if st.change.topic != "cdc.public.users" {
-		t.Errorf("topic %q, want cdc.public.users", st.change.topic)
+	if st.changes[0].topic != "cdc.public.users" {
+		t.Errorf("topic %q, want cdc.public.users", st.changes[0].topic)
 	}
-	if got := string(st.change.key); got != `{"id":42}` {
+	if got := string(st.changes[0].key); got != `{"id":42}` {
 		t.Errorf("key %s, want {\"id\":42}", got)
 	}
 	want := `{"before":null,"after":{"id":42,"email":"a\"b@example.com","vip":true,"score":"12.50","prefs":{"lang": "de"}},` +
-		`"source":{"version":"` + Version + `","connector":"postgresql","name":"cdc","ts_ms":1700000000000,"snapshot":"false","db":"app","schema":"public","table":"users","txId":731,"lsn":288},` +
+		`"source":{"version":"` + Version + `","connector":"postgresql","name":"cdc","ts_ms":1700000000000,"snapshot":"false","db":"app","schema":"public","table":"users","txId":731,"lsn":288,"commit_lsn":1280},` +
 		`"op":"c","ts_ms":1700000000123}`
-	if got := string(st.change.value); got != want {
+	if got := string(st.changes[0].value); got != want {
 		t.Errorf("value\n got %s\nwant %s", got, want)
 	}
-	if !json.Valid(st.change.value) {
+	if !json.Valid(st.changes[0].value) {
 		t.Error("value is not valid JSON")
 	}
 	if st := mustStep(t, d, 0x130, commitMsg(0x140)); st.kind != stepCommit || st.end != 0x140 {
@@ -123,7 +123,7 @@ func TestDecodeInsertBecomesACreateEventKeyedByThePrimaryKey(t *testing.T) {
 
 func decodeEvent(t *testing.T, st step) *event.Envelope {
 	t.Helper()
-	ev, err := event.Decode(st.change.value)
+	ev, err := event.Decode(st.changes[0].value)
 	if err != nil {
 		t.Fatalf("decode event: %v", err)
 	}
@@ -154,8 +154,8 @@ func TestDecodeUpdateOfTheKeyCarriesTheOldKeyAsBefore(t *testing.T) {
 	if got, _ := json.Marshal(ev.Before); string(got) != `{"id":41}` {
 		t.Errorf("before %s, want only the old key", got)
 	}
-	if string(st.change.key) != `{"id":42}` {
-		t.Errorf("key %s, want the new key", st.change.key)
+	if string(st.changes[0].key) != `{"id":42}` {
+		t.Errorf("key %s, want the new key", st.changes[0].key)
 	}
 }
 
@@ -167,8 +167,8 @@ func TestDecodeDeleteUnderReplicaIdentityFullCarriesTheWholeRow(t *testing.T) {
 	if ev.Op != event.OpDelete || ev.After != nil || len(ev.Before) != 5 {
 		t.Fatalf("op %q after %v before %v, want d with the whole old row", ev.Op, ev.After, ev.Before)
 	}
-	if string(st.change.key) != `{"id":42}` {
-		t.Errorf("key %s, want {\"id\":42}", st.change.key)
+	if string(st.changes[0].key) != `{"id":42}` {
+		t.Errorf("key %s, want {\"id\":42}", st.changes[0].key)
 	}
 }
 
@@ -177,8 +177,8 @@ func TestDecodeRendersTextSafelyAsJSON(t *testing.T) {
 	tricky := "tab\there, nul\x00, quote\", backslash\\, ünïcødé, emoji 🎉, invalid \xff, line sep \u2028"
 	msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("1"), s(tricky), s("f"), s("NaN"), s("not json"))
 	st := mustStep(t, d, 0x120, msg)
-	if !json.Valid(st.change.value) {
-		t.Fatalf("value is not valid JSON: %s", st.change.value)
+	if !json.Valid(st.changes[0].value) {
+		t.Fatalf("value is not valid JSON: %s", st.changes[0].value)
 	}
 	ev := decodeEvent(t, st)
 	var got string
@@ -192,31 +192,6 @@ func TestDecodeRendersTextSafelyAsJSON(t *testing.T) {
 	}
 	if v, _ := ev.After.Get("prefs"); string(v) != `"not json"` {
 		t.Errorf("invalid json column = %s, want it as a string", v)
-	}
-}
-
-func TestDecodeRendersNumbersAndBooleansNatively(t *testing.T) {
-	cases := []struct {
-		oid  uint32
-		text string
-		want string
-	}{
-		{oidInt2, "-7", "-7"},
-		{oidInt4, "2147483647", "2147483647"},
-		{oidInt8, "9223372036854775807", "9223372036854775807"},
-		{oidFloat8, "1.5e+300", "1.5e+300"},
-		{oidFloat4, "Infinity", `"Infinity"`},
-		{oidFloat8, "NaN", `"NaN"`},
-		{oidBool, "t", "true"},
-		{oidBool, "f", "false"},
-		{1700, "123456789012345678901234567890.5", `"123456789012345678901234567890.5"`},
-		{oidJSON, `{"a":[1,2]}`, `{"a":[1,2]}`},
-		{2950, "0b4f2fd0-9b8e-4a9e-8c56-0b6a2d3f0a11", `"0b4f2fd0-9b8e-4a9e-8c56-0b6a2d3f0a11"`},
-	}
-	for _, c := range cases {
-		if got := string(textToJSON(c.oid, []byte(c.text))); got != c.want {
-			t.Errorf("oid %d %q → %s, want %s", c.oid, c.text, got, c.want)
-		}
 	}
 }
 
@@ -241,5 +216,27 @@ func TestDecodeNeverPanicsOnTruncatedMessages(t *testing.T) {
 	for _, msg := range [][]byte{nil, {}, []byte(relationMsg(1, "a", "b", col{"x", 23, true}))[:5], full[:9], beginMsg(1, time.Now())[:4]} {
 		d := newTestDecoder(t)
 		_, _ = d.decode(0x120, msg) // an error is fine; a panic is not
+	}
+}
+
+func TestDecodeTruncateBecomesOneEventPerTable(t *testing.T) {
+	d := newTestDecoder(t)
+	mustStep(t, d, 0x118, relationMsg(16390, "public", "devices", col{"player_id", 25, true}))
+	st := mustStep(t, d, 0x120, pgout{}.u8('T').i32(2).u8(0).i32(16384).i32(16390))
+	if st.kind != stepChanges || len(st.changes) != 2 {
+		t.Fatalf("step %+v, want two changes", st)
+	}
+	for i, topic := range []string{"cdc.public.users", "cdc.public.devices"} {
+		ev := decodeEvent(t, step{changes: st.changes[i:]})
+		if st.changes[i].topic != topic || ev.Op != event.OpTruncate || ev.Before != nil || ev.After != nil || st.changes[i].key != nil {
+			t.Errorf("change %d: topic %s op %q key %s, want a keyless truncate of %s", i, st.changes[i].topic, ev.Op, st.changes[i].key, topic)
+		}
+	}
+}
+
+func TestDecodeRefusesATruncateClaimingMoreRelationsThanItCarries(t *testing.T) {
+	d := newTestDecoder(t)
+	if _, err := d.decode(0x120, pgout{}.u8('T').i32(1<<30).u8(0).i32(16384)); err == nil {
+		t.Fatal("no error")
 	}
 }

@@ -68,6 +68,9 @@ func (p *producer) run(ctx context.Context, in <-chan outgoing) error {
 		}
 		for _, o := range batch {
 			o.txn.Ack()
+			if o.chunk != nil {
+				o.chunk.ack()
+			}
 		}
 		if closed {
 			return nil

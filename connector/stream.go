@@ -2,8 +2,11 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,15 +37,29 @@ type session struct {
 	queue        chan outgoing
 	producerDone chan struct{}
 	producerErr  error
+	// topics are those known to exist.
+	topics map[string]bool
+	// dec turns pgoutput into events; lookup is a regular connection for
+	// catalog questions the stream raises (primary keys).
+	dec    *decoder
+	lookup *pgx.Conn
+	// snap reads snapshot chunks (nil without a state store); windows are
+	// the chunks between their watermarks, chunks those read and not yet
+	// produced, both by watermark id.
+	snap    *snapshotter
+	windows map[string]*window
+	chunks  map[string]*chunk
 }
 
 // stream runs one session until ctx ends (nil) or the connection fails.
 func (c *Connector) stream(ctx context.Context) error {
-	dsn, err := replicationDSN(c.cfg.DSN)
+	rcfg, err := pgconn.ParseConfig(c.cfg.DSN)
 	if err != nil {
-		return &fatalError{err}
+		return &fatalError{fmt.Errorf("postgres.dsn: %w", err)}
 	}
-	conn, err := pgconn.Connect(ctx, dsn)
+	rcfg.RuntimeParams["replication"] = "database"
+	maps.Copy(rcfg.RuntimeParams, sessionParams)
+	conn, err := pgconn.ConnectConfig(ctx, rcfg)
 	if err != nil {
 		return fmt.Errorf("open replication connection: %w", err)
 	}
@@ -58,14 +75,30 @@ func (c *Connector) stream(ctx context.Context) error {
 		tracker:  checkpoint.NewLSNTracker(start),
 		interval: c.cfg.StatusInterval,
 		reported: start,
+		topics:   make(map[string]bool),
+		dec:      newDecoder(db, c.cfg.TopicPrefix, c.now),
+		windows:  make(map[string]*window),
+		chunks:   make(map[string]*chunk),
 	}
+	defer func() {
+		if s.lookup != nil {
+			s.lookup.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	// Reply well inside wal_sender_timeout, or the server drops us.
 	if timeout > 0 && timeout/4 < s.interval {
 		s.interval = timeout / 4
 	}
-	err = pglogrepl.StartReplication(ctx, conn, c.cfg.Slot, start, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + c.cfg.Publication + "'"},
-	})
+	args := []string{"proto_version '1'", "publication_names '" + c.cfg.Publication + "'"}
+	if serverVersion(conn) >= 140000 {
+		args = append(args, "messages 'true'") // watermarks and signals
+		if c.state != nil {
+			s.snap = newSnapshotter(c, c.state)
+		}
+	} else if c.state != nil && len(c.state.pending()) > 0 {
+		return &fatalError{errNoSnapshotSupport}
+	}
+	err = pglogrepl.StartReplication(ctx, conn, c.cfg.Slot, start, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		return fmt.Errorf("start replication on slot %q: %w", c.cfg.Slot, err)
 	}
@@ -83,20 +116,41 @@ func (c *Connector) stream(ctx context.Context) error {
 		s.producerErr = (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize}).run(pctx, s.queue)
 	}()
 
-	if c.cfg.HeartbeatInterval > 0 {
-		hctx, stopHeartbeat := context.WithCancel(ctx)
-		beating := make(chan struct{})
+	hctx, stopHousekeeping := context.WithCancel(ctx)
+	housekeeping := make(chan struct{})
+	go func() {
+		defer close(housekeeping)
+		c.housekeeping(hctx)
+	}()
+	defer func() {
+		stopHousekeeping()
+		<-housekeeping
+	}()
+
+	// The snapshotter runs beside the reader; a failure of it ends the
+	// session (the next one resumes from the saved state).
+	var snapErr error
+	stopSnapshots := func() {}
+	if s.snap != nil {
+		sctx, cancel := context.WithCancel(ctx)
+		snapDone := make(chan struct{})
 		go func() {
-			defer close(beating)
-			c.heartbeat(hctx)
+			defer close(snapDone)
+			if snapErr = s.snap.run(sctx); snapErr != nil {
+				s.conn.Close(context.WithoutCancel(ctx))
+			}
 		}()
-		defer func() {
-			stopHeartbeat()
-			<-beating
-		}()
+		stopSnapshots = func() {
+			cancel()
+			<-snapDone
+		}
 	}
 
-	readErr := s.read(ctx, newDecoder(db, c.cfg.TopicPrefix, c.now))
+	readErr := s.read(ctx)
+	stopSnapshots()
+	if snapErr != nil {
+		readErr = snapErr
+	}
 	close(s.queue)
 	if readErr != nil && ctx.Err() == nil {
 		cancelProducer()
@@ -128,7 +182,7 @@ func (c *Connector) stream(ctx context.Context) error {
 
 // read receives WAL until ctx ends or something fails, handing row changes
 // to the producer.
-func (s *session) read(ctx context.Context, dec *decoder) error {
+func (s *session) read(ctx context.Context) error {
 	var txn *checkpoint.Txn
 	for {
 		if err := s.statusIfDue(ctx); err != nil {
@@ -180,17 +234,31 @@ func (s *session) read(ctx context.Context, dec *decoder) error {
 			if err != nil {
 				return fmt.Errorf("parse XLogData: %w", err)
 			}
-			st, err := dec.decode(xld.WALStart, xld.WALData)
+			st, err := s.dec.decode(xld.WALStart, xld.WALData)
 			if err != nil {
 				return &fatalError{err}
 			}
 			switch st.kind {
 			case stepBegin:
 				txn = s.tracker.Begin()
-			case stepChange:
-				txn.Add()
-				msg := kafka.Message{Topic: st.change.topic, Key: st.change.key, Value: st.change.value}
-				if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn}); err != nil {
+			case stepChanges:
+				for _, ch := range st.changes {
+					s.noteInWindows(ch)
+					txn.Add()
+					msg := kafka.Message{Topic: ch.topic, Key: ch.key, Value: ch.value}
+					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn}); err != nil {
+						return err
+					}
+				}
+			case stepRelation:
+				if err := s.ensureTopic(ctx, st.topic); err != nil {
+					return err
+				}
+				if err := s.usePrimaryKey(ctx, st.rel); err != nil {
+					return err
+				}
+			case stepMessage:
+				if err := s.message(ctx, txn, st.message); err != nil {
 					return err
 				}
 			case stepCommit:
@@ -230,6 +298,169 @@ func (s *session) enqueue(ctx context.Context, o outgoing) error {
 	}
 }
 
+// usePrimaryKey keys the relation's events by its primary key when it has
+// one. The Relation message names the replica identity columns instead,
+// and under REPLICA IDENTITY FULL that is every column: a key that changes
+// with every update would scatter a row's events over partitions.
+func (s *session) usePrimaryKey(ctx context.Context, relID uint32) error {
+	if s.lookup == nil {
+		conn, err := s.c.connect(ctx)
+		if err != nil {
+			return fmt.Errorf("connect for catalog look-ups: %w", err)
+		}
+		s.lookup = conn
+	}
+	rows, err := s.lookup.Query(ctx, `
+		SELECT a.attname FROM pg_index i
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+		WHERE i.indrelid = $1 AND i.indisprimary`, relID)
+	if err != nil {
+		return fmt.Errorf("look up primary key of relation %d: %w", relID, err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("look up primary key of relation %d: %w", relID, err)
+	}
+	if len(cols) > 0 {
+		s.dec.setPrimaryKey(relID, cols)
+	}
+	return nil
+}
+
+// noteInWindows records a streamed row in every open snapshot window of
+// its table: the chunk must not overwrite it with an older state.
+func (s *session) noteInWindows(ch *change) {
+	for _, w := range s.windows {
+		if w.table == ch.table && ch.image != nil {
+			w.seen[matchKey(ch.image, ch.keyCols)] = struct{}{}
+		}
+	}
+}
+
+// message handles a logical decoding message: a snapshot watermark or a
+// signal.
+func (s *session) message(ctx context.Context, txn *checkpoint.Txn, m *pglogrepl.LogicalDecodingMessage) error {
+	switch m.Prefix {
+	case watermarkPrefix:
+		fields := strings.Fields(string(m.Content))
+		switch {
+		case len(fields) == 3 && fields[0] == "L":
+			s.windows[fields[1]] = &window{table: fields[2], seen: make(map[string]struct{})}
+		case len(fields) == 2 && fields[0] == "H":
+			return s.produceChunk(ctx, txn, fields[1])
+		}
+	case SignalPrefix:
+		var sig signal
+		if err := json.Unmarshal(m.Content, &sig); err != nil {
+			s.c.log.Warn("ignoring a signal that is not JSON", zap.ByteString("content", m.Content))
+			return nil
+		}
+		return s.snapshotAgain(ctx, sig.Snapshot)
+	}
+	return nil
+}
+
+// produceChunk produces, at the high watermark, the chunk's rows that the
+// stream did not carry while the chunk was read. A watermark without its
+// chunk comes from a session before this one and is ignored.
+func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id string) error {
+	w := s.windows[id]
+	delete(s.windows, id)
+	for {
+		select {
+		case ch := <-s.snapChunks():
+			s.chunks[ch.id] = ch
+			continue
+		default:
+		}
+		break
+	}
+	ch := s.chunks[id]
+	delete(s.chunks, id)
+	if ch == nil {
+		return nil
+	}
+	if txn == nil {
+		return &fatalError{fmt.Errorf("snapshot watermark %s outside a transaction", id)}
+	}
+	if err := s.ensureTopic(ctx, ch.topic); err != nil {
+		return err
+	}
+	for _, r := range ch.rows {
+		if w != nil {
+			if _, changed := w.seen[r.match]; changed {
+				continue
+			}
+		}
+		txn.Add()
+		ch.pending.Add(1)
+		msg := kafka.Message{Topic: ch.topic, Key: r.key, Value: r.value}
+		if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, chunk: ch}); err != nil {
+			return err
+		}
+	}
+	ch.ack() // all handed over
+	return nil
+}
+
+func (s *session) snapChunks() <-chan *chunk {
+	if s.snap == nil {
+		return nil
+	}
+	return s.snap.chunks
+}
+
+// snapshotAgain queues tables for a new snapshot, saving the request before
+// the signal's transaction can be confirmed.
+func (s *session) snapshotAgain(ctx context.Context, tables []string) error {
+	if s.snap == nil {
+		s.c.log.Warn("ignoring a snapshot signal: snapshots need a state store and PostgreSQL 14", zap.Strings("tables", tables))
+		return nil
+	}
+	var known []string
+	for _, t := range tables {
+		if contains(s.c.cfg.Tables, t) {
+			known = append(known, t)
+		} else {
+			s.c.log.Warn("ignoring a snapshot signal for a table the connector does not capture", zap.String("table", t))
+		}
+	}
+	if len(known) == 0 {
+		return nil
+	}
+	err := s.snap.state.update(ctx, func(st *State) {
+		if st.Snapshots == nil {
+			st.Snapshots = make(map[string]*Progress)
+		}
+		for _, t := range known {
+			st.Snapshots[t] = &Progress{Requested: time.Now().UTC()}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.c.log.Info("snapshot requested", zap.Strings("tables", known))
+	select {
+	case s.snap.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// ensureTopic creates the topic of a relation seen for the first time in
+// this session (a table added to the publication while running, or
+// dropped and recreated), before any of its events is produced.
+func (s *session) ensureTopic(ctx context.Context, topic string) error {
+	if s.topics[topic] || s.c.cfg.CreateTopic == nil {
+		return nil
+	}
+	if err := s.c.cfg.CreateTopic(ctx, topic); err != nil {
+		return fmt.Errorf("create topic %q: %w", topic, err)
+	}
+	s.topics[topic] = true
+	return nil
+}
+
 // producerStopped explains a producer that returned while the session
 // still ran: only an error no retry can fix makes it do that.
 func (s *session) producerStopped() error {
@@ -266,6 +497,19 @@ func (s *session) sendStatus(ctx context.Context) error {
 	s.reported = lsn
 	s.nextStatus = time.Now().Add(s.interval)
 	return nil
+}
+
+// serverVersion is the server's server_version_num, or 0 when unknown.
+func serverVersion(conn *pgconn.PgConn) int {
+	v, _ := strconv.Atoi(conn.ParameterStatus("server_version_num"))
+	if v == 0 {
+		// server_version_num is reported from PostgreSQL 16 on; before, read
+		// it from server_version ("15.18 (Debian …)").
+		major, _, _ := strings.Cut(conn.ParameterStatus("server_version"), ".")
+		m, _ := strconv.Atoi(major)
+		v = m * 10000
+	}
+	return v
 }
 
 // slotState reads, on the replication connection, where the slot resumes,
@@ -312,33 +556,28 @@ func parsePGDuration(s string) time.Duration {
 	return 0
 }
 
-// replicationDSN adds replication=database to a connection string, in
-// either of its forms.
-func replicationDSN(dsn string) (string, error) {
-	if _, err := pgconn.ParseConfig(dsn); err != nil {
-		return "", fmt.Errorf("postgres.dsn: %w", err)
-	}
-	if strings.Contains(dsn, "://") {
-		sep := "?"
-		if strings.Contains(dsn, "?") {
-			sep = "&"
-		}
-		return dsn + sep + "replication=database", nil
-	}
-	return dsn + " replication=database", nil
-}
-
 // HeartbeatPrefix marks the connector's heartbeat messages in the WAL.
 const HeartbeatPrefix = "onesignal_cdc_heartbeat"
 
-// heartbeat writes a small non-transactional logical decoding message every
-// HeartbeatInterval until ctx ends. The message publishes nothing; it gives
-// the walsender WAL of this database to decode, after which its keepalive
-// carries a WAL end that the idle connector confirms. Failures are logged
-// and retried at the next beat: a missing heartbeat delays WAL release, it
-// loses nothing.
-func (c *Connector) heartbeat(ctx context.Context) {
-	t := time.NewTicker(c.cfg.HeartbeatInterval)
+// housekeeping runs beside the stream on a regular connection, every
+// HeartbeatInterval (10s when heartbeats are off), until ctx ends:
+//
+//   - It writes a heartbeat: a small non-transactional logical decoding
+//     message that publishes nothing but gives the walsender WAL of this
+//     database to decode, after which its keepalive carries a WAL end that
+//     the idle connector confirms.
+//   - It puts mapped tables back into the publication. Dropping a table
+//     removes it from every publication, so a table dropped and created
+//     again under the same name would otherwise stay silent.
+//
+// Failures are logged and retried at the next round: they delay WAL
+// release or a table's return, they lose nothing already streamed.
+func (c *Connector) housekeeping(ctx context.Context) {
+	interval := c.cfg.HeartbeatInterval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	var conn *pgx.Conn
 	defer func() {
@@ -354,14 +593,20 @@ func (c *Connector) heartbeat(ctx context.Context) {
 		}
 		var err error
 		if conn == nil {
-			if conn, err = pgx.Connect(ctx, c.cfg.DSN); err != nil {
+			if conn, err = c.connect(ctx); err != nil {
 				conn = nil
-				c.log.Warn("heartbeat: connect failed", zap.Error(err))
+				c.log.Warn("housekeeping: connect failed", zap.Error(err))
 				continue
 			}
 		}
-		if _, err = conn.Exec(ctx, `SELECT pg_logical_emit_message(false, $1, '')`, HeartbeatPrefix); err != nil && ctx.Err() == nil {
-			c.log.Warn("heartbeat failed", zap.Error(err))
+		if c.cfg.HeartbeatInterval > 0 {
+			_, err = conn.Exec(ctx, `SELECT pg_logical_emit_message(false, $1, '')`, HeartbeatPrefix)
+		}
+		if err == nil {
+			err = c.ensurePublication(ctx, conn)
+		}
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("housekeeping failed", zap.Error(err))
 			conn.Close(context.WithoutCancel(ctx))
 			conn = nil
 		}

@@ -126,9 +126,9 @@ type Source struct {
 	Table     string `json:"table"`
 	TxID      int64  `json:"txId"`
 	LSN       int64  `json:"lsn"` // LSN of the change's WAL record
-	// CommitLSN is the end LSN of the transaction's commit record: the
-	// position the connector confirms to Postgres once the transaction is
-	// in Kafka. Not a Debezium field; Debezium puts it in "sequence".
+	// CommitLSN is the LSN of the transaction's commit record; ordering by
+	// (commit_lsn, lsn) is commit order. Not a Debezium field: Debezium
+	// carries commit positions in "sequence".
 	CommitLSN int64 `json:"commit_lsn,omitempty"`
 }
 

@@ -78,6 +78,11 @@ func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) er
 	if roles&roleConnector != 0 {
 		w := broker.NewWriter(brokers, 1000)
 		defer w.Close()
+		state, err := broker.OpenStateStore(ctx, brokers, cfg.Kafka.StateTopic)
+		if err != nil {
+			return err
+		}
+		defer state.Close()
 		log.Info("connector source", pgTarget(cfg.Postgres.DSN.Reveal())...)
 		components = append(components, connector.New(connector.Config{
 			DSN:               cfg.Postgres.DSN.Reveal(),
@@ -87,6 +92,12 @@ func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) er
 			TopicPrefix:       cfg.Kafka.TopicPrefix,
 			StatusInterval:    cfg.Postgres.StatusInterval,
 			HeartbeatInterval: cfg.Postgres.HeartbeatInterval,
+			CreateTopic: func(ctx context.Context, topic string) error {
+				return broker.EnsureTopics(ctx, brokers, cfg.Kafka.Partitions, topic)
+			},
+			State:             state,
+			InitialSnapshot:   cfg.Postgres.Snapshot == "initial",
+			SnapshotChunkSize: cfg.Postgres.SnapshotChunkSize,
 		}, w, log))
 	}
 	if roles&roleSink != 0 {

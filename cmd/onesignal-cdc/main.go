@@ -27,6 +27,9 @@ Usage:
   onesignal-cdc run       --config FILE   connector and sink in one process
   onesignal-cdc connector --config FILE   Postgres → Kafka only
   onesignal-cdc sink      --config FILE   Kafka → OneSignal only
+  onesignal-cdc snapshot  --config FILE (--table schema.table… | --all | --reset)
+                                          snapshot tables again while streaming; --reset
+                                          after a lost slot
   onesignal-cdc emulator  [flags]         a local OneSignal API emulator
   onesignal-cdc version
 
@@ -59,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = daemon(ctx, rest, roleConnector, stderr)
 	case "sink":
 		err = daemon(ctx, rest, roleSink, stderr)
+	case "snapshot":
+		err = snapshot(ctx, rest, stdout, stderr)
 	case "emulator":
 		err = emulator(ctx, rest, stdout)
 	case "version":

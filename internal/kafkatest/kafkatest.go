@@ -37,6 +37,17 @@ type Record struct {
 // was read so far, or timeout passes (a test failure).
 func ReadUntil(t testing.TB, brokers []string, topics []string, timeout time.Duration, done func([]Record) bool) []Record {
 	t.Helper()
+	out, ok := Read(t, brokers, topics, timeout, done)
+	if !ok {
+		t.Fatalf("kafkatest: read %d records from %v in %s and the condition still does not hold", len(out), topics, timeout)
+	}
+	return out
+}
+
+// Read is ReadUntil that reports a timeout as ok == false instead of
+// failing, for callers that explain the failure themselves.
+func Read(t testing.TB, brokers []string, topics []string, timeout time.Duration, done func([]Record) bool) (out []Record, ok bool) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatalf("kafkatest: client: %v", err)
@@ -44,15 +55,14 @@ func ReadUntil(t testing.TB, brokers []string, topics []string, timeout time.Dur
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var out []Record
 	for !done(out) {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("kafkatest: read %d records from %v in %s and the condition still does not hold", len(out), topics, timeout)
+			return out, false
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			out = append(out, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
 		})
 	}
-	return out
+	return out, true
 }

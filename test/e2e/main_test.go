@@ -45,6 +45,7 @@ postgres:
   slot: {{.Slot}}
   publication: cdc
   status_interval: 200ms
+  snapshot_chunk_size: 1000
 kafka:
   brokers: [{{.Brokers}}]
   topic_prefix: cdc

@@ -158,7 +158,7 @@ func waitForSlot(t *testing.T, db *pgtest.DB) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var active bool
-		_ = conn.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, db.Name).Scan(&active)
+		_ = conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)`, db.Name).Scan(&active)
 		if active {
 			return
 		}

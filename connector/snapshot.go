@@ -1,0 +1,447 @@
+package connector
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+)
+
+// The snapshot reads existing rows in primary-key chunks while the stream
+// runs, DBLog style. For each chunk:
+//
+//  1. the snapshotter writes a low watermark into the WAL (a transactional
+//     logical decoding message), reads the chunk, hands it to the reader,
+//     and writes a high watermark;
+//  2. the reader, between the two watermarks, notes the key of every row
+//     of that table that the stream carries;
+//  3. at the high watermark the reader produces the chunk's rows, except
+//     the noted ones: the stream already carried a state of those rows at
+//     least as new as the chunk's.
+//
+// So a chunk's rows enter Kafka at the stream position where they were
+// read, and every key's events stay in order. The chunk's events belong to
+// the high watermark's transaction, whose LSN is confirmed only once Kafka
+// holds them. Progress (the last key of each finished chunk) is saved in
+// the state store once Kafka holds the chunk, so a crash repeats at most
+// the chunk in flight.
+
+// Prefixes of the logical decoding messages the connector writes and reads.
+const (
+	watermarkPrefix = "onesignal_cdc_watermark"
+	// SignalPrefix marks requests to a running connector, written into the
+	// WAL by `onesignal-cdc snapshot`: {"snapshot": ["schema.table", …]}.
+	SignalPrefix = "onesignal_cdc_signal"
+)
+
+// StateStore keeps the connector's state outside the source database.
+// broker.StateStore (a compacted Kafka topic) is one.
+type StateStore interface {
+	Load(ctx context.Context, key string) ([]byte, error)
+	Save(ctx context.Context, key string, value []byte) error
+}
+
+// State is what the connector remembers across restarts.
+type State struct {
+	Slot string `json:"slot"`
+	// Snapshots are the tables whose snapshot is not finished.
+	Snapshots map[string]*Progress `json:"snapshots,omitempty"`
+	// Reset allows creating a new slot after the old one was lost; set by
+	// `onesignal-cdc snapshot --reset`, cleared once the slot exists.
+	Reset bool `json:"reset,omitempty"`
+	// Updated is when the state was last saved.
+	Updated time.Time `json:"updated"`
+}
+
+// Progress is how far a table's snapshot got.
+type Progress struct {
+	// After is the primary key (text form) of the last row in Kafka; empty
+	// means from the start.
+	After []string `json:"after,omitempty"`
+	Rows  int64    `json:"rows"`
+	// Requested is when this snapshot was asked for; a new request while
+	// one runs starts it over, and the running one must not overwrite it.
+	Requested time.Time `json:"requested"`
+}
+
+// stateKeeper serialises changes to the state and saves each one.
+type stateKeeper struct {
+	mu    sync.Mutex
+	store StateStore
+	st    State
+}
+
+func loadState(ctx context.Context, store StateStore, slot string) (*stateKeeper, bool, error) {
+	k := &stateKeeper{store: store, st: State{Slot: slot}}
+	data, err := store.Load(ctx, slot)
+	if err != nil {
+		return nil, false, fmt.Errorf("load connector state: %w", err)
+	}
+	if data == nil {
+		return k, false, nil
+	}
+	if err := json.Unmarshal(data, &k.st); err != nil {
+		return nil, false, &fatalError{fmt.Errorf("connector state of slot %q is not valid JSON (%v): fix or delete its record in the state topic", slot, err)}
+	}
+	return k, true, nil
+}
+
+// update changes the state with f and saves it.
+func (k *stateKeeper) update(ctx context.Context, f func(*State)) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f(&k.st)
+	k.st.Updated = time.Now().UTC()
+	data, err := json.Marshal(&k.st)
+	if err != nil {
+		return err
+	}
+	return k.store.Save(ctx, k.st.Slot, data)
+}
+
+// pending returns the tables whose snapshot is unfinished, with a copy of
+// their progress.
+func (k *stateKeeper) pending() map[string]Progress {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[string]Progress, len(k.st.Snapshots))
+	for t, p := range k.st.Snapshots {
+		out[t] = *p
+	}
+	return out
+}
+
+// chunk is one snapshot read, on its way from the snapshotter to the reader.
+type chunk struct {
+	id    string
+	table string // "schema.table"
+	topic string
+	key   []string // primary-key columns, in table column order
+	rows  []snapRow
+	// pending counts the chunk's events not yet in Kafka, plus one held
+	// until the reader has handed them all over; done closes at zero.
+	pending atomic.Int64
+	done    chan struct{}
+}
+
+type snapRow struct {
+	match string // the primary key, as window matching compares it
+	key   []byte // the Kafka key
+	value []byte
+}
+
+func (c *chunk) ack() {
+	if c.pending.Add(-1) == 0 {
+		close(c.done)
+	}
+}
+
+// window collects, between a chunk's watermarks, the keys of the rows of
+// its table that the stream carried.
+type window struct {
+	table string
+	key   []string
+	seen  map[string]struct{}
+}
+
+// matchKey renders the primary-key columns of row as windows compare them.
+func matchKey(row event.Row, key []string) string {
+	var b strings.Builder
+	for _, k := range key {
+		v, _ := row.Get(k)
+		b.Write(v)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// snapshotter reads the tables whose snapshot is pending, one chunk at a
+// time per table, while the session streams.
+type snapshotter struct {
+	c      *Connector
+	state  *stateKeeper
+	chunks chan *chunk
+	wake   chan struct{} // a signal added tables
+}
+
+func newSnapshotter(c *Connector, state *stateKeeper) *snapshotter {
+	return &snapshotter{c: c, state: state, chunks: make(chan *chunk, 4), wake: make(chan struct{}, 1)}
+}
+
+// run snapshots pending tables until ctx ends, waking when a signal adds
+// more. A failure ends the session: the next one resumes from the state.
+func (s *snapshotter) run(ctx context.Context) error {
+	type result struct {
+		table string
+		err   error
+	}
+	running := map[string]bool{}
+	results := make(chan result, len(s.c.cfg.Tables))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		for table := range s.state.pending() {
+			if running[table] {
+				continue // a new request for it is picked up by the running worker
+			}
+			running[table] = true
+			wg.Go(func() {
+				err := s.table(ctx, table)
+				if err != nil {
+					err = fmt.Errorf("snapshot of %s: %w", table, err)
+				}
+				results <- result{table, err}
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-results:
+			if r.err != nil && ctx.Err() == nil {
+				return r.err
+			}
+			delete(running, r.table) // still pending (asked again meanwhile): restarted above
+		case <-s.wake:
+		}
+	}
+}
+
+// table snapshots one table, chunk by chunk, from its saved progress.
+func (s *snapshotter) table(ctx context.Context, table string) error {
+	conn, err := s.c.connect(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	key, keyTypes, err := primaryKey(ctx, conn, table)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	for {
+		p, ok := s.state.pending()[table]
+		if !ok {
+			return nil // finished meanwhile (a repeated signal)
+		}
+		id := randomID()
+		low, err := emitMessage(ctx, conn, watermarkPrefix, "L "+id+" "+table)
+		if err != nil {
+			return err
+		}
+		ch, last, err := s.read(ctx, conn, table, key, keyTypes, p.After, low)
+		if err != nil {
+			return err
+		}
+		ch.id = id
+		select {
+		case s.chunks <- ch:
+		case <-ctx.Done():
+			return nil
+		}
+		if _, err := emitMessage(ctx, conn, watermarkPrefix, "H "+id); err != nil {
+			return err
+		}
+		select {
+		case <-ch.done:
+		case <-ctx.Done():
+			return nil
+		}
+		final := len(ch.rows) < s.c.cfg.SnapshotChunkSize
+		rows := p.Rows + int64(len(ch.rows))
+		err = s.state.update(ctx, func(st *State) {
+			cur := st.Snapshots[table]
+			if cur == nil || !cur.Requested.Equal(p.Requested) {
+				return // asked for again meanwhile: that request stands
+			}
+			if final {
+				delete(st.Snapshots, table)
+			} else {
+				st.Snapshots[table] = &Progress{After: last, Rows: rows, Requested: p.Requested}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if final {
+			s.c.log.Info("snapshot finished", zap.String("table", table), zap.Int64("rows", rows), zap.Duration("took", time.Since(started)))
+			return nil
+		}
+	}
+}
+
+// read selects the chunk after the key values after, in text form so its
+// rows encode exactly as the stream's do. It returns the chunk and the key
+// of its last row.
+//
+// The rows' events carry the low watermark's LSN: the chunk shows the
+// table as it was at or after that point.
+func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, table string, key, keyTypes []string, after []string, low pglogrepl.LSN) (*chunk, []string, error) {
+	schema, name, _ := strings.Cut(table, ".")
+	var where string
+	var params [][]byte
+	if len(after) == len(key) && len(after) > 0 {
+		cols, ph := make([]string, len(key)), make([]string, len(key))
+		for i, k := range key {
+			cols[i] = pgx.Identifier{k}.Sanitize()
+			ph[i] = fmt.Sprintf("$%d::%s", i+1, keyTypes[i])
+			params = append(params, []byte(after[i]))
+		}
+		where = " WHERE (" + strings.Join(cols, ", ") + ") > (" + strings.Join(ph, ", ") + ")"
+	}
+	order := make([]string, len(key))
+	for i, k := range key {
+		order[i] = pgx.Identifier{k}.Sanitize()
+	}
+	sql := fmt.Sprintf("SELECT * FROM %s%s ORDER BY %s LIMIT %d",
+		pgx.Identifier{schema, name}.Sanitize(), where, strings.Join(order, ", "), s.c.cfg.SnapshotChunkSize)
+
+	rr := conn.PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
+	fields := rr.FieldDescriptions()
+	keyIdx := make([]int, 0, len(key))
+	for _, k := range key {
+		for i, f := range fields {
+			if f.Name == k {
+				keyIdx = append(keyIdx, i)
+			}
+		}
+	}
+	ch := &chunk{table: table, topic: s.c.cfg.TopicPrefix + "." + table, key: key, done: make(chan struct{})}
+	ch.pending.Store(1)
+	var last []string
+	now := time.Now().UnixMilli()
+	for rr.NextRow() {
+		vals := rr.Values()
+		row := make(event.Row, len(fields))
+		for i, f := range fields {
+			v := json.RawMessage("null")
+			if vals[i] != nil {
+				v = textToJSON(f.DataTypeOID, vals[i])
+			}
+			row[i] = event.Field{Name: f.Name, Value: v}
+		}
+		last = last[:0]
+		for _, i := range keyIdx {
+			last = append(last, string(vals[i]))
+		}
+		ev := event.Envelope{
+			Op:    event.OpSnapshot,
+			After: row,
+			Source: event.Source{
+				Version: Version, Connector: "postgresql", Name: s.c.cfg.TopicPrefix, TsMs: now,
+				Snapshot: "true", DB: conn.Config().Database, Schema: schema, Table: name, LSN: int64(low),
+			},
+			TsMs: now,
+		}
+		ch.rows = append(ch.rows, snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: ev.Encode(make([]byte, 0, 256))})
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, nil, fmt.Errorf("read chunk: %w", err)
+	}
+	return ch, append([]string(nil), last...), nil
+}
+
+// keyJSON is the Kafka key of a row whose primary key is key.
+func keyJSON(row event.Row, key []string) []byte {
+	if len(key) == 0 {
+		return nil
+	}
+	k := make(event.Row, 0, len(key))
+	for _, f := range row {
+		for _, name := range key {
+			if f.Name == name {
+				k = append(k, f)
+			}
+		}
+	}
+	b, _ := k.MarshalJSON()
+	return b
+}
+
+// primaryKey returns the table's primary-key columns in column order, with
+// their types as SQL spells them.
+func primaryKey(ctx context.Context, conn *pgx.Conn, table string) (cols, types []string, err error) {
+	schema, name, _ := strings.Cut(table, ".")
+	rows, err := conn.Query(ctx, `
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+		FROM pg_index i
+		JOIN pg_class c ON c.oid = i.indrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+		WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary
+		ORDER BY a.attnum`, schema, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("look up the primary key of %s: %w", table, err)
+	}
+	for rows.Next() {
+		var c, t string
+		if err := rows.Scan(&c, &t); err != nil {
+			return nil, nil, err
+		}
+		cols, types = append(cols, c), append(types, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("look up the primary key of %s: %w", table, err)
+	}
+	if len(cols) == 0 {
+		return nil, nil, &fatalError{fmt.Errorf("table %s has no primary key: the snapshot reads in primary-key chunks; add one, or leave the table out of snapshots", table)}
+	}
+	return cols, types, nil
+}
+
+// emitMessage writes a transactional logical decoding message and returns
+// its LSN.
+func emitMessage(ctx context.Context, conn *pgx.Conn, prefix, content string) (pglogrepl.LSN, error) {
+	var lsn pglogrepl.LSN
+	if err := conn.QueryRow(ctx, `SELECT pg_logical_emit_message(true, $1, $2)`, prefix, content).Scan(&lsn); err != nil {
+		return 0, fmt.Errorf("write %s message: %w", prefix, err)
+	}
+	return lsn, nil
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Signal asks the connector streaming from the database at dsn to
+// snapshot tables again, by writing a signal into the WAL: it reaches the
+// connector in commit order, needs no table of ours in the source
+// database, and waits in the slot while the connector is down.
+func Signal(ctx context.Context, dsn string, tables []string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	content, _ := json.Marshal(signal{Snapshot: tables})
+	_, err = emitMessage(ctx, conn, SignalPrefix, string(content))
+	return err
+}
+
+// signal is the content of a SignalPrefix message.
+type signal struct {
+	Snapshot []string `json:"snapshot"`
+}
+
+var errNoSnapshotSupport = errors.New("snapshots need PostgreSQL 14 or newer (pgoutput's messages option)")
+
+// Reset allows the connector to create a new slot and re-snapshot every
+// table: the way out after a slot was lost. It keeps nothing else of the
+// old state.
+func Reset(ctx context.Context, store StateStore, slot string) error {
+	k := &stateKeeper{store: store, st: State{Slot: slot}}
+	return k.update(ctx, func(st *State) { st.Reset = true })
+}

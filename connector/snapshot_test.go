@@ -1,0 +1,232 @@
+package connector_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+)
+
+// snapshotConfig is testConfig with a state store and an initial snapshot
+// in small chunks.
+func snapshotConfig(t *testing.T, db *pgtest.DB, kafka *broker.Embedded) connector.Config {
+	t.Helper()
+	store, err := broker.OpenStateStore(context.Background(), kafka.Brokers(), "cdc.connector-state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg := testConfig(db)
+	cfg.State = store
+	cfg.InitialSnapshot = true
+	cfg.SnapshotChunkSize = 500
+	return cfg
+}
+
+// replay folds a topic's events into the rows they describe, by key, the
+// way a consumer does: the last event of a key wins, a delete removes it.
+func replay(t *testing.T, recs []kafkatest.Record) (rows map[string]string, ops map[event.Op]int) {
+	t.Helper()
+	rows, ops = map[string]string{}, map[event.Op]int{}
+	for i, ev := range decodeAll(t, recs) {
+		ops[ev.Op]++
+		switch ev.Op {
+		case event.OpDelete:
+			delete(rows, string(recs[i].Key))
+		case event.OpTruncate:
+			clear(rows)
+		default:
+			plan, _ := ev.After.Get("plan")
+			score, _ := ev.After.Get("score")
+			rows[string(recs[i].Key)] = string(plan) + "/" + string(score)
+		}
+	}
+	return rows, ops
+}
+
+// tableRows reads the users table in replay's form.
+func tableRows(t *testing.T, db *pgtest.DB) map[string]string {
+	t.Helper()
+	rows, err := db.Conn(t).Query(context.Background(), `SELECT external_id, plan, score FROM users`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var id, plan string
+		var score int
+		if err := rows.Scan(&id, &plan, &score); err != nil {
+			t.Fatal(err)
+		}
+		key, _ := json.Marshal(map[string]string{"external_id": id})
+		out[string(key)] = fmt.Sprintf("%q/%d", plan, score)
+	}
+	return out
+}
+
+// churn updates, deletes and inserts users rows until stop is closed.
+func churn(t *testing.T, db *pgtest.DB, n int, stop <-chan struct{}) (done func()) {
+	t.Helper()
+	conn := db.Conn(t)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		rng := rand.New(rand.NewPCG(7, 8))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			id := fmt.Sprintf("u%06d", rng.IntN(n))
+			var err error
+			switch rng.IntN(4) {
+			case 0:
+				_, err = conn.Exec(context.Background(), `DELETE FROM users WHERE external_id = $1`, id)
+			case 1:
+				_, err = conn.Exec(context.Background(), `INSERT INTO users VALUES ($1, 'new', $2) ON CONFLICT (external_id) DO UPDATE SET plan = 'reborn'`, fmt.Sprintf("n%06d", i), i)
+			default:
+				_, err = conn.Exec(context.Background(), `UPDATE users SET score = score + 1, plan = 'pro' WHERE external_id = $1`, id)
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	return wg.Wait
+}
+
+// converge reads the topic until replaying it gives the table's rows, and
+// returns the events' count by op.
+func converge(t *testing.T, db *pgtest.DB, kafka *broker.Embedded) map[event.Op]int {
+	t.Helper()
+	want := tableRows(t, db)
+	var rows map[string]string
+	var ops map[event.Op]int
+	_, ok := kafkatest.Read(t, kafka.Brokers(), []string{"cdc.public.users"}, 60*time.Second, func(rs []kafkatest.Record) bool {
+		rows, ops = replay(t, rs)
+		return mapsEqual(rows, want)
+	})
+	if !ok {
+		t.Fatalf("replaying the topic gives %d rows, the table has %d; %s", len(rows), len(want), firstDifference(rows, want))
+	}
+	return ops
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func firstDifference(got, want map[string]string) string {
+	for k, v := range want {
+		if got[k] != v {
+			return fmt.Sprintf("e.g. %s is %q in Kafka, %q in the table", k, got[k], v)
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			return fmt.Sprintf("e.g. %s (%q) is in Kafka but not in the table", k, v)
+		}
+	}
+	return ""
+}
+
+func TestInitialSnapshotUnderConcurrentWritesEndsEqualToTheTable(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	const n = 20000
+	db.Exec(t, `INSERT INTO users SELECT 'u' || lpad(i::text, 6, '0'), 'free', 0 FROM generate_series(0, $1 - 1) i`, n)
+	kafka := kafkatest.Start(t)
+
+	stop := make(chan struct{})
+	startConnectorWith(t, db, kafka, snapshotConfig(t, db, kafka))
+	wait := churn(t, db, n, stop)
+	time.Sleep(3 * time.Second) // the churn runs while the chunks are read
+	close(stop)
+	wait()
+
+	ops := converge(t, db, kafka)
+	if ops[event.OpSnapshot] < n/2 || ops[event.OpSnapshot] > n {
+		t.Errorf("%d snapshot events for %d rows", ops[event.OpSnapshot], n)
+	}
+	t.Logf("events by op: %v", ops)
+}
+
+func TestASignalResnapshotsATableWhileStreaming(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	db.Exec(t, `INSERT INTO users SELECT 'u' || i, 'free', i FROM generate_series(1, 1200) i`)
+	kafka := kafkatest.Start(t)
+	startConnectorWith(t, db, kafka, snapshotConfig(t, db, kafka))
+	snapshots := func(n int) func([]kafkatest.Record) bool {
+		return func(rs []kafkatest.Record) bool {
+			_, ops := replay(t, rs)
+			return ops[event.OpSnapshot] >= n
+		}
+	}
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 60*time.Second, snapshots(1200))
+
+	if err := connector.Signal(context.Background(), db.DSN, []string{"public.users"}); err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(t, `UPDATE users SET plan = 'pro' WHERE score <= 10`) // the stream goes on meanwhile
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 60*time.Second, snapshots(2400))
+	converge(t, db, kafka)
+}
+
+func TestALostSlotStopsTheConnectorUntilAnExplicitReset(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	db.Exec(t, `INSERT INTO users VALUES ('a', 'free', 1)`)
+	kafka := kafkatest.Start(t)
+	cfg := snapshotConfig(t, db, kafka)
+	stop := startConnectorWith(t, db, kafka, cfg)
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, atLeast(1))
+	stop()
+
+	db.Exec(t, `SELECT pg_drop_replication_slot($1)`, db.Name)
+	db.Exec(t, `INSERT INTO users VALUES ('b', 'free', 2)`) // written while no slot kept the WAL
+
+	w := broker.NewWriter(kafka.Brokers(), 1000)
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := connector.New(cfg, w, zaptest.NewLogger(t)).Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "is gone") || !strings.Contains(err.Error(), "snapshot --reset") {
+		t.Fatalf("Run returned %v, want a loud error naming the reset", err)
+	}
+	var exists bool
+	db.Conn(t).QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, db.Name).Scan(&exists)
+	if exists {
+		t.Fatal("the connector silently created a new slot")
+	}
+
+	if err := connector.Reset(ctx, cfg.State, cfg.Slot); err != nil {
+		t.Fatal(err)
+	}
+	startConnectorWith(t, db, kafka, cfg)
+	converge(t, db, kafka) // b arrives through the re-snapshot
+}
