@@ -174,10 +174,36 @@ type snapshotter struct {
 	state  *stateKeeper
 	chunks chan *chunk
 	wake   chan struct{} // a signal added tables
+
+	// ours are the watermark ids this snapshotter wrote and the reader has
+	// not closed: watermarks replayed from an earlier session open no
+	// window, so none stays open for a high watermark that never comes.
+	mu   sync.Mutex
+	ours map[string]bool
 }
 
 func newSnapshotter(c *Connector, state *stateKeeper) *snapshotter {
-	return &snapshotter{c: c, state: state, chunks: make(chan *chunk, 4), wake: make(chan struct{}, 1)}
+	return &snapshotter{c: c, state: state, chunks: make(chan *chunk, 4), wake: make(chan struct{}, 1), ours: make(map[string]bool)}
+}
+
+// claim records a watermark id before it is written.
+func (s *snapshotter) claim(id string) {
+	s.mu.Lock()
+	s.ours[id] = true
+	s.mu.Unlock()
+}
+
+// owns reports whether id is one of ours; release forgets it.
+func (s *snapshotter) owns(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ours[id]
+}
+
+func (s *snapshotter) release(id string) {
+	s.mu.Lock()
+	delete(s.ours, id)
+	s.mu.Unlock()
 }
 
 // run snapshots pending tables until ctx ends, waking when a signal adds
@@ -236,6 +262,7 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 			return nil // finished meanwhile (a repeated signal)
 		}
 		id := randomID()
+		s.claim(id)
 		low, err := emitMessage(ctx, conn, watermarkPrefix, "L "+id+" "+table)
 		if err != nil {
 			return err

@@ -191,8 +191,10 @@ func TestASignalResnapshotsATableWhileStreaming(t *testing.T) {
 	if err := connector.Signal(context.Background(), db.DSN, []string{"public.users"}); err != nil {
 		t.Fatal(err)
 	}
-	db.Exec(t, `UPDATE users SET plan = 'pro' WHERE score <= 10`) // the stream goes on meanwhile
-	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 60*time.Second, snapshots(2400))
+	// The stream goes on meanwhile; rows it carries while their chunk is
+	// read are left out of the chunk.
+	db.Exec(t, `UPDATE users SET plan = 'pro' WHERE score <= 10`)
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 60*time.Second, snapshots(2400-10))
 	converge(t, db, kafka)
 }
 

@@ -344,9 +344,10 @@ func (s *session) message(ctx context.Context, txn *checkpoint.Txn, m *pglogrepl
 	case watermarkPrefix:
 		fields := strings.Fields(string(m.Content))
 		switch {
-		case len(fields) == 3 && fields[0] == "L":
+		case len(fields) == 3 && fields[0] == "L" && s.snap != nil && s.snap.owns(fields[1]):
 			s.windows[fields[1]] = &window{table: fields[2], seen: make(map[string]struct{})}
-		case len(fields) == 2 && fields[0] == "H":
+		case len(fields) == 2 && fields[0] == "H" && s.snap != nil && s.snap.owns(fields[1]):
+			defer s.snap.release(fields[1])
 			return s.produceChunk(ctx, txn, fields[1])
 		}
 	case SignalPrefix:
