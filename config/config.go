@@ -73,6 +73,9 @@ type Kafka struct {
 	// StateTopic is the compacted topic where the connector keeps its state
 	// (snapshot progress); default "<topic_prefix>.connector-state".
 	StateTopic string `yaml:"state_topic"`
+	// DeadLetterTopic receives the messages the sink cannot apply, with the
+	// reason in their headers; default "<topic_prefix>.dlq".
+	DeadLetterTopic string `yaml:"dead_letter_topic"`
 }
 
 // OneSignal is the destination app.
@@ -168,6 +171,9 @@ func Parse(r io.Reader) (*Config, error) {
 	}
 	if cfg.Kafka.StateTopic == "" {
 		cfg.Kafka.StateTopic = cfg.Kafka.TopicPrefix + ".connector-state"
+	}
+	if cfg.Kafka.DeadLetterTopic == "" {
+		cfg.Kafka.DeadLetterTopic = cfg.Kafka.TopicPrefix + ".dlq"
 	}
 	return &cfg, nil
 }

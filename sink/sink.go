@@ -2,13 +2,19 @@
 // applies them to OneSignal.
 //
 // Its guarantee: a partition's offset is committed only up to a message
-// before which every fetched message was applied to OneSignal. Messages are
-// applied concurrently across keys and in order within a key; a transient
-// failure (network, 429, 5xx) is retried without end, honouring
-// Retry-After; anything else stops the sink with the message's position and
-// the reason, leaving its offset uncommitted, the way Kafka Connect's
-// errors.tolerance=none does. Wrong credentials stop it the same way: they
-// never drain a topic.
+// before which every fetched message was applied to OneSignal or is held
+// by the dead-letter topic. Messages are applied concurrently across keys
+// and in order within a key. Errors are handled by class:
+//
+//   - transient (network, timeouts, 429, 5xx): retried without end,
+//     honouring Retry-After;
+//   - the message's own fault (not an event, a row the mapping cannot
+//     express, another 4xx): the original message goes to the dead-letter
+//     topic with the reason in its headers, once Kafka holds it the sink
+//     moves on; without a dead-letter topic the sink stops instead, like
+//     Kafka Connect's errors.tolerance=none;
+//   - wrong credentials (401, 403): the sink stops with nothing committed
+//     past the message. It never drains a topic into the dead-letter topic.
 package sink
 
 import (
@@ -16,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,12 +59,52 @@ type fatalError interface {
 	Fatal() bool
 }
 
+// MessageWriter writes messages, returning once Kafka acknowledged them.
+type MessageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
 // Config tunes the sink.
 type Config struct {
 	Workers        int           // keys applied concurrently; default 16
 	CommitInterval time.Duration // how often offsets are committed; default 1s
 	Retry          retry.Policy  // backoff for transient API errors
+	// DeadLetters writes rejected messages to DeadLetterTopic; nil stops
+	// the sink at the first rejected message instead.
+	DeadLetters     MessageWriter
+	DeadLetterTopic string
+	// Name is reported in dead letters' headers; default "onesignal-cdc".
+	Name string
 }
+
+// Header keys of a dead letter. They are Kafka Connect's, so tools that
+// read its dead-letter queues read ours.
+const (
+	HeaderTopic     = "__connect.errors.topic"
+	HeaderPartition = "__connect.errors.partition"
+	HeaderOffset    = "__connect.errors.offset"
+	HeaderConnector = "__connect.errors.connector.name"
+	HeaderStage     = "__connect.errors.stage"
+	HeaderClass     = "__connect.errors.exception.class.name"
+	HeaderMessage   = "__connect.errors.exception.message"
+	HeaderStatus    = "onesignal_cdc.errors.http.status" // for the onesignal stage
+)
+
+// statusError is an API error that knows its HTTP status.
+type statusError interface {
+	error
+	HTTPStatus() int
+}
+
+// rejected is a message that can never be applied as it is.
+type rejected struct {
+	stage  string // "decode", "transform" or "onesignal"
+	status int    // the HTTP status, for the onesignal stage
+	err    error
+}
+
+func (r *rejected) Error() string { return r.err.Error() }
+func (r *rejected) Unwrap() error { return r.err }
 
 // Sink is the Kafka → OneSignal half of the pipeline.
 type Sink struct {
@@ -75,6 +123,9 @@ func New(cfg Config, r MessageReader, api OneSignal, mapping *transform.Mapping,
 	}
 	if cfg.CommitInterval <= 0 {
 		cfg.CommitInterval = time.Second
+	}
+	if cfg.Name == "" {
+		cfg.Name = "onesignal-cdc"
 	}
 	return &Sink{cfg: cfg, r: r, api: api, mapping: mapping, log: log.Named("sink"), offsets: checkpoint.NewOffsets()}
 }
@@ -96,7 +147,11 @@ func (s *Sink) Run(ctx context.Context) error {
 		shards[i] = make(chan work, 64)
 		wg.Go(func() {
 			for w := range shards[i] {
-				if err := s.handle(ctx, w.msg); err != nil {
+				err := s.handle(ctx, w.msg)
+				if rej, ok := errors.AsType[*rejected](err); ok && s.cfg.DeadLetters != nil {
+					err = s.deadLetter(ctx, w.msg, rej)
+				}
+				if err != nil {
 					if ctx.Err() == nil {
 						cancel(err)
 					}
@@ -159,7 +214,7 @@ func (s *Sink) handle(ctx context.Context, msg kafka.Message) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
+		return &rejected{stage: "decode", err: fmt.Errorf("message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)}
 	}
 	if ev.Op == event.OpTruncate {
 		s.log.Warn("the source table was truncated; OneSignal keeps its users and tags",
@@ -167,7 +222,7 @@ func (s *Sink) handle(ctx context.Context, msg kafka.Message) error {
 	}
 	ops, err := s.mapping.Transform(ev)
 	if err != nil {
-		return fmt.Errorf("message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
+		return &rejected{stage: "transform", err: fmt.Errorf("message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)}
 	}
 	for _, op := range ops {
 		err := s.cfg.Retry.Do(ctx, func() error { return s.apply(ctx, op) }, func(err error, wait time.Duration) {
@@ -181,9 +236,41 @@ func (s *Sink) handle(ctx context.Context, msg kafka.Message) error {
 				return fmt.Errorf("OneSignal refused the credentials, so the sink stops with message %s/%d@%d and everything after it uncommitted: check onesignal.app_id and onesignal.api_key: %w",
 					msg.Topic, msg.Partition, msg.Offset, err)
 			}
-			return fmt.Errorf("message %s/%d@%d: %s: %w", msg.Topic, msg.Partition, msg.Offset, op.Kind, err)
+			status := 0
+			if h, ok := errors.AsType[statusError](err); ok {
+				status = h.HTTPStatus()
+			}
+			return &rejected{stage: "onesignal", status: status, err: fmt.Errorf("message %s/%d@%d: %s: %w", msg.Topic, msg.Partition, msg.Offset, op.Kind, err)}
 		}
 	}
+	return nil
+}
+
+// deadLetter writes a rejected message, as it was, to the dead-letter
+// topic with the reason in its headers, retrying until Kafka holds it.
+func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected) error {
+	headers := append(slices.Clip(msg.Headers),
+		kafka.Header{Key: HeaderTopic, Value: []byte(msg.Topic)},
+		kafka.Header{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(msg.Partition), 10)},
+		kafka.Header{Key: HeaderOffset, Value: strconv.AppendInt(nil, msg.Offset, 10)},
+		kafka.Header{Key: HeaderConnector, Value: []byte(s.cfg.Name)},
+		kafka.Header{Key: HeaderStage, Value: []byte(rej.stage)},
+		kafka.Header{Key: HeaderClass, Value: []byte(fmt.Sprintf("%T", errors.Unwrap(rej.err)))},
+		kafka.Header{Key: HeaderMessage, Value: []byte(rej.Error())},
+	)
+	if rej.status != 0 {
+		headers = append(headers, kafka.Header{Key: HeaderStatus, Value: strconv.AppendInt(nil, int64(rej.status), 10)})
+	}
+	dl := kafka.Message{Topic: s.cfg.DeadLetterTopic, Key: msg.Key, Value: msg.Value, Headers: headers}
+	err := s.cfg.Retry.Do(ctx, func() error { return retry.Transient(s.cfg.DeadLetters.WriteMessages(ctx, dl)) }, func(err error, wait time.Duration) {
+		s.log.Warn("dead-letter write failed; retrying", zap.Error(err), zap.Duration("wait", wait))
+	})
+	if err != nil {
+		return fmt.Errorf("dead-letter %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
+	}
+	s.log.Warn("message rejected; it is in the dead-letter topic",
+		zap.String("topic", msg.Topic), zap.Int("partition", msg.Partition), zap.Int64("offset", msg.Offset),
+		zap.String("stage", rej.stage), zap.String("dead_letter_topic", s.cfg.DeadLetterTopic), zap.Error(rej.err))
 	return nil
 }
 

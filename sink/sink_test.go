@@ -283,3 +283,97 @@ func TestSinkRetriesTransientErrorsUntilTheyPass(t *testing.T) {
 		t.Errorf("tries %v, want 3 each", api.tries)
 	}
 }
+
+// runSinkWithDeadLetters is runSink with a dead-letter topic.
+func runSinkWithDeadLetters(t *testing.T, b *broker.Embedded, group string, api sink.OneSignal) *running {
+	t.Helper()
+	if err := broker.EnsureTopics(context.Background(), b.Brokers(), 1, "cdc.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	w := broker.NewWriter(b.Brokers(), 100)
+	t.Cleanup(func() { w.Close() })
+	r := newReader(b, group)
+	s := sink.New(sink.Config{
+		Workers: 4, CommitInterval: 50 * time.Millisecond,
+		Retry:       retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+		DeadLetters: w, DeadLetterTopic: "cdc.dlq",
+	}, r, api, mapping, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &running{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(run.done)
+		run.err = s.Run(ctx)
+		r.Close()
+	}()
+	t.Cleanup(func() { run.stop() })
+	return run
+}
+
+func header(r kafkatest.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestSinkDeadLettersARejectedMessageWithItsReasonAndMovesOn(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	notJSON := userEvent("u1", "free")
+	notJSON.Value = []byte(`<html>oops</html>`)
+	tagObject := userEvent("u2", "free")
+	tagObject.Value = []byte(strings.Replace(string(tagObject.Value), `"plan":"free"`, `"plan":{"nested":1}`, 1))
+	produce(t, b, userEvent("u0", "free"), notJSON, tagObject, userEvent("u3", "pro"))
+	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "key"})
+	run := runSinkWithDeadLetters(t, b, "g", newClient(t, url, "key"))
+
+	waitFor(t, "every offset to be committed", func() bool { return committed(t, b, "g") == 4 })
+	dead := kafkatest.ReadUntil(t, b.Brokers(), []string{"cdc.dlq"}, 30*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 2 })
+	if err := run.stop(); err != nil {
+		t.Fatalf("the sink stopped with %v; a rejected message must not stop it", err)
+	}
+	wantStage := map[string]string{"1": "decode", "2": "transform"}
+	for _, d := range dead {
+		off := header(d, sink.HeaderOffset)
+		if header(d, sink.HeaderTopic) != topic || header(d, sink.HeaderPartition) != "0" || header(d, sink.HeaderStage) != wantStage[off] {
+			t.Errorf("dead letter of offset %s: headers %v, want topic, partition and stage %q", off, d.Headers, wantStage[off])
+		}
+		if header(d, sink.HeaderMessage) == "" {
+			t.Errorf("dead letter of offset %s has no reason", off)
+		}
+		if off == "1" && string(d.Value) != `<html>oops</html>` {
+			t.Errorf("dead letter value %q, want the original message", d.Value)
+		}
+	}
+	st := emu.State()
+	if _, ok := st.UserByExternalID("u3"); !ok {
+		t.Error("the message after the rejected ones was not applied")
+	}
+}
+
+// refusingAPI answers every call with a 400 that is not retryable.
+type refusingAPI struct{ sink.OneSignal }
+
+type badRequest struct{}
+
+func (badRequest) Error() string   { return "HTTP 400: Please limit your tag updates to 100 per request" }
+func (badRequest) HTTPStatus() int { return 400 }
+
+func (refusingAPI) SetTags(context.Context, string, map[string]string) error { return badRequest{} }
+
+func TestSinkDeadLettersAMessageOneSignalRejectsWithItsStatus(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	produce(t, b, userEvent("u0", "free"))
+	run := runSinkWithDeadLetters(t, b, "g", refusingAPI{})
+	dead := kafkatest.ReadUntil(t, b.Brokers(), []string{"cdc.dlq"}, 30*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 1 })
+	waitFor(t, "the offset to be committed", func() bool { return committed(t, b, "g") == 1 })
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := header(dead[0], sink.HeaderStatus); got != "400" || header(dead[0], sink.HeaderStage) != "onesignal" {
+		t.Errorf("status header %q stage %q, want 400 and onesignal", got, header(dead[0], sink.HeaderStage))
+	}
+}

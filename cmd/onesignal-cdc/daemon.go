@@ -122,7 +122,16 @@ func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) er
 			SessionTimeout:    30 * time.Second,
 		})
 		defer r.Close()
-		components = append(components, sink.New(sink.Config{Workers: cfg.OneSignal.Workers}, r, api, &cfg.Mapping, log))
+		if err := broker.EnsureTopics(ctx, brokers, cfg.Kafka.Partitions, cfg.Kafka.DeadLetterTopic); err != nil {
+			return err
+		}
+		dlq := broker.NewWriter(brokers, 100)
+		defer dlq.Close()
+		components = append(components, sink.New(sink.Config{
+			Workers:         cfg.OneSignal.Workers,
+			DeadLetters:     dlq,
+			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
+		}, r, api, &cfg.Mapping, log))
 	}
 	return runAll(ctx, components)
 }

@@ -31,6 +31,7 @@ type Record struct {
 	Offset    int64
 	Key       []byte
 	Value     []byte
+	Headers   []kgo.RecordHeader
 }
 
 // ReadUntil reads topics from the start until done reports true for what
@@ -61,7 +62,7 @@ func Read(t testing.TB, brokers []string, topics []string, timeout time.Duration
 			return out, false
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value})
+			out = append(out, Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Headers: r.Headers})
 		})
 	}
 	return out, true

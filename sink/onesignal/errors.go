@@ -70,6 +70,9 @@ func (e *APIError) Fatal() bool {
 // looks for.
 func (e *APIError) RetryAfterDuration() time.Duration { return e.RetryAfter }
 
+// HTTPStatus is the response's status code.
+func (e *APIError) HTTPStatus() int { return e.StatusCode }
+
 // mentions reports whether any message contains s, ignoring case.
 func (e *APIError) mentions(s string) bool {
 	s = strings.ToLower(s)
