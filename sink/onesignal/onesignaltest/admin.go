@@ -46,3 +46,35 @@ func (e *Emulator) serveReset(w http.ResponseWriter, r *http.Request) {
 	e.Reset()
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// serveFaults is GET /emulator/faults: the faults being injected, as
+// POST takes them.
+func (e *Emulator) serveFaults(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, e.Faults())
+}
+
+// setFaults is POST /emulator/faults, SetFaults over HTTP: the body
+// replaces the faults (so {} ends them) and restarts their sequence from
+// its seed, e.g.
+//
+//	{"seed": 7, "status": {"500": 0.1, "429": 0.05}, "retry_after": 2,
+//	 "latency": "20ms", "latency_max": "80ms", "reset": 0.01, "drop": 0.01}
+//
+// It answers 200 with the faults now in force, or 400 saying what is wrong.
+func (e *Emulator) setFaults(w http.ResponseWriter, r *http.Request) {
+	var f Faults
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&f); err != nil {
+		writeMessages(w, http.StatusBadRequest, "The body must be faults as JSON: "+err.Error())
+		return
+	}
+	if err := e.SetFaults(f); err != nil {
+		writeMessages(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, e.Faults())
+}
+
+// serveStats is GET /emulator/stats.
+func (e *Emulator) serveStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, e.Stats())
+}

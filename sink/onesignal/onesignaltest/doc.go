@@ -10,13 +10,31 @@
 // applied whole, under one lock, so the state is never half-updated, and
 // State returns a copy that later requests cannot change.
 //
+// Beside it, on the same store, it serves the legacy player model, at the
+// root and under /api/v1: add, edit, view and list devices (POST /players,
+// PUT and GET /players/{id}, GET /players), and edit tags by external user
+// id (PUT /apps/{app_id}/users/{external_user_id}). A player is a
+// subscription: its identifier is the token, its device_type stands for the
+// subscription type (Email is 11, SMS 14), and its external_user_id and tags
+// are those of the user that owns it. State.Player shows a subscription the
+// way GET /players/{id} does.
+//
 // Requests must carry the key as "Authorization: Key <key>" (also
-// "key <key>") or in the legacy style "Basic <key>". Its own routes,
-// GET /emulator/state, POST /emulator/subscriptions and POST /emulator/reset,
-// need no key.
+// "key <key>") or in the legacy style "Basic <key>", on every route of
+// either model. Its own routes need no key: GET /emulator/state, POST
+// /emulator/subscriptions, POST /emulator/reset, GET and POST
+// /emulator/faults, and GET /emulator/stats.
+//
+// What the emulator can be made to do (see Config): cap the tags a user
+// may hold (TagLimit), enforce OneSignal's write rate limits (RateLimits,
+// on an injectable Clock), and inject faults (Faults, also settable with
+// SetFaults and POST /emulator/faults): error statuses, latency,
+// connection resets, and writes applied whose answer is dropped. Stats and
+// GET /emulator/stats count requests by route and status, the faults
+// injected and the 429s sent.
 //
 // Where the reference could not confirm what OneSignal does, the emulator
-// behaves as follows:
+// behaves as follows. In the user model:
 //
 //   - A path app_id other than the configured one gets the same 403 as a
 //     wrong key: an App API key belongs to one app.
@@ -40,6 +58,76 @@
 //   - Update user answers 202 echoing the properties sent. Properties other
 //     than tags are accepted and dropped.
 //
-// Not emulated (yet): the legacy player API, rate limits, tag and
-// subscription caps, identity verification, and deliberate faults.
+// In the player model:
+//
+//   - The app_id is required in the body of POST and PUT /players, and in
+//     the query of GET /players[/{id}]; without it the answer is the 400
+//     above, with another app's the 403 above. The key is required too:
+//     keyless writes, as the old SDKs made, are refused.
+//   - PUT /players/{id} of an unknown id answers 400 {"errors":["No user
+//     with this id found"]}, what the Android SDK handles; with
+//     Config.UnknownPlayer404, 404 {"errors":["Device with player_id not
+//     found"]}, as the docs say. GET of an unknown id is always that 404.
+//   - Tag values may be strings or numbers; a number is stored as the text
+//     it was sent as (42 as "42"). "" and null delete a tag. A boolean,
+//     array or object is refused with 400 {"errors":["Tag \"k\" must be a
+//     string or a number."],"success":false}.
+//   - external_user_id "" clears it: the device moves to a new anonymous
+//     user (the SDKs' logout). null, like leaving it out, changes nothing.
+//     Setting one another user has moves the device to that user; setting
+//     a new one gives it to the owner when the owner has no external_id (so
+//     all the owner's devices get it, as on an SDK login), else moves the
+//     device to a new user with it. A device that moves shows its new
+//     user's tags, as in the user model; a new user has none. Tags in the
+//     same request go to the device's owner after the move.
+//   - Tags live on users, so editing tags by external user id changes them
+//     on every device with that id. The id must be on a device: a user that
+//     has it but no device gets the same 404 {"errors":["No players found
+//     for given external_user_id"]} as an id nobody has.
+//   - POST /players needs a device_type of 0–14 but 12 (else 400 "… is not
+//     a valid device_type."), and an identifier for email and SMS. A device
+//     of the same type and identifier is edited instead, and its id
+//     returned; both answer 200 {"success":true,"id":…}. Windows Phone (3)
+//     and Alexa (10) have no user-model type; their subscriptions are typed
+//     "WindowsPhonePush" and "AlexaPush". A user-model "SafariPush" shows as
+//     device_type 7.
+//   - Fields of a device other than identifier, external_user_id and tags
+//     (language, timezone, session_count, device_type on edit, the identity
+//     verification hashes, …) are accepted and dropped; an empty identifier
+//     on edit leaves it alone. A player shows id, identifier, device_type,
+//     tags, external_user_id (null when none) and invalid_identifier
+//     (always false).
+//   - GET /players takes a limit from 1 up (above 300 is 300; default 300)
+//     and an offset from 0 (default 0), and pages through all devices,
+//     sorted by id. Its 80,000-user cutoff is not emulated.
+//
+// Rules common to both:
+//
+//   - Over 100 tag changes (deletions count) in one request is refused with
+//     400 {"errors":["Please limit your tag updates to 100 per request"],
+//     "success":false}, in both models.
+//   - With a TagLimit, a write that would leave a user with more tags than
+//     that, and more than it had, is refused with 400 {"errors":["App is
+//     limited to a maximum of N tags on a given player"],"success":false}.
+//     A user already over the cap may still change and delete tags.
+//   - With RateLimits on, every write (POST, PUT or PATCH) costs the app one
+//     of its 1,000 per second when it arrives, before its body is read;
+//     reads are not limited. A write also costs one of the 1 per second of
+//     the user or subscription it addresses, when that exists on arrival
+//     and the body is well formed: the user or subscription in the path,
+//     the user create user's identity matches, the device add device's type
+//     and identifier match. A device has one budget in both models, a user
+//     one by any alias. What a write creates starts with a full budget. The
+//     budgets are token buckets, refilled evenly. Over budget, the answer is
+//     429 {"errors":["API rate limit exceeded."]} with Retry-After in whole
+//     seconds, rounded up, and nothing is applied or charged.
+//   - Faults come before everything else, authentication included, as a
+//     proxy or the network would. A dropped answer is dropped whatever it
+//     was. An injected 503 says {"errors":["Service temporarily
+//     unavailable"]}, a 429 is the rate-limit answer, others carry the
+//     status text.
+//
+// Not emulated (yet): deleting devices, CSV export, the other user-model
+// routes, the view-endpoint rate limits, the subscription cap, and identity
+// verification.
 package onesignaltest

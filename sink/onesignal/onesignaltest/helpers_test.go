@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
@@ -19,19 +21,53 @@ const (
 // api talks raw HTTP to one emulator, so the tests see exactly what a
 // client would.
 type api struct {
-	t   *testing.T
-	emu *onesignaltest.Emulator
-	url string
+	t      *testing.T
+	emu    *onesignaltest.Emulator
+	url    string
+	client *http.Client
 }
 
 func newAPI(t *testing.T) *api {
 	t.Helper()
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
-	return &api{t: t, emu: emu, url: url}
+	return newAPIWith(t, func(*onesignaltest.Config) {})
+}
+
+// newAPIWith serves an emulator whose config set changes from the usual.
+// Its client opens a connection per request, so that a connection a fault
+// cuts is never one the client would silently retry on.
+func newAPIWith(t *testing.T, set func(*onesignaltest.Config)) *api {
+	t.Helper()
+	cfg := onesignaltest.Config{AppID: appID, APIKey: apiKey}
+	set(&cfg)
+	emu, url := onesignaltest.NewTestServer(t, cfg)
+	tr := &http.Transport{DisableKeepAlives: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &api{t: t, emu: emu, url: url, client: &http.Client{Transport: tr}}
+}
+
+// clock is a time that moves only when a test says so.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Unix(1_700_000_000, 0)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 type reply struct {
 	status int
+	header http.Header
 	body   string
 }
 
@@ -48,6 +84,16 @@ func (r reply) json(t *testing.T) any {
 // send makes a request with the key and, when there is a body, the JSON
 // content type; headers overrides them ("" removes one).
 func (a *api) send(method, path, body string, headers ...string) reply {
+	a.t.Helper()
+	r, err := a.try(method, path, body, headers...)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return r
+}
+
+// try is send for a request that may get no answer.
+func (a *api) try(method, path, body string, headers ...string) (reply, error) {
 	a.t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -68,16 +114,16 @@ func (a *api) send(method, path, body string, headers ...string) reply {
 			req.Header.Set(headers[i], headers[i+1])
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := a.client.Do(req)
 	if err != nil {
-		a.t.Fatal(err)
+		return reply{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		a.t.Fatal(err)
+		return reply{}, err
 	}
-	return reply{status: resp.StatusCode, body: strings.TrimSpace(string(b))}
+	return reply{status: resp.StatusCode, header: resp.Header, body: strings.TrimSpace(string(b))}, nil
 }
 
 // must fails the test unless the reply has the status.

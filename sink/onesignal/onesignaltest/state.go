@@ -21,7 +21,9 @@ type User struct {
 	Subscriptions []string          `json:"subscriptions"` // subscription ids, sorted
 }
 
-// Subscription is one device (push token), email address or phone number.
+// Subscription is one device (push token), email address or phone number:
+// a player, in the legacy player model, whose identifier is the Token and
+// whose device_type DeviceType tells.
 type Subscription struct {
 	ID          string `json:"id"`
 	Type        string `json:"type"` // e.g. "AndroidPush", "iOSPush", "Email", "SMS"
@@ -59,21 +61,24 @@ func (s State) ExternalIDOf(subscriptionID string) string {
 func (s *store) snapshot() State {
 	st := State{Users: []User{}, Subscriptions: []Subscription{}}
 	for _, u := range s.users {
-		subs := append([]string{}, u.subs...)
-		slices.Sort(subs)
-		st.Users = append(st.Users, User{
-			OneSignalID:   u.id,
-			Identity:      s.identity(u),
-			Tags:          maps.Clone(u.tags),
-			Subscriptions: subs,
-		})
+		st.Users = append(st.Users, s.userState(u))
 	}
 	for _, sub := range s.subs {
-		st.Subscriptions = append(st.Subscriptions, Subscription{
-			ID: sub.id, Type: sub.typ, Token: sub.token, OneSignalID: sub.owner,
-		})
+		st.Subscriptions = append(st.Subscriptions, s.subscriptionState(sub))
 	}
 	slices.SortFunc(st.Users, func(a, b User) int { return strings.Compare(a.OneSignalID, b.OneSignalID) })
 	slices.SortFunc(st.Subscriptions, func(a, b Subscription) int { return strings.Compare(a.ID, b.ID) })
 	return st
+}
+
+// userState copies u.
+func (s *store) userState(u *user) User {
+	subs := append([]string{}, u.subs...) // [] in JSON, never null
+	slices.Sort(subs)
+	return User{OneSignalID: u.id, Identity: s.identity(u), Tags: maps.Clone(u.tags), Subscriptions: subs}
+}
+
+// subscriptionState copies sub.
+func (s *store) subscriptionState(sub *subscription) Subscription {
+	return Subscription{ID: sub.id, Type: sub.typ, Token: sub.token, OneSignalID: sub.owner}
 }

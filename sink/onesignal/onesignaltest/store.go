@@ -33,7 +33,10 @@ type alias struct{ label, id string }
 
 type token struct{ typ, value string }
 
-const onesignalIDLabel = "onesignal_id"
+const (
+	onesignalIDLabel = "onesignal_id"
+	externalIDLabel  = "external_id"
+)
 
 func newStore() *store {
 	return &store{
@@ -66,6 +69,12 @@ func (s *store) newUser(aliases map[string]string) *user {
 	return u
 }
 
+// addAlias gives u an alias that must not be taken.
+func (s *store) addAlias(u *user, label, id string) {
+	u.aliases[label] = id
+	s.aliases[alias{label, id}] = u.id
+}
+
 func (s *store) deleteUser(u *user) {
 	for label, id := range u.aliases {
 		delete(s.aliases, alias{label, id})
@@ -86,13 +95,24 @@ func (s *store) setTags(u *user, tags map[string]*string) {
 
 // newSubscription creates a subscription owned by u.
 func (s *store) newSubscription(id, typ, tok string, u *user) *subscription {
-	sub := &subscription{id: id, typ: typ, token: tok, owner: u.id}
+	sub := &subscription{id: id, typ: typ, owner: u.id}
 	s.subs[id] = sub
-	if _, taken := s.tokens[token{typ, tok}]; !taken {
-		s.tokens[token{typ, tok}] = id
-	}
+	s.setToken(sub, tok)
 	u.subs = append(u.subs, id)
 	return sub
+}
+
+// setToken gives sub a new token. The first subscription to hold a (type,
+// token) is the one found by it; an empty token (a push device not yet
+// registered) finds nothing.
+func (s *store) setToken(sub *subscription, tok string) {
+	if old := (token{sub.typ, sub.token}); s.tokens[old] == sub.id {
+		delete(s.tokens, old)
+	}
+	sub.token = tok
+	if _, taken := s.tokens[token{sub.typ, tok}]; !taken && tok != "" {
+		s.tokens[token{sub.typ, tok}] = sub.id
+	}
 }
 
 // subscriptionByToken finds a subscription by type and token; nil if none.

@@ -30,6 +30,9 @@ func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.Properties != nil && !checkTagChanges(w, req.Properties.Tags) {
+		return
+	}
 	for i, s := range req.Subscriptions {
 		if s.ID != "" {
 			continue
@@ -74,7 +77,12 @@ func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if existing != nil {
-		writeJSON(w, http.StatusOK, st.userBody(existing))
+		if e.admitTarget(w, userTarget(existing)) {
+			writeJSON(w, http.StatusOK, st.userBody(existing))
+		}
+		return
+	}
+	if req.Properties != nil && !e.checkTagLimit(w, nil, req.Properties.Tags) {
 		return
 	}
 	for _, s := range req.Subscriptions {
@@ -124,11 +132,21 @@ func (e *Emulator) updateUser(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	var tags map[string]*string
+	if req.Properties != nil {
+		tags = req.Properties.Tags
+	}
+	if !checkTagChanges(w, tags) {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	u := e.store.userBy(r.PathValue("alias_label"), r.PathValue("alias_id"))
 	if u == nil {
 		writeNotFound(w, titleUserNotFound)
+		return
+	}
+	if !e.admitTarget(w, userTarget(u)) || !e.checkTagLimit(w, u.tags, tags) {
 		return
 	}
 	echo := map[string]any{}
@@ -158,6 +176,9 @@ func (e *Emulator) transferSubscription(w http.ResponseWriter, r *http.Request) 
 	sub := e.store.subs[r.PathValue("subscription_id")]
 	if sub == nil {
 		writeNotFound(w, titleSubscriptionNotFound)
+		return
+	}
+	if !e.admitTarget(w, subscriptionTarget(sub)) {
 		return
 	}
 	var to *user

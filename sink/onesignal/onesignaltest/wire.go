@@ -12,6 +12,18 @@ const (
 	// Note the two spaces after "denied.".
 	msgAccessDenied = "Access denied.  Please include an 'Authorization: ...' header with a valid API key (https://documentation.onesignal.com/docs/en/keys-and-ids#api-keys)."
 	msgBadBody      = "app_id not found. You may be missing a Content-Type: application/json header."
+
+	msgTooManyTagChanges = "Please limit your tag updates to 100 per request"
+	msgTagLimit          = "App is limited to a maximum of %d tags on a given player"
+	msgRateLimited       = "API rate limit exceeded."
+	msgUnavailable       = "Service temporarily unavailable"
+
+	// What PUT /players/{id} of an unknown id gets: the Android SDK's
+	// reading, and the docs'.
+	msgNoUserWithID   = "No user with this id found"
+	msgDeviceNotFound = "Device with player_id not found"
+	// The docs' 404 for editing tags by an external id nobody has.
+	msgNoPlayersForExternalID = "No players found for given external_user_id"
 )
 
 // The titles of the emulator's 404s. The real bodies are not documented

@@ -1,0 +1,73 @@
+package onesignaltest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config says which app the emulator plays, which key opens it, and how
+// strict and how unreliable it is. The zero value of every field but AppID
+// and APIKey keeps the emulator lenient and reliable, as tests expect.
+type Config struct {
+	AppID  string // required: the only app ID the API routes accept
+	APIKey string // required: requests carry "Authorization: Key <APIKey>" (or the legacy "Basic <APIKey>")
+
+	// TagLimit caps the data tags one user may hold, as OneSignal's plans
+	// do; a write that would leave more is refused with 400. Default 0: no
+	// cap.
+	TagLimit int
+
+	// UnknownPlayer404 makes PUT /players/{id} of an unknown id answer 404
+	// "Device with player_id not found", as the docs say. Default false:
+	// 400 "No user with this id found", what the Android SDK handles.
+	UnknownPlayer404 bool
+
+	// RateLimits enforces OneSignal's write limits. Default: off.
+	RateLimits RateLimits
+
+	// Faults are injected from the start; SetFaults changes them later.
+	// Default: none.
+	Faults Faults
+
+	// Clock tells the time to the rate limits. Default nil: time.Now.
+	Clock func() time.Time
+}
+
+// RateLimits are OneSignal's limits on writes (create, update or delete a
+// user, a subscription or a device), counted when a request arrives.
+type RateLimits struct {
+	Enabled bool
+	// AppPerSecond is the app's write budget. Default 0: 1,000, OneSignal's.
+	AppPerSecond int
+	// TargetPerSecond is the budget of one user or one subscription (a
+	// device). Default 0: 1, OneSignal's.
+	TargetPerSecond int
+}
+
+// OneSignal's documented write limits.
+const (
+	defaultAppPerSecond    = 1000
+	defaultTargetPerSecond = 1
+)
+
+// Validate reports everything wrong with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.AppID == "" {
+		errs = append(errs, errors.New("onesignaltest: AppID is empty: set it to the app ID the client is configured with"))
+	}
+	if c.APIKey == "" {
+		errs = append(errs, errors.New("onesignaltest: APIKey is empty: set it to the key the client sends"))
+	}
+	if c.TagLimit < 0 {
+		errs = append(errs, fmt.Errorf("onesignaltest: TagLimit is %d: use 0 for no cap", c.TagLimit))
+	}
+	if c.RateLimits.AppPerSecond < 0 || c.RateLimits.TargetPerSecond < 0 {
+		errs = append(errs, errors.New("onesignaltest: a negative rate limit: use 0 for OneSignal's"))
+	}
+	if err := c.Faults.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,238 @@
+package onesignaltest
+
+import (
+	"encoding/json"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+)
+
+// The player model (the legacy API) on the same store as the user model: a
+// player is a subscription, its identifier the subscription's token, its
+// external_user_id the owner's external_id alias and its tags the owner's.
+
+// playerRequest is the body of POST /players and PUT /players/{id}: the
+// fields the emulator keeps. The Player's others (language, timezone,
+// session_count, the identity-verification hashes, …) are accepted and
+// dropped.
+type playerRequest struct {
+	AppID      string  `json:"app_id"`
+	DeviceType *int    `json:"device_type"`
+	Identifier *string `json:"identifier"`
+	// ExternalUserID is nil when absent or null: both leave it alone.
+	ExternalUserID *string                    `json:"external_user_id"`
+	Tags           map[string]json.RawMessage `json:"tags"`
+}
+
+type successBody struct {
+	Success bool   `json:"success"`
+	ID      string `json:"id,omitempty"`
+}
+
+// readPlayer decodes a player write and checks what every one has: the
+// app and the tags. It answers and returns false when the request goes no
+// further.
+func (e *Emulator) readPlayer(w http.ResponseWriter, r *http.Request) (playerRequest, map[string]*string, bool) {
+	var req playerRequest
+	if !decode(w, r, &req) || !e.admitLegacyApp(w, req.AppID) {
+		return req, nil, false
+	}
+	tags, ok := legacyTags(w, req.Tags)
+	return req, tags, ok && checkTagChanges(w, tags)
+}
+
+// addPlayer is POST /players. A device whose type and identifier are
+// already there is edited instead, and its id returned; else a device is
+// created, owned by the user with the external_user_id, or by a new user.
+func (e *Emulator) addPlayer(w http.ResponseWriter, r *http.Request) {
+	req, tags, ok := e.readPlayer(w, r)
+	if !ok {
+		return
+	}
+	if req.DeviceType == nil {
+		writeMessages(w, http.StatusBadRequest, "device_type is required: a missing one is not a valid device_type.")
+		return
+	}
+	typ, known := deviceTypes[*req.DeviceType]
+	if !known {
+		writeMessages(w, http.StatusBadRequest, strconv.Itoa(*req.DeviceType)+" is not a valid device_type.")
+		return
+	}
+	identifier := deref(req.Identifier)
+	if identifier == "" && (typ == "Email" || typ == "SMS") {
+		writeMessages(w, http.StatusBadRequest, "identifier is required: the email address or phone number.")
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.store
+	if sub := st.subscriptionByToken(typ, identifier); sub != nil {
+		if e.editDevice(w, sub, req, tags) {
+			writeJSON(w, http.StatusOK, successBody{Success: true, ID: sub.id})
+		}
+		return
+	}
+	ext := deref(req.ExternalUserID)
+	owner := st.ownerFor(ext)
+	var current map[string]string
+	if owner != nil {
+		current = owner.tags
+	}
+	if !e.checkTagLimit(w, current, tags) {
+		return
+	}
+	if owner == nil && ext != "" {
+		owner = st.newUser(map[string]string{externalIDLabel: ext})
+	} else if owner == nil {
+		owner = st.newUser(nil)
+	}
+	sub := st.newSubscription(newUUID(), typ, identifier, owner)
+	st.setTags(owner, tags)
+	writeJSON(w, http.StatusOK, successBody{Success: true, ID: sub.id})
+}
+
+// editPlayer is PUT /players/{player_id}: set or clear the device's
+// external_user_id (see planExternalID), then merge the tags into its new
+// owner's. device_type is accepted and ignored; an empty identifier leaves
+// the identifier alone.
+func (e *Emulator) editPlayer(w http.ResponseWriter, r *http.Request) {
+	req, tags, ok := e.readPlayer(w, r)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sub := e.store.subs[r.PathValue("player_id")]
+	if sub == nil {
+		if e.cfg.UnknownPlayer404 {
+			writeMessages(w, http.StatusNotFound, msgDeviceNotFound)
+		} else {
+			writeMessages(w, http.StatusBadRequest, msgNoUserWithID)
+		}
+		return
+	}
+	if e.editDevice(w, sub, req, tags) {
+		writeJSON(w, http.StatusOK, successBody{Success: true})
+	}
+}
+
+// editDevice applies a player write to an existing device, whole or not at
+// all. It answers with an error and returns false when it refuses.
+func (e *Emulator) editDevice(w http.ResponseWriter, sub *subscription, req playerRequest, tags map[string]*string) bool {
+	st := e.store
+	if !e.admitTarget(w, subscriptionTarget(sub)) {
+		return false
+	}
+	m := move{to: st.users[sub.owner]}
+	if req.ExternalUserID != nil {
+		m = st.planExternalID(sub, *req.ExternalUserID)
+	}
+	if !e.checkTagLimit(w, m.tags(), tags) {
+		return false
+	}
+	owner := st.apply(sub, m)
+	if id := deref(req.Identifier); id != "" && id != sub.token {
+		st.setToken(sub, id)
+	}
+	st.setTags(owner, tags)
+	return true
+}
+
+// editTagsByExternalID is PUT /apps/{app_id}/users/{external_user_id}. Tags
+// live on users, so the tags of every device with the external id change
+// at once. The id must be set on a device: a user that has it but no
+// device gets the same 404 as an id nobody has.
+func (e *Emulator) editTagsByExternalID(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Tags map[string]json.RawMessage `json:"tags"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	tags, ok := legacyTags(w, req.Tags)
+	if !ok || !checkTagChanges(w, tags) {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u := e.store.userBy(externalIDLabel, r.PathValue("external_user_id"))
+	if u == nil || len(u.subs) == 0 {
+		writeMessages(w, http.StatusNotFound, msgNoPlayersForExternalID)
+		return
+	}
+	if !e.admitTarget(w, userTarget(u)) || !e.checkTagLimit(w, u.tags, tags) {
+		return
+	}
+	e.store.setTags(u, tags)
+	writeJSON(w, http.StatusOK, successBody{Success: true})
+}
+
+// viewPlayer is GET /players/{player_id}?app_id=….
+func (e *Emulator) viewPlayer(w http.ResponseWriter, r *http.Request) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sub := e.store.subs[r.PathValue("player_id")]
+	if sub == nil {
+		writeMessages(w, http.StatusNotFound, msgDeviceNotFound)
+		return
+	}
+	writeJSON(w, http.StatusOK, e.store.player(sub))
+}
+
+// maxPlayersPage is the most devices GET /players returns at once, and
+// how many it returns when not told.
+const maxPlayersPage = 300
+
+// viewPlayers is GET /players?app_id=…&limit=…&offset=…: a page of the
+// devices, sorted by id.
+func (e *Emulator) viewPlayers(w http.ResponseWriter, r *http.Request) {
+	limit, offset, msg := pageOf(r.URL.Query())
+	if msg != "" {
+		writeMessages(w, http.StatusBadRequest, msg)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(e.store.subs))
+	page := struct {
+		TotalCount int      `json:"total_count"`
+		Offset     int      `json:"offset"`
+		Limit      int      `json:"limit"`
+		Players    []Player `json:"players"`
+	}{TotalCount: len(ids), Offset: offset, Limit: limit, Players: []Player{}}
+	from := min(offset, len(ids))
+	for _, id := range ids[from : from+min(limit, len(ids)-from)] {
+		page.Players = append(page.Players, e.store.player(e.store.subs[id]))
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// pageOf reads limit (1 or more; above 300 is 300; default 300) and offset
+// (0 or more; default 0), or says what is wrong with them.
+func pageOf(q url.Values) (limit, offset int, msg string) {
+	limit, offset = maxPlayersPage, 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return 0, 0, "limit must be a whole number from 1 to 300."
+		}
+		limit = min(n, maxPlayersPage)
+	}
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, 0, "offset must be a whole number, 0 or more."
+		}
+		offset = n
+	}
+	return limit, offset, ""
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
