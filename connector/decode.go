@@ -189,6 +189,9 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 		if ev.After, err = rel.image(newT, false); err != nil {
 			return step{}, err
 		}
+		if oldType == 'O' {
+			fillUnchangedToast(ev.After, ev.Before)
+		}
 	}
 	image := ev.After
 	if image == nil {
@@ -196,6 +199,18 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 	}
 	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: ev.Encode(make([]byte, 0, 256)), table: rel.name, image: image, keyCols: rel.key}
 	return step{kind: stepChanges, changes: []*change{c}}, nil
+}
+
+// fillUnchangedToast gives the columns of after that Postgres sent as
+// unchanged TOAST the value of the old row: under REPLICA IDENTITY FULL the
+// old row is complete and detoasted, and the column did not change. Both
+// rows are full images in column order.
+func fillUnchangedToast(after, before event.Row) {
+	for i, f := range after {
+		if event.IsUnavailable(f.Value) && i < len(before) && before[i].Name == f.Name {
+			after[i].Value = before[i].Value
+		}
+	}
 }
 
 // envelope starts the event of a change to rel at walStart.

@@ -184,6 +184,15 @@ func (c *Connector) stream(ctx context.Context) error {
 // to the producer.
 func (s *session) read(ctx context.Context) error {
 	var txn *checkpoint.Txn
+	// With heartbeats on, the server has WAL to decode and keepalives to
+	// send at least every interval; silence far longer than that means the
+	// connection is dead without having been closed (a silent network
+	// partition), which TCP alone would take many minutes to notice.
+	var silence time.Duration
+	if s.c.cfg.HeartbeatInterval > 0 {
+		silence = max(6*s.c.cfg.HeartbeatInterval, 30*time.Second)
+	}
+	lastHeard := time.Now()
 	for {
 		if err := s.statusIfDue(ctx); err != nil {
 			return err
@@ -196,10 +205,14 @@ func (s *session) read(ctx context.Context) error {
 				return nil
 			}
 			if pgconn.Timeout(err) {
+				if silence > 0 && time.Since(lastHeard) > silence {
+					return fmt.Errorf("nothing heard from the walsender for %s: reconnecting", time.Since(lastHeard).Round(time.Second))
+				}
 				continue
 			}
 			return fmt.Errorf("receive from walsender: %w", err)
 		}
+		lastHeard = time.Now()
 		select {
 		case <-s.producerDone:
 			return s.producerStopped()
