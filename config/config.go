@@ -87,9 +87,21 @@ type OneSignal struct {
 	// APIKey is an App API key; required. Overridden by
 	// $ONESIGNAL_CDC_ONESIGNAL_API_KEY.
 	APIKey Secret `yaml:"api_key"`
-	// Workers is how many users are applied concurrently; default 16.
-	Workers int `yaml:"workers"`
+	// Concurrency is how many requests may be in flight at once, each to
+	// a different user or device; default 32.
+	Concurrency int `yaml:"concurrency"`
+	// RateLimit is the most requests per second sent to the app, retries
+	// included; default 900, below OneSignal's 1,000. A 429 slows the sink
+	// down for a while.
+	RateLimit float64 `yaml:"rate_limit"`
+	// MaxInFlight is how many Kafka messages may be fetched and not yet
+	// applied; fetching waits at the cap, which bounds memory. Default
+	// 10000.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
+
+// maxRateLimit is OneSignal's documented write limit per app.
+const maxRateLimit = 1000
 
 // Log configures logging.
 type Log struct {
@@ -126,8 +138,10 @@ func Default() Config {
 			ConsumerGroup:  "onesignal-cdc-sink",
 		},
 		OneSignal: OneSignal{
-			BaseURL: "https://api.onesignal.com",
-			Workers: 16,
+			BaseURL:     "https://api.onesignal.com",
+			Concurrency: 32,
+			RateLimit:   900,
+			MaxInFlight: 10000,
 		},
 		Log: Log{Level: "info", Format: "json"},
 	}
@@ -250,8 +264,17 @@ func (c *Config) Validate() error {
 	if c.OneSignal.APIKey == "" {
 		bad("onesignal.api_key is empty: set it, or $ONESIGNAL_CDC_ONESIGNAL_API_KEY, to an App API key")
 	}
-	if c.OneSignal.Workers < 1 {
-		bad("onesignal.workers %d must be at least 1", c.OneSignal.Workers)
+	if c.OneSignal.Concurrency < 1 {
+		bad("onesignal.concurrency %d must be at least 1 (default 32)", c.OneSignal.Concurrency)
+	}
+	switch r := c.OneSignal.RateLimit; {
+	case r <= 0:
+		bad("onesignal.rate_limit %g must be above 0 requests/s (default 900)", r)
+	case r > maxRateLimit:
+		bad("onesignal.rate_limit %g is above OneSignal's limit of %d writes/s per app: use at most %d (default 900)", r, maxRateLimit, maxRateLimit)
+	}
+	if c.OneSignal.MaxInFlight < 1 {
+		bad("onesignal.max_in_flight %d must be at least 1 (default 10000)", c.OneSignal.MaxInFlight)
 	}
 	if err := c.Mapping.Validate(); err != nil {
 		errs = append(errs, err)

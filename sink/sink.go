@@ -1,29 +1,55 @@
 // Package sink consumes change events from Kafka as a consumer group and
-// applies them to OneSignal.
+// applies them to OneSignal, within OneSignal's limits of 1,000 writes per
+// second per app and one per second per user or device.
 //
 // Its guarantee: a partition's offset is committed only up to a message
-// before which every fetched message was applied to OneSignal or is held
-// by the dead-letter topic. Messages are applied concurrently across keys
-// and in order within a key. Errors are handled by class:
+// before which every fetched message is done: each operation it produced
+// was applied by a request OneSignal accepted, or the message is held by
+// the dead-letter topic. A repeat after a crash is harmless, since every
+// operation sets a state.
 //
-//   - transient (network, timeouts, 429, 5xx): retried without end,
-//     honouring Retry-After;
+// On the way from fetch to done:
+//
+//   - At most MaxInFlight messages are fetched and not yet done; fetching
+//     blocks at the cap, and that bounds everything below (sink.go).
+//   - Per Kafka key, the position (commit LSN, LSN) of the newest event
+//     fetched is remembered in a bounded LRU. An event at or before it is
+//     a replay or stale, and is skipped; it is done when the newer event
+//     is, so no commit passes it early (message.go).
+//   - Each operation targets a user (set tags) or a device (link, unlink).
+//     Operations for a target merge into one pending request while the
+//     target's previous request is in flight or was answered less than a
+//     second ago: tags merge, later values winning and "" deleting; for a
+//     device the last link or unlink wins. Requests to one target never
+//     overlap and keep their order; up to Concurrency requests to
+//     different targets are in flight at once (schedule.go, request.go).
+//   - A request whose effect is what the target's last applied request set
+//     (a digest in a bounded LRU, empty after a restart) is not sent.
+//   - Every attempt, retries included, waits for its target's window and
+//     takes a token from one app-wide bucket filled at RateLimit per
+//     second. A 429 lowers the rate (×0.8, to a tenth at least), which
+//     then recovers by 5 % of RateLimit per second (limiter.go).
+//
+// A request's outcome is the outcome of every message that contributed to
+// it (apply.go):
+//
+//   - transient errors (network, timeouts, 429, 5xx): retried without end,
+//     honouring Retry-After, while other targets go on;
 //   - the message's own fault (not an event, a row the mapping cannot
-//     express, another 4xx): the original message goes to the dead-letter
-//     topic with the reason in its headers, once Kafka holds it the sink
-//     moves on; without a dead-letter topic the sink stops instead, like
-//     Kafka Connect's errors.tolerance=none;
+//     express, another 4xx): the original message, and for a refused
+//     request every message that contributed to it, goes to the
+//     dead-letter topic with the reason in its headers; once Kafka holds
+//     it the message is done. Without a dead-letter topic the sink stops
+//     instead, like Kafka Connect's errors.tolerance=none (deadletter.go);
 //   - wrong credentials (401, 403): the sink stops with nothing committed
-//     past the message. It never drains a topic into the dead-letter topic.
+//     past the request's messages. It never drains a topic into the
+//     dead-letter topic.
 package sink
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -44,8 +70,9 @@ type MessageReader interface {
 }
 
 // OneSignal applies operations; each call is one attempt. Errors say
-// whether they are retryable (Retryable() bool) and may carry the server's
-// Retry-After (RetryAfterDuration() time.Duration).
+// whether they are retryable (Retryable() bool), may carry the server's
+// Retry-After (RetryAfterDuration() time.Duration) and HTTP status
+// (HTTPStatus() int), and stop the sink when Fatal() bool says so.
 type OneSignal interface {
 	SetTags(ctx context.Context, externalID string, tags map[string]string) error
 	LinkSubscription(ctx context.Context, subscriptionID, externalID string) error
@@ -59,14 +86,32 @@ type fatalError interface {
 	Fatal() bool
 }
 
+// statusError is an API error that knows its HTTP status.
+type statusError interface {
+	error
+	HTTPStatus() int
+}
+
 // MessageWriter writes messages, returning once Kafka acknowledged them.
 type MessageWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// Config tunes the sink.
+// Config tunes the sink. Zero values mean the defaults.
 type Config struct {
-	Workers        int           // keys applied concurrently; default 16
+	// Concurrency is how many requests may be in flight at once, each to
+	// a different target; default 32.
+	Concurrency int
+	// RateLimit is the app-wide request rate, in requests per second;
+	// default 900, below OneSignal's 1,000.
+	RateLimit float64
+	// MaxInFlight is how many messages may be fetched and not yet done;
+	// default 10,000.
+	MaxInFlight int
+	// Memory is how many Kafka keys (for replays) and targets (for
+	// requests that change nothing) are remembered; default 100,000 each.
+	Memory int
+
 	CommitInterval time.Duration // how often offsets are committed; default 1s
 	Retry          retry.Policy  // backoff for transient API errors
 	// DeadLetters writes rejected messages to DeadLetterTopic; nil stops
@@ -75,36 +120,10 @@ type Config struct {
 	DeadLetterTopic string
 	// Name is reported in dead letters' headers; default "onesignal-cdc".
 	Name string
+	// Clock times the per-target window and the rate limit; default the
+	// system clock. Commits and retry backoff use the wall clock.
+	Clock Clock
 }
-
-// Header keys of a dead letter. They are Kafka Connect's, so tools that
-// read its dead-letter queues read ours.
-const (
-	HeaderTopic     = "__connect.errors.topic"
-	HeaderPartition = "__connect.errors.partition"
-	HeaderOffset    = "__connect.errors.offset"
-	HeaderConnector = "__connect.errors.connector.name"
-	HeaderStage     = "__connect.errors.stage"
-	HeaderClass     = "__connect.errors.exception.class.name"
-	HeaderMessage   = "__connect.errors.exception.message"
-	HeaderStatus    = "onesignal_cdc.errors.http.status" // for the onesignal stage
-)
-
-// statusError is an API error that knows its HTTP status.
-type statusError interface {
-	error
-	HTTPStatus() int
-}
-
-// rejected is a message that can never be applied as it is.
-type rejected struct {
-	stage  string // "decode", "transform" or "onesignal"
-	status int    // the HTTP status, for the onesignal stage
-	err    error
-}
-
-func (r *rejected) Error() string { return r.err.Error() }
-func (r *rejected) Unwrap() error { return r.err }
 
 // Sink is the Kafka → OneSignal half of the pipeline.
 type Sink struct {
@@ -114,12 +133,26 @@ type Sink struct {
 	mapping *transform.Mapping
 	log     *zap.Logger
 	offsets *checkpoint.Offsets
+	slots   chan struct{} // one per message fetched and not done
+	replays replays
+	sched   *scheduler
+	limiter *limiter
+	stats   counters
 }
 
-// New returns a sink reading r and writing api.
+// New returns a sink reading r and writing api. Its Run may be called once.
 func New(cfg Config, r MessageReader, api OneSignal, mapping *transform.Mapping, log *zap.Logger) *Sink {
-	if cfg.Workers <= 0 {
-		cfg.Workers = 16
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.RateLimit <= 0 {
+		cfg.RateLimit = 900
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 10000
+	}
+	if cfg.Memory <= 0 {
+		cfg.Memory = 100000
 	}
 	if cfg.CommitInterval <= 0 {
 		cfg.CommitInterval = time.Second
@@ -127,163 +160,111 @@ func New(cfg Config, r MessageReader, api OneSignal, mapping *transform.Mapping,
 	if cfg.Name == "" {
 		cfg.Name = "onesignal-cdc"
 	}
-	return &Sink{cfg: cfg, r: r, api: api, mapping: mapping, log: log.Named("sink"), offsets: checkpoint.NewOffsets()}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	return &Sink{
+		cfg: cfg, r: r, api: api, mapping: mapping, log: log.Named("sink"),
+		offsets: checkpoint.NewOffsets(),
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		replays: replays{keys: newLRU[string, seen](cfg.Memory)},
+		sched:   newScheduler(cfg.Clock, cfg.Memory),
+		limiter: newLimiter(cfg.Clock, cfg.RateLimit),
+	}
 }
 
-type work struct {
-	msg  kafka.Message
-	done func()
-}
-
-// Run consumes until ctx ends (nil) or a message cannot be applied (the
-// error). Either way it commits what is finished before returning.
+// Run consumes until ctx ends (nil) or the sink must stop (the error).
+// Either way it cancels the requests in flight, without marking their
+// messages done, and commits what is done before returning.
 func (s *Sink) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	shards := make([]chan work, s.cfg.Workers)
+	ready := make(chan *target)
 	var wg sync.WaitGroup
-	for i := range shards {
-		shards[i] = make(chan work, 64)
-		wg.Go(func() {
-			for w := range shards[i] {
-				err := s.handle(ctx, w.msg)
-				if rej, ok := errors.AsType[*rejected](err); ok && s.cfg.DeadLetters != nil {
-					err = s.deadLetter(ctx, w.msg, rej)
-				}
-				if err != nil {
-					if ctx.Err() == nil {
-						cancel(err)
-					}
-					return
-				}
-				w.done()
-			}
-		})
+	wg.Go(func() { s.sched.dispatch(ctx, ready) })
+	for range s.cfg.Concurrency {
+		wg.Go(func() { s.work(ctx, cancel, ready) })
 	}
-	committerDone := make(chan struct{})
-	go func() {
-		defer close(committerDone)
-		s.commitLoop(ctx)
-	}()
+	wg.Go(func() { s.commitLoop(ctx) })
 
-	fetchErr := s.fetch(ctx, shards)
-	for _, ch := range shards {
-		close(ch)
-	}
+	cancel(s.fetch(ctx))
 	wg.Wait()
-	cancel(nil)
-	<-committerDone
 	s.commit(context.Background()) // what finished before the stop
 
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+	if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
 		return cause
 	}
-	return fetchErr
+	return nil
 }
 
-// fetch reads messages and deals them to the shards by key, so one key's
-// messages are applied in order by one worker.
-func (s *Sink) fetch(ctx context.Context, shards []chan work) error {
+// fetch reads messages while fewer than MaxInFlight are not done, and
+// schedules their operations.
+func (s *Sink) fetch(ctx context.Context) error {
 	for {
+		select {
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		msg, err := s.r.FetchMessage(ctx)
 		if err != nil {
+			<-s.slots
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("fetch from kafka: %w", err)
 		}
+		s.stats.fetched.Add(1)
 		done := s.offsets.Track(msg.Topic, msg.Partition, msg.Offset)
-		h := fnv.New32a()
-		h.Write(msg.Key)
-		select {
-		case shards[h.Sum32()%uint32(len(shards))] <- work{msg: msg, done: done}:
-		case <-ctx.Done():
-			return nil
+		m := &fetched{msg: msg, progress: &progress{done: func() {
+			done()
+			s.stats.done.Add(1)
+			<-s.slots
+		}}}
+		if err := s.admit(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 	}
 }
 
-// handle applies one message, retrying transient failures until ctx ends.
-func (s *Sink) handle(ctx context.Context, msg kafka.Message) error {
-	where := func() []zap.Field {
-		return []zap.Field{zap.String("topic", msg.Topic), zap.Int("partition", msg.Partition), zap.Int64("offset", msg.Offset)}
-	}
-	ev, err := event.Decode(msg.Value)
+// admit decodes and transforms m, and hands its operations to the
+// scheduler; m is done at once when it has none.
+func (s *Sink) admit(ctx context.Context, m *fetched) error {
+	ev, err := event.Decode(m.msg.Value)
 	if errors.Is(err, event.ErrTombstone) {
+		m.finish()
 		return nil
 	}
 	if err != nil {
-		return &rejected{stage: "decode", err: fmt.Errorf("message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)}
+		return s.rejectMessage(ctx, m, &rejected{stage: "decode", err: fmt.Errorf("message %s: %w", m.where(), err)})
+	}
+	if s.replays.skip(m, ev) {
+		s.stats.replays.Add(1)
+		return nil
 	}
 	if ev.Op == event.OpTruncate {
 		s.log.Warn("the source table was truncated; OneSignal keeps its users and tags",
-			append(where(), zap.String("table", ev.Source.Schema+"."+ev.Source.Table))...)
+			zap.String("topic", m.msg.Topic), zap.Int("partition", m.msg.Partition), zap.Int64("offset", m.msg.Offset),
+			zap.String("table", ev.Source.Schema+"."+ev.Source.Table))
 	}
 	ops, err := s.mapping.Transform(ev)
 	if err != nil {
-		return &rejected{stage: "transform", err: fmt.Errorf("message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)}
+		return s.rejectMessage(ctx, m, &rejected{stage: "transform", err: fmt.Errorf("message %s: %w", m.where(), err)})
 	}
+	if len(ops) == 0 {
+		m.finish()
+		return nil
+	}
+	m.open = len(ops) // before the first operation is shared
 	for _, op := range ops {
-		err := s.cfg.Retry.Do(ctx, func() error { return s.apply(ctx, op) }, func(err error, wait time.Duration) {
-			s.log.Warn("onesignal call failed; retrying", append(where(), zap.Stringer("op", op.Kind), zap.Error(err), zap.Duration("wait", wait))...)
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if f, ok := errors.AsType[fatalError](err); ok && f.Fatal() {
-				return fmt.Errorf("OneSignal refused the credentials, so the sink stops with message %s/%d@%d and everything after it uncommitted: check onesignal.app_id and onesignal.api_key: %w",
-					msg.Topic, msg.Partition, msg.Offset, err)
-			}
-			status := 0
-			if h, ok := errors.AsType[statusError](err); ok {
-				status = h.HTTPStatus()
-			}
-			return &rejected{stage: "onesignal", status: status, err: fmt.Errorf("message %s/%d@%d: %s: %w", msg.Topic, msg.Partition, msg.Offset, op.Kind, err)}
-		}
+		s.sched.submit(op, m)
 	}
+	s.stats.changes.Add(int64(len(ops)))
 	return nil
-}
-
-// deadLetter writes a rejected message, as it was, to the dead-letter
-// topic with the reason in its headers, retrying until Kafka holds it.
-func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected) error {
-	headers := append(slices.Clip(msg.Headers),
-		kafka.Header{Key: HeaderTopic, Value: []byte(msg.Topic)},
-		kafka.Header{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(msg.Partition), 10)},
-		kafka.Header{Key: HeaderOffset, Value: strconv.AppendInt(nil, msg.Offset, 10)},
-		kafka.Header{Key: HeaderConnector, Value: []byte(s.cfg.Name)},
-		kafka.Header{Key: HeaderStage, Value: []byte(rej.stage)},
-		kafka.Header{Key: HeaderClass, Value: []byte(fmt.Sprintf("%T", errors.Unwrap(rej.err)))},
-		kafka.Header{Key: HeaderMessage, Value: []byte(rej.Error())},
-	)
-	if rej.status != 0 {
-		headers = append(headers, kafka.Header{Key: HeaderStatus, Value: strconv.AppendInt(nil, int64(rej.status), 10)})
-	}
-	dl := kafka.Message{Topic: s.cfg.DeadLetterTopic, Key: msg.Key, Value: msg.Value, Headers: headers}
-	err := s.cfg.Retry.Do(ctx, func() error { return retry.Transient(s.cfg.DeadLetters.WriteMessages(ctx, dl)) }, func(err error, wait time.Duration) {
-		s.log.Warn("dead-letter write failed; retrying", zap.Error(err), zap.Duration("wait", wait))
-	})
-	if err != nil {
-		return fmt.Errorf("dead-letter %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
-	}
-	s.log.Warn("message rejected; it is in the dead-letter topic",
-		zap.String("topic", msg.Topic), zap.Int("partition", msg.Partition), zap.Int64("offset", msg.Offset),
-		zap.String("stage", rej.stage), zap.String("dead_letter_topic", s.cfg.DeadLetterTopic), zap.Error(rej.err))
-	return nil
-}
-
-func (s *Sink) apply(ctx context.Context, op transform.Op) error {
-	switch op.Kind {
-	case transform.SetTags:
-		return s.api.SetTags(ctx, op.ExternalID, op.Tags)
-	case transform.Link:
-		return s.api.LinkSubscription(ctx, op.DeviceID, op.ExternalID)
-	case transform.Unlink:
-		return s.api.UnlinkSubscription(ctx, op.DeviceID)
-	}
-	return fmt.Errorf("unknown operation %v", op.Kind)
 }
 
 func (s *Sink) commitLoop(ctx context.Context) {

@@ -58,8 +58,9 @@ func newReader(b *broker.Embedded, group string) *kafka.Reader {
 	})
 }
 
-// running is a sink started by runSink.
+// running is a sink started by startSink.
 type running struct {
+	sink   *sink.Sink
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
@@ -84,13 +85,48 @@ func (r *running) wait(t *testing.T) error {
 	}
 }
 
-// runSink runs a sink until the test ends.
-func runSink(t *testing.T, b *broker.Embedded, group string, api sink.OneSignal) *running {
+// testConfig is the tests' sink configuration: quick retries and commits,
+// and a clock running 20 times faster than the wall clock, so that
+// OneSignal's one-second windows pass quickly.
+func testConfig(t *testing.T) sink.Config {
+	clock := sink.NewFakeClock()
+	clock.Run(t, 20*time.Millisecond, time.Millisecond)
+	cfg := baseConfig()
+	cfg.Clock = clock
+	return cfg
+}
+
+func baseConfig() sink.Config {
+	return sink.Config{
+		Concurrency: 8, CommitInterval: 50 * time.Millisecond,
+		Retry: retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+	}
+}
+
+// withDeadLetters adds a dead-letter topic, cdc.dlq, to cfg.
+func withDeadLetters(t *testing.T, b *broker.Embedded, cfg sink.Config) sink.Config {
+	t.Helper()
+	if err := broker.EnsureTopics(context.Background(), b.Brokers(), 1, "cdc.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	w := broker.NewWriter(b.Brokers(), 100)
+	t.Cleanup(func() { w.Close() })
+	cfg.DeadLetters, cfg.DeadLetterTopic = w, "cdc.dlq"
+	return cfg
+}
+
+// startSink runs a sink with cfg and the users mapping until the test ends.
+func startSink(t *testing.T, b *broker.Embedded, group string, api sink.OneSignal, cfg sink.Config) *running {
+	t.Helper()
+	return startSinkMapping(t, b, group, api, cfg, mapping)
+}
+
+func startSinkMapping(t *testing.T, b *broker.Embedded, group string, api sink.OneSignal, cfg sink.Config, m *transform.Mapping) *running {
 	t.Helper()
 	r := newReader(b, group)
-	s := sink.New(sink.Config{Workers: 8, CommitInterval: 50 * time.Millisecond, Retry: retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond}}, r, api, mapping, zaptest.NewLogger(t))
+	s := sink.New(cfg, r, api, m, zaptest.NewLogger(t))
 	ctx, cancel := context.WithCancel(context.Background())
-	run := &running{cancel: cancel, done: make(chan struct{})}
+	run := &running{sink: s, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(run.done)
 		run.err = s.Run(ctx)
@@ -100,8 +136,14 @@ func runSink(t *testing.T, b *broker.Embedded, group string, api sink.OneSignal)
 	return run
 }
 
+// runSink runs a sink with the tests' configuration until the test ends.
+func runSink(t *testing.T, b *broker.Embedded, group string, api sink.OneSignal) *running {
+	t.Helper()
+	return startSink(t, b, group, api, testConfig(t))
+}
+
 // committed returns the group's committed offset of partition 0 (-1: none).
-func committed(t *testing.T, b *broker.Embedded, group string) int64 {
+func committed(t testing.TB, b *broker.Embedded, group string) int64 {
 	t.Helper()
 	c := &kafka.Client{Addr: kafka.TCP(b.Brokers()...)}
 	resp, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
@@ -114,7 +156,7 @@ func committed(t *testing.T, b *broker.Embedded, group string) int64 {
 	return -1
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -125,7 +167,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func newClient(t *testing.T, url, key string) *onesignal.Client {
+func newClient(t testing.TB, url, key string) *onesignal.Client {
 	t.Helper()
 	c, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: onesignal.Secret(key)})
 	if err != nil {
@@ -200,8 +242,6 @@ func TestSinkNeverCommitsPastAMessageStillBeingApplied(t *testing.T) {
 	api := &gatedAPI{hold: "u10", release: make(chan struct{}), applied: map[string]bool{}}
 	run := runSink(t, b, "g", api)
 
-	// u49 hashes to another worker than u10 (a worker applies its keys in
-	// order, so those sharing u10's worker wait behind it).
 	waitFor(t, "a message after the held one to be applied", func() bool { return api.has("u49") })
 	time.Sleep(200 * time.Millisecond) // several commit intervals
 	if got := committed(t, b, "g"); got > 10 {
@@ -287,26 +327,7 @@ func TestSinkRetriesTransientErrorsUntilTheyPass(t *testing.T) {
 // runSinkWithDeadLetters is runSink with a dead-letter topic.
 func runSinkWithDeadLetters(t *testing.T, b *broker.Embedded, group string, api sink.OneSignal) *running {
 	t.Helper()
-	if err := broker.EnsureTopics(context.Background(), b.Brokers(), 1, "cdc.dlq"); err != nil {
-		t.Fatal(err)
-	}
-	w := broker.NewWriter(b.Brokers(), 100)
-	t.Cleanup(func() { w.Close() })
-	r := newReader(b, group)
-	s := sink.New(sink.Config{
-		Workers: 4, CommitInterval: 50 * time.Millisecond,
-		Retry:       retry.Policy{Initial: time.Millisecond, Max: 10 * time.Millisecond},
-		DeadLetters: w, DeadLetterTopic: "cdc.dlq",
-	}, r, api, mapping, zaptest.NewLogger(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	run := &running{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(run.done)
-		run.err = s.Run(ctx)
-		r.Close()
-	}()
-	t.Cleanup(func() { run.stop() })
-	return run
+	return startSink(t, b, group, api, withDeadLetters(t, b, testConfig(t)))
 }
 
 func header(r kafkatest.Record, key string) string {

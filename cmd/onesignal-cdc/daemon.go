@@ -128,7 +128,9 @@ func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) er
 		dlq := broker.NewWriter(brokers, 100)
 		defer dlq.Close()
 		components = append(components, sink.New(sink.Config{
-			Workers:         cfg.OneSignal.Workers,
+			Concurrency:     cfg.OneSignal.Concurrency,
+			RateLimit:       cfg.OneSignal.RateLimit,
+			MaxInFlight:     cfg.OneSignal.MaxInFlight,
 			DeadLetters:     dlq,
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 		}, r, api, &cfg.Mapping, log))

@@ -55,7 +55,7 @@ onesignal:
   base_url: {{.APIURL}}
   app_id: {{.AppID}}
   api_key: {{.APIKey}}
-  workers: 8
+  concurrency: 8
 mapping:
   users:
     table: public.users

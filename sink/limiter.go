@@ -1,0 +1,106 @@
+package sink
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// How the limiter reacts to OneSignal's 429s: each lowers the rate by
+// slowDownFactor, never below minRateShare of the configured rate, and the
+// rate climbs back by recoverShare of the configured rate per second.
+const (
+	slowDownFactor = 0.8
+	minRateShare   = 0.1
+	recoverShare   = 0.05
+)
+
+// limiter is a token bucket shared by every request to the app, so the
+// sink stays under OneSignal's per-app write limit. A caller reserves a
+// token at once and waits until it would have been there, so waiters are
+// served in the order they asked. Safe for concurrent use.
+type limiter struct {
+	clock Clock
+
+	mu      sync.Mutex
+	ceiling float64   // configured requests/s
+	rate    float64   // current requests/s, lowered by 429s
+	burst   float64   // most tokens saved up while idle
+	tokens  float64   // negative: reserved ahead
+	last    time.Time // of the last refill
+	slowed  time.Time // of the last slow-down
+
+	waits     atomic.Int64 // calls that had to wait
+	waited    atomic.Int64 // their total wait, in nanoseconds
+	slowDowns atomic.Int64
+}
+
+// newLimiter allows rate requests/s with a burst of a tenth of a second's
+// worth (at least one).
+func newLimiter(c Clock, rate float64) *limiter {
+	burst := max(1, math.Floor(rate/10))
+	return &limiter{clock: c, ceiling: rate, rate: rate, burst: burst, tokens: burst, last: c.Now()}
+}
+
+// wait takes a token, waiting for it if there is none; it fails only when
+// ctx ends.
+func (l *limiter) wait(ctx context.Context) error {
+	d := l.reserve()
+	if d <= 0 {
+		return ctx.Err()
+	}
+	l.waits.Add(1)
+	l.waited.Add(int64(d))
+	return sleep(ctx, l.clock, d)
+}
+
+// reserve takes a token, maybe one not there yet, and returns how long
+// until it is.
+func (l *limiter) reserve() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refill(l.clock.Now())
+	l.tokens--
+	if l.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(-l.tokens / l.rate * float64(time.Second)))
+}
+
+// slowDown lowers the rate after a 429 to a request sent at sent. A 429 to
+// a request sent before the last slow-down says nothing new, since many
+// requests in flight at once tend to be refused together.
+func (l *limiter) slowDown(sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sent.Before(l.slowed) {
+		return
+	}
+	now := l.clock.Now()
+	l.refill(now)
+	l.rate = max(l.rate*slowDownFactor, l.ceiling*minRateShare)
+	l.slowed = now
+	l.slowDowns.Add(1)
+}
+
+// currentRate returns the rate in requests/s.
+func (l *limiter) currentRate() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refill(l.clock.Now())
+	return l.rate
+}
+
+// refill adds the tokens earned since the last refill, and lets a lowered
+// rate recover. The caller holds mu.
+func (l *limiter) refill(now time.Time) {
+	dt := now.Sub(l.last).Seconds()
+	if dt <= 0 {
+		return
+	}
+	l.last = now
+	l.tokens = min(l.burst, l.tokens+l.rate*dt)
+	l.rate = min(l.ceiling, l.rate+recoverShare*l.ceiling*dt)
+}
