@@ -197,7 +197,7 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 	if image == nil {
 		image = ev.Before
 	}
-	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: ev.Encode(make([]byte, 0, 256)), table: rel.name, image: image, keyCols: rel.key}
+	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: ev.Encode(make([]byte, 0, 640)), table: rel.name, image: image, keyCols: rel.key}
 	return step{kind: stepChanges, changes: []*change{c}}, nil
 }
 
@@ -247,7 +247,7 @@ func (d *decoder) truncate(walStart pglogrepl.LSN, m *pglogrepl.TruncateMessage)
 			return step{}, fmt.Errorf("pgoutput: truncate of relation %d at %s before its Relation message", id, walStart)
 		}
 		ev := d.envelope(walStart, rel, event.OpTruncate)
-		st.changes = append(st.changes, &change{topic: rel.topic, value: ev.Encode(make([]byte, 0, 256))})
+		st.changes = append(st.changes, &change{topic: rel.topic, value: ev.Encode(make([]byte, 0, 640))})
 	}
 	return st, nil
 }

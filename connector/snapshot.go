@@ -244,7 +244,12 @@ func (s *snapshotter) run(ctx context.Context) error {
 	}
 }
 
+// chunksInFlight is how many chunks of one table may be read ahead of the
+// one Kafka is taking: reading the next overlaps producing the last.
+const chunksInFlight = 2
+
 // table snapshots one table, chunk by chunk, from its saved progress.
+// Progress is saved in chunk order, each once Kafka holds the chunk.
 func (s *snapshotter) table(ctx context.Context, table string) error {
 	conn, err := s.c.connect(ctx)
 	if err != nil {
@@ -255,19 +260,52 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 	if err != nil {
 		return err
 	}
-	started := time.Now()
-	for {
-		p, ok := s.state.pending()[table]
-		if !ok {
-			return nil // finished meanwhile (a repeated signal)
+	p, ok := s.state.pending()[table]
+	if !ok {
+		return nil // finished meanwhile (a repeated signal)
+	}
+	type flight struct {
+		ch       *chunk
+		progress Progress
+		final    bool
+	}
+	var flights []flight
+	// settle waits for the oldest chunk to be in Kafka and saves its
+	// progress. It reports false when the table was asked for again
+	// meanwhile: that request stands, and the caller starts over.
+	settle := func() (bool, error) {
+		f := flights[0]
+		flights = flights[1:]
+		select {
+		case <-f.ch.done:
+		case <-ctx.Done():
+			return false, nil
 		}
+		current := true
+		err := s.state.update(ctx, func(st *State) {
+			cur := st.Snapshots[table]
+			if cur == nil || !cur.Requested.Equal(p.Requested) {
+				current = false
+				return
+			}
+			if f.final {
+				delete(st.Snapshots, table)
+			} else {
+				st.Snapshots[table] = &f.progress
+			}
+		})
+		return current && err == nil, err
+	}
+	started, after, rows := time.Now(), p.After, p.Rows
+	db := conn.Config().Database
+	for {
 		id := randomID()
 		s.claim(id)
 		low, err := emitMessage(ctx, conn, watermarkPrefix, "L "+id+" "+table)
 		if err != nil {
 			return err
 		}
-		ch, last, err := s.read(ctx, conn, table, key, keyTypes, p.After, low)
+		ch, last, err := s.read(ctx, conn, db, table, key, keyTypes, after, low)
 		if err != nil {
 			return err
 		}
@@ -280,26 +318,15 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 		if _, err := emitMessage(ctx, conn, watermarkPrefix, "H "+id); err != nil {
 			return err
 		}
-		select {
-		case <-ch.done:
-		case <-ctx.Done():
-			return nil
-		}
 		final := len(ch.rows) < s.c.cfg.SnapshotChunkSize
-		rows := p.Rows + int64(len(ch.rows))
-		err = s.state.update(ctx, func(st *State) {
-			cur := st.Snapshots[table]
-			if cur == nil || !cur.Requested.Equal(p.Requested) {
-				return // asked for again meanwhile: that request stands
+		rows += int64(len(ch.rows))
+		after = last
+		flights = append(flights, flight{ch: ch, final: final, progress: Progress{After: last, Rows: rows, Requested: p.Requested}})
+		for len(flights) > 0 && (final || len(flights) >= chunksInFlight) {
+			current, err := settle()
+			if err != nil || !current {
+				return err
 			}
-			if final {
-				delete(st.Snapshots, table)
-			} else {
-				st.Snapshots[table] = &Progress{After: last, Rows: rows, Requested: p.Requested}
-			}
-		})
-		if err != nil {
-			return err
 		}
 		if final {
 			s.c.log.Info("snapshot finished", zap.String("table", table), zap.Int64("rows", rows), zap.Duration("took", time.Since(started)))
@@ -314,7 +341,7 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 //
 // The rows' events carry the low watermark's LSN: the chunk shows the
 // table as it was at or after that point.
-func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, table string, key, keyTypes []string, after []string, low pglogrepl.LSN) (*chunk, []string, error) {
+func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string, key, keyTypes []string, after []string, low pglogrepl.LSN) (*chunk, []string, error) {
 	schema, name, _ := strings.Cut(table, ".")
 	var where string
 	var params [][]byte
@@ -367,11 +394,11 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, table string, ke
 			After: row,
 			Source: event.Source{
 				Version: Version, Connector: "postgresql", Name: s.c.cfg.TopicPrefix, TsMs: now,
-				Snapshot: "true", DB: conn.Config().Database, Schema: schema, Table: name, LSN: int64(low),
+				Snapshot: "true", DB: db, Schema: schema, Table: name, LSN: int64(low),
 			},
 			TsMs: now,
 		}
-		ch.rows = append(ch.rows, snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: ev.Encode(make([]byte, 0, 256))})
+		ch.rows = append(ch.rows, snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: ev.Encode(make([]byte, 0, 640))})
 	}
 	if _, err := rr.Close(); err != nil {
 		return nil, nil, fmt.Errorf("read chunk: %w", err)

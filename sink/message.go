@@ -95,6 +95,14 @@ func positionOf(src event.Source) (p position, ok bool) {
 	if src.LSN == 0 {
 		return position{}, false
 	}
+	if src.CommitLSN == 0 && src.Sequence != "" {
+		// Written by Debezium, whose lsn is where a change was written (for
+		// a snapshot row, where the snapshot read), not where its
+		// transaction committed: it cannot tell a replay from a change
+		// committed later, so none is skipped. Every operation sets a
+		// state, and Debezium keeps a key's messages in order.
+		return position{}, false
+	}
 	p = position{commit: src.CommitLSN, lsn: src.LSN}
 	if p.commit == 0 {
 		p.commit = src.LSN
