@@ -133,7 +133,10 @@ type replays struct{ keys *lru[string, seen] }
 // when the event that covers it is.
 func (r replays) skip(m *fetched, ev *event.Envelope) bool {
 	pos, ok := positionOf(ev.Source)
-	if !ok {
+	if !ok || len(m.msg.Key) == 0 {
+		// Unordered, or keyless (a table without a primary key): keyless
+		// events of different rows spread over partitions, so their
+		// positions say nothing about one another.
 		return false
 	}
 	key := m.msg.Topic + "\x00" + string(m.msg.Key)
