@@ -93,6 +93,17 @@ func (o *Offsets) done(k partitionKey, epoch uint64, offset int64) {
 	}
 }
 
+// Continues reports whether offset directly follows the last offset
+// tracked in its partition. It does not when the partition is new to this
+// consumer, or was away (a rebalance gave it to another member meanwhile),
+// or rewound.
+func (o *Offsets) Continues(topic string, part int, offset int64) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.parts[partitionKey{topic, part}]
+	return p != nil && p.last >= 0 && offset == p.last+1
+}
+
 // Committable returns, for every partition whose committable offset moved
 // past the last one marked with Committed, the new position.
 func (o *Offsets) Committable() []Position {

@@ -63,3 +63,17 @@ func TestOffsetsForgetEverythingWhenThePartitionRewinds(t *testing.T) {
 		t.Fatalf("%d pending, want 0", n)
 	}
 }
+
+func TestOffsetsTellWhetherAnOffsetContinuesItsPartition(t *testing.T) {
+	o := NewOffsets()
+	if o.Continues("t", 0, 5) {
+		t.Error("the first offset of a partition new to the consumer continues nothing")
+	}
+	o.Track("t", 0, 5)
+	if !o.Continues("t", 0, 6) {
+		t.Error("offset 6 after 5 does not continue")
+	}
+	if o.Continues("t", 0, 9) || o.Continues("t", 0, 3) {
+		t.Error("a gap (the partition was away) or a rewind continues")
+	}
+}

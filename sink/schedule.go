@@ -174,6 +174,20 @@ func (s *scheduler) attempted(t *target) {
 	t.next = s.clock.Now().Add(targetInterval)
 }
 
+// forgetEffects drops what the scheduler remembers of applied effects.
+// After a partition changed hands, another consumer may have changed the
+// targets meanwhile, and an equal effect no longer means nothing to do.
+func (s *scheduler) forgetEffects() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.active {
+		t.last.known = false
+	}
+	for _, e := range s.idle.items {
+		e.Value.(*lruEntry[targetKey, memo]).val.known = false // keep when each may next be written
+	}
+}
+
 // release ends the worker's hold on t after request r ended with o. The
 // target is queued again when operations arrived meanwhile, else it goes
 // idle.

@@ -216,6 +216,9 @@ func (s *Sink) fetch(ctx context.Context) error {
 			return fmt.Errorf("fetch from kafka: %w", err)
 		}
 		s.stats.fetched.Add(1)
+		if !s.offsets.Continues(msg.Topic, msg.Partition, msg.Offset) {
+			s.sched.forgetEffects()
+		}
 		done := s.offsets.Track(msg.Topic, msg.Partition, msg.Offset)
 		m := &fetched{msg: msg, progress: &progress{done: func() {
 			done()
