@@ -3,13 +3,7 @@ package connector_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -243,7 +237,7 @@ func TestCheckReportsASlotWithAnotherPlugin(t *testing.T) {
 
 func TestCheckReportsEveryServerSettingThatRulesOutLogicalReplicationAtOnce(t *testing.T) {
 	t.Parallel()
-	conn := connect(t, startServer(t, "wal_level=replica", "max_wal_senders=0", "max_replication_slots=0"))
+	conn := connect(t, pgtest.StartCluster(t, "wal_level=replica", "max_wal_senders=0", "max_replication_slots=0").DSN)
 	if _, err := conn.Exec(context.Background(), `CREATE TABLE users (external_id text PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +265,7 @@ func TestCheckReportsAnInvalidatedSlotAndThatChangesMayBeMissing(t *testing.T) {
 	t.Parallel()
 	// Every WAL segment past the slot's position is beyond 1MB: the next
 	// checkpoint removes it and invalidates the slot.
-	conn := connect(t, startServer(t, "wal_level=logical", "max_slot_wal_keep_size=1MB", "wal_keep_size=0"))
+	conn := connect(t, pgtest.StartCluster(t, "wal_level=logical", "max_slot_wal_keep_size=1MB", "wal_keep_size=0").DSN)
 	ctx := context.Background()
 	run := func(sql string) {
 		t.Helper()
@@ -362,97 +356,6 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
-}
-
-// startServer starts a throwaway PostgreSQL cluster for one test, with the
-// given settings (name=value) on top of defaults, on a free port of
-// 127.0.0.1, and returns its DSN. The cluster is stopped and removed at
-// cleanup. The binaries come from ONESIGNAL_CDC_TEST_PGBIN, set by
-// ./scripts/test: without it the test fails under CI and is skipped
-// otherwise, like pgtest.ServerDSN.
-func startServer(t *testing.T, settings ...string) string {
-	t.Helper()
-	bin := os.Getenv("ONESIGNAL_CDC_TEST_PGBIN")
-	if bin == "" {
-		const hint = "ONESIGNAL_CDC_TEST_PGBIN is not set: run ./scripts/test, which names the PostgreSQL binaries"
-		if underCI() {
-			t.Fatalf("%s (CI=%s: database tests must run, not skip)", hint, os.Getenv("CI"))
-		}
-		t.Skip(hint)
-	}
-
-	// As root the cluster belongs to the postgres user, who must reach its
-	// directory: t.TempDir's parents are private to root.
-	root := os.Geteuid() == 0
-	base := os.TempDir()
-	if root {
-		base = "/tmp"
-	}
-	dir, err := os.MkdirTemp(base, "onesignal-cdc-check-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if root {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("the server refuses to run as root, and there is no postgres user to run it: %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run := func(name string, args ...string) (string, error) {
-		path := filepath.Join(bin, name)
-		if root {
-			args = append([]string{"-u", "postgres", "--", path}, args...)
-			path = "runuser"
-		}
-		cmd := exec.Command(path, args...)
-		cmd.Dir = "/" // the postgres user may not enter the package directory
-		cmd.WaitDelay = time.Minute
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-
-	data, log := filepath.Join(dir, "data"), filepath.Join(dir, "log")
-	if out, err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C"); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	opts := "-c listen_addresses=127.0.0.1 -c unix_socket_directories=" + dir + " -c fsync=off"
-	for _, s := range settings {
-		opts += " -c " + s
-	}
-	// Another process may take the port before the server binds it: try
-	// another then.
-	for attempt := 1; ; attempt++ {
-		port := freePort(t)
-		out, err := run("pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", opts+" -c port="+strconv.Itoa(port), "start")
-		if err == nil {
-			t.Cleanup(func() {
-				if out, err := run("pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
-					t.Errorf("stop the throwaway server: %v\n%s", err, out)
-				}
-			})
-			return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-		}
-		logText, _ := os.ReadFile(log)
-		if attempt == 5 || !strings.Contains(string(logText), "could not bind") {
-			t.Fatalf("start a throwaway server: %v\n%s\n%s", err, out, logText)
-		}
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func underCI() bool {
