@@ -96,15 +96,6 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	return &Connector{cfg: cfg, w: w, log: log.Named("connector"), now: time.Now}
 }
 
-// Topics returns the Kafka topics the connector writes.
-func (c *Connector) Topics() []string {
-	ts := make([]string, len(c.cfg.Tables))
-	for i, t := range c.cfg.Tables {
-		ts[i] = c.cfg.TopicPrefix + "." + t
-	}
-	return ts
-}
-
 // Run prepares the publication and slot, then streams until ctx ends,
 // reconnecting with backoff after connection failures. It returns nil after
 // a clean stop, or the error that made streaming impossible.
