@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
 	"testing"
 	"time"
@@ -43,31 +42,12 @@ func testConfig(db *pgtest.DB) connector.Config {
 // startConnectorWith runs a connector with cfg; see startConnector.
 func startConnectorWith(t *testing.T, db *pgtest.DB, kafka *broker.Embedded, cfg connector.Config) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := broker.EnsureTopics(ctx, kafka.Brokers(), 3, "cdc.public.users"); err != nil {
+	if err := broker.EnsureTopics(context.Background(), kafka.Brokers(), 3, "cdc.public.users"); err != nil {
 		t.Fatal(err)
 	}
 	w := broker.NewWriter(kafka.Brokers(), 1000)
-	done := make(chan error, 1)
-	go func() { done <- connector.New(cfg, w, zaptest.NewLogger(t)).Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("connector: %v", err)
-			}
-			w.Close()
-		})
-	}
-	t.Cleanup(stop)
-	conn := db.Conn(t)
-	waitFor(t, 30*time.Second, "the slot to be streaming", func() bool {
-		var active bool
-		conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)`, db.Name).Scan(&active)
-		return active
-	})
-	return stop
+	t.Cleanup(func() { w.Close() }) // cleanups run last-in first-out: after the stop below
+	return runConnector(t, db, cfg, w)
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
