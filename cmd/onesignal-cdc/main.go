@@ -27,13 +27,18 @@ Usage:
   onesignal-cdc run       --config FILE   connector and sink in one process
   onesignal-cdc connector --config FILE   Postgres → Kafka only
   onesignal-cdc sink      --config FILE   Kafka → OneSignal only
+  onesignal-cdc validate  --config FILE [--online]
+                                          check the configuration, and with --online the
+                                          database, Kafka and OneSignal; every finding
+                                          with its fix
   onesignal-cdc snapshot  --config FILE (--table schema.table… | --all | --reset)
                                           snapshot tables again while streaming; --reset
                                           after a lost slot
   onesignal-cdc emulator  [flags]         a local OneSignal API emulator
   onesignal-cdc version
 
-Exit codes: 0 stopped cleanly, 1 stopped on an error, 2 bad usage or configuration.
+Exit codes: 0 stopped cleanly (validate: nothing found), 1 stopped on an error
+(validate: problems found), 2 bad usage or configuration.
 `
 
 func main() {
@@ -62,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = daemon(ctx, rest, roleConnector, stderr)
 	case "sink":
 		err = daemon(ctx, rest, roleSink, stderr)
+	case "validate":
+		err = validate(ctx, rest, stdout, stderr)
 	case "snapshot":
 		err = snapshot(ctx, rest, stdout, stderr)
 	case "emulator":
@@ -81,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &ue), errors.Is(err, flag.ErrHelp):
 		fmt.Fprintln(stderr, err)
 		return exitUsage
+	case errors.Is(err, errInvalid):
+		return exitFailure
 	default:
 		fmt.Fprintln(stderr, "onesignal-cdc:", err)
 		return exitFailure

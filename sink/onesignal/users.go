@@ -159,3 +159,14 @@ func hasStatus(err error, status int) bool {
 	apiErr, ok := errors.AsType[*APIError](err)
 	return ok && apiErr.StatusCode == status
 }
+
+// CheckCredentials asks OneSignal about a user that does not exist: a 404
+// means the app ID and key were accepted, and the error of any other answer
+// says what is wrong. It costs one read request.
+func (c *Client) CheckCredentials(ctx context.Context) error {
+	_, err := c.call(ctx, "GET /apps/{app_id}/users/by/external_id/{id}", "/users/by/external_id/onesignal-cdc-credentials-check", nil)
+	if apiErr, ok := errors.AsType[*APIError](err); ok && apiErr.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	return err
+}

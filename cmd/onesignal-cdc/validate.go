@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
+)
+
+// errInvalid makes validate exit 1 once it has printed its findings.
+var errInvalid = errors.New("validation found problems")
+
+// validate checks a configuration offline (strict parse and semantic
+// checks) and, with --online, against the services it names. It prints
+// every finding with its fix.
+func validate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("onesignal-cdc validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
+	online := fs.Bool("online", false, "also check PostgreSQL, Kafka and OneSignal")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stdout, err)
+		return errInvalid
+	}
+	fmt.Fprintf(stdout, "%s: the configuration is valid\n", *path)
+	if !*online {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ok := true
+	report := func(what string, err error) {
+		if err != nil {
+			ok = false
+			fmt.Fprintf(stdout, "%s: %v\n", what, err)
+			return
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", what)
+	}
+	report("postgres", checkPostgres(ctx, cfg))
+	report("kafka", checkKafka(ctx, cfg))
+	report("onesignal", checkOneSignal(ctx, cfg))
+	if !ok {
+		return errInvalid
+	}
+	return nil
+}
+
+func checkPostgres(ctx context.Context, cfg *config.Config) error {
+	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN.Reveal())
+	if err != nil {
+		return fmt.Errorf("cannot connect (%w): check postgres.dsn and that the server accepts this client", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	findings, err := connector.Check(ctx, conn, connector.Config{Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables()})
+	if err != nil {
+		return err
+	}
+	if len(findings) > 0 {
+		return findings
+	}
+	return nil
+}
+
+func checkKafka(ctx context.Context, cfg *config.Config) error {
+	if cfg.EmbeddedKafka() {
+		return nil // in-process: nothing to reach
+	}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Timeout: 10 * time.Second}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return fmt.Errorf("cannot reach the brokers %v (%w): check kafka.brokers and the network", cfg.Kafka.Brokers, err)
+	}
+	if len(meta.Brokers) == 0 {
+		return fmt.Errorf("the brokers %v list no broker: check kafka.brokers", cfg.Kafka.Brokers)
+	}
+	return nil
+}
+
+func checkOneSignal(ctx context.Context, cfg *config.Config) error {
+	c, err := onesignal.New(onesignal.Config{BaseURL: cfg.OneSignal.BaseURL, AppID: cfg.OneSignal.AppID, APIKey: onesignal.Secret(cfg.OneSignal.APIKey.Reveal())})
+	if err != nil {
+		return err
+	}
+	if err := c.CheckCredentials(ctx); err != nil {
+		return fmt.Errorf("%w: check onesignal.base_url, onesignal.app_id and onesignal.api_key", err)
+	}
+	return nil
+}
