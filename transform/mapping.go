@@ -28,7 +28,19 @@ type UsersMapping struct {
 	// Tags maps a column to the tag it becomes. An empty tag name keeps the
 	// column's name.
 	Tags map[string]string `yaml:"tags"`
+	// Convert names, per tag column, a conversion other than the default
+	// (strings as they are, numbers as written, booleans "true"/"false"):
+	// "unix_seconds" turns a date or timestamp into Unix seconds, for
+	// OneSignal's time operators; "flatten" turns a JSON object or array
+	// into one tag per scalar inside it, "<tag>_<key>" and "<tag>_<index>".
+	Convert map[string]string `yaml:"convert"`
 }
+
+// The conversions of UsersMapping.Convert.
+const (
+	ConvertUnixSeconds = "unix_seconds"
+	ConvertFlatten     = "flatten"
+)
 
 // DevicesMapping is the devices table's role.
 type DevicesMapping struct {
@@ -72,6 +84,14 @@ func (m *Mapping) Validate() error {
 			seen[tag] = col
 			if col == u.ExternalID {
 				bad("mapping.users.tags: %q is the external id column; it cannot also be a tag", col)
+			}
+		}
+		for _, col := range sortedKeys(u.Convert) {
+			if _, ok := u.Tags[col]; !ok {
+				bad("mapping.users.convert: %q is not a tag column: add it to mapping.users.tags", col)
+			}
+			if c := u.Convert[col]; c != ConvertUnixSeconds && c != ConvertFlatten {
+				bad("mapping.users.convert.%s: %q is not %s or %s", col, c, ConvertUnixSeconds, ConvertFlatten)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
@@ -103,16 +104,95 @@ func (u *UsersMapping) transform(ev *event.Envelope) ([]Op, error) {
 		if !ok || event.IsUnavailable(v) {
 			continue // not in this image, or an unchanged TOAST value: leave the tag as it is
 		}
-		s, err := tagValue(v)
-		if err != nil {
+		if err := u.convert(col, v, tags); err != nil {
 			return nil, fmt.Errorf("%w: %s.%s: %v", ErrBadRow, u.Table, col, err)
 		}
-		tags[u.tagName(col)] = s
 	}
 	if len(tags) > 0 {
 		ops = append(ops, Op{Kind: SetTags, ExternalID: newID, Tags: tags})
 	}
 	return ops, nil
+}
+
+// convert puts the tags that column col's value v becomes into tags.
+func (u *UsersMapping) convert(col string, v json.RawMessage, tags map[string]string) error {
+	name := u.tagName(col)
+	switch u.Convert[col] {
+	case ConvertUnixSeconds:
+		s, err := unixSeconds(v)
+		if err != nil {
+			return err
+		}
+		tags[name] = s
+	case ConvertFlatten:
+		return flatten(name, v, tags)
+	default:
+		s, err := tagValue(v)
+		if err != nil {
+			return fmt.Errorf("%v, or set mapping.users.convert.%s: flatten", err, col)
+		}
+		tags[name] = s
+	}
+	return nil
+}
+
+// unixSeconds renders a date or timestamp (as the connector writes them:
+// ISO 8601, in UTC when it has no zone) as Unix seconds. NULL stays ""
+// (the tag is deleted); a number is taken to be Unix seconds already.
+func unixSeconds(v json.RawMessage) (string, error) {
+	s, err := tagValue(v)
+	if err != nil || s == "" {
+		return s, err
+	}
+	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return s, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return strconv.FormatInt(t.Unix(), 10), nil
+		}
+	}
+	return "", fmt.Errorf("%q is not a date or timestamp, so it has no Unix seconds", s)
+}
+
+// flatten puts one tag per scalar inside an object or array: an object's
+// keys and an array's indexes join the tag name with "_". NULL or an empty
+// value gives no tag; tags of keys that disappear are not deleted, since
+// the value no longer names them.
+func flatten(name string, v json.RawMessage, tags map[string]string) error {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || v[0] == 'n' {
+		return nil
+	}
+	switch v[0] {
+	case '{':
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		for k, sub := range m {
+			if err := flatten(name+"_"+k, sub, tags); err != nil {
+				return err
+			}
+		}
+	case '[':
+		var a []json.RawMessage
+		if err := json.Unmarshal(v, &a); err != nil {
+			return err
+		}
+		for i, sub := range a {
+			if err := flatten(name+"_"+strconv.Itoa(i), sub, tags); err != nil {
+				return err
+			}
+		}
+	default:
+		s, err := tagValue(v)
+		if err != nil {
+			return err
+		}
+		tags[name] = s
+	}
+	return nil
 }
 
 func (u *UsersMapping) clearedTags() map[string]string {

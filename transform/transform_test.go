@@ -18,7 +18,8 @@ var testMapping = Mapping{
 	Users: &UsersMapping{
 		Table:      "public.users",
 		ExternalID: "external_id",
-		Tags:       map[string]string{"plan": "", "score": "level", "country": "geo"},
+		Tags:       map[string]string{"plan": "", "score": "level", "country": "geo", "seen": "last_seen", "prefs": ""},
+		Convert:    map[string]string{"seen": ConvertUnixSeconds, "prefs": ConvertFlatten},
 	},
 	Devices: &DevicesMapping{Table: "public.devices", DeviceID: "player_id", ExternalID: "user_external_id"},
 }
@@ -82,7 +83,7 @@ func TestTransformGolden(t *testing.T) {
 
 func TestMappingValidateReportsEveryProblemAtOnce(t *testing.T) {
 	m := Mapping{
-		Users:   &UsersMapping{Table: "users", Tags: map[string]string{"a": "x", "b": "x"}},
+		Users:   &UsersMapping{Table: "users", Tags: map[string]string{"a": "x", "b": "x"}, Convert: map[string]string{"a": "hex", "c": "flatten"}},
 		Devices: &DevicesMapping{Table: "public.devices"},
 	}
 	err := m.Validate()
@@ -95,6 +96,8 @@ func TestMappingValidateReportsEveryProblemAtOnce(t *testing.T) {
 		`columns "a" and "b" both become tag "x"`,
 		"mapping.devices.device_id is empty",
 		"mapping.devices.external_id is empty",
+		`mapping.users.convert: "c" is not a tag column`,
+		`mapping.users.convert.a: "hex" is not unix_seconds or flatten`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
