@@ -24,9 +24,7 @@ func (s *Sink) work(ctx context.Context, stop context.CancelCauseFunc, ready <-c
 		if same {
 			s.stats.unchanged.Add(1)
 			s.sched.release(t, r, unchanged)
-			for _, m := range r.from {
-				m.applied()
-			}
+			r.applied()
 			continue
 		}
 		err := s.send(ctx, t, r)
@@ -35,9 +33,7 @@ func (s *Sink) work(ctx context.Context, stop context.CancelCauseFunc, ready <-c
 		}
 		if err == nil {
 			s.sched.release(t, r, applied)
-			for _, m := range r.from {
-				m.applied()
-			}
+			r.applied()
 			continue
 		}
 		if f, ok := errors.AsType[fatalError](err); ok && f.Fatal() {

@@ -39,8 +39,30 @@ type request struct {
 	tags  map[string]string // SetTags: later values win, "" deletes
 	owner string            // Link: the external ID the device goes to
 	from  []*fetched        // once per operation merged in
+	// partial is set on the first part of tag changes split for OneSignal's
+	// limit per request: its messages are done with the part that follows
+	// (which holds them too), and dead-lettered if this part is refused.
+	partial bool
 
 	digest [sha256.Size]byte // effect(), once taken to be sent
+}
+
+// maxTagsPerRequest is OneSignal's limit of tag changes in one request.
+const maxTagsPerRequest = 100
+
+// split keeps the first maxTagsPerRequest tag changes (in key order) in r
+// and returns the rest as the request to send next, when there are more.
+func (r *request) split() (rest *request) {
+	if r.kind != transform.SetTags || len(r.tags) <= maxTagsPerRequest {
+		return nil
+	}
+	rest = &request{kind: r.kind, tags: make(map[string]string, len(r.tags)-maxTagsPerRequest), from: r.from}
+	for _, k := range slices.Sorted(maps.Keys(r.tags))[maxTagsPerRequest:] {
+		rest.tags[k] = r.tags[k]
+		delete(r.tags, k)
+	}
+	r.partial = true
+	return rest
 }
 
 // merge adds op, which targets the request's target. Every operation says
@@ -72,6 +94,17 @@ func (r *request) effect() [sha256.Size]byte {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	return sum
+}
+
+// applied counts the request's operations as applied; a partial request's
+// messages wait for the part that follows.
+func (r *request) applied() {
+	if r.partial {
+		return
+	}
+	for _, m := range r.from {
+		m.applied()
+	}
 }
 
 // send makes one attempt at the request.

@@ -151,6 +151,9 @@ func (s *scheduler) take(t *target) (r *request, unchanged bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, t.pending = t.pending, nil
+	// More tag changes than one request may carry: the rest waits for the
+	// target's next window, merging whatever arrives meanwhile.
+	t.pending = r.split()
 	t.queued, t.busy = false, true
 	r.digest = r.effect()
 	return r, t.last.known && t.last.effect == r.digest
