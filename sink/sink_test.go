@@ -40,15 +40,7 @@ func userEvent(id, plan string) kafka.Message {
 // produce writes messages into a one-partition topic.
 func produce(t *testing.T, b *broker.Embedded, msgs ...kafka.Message) {
 	t.Helper()
-	ctx := context.Background()
-	if err := broker.EnsureTopics(ctx, b.Brokers(), 1, topic); err != nil {
-		t.Fatal(err)
-	}
-	w := broker.NewWriter(b.Brokers(), 1000)
-	defer w.Close()
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
+	produceTopic(t, b, topic, msgs)
 }
 
 func newReader(b *broker.Embedded, group string) *kafka.Reader {
