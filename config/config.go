@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -25,13 +26,18 @@ type Config struct {
 	OneSignal OneSignal         `yaml:"onesignal"`
 	Mapping   transform.Mapping `yaml:"mapping"`
 	Log       Log               `yaml:"log"`
+	Ops       Ops               `yaml:"ops"`
 }
 
 // Postgres is the source database.
 type Postgres struct {
-	// DSN is a libpq connection string or URL; required. Overridden by
-	// $ONESIGNAL_CDC_POSTGRES_DSN.
+	// DSN is a libpq connection string or URL; required by the connector.
+	// Overridden by $ONESIGNAL_CDC_POSTGRES_DSN, or by the content of the
+	// file named by $ONESIGNAL_CDC_POSTGRES_DSN_FILE.
 	DSN Secret `yaml:"dsn"`
+	// DSNFile names a file holding the DSN (a mounted secret), instead of
+	// dsn; one trailing newline is ignored.
+	DSNFile string `yaml:"dsn_file"`
 	// Slot is the logical replication slot; default "onesignal_cdc".
 	Slot string `yaml:"slot"`
 	// Publication is the publication covering the mapped tables; created
@@ -84,9 +90,27 @@ type OneSignal struct {
 	BaseURL string `yaml:"base_url"`
 	// AppID is the app's ID (Settings › Keys & IDs); required.
 	AppID string `yaml:"app_id"`
-	// APIKey is an App API key; required. Overridden by
-	// $ONESIGNAL_CDC_ONESIGNAL_API_KEY.
+	// APIKey is an App API key (user model) or the REST API key (player
+	// model); required by the sink. Overridden by
+	// $ONESIGNAL_CDC_ONESIGNAL_API_KEY, or by the content of the file named
+	// by $ONESIGNAL_CDC_ONESIGNAL_API_KEY_FILE.
 	APIKey Secret `yaml:"api_key"`
+	// APIKeyFile names a file holding the API key (a mounted secret),
+	// instead of api_key; one trailing newline is ignored.
+	APIKeyFile string `yaml:"api_key_file"`
+	// Model is the API generation the sink writes with: "user" (default:
+	// users by external_id alias and subscriptions, "Key" auth) or
+	// "player" (the legacy v7 API: players and external_user_id, "Basic"
+	// auth).
+	Model string `yaml:"model"`
+	// IdentityVerification sends, with every external_user_id, email or
+	// phone number written in the player model, its identity verification
+	// hash (HMAC-SHA256 keyed with the API key, hex). Default false.
+	IdentityVerification bool `yaml:"identity_verification"`
+	// TagLimit is the most data tags one user may hold in your plan; a row
+	// that would give a user more is dead-lettered with the reason instead
+	// of being sent. Default 0: not checked here, OneSignal decides.
+	TagLimit int `yaml:"tag_limit"`
 	// Concurrency is how many requests may be in flight at once, each to
 	// a different user or device; default 32.
 	Concurrency int `yaml:"concurrency"`
@@ -100,6 +124,12 @@ type OneSignal struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 }
 
+// The API generations of OneSignal.Model.
+const (
+	ModelUser   = "user"
+	ModelPlayer = "player"
+)
+
 // maxRateLimit is OneSignal's documented write limit per app.
 const maxRateLimit = 1000
 
@@ -108,6 +138,14 @@ type Log struct {
 	Level string `yaml:"level"` // debug, info, warn or error; default info
 	// Format is "json" (default) or "console".
 	Format string `yaml:"format"`
+}
+
+// Ops is the operations HTTP server: metrics, health and the status page.
+type Ops struct {
+	// Listen is the host:port of /metrics, /livez, /readyz and the status
+	// page at /; default ":9090", "" turns the server off. Overridden by
+	// $ONESIGNAL_CDC_OPS_LISTEN.
+	Listen string `yaml:"listen"`
 }
 
 // Secret is a string that never prints: logs and errors show "[redacted]".
@@ -139,31 +177,52 @@ func Default() Config {
 		},
 		OneSignal: OneSignal{
 			BaseURL:     "https://api.onesignal.com",
+			Model:       ModelUser,
 			Concurrency: 32,
 			RateLimit:   900,
 			MaxInFlight: 10000,
 		},
 		Log: Log{Level: "info", Format: "json"},
+		Ops: Ops{Listen: ":9090"},
 	}
 }
 
-// Load reads the file at path, applies the environment and validates.
-func Load(path string) (*Config, error) {
+// Role is what a process runs; each role needs its own part of the
+// configuration.
+type Role uint8
+
+// The roles. Connector needs postgres and kafka; Sink needs kafka,
+// onesignal and the mapping's OneSignal side; All needs everything.
+const (
+	Connector Role = 1 << iota
+	Sink
+	All = Connector | Sink
+)
+
+// Load reads the file at path for a process running every role.
+func Load(path string) (*Config, error) { return LoadFor(path, All) }
+
+// LoadFor reads the file at path, applies the environment and validates
+// what role needs.
+func LoadFor(path string, role Role) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	cfg, err := Parse(f)
+	cfg, err := ParseFor(f, role)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// Parse decodes YAML over the defaults, applies the environment and
-// validates, reporting every problem found.
-func Parse(r io.Reader) (*Config, error) {
+// Parse is ParseFor every role.
+func Parse(r io.Reader) (*Config, error) { return ParseFor(r, All) }
+
+// ParseFor decodes YAML over the defaults, applies the environment and
+// validates what role needs, reporting every problem found.
+func ParseFor(r io.Reader, role Role) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
@@ -174,13 +233,14 @@ func Parse(r io.Reader) (*Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, explainYAML(err)
 	}
-	if v := os.Getenv("ONESIGNAL_CDC_POSTGRES_DSN"); v != "" {
-		cfg.Postgres.DSN = Secret(v)
+	errs := []error{
+		cfg.Postgres.DSN.resolve("postgres.dsn", cfg.Postgres.DSNFile, "ONESIGNAL_CDC_POSTGRES_DSN"),
+		cfg.OneSignal.APIKey.resolve("onesignal.api_key", cfg.OneSignal.APIKeyFile, "ONESIGNAL_CDC_ONESIGNAL_API_KEY"),
 	}
-	if v := os.Getenv("ONESIGNAL_CDC_ONESIGNAL_API_KEY"); v != "" {
-		cfg.OneSignal.APIKey = Secret(v)
+	if v, ok := os.LookupEnv("ONESIGNAL_CDC_OPS_LISTEN"); ok {
+		cfg.Ops.Listen = v
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(append(errs, cfg.ValidateFor(role))...); err != nil {
 		return nil, err
 	}
 	if cfg.Kafka.StateTopic == "" {
@@ -190,6 +250,40 @@ func Parse(r io.Reader) (*Config, error) {
 		cfg.Kafka.DeadLetterTopic = cfg.Kafka.TopicPrefix + ".dlq"
 	}
 	return &cfg, nil
+}
+
+// resolve sets the secret from, in this order of precedence, $env,
+// the file named by $env_FILE, the value in the YAML, or the file the
+// YAML names with key_file.
+func (s *Secret) resolve(key, file, env string) error {
+	if v := os.Getenv(env); v != "" {
+		*s = Secret(v)
+		return nil
+	}
+	if f := os.Getenv(env + "_FILE"); f != "" {
+		return s.readFile(f, "$"+env+"_FILE")
+	}
+	if file == "" {
+		return nil
+	}
+	if *s != "" {
+		return fmt.Errorf("%s and %s_file are both set: keep one", key, key)
+	}
+	return s.readFile(file, key+"_file")
+}
+
+func (s *Secret) readFile(path, from string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: cannot read the secret: %w: mount the file or fix the path", from, err)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) == 0 {
+		return fmt.Errorf("%s: %s is empty: write the secret into it", from, path)
+	}
+	*s = Secret(b)
+	return nil
 }
 
 var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type ([\w.]+)`)
@@ -213,12 +307,15 @@ func explainYAML(err error) error {
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
-// Validate reports every semantic problem at once.
-func (c *Config) Validate() error {
+// Validate reports every semantic problem at once, for every role.
+func (c *Config) Validate() error { return c.ValidateFor(All) }
+
+// ValidateFor reports every semantic problem of what role needs at once.
+func (c *Config) ValidateFor(role Role) error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.Postgres.DSN == "" {
-		bad("postgres.dsn is empty: set it, or $ONESIGNAL_CDC_POSTGRES_DSN, to a connection string such as postgres://user@host:5432/db")
+	if c.Postgres.DSN == "" && role&Connector != 0 {
+		bad("postgres.dsn is empty: set it, $ONESIGNAL_CDC_POSTGRES_DSN or $ONESIGNAL_CDC_POSTGRES_DSN_FILE to a connection string such as postgres://user@host:5432/db")
 	}
 	if !identifier.MatchString(c.Postgres.Slot) {
 		bad("postgres.slot %q is not a valid slot name: use lower-case letters, digits and underscores", c.Postgres.Slot)
@@ -255,26 +352,8 @@ func (c *Config) Validate() error {
 	if c.Kafka.ConsumerGroup == "" {
 		bad("kafka.consumer_group is empty: name the sink's consumer group")
 	}
-	if u, err := url.Parse(c.OneSignal.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("onesignal.base_url %q is not an http(s) URL", c.OneSignal.BaseURL)
-	}
-	if c.OneSignal.AppID == "" {
-		bad("onesignal.app_id is empty: set it to your app's ID from Settings › Keys & IDs")
-	}
-	if c.OneSignal.APIKey == "" {
-		bad("onesignal.api_key is empty: set it, or $ONESIGNAL_CDC_ONESIGNAL_API_KEY, to an App API key")
-	}
-	if c.OneSignal.Concurrency < 1 {
-		bad("onesignal.concurrency %d must be at least 1 (default 32)", c.OneSignal.Concurrency)
-	}
-	switch r := c.OneSignal.RateLimit; {
-	case r <= 0:
-		bad("onesignal.rate_limit %g must be above 0 requests/s (default 900)", r)
-	case r > maxRateLimit:
-		bad("onesignal.rate_limit %g is above OneSignal's limit of %d writes/s per app: use at most %d (default 900)", r, maxRateLimit, maxRateLimit)
-	}
-	if c.OneSignal.MaxInFlight < 1 {
-		bad("onesignal.max_in_flight %d must be at least 1 (default 10000)", c.OneSignal.MaxInFlight)
+	if role&Sink != 0 {
+		c.OneSignal.validate(bad)
 	}
 	if err := c.Mapping.Validate(); err != nil {
 		errs = append(errs, err)
@@ -289,7 +368,42 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format %q is not json or console", c.Log.Format)
 	}
+	if c.Ops.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Ops.Listen); err != nil || port == "" {
+			bad("ops.listen %q is not host:port: use e.g. \":9090\", \"127.0.0.1:9090\", or \"\" to turn the ops server off", c.Ops.Listen)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+func (o *OneSignal) validate(bad func(string, ...any)) {
+	if u, err := url.Parse(o.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("onesignal.base_url %q is not an http(s) URL", o.BaseURL)
+	}
+	if o.AppID == "" {
+		bad("onesignal.app_id is empty: set it to your app's ID from Settings › Keys & IDs")
+	}
+	if o.APIKey == "" {
+		bad("onesignal.api_key is empty: set it, $ONESIGNAL_CDC_ONESIGNAL_API_KEY or $ONESIGNAL_CDC_ONESIGNAL_API_KEY_FILE to an App API key")
+	}
+	if o.Model != ModelUser && o.Model != ModelPlayer {
+		bad("onesignal.model %q is not %s (the current API, default) or %s (the legacy v7 player API)", o.Model, ModelUser, ModelPlayer)
+	}
+	if o.TagLimit < 0 {
+		bad("onesignal.tag_limit %d must be 0 (not checked) or your plan's tags per user", o.TagLimit)
+	}
+	if o.Concurrency < 1 {
+		bad("onesignal.concurrency %d must be at least 1 (default 32)", o.Concurrency)
+	}
+	switch r := o.RateLimit; {
+	case r <= 0:
+		bad("onesignal.rate_limit %g must be above 0 requests/s (default 900)", r)
+	case r > maxRateLimit:
+		bad("onesignal.rate_limit %g is above OneSignal's limit of %d writes/s per app: use at most %d (default 900)", r, maxRateLimit, maxRateLimit)
+	}
+	if o.MaxInFlight < 1 {
+		bad("onesignal.max_in_flight %d must be at least 1 (default 10000)", o.MaxInFlight)
+	}
 }
 
 // EmbeddedKafka reports whether the config asks for the in-process broker.

@@ -90,3 +90,89 @@ func TestTheExampleConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSecretsComeFromFilesNamedByTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "api_key")
+	if err := os.WriteFile(key, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ONESIGNAL_CDC_ONESIGNAL_API_KEY_FILE", key)
+	cfg, err := Load("testdata/minimal.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.OneSignal.APIKey.Reveal(); got != "from-file" {
+		t.Errorf("api key %q, want the file's content without its newline", got)
+	}
+
+	t.Setenv("ONESIGNAL_CDC_ONESIGNAL_API_KEY", "from-env")
+	cfg, err = Load("testdata/minimal.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.OneSignal.APIKey.Reveal(); got != "from-env" {
+		t.Errorf("api key %q, want the variable to win over the file", got)
+	}
+}
+
+func TestSecretsComeFromFilesNamedInTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	dsn := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsn, []byte("postgres://u:pw@db/app\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yml := strings.Replace(minimalWithout(t, "dsn:"), "postgres:", "postgres:\n  dsn_file: "+dsn, 1)
+	cfg, err := Parse(strings.NewReader(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Postgres.DSN.Reveal(); got != "postgres://u:pw@db/app" {
+		t.Errorf("dsn %q", got)
+	}
+}
+
+func TestASecretFileThatCannotBeReadIsNamedInTheError(t *testing.T) {
+	t.Setenv("ONESIGNAL_CDC_POSTGRES_DSN_FILE", "/nonexistent/dsn")
+	_, err := Load("testdata/minimal.good.yml")
+	if err == nil || !strings.Contains(err.Error(), "$ONESIGNAL_CDC_POSTGRES_DSN_FILE") || !strings.Contains(err.Error(), "/nonexistent/dsn") {
+		t.Fatalf("err = %v, want one naming the variable and the file", err)
+	}
+}
+
+func TestEachRoleNeedsOnlyItsOwnSettings(t *testing.T) {
+	noAPIKey := minimalWithout(t, "api_key:")
+	if _, err := ParseFor(strings.NewReader(noAPIKey), Connector); err != nil {
+		t.Errorf("connector without an API key: %v", err)
+	}
+	if _, err := ParseFor(strings.NewReader(noAPIKey), Sink); err == nil || !strings.Contains(err.Error(), "onesignal.api_key is empty") {
+		t.Errorf("sink without an API key: err = %v", err)
+	}
+	noDSN := minimalWithout(t, "dsn:")
+	if _, err := ParseFor(strings.NewReader(noDSN), Sink); err != nil {
+		t.Errorf("sink without a DSN: %v", err)
+	}
+	if _, err := ParseFor(strings.NewReader(noDSN), Connector); err == nil || !strings.Contains(err.Error(), "postgres.dsn is empty") {
+		t.Errorf("connector without a DSN: err = %v", err)
+	}
+}
+
+// minimalWithout returns testdata/minimal.good.yml without the lines
+// containing key, and fails if there is none.
+func minimalWithout(t *testing.T, key string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/minimal.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, key) {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) == strings.Count(string(b), "\n")+1 {
+		t.Fatalf("minimal.good.yml has no %q", key)
+	}
+	return strings.Join(keep, "\n")
+}

@@ -22,21 +22,14 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
-type role int
-
-const (
-	roleConnector role = 1 << iota
-	roleSink
-)
-
-func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) error {
+func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Writer) error {
 	fs := flag.NewFlagSet("onesignal-cdc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.LoadFor(*path, roles)
 	if err != nil {
 		return usageError{err}
 	}
@@ -75,7 +68,7 @@ func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) er
 	}
 
 	var components []component
-	if roles&roleConnector != 0 {
+	if roles&config.Connector != 0 {
 		w := broker.NewWriter(brokers, 1000)
 		defer w.Close()
 		state, err := broker.OpenStateStore(ctx, brokers, cfg.Kafka.StateTopic)
@@ -100,7 +93,7 @@ func daemon(ctx context.Context, args []string, roles role, stderr io.Writer) er
 			SnapshotChunkSize: cfg.Postgres.SnapshotChunkSize,
 		}, w, log))
 	}
-	if roles&roleSink != 0 {
+	if roles&config.Sink != 0 {
 		api, err := onesignal.New(onesignal.Config{
 			BaseURL: cfg.OneSignal.BaseURL,
 			AppID:   cfg.OneSignal.AppID,

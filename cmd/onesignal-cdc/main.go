@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 )
 
 // Exit codes.
@@ -62,11 +64,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
-		err = daemon(ctx, rest, roleConnector|roleSink, stderr)
+		err = daemon(ctx, rest, config.All, stderr)
 	case "connector":
-		err = daemon(ctx, rest, roleConnector, stderr)
+		err = daemon(ctx, rest, config.Connector, stderr)
 	case "sink":
-		err = daemon(ctx, rest, roleSink, stderr)
+		err = daemon(ctx, rest, config.Sink, stderr)
 	case "validate":
 		err = validate(ctx, rest, stdout, stderr)
 	case "snapshot":

@@ -32,7 +32,7 @@ func snapshot(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.LoadFor(*path, config.Connector)
 	if err != nil {
 		return usageError{err}
 	}
