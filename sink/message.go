@@ -129,6 +129,22 @@ type seen struct {
 // fetch the very same message again). Used by the fetching goroutine only.
 type replays struct{ keys *lru[string, seen] }
 
+// HeaderRedelivery marks a message that `onesignal-cdc dlq replay` wrote
+// back to its topic from the dead-letter topic; its value is where the
+// dead letter was ("topic/partition@offset"). Such a message repeats an
+// event the sink has seen, and must be applied all the same, unless a
+// newer event of its key came since.
+const HeaderRedelivery = "onesignal_cdc.redelivery.of"
+
+func redelivered(m kafka.Message) bool {
+	for _, h := range m.Headers {
+		if h.Key == HeaderRedelivery {
+			return true
+		}
+	}
+	return false
+}
+
 // skip reports whether m, holding ev, is a replay; if so it is finished
 // when the event that covers it is.
 func (r replays) skip(m *fetched, ev *event.Envelope) bool {
@@ -140,7 +156,7 @@ func (r replays) skip(m *fetched, ev *event.Envelope) bool {
 		return false
 	}
 	key := m.msg.Topic + "\x00" + string(m.msg.Key)
-	if last, ok := r.keys.get(key); ok && !pos.after(last.pos) {
+	if last, ok := r.keys.get(key); ok && !pos.after(last.pos) && !(pos == last.pos && redelivered(m.msg)) {
 		last.by.follow(m.progress)
 		return true
 	}

@@ -1,10 +1,15 @@
 package sink_test
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
@@ -74,5 +79,47 @@ func TestSinkSkipsRequestsThatChangeNothing(t *testing.T) {
 	}
 	if st.Unchanged != 2 || st.Replays != 0 {
 		t.Errorf("%d requests skipped as unchanged and %d replays, want 2 and 0", st.Unchanged, st.Replays)
+	}
+}
+
+func TestSinkAppliesARedeliveredDeadLetterButNotAStaleOne(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	redelivered := func(m kafka.Message) kafka.Message {
+		m.Headers = append(m.Headers, kafka.Header{Key: sink.HeaderRedelivery, Value: []byte("cdc.dlq/0@0")})
+		return m
+	}
+	var refuse atomic.Bool
+	refuse.Store(true)
+	cfg := testConfig(t)
+	api := newRecordingAPI(cfg.Clock, func(_ context.Context, c call) error {
+		if refuse.Load() && c.id == "u0" {
+			return badRequest{}
+		}
+		return nil
+	})
+	produce(t, b,
+		userEventAt("u0", "pro", 200, 190), // refused: dead-lettered
+		userEventAt("u1", "pro", 300, 290),
+		userEventAt("u1", "gold", 400, 390),
+	)
+	run := startSink(t, b, "g", api, withDeadLetters(t, b, cfg))
+	waitFor(t, "the first events to be committed", func() bool { return committed(t, b, "g") == 3 })
+
+	refuse.Store(false) // the fix
+	produce(t, b,
+		redelivered(userEventAt("u0", "pro", 200, 190)),
+		redelivered(userEventAt("u1", "pro", 300, 290)), // older than gold: still skipped
+	)
+	waitFor(t, "the redeliveries to be committed", func() bool { return committed(t, b, "g") == 5 })
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+	tags := lastTags(api.recorded())
+	if tags["user u0"]["plan"] != "pro" {
+		t.Errorf("u0 has tags %v, want plan=pro: the redelivered event was skipped as a replay", tags["user u0"])
+	}
+	if tags["user u1"]["plan"] != "gold" {
+		t.Errorf("u1 has tags %v, want plan=gold: a stale redelivery overwrote a newer change", tags["user u1"])
 	}
 }
