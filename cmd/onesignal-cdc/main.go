@@ -36,6 +36,12 @@ Usage:
   onesignal-cdc snapshot  --config FILE (--table schema.table… | --all | --reset)
                                           snapshot tables again while streaming; --reset
                                           after a lost slot
+  onesignal-cdc slot      status|drop --config FILE
+                                          the replication slot's position, lag and WAL
+                                          retention; drop it when decommissioning
+  onesignal-cdc dlq       replay --config FILE [--dry-run] [--from-beginning]
+                                          send dead letters back to their topics after a
+                                          fix, except those a newer event superseded
   onesignal-cdc emulator  [flags]         a local OneSignal API emulator
   onesignal-cdc version
 
@@ -73,6 +79,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = validate(ctx, rest, stdout, stderr)
 	case "snapshot":
 		err = snapshot(ctx, rest, stdout, stderr)
+	case "dlq":
+		err = dlq(ctx, rest, stdout, stderr)
+	case "slot":
+		err = slot(ctx, rest, stdout, stderr)
 	case "emulator":
 		err = emulator(ctx, rest, stdout)
 	case "version":

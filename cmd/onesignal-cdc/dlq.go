@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/deadletter"
+)
+
+// dlq runs the dead-letter subcommands; there is one, replay.
+func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "replay" {
+		return usageError{errors.New("usage: onesignal-cdc dlq replay --config FILE [--dry-run] [--from-beginning]")}
+	}
+	fs := flag.NewFlagSet("onesignal-cdc dlq replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
+	dryRun := fs.Bool("dry-run", false, "list what would be replayed; write and commit nothing")
+	fromBeginning := fs.Bool("from-beginning", false, "handle every dead letter Kafka holds, also those a previous replay handled")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err}
+	}
+	cfg, err := config.LoadFor(*path, 0)
+	if err != nil {
+		return usageError{err}
+	}
+	if cfg.EmbeddedKafka() {
+		return usageError{errors.New("kafka.brokers is [embedded]: its dead letters live in the memory of the running process and cannot be replayed from outside; use a Kafka cluster")}
+	}
+	w := broker.NewWriter(cfg.Kafka.Brokers, 100)
+	defer w.Close()
+	rep, err := deadletter.Replay(ctx, deadletter.Config{
+		Brokers:       cfg.Kafka.Brokers,
+		Topic:         cfg.Kafka.DeadLetterTopic,
+		Group:         cfg.Kafka.ConsumerGroup + ".dlq-replay",
+		FromBeginning: *fromBeginning,
+		DryRun:        *dryRun,
+	}, w)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEAD LETTER\tACTION\tORIGIN\tDETAIL")
+	for _, o := range rep.Outcomes {
+		detail := o.Reason
+		if o.Action == deadletter.Superseded {
+			detail = "newer event at " + o.By
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.At, o.Action, o.Origin, detail)
+	}
+	tw.Flush()
+	verb := "replayed"
+	if *dryRun {
+		verb = "would replay"
+	}
+	fmt.Fprintf(stdout, "%s %d, superseded %d, without origin %d (of %d dead letters)\n", verb,
+		rep.Count(deadletter.Replayed), rep.Count(deadletter.Superseded), rep.Count(deadletter.NoOrigin), len(rep.Outcomes))
+	return nil
+}
