@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +176,61 @@ func minimalWithout(t *testing.T, key string) string {
 		t.Fatalf("minimal.good.yml has no %q", key)
 	}
 	return strings.Join(keep, "\n")
+}
+
+// The examples in docs/examples load, given the secrets their comments
+// say come from the environment.
+func TestTheDocumentedExamplesLoad(t *testing.T) {
+	files, _ := filepath.Glob("../docs/examples/*.yaml")
+	if len(files) < 4 {
+		t.Fatalf("%d examples in docs/examples, want one per use case", len(files))
+	}
+	dir := t.TempDir()
+	dsn, key := filepath.Join(dir, "dsn"), filepath.Join(dir, "key")
+	os.WriteFile(dsn, []byte("postgres://cdc@db/app\n"), 0o600)
+	os.WriteFile(key, []byte("key\n"), 0o600)
+	t.Setenv("ONESIGNAL_CDC_POSTGRES_DSN_FILE", dsn)
+	t.Setenv("ONESIGNAL_CDC_ONESIGNAL_API_KEY_FILE", key)
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// docs/configuration.md names every key the decoder accepts.
+func TestTheConfigurationReferenceNamesEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range yamlKeys(reflect.TypeOf(Config{}), "") {
+		leaf := key[strings.LastIndex(key, ".")+1:]
+		if !strings.Contains(string(doc), "`"+leaf+"`") && !strings.Contains(string(doc), "`"+key+"`") && !strings.Contains(string(doc), "`"+key[strings.Index(key, ".")+1:]+"`") {
+			t.Errorf("docs/configuration.md does not mention %s", key)
+		}
+	}
+}
+
+func yamlKeys(typ reflect.Type, prefix string) []string {
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	var keys []string
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)) {
+			keys = append(keys, yamlKeys(ft, prefix+name+".")...)
+			continue
+		}
+		keys = append(keys, prefix+name)
+	}
+	return keys
 }
