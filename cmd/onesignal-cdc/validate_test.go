@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,4 +81,61 @@ func TestValidateOfflineReportsABadFileWithExitCode1(t *testing.T) {
 	if code != 1 || !strings.Contains(stdout.String(), `unknown key "dsnn"`) {
 		t.Errorf("exit %d, output %q: want 1 and the unknown key named", code, stdout.String())
 	}
+}
+
+// validate --online, one misconfiguration at a time against the real
+// server: each is named with its fix, and the exit status is 1.
+func TestValidateOnlineNamesEachMisconfiguration(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "right"})
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text)`)
+	db.Exec(t, `CREATE ROLE `+db.Name+`_norepl LOGIN PASSWORD 'pw'; GRANT SELECT ON users TO `+db.Name+`_norepl`)
+	t.Cleanup(func() { db.Exec(t, `DROP OWNED BY `+db.Name+`_norepl; DROP ROLE `+db.Name+`_norepl`) })
+	noRepl := strings.Replace(db.DSN, "postgres@", db.Name+"_norepl:pw@", 1)
+	closed := freeAddr(t)
+	cases := []struct {
+		name   string
+		config string
+		setup  string
+		want   []string
+	}{
+		{"a table that does not exist", strings.Replace(validConfig(db.DSN, url, "right"), "public.users", "public.user", 1), "",
+			[]string{"table public.user does not exist", "correct the table in the mapping"}},
+		{"a role that may not replicate", validConfig(noRepl, url, "right"), "",
+			[]string{"may not replicate", "WITH REPLICATION"}},
+		{"a slot made with another plugin", strings.Replace(validConfig(db.DSN, url, "right"), "postgres:\n", "postgres:\n  slot: "+db.Name+"_td\n", 1), "SELECT pg_create_logical_replication_slot('" + db.Name + "_td', 'test_decoding')",
+			[]string{"test_decoding", "pg_drop_replication_slot"}},
+		{"kafka out of reach", strings.Replace(validConfig(db.DSN, url, "right"), "[embedded]", "["+closed+"]", 1), "",
+			[]string{"kafka: cannot reach the brokers", "check kafka.brokers"}},
+		{"a wrong API key", validConfig(db.DSN, url, "wrong-key"), "",
+			[]string{"onesignal: ", "check onesignal.base_url, onesignal.app_id and onesignal.api_key"}},
+	}
+	for _, tc := range cases {
+		if tc.setup != "" {
+			db.Exec(t, tc.setup)
+		}
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"validate", "--online", "--config", writeFile(t, tc.config)}, &stdout, &stderr)
+		if code != 1 {
+			t.Errorf("%s: exit %d, want 1\n%s%s", tc.name, code, stdout.String(), stderr.String())
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", tc.name, w, stdout.String())
+			}
+		}
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
