@@ -50,6 +50,9 @@ type call struct {
 	id         string // the external ID or subscription ID in the path
 	tags       map[string]string
 	owner      string
+	previous   string // unlink: the previous owner
+	channel    string // add_email, add_sms
+	identifier string
 	start, end time.Time // by the sink's clock
 	err        error
 }
@@ -60,9 +63,11 @@ func (c call) forward(ctx context.Context, api sink.OneSignal) error {
 	case "set_tags":
 		return api.SetTags(ctx, c.id, c.tags)
 	case "link":
-		return api.LinkSubscription(ctx, c.id, c.owner)
+		return api.LinkSubscription(ctx, c.id, c.owner, c.tags)
+	case "add_email", "add_sms":
+		return api.AddRecord(ctx, c.id, c.channel, c.identifier, c.tags)
 	}
-	return api.UnlinkSubscription(ctx, c.id)
+	return api.UnlinkSubscription(ctx, c.id, c.previous)
 }
 
 // recordingAPI is a OneSignal double that records every call with the
@@ -87,12 +92,16 @@ func (r *recordingAPI) SetTags(ctx context.Context, id string, tags map[string]s
 	return r.do(ctx, call{target: "user " + id, op: "set_tags", id: id, tags: maps.Clone(tags)})
 }
 
-func (r *recordingAPI) LinkSubscription(ctx context.Context, dev, owner string) error {
-	return r.do(ctx, call{target: "device " + dev, op: "link", id: dev, owner: owner})
+func (r *recordingAPI) LinkSubscription(ctx context.Context, dev, owner string, tags map[string]string) error {
+	return r.do(ctx, call{target: "device " + dev, op: "link", id: dev, owner: owner, tags: maps.Clone(tags)})
 }
 
-func (r *recordingAPI) UnlinkSubscription(ctx context.Context, dev string) error {
-	return r.do(ctx, call{target: "device " + dev, op: "unlink", id: dev})
+func (r *recordingAPI) UnlinkSubscription(ctx context.Context, dev, previous string) error {
+	return r.do(ctx, call{target: "device " + dev, op: "unlink", id: dev, previous: previous})
+}
+
+func (r *recordingAPI) AddRecord(ctx context.Context, id, channel, identifier string, tags map[string]string) error {
+	return r.do(ctx, call{target: "user " + id, op: "add_" + channel, id: id, channel: channel, identifier: identifier, tags: maps.Clone(tags)})
 }
 
 func (r *recordingAPI) do(ctx context.Context, c call) error {

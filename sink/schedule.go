@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"crypto/sha256"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ const targetInterval = time.Second
 type target struct {
 	key     targetKey
 	pending *request  // merged operations not yet sent
+	retry   *request  // a request that failed for now: sent again before pending
 	busy    bool      // a worker holds the target: a request is in flight
 	queued  bool      // in the due queue, or being handed to a worker
 	due     time.Time // when the queue hands it out
@@ -57,10 +59,20 @@ type scheduler struct {
 	queue  dueQueue
 	seq    uint64
 	idle   *lru[targetKey, memo]
+	// records are the email and SMS records applied lately, by user,
+	// channel and identifier: adding one again changes nothing.
+	records *lru[string, struct{}]
 }
 
 func newScheduler(c Clock, memory int) *scheduler {
-	return &scheduler{clock: c, wake: make(chan struct{}, 1), active: make(map[targetKey]*target), idle: newLRU[targetKey, memo](memory)}
+	return &scheduler{
+		clock: c, wake: make(chan struct{}, 1), active: make(map[targetKey]*target),
+		idle: newLRU[targetKey, memo](memory), records: newLRU[string, struct{}](memory),
+	}
+}
+
+func recordKey(user string, rec record) string {
+	return user + "\x00" + rec.channel + "\x00" + rec.identifier
 }
 
 // submit merges op, produced by m, into its target's pending request.
@@ -145,18 +157,46 @@ func (s *scheduler) dispatch(ctx context.Context, ready chan<- *target) {
 	}
 }
 
-// take gives the worker handed t its pending request. unchanged is true
-// when the request would set what the last applied one set.
+// take gives the worker handed t its request: the one to retry, else the
+// pending one. unchanged is true when the request would set what the last
+// applied one set, or adds only records applied before.
 func (s *scheduler) take(t *target) (r *request, unchanged bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, t.pending = t.pending, nil
-	// More tag changes than one request may carry: the rest waits for the
-	// target's next window, merging whatever arrives meanwhile.
-	t.pending = r.split()
 	t.queued, t.busy = false, true
+	if r = t.retry; r != nil {
+		t.retry = nil
+		return r, false
+	}
+	r, t.pending = t.pending, nil
+	if len(r.records) > 0 {
+		r.records = slices.DeleteFunc(r.records, func(rec record) bool {
+			_, done := s.records.get(recordKey(t.key.id, rec))
+			return done
+		})
+		if len(r.records) == 0 && len(r.tags) == 0 {
+			return r, true
+		}
+	}
+	r.tagCount = nonEmpty(r.tags)
+	// More than one call's worth: the rest waits for the target's next
+	// window, merging whatever arrives meanwhile.
+	t.pending = r.split()
 	r.digest = r.effect()
 	return r, t.last.known && t.last.effect == r.digest
+}
+
+// retry puts r, which failed for now, back to be sent again no sooner
+// than wait from now, ahead of what is pending for t. The worker lets go
+// of t, so other targets use it meanwhile. A worker holds t.
+func (s *scheduler) retry(t *target, r *request, wait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at := s.clock.Now().Add(wait); at.After(t.next) {
+		t.next = at
+	}
+	t.retry, t.busy = r, false
+	s.enqueue(t)
 }
 
 // window waits until t may be sent to again. A worker holds t.
@@ -189,6 +229,7 @@ func (s *scheduler) forgetEffects() {
 	for _, e := range s.idle.items {
 		e.Value.(*lruEntry[targetKey, memo]).val.known = false // keep when each may next be written
 	}
+	s.records = newLRU[string, struct{}](s.records.size)
 }
 
 // release ends the worker's hold on t after request r ended with o. The
@@ -200,6 +241,9 @@ func (s *scheduler) release(t *target, r *request, o outcome) {
 	switch o {
 	case applied:
 		t.last.effect, t.last.known = r.digest, true
+		for _, rec := range r.records {
+			s.records.put(recordKey(t.key.id, rec), struct{}{})
+		}
 	case refused:
 		t.last.known = false
 	}

@@ -69,14 +69,41 @@ type MessageReader interface {
 	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// OneSignal applies operations; each call is one attempt. Errors say
-// whether they are retryable (Retryable() bool), may carry the server's
-// Retry-After (RetryAfterDuration() time.Duration) and HTTP status
-// (HTTPStatus() int), and stop the sink when Fatal() bool says so.
+// OneSignal applies operations, in either API generation; each call is one
+// attempt. Errors say whether they are retryable (Retryable() bool), may
+// carry the server's Retry-After (RetryAfterDuration() time.Duration) and
+// HTTP status (HTTPStatus() int), stop the sink when Fatal() bool says so,
+// and tell with NoDevice() bool that a tag change found no device of its
+// user (the player model).
+//
+// tags given with a link or a record are the user's parked tags, which
+// only the player model has (see Config.Parked). previousExternalID is the
+// owner an unlink takes the device from, "" when the change did not say;
+// identity verification needs it.
 type OneSignal interface {
 	SetTags(ctx context.Context, externalID string, tags map[string]string) error
-	LinkSubscription(ctx context.Context, subscriptionID, externalID string) error
-	UnlinkSubscription(ctx context.Context, subscriptionID string) error
+	LinkSubscription(ctx context.Context, subscriptionID, externalID string, tags map[string]string) error
+	UnlinkSubscription(ctx context.Context, subscriptionID, previousExternalID string) error
+	// AddRecord gives the user an email ("email") or SMS ("sms") record.
+	AddRecord(ctx context.Context, externalID, channel, identifier string, tags map[string]string) error
+}
+
+// ParkedTags keeps, durably, the tags of users that no device carries yet,
+// for the player model: OneSignal's edit tags by external user id reaches
+// only devices that carry the id, so tags written before a user's first
+// device is linked would otherwise be lost. Get and Put are called with
+// the user's lock held; Get's map must not be changed.
+type ParkedTags interface {
+	Get(externalID string) map[string]string
+	// Put stores tags for the user, or forgets the user when tags is
+	// empty, returning once the store holds it durably.
+	Put(ctx context.Context, externalID string, tags map[string]string) error
+}
+
+// noDeviceError is a tag change that found no device of its user.
+type noDeviceError interface {
+	error
+	NoDevice() bool
 }
 
 // fatalError is an API error that stops the sink for good, such as wrong
@@ -120,9 +147,16 @@ type Config struct {
 	DeadLetterTopic string
 	// Name is reported in dead letters' headers; default "onesignal-cdc".
 	Name string
-	// Clock times the per-target window and the rate limit; default the
-	// system clock. Commits and retry backoff use the wall clock.
+	// Clock times the per-target window, the retry backoff and the rate
+	// limit; default the system clock. Commits use the wall clock.
 	Clock Clock
+	// TagLimit is the most tags a request may give a user
+	// (onesignal.tag_limit); a request over it is dead-lettered. Default 0:
+	// not checked.
+	TagLimit int
+	// Parked holds tags that reached no device, in the player model; nil
+	// in the user model, where a tag change creates the user.
+	Parked ParkedTags
 }
 
 // Sink is the Kafka → OneSignal half of the pipeline.
@@ -137,6 +171,7 @@ type Sink struct {
 	replays replays
 	sched   *scheduler
 	limiter *limiter
+	users   keyedMutex // per external ID, while parked tags are read and written
 	stats   counters
 }
 
@@ -266,6 +301,8 @@ func (s *Sink) admit(ctx context.Context, m *fetched) error {
 	for _, op := range ops {
 		s.sched.submit(op, m)
 	}
+	// (The order of one message's operations across targets does not
+	// matter: each sets a state of its own target.)
 	s.stats.changes.Add(int64(len(ops)))
 	return nil
 }

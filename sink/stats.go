@@ -13,6 +13,8 @@ type Stats struct {
 	Changes      int64 // operations the messages produced, once scheduled
 	Replays      int64 // messages skipped as replayed or stale
 	Requests     int64 // request attempts sent to OneSignal, retries included
+	Retries      int64 // attempts that failed for now and were queued again
+	Parked       int64 // tag changes kept for a device linked later (player model)
 	Unchanged    int64 // merged requests not sent: same effect as the last applied
 	DeadLettered int64 // messages written to the dead-letter topic
 	// RateLimitWaits is how many attempts waited for the app-wide rate
@@ -24,7 +26,7 @@ type Stats struct {
 }
 
 type counters struct {
-	fetched, done, changes, replays, requests, unchanged, deadLettered atomic.Int64
+	fetched, done, changes, replays, requests, retries, parked, unchanged, deadLettered atomic.Int64
 }
 
 // Stats returns the counts so far. Fetched is read before Done, so
@@ -35,6 +37,8 @@ func (s *Sink) Stats() Stats {
 	st.Changes = s.stats.changes.Load()
 	st.Replays = s.stats.replays.Load()
 	st.Requests = s.stats.requests.Load()
+	st.Retries = s.stats.retries.Load()
+	st.Parked = s.stats.parked.Load()
 	st.Unchanged = s.stats.unchanged.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()
 	st.RateLimitWaits = s.limiter.waits.Load()

@@ -34,6 +34,11 @@ type UsersMapping struct {
 	// OneSignal's time operators; "flatten" turns a JSON object or array
 	// into one tag per scalar inside it, "<tag>_<key>" and "<tag>_<index>".
 	Convert map[string]string `yaml:"convert"`
+	// Email and Phone name columns holding the user's email address and
+	// phone number (E.164, e.g. "+15551234567"); each non-empty value
+	// becomes an email or SMS record of the user. Optional.
+	Email string `yaml:"email"`
+	Phone string `yaml:"phone"`
 }
 
 // The conversions of UsersMapping.Convert.
@@ -85,6 +90,15 @@ func (m *Mapping) Validate() error {
 			if col == u.ExternalID {
 				bad("mapping.users.tags: %q is the external id column; it cannot also be a tag", col)
 			}
+		}
+		if u.Email != "" && u.Email == u.Phone {
+			bad("mapping.users: email and phone are both column %q: map two different columns", u.Email)
+		}
+		if u.Email != "" && u.Email == u.ExternalID {
+			bad("mapping.users.email: %q is the external id column: name the column that holds the email address", u.Email)
+		}
+		if u.Phone != "" && u.Phone == u.ExternalID {
+			bad("mapping.users.phone: %q is the external id column: name the column that holds the phone number", u.Phone)
 		}
 		for _, col := range sortedKeys(u.Convert) {
 			if _, ok := u.Tags[col]; !ok {

@@ -22,6 +22,13 @@ const (
 	Link
 	// Unlink takes the device away from whichever user it belongs to.
 	Unlink
+	// AddEmail gives the user with ExternalID an email record (a device of
+	// type 11 in the player model, an Email subscription in the user
+	// model) for the address in Identifier; one that exists is moved to
+	// the user.
+	AddEmail
+	// AddSMS is AddEmail for a phone number: an SMS record (type 14).
+	AddSMS
 )
 
 func (k Kind) String() string {
@@ -32,6 +39,10 @@ func (k Kind) String() string {
 		return "link"
 	case Unlink:
 		return "unlink"
+	case AddEmail:
+		return "add_email"
+	case AddSMS:
+		return "add_sms"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -39,9 +50,15 @@ func (k Kind) String() string {
 // Op is one OneSignal operation.
 type Op struct {
 	Kind       Kind
-	ExternalID string            // SetTags, Link
+	ExternalID string            // SetTags, Link, AddEmail, AddSMS
 	DeviceID   string            // Link, Unlink
 	Tags       map[string]string // SetTags: tag → value; "" deletes the tag
+	Identifier string            // AddEmail, AddSMS: the address or phone number
+	// PreviousExternalID is, for Unlink, the owner the row named before,
+	// when the event carries it (an old image: REPLICA IDENTITY FULL, or
+	// the column in the primary key); "" when it does not. Identity
+	// verification needs it to clear external_user_id.
+	PreviousExternalID string
 }
 
 // ErrBadRow is wrapped by errors that come from a row's content, not from
@@ -108,10 +125,43 @@ func (u *UsersMapping) transform(ev *event.Envelope) ([]Op, error) {
 			return nil, fmt.Errorf("%w: %s.%s: %v", ErrBadRow, u.Table, col, err)
 		}
 	}
+	// Records first: in the player model, a record that carries the
+	// external id is a device the tags can then reach.
+	for _, rec := range []struct {
+		col  string
+		kind Kind
+	}{{u.Email, AddEmail}, {u.Phone, AddSMS}} {
+		if op, ok, err := u.record(ev, rec.col, rec.kind, oldID, newID); err != nil {
+			return nil, err
+		} else if ok {
+			ops = append(ops, op)
+		}
+	}
 	if len(tags) > 0 {
 		ops = append(ops, Op{Kind: SetTags, ExternalID: newID, Tags: tags})
 	}
 	return ops, nil
+}
+
+// record returns the email or SMS record that column col of an insert or
+// update gives the user newID, if any. An update gives one only when the
+// address or the user changed, or when the event has no old image to tell
+// (the sink then skips a record it applied before). A cleared address
+// gives none: the old record stays with the user (docs/mapping.md).
+func (u *UsersMapping) record(ev *event.Envelope, col string, kind Kind, oldID, newID string) (Op, bool, error) {
+	if col == "" {
+		return Op{}, false, nil
+	}
+	addr, known, err := textColumn(ev.After, col)
+	if err != nil || !known || addr == "" {
+		return Op{}, false, err
+	}
+	if ev.Op == event.OpUpdate && ev.Before != nil && oldID == newID {
+		if was, known, _ := textColumn(ev.Before, col); known && was == addr {
+			return Op{}, false, nil
+		}
+	}
+	return Op{Kind: kind, ExternalID: newID, Identifier: addr}, true, nil
 }
 
 // convert puts the tags that column col's value v becomes into tags.
@@ -204,8 +254,13 @@ func (u *UsersMapping) clearedTags() map[string]string {
 }
 
 func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
-	var oldDev string
+	var oldDev, oldOwner string
 	if ev.Before != nil {
+		owner, _, err := textColumn(ev.Before, d.ExternalID)
+		if err != nil {
+			return nil, err
+		}
+		oldOwner = owner
 		dev, known, err := textColumn(ev.Before, d.DeviceID)
 		if err != nil {
 			return nil, err
@@ -220,7 +275,7 @@ func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
 		if oldDev == "" {
 			return nil, nil
 		}
-		return []Op{{Kind: Unlink, DeviceID: oldDev}}, nil
+		return []Op{{Kind: Unlink, DeviceID: oldDev, PreviousExternalID: oldOwner}}, nil
 	}
 	dev, _, err := textColumn(ev.After, d.DeviceID)
 	if err != nil {
@@ -231,7 +286,7 @@ func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
 	}
 	var ops []Op
 	if oldDev != "" && oldDev != dev {
-		ops = append(ops, Op{Kind: Unlink, DeviceID: oldDev})
+		ops = append(ops, Op{Kind: Unlink, DeviceID: oldDev, PreviousExternalID: oldOwner})
 	}
 	v, ok := ev.After.Get(d.ExternalID)
 	if !ok || event.IsUnavailable(v) {
@@ -246,7 +301,7 @@ func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
 		ops = append(ops, Op{Kind: Link, DeviceID: dev, ExternalID: ext})
 	case ev.Op == event.OpUpdate:
 		// The column was cleared: the device is no longer this user's.
-		ops = append(ops, Op{Kind: Unlink, DeviceID: dev})
+		ops = append(ops, Op{Kind: Unlink, DeviceID: dev, PreviousExternalID: oldOwner})
 	}
 	return ops, nil
 }

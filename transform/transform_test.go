@@ -20,6 +20,8 @@ var testMapping = Mapping{
 		ExternalID: "external_id",
 		Tags:       map[string]string{"plan": "", "score": "level", "country": "geo", "seen": "last_seen", "prefs": ""},
 		Convert:    map[string]string{"seen": ConvertUnixSeconds, "prefs": ConvertFlatten},
+		Email:      "email",
+		Phone:      "phone",
 	},
 	Devices: &DevicesMapping{Table: "public.devices", DeviceID: "player_id", ExternalID: "user_external_id"},
 }
@@ -30,6 +32,8 @@ type opJSON struct {
 	ExternalID string            `json:"external_id,omitempty"`
 	DeviceID   string            `json:"device_id,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
+	Identifier string            `json:"identifier,omitempty"`
+	Previous   string            `json:"previous_external_id,omitempty"`
 }
 
 // TestTransformGolden runs every testdata/*.in.json event through the test
@@ -57,7 +61,7 @@ func TestTransformGolden(t *testing.T) {
 			} else {
 				out := make([]opJSON, len(ops))
 				for i, op := range ops {
-					out[i] = opJSON{Kind: op.Kind.String(), ExternalID: op.ExternalID, DeviceID: op.DeviceID, Tags: op.Tags}
+					out[i] = opJSON{Kind: op.Kind.String(), ExternalID: op.ExternalID, DeviceID: op.DeviceID, Tags: op.Tags, Identifier: op.Identifier, Previous: op.PreviousExternalID}
 				}
 				got = out
 			}
@@ -83,7 +87,7 @@ func TestTransformGolden(t *testing.T) {
 
 func TestMappingValidateReportsEveryProblemAtOnce(t *testing.T) {
 	m := Mapping{
-		Users:   &UsersMapping{Table: "users", Tags: map[string]string{"a": "x", "b": "x"}, Convert: map[string]string{"a": "hex", "c": "flatten"}},
+		Users:   &UsersMapping{Table: "users", Tags: map[string]string{"a": "x", "b": "x"}, Convert: map[string]string{"a": "hex", "c": "flatten"}, Email: "contact", Phone: "contact"},
 		Devices: &DevicesMapping{Table: "public.devices"},
 	}
 	err := m.Validate()
@@ -98,6 +102,7 @@ func TestMappingValidateReportsEveryProblemAtOnce(t *testing.T) {
 		"mapping.devices.external_id is empty",
 		`mapping.users.convert: "c" is not a tag column`,
 		`mapping.users.convert.a: "hex" is not unix_seconds or flatten`,
+		`mapping.users: email and phone are both column "contact"`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -58,15 +58,36 @@ func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(redacted) }
 
 // Client calls OneSignal's user-model REST API for one app.
 type Client struct {
-	base    string // scheme://host[/prefix], no trailing slash
+	caller
 	appPath string // "/apps/{escaped app_id}"
-	auth    string // the Authorization header value
-	http    *http.Client
+}
+
+// caller sends requests to one OneSignal host with one key; both models'
+// clients make their calls through it.
+type caller struct {
+	base string // scheme://host[/prefix], no trailing slash
+	auth string // the Authorization header value
+	http *http.Client
 }
 
 // New checks cfg and returns a client. Every problem in cfg is reported at
 // once, each with what to do about it.
 func New(cfg Config) (*Client, error) {
+	c, err := newCaller(cfg, "Key ")
+	if err != nil {
+		return nil, err
+	}
+	return &Client{caller: c, appPath: "/apps/" + url.PathEscape(cfg.AppID)}, nil
+}
+
+// call is caller.call for a path below the app.
+func (c *Client) call(ctx context.Context, endpoint, path string, body any) (int, error) {
+	return c.caller.call(ctx, endpoint, c.appPath+path, body)
+}
+
+// newCaller checks cfg; scheme is how the key is introduced in the
+// Authorization header.
+func newCaller(cfg Config, scheme string) (caller, error) {
 	var errs []error
 	if cfg.AppID == "" {
 		errs = append(errs, errors.New("onesignal.app_id is empty: set it to your app's ID from Settings › Keys & IDs"))
@@ -92,25 +113,20 @@ func New(cfg Config) (*Client, error) {
 		errs = append(errs, fmt.Errorf("onesignal.base_url must not carry credentials, a query or a fragment: use scheme://host[/prefix]"))
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return caller{}, errors.Join(errs...)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: DefaultTimeout}
 	}
-	return &Client{
-		base:    strings.TrimRight(base, "/"),
-		appPath: "/apps/" + url.PathEscape(cfg.AppID),
-		auth:    "Key " + cfg.APIKey.Reveal(),
-		http:    hc,
-	}, nil
+	return caller{base: strings.TrimRight(base, "/"), auth: scheme + cfg.APIKey.Reveal(), http: hc}, nil
 }
 
 // call is one request. endpoint is the method and path template that errors
-// show; path is the real, escaped path below the app. body, if not nil, is
-// sent as JSON. It returns the status of a 2xx answer, having read its body,
-// or an *APIError or *TransportError.
-func (c *Client) call(ctx context.Context, endpoint, path string, body any) (int, error) {
+// show; path is the real, escaped path (and query) below the base URL. body,
+// if not nil, is sent as JSON. It returns the status of a 2xx answer, having
+// read its body, or an *APIError or *TransportError.
+func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int, error) {
 	method, _, _ := strings.Cut(endpoint, " ")
 	var rd io.Reader
 	if body != nil {
@@ -120,7 +136,7 @@ func (c *Client) call(ctx context.Context, endpoint, path string, body any) (int
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+c.appPath+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return 0, fmt.Errorf("%s: build request: %w", endpoint, stripURL(err))
 	}

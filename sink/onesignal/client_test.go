@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
@@ -204,9 +206,7 @@ func TestLinkSubscription(t *testing.T) {
 			emu, c := newEmulated(t)
 			emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
 			for _, ext := range tt.links {
-				if err := c.LinkSubscription(t.Context(), "dev-1", ext); err != nil {
-					t.Fatal(err)
-				}
+				link(t, c, "dev-1", ext)
 			}
 			st := emu.State()
 			if got, want := st.ExternalIDOf("dev-1"), tt.links[len(tt.links)-1]; got != want {
@@ -223,10 +223,54 @@ func TestLinkSubscription(t *testing.T) {
 	}
 }
 
+// link links dev to ext, repeating the attempt that a missing user
+// defers, as the sink does.
+func link(t *testing.T, c *onesignal.Client, dev, ext string) {
+	t.Helper()
+	err := c.LinkSubscription(t.Context(), dev, ext, nil)
+	if _, ok := errors.AsType[*onesignal.DeferredError](err); ok {
+		err = c.LinkSubscription(t.Context(), dev, ext, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A regression test: the link to a missing user made the transfer, the
+// user and the transfer again in one attempt, and the second transfer met
+// OneSignal's limit of one write per second per subscription.
+func TestLinkToAMissingUserWritesTheSubscriptionOncePerWindow(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey, Clock: clock, RateLimits: onesignaltest.RateLimits{Enabled: true}})
+	c := newClient(t, url, apiKey)
+	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+
+	err := c.LinkSubscription(t.Context(), "dev-1", "bob", nil)
+	deferred, ok := errors.AsType[*onesignal.DeferredError](err)
+	if !ok || !deferred.Retryable() || deferred.RetryAfterDuration() < time.Second {
+		t.Fatalf("first attempt = %v (%T), want a retryable *DeferredError asking for a second's wait", err, err)
+	}
+	mu.Lock()
+	now = now.Add(deferred.RetryAfterDuration())
+	mu.Unlock()
+	if err := c.LinkSubscription(t.Context(), "dev-1", "bob", nil); err != nil {
+		t.Fatalf("the repeat after the window: %v", err)
+	}
+	if got := emu.State().ExternalIDOf("dev-1"); got != "bob" {
+		t.Errorf("dev-1 belongs to %q, want bob", got)
+	}
+	if n := emu.Stats().RateLimited; n != 0 {
+		t.Errorf("the emulator answered 429 %d times, want none", n)
+	}
+}
+
 func TestLinkSubscriptionToAnUnknownDeviceIsPermanent(t *testing.T) {
 	t.Parallel()
 	emu, c := newEmulated(t)
-	err := c.LinkSubscription(t.Context(), "no-such-device", "carol")
+	err := c.LinkSubscription(t.Context(), "no-such-device", "carol", nil)
 	apiErr := requireAPIError(t, err, http.StatusNotFound)
 	if apiErr.Retryable() || apiErr.Fatal() {
 		t.Errorf("Retryable() = %v, Fatal() = %v; want both false", apiErr.Retryable(), apiErr.Fatal())
@@ -256,12 +300,10 @@ func TestUnlinkSubscription(t *testing.T) {
 			emu, c := newEmulated(t)
 			emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
 			if tt.link {
-				if err := c.LinkSubscription(t.Context(), "dev-1", "alice"); err != nil {
-					t.Fatal(err)
-				}
+				link(t, c, "dev-1", "alice")
 			}
 			for range tt.unlinks {
-				if err := c.UnlinkSubscription(t.Context(), "dev-1"); err != nil {
+				if err := c.UnlinkSubscription(t.Context(), "dev-1", ""); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -292,7 +334,7 @@ func TestUnlinkSubscription(t *testing.T) {
 func TestUnlinkOfAnUnknownDeviceIsPermanent(t *testing.T) {
 	t.Parallel()
 	_, c := newEmulated(t)
-	apiErr := requireAPIError(t, c.UnlinkSubscription(t.Context(), "no-such-device"), http.StatusNotFound)
+	apiErr := requireAPIError(t, c.UnlinkSubscription(t.Context(), "no-such-device", ""), http.StatusNotFound)
 	if apiErr.Retryable() || apiErr.Fatal() {
 		t.Errorf("Retryable() = %v, Fatal() = %v; want both false", apiErr.Retryable(), apiErr.Fatal())
 	}
@@ -310,10 +352,10 @@ func TestWrongCredentialsAreFatal(t *testing.T) {
 			return c.SetTags(ctx, "alice", tags("plan", "pro"))
 		}},
 		{"a wrong key fails LinkSubscription", appID, func(c *onesignal.Client, ctx context.Context) error {
-			return c.LinkSubscription(ctx, "dev-1", "alice")
+			return c.LinkSubscription(ctx, "dev-1", "alice", nil)
 		}},
 		{"a wrong key fails UnlinkSubscription", appID, func(c *onesignal.Client, ctx context.Context) error {
-			return c.UnlinkSubscription(ctx, "dev-1")
+			return c.UnlinkSubscription(ctx, "dev-1", "")
 		}},
 		{"an app the key does not belong to fails", "00000000-0000-0000-0000-000000000000", func(c *onesignal.Client, ctx context.Context) error {
 			return c.SetTags(ctx, "alice", tags("plan", "pro"))
@@ -378,7 +420,7 @@ func TestAWrongBaseURLIsFatal(t *testing.T) {
 		call func() error
 	}{
 		{"SetTags", func() error { return c.SetTags(t.Context(), "alice", tags("plan", "pro")) }},
-		{"LinkSubscription", func() error { return c.LinkSubscription(t.Context(), "dev-1", "alice") }},
+		{"LinkSubscription", func() error { return c.LinkSubscription(t.Context(), "dev-1", "alice", nil) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+" stops the sink", func(t *testing.T) {

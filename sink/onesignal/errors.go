@@ -28,6 +28,9 @@ type APIError struct {
 	// user or subscription in it, answered 404: the base URL or app ID is
 	// wrong, and every other request will fail the same way.
 	noUsersEndpoint bool
+	// noDevice is set when the player model's edit tags by external user
+	// id found no device with the id.
+	noDevice bool
 }
 
 func (e *APIError) Error() string {
@@ -42,6 +45,9 @@ func (e *APIError) Error() string {
 	}
 	if e.noUsersEndpoint {
 		b.WriteString(" (the users endpoint is missing: check onesignal.base_url and onesignal.app_id)")
+	}
+	if e.missingHash() {
+		b.WriteString(" (the app has identity verification on: set onesignal.identity_verification: true)")
 	}
 	return b.String()
 }
@@ -59,12 +65,32 @@ func (e *APIError) Retryable() bool {
 // 403); OneSignal does not know the app (400 "app_id not found": the client
 // always sends the Content-Type that message also blames, so only the app
 // ID or key is left); or the users endpoint itself answered 404.
+//
+// In the player model a 400 that asks for the Authorization header (a
+// wrong key on the legacy host) and one that asks for an identity
+// verification hash that is missing (the app verifies, the configuration
+// does not) are fatal too: every other write would be refused the same
+// way. A hash that does not match is the change's own problem (an old
+// owner the event got wrong): permanent.
 func (e *APIError) Fatal() bool {
 	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden || e.noUsersEndpoint {
 		return true
 	}
-	return e.StatusCode == http.StatusBadRequest && e.mentions("app_id not found")
+	return e.StatusCode == http.StatusBadRequest &&
+		(e.mentions("app_id not found") || e.mentions("include a case-sensitive header of Authorization") || e.missingHash())
 }
+
+// missingHash reports whether OneSignal asked for an identity verification
+// hash that the request did not carry. Its wording is not documented; the
+// emulator's says "… auth hash … is required".
+func (e *APIError) missingHash() bool {
+	return e.StatusCode == http.StatusBadRequest && (e.mentions("auth_hash") || e.mentions("auth hash")) &&
+		(e.mentions("required") || e.mentions("missing"))
+}
+
+// NoDevice reports whether the player model's edit tags by external user
+// id found no device carrying the id: the tags have nowhere to go yet.
+func (e *APIError) NoDevice() bool { return e.noDevice }
 
 // RetryAfterDuration returns RetryAfter; it is the method the retry loop
 // looks for.
@@ -83,6 +109,23 @@ func (e *APIError) mentions(s string) bool {
 	}
 	return false
 }
+
+// DeferredError is an attempt that did the first part of its work and
+// must be repeated, no sooner than After, to do the rest: OneSignal allows
+// one write per second to a user or subscription, so the second write to
+// the same one waits for the next window. Repeating is safe: the part done
+// is done the same way again, or found done.
+type DeferredError struct {
+	Endpoint string // the request still to make, as in APIError
+	Reason   string
+	After    time.Duration
+}
+
+func (e *DeferredError) Error() string   { return e.Endpoint + ": deferred: " + e.Reason }
+func (e *DeferredError) Retryable() bool { return true }
+
+// RetryAfterDuration returns After, the least wait before the repeat.
+func (e *DeferredError) RetryAfterDuration() time.Duration { return e.After }
 
 // TransportError is a request that got no complete answer. Whether
 // OneSignal applied it is unknown, so it is always worth repeating.

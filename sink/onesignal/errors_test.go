@@ -98,7 +98,7 @@ func TestErrorStatusesAreClassified(t *testing.T) {
 				w.WriteHeader(tt.status)
 				io.WriteString(w, tt.body)
 			})
-			err := newClient(t, url, apiKey).UnlinkSubscription(t.Context(), "dev-1")
+			err := newClient(t, url, apiKey).UnlinkSubscription(t.Context(), "dev-1", "")
 			apiErr := requireAPIError(t, err, tt.status)
 			if got := isRetryable(err); got != tt.retryable {
 				t.Errorf("retryable = %v, want %v", got, tt.retryable)

@@ -3,8 +3,10 @@ package onesignal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // The endpoints, by template: errors name these, never the real path.
@@ -12,6 +14,7 @@ const (
 	epUpdateUser = "PATCH /apps/{app_id}/users/by/external_id/{external_id}"
 	epCreateUser = "POST /apps/{app_id}/users"
 	epTransfer   = "PATCH /apps/{app_id}/subscriptions/{subscription_id}/owner"
+	epAddRecord  = "POST /apps/{app_id}/users/by/external_id/{external_id}/subscriptions"
 )
 
 type properties struct {
@@ -29,7 +32,13 @@ type createUserRequest struct {
 }
 
 type subscriptionRef struct {
-	ID string `json:"id"`
+	ID    string `json:"id,omitempty"`
+	Type  string `json:"type,omitempty"`
+	Token string `json:"token,omitempty"`
+}
+
+type createSubscriptionRequest struct {
+	Subscription subscriptionRef `json:"subscription"`
 }
 
 type transferRequest struct {
@@ -88,23 +97,32 @@ func (c *Client) SetTags(ctx context.Context, externalID string, tags map[string
 }
 
 // LinkSubscription makes the subscription (a device, in the dashboard's
-// words) belong to the user whose external_id is externalID, creating that
-// user when it does not exist. Linking a subscription to the user that
-// already owns it succeeds and changes nothing.
+// words) belong to the user whose external_id is externalID. Linking a
+// subscription to the user that already owns it succeeds and changes
+// nothing. The subscription takes the user's tags, which live on the user,
+// so tags must be empty: it is there for the player model, where they are
+// carried to the device.
 //
 // A 404 that names only the subscription is returned as is: the device is
 // not in OneSignal, and repeating will not change that. Any other 404 is
 // taken to mean the user is missing (OneSignal's 404 bodies are not
 // documented and have been seen empty): the user is created, which is
-// harmless if it existed, and the transfer is tried once more. Finding out
-// first with a lookup would cost a request from the tight budget OneSignal
-// gives view endpoints.
-func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalID string) error {
+// harmless if it existed, and a *DeferredError asks for the attempt to be
+// repeated once the subscription's one-second window has passed. Doing the
+// transfer again at once would be a second write to the subscription
+// within the second, which OneSignal answers with 429; the documented way
+// to create a user with a subscription names it by type and token, which
+// the sink does not know. Finding out first with a lookup would cost a
+// request from the tight budget OneSignal gives view endpoints.
+func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalID string, tags map[string]string) error {
 	if subscriptionID == "" {
 		return errors.New("link subscription: the subscription ID is empty")
 	}
 	if externalID == "" {
 		return errors.New("link subscription: the external ID is empty")
+	}
+	if len(tags) > 0 {
+		return errors.New("link subscription: the user model carries no tags with a link: a subscription takes its user's tags")
 	}
 	path := "/subscriptions/" + url.PathEscape(subscriptionID) + "/owner"
 	req := transferRequest{Identity: map[string]string{"external_id": externalID}}
@@ -119,8 +137,7 @@ func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalI
 	}); err != nil {
 		return err
 	}
-	_, err = c.call(ctx, epTransfer, path, req)
-	return err
+	return &DeferredError{Endpoint: epTransfer, Reason: "the user was missing and is created now; the transfer follows once the subscription's one-second window has passed", After: time.Second}
 }
 
 // UnlinkSubscription takes the subscription away from its user by moving it
@@ -132,7 +149,10 @@ func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalI
 // "subscriptions". OneSignal documents subscriptions in a create-user
 // request by type and token; that it accepts an existing one by id is not
 // confirmed against the real API (the emulator in onesignaltest does).
-func (c *Client) UnlinkSubscription(ctx context.Context, subscriptionID string) error {
+//
+// previousExternalID is not needed: the user model has no identity
+// verification hash for server calls.
+func (c *Client) UnlinkSubscription(ctx context.Context, subscriptionID, previousExternalID string) error {
 	if subscriptionID == "" {
 		return errors.New("unlink subscription: the subscription ID is empty")
 	}
@@ -140,6 +160,52 @@ func (c *Client) UnlinkSubscription(ctx context.Context, subscriptionID string) 
 		Identity:      map[string]string{},
 		Subscriptions: []subscriptionRef{{ID: subscriptionID}},
 	})
+	return err
+}
+
+// Channels of AddRecord.
+const (
+	ChannelEmail = "email"
+	ChannelSMS   = "sms"
+)
+
+// subscriptionTypes are the user model's subscription types of the
+// channels.
+var subscriptionTypes = map[string]string{ChannelEmail: "Email", ChannelSMS: "SMS"}
+
+// AddRecord gives the user whose external_id is externalID an email or SMS
+// subscription (channel ChannelEmail or ChannelSMS) for identifier, the
+// address or phone number: created when new, moved to the user when
+// another has it (202), left alone when the user has it (200). A missing
+// user is created with the subscription in one request. tags must be
+// empty, as for LinkSubscription.
+func (c *Client) AddRecord(ctx context.Context, externalID, channel, identifier string, tags map[string]string) error {
+	typ, ok := subscriptionTypes[channel]
+	switch {
+	case !ok:
+		return fmt.Errorf("add record: channel %q is not %s or %s", channel, ChannelEmail, ChannelSMS)
+	case externalID == "":
+		return errors.New("add record: the external ID is empty")
+	case identifier == "":
+		return errors.New("add record: the " + channel + " identifier is empty")
+	case len(tags) > 0:
+		return errors.New("add record: the user model carries no tags with a record: a subscription takes its user's tags")
+	}
+	sub := subscriptionRef{Type: typ, Token: identifier}
+	path := "/users/by/external_id/" + url.PathEscape(externalID) + "/subscriptions"
+	_, err := c.call(ctx, epAddRecord, path, createSubscriptionRequest{Subscription: sub})
+	if !hasStatus(err, http.StatusNotFound) {
+		return err
+	}
+	status, err := c.createUser(ctx, createUserRequest{
+		Identity:      map[string]string{"external_id": externalID},
+		Subscriptions: []subscriptionRef{sub},
+	})
+	if err == nil && status == http.StatusOK {
+		// Upsert with retrieval: the user appeared meanwhile and nothing
+		// was applied; the next attempt adds the subscription to it.
+		return &DeferredError{Endpoint: epCreateUser, Reason: "the user was created by someone else meanwhile; the subscription is added on the next attempt", After: time.Second}
+	}
 	return err
 }
 

@@ -1,0 +1,188 @@
+package onesignal
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+)
+
+// The player model's endpoints, by template.
+const (
+	epEditDevice    = "PUT /players/{player_id}"
+	epAddDevice     = "POST /players"
+	epEditTagsByExt = "PUT /apps/{app_id}/users/{external_user_id}"
+	epViewDevice    = "GET /players/{player_id}"
+)
+
+// The player model's device_type codes of the records AddRecord makes.
+const (
+	deviceTypeEmail = 11
+	deviceTypeSMS   = 14
+)
+
+// PlayerConfig is what the player-model client needs: Config (whose APIKey
+// is the app's REST API key, sent as "Authorization: Basic <key>", and
+// whose HTTPClient carries every request), and whether the app has
+// identity verification on.
+type PlayerConfig struct {
+	Config
+	// IdentityVerification sends, with every external_user_id and every
+	// email or SMS identifier written, its hash: HMAC-SHA256 of the value
+	// keyed with the REST API key, in hex. Default false.
+	IdentityVerification bool
+}
+
+// PlayerClient calls OneSignal's legacy player-model API (the v7 guide's
+// devices, "players", and their external_user_id) for one app. Its methods
+// are those of Client, with the same error contract (see the package doc)
+// and the same idempotence.
+type PlayerClient struct {
+	caller
+	appID   string
+	appPath string
+	key     []byte // the key the identity verification hashes are keyed with
+	verify  bool
+}
+
+// NewPlayers checks cfg and returns a player-model client.
+func NewPlayers(cfg PlayerConfig) (*PlayerClient, error) {
+	c, err := newCaller(cfg.Config, "Basic ")
+	if err != nil {
+		return nil, err
+	}
+	return &PlayerClient{
+		caller: c, appID: cfg.AppID, appPath: "/apps/" + url.PathEscape(cfg.AppID),
+		key: []byte(cfg.APIKey.Reveal()), verify: cfg.IdentityVerification,
+	}, nil
+}
+
+// device is the body of PUT and POST /players: the fields the sink sets.
+// ExternalUserID is a pointer so that "" (clear it) is sent while nil
+// leaves it out.
+type device struct {
+	AppID                  string            `json:"app_id"`
+	DeviceType             int               `json:"device_type,omitempty"`
+	Identifier             string            `json:"identifier,omitempty"`
+	ExternalUserID         *string           `json:"external_user_id,omitempty"`
+	ExternalUserIDAuthHash string            `json:"external_user_id_auth_hash,omitempty"`
+	IdentifierAuthHash     string            `json:"identifier_auth_hash,omitempty"`
+	Tags                   map[string]string `json:"tags,omitempty"`
+}
+
+// hash is the identity verification hash of v, when the app verifies.
+func (c *PlayerClient) hash(v string) string {
+	if !c.verify {
+		return ""
+	}
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte(v))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// SetTags edits the data tags of the devices whose external_user_id is
+// externalID (PUT /apps/{app_id}/users/{external_user_id}, a "/" in the id
+// sent as %2F); a tag whose value is "" is deleted. When no device carries
+// the id, OneSignal has nowhere to put the tags: the error's NoDevice()
+// says so, and the caller keeps the tags for the device linked later.
+func (c *PlayerClient) SetTags(ctx context.Context, externalID string, tags map[string]string) error {
+	if externalID == "" {
+		return errors.New("set tags: the external ID is empty")
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	path := c.appPath + "/users/" + url.PathEscape(externalID)
+	_, err := c.call(ctx, epEditTagsByExt, path, struct {
+		Tags map[string]string `json:"tags"`
+	}{tags})
+	if apiErr, ok := errors.AsType[*APIError](err); ok && apiErr.mentions("no players found") &&
+		(apiErr.StatusCode == http.StatusNotFound || apiErr.StatusCode == http.StatusBadRequest) {
+		apiErr.noDevice = true
+	}
+	return err
+}
+
+// LinkSubscription sets the device's external_user_id (PUT
+// /players/{player_id}), with tags, the user's tags that no device of it
+// has yet, in the same request. A device OneSignal does not know is a
+// permanent error.
+func (c *PlayerClient) LinkSubscription(ctx context.Context, playerID, externalID string, tags map[string]string) error {
+	if playerID == "" {
+		return errors.New("link device: the player ID is empty")
+	}
+	if externalID == "" {
+		return errors.New("link device: the external ID is empty")
+	}
+	return c.editDevice(ctx, playerID, device{ExternalUserID: &externalID, ExternalUserIDAuthHash: c.hash(externalID), Tags: tags})
+}
+
+// UnlinkSubscription clears the device's external_user_id (PUT
+// /players/{player_id} with ""). With identity verification the request
+// carries the hash of the id being removed, previousExternalID; without
+// it that cannot be done, and the error says what to change.
+func (c *PlayerClient) UnlinkSubscription(ctx context.Context, playerID, previousExternalID string) error {
+	if playerID == "" {
+		return errors.New("unlink device: the player ID is empty")
+	}
+	d := device{ExternalUserID: new(string)}
+	if c.verify {
+		if previousExternalID == "" {
+			return errors.New("unlink device: identity verification needs the external_user_id being removed, and the change does not carry it: " +
+				"run ALTER TABLE … REPLICA IDENTITY FULL on the devices table so that updates and deletes carry the old owner")
+		}
+		d.ExternalUserIDAuthHash = c.hash(previousExternalID)
+	}
+	return c.editDevice(ctx, playerID, d)
+}
+
+func (c *PlayerClient) editDevice(ctx context.Context, playerID string, d device) error {
+	d.AppID = c.appID
+	_, err := c.call(ctx, epEditDevice, "/players/"+url.PathEscape(playerID), d)
+	return err
+}
+
+// AddRecord adds an email (device_type 11) or SMS (14) record for
+// identifier with external_user_id externalID and tags (POST /players);
+// OneSignal edits the record that has the identifier already instead of
+// adding another.
+func (c *PlayerClient) AddRecord(ctx context.Context, externalID, channel, identifier string, tags map[string]string) error {
+	var typ int
+	switch channel {
+	case ChannelEmail:
+		typ = deviceTypeEmail
+	case ChannelSMS:
+		typ = deviceTypeSMS
+	default:
+		return fmt.Errorf("add record: channel %q is not %s or %s", channel, ChannelEmail, ChannelSMS)
+	}
+	if externalID == "" {
+		return errors.New("add record: the external ID is empty")
+	}
+	if identifier == "" {
+		return errors.New("add record: the " + channel + " identifier is empty")
+	}
+	_, err := c.call(ctx, epAddDevice, "/players", device{
+		AppID: c.appID, DeviceType: typ, Identifier: identifier,
+		ExternalUserID: &externalID, ExternalUserIDAuthHash: c.hash(externalID),
+		IdentifierAuthHash: c.hash(identifier), Tags: tags,
+	})
+	return err
+}
+
+// CheckCredentials asks OneSignal for a device that does not exist: "not
+// found" (404, or 400 "No user with this id found") means the app ID and
+// REST API key were accepted, and the error of any other answer says what
+// is wrong. It costs one read request.
+func (c *PlayerClient) CheckCredentials(ctx context.Context) error {
+	_, err := c.call(ctx, epViewDevice, "/players/onesignal-cdc-credentials-check?app_id="+url.QueryEscape(c.appID), nil)
+	if apiErr, ok := errors.AsType[*APIError](err); ok &&
+		(apiErr.StatusCode == http.StatusNotFound || (apiErr.StatusCode == http.StatusBadRequest && apiErr.mentions("no user with this id"))) {
+		return nil
+	}
+	return err
+}
