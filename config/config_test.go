@@ -182,7 +182,7 @@ func minimalWithout(t *testing.T, key string) string {
 // say come from the environment.
 func TestTheDocumentedExamplesLoad(t *testing.T) {
 	files, _ := filepath.Glob("../docs/examples/*.yaml")
-	if len(files) < 3 {
+	if len(files) < 4 {
 		t.Fatalf("%d examples in docs/examples, want one per use case", len(files))
 	}
 	dir := t.TempDir()
