@@ -1,0 +1,216 @@
+{{/* Names: the chart's, the release's full name, and per component. */}}
+{{- define "onesignal-cdc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "onesignal-cdc.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A component's name: (dict "root" $ "component" "connector"). The
+suffix is kept whole, so a long release name is cut before it. */}}
+{{- define "onesignal-cdc.componentName" -}}
+{{- $suffix := printf "-%s" .component }}
+{{- printf "%s%s" (include "onesignal-cdc.fullname" .root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
+{{- define "onesignal-cdc.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "onesignal-cdc.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "onesignal-cdc.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "onesignal-cdc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of one component's objects: (dict "root" $ "component" "sink"). */}}
+{{- define "onesignal-cdc.componentLabels" -}}
+{{ include "onesignal-cdc.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "onesignal-cdc.componentSelectorLabels" -}}
+{{ include "onesignal-cdc.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "onesignal-cdc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "onesignal-cdc.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "onesignal-cdc.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "onesignal-cdc.secretName" -}}
+{{- default (include "onesignal-cdc.fullname" .) .Values.credentials.existingSecret }}
+{{- end }}
+
+{{/*
+The settings the chart cannot guess, checked once: every one that is
+missing is named in a single failure, with what to set.
+*/}}
+{{- define "onesignal-cdc.validate" -}}
+{{- $problems := list }}
+{{- $cfg := .Values.config }}
+{{- if hasKey ($cfg.postgres | default dict) "dsn" }}
+{{- $problems = append $problems "config.postgres.dsn would put the database password in a ConfigMap: move it to credentials.postgresDSN (or your credentials.existingSecret)" }}
+{{- end }}
+{{- if hasKey ($cfg.postgres | default dict) "dsn_file" }}
+{{- $problems = append $problems "config.postgres.dsn_file is set by the chart: remove it" }}
+{{- end }}
+{{- if hasKey ($cfg.onesignal | default dict) "api_key" }}
+{{- $problems = append $problems "config.onesignal.api_key would put the API key in a ConfigMap: move it to credentials.onesignalAPIKey (or your credentials.existingSecret)" }}
+{{- end }}
+{{- if hasKey ($cfg.onesignal | default dict) "api_key_file" }}
+{{- $problems = append $problems "config.onesignal.api_key_file is set by the chart: remove it" }}
+{{- end }}
+{{- if hasKey $cfg "ops" }}
+{{- $problems = append $problems "config.ops is set by the chart from opsPort: remove it" }}
+{{- end }}
+{{- $brokers := (($cfg.kafka | default dict).brokers) | default list }}
+{{- if not $brokers }}
+{{- $problems = append $problems "config.kafka.brokers is empty: list your Kafka bootstrap servers, e.g. --set 'config.kafka.brokers={kafka-0.kafka:9092}'" }}
+{{- else if has "embedded" $brokers }}
+{{- $problems = append $problems "config.kafka.brokers: the embedded broker lives inside one process and cannot join the connector's and the sink's pods: list real Kafka brokers" }}
+{{- end }}
+{{- if and .Values.sink.enabled (not (($cfg.onesignal | default dict).app_id)) }}
+{{- $problems = append $problems "config.onesignal.app_id is empty: set it to your app's ID (Settings › Keys & IDs)" }}
+{{- end }}
+{{- if not $cfg.mapping }}
+{{- $problems = append $problems "config.mapping is empty: map a users table, a devices table or both (see docs/mapping.md)" }}
+{{- end }}
+{{- if not .Values.credentials.existingSecret }}
+{{- if and .Values.connector.enabled (not .Values.credentials.postgresDSN) }}
+{{- $problems = append $problems "credentials.postgresDSN is empty: set it (--set-file credentials.postgresDSN=dsn.txt) or name a Secret in credentials.existingSecret" }}
+{{- end }}
+{{- if and .Values.sink.enabled (not .Values.credentials.onesignalAPIKey) }}
+{{- $problems = append $problems "credentials.onesignalAPIKey is empty: set it (--set-file credentials.onesignalAPIKey=key.txt) or name a Secret in credentials.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- if not (or .Values.connector.enabled .Values.sink.enabled) }}
+{{- $problems = append $problems "connector.enabled and sink.enabled are both false: enable at least one" }}
+{{- end }}
+{{- if $problems }}
+{{- fail (printf "\n  - %s" (join "\n  - " $problems)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+One component's pod template: (dict "root" $ "component" "connector" "values" .Values.connector "secretKey" … "secretFile" … "secretEnv" …).
+Each component mounts only the secret it needs: the connector the DSN, the sink the API key.
+*/}}
+{{- define "onesignal-cdc.podTemplate" -}}
+{{- $root := .root }}
+{{- $v := .values -}}
+metadata:
+  labels:
+    {{- include "onesignal-cdc.componentLabels" . | nindent 4 }}
+    {{- with $v.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    {{- if not $root.Values.credentials.existingSecret }}
+    checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
+    {{- end }}
+    {{- with $v.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "onesignal-cdc.serviceAccountName" $root }}
+  # The daemon never calls the Kubernetes API.
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: {{ .component }}
+      image: {{ include "onesignal-cdc.image" $root }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      args: [{{ .component | quote }}, "--config", "/etc/onesignal-cdc/config.yaml"]
+      env:
+        - name: {{ .secretEnv }}
+          value: /etc/onesignal-cdc/secrets/{{ .secretFile }}
+        - name: ONESIGNAL_CDC_OPS_LISTEN
+          value: ":{{ $root.Values.opsPort }}"
+        {{- with $v.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        - name: ops
+          containerPort: {{ $root.Values.opsPort }}
+          protocol: TCP
+      livenessProbe:
+        httpGet:
+          path: /livez
+          port: ops
+        {{- toYaml $root.Values.probes.liveness | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: ops
+        {{- toYaml $root.Values.probes.readiness | nindent 8 }}
+      resources:
+        {{- toYaml $v.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml $root.Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/onesignal-cdc/config.yaml
+          subPath: config.yaml
+          readOnly: true
+        - name: secrets
+          mountPath: /etc/onesignal-cdc/secrets
+          readOnly: true
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "onesignal-cdc.fullname" $root }}
+    - name: secrets
+      secret:
+        secretName: {{ include "onesignal-cdc.secretName" $root }}
+        defaultMode: 0440
+        items:
+          - key: {{ .secretKey }}
+            path: {{ .secretFile }}
+  {{- with $v.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $v.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
