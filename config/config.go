@@ -392,6 +392,9 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 	if o.TagLimit < 0 {
 		bad("onesignal.tag_limit %d must be 0 (not checked) or your plan's tags per user", o.TagLimit)
 	}
+	if o.IdentityVerification && o.Model == ModelUser {
+		bad("onesignal.identity_verification is for the player model: the user model's identity verification signs the SDKs' requests (JWT), and server calls with an App API key send no hash: remove it, or set onesignal.model: player")
+	}
 	if o.Concurrency < 1 {
 		bad("onesignal.concurrency %d must be at least 1 (default 32)", o.Concurrency)
 	}

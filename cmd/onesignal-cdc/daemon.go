@@ -102,6 +102,14 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		if err != nil {
 			return usageError{err}
 		}
+		sinkAPI, parked, err := sinkOneSignal(ctx, cfg, api, brokers, log)
+		if err != nil {
+			return err
+		}
+		if parked != nil {
+			defer parked.Close()
+			components = append(components, parked)
+		}
 		r := kafka.NewReader(kafka.ReaderConfig{
 			Brokers:           brokers,
 			GroupID:           cfg.Kafka.ConsumerGroup,
@@ -126,7 +134,9 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			MaxInFlight:     cfg.OneSignal.MaxInFlight,
 			DeadLetters:     dlq,
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
-		}, r, api, &cfg.Mapping, log))
+			TagLimit:        cfg.OneSignal.TagLimit,
+			Parked:          parkedTags(parked),
+		}, r, sinkAPI, &cfg.Mapping, log))
 	}
 	return runAll(ctx, components)
 }

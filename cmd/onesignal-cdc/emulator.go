@@ -21,6 +21,7 @@ func emulator(ctx context.Context, args []string, stdout io.Writer) error {
 	appID := fs.String("app-id", "00000000-0000-4000-8000-000000000000", "the app ID the emulator accepts")
 	apiKey := fs.String("api-key", envOr("ONESIGNAL_CDC_ONESIGNAL_API_KEY", "emulator-key"), "the API key the emulator accepts ($ONESIGNAL_CDC_ONESIGNAL_API_KEY)")
 	tagLimit := fs.Int("tag-limit", 100, "most data tags one user may hold; 0 for no cap")
+	verify := fs.Bool("identity-verification", false, "check the player model's identity verification hashes (HMAC-SHA256 of the value keyed with the API key, hex)")
 	player404 := fs.Bool("unknown-player-404", false, `answer PUT /players/{id} of an unknown id with 404, as the docs say, instead of 400 "No user with this id found"`)
 	var f onesignaltest.Faults
 	var limits onesignaltest.RateLimits
@@ -42,7 +43,7 @@ func emulator(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError{err}
 	}
 	cfg := onesignaltest.Config{
-		AppID: *appID, APIKey: *apiKey, TagLimit: *tagLimit, UnknownPlayer404: *player404,
+		AppID: *appID, APIKey: *apiKey, TagLimit: *tagLimit, UnknownPlayer404: *player404, IdentityVerification: *verify,
 		RateLimits: limits, Faults: f,
 	}
 	srv, err := onesignaltest.Start(cfg, *listen)

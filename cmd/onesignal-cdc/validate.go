@@ -95,7 +95,7 @@ func checkOneSignal(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := c.CheckCredentials(ctx); err != nil {
+	if err := forModel(cfg, c).CheckCredentials(ctx); err != nil {
 		return fmt.Errorf("%w: check onesignal.base_url, onesignal.app_id and onesignal.api_key", err)
 	}
 	return nil

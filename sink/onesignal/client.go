@@ -60,6 +60,8 @@ func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(redacted) }
 type Client struct {
 	caller
 	appPath string // "/apps/{escaped app_id}"
+	appID   string
+	key     Secret
 }
 
 // caller sends requests to one OneSignal host with one key; both models'
@@ -77,7 +79,15 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{caller: c, appPath: "/apps/" + url.PathEscape(cfg.AppID)}, nil
+	return &Client{caller: c, appPath: "/apps/" + url.PathEscape(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey}, nil
+}
+
+// Players returns a player-model client for the same app, key, base URL
+// and HTTP client, the key sent the legacy way ("Basic <key>").
+func (c *Client) Players(identityVerification bool) *PlayerClient {
+	p := &PlayerClient{caller: c.caller, appID: c.appID, appPath: c.appPath, key: []byte(c.key.Reveal()), verify: identityVerification}
+	p.auth = "Basic " + c.key.Reveal()
+	return p
 }
 
 // call is caller.call for a path below the app.

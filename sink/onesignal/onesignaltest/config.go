@@ -23,6 +23,12 @@ type Config struct {
 	// 400 "No user with this id found", what the Android SDK handles.
 	UnknownPlayer404 bool
 
+	// IdentityVerification makes the player model check identity
+	// verification hashes (HMAC-SHA256 keyed with APIKey, hex): of the
+	// external_user_id a write sets, or clears, and of the identifier of an
+	// email or SMS record. Default false: hashes are accepted and dropped.
+	IdentityVerification bool
+
 	// RateLimits enforces OneSignal's write limits. Default: off.
 	RateLimits RateLimits
 

@@ -5,7 +5,8 @@
 // It emulates the part of the user-model API the daemon uses, with the
 // status codes, bodies and rules that OneSignal documents and its SDKs rely
 // on: create user as an upsert with retrieval, view and update a user by any
-// alias, and transfer a subscription, deleting the previous owner when it is
+// alias, add a subscription (email, SMS) to a user, and transfer a
+// subscription, deleting the previous owner when it is
 // left with neither subscriptions nor aliases. Every request is
 // applied whole, under one lock, so the state is never half-updated, and
 // State returns a copy that later requests cannot change.
@@ -91,9 +92,18 @@
 //     and Alexa (10) have no user-model type; their subscriptions are typed
 //     "WindowsPhonePush" and "AlexaPush". A user-model "SafariPush" shows as
 //     device_type 7.
+//   - With Config.IdentityVerification, player writes must carry the
+//     legacy identity verification hashes (HMAC-SHA256 keyed with the API
+//     key, hex, any case): external_user_id_auth_hash of an
+//     external_user_id set, or of the one cleared, and identifier_auth_hash
+//     (or email_auth_hash) of an email or SMS record's identifier on every
+//     write to it. A missing hash is 400 "<field> is required: the app has
+//     identity verification on.", a wrong one 400 "<field> does not match:
+//     …". Edit tags by external user id needs none (not confirmed either
+//     way), nor does the user model.
 //   - Fields of a device other than identifier, external_user_id and tags
-//     (language, timezone, session_count, device_type on edit, the identity
-//     verification hashes, …) are accepted and dropped; an empty identifier
+//     (language, timezone, session_count, device_type on edit, …) are
+//     accepted and dropped; an empty identifier
 //     on edit leaves it alone. A player shows id, identifier, device_type,
 //     tags, external_user_id (null when none) and invalid_identifier
 //     (always false).
@@ -128,6 +138,6 @@
 //     status text.
 //
 // Not emulated (yet): deleting devices, CSV export, the other user-model
-// routes, the view-endpoint rate limits, the subscription cap, and identity
-// verification.
+// routes, the view-endpoint rate limits, the subscription cap, and the user
+// model's identity verification (JWTs for the SDKs).
 package onesignaltest

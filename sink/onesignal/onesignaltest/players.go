@@ -1,12 +1,16 @@
 package onesignaltest
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // The player model (the legacy API) on the same store as the user model: a
@@ -24,6 +28,11 @@ type playerRequest struct {
 	// ExternalUserID is nil when absent or null: both leave it alone.
 	ExternalUserID *string                    `json:"external_user_id"`
 	Tags           map[string]json.RawMessage `json:"tags"`
+	// The identity verification hashes, checked with
+	// Config.IdentityVerification.
+	ExternalUserIDAuthHash string `json:"external_user_id_auth_hash"`
+	IdentifierAuthHash     string `json:"identifier_auth_hash"`
+	EmailAuthHash          string `json:"email_auth_hash"`
 }
 
 type successBody struct {
@@ -75,6 +84,9 @@ func (e *Emulator) addPlayer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ext := deref(req.ExternalUserID)
+	if !e.verify(w, req, typ, identifier, "") {
+		return
+	}
 	owner := st.ownerFor(ext)
 	var current map[string]string
 	if owner != nil {
@@ -122,6 +134,13 @@ func (e *Emulator) editPlayer(w http.ResponseWriter, r *http.Request) {
 // all. It answers with an error and returns false when it refuses.
 func (e *Emulator) editDevice(w http.ResponseWriter, sub *subscription, req playerRequest, tags map[string]*string) bool {
 	st := e.store
+	identifier := sub.token
+	if id := deref(req.Identifier); id != "" {
+		identifier = id
+	}
+	if !e.verify(w, req, sub.typ, identifier, st.users[sub.owner].aliases[externalIDLabel]) {
+		return false
+	}
 	if !e.admitTarget(w, subscriptionTarget(sub)) {
 		return false
 	}
@@ -228,6 +247,55 @@ func pageOf(q url.Values) (limit, offset int, msg string) {
 		offset = n
 	}
 	return limit, offset, ""
+}
+
+// verify checks a player write's identity verification hashes when
+// Config.IdentityVerification is on, the legacy way: HMAC-SHA256 of the
+// value keyed with the API key, in hex (any case). Setting
+// external_user_id needs external_user_id_auth_hash of the new id;
+// clearing it, of the id it had (current). An email or SMS record needs
+// identifier_auth_hash (email_auth_hash too for email) of its identifier
+// on every write. It answers 400 and returns false when a hash is missing
+// or wrong; the texts are the emulator's (OneSignal's are not documented).
+func (e *Emulator) verify(w http.ResponseWriter, req playerRequest, typ, identifier, current string) bool {
+	if !e.cfg.IdentityVerification {
+		return true
+	}
+	check := func(field, got, value string) bool {
+		switch {
+		case got == "":
+			writeMessages(w, http.StatusBadRequest, field+" is required: the app has identity verification on.")
+			return false
+		case !strings.EqualFold(got, e.authHash(value)):
+			writeMessages(w, http.StatusBadRequest, field+" does not match: it must be the HMAC-SHA256 of the value, keyed with the REST API key, in hex.")
+			return false
+		}
+		return true
+	}
+	if req.ExternalUserID != nil {
+		ext := *req.ExternalUserID
+		if ext == "" {
+			ext = current
+		}
+		if ext != "" && !check("external_user_id_auth_hash", req.ExternalUserIDAuthHash, ext) {
+			return false
+		}
+	}
+	if typ == "Email" || typ == "SMS" {
+		got := req.IdentifierAuthHash
+		if got == "" && typ == "Email" {
+			got = req.EmailAuthHash
+		}
+		return check("identifier_auth_hash", got, identifier)
+	}
+	return true
+}
+
+// authHash is the identity verification hash of v.
+func (e *Emulator) authHash(v string) string {
+	m := hmac.New(sha256.New, []byte(e.cfg.APIKey))
+	m.Write([]byte(v))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func deref(s *string) string {

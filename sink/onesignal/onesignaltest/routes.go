@@ -43,6 +43,7 @@ func (e *Emulator) routes() http.Handler {
 	handle("GET /apps/{app_id}/users/by/{alias_label}/{alias_id}", e.viewUser, read)
 	handle("PATCH /apps/{app_id}/users/by/{alias_label}/{alias_id}", e.updateUser, write)
 	handle("PATCH /apps/{app_id}/subscriptions/{subscription_id}/owner", e.transferSubscription, write)
+	handle("POST /apps/{app_id}/users/by/{alias_label}/{alias_id}/subscriptions", e.createSubscription, write)
 	for _, p := range legacyPrefixes {
 		handle("POST "+p+"/players", e.addPlayer, legacyWrite)
 		handle("PUT "+p+"/players/{player_id}", e.editPlayer, legacyWrite)

@@ -193,6 +193,47 @@ func (e *Emulator) transferSubscription(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, http.StatusOK, identityBody{Identity: e.store.identity(to)})
 }
 
+// createSubscription is POST /apps/{app_id}/users/by/{alias_label}/{alias_id}/subscriptions
+// with {"subscription": {"type": …, "token": …}}: the user gets the
+// subscription of that type and token, created (201), moved from another
+// user (202), or found on it already (200). The answer is
+// {"subscription": {…}}. It is a write to the user.
+func (e *Emulator) createSubscription(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Subscription subscriptionBody `json:"subscription"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	s := req.Subscription
+	if !slices.Contains(subscriptionTypes, s.Type) || s.Token == "" {
+		writeMessages(w, http.StatusBadRequest, "subscription needs a type (one of the subscription types) and a token.")
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.store
+	u := st.userBy(r.PathValue("alias_label"), r.PathValue("alias_id"))
+	if u == nil {
+		writeNotFound(w, titleUserNotFound)
+		return
+	}
+	if !e.admitTarget(w, userTarget(u)) {
+		return
+	}
+	status := http.StatusOK
+	sub := st.subscriptionByToken(s.Type, s.Token)
+	switch {
+	case sub == nil:
+		sub = st.newSubscription(newUUID(), s.Type, s.Token, u)
+		status = http.StatusCreated
+	case sub.owner != u.id:
+		st.transfer(sub, u)
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, map[string]subscriptionBody{"subscription": {ID: sub.id, Type: sub.typ, Token: sub.token}})
+}
+
 // userBody renders u as the API's User object.
 func (s *store) userBody(u *user) userBody {
 	b := userBody{
