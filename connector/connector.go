@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
+	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
 // Config is what the connector needs to know.
@@ -58,6 +59,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long a stop waits for buffered events to
 	// reach Kafka; default 10s. What does not make it is resent by Postgres.
 	ShutdownTimeout time.Duration
+	// Observer, if set, learns the connector's state, its Kafka writes and
+	// the positions it confirms (stats.go).
+	Observer Observer
 }
 
 // MessageWriter is the part of a Kafka producer the connector uses:
@@ -74,6 +78,7 @@ type Connector struct {
 	log   *zap.Logger
 	now   func() time.Time
 	state *stateKeeper // loaded by setup when cfg.State is set
+	obs   Observer
 }
 
 // New returns a connector writing through w.
@@ -93,17 +98,23 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
-	return &Connector{cfg: cfg, w: w, log: log.Named("connector"), now: time.Now}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Connector{cfg: cfg, w: w, log: log.Named("connector"), now: time.Now, obs: obs}
 }
 
 // Run prepares the publication and slot, then streams until ctx ends,
 // reconnecting with backoff after connection failures. It returns nil after
 // a clean stop, or the error that made streaming impossible.
-func (c *Connector) Run(ctx context.Context) error {
+func (c *Connector) Run(ctx context.Context) (err error) {
+	defer func() { c.obs.StatusChanged(Stopped, err) }()
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 500*time.Millisecond, 30*time.Second, 0
 	b.Reset()
 	standing := false
+	c.obs.StatusChanged(Connecting, nil)
 	for {
 		started := time.Now()
 		err := c.setup(ctx)
@@ -126,11 +137,13 @@ func (c *Connector) Run(ctx context.Context) error {
 			wait = standbyPoll
 			if !standing {
 				c.log.Info("the slot is in use by another process; waiting as a standby", zap.String("slot", c.cfg.Slot), zap.Error(err))
+				c.obs.StatusChanged(Standby, err)
 			}
 			standing = true
 		} else {
 			standing = false
 			c.log.Warn("replication interrupted; reconnecting", zap.Error(err), zap.Duration("wait", wait))
+			c.obs.StatusChanged(Connecting, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -363,4 +376,8 @@ type outgoing struct {
 	msg   kafka.Message
 	txn   *checkpoint.Txn
 	chunk *chunk // set for snapshot rows, whose chunk also counts them
+	// op and committed (the transaction's commit time) are for the
+	// observer.
+	op        event.Op
+	committed time.Time
 }

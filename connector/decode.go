@@ -71,6 +71,7 @@ type change struct {
 	topic   string
 	key     []byte
 	value   []byte
+	op      event.Op
 	table   string    // "schema.table"
 	image   event.Row // the new row, or the old one for a delete: what snapshot windows match
 	keyCols []string  // the columns of key
@@ -197,7 +198,7 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 	if image == nil {
 		image = ev.Before
 	}
-	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: ev.Encode(make([]byte, 0, 640)), table: rel.name, image: image, keyCols: rel.key}
+	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: ev.Encode(make([]byte, 0, 640)), op: op, table: rel.name, image: image, keyCols: rel.key}
 	return step{kind: stepChanges, changes: []*change{c}}, nil
 }
 
@@ -247,7 +248,7 @@ func (d *decoder) truncate(walStart pglogrepl.LSN, m *pglogrepl.TruncateMessage)
 			return step{}, fmt.Errorf("pgoutput: truncate of relation %d at %s before its Relation message", id, walStart)
 		}
 		ev := d.envelope(walStart, rel, event.OpTruncate)
-		st.changes = append(st.changes, &change{topic: rel.topic, value: ev.Encode(make([]byte, 0, 640))})
+		st.changes = append(st.changes, &change{topic: rel.topic, value: ev.Encode(make([]byte, 0, 640)), op: event.OpTruncate})
 	}
 	return st, nil
 }

@@ -17,6 +17,7 @@ type producer struct {
 	w         MessageWriter
 	log       *zap.Logger
 	batchSize int
+	obs       Observer
 }
 
 // maxBatchBytes keeps one partition's share of a write within kafka-go's
@@ -59,7 +60,16 @@ func (p *producer) run(ctx context.Context, in <-chan outgoing) error {
 				break fill
 			}
 		}
-		err := policy.Do(ctx, func() error { return classifyWriteError(p.w.WriteMessages(ctx, msgs...)) },
+		err := policy.Do(ctx, func() error {
+			started := time.Now()
+			err := p.w.WriteMessages(ctx, msgs...)
+			if err == nil {
+				p.obs.Produced(written(batch, time.Since(started)))
+			} else if ctx.Err() == nil {
+				p.obs.Produced(Write{Duration: time.Since(started), Err: err})
+			}
+			return classifyWriteError(err)
+		},
 			func(err error, wait time.Duration) {
 				p.log.Warn("kafka write failed; retrying", zap.Error(err), zap.Int("events", len(msgs)), zap.Duration("wait", wait))
 			})

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
+	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
 // session is one replication connection's life: from START_REPLICATION to
@@ -49,6 +50,9 @@ type session struct {
 	snap    *snapshotter
 	windows map[string]*window
 	chunks  map[string]*chunk
+	// caughtUp is the server time of the last keepalive that found nothing
+	// in flight and everything up to the server's WAL end confirmed.
+	caughtUp time.Time
 }
 
 // stream runs one session until ctx ends (nil) or the connection fails.
@@ -103,6 +107,7 @@ func (c *Connector) stream(ctx context.Context) error {
 		return fmt.Errorf("start replication on slot %q: %w", c.cfg.Slot, err)
 	}
 	c.log.Info("streaming", zap.String("slot", c.cfg.Slot), zap.Stringer("lsn", start), zap.Duration("status_interval", s.interval))
+	c.obs.StatusChanged(Streaming, nil)
 
 	s.queue = make(chan outgoing, c.cfg.QueueSize)
 	s.producerDone = make(chan struct{})
@@ -113,7 +118,7 @@ func (c *Connector) stream(ctx context.Context) error {
 	defer cancelProducer()
 	go func() {
 		defer close(s.producerDone)
-		s.producerErr = (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize}).run(pctx, s.queue)
+		s.producerErr = (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize, obs: c.obs}).run(pctx, s.queue)
 	}()
 
 	hctx, stopHousekeeping := context.WithCancel(ctx)
@@ -239,6 +244,9 @@ func (s *session) read(ctx context.Context) error {
 				return fmt.Errorf("parse keepalive: %w", err)
 			}
 			s.tracker.AdvanceIdle(ka.ServerWALEnd)
+			if s.tracker.InFlight() == 0 && s.tracker.Confirmed() >= ka.ServerWALEnd {
+				s.caughtUp = ka.ServerTime
+			}
 			if ka.ReplyRequested {
 				s.nextStatus = time.Time{}
 			}
@@ -259,7 +267,7 @@ func (s *session) read(ctx context.Context) error {
 					s.noteInWindows(ch)
 					txn.Add()
 					msg := kafka.Message{Topic: ch.topic, Key: ch.key, Value: ch.value}
-					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn}); err != nil {
+					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.op, committed: s.dec.commitTime}); err != nil {
 						return err
 					}
 				}
@@ -409,7 +417,7 @@ func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id stri
 		txn.Add()
 		ch.pending.Add(1)
 		msg := kafka.Message{Topic: ch.topic, Key: r.key, Value: r.value}
-		if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, chunk: ch}); err != nil {
+		if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, chunk: ch, op: event.OpSnapshot, committed: s.dec.commitTime}); err != nil {
 			return err
 		}
 	}
@@ -510,6 +518,7 @@ func (s *session) sendStatus(ctx context.Context) error {
 	}
 	s.reported = lsn
 	s.nextStatus = time.Now().Add(s.interval)
+	s.c.obs.Confirmed(Position{Confirmed: lsn, CaughtUp: s.caughtUp})
 	return nil
 }
 

@@ -9,6 +9,7 @@
 #   ensure_go               go on PATH; installs Go $LIB_GO_VERSION when there is none
 #   ensure_cc               a C compiler for cgo (go test -race needs one)
 #   ensure_postgres         PostgreSQL server binaries; exports PG_BIN
+#   ensure_chromium         headless Chromium for the status page test; exports CHROMIUM
 #   pg_tempdir              prints a new empty directory for pg_start_throwaway
 #   pg_start_throwaway DIR  initdb + start a private server in DIR; exports PG_DSN & co
 #   pg_stop DIR [MODE]      stops the server in DIR (MODE: immediate, the default, or fast)
@@ -183,6 +184,28 @@ ensure_postgres() {
 		useradd --system --user-group --no-create-home --home-dir /var/lib/postgresql \
 			--shell /usr/sbin/nologin postgres || return
 	fi
+}
+
+# ensure_chromium: exports CHROMIUM, the path of a Chromium (or Chrome)
+# binary, for the test that loads the status page in a headless browser. A
+# CHROMIUM set by the caller wins; otherwise Debian's chromium package is
+# installed when none is on PATH (its fonts come with it as dependencies).
+ensure_chromium() {
+	if [[ -n ${CHROMIUM:-} ]]; then
+		[[ -x $CHROMIUM ]] || lib_die "CHROMIUM=$CHROMIUM is not an executable file" || return
+		export CHROMIUM
+		return 0
+	fi
+	local name
+	for name in chromium chromium-browser google-chrome; do
+		if CHROMIUM=$(command -v "$name"); then
+			export CHROMIUM
+			return 0
+		fi
+	done
+	apt_install chromium || return
+	CHROMIUM=$(command -v chromium) || lib_die "chromium installed, but not on PATH" || return
+	export CHROMIUM
 }
 
 # pg_run CMD [ARG...]: runs CMD as the owner of the throwaway clusters: the

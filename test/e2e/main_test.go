@@ -108,6 +108,9 @@ func start(t *testing.T, args ...string) *process {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, args...)
+	// Tests run daemons side by side: each ops server takes a free port
+	// instead of the default :9090.
+	cmd.Env = append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

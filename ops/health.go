@@ -1,0 +1,186 @@
+package ops
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// keepErrors is how many recent errors each component keeps for the
+// status page.
+const keepErrors = 5
+
+// maxErrorLen caps one error's text on the status page.
+const maxErrorLen = 600
+
+// ErrorEvent is an error a component met, for the status page.
+type ErrorEvent struct {
+	Time      time.Time `json:"time"`
+	Component string    `json:"component"`
+	Message   string    `json:"message"`
+}
+
+// ComponentStatus is a component's health as /readyz and the status page
+// show it.
+type ComponentStatus struct {
+	Name  string `json:"name"`
+	Up    bool   `json:"up"`
+	State string `json:"state"` // a word or two: "streaming", "reconnecting", "consuming"
+	// Problems say why the component is down; empty when it is up.
+	Problems   []string     `json:"problems,omitempty"`
+	Since      time.Time    `json:"since"` // of the last change between up and down
+	LastErrors []ErrorEvent `json:"last_errors"`
+}
+
+// component is one part of this process that /readyz speaks for. Its
+// owner sets a base state (running or not) and raises or clears named
+// problems (Kafka unreachable, credentials refused); it is up when the
+// base state is and no problem is raised. Safe for concurrent use.
+type component struct {
+	name   string
+	clean  func(string) string
+	change func(name string, up bool, why string) // called on every change between up and down
+
+	mu       sync.Mutex
+	baseUp   bool
+	state    string
+	reason   string            // why the base state is down
+	problems map[string]string // by key
+	up       bool
+	since    time.Time
+	errors   []ErrorEvent // oldest first
+}
+
+func newComponent(name, state, reason string, clean func(string) string, change func(string, bool, string)) *component {
+	return &component{name: name, clean: clean, change: change, state: state, reason: reason, problems: map[string]string{}, since: time.Now()}
+}
+
+// set replaces the base state.
+func (c *component) set(up bool, state, reason string) {
+	c.mu.Lock()
+	c.baseUp, c.state, c.reason = up, state, c.clean(reason)
+	c.settle()
+}
+
+// raise sets (reason != "") or clears (reason == "") the problem key.
+func (c *component) raise(key, reason string) {
+	c.mu.Lock()
+	if reason == "" {
+		delete(c.problems, key)
+	} else {
+		c.problems[key] = c.clean(reason)
+	}
+	c.settle()
+}
+
+// settle works out up from the base state and the problems, unlocks, and
+// reports a change. The caller holds mu.
+func (c *component) settle() {
+	up := c.baseUp && len(c.problems) == 0
+	changed := up != c.up
+	if changed {
+		c.up, c.since = up, time.Now()
+	}
+	why := strings.Join(c.whyLocked(), "; ")
+	c.mu.Unlock()
+	if changed && c.change != nil {
+		c.change(c.name, up, why)
+	}
+}
+
+// whyLocked lists why the component is down. The caller holds mu.
+func (c *component) whyLocked() []string {
+	var why []string
+	if !c.baseUp {
+		why = append(why, c.reason)
+	}
+	keys := make([]string, 0, len(c.problems))
+	for k := range c.problems {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		why = append(why, c.problems[k])
+	}
+	return why
+}
+
+// recordError keeps msg among the component's last errors. Repeats of the
+// newest one only move its time, so a retry loop does not push out what
+// came before it.
+func (c *component) recordError(msg string) {
+	msg = c.clean(msg)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if n := len(c.errors); n > 0 && c.errors[n-1].Message == msg {
+		c.errors[n-1].Time = now
+		return
+	}
+	c.errors = append(c.errors, ErrorEvent{Time: now, Component: c.name, Message: msg})
+	if len(c.errors) > keepErrors {
+		c.errors = slices.Delete(c.errors, 0, len(c.errors)-keepErrors)
+	}
+}
+
+func (c *component) isUp() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up
+}
+
+func (c *component) status() ComponentStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := ComponentStatus{Name: c.name, Up: c.up, State: c.state, Since: c.since, LastErrors: slices.Clone(c.errors)}
+	if !c.up {
+		st.Problems = c.whyLocked()
+	}
+	slices.Reverse(st.LastErrors) // newest first
+	return st
+}
+
+// redactor keeps secrets out of what the ops server shows: the values it
+// knows (API key, the DSN's password) and anything shaped like a password
+// in a URL or a libpq keyword string.
+type redactor struct {
+	secrets []string
+}
+
+var (
+	urlPassword     = regexp.MustCompile(`(://[^:/@\s]*):[^@\s]*@`)
+	keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.|'')*'|\S+)`)
+)
+
+func newRedactor(secrets []string) redactor {
+	var r redactor
+	for _, s := range secrets {
+		if len(s) >= 3 { // shorter ones would redact ordinary words
+			r.secrets = append(r.secrets, s)
+		}
+	}
+	// Longer first, so a secret containing another is replaced whole.
+	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
+	return r
+}
+
+func (r redactor) clean(s string) string {
+	for _, secret := range r.secrets {
+		s = strings.ReplaceAll(s, secret, redacted)
+	}
+	s = urlPassword.ReplaceAllString(s, "$1:"+redacted+"@")
+	s = keywordPassword.ReplaceAllString(s, "${1}"+redacted)
+	if len(s) > maxErrorLen {
+		n := maxErrorLen
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+const redacted = "[redacted]"

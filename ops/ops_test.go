@@ -1,0 +1,453 @@
+package ops_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/ops"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
+)
+
+// agreedMetrics are the names docs/metrics.md lists, which the Helm
+// chart's alerts and the Grafana dashboard use.
+var agreedMetrics = []string{
+	"onesignal_cdc_build_info",
+	"onesignal_cdc_component_up",
+	"onesignal_cdc_replication_slot_lag_bytes",
+	"onesignal_cdc_replication_slot_retained_wal_bytes",
+	"onesignal_cdc_source_lag_seconds",
+	"onesignal_cdc_connector_events_total",
+	"onesignal_cdc_connector_confirmed_lsn_bytes",
+	"onesignal_cdc_kafka_produce_duration_seconds",
+	"onesignal_cdc_kafka_produce_errors_total",
+	"onesignal_cdc_snapshot_rows_total",
+	"onesignal_cdc_sink_messages_total",
+	"onesignal_cdc_sink_retries_total",
+	"onesignal_cdc_sink_dead_lettered_total",
+	"onesignal_cdc_onesignal_requests_total",
+	"onesignal_cdc_onesignal_request_duration_seconds",
+	"onesignal_cdc_sink_rate_limit_waits_total",
+	"onesignal_cdc_sink_rate_limit_wait_seconds_total",
+	"onesignal_cdc_sink_rate_limit_requests_per_second",
+	"onesignal_cdc_sink_consumer_lag_messages",
+	"onesignal_cdc_sink_in_flight_messages",
+}
+
+// fixedSlot is a SlotReader that reports the same slot every time.
+type fixedSlot struct {
+	st  connector.SlotStats
+	err error
+}
+
+func (f fixedSlot) Read(context.Context) (connector.SlotStats, error) { return f.st, f.err }
+func (f fixedSlot) Close()                                            {}
+
+var mapping = &transform.Mapping{
+	Users:   &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": "", "score": "level"}},
+	Devices: &transform.DevicesMapping{Table: "public.devices", DeviceID: "player_id", ExternalID: "user_external_id"},
+}
+
+// started runs a server on a free port until the test ends, and returns
+// it with its base URL.
+func started(t *testing.T, srv *ops.Server) string {
+	t.Helper()
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return "http://" + srv.Addr()
+}
+
+func newServer(t *testing.T) *ops.Server {
+	return ops.New(ops.Config{Listen: "127.0.0.1:0", Version: "v1.2.3-test", Mapping: mapping, TopicPrefix: "cdc",
+		Secrets: []string{"s3cret-key", "pg-password"}}, zap.NewNop())
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// busyPipeline is a server whose connector and sink reported some work.
+func busyPipeline(t *testing.T) (*ops.Server, *ops.ConnectorMonitor, *ops.SinkMonitor) {
+	srv := newServer(t)
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot", Tables: mapping.Tables(),
+		Slots: fixedSlot{st: connector.SlotStats{Slot: "cdc_slot", Exists: true, Active: true, WALStatus: "reserved", LagBytes: 123456, RetainedBytes: 4 << 20}}})
+	conn.StatusChanged(connector.Streaming, nil)
+	conn.Produced(connector.Write{Duration: 3 * time.Millisecond, Events: map[event.Op]int{event.OpCreate: 2, event.OpSnapshot: 5},
+		SnapshotRows: map[string]int{"public.users": 5}, Committed: time.Now().Add(-2 * time.Second)})
+	conn.Produced(connector.Write{Duration: 10 * time.Second, Err: errors.New("kafka: request timed out")})
+	conn.Produced(connector.Write{Duration: time.Millisecond, Events: map[event.Op]int{event.OpUpdate: 1}})
+	conn.Confirmed(connector.Position{Confirmed: 0x16B3748})
+	snk := srv.Sink(ops.SinkConfig{BaseURL: "https://api.onesignal.com"})
+	snk.Watch(func() sink.Stats {
+		return sink.Stats{Fetched: 12, Done: 10, Replays: 2, DeadLettered: 1, RateLimitWaits: 3, RateLimitWaited: 1500 * time.Millisecond, Rate: 720}
+	}, func() kafka.ReaderStats { return kafka.ReaderStats{Fetches: 4, Lag: 42} })
+	return srv, conn, snk
+}
+
+func TestMetricsAreLintCleanAndNamedAsAgreed(t *testing.T) {
+	srv, _, snk := busyPipeline(t)
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "s3cret-key"})
+	api, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "s3cret-key", HTTPClient: snk.HTTPClient()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}); err != nil {
+		t.Fatal(err)
+	}
+	base := started(t, srv)
+	get(t, base+"/metrics") // lets the watcher poll once more
+
+	families, err := srv.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(families).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	have := map[string]*dto.MetricFamily{}
+	for _, f := range families {
+		have[f.GetName()] = f
+	}
+	for _, name := range agreedMetrics {
+		if have[name] == nil && name != "onesignal_cdc_sink_retries_total" {
+			t.Errorf("metric %s is missing", name)
+		}
+	}
+	for name := range have {
+		if strings.HasPrefix(name, "onesignal_cdc_") && !contains(agreedMetrics, name) {
+			t.Errorf("metric %s is not among the agreed names (add it to docs/metrics.md and notes first)", name)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMetricsCarryWhatTheComponentsReported(t *testing.T) {
+	srv, _, _ := busyPipeline(t)
+	base := started(t, srv)
+	_, body := get(t, base+"/metrics")
+	for _, want := range []string{
+		`onesignal_cdc_connector_events_total{op="c"} 2`,
+		`onesignal_cdc_connector_events_total{op="u"} 1`,
+		`onesignal_cdc_connector_events_total{op="d"} 0`,
+		`onesignal_cdc_connector_events_total{op="r"} 5`,
+		`onesignal_cdc_snapshot_rows_total{table="public.users"} 5`,
+		`onesignal_cdc_snapshot_rows_total{table="public.devices"} 0`,
+		`onesignal_cdc_kafka_produce_errors_total 1`,
+		`onesignal_cdc_kafka_produce_duration_seconds_count 3`,
+		`onesignal_cdc_connector_confirmed_lsn_bytes 2.380372e+07`,
+		`onesignal_cdc_replication_slot_lag_bytes{slot="cdc_slot"} 123456`,
+		`onesignal_cdc_replication_slot_retained_wal_bytes{slot="cdc_slot"} 4.194304e+06`,
+		`onesignal_cdc_sink_messages_total{outcome="applied"} 7`,
+		`onesignal_cdc_sink_messages_total{outcome="skipped"} 2`,
+		`onesignal_cdc_sink_messages_total{outcome="dead_lettered"} 1`,
+		`onesignal_cdc_sink_dead_lettered_total 1`,
+		`onesignal_cdc_sink_in_flight_messages 2`,
+		`onesignal_cdc_sink_consumer_lag_messages 42`,
+		`onesignal_cdc_sink_rate_limit_waits_total 3`,
+		`onesignal_cdc_sink_rate_limit_wait_seconds_total 1.5`,
+		`onesignal_cdc_sink_rate_limit_requests_per_second 720`,
+		`onesignal_cdc_build_info{goversion="go`,
+		`onesignal_cdc_component_up{component="connector"} 1`,
+	} {
+		if !strings.Contains(body, want+"\n") && !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The source lag counts from the newest acknowledged commit, two
+	// seconds before the test began.
+	if !strings.Contains(body, "onesignal_cdc_source_lag_seconds 2.") && !strings.Contains(body, "onesignal_cdc_source_lag_seconds 3.") {
+		t.Errorf("source lag is not about 2 s:\n%s", grep(body, "source_lag"))
+	}
+}
+
+func grep(body, s string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestLivezAnswersWhateverTheComponentsDo(t *testing.T) {
+	srv := newServer(t)
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	conn.StatusChanged(connector.Stopped, errors.New("boom"))
+	base := started(t, srv)
+	if code, body := get(t, base+"/livez"); code != 200 || body != "ok\n" {
+		t.Errorf("/livez: %d %q, want 200 ok", code, body)
+	}
+}
+
+func TestReadyzNamesWhatIsDown(t *testing.T) {
+	srv := newServer(t)
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	snk := srv.Sink(ops.SinkConfig{})
+	base := started(t, srv)
+
+	expect := func(when string, code int, parts ...string) {
+		t.Helper()
+		got, body := get(t, base+"/readyz")
+		if got != code {
+			t.Errorf("%s: /readyz %d, want %d (%q)", when, got, code, body)
+		}
+		for _, p := range parts {
+			if !strings.Contains(body, p) {
+				t.Errorf("%s: /readyz body %q lacks %q", when, body, p)
+			}
+		}
+	}
+	expect("before anything runs", 503, "connector: not started yet", "sink: not started yet")
+
+	conn.StatusChanged(connector.Connecting, nil)
+	stop := make(chan struct{})
+	ran := make(chan error, 1)
+	go func() {
+		ran <- snk.Wrap(runnerFunc(func(ctx context.Context) error { <-stop; return errors.New("fetch from kafka: broken") })).Run(t.Context())
+	}()
+	expect("while the connector connects", 503, "connector: connecting to PostgreSQL")
+
+	conn.StatusChanged(connector.Streaming, nil)
+	waitFor(t, "the sink to run", func() bool { code, _ := get(t, base+"/readyz"); return code == 200 })
+	expect("while both run", 200, "ok")
+
+	conn.Produced(connector.Write{Err: errors.New("kafka: broker not available")})
+	expect("while Kafka refuses writes", 503, "connector: Kafka writes failing: kafka: broker not available")
+	conn.Produced(connector.Write{Events: map[event.Op]int{event.OpCreate: 1}})
+	expect("once a write went through", 200)
+
+	conn.StatusChanged(connector.Connecting, errors.New("receive from walsender: connection reset by peer"))
+	expect("while reconnecting", 503, "connector: replication interrupted: receive from walsender: connection reset by peer")
+	conn.StatusChanged(connector.Standby, errors.New("replication slot is active"))
+	expect("as a standby", 503, `connector: another process streams from slot "cdc_slot"`)
+	conn.StatusChanged(connector.Streaming, nil)
+
+	close(stop)
+	<-ran
+	expect("after the sink stopped", 503, "sink: stopped: fetch from kafka: broken")
+	if strings.Contains(mustGet(t, base+"/readyz"), "connector") {
+		t.Errorf("/readyz names the connector, which is up")
+	}
+}
+
+type runnerFunc func(ctx context.Context) error
+
+func (f runnerFunc) Run(ctx context.Context) error { return f(ctx) }
+
+func mustGet(t *testing.T, url string) string {
+	_, body := get(t, url)
+	return body
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestErrorsNeverShowASecret(t *testing.T) {
+	srv := newServer(t)
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	conn.StatusChanged(connector.Connecting, errors.New(`connect to postgres://cdc:pg-password@db:5432/app failed`))
+	conn.StatusChanged(connector.Connecting, errors.New(`cannot parse "host=db user=cdc password='it''s s3cret' dbname=app"`))
+	conn.StatusChanged(connector.Connecting, errors.New(`oops: postgres://cdc:other-pass@db/app`))
+	conn.StatusChanged(connector.Stopped, errors.New(`onesignal said: bad key s3cret-key`))
+	base := started(t, srv)
+	for _, path := range []string{"/", "/status.json", "/readyz"} {
+		_, body := get(t, base+path)
+		for _, secret := range []string{"pg-password", "s3cret", "other-pass"} {
+			if strings.Contains(body, secret) {
+				t.Errorf("%s shows %q:\n%s", path, secret, body)
+			}
+		}
+	}
+	if body := mustGet(t, base+"/status.json"); !strings.Contains(body, "postgres://cdc:[redacted]@db/app") {
+		t.Errorf("/status.json does not show the DSN with its password redacted:\n%s", body)
+	}
+}
+
+func TestOneSignalRequestsAreCountedByEndpointAndStatus(t *testing.T) {
+	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "s3cret-key"})
+	srv := newServer(t)
+	snk := srv.Sink(ops.SinkConfig{BaseURL: url})
+	api, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "s3cret-key", HTTPClient: snk.HTTPClient()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	// A new user: 404 to the update, 201 to the create.
+	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "pro"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "free"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.CheckCredentials(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{429: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "team"}); err == nil {
+		t.Fatal("SetTags succeeded against a 429")
+	}
+	if err := emu.SetFaults(onesignaltest.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	base := started(t, srv)
+	body := mustGet(t, base+"/metrics")
+	const update = `endpoint="PATCH /apps/{app_id}/users/by/external_id/{id}"`
+	for _, want := range []string{
+		`onesignal_cdc_onesignal_requests_total{` + update + `,status="202"} 1`,
+		`onesignal_cdc_onesignal_requests_total{` + update + `,status="404"} 1`,
+		`onesignal_cdc_onesignal_requests_total{` + update + `,status="429"} 1`,
+		`onesignal_cdc_onesignal_requests_total{endpoint="POST /apps/{app_id}/users",status="201"} 1`,
+		`onesignal_cdc_onesignal_requests_total{endpoint="GET /apps/{app_id}/users/by/external_id/{id}",status="404"} 1`,
+		`onesignal_cdc_onesignal_request_duration_seconds_count{` + update + `} 3`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %s; it has:\n%s", want, grep(body, "onesignal_requests_total"))
+		}
+	}
+	if lines := grep(body, "onesignal_request"); strings.Contains(lines, "ada") || strings.Contains(lines, "app-1") || strings.Contains(lines, "credentials-check") {
+		t.Errorf("an id made it into a label:\n%s", lines)
+	}
+	if st := srv.Status(); st.Pipeline[4].State != ops.StageWarn {
+		t.Errorf("after a 429, OneSignal's box is %q, want warn", st.Pipeline[4].State)
+	}
+	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "team"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Status(); st.Pipeline[4].State != ops.StageUp {
+		t.Errorf("after a 429 and a success, OneSignal's box is %q, want up", st.Pipeline[4].State)
+	}
+}
+
+func TestRefusedCredentialsMarkTheSinkDownUntilOneSignalAcceptsThem(t *testing.T) {
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "right-key"})
+	srv := newServer(t)
+	snk := srv.Sink(ops.SinkConfig{BaseURL: url})
+	stop := make(chan struct{})
+	defer close(stop)
+	go snk.Wrap(runnerFunc(func(context.Context) error { <-stop; return nil })).Run(t.Context()) //nolint:errcheck
+	base := started(t, srv)
+	waitFor(t, "the sink to be up", func() bool { code, _ := get(t, base+"/readyz"); return code == 200 })
+
+	wrong, _ := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "wrong-key", HTTPClient: snk.HTTPClient()})
+	if err := wrong.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}); err == nil {
+		t.Fatal("a wrong key was accepted")
+	}
+	code, body := get(t, base+"/readyz")
+	if code != 503 || !strings.Contains(body, "sink: OneSignal refused the credentials (HTTP 403 on PATCH /apps/{app_id}/users/by/external_id/{id})") {
+		t.Errorf("after a 403: /readyz %d %q", code, body)
+	}
+	if st := srv.Status(); st.Pipeline[4].State != ops.StageDown {
+		t.Errorf("after a 403, OneSignal's box is %q, want down", st.Pipeline[4].State)
+	}
+
+	right, _ := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "right-key", HTTPClient: snk.HTTPClient()})
+	if err := right.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("after OneSignal accepted a request: /readyz %d %q", code, body)
+	}
+}
+
+func TestEndpointTemplatesKeepIDsOutOfLabels(t *testing.T) {
+	for _, tc := range []struct{ method, path, want string }{
+		{"PATCH", "/apps/5f3c/users/by/external_id/ada", "PATCH /apps/{app_id}/users/by/external_id/{id}"},
+		{"PATCH", "/apps/5f3c/users/by/external_id/users", "PATCH /apps/{app_id}/users/by/external_id/{id}"},
+		{"GET", "/apps/5f3c/users/by/onesignal_id/1b2c/identity", "GET /apps/{app_id}/users/by/onesignal_id/{id}/identity"},
+		{"GET", "/apps/5f3c/users/by/crm_id/77", "GET /apps/{app_id}/users/by/{alias_label}/{id}"},
+		{"POST", "/apps/5f3c/users", "POST /apps/{app_id}/users"},
+		{"PATCH", "/apps/5f3c/subscriptions/8d1e/owner", "PATCH /apps/{app_id}/subscriptions/{id}/owner"},
+		{"PUT", "/players/8c2f", "PUT /players/{id}"},
+		{"POST", "/players", "POST /players"},
+		{"PUT", "/api/v1/players/8c2f", "PUT /api/v1/players/{id}"},
+		{"PUT", "/apps/5f3c/users/ada", "PUT /apps/{app_id}/users/{id}"},
+		{"PUT", "/apps/5f3c/users/a%2Fb", "PUT /apps/{app_id}/users/{id}"},
+		{"GET", "/", "GET /"},
+	} {
+		if got := ops.Endpoint(tc.method, tc.path); got != tc.want {
+			t.Errorf("Endpoint(%s %s) = %q, want %q", tc.method, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestStatusJSONDescribesTheMapping(t *testing.T) {
+	srv, _, _ := busyPipeline(t)
+	var st ops.Status
+	if err := json.Unmarshal([]byte(mustGet(t, started(t, srv)+"/status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Mapping) != 2 {
+		t.Fatalf("mapping rows: %+v", st.Mapping)
+	}
+	users, devices := st.Mapping[0], st.Mapping[1]
+	if users.Table != "public.users" || users.Topic != "cdc.public.users" || strings.Join(users.Maps, "; ") != "external_id ← external_id; tag plan ← plan; tag level ← score" {
+		t.Errorf("users row: %+v", users)
+	}
+	if devices.Table != "public.devices" || devices.Topic != "cdc.public.devices" || strings.Join(devices.Maps, "; ") != "device ← player_id; owner external_id ← user_external_id" {
+		t.Errorf("devices row: %+v", devices)
+	}
+	if st.Sink == nil || st.Sink.DeadLettered != 1 || st.Connector == nil || st.Connector.SlotLagBytes == nil || *st.Connector.SlotLagBytes != 123456 {
+		t.Errorf("figures: connector %+v sink %+v", st.Connector, st.Sink)
+	}
+	if st.Ready {
+		t.Errorf("ready, though the sink has not started")
+	}
+}

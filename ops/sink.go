@@ -1,0 +1,300 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+)
+
+// SinkConfig describes the sink this process runs.
+type SinkConfig struct {
+	// BaseURL is OneSignal's base URL; a path prefix in it is left out of
+	// the endpoint templates of onesignal_requests_total.
+	BaseURL string
+}
+
+// Runner is a component of the daemon.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// SinkMonitor turns the sink's counters, its Kafka reader's and its
+// OneSignal traffic into metrics and the sink's health.
+type SinkMonitor struct {
+	s      *Server
+	comp   *component
+	prefix string // of OneSignal's paths, from the base URL
+
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	requests64 atomic.Int64
+
+	mu     sync.Mutex
+	stats  func() sink.Stats
+	reader func() kafka.ReaderStats
+	// lag is the reader's lag, read by poll: kafka-go's Stats resets its
+	// counters, so poll is its only caller.
+	lag, fetched int64
+	lagKnown     bool
+	applied      float64   // applied messages so far: never reported lower
+	kafkaErrAt   time.Time // of the last error the Kafka reader logged
+	polled       time.Time
+	api          apiState // OneSignal's last answer
+}
+
+// apiState is what the last OneSignal answer says about OneSignal.
+type apiState struct {
+	status string // the endpoint's HTTP status, or "error"
+	at     time.Time
+}
+
+// Sink registers the sink's metrics and health component. Watch must be
+// called once the sink and its reader exist.
+func (s *Server) Sink(cfg SinkConfig) *SinkMonitor {
+	m := &SinkMonitor{
+		s:    s,
+		comp: s.addComponent("sink", "starting", "not started yet"),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "onesignal_requests_total",
+			Help: `Requests sent to OneSignal, by endpoint (a route template such as "PATCH /apps/{app_id}/users/by/external_id/{id}") and HTTP status ("error" when no answer came).`,
+		}, []string{"endpoint", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "onesignal_request_duration_seconds",
+			Help:    "Time from sending a request to OneSignal to its answer's headers, by endpoint.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"endpoint"}),
+	}
+	if u, err := url.Parse(cfg.BaseURL); err == nil {
+		m.prefix = strings.TrimRight(u.EscapedPath(), "/")
+	}
+	s.reg.MustRegister(m.requests, m.duration, sinkCollector{m})
+	s.mu.Lock()
+	s.sink = m
+	s.mu.Unlock()
+	return m
+}
+
+// Watch reads the sink's counters (Sink.Stats) and its Kafka reader's
+// (Reader.Stats). The monitor becomes the only caller of the reader's
+// Stats, which resets kafka-go's counters at each call. On a nil monitor
+// (no ops server) it does nothing.
+func (m *SinkMonitor) Watch(stats func() sink.Stats, reader func() kafka.ReaderStats) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stats, m.reader = stats, reader
+}
+
+// Wrap returns r, run as the sink: up while it runs, down with its error
+// once it returned. On a nil monitor it returns r.
+func (m *SinkMonitor) Wrap(r Runner) Runner {
+	if m == nil {
+		return r
+	}
+	return runnerFunc(func(ctx context.Context) error {
+		m.comp.set(true, "consuming", "")
+		err := r.Run(ctx)
+		if err != nil {
+			m.comp.recordError(err.Error())
+			m.comp.set(false, "stopped", "stopped: "+err.Error())
+		} else {
+			m.comp.set(false, "stopped", "stopped")
+		}
+		return err
+	})
+}
+
+type runnerFunc func(ctx context.Context) error
+
+func (f runnerFunc) Run(ctx context.Context) error { return f(ctx) }
+
+// KafkaErrorLogger is for kafka.ReaderConfig.ErrorLogger: what the reader
+// logs as an error (no coordinator, a failed join or fetch) marks Kafka as
+// unreachable for the sink until the reader fetches again without error.
+// On a nil monitor it returns nil: kafka-go logs nowhere.
+func (m *SinkMonitor) KafkaErrorLogger() kafka.Logger {
+	if m == nil {
+		return nil
+	}
+	return kafka.LoggerFunc(func(format string, args ...any) {
+		msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+		m.mu.Lock()
+		m.kafkaErrAt = time.Now()
+		m.mu.Unlock()
+		m.comp.recordError("kafka: " + msg)
+		m.comp.raise("kafka", "Kafka unreachable or failing: "+msg)
+	})
+}
+
+// poll reads the Kafka reader's stats: its lag, and whether it fetched
+// without an error since the last poll, which clears a Kafka problem.
+func (m *SinkMonitor) poll() {
+	m.mu.Lock()
+	reader, stats := m.reader, m.stats
+	m.mu.Unlock()
+	if reader == nil {
+		return
+	}
+	rs := reader()
+	var fetched int64
+	if stats != nil {
+		fetched = stats().Fetched
+	}
+	m.mu.Lock()
+	m.lag, m.lagKnown = rs.Lag, true
+	progress := rs.Errors == 0 && (rs.Fetches > 0 || rs.Messages > 0 || fetched > m.fetched)
+	quiet := m.kafkaErrAt.Before(m.polled)
+	m.fetched, m.polled = fetched, time.Now()
+	m.mu.Unlock()
+	if progress && quiet {
+		m.comp.raise("kafka", "")
+	}
+}
+
+// observe records one OneSignal request, and what its answer says about
+// the credentials.
+func (m *SinkMonitor) observe(endpoint, status string, code int, d time.Duration) {
+	m.requests.WithLabelValues(endpoint, status).Inc()
+	m.duration.WithLabelValues(endpoint).Observe(d.Seconds())
+	m.requests64.Add(1)
+	m.mu.Lock()
+	m.api = apiState{status: status, at: time.Now()}
+	m.mu.Unlock()
+	switch {
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		m.comp.recordError(fmt.Sprintf("onesignal: %s answered %d", endpoint, code))
+		m.comp.raise("credentials", fmt.Sprintf("OneSignal refused the credentials (HTTP %d on %s): check onesignal.app_id and onesignal.api_key", code, endpoint))
+	case code >= 200 && code < 300, code == http.StatusNotFound:
+		m.comp.raise("credentials", "")
+	}
+	if code == 0 || code == http.StatusTooManyRequests || code >= 500 {
+		m.comp.recordError(fmt.Sprintf("onesignal: %s answered %s (retried)", endpoint, status))
+	}
+}
+
+func (m *SinkMonitor) requestsTotal() float64 { return float64(m.requests64.Load()) }
+
+// apiLast is OneSignal's last answer: its status ("" before any) and when.
+func (m *SinkMonitor) apiLast() (string, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.api.status, m.api.at
+}
+
+// kafkaState is what the sink knows of Kafka: "down" while a reader error
+// is not cleared, "up" once it fetched, else "".
+func (m *SinkMonitor) kafkaState() string {
+	st := m.comp.status()
+	for _, p := range st.Problems {
+		if strings.HasPrefix(p, "Kafka") {
+			return "down"
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fetched > 0 || m.lagKnown {
+		return "up"
+	}
+	return ""
+}
+
+// sinkView is the sink's numbers, for the collector and the status page.
+type sinkView struct {
+	known                         bool
+	applied, skipped, deadLetters float64
+	retries                       float64
+	retriesKnown                  bool
+	waits                         float64
+	waited                        time.Duration
+	rate                          float64
+	inFlight                      float64
+	lag                           float64
+	lagKnown                      bool
+}
+
+// view reads the sink's counters. applied is done minus skipped minus
+// dead-lettered, held from going down: a replay counts as skipped when
+// fetched but as done only when the newer event it follows is done.
+func (m *SinkMonitor) view() sinkView {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := sinkView{lag: float64(m.lag), lagKnown: m.lagKnown}
+	if m.stats == nil {
+		return v
+	}
+	st := m.stats()
+	v.known = true
+	v.skipped = float64(st.Replays)
+	v.deadLetters = float64(st.DeadLettered)
+	m.applied = max(m.applied, float64(st.Done-st.Replays-st.DeadLettered))
+	v.applied = m.applied
+	if n, ok := retries(st); ok {
+		v.retries, v.retriesKnown = float64(n), true
+	}
+	v.waits = float64(st.RateLimitWaits)
+	v.waited = st.RateLimitWaited
+	v.rate = st.Rate
+	v.inFlight = float64(max(st.Fetched-st.Done, 0))
+	return v
+}
+
+// sinkCollector exports the sink's counters and gauges, read when scraped.
+type sinkCollector struct{ m *SinkMonitor }
+
+func sinkDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(namespace+"_sink_"+name, help, labels, nil)
+}
+
+var (
+	sinkMessagesDesc     = sinkDesc("messages_total", "Kafka messages the sink finished, by outcome: applied (OneSignal accepted every operation, or there was none to send), skipped (a replay or stale event), dead_lettered.", "outcome")
+	sinkRetriesDesc      = sinkDesc("retries_total", "OneSignal API attempts that failed transiently (network, 429, 5xx) and were retried.")
+	sinkDeadDesc         = sinkDesc("dead_lettered_total", "Messages written to the dead-letter topic.")
+	sinkWaitsDesc        = sinkDesc("rate_limit_waits_total", "OneSignal API attempts that waited for the app-wide rate limiter.")
+	sinkWaitSecondsDesc  = sinkDesc("rate_limit_wait_seconds_total", "Total time API attempts waited for the app-wide rate limiter.")
+	sinkRateDesc         = sinkDesc("rate_limit_requests_per_second", "The rate limiter's current rate: onesignal.rate_limit, lowered for a while after a 429.")
+	sinkConsumerLagDesc  = sinkDesc("consumer_lag_messages", "Messages behind the end of the partition the Kafka reader read last (kafka-go's reader lag).")
+	sinkInFlightDesc     = sinkDesc("in_flight_messages", "Messages fetched from Kafka and not yet done.")
+	sinkCollectorMetrics = []*prometheus.Desc{sinkMessagesDesc, sinkRetriesDesc, sinkDeadDesc, sinkWaitsDesc, sinkWaitSecondsDesc, sinkRateDesc, sinkConsumerLagDesc, sinkInFlightDesc}
+)
+
+func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range sinkCollectorMetrics {
+		ch <- d
+	}
+}
+
+func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
+	v := c.m.view()
+	if v.lagKnown {
+		ch <- prometheus.MustNewConstMetric(sinkConsumerLagDesc, prometheus.GaugeValue, v.lag)
+	}
+	if !v.known {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(sinkMessagesDesc, prometheus.CounterValue, v.applied, "applied")
+	ch <- prometheus.MustNewConstMetric(sinkMessagesDesc, prometheus.CounterValue, v.skipped, "skipped")
+	ch <- prometheus.MustNewConstMetric(sinkMessagesDesc, prometheus.CounterValue, v.deadLetters, "dead_lettered")
+	if v.retriesKnown {
+		ch <- prometheus.MustNewConstMetric(sinkRetriesDesc, prometheus.CounterValue, v.retries)
+	}
+	ch <- prometheus.MustNewConstMetric(sinkDeadDesc, prometheus.CounterValue, v.deadLetters)
+	ch <- prometheus.MustNewConstMetric(sinkWaitsDesc, prometheus.CounterValue, v.waits)
+	ch <- prometheus.MustNewConstMetric(sinkWaitSecondsDesc, prometheus.CounterValue, v.waited.Seconds())
+	ch <- prometheus.MustNewConstMetric(sinkRateDesc, prometheus.GaugeValue, v.rate)
+	ch <- prometheus.MustNewConstMetric(sinkInFlightDesc, prometheus.GaugeValue, v.inFlight)
+}
+
+// retries is the sink's count of retried attempts, once sink.Stats has it.
+func retries(sink.Stats) (int64, bool) { return 0, false }

@@ -1,0 +1,367 @@
+package ops
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Status is what the status page shows, and /status.json serves.
+type Status struct {
+	Version   string    `json:"version"`
+	GoVersion string    `json:"go_version"`
+	Started   time.Time `json:"started"`
+	Now       time.Time `json:"now"`
+	Ready     bool      `json:"ready"`
+	// Pipeline is the picture: PostgreSQL, connector, Kafka, sink,
+	// OneSignal, each with a state.
+	Pipeline   []Stage           `json:"pipeline"`
+	Components []ComponentStatus `json:"components"`
+	Connector  *ConnectorView    `json:"connector,omitempty"` // nil: not run by this process
+	Sink       *SinkView         `json:"sink,omitempty"`      // nil: not run by this process
+	Errors     []ErrorEvent      `json:"last_errors"`         // every component's, newest first
+	Mapping    []MappingRow      `json:"mapping"`
+}
+
+// Stage states, which colour the pipeline's boxes.
+const (
+	StageUp      = "up"
+	StageWarn    = "warn"    // working, but held back (OneSignal answered 429)
+	StageDown    = "down"    // failing
+	StageUnknown = "unknown" // nothing known yet
+	StageOff     = "off"     // not watched by this process
+)
+
+// Stage is one box of the pipeline picture.
+type Stage struct {
+	Name  string `json:"name"`
+	State string `json:"state"` // one of the Stage* constants
+	Note  string `json:"note"`  // a few words under the name
+}
+
+// ConnectorView is the connector's figures.
+type ConnectorView struct {
+	Slot             string   `json:"slot"`
+	SlotActive       bool     `json:"slot_active"`
+	SlotWALStatus    string   `json:"slot_wal_status,omitempty"`
+	SlotLagBytes     *int64   `json:"slot_lag_bytes"`          // nil: unknown
+	RetainedWALBytes *int64   `json:"retained_wal_bytes"`      // nil: unknown
+	SlotError        string   `json:"slot_error,omitempty"`    // why the slot could not be read
+	SourceLagSeconds *float64 `json:"source_lag_seconds"`      // nil: unknown
+	ConfirmedLSN     string   `json:"confirmed_lsn,omitempty"` // as Postgres writes LSNs
+	EventsPerSecond  float64  `json:"events_per_second"`       // over the last minute
+	Events           float64  `json:"events"`                  // since start
+}
+
+// SinkView is the sink's figures.
+type SinkView struct {
+	RequestsPerSecond float64  `json:"requests_per_second"` // over the last minute
+	Requests          float64  `json:"requests"`
+	Applied           float64  `json:"applied"`
+	Skipped           float64  `json:"skipped"`
+	DeadLettered      float64  `json:"dead_lettered"`
+	Retries           *float64 `json:"retries,omitempty"`
+	InFlight          float64  `json:"in_flight"`
+	ConsumerLag       *float64 `json:"consumer_lag"`
+	RateLimit         float64  `json:"rate_limit"` // requests/s now
+	LastAPIStatus     string   `json:"last_api_status,omitempty"`
+}
+
+// MappingRow is one mapped table: where its changes go and what they
+// become in OneSignal.
+type MappingRow struct {
+	Table string   `json:"table"`
+	Topic string   `json:"topic"`
+	Role  string   `json:"role"` // "users" or "devices"
+	Maps  []string `json:"maps"` // "external_id ← external_id", "tag level ← score", …
+}
+
+// Status gathers the status now.
+func (s *Server) Status() Status {
+	now := time.Now()
+	st := Status{Version: s.cfg.Version, GoVersion: runtime.Version(), Started: s.started, Now: now, Ready: true, Mapping: s.mapping()}
+	for _, c := range s.componentList() {
+		cs := c.status()
+		st.Ready = st.Ready && cs.Up
+		st.Components = append(st.Components, cs)
+		st.Errors = append(st.Errors, cs.LastErrors...)
+	}
+	slices.SortFunc(st.Errors, func(a, b ErrorEvent) int { return b.Time.Compare(a.Time) })
+	eventsRate, requestsRate := s.rates.perSecond(now, s.currentEvents(), s.currentRequests())
+	conn, snk := s.monitors()
+	if conn != nil {
+		st.Connector = conn.statusView(now, eventsRate)
+	}
+	if snk != nil {
+		st.Sink = snk.statusView(requestsRate)
+	}
+	st.Pipeline = s.pipeline(st)
+	return st
+}
+
+func (s *Server) currentEvents() float64 {
+	if conn, _ := s.monitors(); conn != nil {
+		return conn.eventsTotal()
+	}
+	return 0
+}
+
+func (s *Server) currentRequests() float64 {
+	if _, snk := s.monitors(); snk != nil {
+		return snk.requestsTotal()
+	}
+	return 0
+}
+
+func (m *ConnectorMonitor) statusView(now time.Time, rate float64) *ConnectorView {
+	v := &ConnectorView{Slot: m.cfg.Slot, EventsPerSecond: rate, Events: m.eventsTotal()}
+	slot, err, read := m.slotState()
+	switch {
+	case err != nil:
+		v.SlotError = m.s.redact.clean(err.Error())
+	case !read.IsZero() && !slot.Exists:
+		v.SlotError = fmt.Sprintf("slot %q does not exist (yet)", m.cfg.Slot)
+	case slot.Exists:
+		v.SlotActive, v.SlotWALStatus = slot.Active, slot.WALStatus
+		if slot.LagBytes >= 0 {
+			v.SlotLagBytes = &slot.LagBytes
+		}
+		if slot.RetainedBytes >= 0 {
+			v.RetainedWALBytes = &slot.RetainedBytes
+		}
+	}
+	if lag, ok := m.sourceLag(now); ok {
+		secs := lag.Seconds()
+		v.SourceLagSeconds = &secs
+	}
+	m.mu.Lock()
+	if m.confirmed != 0 {
+		v.ConfirmedLSN = fmt.Sprintf("%X/%X", m.confirmed>>32, uint32(m.confirmed))
+	}
+	m.mu.Unlock()
+	return v
+}
+
+func (m *SinkMonitor) statusView(rate float64) *SinkView {
+	sv := m.view()
+	v := &SinkView{RequestsPerSecond: rate, Requests: m.requestsTotal(), Applied: sv.applied, Skipped: sv.skipped,
+		DeadLettered: sv.deadLetters, InFlight: sv.inFlight, RateLimit: sv.rate}
+	if sv.retriesKnown {
+		v.Retries = &sv.retries
+	}
+	if sv.lagKnown {
+		v.ConsumerLag = &sv.lag
+	}
+	v.LastAPIStatus, _ = m.apiLast()
+	return v
+}
+
+// pipeline colours the five boxes from what the monitors know.
+func (s *Server) pipeline(st Status) []Stage {
+	comp := func(name string) Stage {
+		for _, c := range st.Components {
+			if c.Name == name {
+				if c.Up {
+					return Stage{Name: name, State: StageUp, Note: c.State}
+				}
+				return Stage{Name: name, State: StageDown, Note: c.State}
+			}
+		}
+		return Stage{Name: name, State: StageOff, Note: "not in this process"}
+	}
+	pg := Stage{Name: "PostgreSQL", State: StageOff, Note: "not watched by this process"}
+	if c := st.Connector; c != nil {
+		switch {
+		case c.SlotError != "":
+			pg.State, pg.Note = StageDown, "slot not readable"
+		case c.SlotLagBytes != nil:
+			pg.State, pg.Note = StageUp, "slot "+c.Slot
+		default:
+			pg.State, pg.Note = StageUnknown, "slot "+c.Slot
+		}
+	}
+	kafka := Stage{Name: "Kafka", State: StageUnknown, Note: "no traffic yet"}
+	var kafkaStates []string
+	conn, snk := s.monitors()
+	if conn != nil {
+		kafkaStates = append(kafkaStates, conn.kafkaState())
+	}
+	if snk != nil {
+		kafkaStates = append(kafkaStates, snk.kafkaState())
+	}
+	switch {
+	case slices.Contains(kafkaStates, "down"):
+		kafka.State, kafka.Note = StageDown, "failing"
+	case slices.Contains(kafkaStates, "up"):
+		kafka.State, kafka.Note = StageUp, "reachable"
+	}
+	api := Stage{Name: "OneSignal", State: StageOff, Note: "not called by this process"}
+	if snk != nil {
+		status, _ := snk.apiLast()
+		switch {
+		case status == "":
+			api.State, api.Note = StageUnknown, "no request yet"
+		case status == "401" || status == "403":
+			api.State, api.Note = StageDown, "credentials refused ("+status+")"
+		case status == "429":
+			api.State, api.Note = StageWarn, "rate limited (429)"
+		case status == "error" || strings.HasPrefix(status, "5"):
+			api.State, api.Note = StageDown, "last answer: "+status
+		default:
+			api.State, api.Note = StageUp, "last answer: "+status
+		}
+	}
+	return []Stage{pg, comp("connector"), kafka, comp("sink"), api}
+}
+
+// mapping describes config's mapping for the status page.
+func (s *Server) mapping() []MappingRow {
+	m := s.cfg.Mapping
+	if m == nil {
+		return nil
+	}
+	topic := func(table string) string { return s.cfg.TopicPrefix + "." + table }
+	var rows []MappingRow
+	if u := m.Users; u != nil {
+		r := MappingRow{Table: u.Table, Topic: topic(u.Table), Role: "users", Maps: []string{"external_id ← " + u.ExternalID}}
+		cols := make([]string, 0, len(u.Tags))
+		for col := range u.Tags {
+			cols = append(cols, col)
+		}
+		slices.Sort(cols)
+		for _, col := range cols {
+			tag := u.Tags[col]
+			if tag == "" {
+				tag = col
+			}
+			entry := "tag " + tag + " ← " + col
+			if conv := u.Convert[col]; conv != "" {
+				entry += " (" + conv + ")"
+			}
+			r.Maps = append(r.Maps, entry)
+		}
+		rows = append(rows, r)
+	}
+	if d := m.Devices; d != nil {
+		rows = append(rows, MappingRow{Table: d.Table, Topic: topic(d.Table), Role: "devices",
+			Maps: []string{"device ← " + d.DeviceID, "owner external_id ← " + d.ExternalID}})
+	}
+	return rows
+}
+
+func (s *Server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
+	s.refreshSlot(r.Context(), onScrapeMaxAge)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(s.Status()) //nolint:errcheck // the client went away
+}
+
+//go:embed status.html
+var statusHTML string
+
+var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"bytes":    humanBytes,
+	"seconds":  humanSeconds,
+	"rate":     func(v float64) string { return fmt.Sprintf("%.1f/s", v) },
+	"count":    func(v float64) string { return fmt.Sprintf("%.0f", v) },
+	"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"since":    func(now, t time.Time) string { return humanSeconds(now.Sub(t).Seconds()) },
+	"deref64":  func(p *int64) int64 { return *p },
+	"derefF":   func(p *float64) float64 { return *p },
+	"notLast":  func(i, n int) bool { return i < n-1 },
+	"joinWith": strings.Join,
+}).Parse(statusHTML))
+
+func (s *Server) serveStatusPage(w http.ResponseWriter, r *http.Request) {
+	s.refreshSlot(r.Context(), onScrapeMaxAge)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := statusPage.Execute(w, s.Status()); err != nil {
+		s.log.Debug("status page not written in full", zap.Error(err))
+	}
+}
+
+// humanBytes writes n in binary units: "512 B", "1.5 MiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, exp := float64(n)/unit, 0
+	for v >= unit && exp < 4 {
+		v /= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[exp])
+}
+
+// humanSeconds writes a duration in seconds the way a person reads it.
+func humanSeconds(secs float64) string {
+	switch {
+	case secs < 10:
+		return fmt.Sprintf("%.1f s", secs)
+	case secs < 120:
+		return fmt.Sprintf("%.0f s", secs)
+	case secs < 7200:
+		return fmt.Sprintf("%.0f min", secs/60)
+	case secs < 172800:
+		return fmt.Sprintf("%.1f h", secs/3600)
+	}
+	return fmt.Sprintf("%.1f d", secs/86400)
+}
+
+// rates keeps samples of the events and requests counters for a little
+// over a minute, so the status page can show per-second rates over the
+// last minute.
+type rates struct {
+	mu      sync.Mutex
+	samples []rateSample // oldest first
+}
+
+type rateSample struct {
+	at               time.Time
+	events, requests float64
+}
+
+const rateWindow = time.Minute
+
+func newRates() *rates { return &rates{} }
+
+func (r *rates) add(at time.Time, events, requests float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.samples = append(r.samples, rateSample{at, events, requests})
+	// Keep one sample at least a window old, to measure over a full minute.
+	for len(r.samples) > 2 && at.Sub(r.samples[1].at) >= rateWindow {
+		r.samples = r.samples[1:]
+	}
+}
+
+// perSecond is the rate from the oldest sample within about a minute of
+// now to the values now; 0 until a sample is a second old.
+func (r *rates) perSecond(now time.Time, events, requests float64) (float64, float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.samples {
+		if now.Sub(s.at) > rateWindow+sampleInterval {
+			continue
+		}
+		dt := now.Sub(s.at).Seconds()
+		if dt < 1 {
+			return 0, 0
+		}
+		return max(events-s.events, 0) / dt, max(requests-s.requests, 0) / dt
+	}
+	return 0, 0
+}
