@@ -215,7 +215,6 @@ type sinkView struct {
 	known                         bool
 	applied, skipped, deadLetters float64
 	retries                       float64
-	retriesKnown                  bool
 	waits                         float64
 	waited                        time.Duration
 	rate                          float64
@@ -240,9 +239,7 @@ func (m *SinkMonitor) view() sinkView {
 	v.deadLetters = float64(st.DeadLettered)
 	m.applied = max(m.applied, float64(st.Done-st.Replays-st.DeadLettered))
 	v.applied = m.applied
-	if n, ok := retries(st); ok {
-		v.retries, v.retriesKnown = float64(n), true
-	}
+	v.retries = float64(st.Retries)
 	v.waits = float64(st.RateLimitWaits)
 	v.waited = st.RateLimitWaited
 	v.rate = st.Rate
@@ -286,15 +283,10 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(sinkMessagesDesc, prometheus.CounterValue, v.applied, "applied")
 	ch <- prometheus.MustNewConstMetric(sinkMessagesDesc, prometheus.CounterValue, v.skipped, "skipped")
 	ch <- prometheus.MustNewConstMetric(sinkMessagesDesc, prometheus.CounterValue, v.deadLetters, "dead_lettered")
-	if v.retriesKnown {
-		ch <- prometheus.MustNewConstMetric(sinkRetriesDesc, prometheus.CounterValue, v.retries)
-	}
+	ch <- prometheus.MustNewConstMetric(sinkRetriesDesc, prometheus.CounterValue, v.retries)
 	ch <- prometheus.MustNewConstMetric(sinkDeadDesc, prometheus.CounterValue, v.deadLetters)
 	ch <- prometheus.MustNewConstMetric(sinkWaitsDesc, prometheus.CounterValue, v.waits)
 	ch <- prometheus.MustNewConstMetric(sinkWaitSecondsDesc, prometheus.CounterValue, v.waited.Seconds())
 	ch <- prometheus.MustNewConstMetric(sinkRateDesc, prometheus.GaugeValue, v.rate)
 	ch <- prometheus.MustNewConstMetric(sinkInFlightDesc, prometheus.GaugeValue, v.inFlight)
 }
-
-// retries is the sink's count of retried attempts, once sink.Stats has it.
-func retries(sink.Stats) (int64, bool) { return 0, false }

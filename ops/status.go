@@ -69,7 +69,7 @@ type SinkView struct {
 	Applied           float64  `json:"applied"`
 	Skipped           float64  `json:"skipped"`
 	DeadLettered      float64  `json:"dead_lettered"`
-	Retries           *float64 `json:"retries,omitempty"`
+	Retries           float64  `json:"retries"`
 	InFlight          float64  `json:"in_flight"`
 	ConsumerLag       *float64 `json:"consumer_lag"`
 	RateLimit         float64  `json:"rate_limit"` // requests/s now
@@ -155,9 +155,7 @@ func (m *SinkMonitor) statusView(rate float64) *SinkView {
 	sv := m.view()
 	v := &SinkView{RequestsPerSecond: rate, Requests: m.requestsTotal(), Applied: sv.applied, Skipped: sv.skipped,
 		DeadLettered: sv.deadLetters, InFlight: sv.inFlight, RateLimit: sv.rate}
-	if sv.retriesKnown {
-		v.Retries = &sv.retries
-	}
+	v.Retries = sv.retries
 	if sv.lagKnown {
 		v.ConsumerLag = &sv.lag
 	}

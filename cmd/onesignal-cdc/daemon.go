@@ -17,6 +17,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/ops"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
@@ -39,6 +40,47 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush of stderr
 	connector.Version = version
+
+	// The ops server starts first and stops last, so /livez answers while
+	// the daemon waits for Kafka and /readyz says what it waits for.
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	var connOps *ops.ConnectorMonitor
+	var sinkOps *ops.SinkMonitor
+	if cfg.Ops.Listen != "" {
+		srv := ops.New(ops.Config{
+			Listen:      cfg.Ops.Listen,
+			Version:     version,
+			Mapping:     &cfg.Mapping,
+			TopicPrefix: cfg.Kafka.TopicPrefix,
+			Secrets:     secrets(cfg),
+		}, log)
+		if roles&config.Connector != 0 {
+			connOps = srv.Connector(ops.ConnectorConfig{
+				Slot:   cfg.Postgres.Slot,
+				Tables: cfg.Mapping.Tables(),
+				Slots:  connector.NewSlotReader(cfg.Postgres.DSN.Reveal(), cfg.Postgres.Slot),
+			})
+		}
+		if roles&config.Sink != 0 {
+			sinkOps = srv.Sink(ops.SinkConfig{BaseURL: cfg.OneSignal.BaseURL})
+		}
+		if err := srv.Listen(); err != nil {
+			return err
+		}
+		opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+		opsDone := make(chan struct{})
+		go func() {
+			defer close(opsDone)
+			if err := srv.Run(opsCtx); err != nil {
+				fail(err)
+			}
+		}()
+		defer func() {
+			stopOps()
+			<-opsDone
+		}()
+	}
 
 	brokers := cfg.Kafka.Brokers
 	if cfg.EmbeddedKafka() {
@@ -91,13 +133,15 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			State:             state,
 			InitialSnapshot:   cfg.Postgres.Snapshot == "initial",
 			SnapshotChunkSize: cfg.Postgres.SnapshotChunkSize,
+			Observer:          connOps.Observer(),
 		}, w, log))
 	}
 	if roles&config.Sink != 0 {
 		api, err := onesignal.New(onesignal.Config{
-			BaseURL: cfg.OneSignal.BaseURL,
-			AppID:   cfg.OneSignal.AppID,
-			APIKey:  onesignal.Secret(cfg.OneSignal.APIKey.Reveal()),
+			BaseURL:    cfg.OneSignal.BaseURL,
+			AppID:      cfg.OneSignal.AppID,
+			APIKey:     onesignal.Secret(cfg.OneSignal.APIKey.Reveal()),
+			HTTPClient: sinkOps.HTTPClient(),
 		})
 		if err != nil {
 			return usageError{err}
@@ -121,6 +165,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			CommitInterval:    0, // the sink commits explicitly, only what is applied
 			HeartbeatInterval: 3 * time.Second,
 			SessionTimeout:    30 * time.Second,
+			ErrorLogger:       sinkOps.KafkaErrorLogger(),
 		})
 		defer r.Close()
 		if err := broker.EnsureTopics(ctx, brokers, cfg.Kafka.Partitions, cfg.Kafka.DeadLetterTopic); err != nil {
@@ -128,7 +173,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		}
 		dlq := broker.NewWriter(brokers, 100)
 		defer dlq.Close()
-		components = append(components, sink.New(sink.Config{
+		s := sink.New(sink.Config{
 			Concurrency:     cfg.OneSignal.Concurrency,
 			RateLimit:       cfg.OneSignal.RateLimit,
 			MaxInFlight:     cfg.OneSignal.MaxInFlight,
@@ -136,7 +181,9 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 			TagLimit:        cfg.OneSignal.TagLimit,
 			Parked:          parkedTags(parked),
-		}, r, sinkAPI, &cfg.Mapping, log))
+		}, r, sinkAPI, &cfg.Mapping, log)
+		sinkOps.Watch(s.Stats, r.Stats)
+		components = append(components, sinkOps.Wrap(s))
 	}
 	return runAll(ctx, components)
 }
@@ -180,6 +227,16 @@ func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
+}
+
+// secrets are the values the ops server must never show: the API key, the
+// DSN and its password.
+func secrets(cfg *config.Config) []string {
+	out := []string{cfg.OneSignal.APIKey.Reveal(), cfg.Postgres.DSN.Reveal()}
+	if c, err := pgconn.ParseConfig(cfg.Postgres.DSN.Reveal()); err == nil {
+		out = append(out, c.Password)
+	}
+	return out
 }
 
 // pgTarget describes a DSN for the log without its password.
