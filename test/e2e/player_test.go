@@ -1,0 +1,308 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+)
+
+// The player model's tables: users have an email address and a phone
+// number besides their tags, and devices keep their old owner in every
+// change (REPLICA IDENTITY FULL), which identity verification needs to
+// clear it.
+const playerSchema = `
+CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int, country text, email text, phone text);
+CREATE TABLE devices (player_id text PRIMARY KEY, user_external_id text);
+ALTER TABLE devices REPLICA IDENTITY FULL;
+`
+
+var playerConfig = template.Must(template.New("config").Parse(`
+postgres:
+  dsn: {{.DSN}}
+  slot: {{.Slot}}
+  publication: cdc
+  status_interval: 200ms
+kafka:
+  brokers: [{{.Brokers}}]
+  topic_prefix: cdc
+  partitions: 4
+  consumer_group: e2e
+onesignal:
+  model: player
+  identity_verification: true
+  base_url: {{.APIURL}}
+  app_id: {{.AppID}}
+  api_key: {{.APIKey}}
+  concurrency: 8
+mapping:
+  users:
+    table: public.users
+    external_id: external_id
+    email: email
+    phone: phone
+    tags:
+      plan: ""
+      score: level
+      country: geo
+  devices:
+    table: public.devices
+    device_id: player_id
+    external_id: user_external_id
+log:
+  level: info
+`))
+
+// TestPlayerModelBringsDevicesAndRecordsInStepWithTheRows runs `onesignal-cdc
+// run` in the player model, with identity verification, against an
+// emulator that checks the hashes and enforces OneSignal's rate limits.
+// Every user's tags are written before any of its devices is linked, so
+// they reach the devices only through the parked tags; users with an email
+// address or phone number get email and SMS records.
+func TestPlayerModelBringsDevicesAndRecordsInStepWithTheRows(t *testing.T) {
+	t.Parallel()
+	runPlayerScenario(t, onesignaltest.Faults{})
+}
+
+// TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered is
+// the same under the faults of the user model's fault test: 10 % 5xx, 5 %
+// 429 with Retry-After, 3 % connections reset before the request is
+// applied and 3 % after.
+func TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testing.T) {
+	t.Parallel()
+	runPlayerScenario(t, onesignaltest.Faults{
+		Seed:       9,
+		Status:     map[int]float64{500: 0.05, 503: 0.05, 429: 0.05},
+		RetryAfter: 1,
+		Reset:      0.03,
+		Drop:       0.03,
+	})
+}
+
+func runPlayerScenario(t *testing.T, faults onesignaltest.Faults) {
+	db := pgtest.NewDB(t)
+	db.Exec(t, playerSchema)
+	kb := kafkatest.Start(t)
+	emuCfg := onesignaltest.Config{
+		AppID: "3c1e8f9a-0000-4000-8000-0000000091a7", APIKey: "e2e-player-key",
+		IdentityVerification: true,
+		RateLimits:           onesignaltest.RateLimits{Enabled: true},
+		Faults:               faults,
+	}
+	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	const devices = 60
+	for i := 1; i <= devices; i++ {
+		emu.AddSubscription(onesignaltest.Subscription{ID: playerID(i)})
+	}
+	var b bytes.Buffer
+	if err := playerConfig.Execute(&b, configValues{
+		DSN: db.DSN, Slot: db.Name, Brokers: strings.Join(kb.Brokers(), ", "),
+		APIURL: url, AppID: emuCfg.AppID, APIKey: emuCfg.APIKey,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, "run", "--config", cfg)
+	waitForSlot(t, db)
+
+	began := time.Now()
+	db.Exec(t, `INSERT INTO users SELECT 'user-' || i, 'free', i, 'DE',
+		CASE WHEN i % 4 = 0 THEN 'user' || i || '@example.com' END,
+		CASE WHEN i % 5 = 0 THEN '+1555' || lpad(i::text, 7, '0') END
+		FROM generate_series(1, 300) i`)
+	db.Exec(t, `UPDATE users SET plan = 'pro', score = score * 10, country = NULL WHERE score % 2 = 0`) // 150 rows
+	db.Exec(t, `DELETE FROM users WHERE score % 10 = 1`)                                                // 30 rows
+	// A changed address adds the new record; the old one stays the user's.
+	db.Exec(t, `UPDATE users SET email = 'new-' || email WHERE email IS NOT NULL AND score % 3 = 0`)
+	// Only now do devices get their owners: the tags were written first.
+	kafkatest.ReadUntil(t, kb.Brokers(), []string{"cdc.parked-tags"}, 60*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 100 })
+	for i := 1; i <= devices; i++ {
+		db.Exec(t, `INSERT INTO devices VALUES ($1, $2)`, playerID(i), fmt.Sprintf("user-%d", i*3))
+	}
+	db.Exec(t, `UPDATE devices SET user_external_id = NULL WHERE player_id IN (SELECT player_id FROM devices ORDER BY player_id LIMIT 10)`)
+
+	want := expectedDevices(t, db)
+	if len(want.devices) != devices || len(want.records) < 100 {
+		t.Fatalf("workload gave %d devices and %d records, want %d and over 100", len(want.devices), len(want.records), devices)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		got := observedDevices(emu.State(), want)
+		if reflect.DeepEqual(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OneSignal's devices are not in step with the rows 90 s after the workload began:\n%s\nemulator: %s", diffDevices(want, got), describeStats(emu.Stats()))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("OneSignal in step %s after the workload began; %s", time.Since(began).Round(100*time.Millisecond), describeStats(emu.Stats()))
+
+	waitForGroupCaughtUp(t, kb.Brokers(), "e2e", []string{"cdc.public.users", "cdc.public.devices"})
+	if n := messagesIn(t, kb.Brokers(), "cdc.dlq"); n != 0 {
+		recs := kafkatest.ReadUntil(t, kb.Brokers(), []string{"cdc.dlq"}, 10*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= int(n) })
+		for _, r := range recs {
+			t.Errorf("dead letter of %s: %s", headerValue(r, sink.HeaderTopic)+"@"+headerValue(r, sink.HeaderOffset), headerValue(r, sink.HeaderMessage))
+		}
+		t.Fatalf("the dead-letter topic holds %d messages, want none", n)
+	}
+	if faults.Status != nil {
+		st := emu.Stats()
+		for kind, n := range map[string]int{"500": st.Faults.Status[500], "503": st.Faults.Status[503], "429": st.Faults.Status[429], "reset": st.Faults.Resets, "drop": st.Faults.Drops} {
+			if n == 0 {
+				t.Errorf("no %s fault was injected: the test proves nothing about it (%s)", kind, describeStats(st))
+			}
+		}
+	}
+}
+
+// deviceState is what a device shows in the player model.
+type deviceState struct {
+	owner string
+	tags  map[string]string
+}
+
+// playerState is what the rows say the devices should show: the push
+// devices by player id, the email and SMS records by identifier.
+type playerState struct {
+	devices map[string]deviceState
+	records map[string]deviceState
+}
+
+func expectedDevices(t *testing.T, db *pgtest.DB) playerState {
+	t.Helper()
+	conn := db.Conn(t)
+	ctx := context.Background()
+	tags := map[string]map[string]string{} // of every user id ever used
+	for i := 1; i <= 300; i++ {
+		tags[fmt.Sprintf("user-%d", i)] = map[string]string{}
+	}
+	rows, err := conn.Query(ctx, `SELECT external_id, plan, score::text, country FROM users`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		var plan, score, country *string
+		if err := rows.Scan(&id, &plan, &score, &country); err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range map[string]*string{"plan": plan, "level": score, "geo": country} {
+			if v != nil && *v != "" {
+				tags[id][name] = *v
+			}
+		}
+	}
+	s := playerState{devices: map[string]deviceState{}, records: map[string]deviceState{}}
+	rows, err = conn.Query(ctx, `SELECT player_id, coalesce(user_external_id, '') FROM devices`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var p, owner string
+		if err := rows.Scan(&p, &owner); err != nil {
+			t.Fatal(err)
+		}
+		d := deviceState{owner: owner, tags: map[string]string{}}
+		if owner != "" {
+			d.tags = tags[owner]
+		}
+		s.devices[p] = d
+	}
+	// Every address a user ever had is a record of that user, deleted
+	// users' included; it shows the user's tags (none once deleted).
+	for i := 1; i <= 300; i++ {
+		id := fmt.Sprintf("user-%d", i)
+		var addrs []string
+		if i%4 == 0 {
+			addrs = append(addrs, fmt.Sprintf("user%d@example.com", i))
+		}
+		if i%5 == 0 {
+			addrs = append(addrs, fmt.Sprintf("+1555%07d", i))
+		}
+		for _, a := range addrs {
+			s.records[a] = deviceState{owner: id, tags: tags[id]}
+		}
+	}
+	rows, err = conn.Query(ctx, `SELECT external_id, email FROM users WHERE email LIKE 'new-%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, email string
+		if err := rows.Scan(&id, &email); err != nil {
+			t.Fatal(err)
+		}
+		s.records[email] = deviceState{owner: id, tags: tags[id]}
+	}
+	return s
+}
+
+func observedDevices(st onesignaltest.State, want playerState) playerState {
+	s := playerState{devices: map[string]deviceState{}, records: map[string]deviceState{}}
+	show := func(p onesignaltest.Player) deviceState {
+		d := deviceState{tags: maps.Clone(p.Tags)}
+		if d.tags == nil {
+			d.tags = map[string]string{}
+		}
+		if p.ExternalUserID != nil {
+			d.owner = *p.ExternalUserID
+		}
+		return d
+	}
+	for id := range want.devices {
+		p, _ := st.Player(id)
+		d := show(p)
+		if want.devices[id].owner == "" {
+			d.tags = map[string]string{} // an unlinked device's tags are not the sink's
+		}
+		s.devices[id] = d
+	}
+	for _, sub := range st.Subscriptions {
+		if sub.Type == "Email" || sub.Type == "SMS" {
+			p, _ := st.Player(sub.ID)
+			s.records[sub.Token] = show(p)
+		}
+	}
+	return s
+}
+
+func diffDevices(want, got playerState) string {
+	var lines []string
+	for _, side := range []struct {
+		what      string
+		want, got map[string]deviceState
+	}{{"device", want.devices, got.devices}, {"record", want.records, got.records}} {
+		for id, w := range side.want {
+			if g, ok := side.got[id]; !ok || !reflect.DeepEqual(w, g) {
+				lines = append(lines, fmt.Sprintf("%s %s: %+v (present %v), want %+v", side.what, id, g, ok, w))
+			}
+		}
+		for id, g := range side.got {
+			if _, ok := side.want[id]; !ok {
+				lines = append(lines, fmt.Sprintf("%s %s: %+v, want none", side.what, id, g))
+			}
+		}
+	}
+	sort.Strings(lines)
+	if len(lines) > 20 {
+		lines = append(lines[:20], fmt.Sprintf("… and %d more", len(lines)-20))
+	}
+	return fmt.Sprintf("%d differences:\n  %s", len(lines), strings.Join(lines, "\n  "))
+}
