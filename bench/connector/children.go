@@ -62,9 +62,9 @@ type childConfig struct {
 // Settings the daemon uses that the benchmark copies (cmd/onesignal-cdc
 // and config defaults).
 const (
-	partitions  = 6                // kafka.partitions default
-	writerBatch = 1000             // broker.NewWriter(brokers, 1000) in the daemon
-	heartbeat   = 10 * time.Second // postgres.heartbeat_interval default
+	partitions  = 6                      // kafka.partitions default
+	writerBatch = broker.WriterBatchSize // broker.NewWriter(brokers, broker.WriterBatchSize) in the daemon
+	heartbeat   = 10 * time.Second       // postgres.heartbeat_interval default
 )
 
 func runChild(ctx context.Context, kind string) error {

@@ -82,7 +82,7 @@ func main() {
 	diagnose := flag.Bool("diagnose", false, "also stream the workload once more with the connector's events acknowledged at once instead of written to Kafka, and print statistics of the Kafka writes")
 	var connectorEnv envList
 	flag.Var(&connectorEnv, "connector-env", "set `NAME=VALUE` in the connector process's environment only, e.g. GOGC=400 (repeatable)")
-	writerBatch := flag.Int("writer-batch", 0, "experiment: the connector's Kafka writer BatchSize (default: the daemon's, 1000)")
+	writerBatch := flag.Int("writer-batch", 0, "experiment: the connector's Kafka writer BatchSize (default: the daemon's, broker.WriterBatchSize)")
 	write := flag.String("write", "", "also write the results into `FILE` (markdown), between its bench markers")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait after this long")
 	flag.Parse()
