@@ -42,8 +42,8 @@ kafka:
   partitions: 4
   consumer_group: e2e
 onesignal:
-  model: player
-  identity_verification: true
+  model: {{.Model}}
+  identity_verification: {{.Verify}}
   base_url: {{.APIURL}}
   app_id: {{.AppID}}
   api_key: {{.APIKey}}
@@ -74,7 +74,14 @@ log:
 // address or phone number get email and SMS records.
 func TestPlayerModelBringsDevicesAndRecordsInStepWithTheRows(t *testing.T) {
 	t.Parallel()
-	runPlayerScenario(t, onesignaltest.Faults{})
+	runRecordsScenario(t, "player", onesignaltest.Faults{})
+}
+
+// TestUserModelAddsEmailAndSMSRecordsFromTheRows is the same workload in the
+// user model: the records are Email and SMS subscriptions of the users.
+func TestUserModelAddsEmailAndSMSRecordsFromTheRows(t *testing.T) {
+	t.Parallel()
+	runRecordsScenario(t, "user", onesignaltest.Faults{})
 }
 
 // TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered is
@@ -83,7 +90,7 @@ func TestPlayerModelBringsDevicesAndRecordsInStepWithTheRows(t *testing.T) {
 // applied and 3 % after.
 func TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testing.T) {
 	t.Parallel()
-	runPlayerScenario(t, onesignaltest.Faults{
+	runRecordsScenario(t, "player", onesignaltest.Faults{
 		Seed:       9,
 		Status:     map[int]float64{500: 0.05, 503: 0.05, 429: 0.05},
 		RetryAfter: 1,
@@ -92,13 +99,15 @@ func TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *te
 	})
 }
 
-func runPlayerScenario(t *testing.T, faults onesignaltest.Faults) {
+// runRecordsScenario runs the workload in model ("player", with identity
+// verification, or "user") against an emulator injecting faults.
+func runRecordsScenario(t *testing.T, model string, faults onesignaltest.Faults) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, playerSchema)
 	kb := kafkatest.Start(t)
 	emuCfg := onesignaltest.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-0000000091a7", APIKey: "e2e-player-key",
-		IdentityVerification: true,
+		IdentityVerification: model == "player",
 		RateLimits:           onesignaltest.RateLimits{Enabled: true},
 		Faults:               faults,
 	}
@@ -108,10 +117,14 @@ func runPlayerScenario(t *testing.T, faults onesignaltest.Faults) {
 		emu.AddSubscription(onesignaltest.Subscription{ID: playerID(i)})
 	}
 	var b bytes.Buffer
-	if err := playerConfig.Execute(&b, configValues{
+	if err := playerConfig.Execute(&b, struct {
+		configValues
+		Model  string
+		Verify bool
+	}{configValues{
 		DSN: db.DSN, Slot: db.Name, Brokers: strings.Join(kb.Brokers(), ", "),
 		APIURL: url, AppID: emuCfg.AppID, APIKey: emuCfg.APIKey,
-	}); err != nil {
+	}, model, model == "player"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
@@ -131,7 +144,9 @@ func runPlayerScenario(t *testing.T, faults onesignaltest.Faults) {
 	// A changed address adds the new record; the old one stays the user's.
 	db.Exec(t, `UPDATE users SET email = 'new-' || email WHERE email IS NOT NULL AND score % 3 = 0`)
 	// Only now do devices get their owners: the tags were written first.
-	kafkatest.ReadUntil(t, kb.Brokers(), []string{"cdc.parked-tags"}, 60*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 100 })
+	if model == "player" {
+		kafkatest.ReadUntil(t, kb.Brokers(), []string{"cdc.parked-tags"}, 60*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 100 })
+	}
 	for i := 1; i <= devices; i++ {
 		db.Exec(t, `INSERT INTO devices VALUES ($1, $2)`, playerID(i), fmt.Sprintf("user-%d", i*3))
 	}
