@@ -16,7 +16,8 @@
 //     fetched is remembered in a bounded LRU. An event at or before it is
 //     a replay or stale, and is skipped; it is done when the newer event
 //     is, so no commit passes it early (message.go).
-//   - Each operation targets a user (set tags) or a device (link, unlink).
+//   - Each operation targets a user (set tags, add an email or SMS record)
+//     or a device (link, unlink).
 //     Operations for a target merge into one pending request while the
 //     target's previous request is in flight or was answered less than a
 //     second ago: tags merge, later values winning and "" deleting; for a
@@ -29,14 +30,23 @@
 //     takes a token from one app-wide bucket filled at RateLimit per
 //     second. A 429 lowers the rate (×0.8, to a tenth at least), which
 //     then recovers by 5 % of RateLimit per second (limiter.go).
+//   - In the player model (Config.Parked set), a tag change that finds no
+//     device of its user parks the tags in a durable store; a link or
+//     record of the user carries them, and a tag change carries them
+//     beneath its own; once OneSignal took them they are cleared. Calls
+//     about one user hold its lock meanwhile (apply.go, parkedstore.go).
 //
 // A request's outcome is the outcome of every message that contributed to
 // it (apply.go):
 //
 //   - transient errors (network, timeouts, 429, 5xx): retried without end,
-//     honouring Retry-After, while other targets go on;
+//     honouring Retry-After; the request waits in the scheduler's queue,
+//     ahead of what arrived for its target since, and its worker serves
+//     other targets meanwhile;
+//   - a tag change parked in the player model: done once the store holds
+//     the tags;
 //   - the message's own fault (not an event, a row the mapping cannot
-//     express, another 4xx): the original message, and for a refused
+//     express, more tags than TagLimit, another 4xx): the original message, and for a refused
 //     request every message that contributed to it, goes to the
 //     dead-letter topic with the reason in its headers; once Kafka holds
 //     it the message is done. Without a dead-letter topic the sink stops

@@ -1,7 +1,11 @@
-// Package onesignal is the REST client the sink applies operations through.
-// It speaks OneSignal's user model (https://api.onesignal.com, App API key in
-// "Authorization: Key …") and knows three operations: set a user's data tags,
-// give a device subscription to a user, and take it away again.
+// Package onesignal is the REST client the sink applies operations through,
+// in either of OneSignal's API generations: Client speaks the user model
+// (https://api.onesignal.com, App API key in "Authorization: Key …"),
+// PlayerClient the legacy player model of the v7 guide (REST API key in
+// "Authorization: Basic …", devices and their external_user_id, identity
+// verification hashes). Both know four operations: set a user's data tags,
+// give a device to a user, take it away again, and add an email or SMS
+// record of a user.
 //
 // Each call is one attempt: a short, fixed sequence of HTTP requests with no
 // retries and no sleeping. Retrying is the caller's job, and every error says
@@ -10,14 +14,19 @@
 //   - *APIError (OneSignal answered with an error status): Retryable() for
 //     408, 429 and 5xx, with the server's Retry-After in RetryAfterDuration();
 //     Fatal() for 401 and 403 (wrong or revoked key) and for answers that
-//     show the app ID or base URL to be wrong: nothing will succeed until
-//     someone fixes the configuration. Anything else is permanent.
+//     show the app ID, the base URL or identity verification to be
+//     configured wrong: nothing will succeed until someone fixes the
+//     configuration. NoDevice() for the player model's "No players found"
+//     on a tag edit by external user id. Anything else is permanent.
+//   - *DeferredError: an attempt that did part of its work and must be
+//     repeated after RetryAfterDuration() (a second write to the same
+//     subscription would meet OneSignal's per-second limit): Retryable().
 //   - *TransportError (no complete answer: connection refused or reset,
 //     timeout, truncated body): always Retryable(). A cancelled context also
 //     arrives this way; check ctx.Err() before deciding to dead-letter.
 //   - any other error (an empty external ID, say) is permanent.
 //
-// All three operations are idempotent, so the caller can repeat an attempt
+// All operations are idempotent, so the caller can repeat an attempt
 // whose outcome it never learned. Error text never contains the API key nor
 // the IDs of users and subscriptions, only the endpoint's path template.
 //
