@@ -133,16 +133,20 @@ func (c *Connector) stream(ctx context.Context) error {
 	}()
 
 	// The snapshotter runs beside the reader; a failure of it ends the
-	// session (the next one resumes from the saved state).
+	// session (the next one resumes from the saved state) by stopping the
+	// reader through its context: a pgconn must not be closed while
+	// another goroutine receives on it.
 	var snapErr error
 	stopSnapshots := func() {}
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 	if s.snap != nil {
 		sctx, cancel := context.WithCancel(ctx)
 		snapDone := make(chan struct{})
 		go func() {
 			defer close(snapDone)
 			if snapErr = s.snap.run(sctx); snapErr != nil {
-				s.conn.Close(context.WithoutCancel(ctx))
+				stopReading()
 			}
 		}()
 		stopSnapshots = func() {
@@ -151,7 +155,7 @@ func (c *Connector) stream(ctx context.Context) error {
 		}
 	}
 
-	readErr := s.read(ctx)
+	readErr := s.read(readCtx)
 	stopSnapshots()
 	if snapErr != nil {
 		readErr = snapErr

@@ -46,10 +46,13 @@ type SinkMonitor struct {
 	// counters, so poll is its only caller.
 	lag, fetched int64
 	lagKnown     bool
-	applied      float64   // applied messages so far: never reported lower
-	kafkaErrAt   time.Time // of the last error the Kafka reader logged
-	polled       time.Time
-	api          apiState // OneSignal's last answer
+	applied      float64 // applied messages so far: never reported lower
+	// Errors the Kafka reader logged: how many since the last poll, the
+	// newest, and how many polls in a row saw some.
+	kafkaErrs   int
+	kafkaErr    string
+	kafkaStreak int
+	api         apiState // OneSignal's last answer
 }
 
 // apiState is what the last OneSignal answer says about OneSignal.
@@ -120,10 +123,12 @@ type runnerFunc func(ctx context.Context) error
 
 func (f runnerFunc) Run(ctx context.Context) error { return f(ctx) }
 
-// KafkaErrorLogger is for kafka.ReaderConfig.ErrorLogger: what the reader
-// logs as an error (no coordinator, a failed join or fetch) marks Kafka as
-// unreachable for the sink until the reader fetches again without error.
-// On a nil monitor it returns nil: kafka-go logs nowhere.
+// KafkaErrorLogger is for kafka.ReaderConfig.ErrorLogger. What the reader
+// logs as an error (no coordinator, a failed join or fetch) is kept for
+// the status page; errors in kafkaDownAfter polls in a row mark Kafka as
+// unreachable for the sink, until a poll finds the reader fetching again
+// without error. A lone fetch timeout, which kafka-go logs and retries at
+// once, does not. On a nil monitor it returns nil: kafka-go logs nowhere.
 func (m *SinkMonitor) KafkaErrorLogger() kafka.Logger {
 	if m == nil {
 		return nil
@@ -131,15 +136,19 @@ func (m *SinkMonitor) KafkaErrorLogger() kafka.Logger {
 	return kafka.LoggerFunc(func(format string, args ...any) {
 		msg := strings.TrimSpace(fmt.Sprintf(format, args...))
 		m.mu.Lock()
-		m.kafkaErrAt = time.Now()
+		m.kafkaErrs++
+		m.kafkaErr = msg
 		m.mu.Unlock()
 		m.comp.recordError("kafka: " + msg)
-		m.comp.raise("kafka", "Kafka unreachable or failing: "+msg)
 	})
 }
 
-// poll reads the Kafka reader's stats: its lag, and whether it fetched
-// without an error since the last poll, which clears a Kafka problem.
+// kafkaDownAfter is how many polls in a row must see reader errors before
+// Kafka counts as down: 2 polls, 2 to 4 seconds of errors.
+const kafkaDownAfter = 2
+
+// poll reads the Kafka reader's stats: its lag, and whether it kept
+// failing or fetched without an error since the last poll.
 func (m *SinkMonitor) poll() {
 	m.mu.Lock()
 	reader, stats := m.reader, m.stats
@@ -154,11 +163,23 @@ func (m *SinkMonitor) poll() {
 	}
 	m.mu.Lock()
 	m.lag, m.lagKnown = rs.Lag, true
-	progress := rs.Errors == 0 && (rs.Fetches > 0 || rs.Messages > 0 || fetched > m.fetched)
-	quiet := m.kafkaErrAt.Before(m.polled)
-	m.fetched, m.polled = fetched, time.Now()
+	failing := m.kafkaErrs > 0 || rs.Errors > 0
+	progress := !failing && (rs.Fetches > 0 || rs.Messages > 0 || fetched > m.fetched)
+	if failing {
+		m.kafkaStreak++
+	} else {
+		m.kafkaStreak = 0
+	}
+	down, why := m.kafkaStreak >= kafkaDownAfter, m.kafkaErr
+	m.kafkaErrs, m.fetched = 0, fetched
 	m.mu.Unlock()
-	if progress && quiet {
+	switch {
+	case down:
+		if why == "" {
+			why = fmt.Sprintf("the reader counted %d errors", rs.Errors)
+		}
+		m.comp.raise("kafka", "Kafka unreachable or failing: "+why)
+	case progress:
 		m.comp.raise("kafka", "")
 	}
 }
