@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+)
+
+// TestSecretsNeverShow runs the daemon with a database password and an API
+// key it knows, makes it work, fail and report, and looks for either
+// secret in everything it wrote or served: its log, /metrics, the status
+// page and its JSON twin, /readyz, validate's output, and the error of a
+// sink stopped by a refused key.
+func TestSecretsNeverShow(t *testing.T) {
+	t.Parallel()
+	const (
+		password = "pw-5ecret-d0-not-print"
+		apiKey   = "os_v2_app_k3y-5ecret-d0-not-print"
+		wrongKey = "os_v2_app_wr0ng-5ecret-d0-not-print"
+	)
+	db := pgtest.NewDB(t)
+	db.Exec(t, schema)
+	role := db.Name + "_cdc"
+	db.Exec(t, fmt.Sprintf(`CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'; GRANT SELECT ON users, devices TO %s; GRANT CREATE ON DATABASE %s TO %s; ALTER TABLE users OWNER TO %s; ALTER TABLE devices OWNER TO %s`,
+		role, password, role, db.Name, role, role, role))
+	t.Cleanup(func() { db.Exec(t, `DROP OWNED BY `+role+` CASCADE; DROP ROLE `+role) })
+	dsn := strings.Replace(db.DSN, "postgres@", role+":"+password+"@", 1)
+	if !strings.Contains(dsn, password) {
+		t.Fatalf("the DSN %q does not carry the password", dsn)
+	}
+	emuCfg := onesignaltest.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000005ec", APIKey: apiKey}
+	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	config := func(slot, key string) string {
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		err := os.WriteFile(path, fmt.Appendf(nil, `
+postgres:
+  dsn: %s
+  slot: %s
+  status_interval: 200ms
+kafka:
+  brokers: [embedded]
+  topic_prefix: cdc
+onesignal:
+  base_url: %s
+  app_id: %s
+  api_key: %s
+mapping:
+  users:
+    table: public.users
+    external_id: external_id
+    tags: {plan: ""}
+log:
+  level: debug
+`, dsn, slot, url, emuCfg.AppID, key), 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	var seen bytes.Buffer // everything the daemon showed
+	good := config(db.Name, apiKey)
+
+	out, _ := exec.Command(binary, "validate", "--online", "--config", good).CombinedOutput()
+	seen.Write(out)
+
+	daemon := start(t, "run", "--config", good)
+	waitForSlot(t, db)
+	db.Exec(t, `INSERT INTO users SELECT 'user-' || i, 'free', i, 'DE' FROM generate_series(1, 20) i`)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(emu.State().Users) < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the users did not reach OneSignal: %d of 20", len(emu.State().Users))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	opsAddr := daemon.opsAddress(t)
+	for _, path := range []string{"/metrics", "/", "/status.json", "/readyz", "/livez"} {
+		seen.WriteString(get(t, "http://"+opsAddr+path))
+	}
+	daemon.stop(t)
+	log, _ := os.ReadFile(daemon.log.Name())
+	seen.Write(log)
+
+	// A refused key stops the sink: the error names the fix, not the key.
+	// A slot of its own snapshots the users again, which gives the sink
+	// something to send.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	refused := exec.CommandContext(ctx, binary, "run", "--config", config(db.Name+"_refused", wrongKey))
+	refused.Env = append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0")
+	out, err := refused.CombinedOutput()
+	seen.Write(out)
+	if _, ok := err.(*exec.ExitError); !ok || !strings.Contains(string(out), "onesignal.api_key") {
+		t.Errorf("the sink with a wrong key: err %v, output:\n%s", err, tail(out, 2048))
+	}
+
+	for name, secret := range map[string]string{"database password": password, "API key": apiKey, "wrong API key": wrongKey} {
+		if i := bytes.Index(seen.Bytes(), []byte(secret)); i >= 0 {
+			from := max(i-200, 0)
+			t.Errorf("the %s shows:\n…%s…", name, seen.Bytes()[from:min(i+len(secret)+50, seen.Len())])
+		}
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if len(b) == 0 {
+		t.Errorf("GET %s: empty body", url)
+	}
+	return string(b)
+}
+
+var opsListening = regexp.MustCompile(`"msg":"ops server listening[^"]*".*"address":"([^"]+)"`)
+
+// opsAddress is where the process's ops server listens, from its log.
+func (p *process) opsAddress(t *testing.T) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		log, _ := os.ReadFile(p.log.Name())
+		if m := opsListening.FindSubmatch(log); m != nil {
+			return string(m[1])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon logged no ops address:\n%s", tail(log, 2048))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
