@@ -111,7 +111,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 
 	var components []component
 	if roles&config.Connector != 0 {
-		w := broker.NewWriter(brokers, 1000)
+		w := broker.NewWriter(brokers, broker.WriterBatchSize)
 		defer w.Close()
 		state, err := broker.OpenStateStore(ctx, brokers, cfg.Kafka.StateTopic)
 		if err != nil {
