@@ -67,12 +67,63 @@ func cleanEnv() []string {
 }
 
 // ConfigKeys lists the dotted YAML keys of the daemon's configuration,
-// read from the source of its config package (config.Config and the
-// structs it holds). A field whose type comes from another package (the
-// mapping, durations) is listed without what is inside it.
+// read from the source of its config and transform packages (config.Config
+// and the structs it holds). Maps, lists and types from elsewhere (durations)
+// are listed without what is inside them.
 func ConfigKeys(t testing.TB) []string {
 	t.Helper()
-	dir := filepath.Join(Root(t), "config")
+	structs := map[string]*ast.StructType{} // "package.Type"
+	for _, pkg := range []string{"config", "transform"} {
+		for name, st := range structsIn(t, filepath.Join(Root(t), pkg)) {
+			structs[pkg+"."+name] = st
+		}
+	}
+	root, ok := structs["config.Config"]
+	if !ok {
+		t.Fatal("no Config struct in the config package")
+	}
+	var keys []string
+	var walk func(st *ast.StructType, pkg, prefix string)
+	walk = func(st *ast.StructType, pkg, prefix string) {
+		for _, field := range st.Fields.List {
+			if field.Tag == nil {
+				continue
+			}
+			tag, err := strconv.Unquote(field.Tag.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name, _, _ := strings.Cut(reflect.StructTag(tag).Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			keys = append(keys, prefix+name)
+			typ := field.Type
+			if star, ok := typ.(*ast.StarExpr); ok {
+				typ = star.X
+			}
+			switch typ := typ.(type) {
+			case *ast.Ident:
+				if inner, ok := structs[pkg+"."+typ.Name]; ok {
+					walk(inner, pkg, prefix+name+".")
+				}
+			case *ast.SelectorExpr:
+				if x, ok := typ.X.(*ast.Ident); ok {
+					if inner, ok := structs[x.Name+"."+typ.Sel.Name]; ok {
+						walk(inner, x.Name, prefix+name+".")
+					}
+				}
+			}
+		}
+	}
+	walk(root, "config", "")
+	slices.Sort(keys)
+	return keys
+}
+
+// structsIn returns the struct types declared in the non-test files of dir.
+func structsIn(t testing.TB, dir string) map[string]*ast.StructType {
+	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -96,38 +147,5 @@ func ConfigKeys(t testing.TB) []string {
 			return true
 		})
 	}
-	root, ok := structs["Config"]
-	if !ok {
-		t.Fatalf("no Config struct in %s", dir)
-	}
-	var keys []string
-	var walk func(st *ast.StructType, prefix string)
-	walk = func(st *ast.StructType, prefix string) {
-		for _, field := range st.Fields.List {
-			if field.Tag == nil {
-				continue
-			}
-			tag, err := strconv.Unquote(field.Tag.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			name, _, _ := strings.Cut(reflect.StructTag(tag).Get("yaml"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			keys = append(keys, prefix+name)
-			typ := field.Type
-			if star, ok := typ.(*ast.StarExpr); ok {
-				typ = star.X
-			}
-			if id, ok := typ.(*ast.Ident); ok {
-				if inner, ok := structs[id.Name]; ok {
-					walk(inner, prefix+name+".")
-				}
-			}
-		}
-	}
-	walk(root, "")
-	slices.Sort(keys)
-	return keys
+	return structs
 }
