@@ -31,8 +31,14 @@ const WriterBatchSize = 256
 // computes it, so a key's events stay in order; kafka-go does not retry on
 // its own (the caller retries whole batches without advancing its LSN).
 func NewWriter(brokers []string, batchSize int) *kafka.Writer {
+	return Plain(brokers).NewWriter(batchSize)
+}
+
+// NewWriter is the package's NewWriter on c.
+func (c Cluster) NewWriter(batchSize int) *kafka.Writer {
 	return &kafka.Writer{
-		Addr:         kafka.TCP(brokers...),
+		Addr:         kafka.TCP(c.Brokers...),
+		Transport:    c.Transport(),
 		Balancer:     &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,
 		BatchSize:    batchSize,
@@ -47,7 +53,12 @@ func NewWriter(brokers []string, batchSize int) *kafka.Writer {
 // EnsureTopics creates the topics that do not exist yet, with partitions
 // partitions and the broker's default replication factor.
 func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	return Plain(brokers).EnsureTopics(ctx, partitions, topics...)
+}
+
+// EnsureTopics is the package's EnsureTopics on c.
+func (c Cluster) EnsureTopics(ctx context.Context, partitions int, topics ...string) error {
+	client := c.Client(10 * time.Second)
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: -1})

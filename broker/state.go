@@ -14,14 +14,19 @@ import (
 // must remember across restarts lives beside its events, not in the source
 // database and not on a local disk.
 type StateStore struct {
-	brokers []string
+	cluster Cluster
 	topic   string
 	w       *kafka.Writer
 }
 
 // OpenStateStore creates the topic when missing and returns the store.
 func OpenStateStore(ctx context.Context, brokers []string, topic string) (*StateStore, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	return Plain(brokers).OpenStateStore(ctx, topic)
+}
+
+// OpenStateStore is the package's OpenStateStore on c.
+func (c Cluster) OpenStateStore(ctx context.Context, topic string) (*StateStore, error) {
+	client := c.Client(10 * time.Second)
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: topic, NumPartitions: 1, ReplicationFactor: -1,
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
@@ -32,14 +37,14 @@ func OpenStateStore(ctx context.Context, brokers []string, topic string) (*State
 	if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 		return nil, fmt.Errorf("create state topic %q: %w", topic, err)
 	}
-	w := NewWriter(brokers, 1)
+	w := c.NewWriter(1)
 	w.BatchTimeout = time.Millisecond
-	return &StateStore{brokers: brokers, topic: topic, w: w}, nil
+	return &StateStore{cluster: c, topic: topic, w: w}, nil
 }
 
 // Load returns the newest value stored under key, or nil when there is none.
 func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
-	conn, err := kafka.DialLeader(ctx, "tcp", s.brokers[0], s.topic, 0)
+	conn, err := s.cluster.Dialer().DialLeader(ctx, "tcp", s.cluster.Brokers[0], s.topic, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read state topic %q: %w", s.topic, err)
 	}
@@ -51,7 +56,7 @@ func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
 	if last <= first {
 		return nil, nil
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.brokers, Topic: s.topic, Partition: 0, MaxBytes: 1 << 20, MaxWait: 200 * time.Millisecond})
+	r := s.cluster.NewReader(kafka.ReaderConfig{Topic: s.topic, Partition: 0, MaxBytes: 1 << 20, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	if err := r.SetOffset(first); err != nil {
 		return nil, err

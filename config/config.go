@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -81,7 +82,32 @@ type Kafka struct {
 	StateTopic string `yaml:"state_topic"`
 	// DeadLetterTopic receives the messages the sink cannot apply, with the
 	// reason in their headers; default "<topic_prefix>.dlq".
-	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	DeadLetterTopic string    `yaml:"dead_letter_topic"`
+	TLS             KafkaTLS  `yaml:"tls"`
+	SASL            KafkaSASL `yaml:"sasl"`
+}
+
+// KafkaTLS is TLS to the brokers.
+type KafkaTLS struct {
+	Enabled bool   `yaml:"enabled"` // default false: plaintext
+	CAFile  string `yaml:"ca_file"` // PEM CA of the brokers' certificates; default the system's
+	// CertFile and KeyFile are a PEM client certificate and its key, for
+	// mutual TLS; both or neither.
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"` // default false; never in production
+}
+
+// KafkaSASL is authentication to the brokers.
+type KafkaSASL struct {
+	// Mechanism is "" (none, default), "PLAIN", "SCRAM-SHA-256" or
+	// "SCRAM-SHA-512".
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	// Password; overridden by $ONESIGNAL_CDC_KAFKA_SASL_PASSWORD or the
+	// file named by $ONESIGNAL_CDC_KAFKA_SASL_PASSWORD_FILE.
+	Password     Secret `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
 }
 
 // OneSignal is the destination app.
@@ -107,6 +133,9 @@ type OneSignal struct {
 	// phone number written in the player model, its identity verification
 	// hash (HMAC-SHA256 keyed with the API key, hex). Default false.
 	IdentityVerification bool `yaml:"identity_verification"`
+	// CAFile is a PEM CA bundle trusted for the API besides the system's,
+	// for a TLS-intercepting proxy or a private emulator. Default "".
+	CAFile string `yaml:"ca_file"`
 	// TagLimit is the most data tags one user may hold in your plan; a row
 	// that would give a user more is dead-lettered with the reason instead
 	// of being sent. Default 0: not checked here, OneSignal decides.
@@ -236,6 +265,7 @@ func ParseFor(r io.Reader, role Role) (*Config, error) {
 	errs := []error{
 		cfg.Postgres.DSN.resolve("postgres.dsn", cfg.Postgres.DSNFile, "ONESIGNAL_CDC_POSTGRES_DSN"),
 		cfg.OneSignal.APIKey.resolve("onesignal.api_key", cfg.OneSignal.APIKeyFile, "ONESIGNAL_CDC_ONESIGNAL_API_KEY"),
+		cfg.Kafka.SASL.Password.resolve("kafka.sasl.password", cfg.Kafka.SASL.PasswordFile, "ONESIGNAL_CDC_KAFKA_SASL_PASSWORD"),
 	}
 	if v, ok := os.LookupEnv("ONESIGNAL_CDC_OPS_LISTEN"); ok {
 		cfg.Ops.Listen = v
@@ -352,6 +382,15 @@ func (c *Config) ValidateFor(role Role) error {
 	if c.Kafka.ConsumerGroup == "" {
 		bad("kafka.consumer_group is empty: name the sink's consumer group")
 	}
+	if c.EmbeddedKafka() && (c.Kafka.TLS.Enabled || c.Kafka.SASL.Mechanism != "") {
+		bad("kafka.tls and kafka.sasl do not apply to the embedded broker: remove them, or list real brokers in kafka.brokers")
+	}
+	if _, err := broker.NewCluster(c.Kafka.Brokers, c.KafkaSecurity()); err != nil {
+		errs = append(errs, err)
+	}
+	if sasl := c.Kafka.SASL; sasl.Mechanism != "" && (sasl.Username == "" || sasl.Password == "") {
+		bad("kafka.sasl.mechanism %s needs kafka.sasl.username and a password (kafka.sasl.password, password_file or $ONESIGNAL_CDC_KAFKA_SASL_PASSWORD)", sasl.Mechanism)
+	}
 	if role&Sink != 0 {
 		c.OneSignal.validate(bad)
 	}
@@ -407,6 +446,27 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 	if o.MaxInFlight < 1 {
 		bad("onesignal.max_in_flight %d must be at least 1 (default 10000)", o.MaxInFlight)
 	}
+}
+
+// KafkaSecurity is the TLS and SASL part of the kafka section.
+func (c *Config) KafkaSecurity() broker.Security {
+	t, a := c.Kafka.TLS, c.Kafka.SASL
+	return broker.Security{
+		TLS: t.Enabled, CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, InsecureSkipVerify: t.InsecureSkipVerify,
+		SASLMechanism: a.Mechanism, Username: a.Username, Password: a.Password.Reveal(),
+	}
+}
+
+// KafkaCluster is how to reach the configured brokers; brokers replaces
+// kafka.brokers when not nil (the embedded broker's address).
+func (c *Config) KafkaCluster(brokers []string) (broker.Cluster, error) {
+	if brokers == nil {
+		brokers = c.Kafka.Brokers
+	}
+	if c.EmbeddedKafka() {
+		return broker.Plain(brokers), nil
+	}
+	return broker.NewCluster(brokers, c.KafkaSecurity())
 }
 
 // EmbeddedKafka reports whether the config asks for the in-process broker.
