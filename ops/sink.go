@@ -123,12 +123,15 @@ type runnerFunc func(ctx context.Context) error
 
 func (f runnerFunc) Run(ctx context.Context) error { return f(ctx) }
 
-// KafkaErrorLogger is for kafka.ReaderConfig.ErrorLogger. What the reader
-// logs as an error (no coordinator, a failed join or fetch) is kept for
-// the status page; errors in kafkaDownAfter polls in a row mark Kafka as
-// unreachable for the sink, until a poll finds the reader fetching again
-// without error. A lone fetch timeout, which kafka-go logs and retries at
-// once, does not. On a nil monitor it returns nil: kafka-go logs nowhere.
+// KafkaErrorLogger is for kafka.ReaderConfig.ErrorLogger. The errors the
+// reader logs (no coordinator, a failed join, dial or fetch) are weighed
+// at each poll: a poll is failing when they are at least half as many as
+// the fetches the reader attempted since the last one (or it attempted
+// none). kafkaDownAfter failing polls in a row mark Kafka as unreachable
+// for the sink, until a poll finds the reader fetching without error. A
+// few fetch timeouts among many fetches, which kafka-go logs and retries
+// at once when the machine is busy, neither count nor show on the status
+// page. On a nil monitor it returns nil: kafka-go logs nowhere.
 func (m *SinkMonitor) KafkaErrorLogger() kafka.Logger {
 	if m == nil {
 		return nil
@@ -139,12 +142,11 @@ func (m *SinkMonitor) KafkaErrorLogger() kafka.Logger {
 		m.kafkaErrs++
 		m.kafkaErr = msg
 		m.mu.Unlock()
-		m.comp.recordError("kafka: " + msg)
 	})
 }
 
-// kafkaDownAfter is how many polls in a row must see reader errors before
-// Kafka counts as down: 2 polls, 2 to 4 seconds of errors.
+// kafkaDownAfter is how many failing polls in a row make Kafka count as
+// down: 2 polls, 2 to 4 seconds of errors.
 const kafkaDownAfter = 2
 
 // poll reads the Kafka reader's stats: its lag, and whether it kept
@@ -163,7 +165,8 @@ func (m *SinkMonitor) poll() {
 	}
 	m.mu.Lock()
 	m.lag, m.lagKnown = rs.Lag, true
-	failing := m.kafkaErrs > 0 || rs.Errors > 0
+	errs := max(int64(m.kafkaErrs), rs.Errors)
+	failing := errs > 0 && (rs.Fetches == 0 || 2*errs >= rs.Fetches)
 	progress := !failing && (rs.Fetches > 0 || rs.Messages > 0 || fetched > m.fetched)
 	if failing {
 		m.kafkaStreak++
@@ -173,6 +176,9 @@ func (m *SinkMonitor) poll() {
 	down, why := m.kafkaStreak >= kafkaDownAfter, m.kafkaErr
 	m.kafkaErrs, m.fetched = 0, fetched
 	m.mu.Unlock()
+	if failing && why != "" {
+		m.comp.recordError("kafka: " + why)
+	}
 	switch {
 	case down:
 		if why == "" {
