@@ -142,7 +142,7 @@ func (c *Connector) Run(ctx context.Context) (err error) {
 			standing = true
 		} else {
 			standing = false
-			c.log.Warn("replication interrupted; reconnecting", zap.Error(err), zap.Duration("wait", wait))
+			c.log.Warn("replication interrupted; reconnecting", zap.String("slot", c.cfg.Slot), zap.Error(err), zap.Duration("wait", wait))
 			c.obs.StatusChanged(Connecting, err)
 		}
 		select {

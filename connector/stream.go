@@ -185,7 +185,7 @@ func (c *Connector) stream(ctx context.Context) error {
 	if err := s.sendStatus(sctx); err != nil {
 		c.log.Warn("final standby status update failed", zap.Error(err))
 	}
-	c.log.Info("stopped", zap.Stringer("confirmed_lsn", s.reported))
+	c.log.Info("stopped", zap.String("slot", c.cfg.Slot), zap.Stringer("confirmed_lsn", s.reported))
 	return nil
 }
 

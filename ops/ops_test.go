@@ -59,7 +59,8 @@ func (f fixedSlot) Read(context.Context) (connector.SlotStats, error) { return f
 func (f fixedSlot) Close()                                            {}
 
 var mapping = &transform.Mapping{
-	Users:   &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": "", "score": "level"}},
+	Users: &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": "", "score": "level", "signed_up": "signup"},
+		Convert: map[string]string{"signed_up": transform.ConvertUnixSeconds}, Email: "email"},
 	Devices: &transform.DevicesMapping{Table: "public.devices", DeviceID: "player_id", ExternalID: "user_external_id"},
 }
 
@@ -439,7 +440,7 @@ func TestStatusJSONDescribesTheMapping(t *testing.T) {
 		t.Fatalf("mapping rows: %+v", st.Mapping)
 	}
 	users, devices := st.Mapping[0], st.Mapping[1]
-	if users.Table != "public.users" || users.Topic != "cdc.public.users" || strings.Join(users.Maps, "; ") != "external_id ← external_id; tag plan ← plan; tag level ← score" {
+	if users.Table != "public.users" || users.Topic != "cdc.public.users" || strings.Join(users.Maps, "; ") != "external_id ← external_id; tag plan ← plan; tag level ← score; tag signup ← signed_up (unix_seconds); email record ← email" {
 		t.Errorf("users row: %+v", users)
 	}
 	if devices.Table != "public.devices" || devices.Topic != "cdc.public.devices" || strings.Join(devices.Maps, "; ") != "device ← player_id; owner external_id ← user_external_id" {

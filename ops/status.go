@@ -82,7 +82,7 @@ type MappingRow struct {
 	Table string   `json:"table"`
 	Topic string   `json:"topic"`
 	Role  string   `json:"role"` // "users" or "devices"
-	Maps  []string `json:"maps"` // "external_id ← external_id", "tag level ← score", …
+	Maps  []string `json:"maps"` // "external_id ← external_id", "tag level ← score", "email record ← email", …
 }
 
 // Status gathers the status now.
@@ -246,6 +246,12 @@ func (s *Server) mapping() []MappingRow {
 				entry += " (" + conv + ")"
 			}
 			r.Maps = append(r.Maps, entry)
+		}
+		if u.Email != "" {
+			r.Maps = append(r.Maps, "email record ← "+u.Email)
+		}
+		if u.Phone != "" {
+			r.Maps = append(r.Maps, "SMS record ← "+u.Phone)
 		}
 		rows = append(rows, r)
 	}
