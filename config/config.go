@@ -428,6 +428,11 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 	if o.Model != ModelUser && o.Model != ModelPlayer {
 		bad("onesignal.model %q is not %s (the current API, default) or %s (the legacy v7 player API)", o.Model, ModelUser, ModelPlayer)
 	}
+	if o.CAFile != "" {
+		if _, err := broker.LoadCA(o.CAFile); err != nil {
+			bad("onesignal.ca_file: %v: give a readable PEM CA bundle", err)
+		}
+	}
 	if o.TagLimit < 0 {
 		bad("onesignal.tag_limit %d must be 0 (not checked) or your plan's tags per user", o.TagLimit)
 	}

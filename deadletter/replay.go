@@ -26,6 +26,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 )
 
@@ -36,7 +37,7 @@ type MessageWriter interface {
 
 // Config says which dead letters to replay.
 type Config struct {
-	Brokers []string
+	Cluster broker.Cluster
 	Topic   string // the dead-letter topic
 	// Group is the consumer group whose committed offsets on Topic mark
 	// the dead letters already handled.
@@ -96,7 +97,7 @@ type letter struct {
 // Replay handles the dead letters of cfg.Topic after the group's offsets
 // (or all of them), writing the ones to replay with w.
 func Replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 30 * time.Second}
+	client := cfg.Cluster.Client(30 * time.Second)
 	ranges, err := partitionRanges(ctx, client, cfg.Topic)
 	if err != nil {
 		return Report{}, err
@@ -108,14 +109,14 @@ func Replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
 	}
 	var letters []letter
 	for p, r := range ranges {
-		err := readRange(ctx, cfg.Brokers, cfg.Topic, p, r.first, r.last, func(m kafka.Message) {
+		err := readRange(ctx, cfg.Cluster, cfg.Topic, p, r.first, r.last, func(m kafka.Message) {
 			letters = append(letters, parse(m))
 		})
 		if err != nil {
 			return Report{}, err
 		}
 	}
-	newest, err := newestByKey(ctx, client, cfg.Brokers, letters)
+	newest, err := newestByKey(ctx, client, cfg.Cluster, letters)
 	if err != nil {
 		return Report{}, err
 	}
@@ -178,7 +179,7 @@ func parse(m kafka.Message) letter {
 // event of each dead letter's key from the oldest dead letter on. Only the
 // dead letters' keys are kept, which bounds its memory by theirs.
 // Tombstones do not count: they follow deletes and carry no state.
-func newestByKey(ctx context.Context, client *kafka.Client, brokers []string, letters []letter) (map[origin]map[string]int64, error) {
+func newestByKey(ctx context.Context, client *kafka.Client, cluster broker.Cluster, letters []letter) (map[origin]map[string]int64, error) {
 	from := map[origin]int64{}
 	keys := map[origin]map[string]bool{}
 	for _, l := range letters {
@@ -205,7 +206,7 @@ func newestByKey(ctx context.Context, client *kafka.Client, brokers []string, le
 		}
 		first = max(first+1, r.first)
 		seen := map[string]int64{}
-		err = readRange(ctx, brokers, o.topic, o.partition, first, r.last, func(m kafka.Message) {
+		err = readRange(ctx, cluster, o.topic, o.partition, first, r.last, func(m kafka.Message) {
 			if m.Value != nil && keys[o][string(m.Key)] {
 				seen[string(m.Key)] = m.Offset
 			}
@@ -300,11 +301,11 @@ func commit(ctx context.Context, client *kafka.Client, group, topic string, rang
 }
 
 // readRange calls fn with the messages of topic/partition in [first, last).
-func readRange(ctx context.Context, brokers []string, topic string, partition int, first, last int64, fn func(kafka.Message)) error {
+func readRange(ctx context.Context, cluster broker.Cluster, topic string, partition int, first, last int64, fn func(kafka.Message)) error {
 	if first >= last {
 		return nil
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, MaxBytes: 4 << 20, MaxWait: 200 * time.Millisecond})
+	r := cluster.NewReader(kafka.ReaderConfig{Topic: topic, Partition: partition, MaxBytes: 4 << 20, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	if err := r.SetOffset(first); err != nil {
 		return fmt.Errorf("read %s/%d: %w", topic, partition, err)

@@ -50,7 +50,7 @@ func TestReplaySendsBackOnlyDeadLettersNoNewerEventSuperseded(t *testing.T) {
 	write(u0, u1, event(`"u2"`, `{"v":1}`), event(`"u1"`, `{"v":2}`), kafka.Message{Topic: users, Key: []byte(`"u0"`)}) // offsets 0-4; a tombstone of u0 last
 	write(deadLetter(u0, 0), deadLetter(u1, 1), kafka.Message{Topic: dlq, Key: []byte("x"), Value: []byte("no headers")})
 
-	cfg := deadletter.Config{Brokers: b.Brokers(), Topic: dlq, Group: "replay"}
+	cfg := deadletter.Config{Cluster: broker.Plain(b.Brokers()), Topic: dlq, Group: "replay"}
 	dry := cfg
 	dry.DryRun = true
 	rep, err := deadletter.Replay(t.Context(), dry, w)

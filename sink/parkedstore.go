@@ -13,6 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 )
 
 // ParkedStore is the player model's ParkedTags, kept in a compacted,
@@ -27,7 +29,7 @@ import (
 // Run follows what other instances of the consumer group write. Safe for
 // concurrent use.
 type ParkedStore struct {
-	brokers []string
+	cluster broker.Cluster
 	topic   string
 	id      string // this instance's, in a header of what it writes
 	w       *kafka.Writer
@@ -47,8 +49,8 @@ type parkedValue struct {
 }
 
 // OpenParkedStore creates the topic when missing and loads what it holds.
-func OpenParkedStore(ctx context.Context, brokers []string, topic string, log *zap.Logger) (*ParkedStore, error) {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+func OpenParkedStore(ctx context.Context, cluster broker.Cluster, topic string, log *zap.Logger) (*ParkedStore, error) {
+	client := cluster.Client(10 * time.Second)
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: topic, NumPartitions: 1, ReplicationFactor: -1,
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
@@ -61,14 +63,12 @@ func OpenParkedStore(ctx context.Context, brokers []string, topic string, log *z
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
+	w := cluster.NewWriter(100)
+	w.BatchTimeout = time.Millisecond
 	p := &ParkedStore{
-		brokers: brokers, topic: topic, id: hex.EncodeToString(id[:]), log: log.Named("parked"),
+		cluster: cluster, topic: topic, id: hex.EncodeToString(id[:]), log: log.Named("parked"),
 		tags: make(map[string]map[string]string),
-		w: &kafka.Writer{
-			Addr: kafka.TCP(brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
-			BatchSize: 100, BatchTimeout: time.Millisecond, MaxAttempts: 1,
-			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
-		},
+		w:    w,
 	}
 	if err := p.load(ctx); err != nil {
 		p.w.Close()
@@ -79,7 +79,7 @@ func OpenParkedStore(ctx context.Context, brokers []string, topic string, log *z
 
 // load reads the topic from its first offset to its end.
 func (p *ParkedStore) load(ctx context.Context) error {
-	conn, err := kafka.DialLeader(ctx, "tcp", p.brokers[0], p.topic, 0)
+	conn, err := p.cluster.Dialer().DialLeader(ctx, "tcp", p.cluster.Brokers[0], p.topic, 0)
 	if err != nil {
 		return fmt.Errorf("read parked-tags topic %q: %w", p.topic, err)
 	}
@@ -107,7 +107,7 @@ func (p *ParkedStore) load(ctx context.Context) error {
 }
 
 func (p *ParkedStore) reader(offset int64) *kafka.Reader {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: p.brokers, Topic: p.topic, Partition: 0, MaxBytes: 1 << 20, MaxWait: 200 * time.Millisecond})
+	r := p.cluster.NewReader(kafka.ReaderConfig{Topic: p.topic, Partition: 0, MaxBytes: 1 << 20, MaxWait: 200 * time.Millisecond})
 	_ = r.SetOffset(offset) // fails only on a reader already in use
 	return r
 }

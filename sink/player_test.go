@@ -36,7 +36,7 @@ func playersAPI(t *testing.T, cfg onesignaltest.Config) (*onesignaltest.Emulator
 // test ends.
 func openParked(t *testing.T, b *broker.Embedded) *sink.ParkedStore {
 	t.Helper()
-	p, err := sink.OpenParkedStore(t.Context(), b.Brokers(), parkedTopic, zaptest.NewLogger(t))
+	p, err := sink.OpenParkedStore(t.Context(), broker.Plain(b.Brokers()), parkedTopic, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 
@@ -82,23 +83,27 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		}()
 	}
 
-	brokers := cfg.Kafka.Brokers
+	var embedded []string
 	if cfg.EmbeddedKafka() {
 		emb, err := broker.StartEmbedded(cfg.Kafka.EmbeddedListen)
 		if err != nil {
 			return err
 		}
 		defer emb.Close()
-		brokers = emb.Brokers()
+		embedded = emb.Brokers()
 		log.Warn("using the embedded Kafka broker: it keeps events in memory only and loses them when the process exits; for development, never production",
-			zap.Strings("brokers", brokers))
+			zap.Strings("brokers", embedded))
+	}
+	cluster, err := cfg.KafkaCluster(embedded)
+	if err != nil {
+		return usageError{err}
 	}
 	topics := make([]string, 0, 2)
 	for _, t := range cfg.Mapping.Tables() {
 		topics = append(topics, cfg.Kafka.TopicPrefix+"."+t)
 	}
 	err = retry.Policy{Max: 5 * time.Second}.Do(ctx, func() error {
-		return retry.Transient(broker.EnsureTopics(ctx, brokers, cfg.Kafka.Partitions, topics...))
+		return retry.Transient(cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...))
 	}, func(err error, wait time.Duration) {
 		log.Warn("kafka not reachable; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})
@@ -111,9 +116,9 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 
 	var components []component
 	if roles&config.Connector != 0 {
-		w := broker.NewWriter(brokers, broker.WriterBatchSize)
+		w := cluster.NewWriter(broker.WriterBatchSize)
 		defer w.Close()
-		state, err := broker.OpenStateStore(ctx, brokers, cfg.Kafka.StateTopic)
+		state, err := cluster.OpenStateStore(ctx, cfg.Kafka.StateTopic)
 		if err != nil {
 			return err
 		}
@@ -128,7 +133,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			StatusInterval:    cfg.Postgres.StatusInterval,
 			HeartbeatInterval: cfg.Postgres.HeartbeatInterval,
 			CreateTopic: func(ctx context.Context, topic string) error {
-				return broker.EnsureTopics(ctx, brokers, cfg.Kafka.Partitions, topic)
+				return cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topic)
 			},
 			State:             state,
 			InitialSnapshot:   cfg.Postgres.Snapshot == "initial",
@@ -137,16 +142,24 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		}, w, log))
 	}
 	if roles&config.Sink != 0 {
+		var wrap func(http.RoundTripper) http.RoundTripper
+		if sinkOps != nil {
+			wrap = sinkOps.Transport
+		}
+		httpClient, err := oneSignalHTTP(cfg, wrap)
+		if err != nil {
+			return usageError{err}
+		}
 		api, err := onesignal.New(onesignal.Config{
 			BaseURL:    cfg.OneSignal.BaseURL,
 			AppID:      cfg.OneSignal.AppID,
 			APIKey:     onesignal.Secret(cfg.OneSignal.APIKey.Reveal()),
-			HTTPClient: sinkOps.HTTPClient(),
+			HTTPClient: httpClient,
 		})
 		if err != nil {
 			return usageError{err}
 		}
-		sinkAPI, parked, err := sinkOneSignal(ctx, cfg, api, brokers, log)
+		sinkAPI, parked, err := sinkOneSignal(ctx, cfg, api, cluster, log)
 		if err != nil {
 			return err
 		}
@@ -154,8 +167,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			defer parked.Close()
 			components = append(components, parked)
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers:           brokers,
+		r := cluster.NewReader(kafka.ReaderConfig{
 			GroupID:           cfg.Kafka.ConsumerGroup,
 			GroupTopics:       topics,
 			MinBytes:          1,
@@ -168,10 +180,10 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			ErrorLogger:       sinkOps.KafkaErrorLogger(),
 		})
 		defer r.Close()
-		if err := broker.EnsureTopics(ctx, brokers, cfg.Kafka.Partitions, cfg.Kafka.DeadLetterTopic); err != nil {
+		if err := cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, cfg.Kafka.DeadLetterTopic); err != nil {
 			return err
 		}
-		dlq := broker.NewWriter(brokers, 100)
+		dlq := cluster.NewWriter(100)
 		defer dlq.Close()
 		s := sink.New(sink.Config{
 			Concurrency:     cfg.OneSignal.Concurrency,

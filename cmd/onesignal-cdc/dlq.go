@@ -8,7 +8,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/deadletter"
 )
@@ -33,10 +32,14 @@ func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.EmbeddedKafka() {
 		return usageError{errors.New("kafka.brokers is [embedded]: its dead letters live in the memory of the running process and cannot be replayed from outside; use a Kafka cluster")}
 	}
-	w := broker.NewWriter(cfg.Kafka.Brokers, 100)
+	cluster, err := cfg.KafkaCluster(nil)
+	if err != nil {
+		return usageError{err}
+	}
+	w := cluster.NewWriter(100)
 	defer w.Close()
 	rep, err := deadletter.Replay(ctx, deadletter.Config{
-		Brokers:       cfg.Kafka.Brokers,
+		Cluster:       cluster,
 		Topic:         cfg.Kafka.DeadLetterTopic,
 		Group:         cfg.Kafka.ConsumerGroup + ".dlq-replay",
 		FromBeginning: *fromBeginning,

@@ -25,8 +25,11 @@ mapping:
 func TestSlotStatusShowsLagAndDropRefusesAnActiveSlot(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
+	// The publication exists before the slot: pgoutput reads it as of each
+	// change it decodes.
+	db.Exec(t, `CREATE TABLE t (id int); CREATE PUBLICATION p FOR TABLE t`)
 	db.Exec(t, `SELECT pg_create_logical_replication_slot('test_slot', 'pgoutput')`)
-	db.Exec(t, `CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000); CREATE PUBLICATION p FOR TABLE t`)
+	db.Exec(t, `INSERT INTO t SELECT generate_series(1, 1000)`)
 	cfg := writeFile(t, slotConfig(db.DSN))
 
 	var stdout, stderr bytes.Buffer

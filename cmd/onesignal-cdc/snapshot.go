@@ -8,7 +8,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
 )
@@ -45,7 +44,11 @@ func snapshot(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cfg.EmbeddedKafka() {
 			return usageError{errors.New("--reset writes the connector's state to Kafka; the embedded broker keeps none across restarts, so there is nothing to reset")}
 		}
-		store, err := broker.OpenStateStore(ctx, cfg.Kafka.Brokers, cfg.Kafka.StateTopic)
+		cluster, err := cfg.KafkaCluster(nil)
+		if err != nil {
+			return usageError{err}
+		}
+		store, err := cluster.OpenStateStore(ctx, cfg.Kafka.StateTopic)
 		if err != nil {
 			return err
 		}

@@ -79,10 +79,13 @@ func checkKafka(ctx context.Context, cfg *config.Config) error {
 	if cfg.EmbeddedKafka() {
 		return nil // in-process: nothing to reach
 	}
-	client := &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Timeout: 10 * time.Second}
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+	cluster, err := cfg.KafkaCluster(nil)
 	if err != nil {
-		return fmt.Errorf("cannot reach the brokers %v (%w): check kafka.brokers and the network", cfg.Kafka.Brokers, err)
+		return err
+	}
+	meta, err := cluster.Client(10*time.Second).Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return fmt.Errorf("cannot reach the brokers %v (%w): check kafka.brokers, kafka.tls, kafka.sasl and the network", cfg.Kafka.Brokers, err)
 	}
 	if len(meta.Brokers) == 0 {
 		return fmt.Errorf("the brokers %v list no broker: check kafka.brokers", cfg.Kafka.Brokers)
@@ -91,7 +94,11 @@ func checkKafka(ctx context.Context, cfg *config.Config) error {
 }
 
 func checkOneSignal(ctx context.Context, cfg *config.Config) error {
-	c, err := onesignal.New(onesignal.Config{BaseURL: cfg.OneSignal.BaseURL, AppID: cfg.OneSignal.AppID, APIKey: onesignal.Secret(cfg.OneSignal.APIKey.Reveal())})
+	httpClient, err := oneSignalHTTP(cfg, nil)
+	if err != nil {
+		return err
+	}
+	c, err := onesignal.New(onesignal.Config{BaseURL: cfg.OneSignal.BaseURL, AppID: cfg.OneSignal.AppID, APIKey: onesignal.Secret(cfg.OneSignal.APIKey.Reveal()), HTTPClient: httpClient})
 	if err != nil {
 		return err
 	}

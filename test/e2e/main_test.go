@@ -103,6 +103,12 @@ type process struct {
 // if the test fails.
 func start(t *testing.T, args ...string) *process {
 	t.Helper()
+	return startWithEnv(t, nil, args...)
+}
+
+// startWithEnv is start with more variables in the environment.
+func startWithEnv(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
 	log, err := os.CreateTemp(t.TempDir(), "daemon-*.log")
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +116,7 @@ func start(t *testing.T, args ...string) *process {
 	cmd := exec.Command(binary, args...)
 	// Tests run daemons side by side: each ops server takes a free port
 	// instead of the default :9090.
-	cmd.Env = append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0")
+	cmd.Env = append(append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0"), env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
