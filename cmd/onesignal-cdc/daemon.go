@@ -242,9 +242,9 @@ func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, error) {
 }
 
 // secrets are the values the ops server must never show: the API key, the
-// DSN and its password.
+// Kafka SASL password, the DSN and its password.
 func secrets(cfg *config.Config) []string {
-	out := []string{cfg.OneSignal.APIKey.Reveal(), cfg.Postgres.DSN.Reveal()}
+	out := []string{cfg.OneSignal.APIKey.Reveal(), cfg.Kafka.SASL.Password.Reveal(), cfg.Postgres.DSN.Reveal()}
 	if c, err := pgconn.ParseConfig(cfg.Postgres.DSN.Reveal()); err == nil {
 		out = append(out, c.Password)
 	}
