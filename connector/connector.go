@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -56,6 +57,9 @@ type Config struct {
 	SnapshotChunkSize int
 	QueueSize         int // events buffered between the WAL reader and Kafka; default 4096
 	BatchSize         int // most events per Kafka write; default 1000
+	// Lanes is how many Kafka writes may be in flight at once, each for
+	// its own share of the keys; default 4.
+	Lanes int
 	// ShutdownTimeout bounds how long a stop waits for buffered events to
 	// reach Kafka; default 10s. What does not make it is resent by Postgres.
 	ShutdownTimeout time.Duration
@@ -85,6 +89,9 @@ type Connector struct {
 func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 4096
+	}
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 4
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
@@ -380,4 +387,7 @@ type outgoing struct {
 	// observer.
 	op        event.Op
 	committed time.Time
+	// flushed, when set, marks no event: the producer's lane calls Done
+	// once everything it was given before is written.
+	flushed *sync.WaitGroup
 }

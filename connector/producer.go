@@ -3,32 +3,140 @@ package connector
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 )
 
-// producer writes events to Kafka in batches, in the order it receives
-// them, and acknowledges each event's transaction once Kafka holds it.
+// producer writes events to Kafka and acknowledges each event's
+// transaction (and snapshot chunk) once Kafka holds it.
+//
+// It keeps several writes in flight: events go to one of lanes lanes by a
+// hash of their key, and each lane batches and writes its events one write
+// at a time, in the order it got them. A key's events are always in the
+// same lane, so they reach Kafka in commit order; different keys need no
+// order between them. A failed write is retried whole, with backoff, for
+// as long as it takes, before its lane moves on: the confirmed LSN waits
+// meanwhile, since the tracker confirms only what is contiguous. A retried
+// write may put an event of its own after a newer one of the same key it
+// carried (kafka-go may have split it into batches of which only some
+// failed); the newer one is then written again after it, so the last
+// event of every key is still its newest, and the sink skips the older
+// one by its position.
+//
+// Keyless events (a TRUNCATE) wait until every lane has written what came
+// before, and are written before anything after them.
 type producer struct {
 	w         MessageWriter
 	log       *zap.Logger
-	batchSize int
+	batchSize int // events per write, per lane
+	lanes     int
 	obs       Observer
 }
 
-// maxBatchBytes keeps one partition's share of a write within kafka-go's
-// batch limit, so a write is never split into batches Kafka could apply out
-// of order.
+// maxBatchBytes keeps one write within kafka-go's 1 MiB batch limit.
 const maxBatchBytes = 768 << 10
 
-// run writes until in is closed and drained (nil) or ctx ends. A failed
-// write is retried whole, with backoff, for as long as it takes: nothing
-// after it is acknowledged meanwhile, so the confirmed LSN waits too.
+// run writes until in is closed and drained (nil) or ctx ends, or a lane
+// fails for good.
 func (p *producer) run(ctx context.Context, in <-chan outgoing) error {
+	lanes := max(p.lanes, 1)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	chans := make([]chan outgoing, lanes)
+	var wg sync.WaitGroup
+	for i := range chans {
+		chans[i] = make(chan outgoing, p.batchSize)
+		wg.Go(func() {
+			if err := p.lane(ctx, chans[i]); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	err := p.dispatch(ctx, in, chans)
+	for _, c := range chans {
+		close(c)
+	}
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// dispatch hands each event to its lane.
+func (p *producer) dispatch(ctx context.Context, in <-chan outgoing, lanes []chan outgoing) error {
+	send := func(lane chan outgoing, o outgoing) error {
+		select {
+		case lane <- o:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// barrier returns once every lane in ls wrote what it was given.
+	barrier := func(ls []chan outgoing) error {
+		var done sync.WaitGroup
+		done.Add(len(ls))
+		for _, l := range ls {
+			if err := send(l, outgoing{flushed: &done}); err != nil {
+				return err
+			}
+		}
+		waited := make(chan struct{})
+		go func() { done.Wait(); close(waited) }()
+		select {
+		case <-waited:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for {
+		var o outgoing
+		var ok bool
+		select {
+		case o, ok = <-in:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			return nil
+		}
+		if len(o.msg.Key) == 0 && o.op == event.OpTruncate {
+			if err := barrier(lanes); err != nil {
+				return err
+			}
+			if err := send(lanes[0], o); err != nil {
+				return err
+			}
+			if err := barrier(lanes[:1]); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := send(lanes[laneOf(o.msg.Key, len(lanes))], o); err != nil {
+			return err
+		}
+	}
+}
+
+// laneOf spreads keys over n lanes (FNV-1a); keyless events go to lane 0.
+func laneOf(key []byte, n int) int {
+	h := uint32(2166136261)
+	for _, b := range key {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// lane writes the events of in, batched, one write at a time.
+func (p *producer) lane(ctx context.Context, in <-chan outgoing) error {
 	batch := make([]outgoing, 0, p.batchSize)
 	msgs := make([]kafka.Message, 0, p.batchSize)
 	policy := retry.Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
@@ -43,8 +151,13 @@ func (p *producer) run(ctx context.Context, in <-chan outgoing) error {
 		if !ok {
 			return nil
 		}
+		if o.flushed != nil {
+			o.flushed.Done() // nothing pending: every earlier event is written
+			continue
+		}
 		batch, msgs = append(batch[:0], o), append(msgs[:0], o.msg)
 		size := len(o.msg.Value) + len(o.msg.Key)
+		var flushed *sync.WaitGroup
 		closed := false
 	fill:
 		for len(batch) < p.batchSize && size < maxBatchBytes {
@@ -54,38 +167,53 @@ func (p *producer) run(ctx context.Context, in <-chan outgoing) error {
 					closed = true
 					break fill
 				}
+				if o.flushed != nil {
+					flushed = o.flushed
+					break fill
+				}
 				batch, msgs = append(batch, o), append(msgs, o.msg)
 				size += len(o.msg.Value) + len(o.msg.Key)
 			default:
 				break fill
 			}
 		}
-		err := policy.Do(ctx, func() error {
-			started := time.Now()
-			err := p.w.WriteMessages(ctx, msgs...)
-			if err == nil {
-				p.obs.Produced(written(batch, time.Since(started)))
-			} else if ctx.Err() == nil {
-				p.obs.Produced(Write{Duration: time.Since(started), Err: err})
-			}
-			return classifyWriteError(err)
-		},
-			func(err error, wait time.Duration) {
-				p.log.Warn("kafka write failed; retrying", zap.Error(err), zap.Int("events", len(msgs)), zap.Duration("wait", wait))
-			})
-		if err != nil {
+		if err := p.write(ctx, policy, batch, msgs); err != nil {
 			return err
 		}
-		for _, o := range batch {
-			o.txn.Ack()
-			if o.chunk != nil {
-				o.chunk.ack()
-			}
+		if flushed != nil {
+			flushed.Done()
 		}
 		if closed {
 			return nil
 		}
 	}
+}
+
+// write writes one batch, retrying it whole, then acknowledges its events.
+func (p *producer) write(ctx context.Context, policy retry.Policy, batch []outgoing, msgs []kafka.Message) error {
+	err := policy.Do(ctx, func() error {
+		started := time.Now()
+		err := p.w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			p.obs.Produced(written(batch, time.Since(started)))
+		} else if ctx.Err() == nil {
+			p.obs.Produced(Write{Duration: time.Since(started), Err: err})
+		}
+		return classifyWriteError(err)
+	},
+		func(err error, wait time.Duration) {
+			p.log.Warn("kafka write failed; retrying", zap.Error(err), zap.Int("events", len(msgs)), zap.Duration("wait", wait))
+		})
+	if err != nil {
+		return err
+	}
+	for _, o := range batch {
+		o.txn.Ack()
+		if o.chunk != nil {
+			o.chunk.ack()
+		}
+	}
+	return nil
 }
 
 // permanentKafka are the Kafka errors a retry cannot fix. They stop the

@@ -17,8 +17,8 @@ import (
 
 // Observer learns what the connector does, for metrics and health checks.
 // The connector calls it from its goroutines (the replication reader, the
-// producer, Run); each call must return quickly and must not call back
-// into the connector. Config.Observer nil means nobody listens.
+// producer's lanes, Run), several at once; each call must be safe for
+// concurrent use, return quickly and not call back into the connector. Config.Observer nil means nobody listens.
 type Observer interface {
 	// StatusChanged reports that the connector entered status. err is why it
 	// left the previous one when that was a failure (a broken session, a

@@ -118,7 +118,7 @@ func (c *Connector) stream(ctx context.Context) error {
 	defer cancelProducer()
 	go func() {
 		defer close(s.producerDone)
-		s.producerErr = (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize, obs: c.obs}).run(pctx, s.queue)
+		s.producerErr = (&producer{w: c.w, log: c.log, batchSize: c.cfg.BatchSize, lanes: c.cfg.Lanes, obs: c.obs}).run(pctx, s.queue)
 	}()
 
 	hctx, stopHousekeeping := context.WithCancel(ctx)

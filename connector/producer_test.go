@@ -1,0 +1,129 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+)
+
+// flakyWriter records what it was given, failing every third write, and
+// lets several writes be in flight at once.
+type flakyWriter struct {
+	mu       sync.Mutex
+	calls    int
+	written  []kafka.Message // in the order the writes were accepted
+	inFlight int
+	most     int
+}
+
+func (w *flakyWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	w.mu.Lock()
+	w.calls++
+	fail := w.calls%3 == 0
+	w.inFlight++
+	w.most = max(w.most, w.inFlight)
+	w.mu.Unlock()
+	time.Sleep(time.Millisecond)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inFlight--
+	if fail {
+		// As kafka-go may: part of the write landed before it failed.
+		w.written = append(w.written, msgs[:len(msgs)/2]...)
+		return errors.New("kafka: broker not available")
+	}
+	w.written = append(w.written, msgs...)
+	return nil
+}
+
+func TestTheProducerKeepsEachKeysEventsInOrderAcrossLanesAndRetries(t *testing.T) {
+	w := &flakyWriter{}
+	p := &producer{w: w, log: zaptest.NewLogger(t), batchSize: 7, lanes: 4, obs: nopObserver{}}
+	tracker := checkpoint.NewLSNTracker(0)
+	in := make(chan outgoing, 16)
+	done := make(chan error, 1)
+	go func() { done <- p.run(t.Context(), in) }()
+
+	const keys, perKey = 20, 30
+	txn := tracker.Begin()
+	var sent []kafka.Message
+	for i := range keys * perKey {
+		key := fmt.Sprintf("k%d", i%keys)
+		if i == keys*perKey/2 {
+			// A truncate in the middle: everything before it is written
+			// before it, everything after it after.
+			m := kafka.Message{Topic: "t", Value: []byte("truncate")}
+			txn.Add()
+			in <- outgoing{msg: m, txn: txn, op: event.OpTruncate}
+			sent = append(sent, m)
+		}
+		m := kafka.Message{Topic: "t", Key: []byte(key), Value: fmt.Appendf(nil, "%d", i/keys)}
+		txn.Add()
+		in <- outgoing{msg: m, txn: txn, op: event.OpUpdate}
+		sent = append(sent, m)
+	}
+	tracker.Commit(txn, 100)
+	close(in)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := tracker.Confirmed(); got != 100 {
+		t.Errorf("confirmed %s, want 0/64: every event was acknowledged", got)
+	}
+	if w.most < 2 {
+		t.Errorf("at most %d writes were in flight at once, want several", w.most)
+	}
+
+	// Per key: the last copy written is the newest event, and the first
+	// copies of the events appear in commit order.
+	last := map[string]string{}
+	firstSeen := map[string][]string{}
+	seen := map[string]bool{}
+	truncateAt := -1
+	for i, m := range w.written {
+		if len(m.Key) == 0 {
+			truncateAt = i
+			continue
+		}
+		k, v := string(m.Key), string(m.Value)
+		last[k] = v
+		if !seen[k+"/"+v] {
+			seen[k+"/"+v] = true
+			firstSeen[k] = append(firstSeen[k], v)
+		}
+	}
+	for i := range keys {
+		k := fmt.Sprintf("k%d", i)
+		if last[k] != fmt.Sprint(perKey-1) {
+			t.Errorf("the last event written for %s is %s, want its newest, %d", k, last[k], perKey-1)
+		}
+		want := make([]string, perKey)
+		for j := range want {
+			want[j] = fmt.Sprint(j)
+		}
+		if !slices.Equal(firstSeen[k], want) {
+			t.Errorf("%s's events first reached Kafka in the order %v", k, firstSeen[k])
+		}
+	}
+	// The truncate comes after every event sent before it was written.
+	for _, m := range sent[:keys*perKey/2] {
+		if i := slices.IndexFunc(w.written, func(x kafka.Message) bool { return string(x.Key) == string(m.Key) && string(x.Value) == string(m.Value) }); i > truncateAt {
+			t.Errorf("%s=%s was first written after the truncate that followed it", m.Key, m.Value)
+		}
+	}
+	for _, m := range sent[keys*perKey/2+1:] {
+		if i := slices.IndexFunc(w.written, func(x kafka.Message) bool { return string(x.Key) == string(m.Key) && string(x.Value) == string(m.Value) }); i < truncateAt {
+			t.Errorf("%s=%s was written before the truncate that came before it", m.Key, m.Value)
+		}
+	}
+}
