@@ -117,12 +117,16 @@ func TestTheProducerKeepsEachKeysEventsInOrderAcrossLanesAndRetries(t *testing.T
 	}
 	// The truncate comes after every event sent before it was written.
 	for _, m := range sent[:keys*perKey/2] {
-		if i := slices.IndexFunc(w.written, func(x kafka.Message) bool { return string(x.Key) == string(m.Key) && string(x.Value) == string(m.Value) }); i > truncateAt {
+		if i := slices.IndexFunc(w.written, func(x kafka.Message) bool {
+			return string(x.Key) == string(m.Key) && string(x.Value) == string(m.Value)
+		}); i > truncateAt {
 			t.Errorf("%s=%s was first written after the truncate that followed it", m.Key, m.Value)
 		}
 	}
 	for _, m := range sent[keys*perKey/2+1:] {
-		if i := slices.IndexFunc(w.written, func(x kafka.Message) bool { return string(x.Key) == string(m.Key) && string(x.Value) == string(m.Value) }); i < truncateAt {
+		if i := slices.IndexFunc(w.written, func(x kafka.Message) bool {
+			return string(x.Key) == string(m.Key) && string(x.Value) == string(m.Value)
+		}); i < truncateAt {
 			t.Errorf("%s=%s was written before the truncate that came before it", m.Key, m.Value)
 		}
 	}
