@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/onesignal-cdc/onesignal-cdc/tools/internal/daemon"
 	"github.com/onesignal-cdc/onesignal-cdc/tools/internal/metricnames"
@@ -245,6 +246,41 @@ func TestSecretsReachThePodsAsFilesAndNeverTheConfigMap(t *testing.T) {
 	}
 }
 
+func TestKafkaCredentialsAndCertificatesReachBothComponentsAsFiles(t *testing.T) {
+	r := mustRender(t, releaseName, values(t, []string{productionValues}, map[string]any{
+		"kafkaTLS": map[string]any{"certKey": "tls.crt", "keyKey": "tls.key"},
+	}))
+	var cfg struct {
+		Kafka struct {
+			TLS  map[string]any `json:"tls"`
+			SASL map[string]any `json:"sasl"`
+		} `json:"kafka"`
+	}
+	if err := yaml.Unmarshal([]byte(r.ConfigMaps[0].Data["config.yaml"]), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.TLS["enabled"] != true {
+		t.Errorf("kafka.tls %v: kafkaTLS does not turn TLS on", cfg.Kafka.TLS)
+	}
+	if _, ok := cfg.Kafka.SASL["password"]; ok {
+		t.Error("the ConfigMap holds the Kafka SASL password")
+	}
+	for _, name := range []string{"connector", "sink"} {
+		pod := r.Deployments[name].Spec.Template.Spec
+		c := pod.Containers[0]
+		path := env(c, "ONESIGNAL_CDC_KAFKA_SASL_PASSWORD_FILE")
+		if secret, key := mountedSecret(pod, c, path); secret != "onesignal-cdc-credentials" || key != "kafka-sasl-password" {
+			t.Errorf("%s: $ONESIGNAL_CDC_KAFKA_SASL_PASSWORD_FILE = %q holds %s/%s, want onesignal-cdc-credentials/kafka-sasl-password", name, path, secret, key)
+		}
+		for file, want := range map[string]string{"ca_file": "ca.crt", "cert_file": "tls.crt", "key_file": "tls.key"} {
+			path, _ := cfg.Kafka.TLS[file].(string)
+			if secret, key := mountedSecret(pod, c, path); secret != "kafka-ca" || key != want {
+				t.Errorf("%s: kafka.tls.%s = %q holds %s/%s, want kafka-ca/%s", name, file, path, secret, key, want)
+			}
+		}
+	}
+}
+
 func TestAnExistingSecretReplacesTheChartsOwn(t *testing.T) {
 	r := mustRender(t, releaseName, values(t, []string{minimalValues}, map[string]any{
 		"credentials": map[string]any{
@@ -271,24 +307,37 @@ func TestAnExistingSecretReplacesTheChartsOwn(t *testing.T) {
 	}
 }
 
-// The ConfigMap is checked by the daemon's own strict parser: every key it
-// holds is one the daemon knows, and with the secrets mounted where the
-// pods mount them the configuration is complete.
-func TestConfigMapHoldsAConfigTheDaemonAccepts(t *testing.T) {
+// The daemon's own strict parser checks the configuration the pods get:
+// the files the chart mounts into the connector and the sink (ConfigMap,
+// Secret items, Kafka TLS files) are laid out under a temporary root, the
+// paths in the configuration and the environment are moved under it, and
+// onesignal-cdc validate must accept the result.
+func TestPodsGetAConfigurationTheDaemonAccepts(t *testing.T) {
 	bin := daemon.Build(t)
-	for _, files := range [][]string{{minimalValues}, {productionValues}} {
-		r := mustRender(t, releaseName, values(t, files))
-		dir := t.TempDir()
-		cfgPath := filepath.Join(dir, "config.yaml")
-		writeFile(t, cfgPath, r.ConfigMaps[0].Data["config.yaml"])
-		writeFile(t, filepath.Join(dir, "dsn"), "postgres://cdc@db:5432/app\n")
-		writeFile(t, filepath.Join(dir, "key"), "key\n")
-		out, ok := daemon.Validate(t, bin, cfgPath,
-			"ONESIGNAL_CDC_POSTGRES_DSN_FILE="+filepath.Join(dir, "dsn"),
-			"ONESIGNAL_CDC_ONESIGNAL_API_KEY_FILE="+filepath.Join(dir, "key"))
-		if !ok {
-			t.Errorf("%s: onesignal-cdc validate refuses the rendered config:\n%s", files[0], out)
-		}
+	for _, tc := range []struct {
+		name     string
+		files    []string
+		override map[string]any
+	}{
+		{"minimal", []string{minimalValues}, nil},
+		{"production", []string{productionValues}, nil},
+		{"mutual TLS", []string{productionValues}, map[string]any{
+			"kafkaTLS": map[string]any{"certKey": "tls.crt", "keyKey": "tls.key"},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var overrides []map[string]any
+			if tc.override != nil {
+				overrides = append(overrides, tc.override)
+			}
+			r := mustRender(t, releaseName, values(t, tc.files, overrides...))
+			root := t.TempDir()
+			env := r.materialize(t, root)
+			out, ok := daemon.Validate(t, bin, filepath.Join(root, "etc/onesignal-cdc/config.yaml"), env...)
+			if !ok {
+				t.Errorf("onesignal-cdc validate refuses what the pods get:\n%s", out)
+			}
+		})
 	}
 }
 
@@ -327,6 +376,9 @@ func TestChartRefusesSecretsInTheConfigMapAndTheEmbeddedBroker(t *testing.T) {
 		{"an API key in the config", map[string]any{"config": map[string]any{"onesignal": map[string]any{"api_key": "k"}}}, "move it to credentials.onesignalAPIKey"},
 		{"the embedded broker", map[string]any{"config": map[string]any{"kafka": map[string]any{"brokers": []any{"embedded"}}}}, "list real Kafka brokers"},
 		{"an ops section", map[string]any{"config": map[string]any{"ops": map[string]any{"listen": ":8080"}}}, "from opsPort"},
+		{"a Kafka password in the config", map[string]any{"config": map[string]any{"kafka": map[string]any{"sasl": map[string]any{"mechanism": "PLAIN", "username": "u", "password": "pw"}}}}, "move it to credentials.kafkaSASLPassword"},
+		{"SASL without a password", map[string]any{"config": map[string]any{"kafka": map[string]any{"sasl": map[string]any{"mechanism": "PLAIN", "username": "u"}}}}, "credentials.kafkaSASLPassword is empty"},
+		{"a client certificate without its key", map[string]any{"kafkaTLS": map[string]any{"secretName": "tls", "certKey": "tls.crt"}}, "set both (mutual TLS) or neither"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := renderChart(t, releaseName, values(t, []string{minimalValues}, tc.override))
@@ -354,6 +406,7 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"a port out of range", map[string]any{"opsPort": 70000}, "opsPort"},
 		{"an alert window in words", map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"downFor": "five minutes"}}}, "downFor"},
 		{"a pull policy in lower case", map[string]any{"image": map[string]any{"pullPolicy": "always"}}, "pullPolicy"},
+		{"an unknown SASL mechanism", map[string]any{"config": map[string]any{"kafka": map[string]any{"sasl": map[string]any{"mechanism": "GSSAPI"}}}}, "mechanism"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := renderChart(t, releaseName, values(t, []string{minimalValues}, tc.override))
@@ -565,6 +618,15 @@ func containerPort(c corev1.Container, port intstr.IntOrString) int32 {
 // secretKeyAt returns the Secret key mounted at path in container c.
 func secretKeyAt(t *testing.T, pod corev1.PodSpec, c corev1.Container, path string) string {
 	t.Helper()
+	_, key := mountedSecret(pod, c, path)
+	if key == "" {
+		t.Errorf("nothing mounts a Secret key at %s", path)
+	}
+	return key
+}
+
+// mountedSecret returns the Secret and key mounted at path in container c.
+func mountedSecret(pod corev1.PodSpec, c corev1.Container, path string) (secret, key string) {
 	for _, m := range c.VolumeMounts {
 		rel, err := filepath.Rel(m.MountPath, path)
 		if err != nil || strings.HasPrefix(rel, "..") {
@@ -576,11 +638,10 @@ func secretKeyAt(t *testing.T, pod corev1.PodSpec, c corev1.Container, path stri
 			}
 			for _, item := range v.Secret.Items {
 				if item.Path == rel {
-					return item.Key
+					return v.Secret.SecretName, item.Key
 				}
 			}
 		}
 	}
-	t.Errorf("nothing mounts a Secret key at %s", path)
-	return ""
+	return "", ""
 }

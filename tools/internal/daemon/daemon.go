@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -33,8 +34,21 @@ func Root(t testing.TB) string {
 }
 
 // Build builds the daemon into a temporary directory and returns its path.
+// Test binaries of several packages build it at the same time under go
+// test ./...; a lock makes them take turns, so the daemon's packages are
+// compiled once and the others link from the build cache.
 func Build(t testing.TB) string {
 	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "onesignal-cdc-tools-build.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing the file unlocks too
+
 	bin := filepath.Join(t.TempDir(), "onesignal-cdc")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/onesignal-cdc")
 	cmd.Dir = Root(t)

@@ -85,6 +85,26 @@ missing is named in a single failure, with what to set.
 {{- if hasKey ($cfg.onesignal | default dict) "api_key_file" }}
 {{- $problems = append $problems "config.onesignal.api_key_file is set by the chart: remove it" }}
 {{- end }}
+{{- $sasl := dig "kafka" "sasl" dict $cfg }}
+{{- if or (hasKey $sasl "password") (hasKey $sasl "password_file") }}
+{{- $problems = append $problems "config.kafka.sasl.password would put the Kafka password in a ConfigMap: move it to credentials.kafkaSASLPassword (or your credentials.existingSecret)" }}
+{{- end }}
+{{- $mechanism := dig "mechanism" "" $sasl }}
+{{- if and $mechanism (not .Values.credentials.existingSecret) (not .Values.credentials.kafkaSASLPassword) }}
+{{- $problems = append $problems (printf "config.kafka.sasl.mechanism is %s but credentials.kafkaSASLPassword is empty: set it (--set-file credentials.kafkaSASLPassword=password.txt) or name a Secret in credentials.existingSecret" $mechanism) }}
+{{- end }}
+{{- if .Values.kafkaTLS.secretName }}
+{{- $tls := dig "kafka" "tls" dict $cfg }}
+{{- if or (hasKey $tls "ca_file") (hasKey $tls "cert_file") (hasKey $tls "key_file") }}
+{{- $problems = append $problems "config.kafka.tls.ca_file, cert_file and key_file are set by the chart from kafkaTLS: remove them" }}
+{{- end }}
+{{- if ne (empty .Values.kafkaTLS.certKey) (empty .Values.kafkaTLS.keyKey) }}
+{{- $problems = append $problems "kafkaTLS.certKey and kafkaTLS.keyKey: set both (mutual TLS) or neither" }}
+{{- end }}
+{{- if not (or .Values.kafkaTLS.caKey .Values.kafkaTLS.certKey) }}
+{{- $problems = append $problems "kafkaTLS.secretName is set but kafkaTLS.caKey and certKey are empty: name the Secret's CA key, client certificate and key, or both" }}
+{{- end }}
+{{- end }}
 {{- if hasKey $cfg "ops" }}
 {{- $problems = append $problems "config.ops is set by the chart from opsPort: remove it" }}
 {{- end }}
@@ -117,12 +137,43 @@ missing is named in a single failure, with what to set.
 {{- end }}
 
 {{/*
+The configuration file: .Values.config, with the paths of the files the
+chart mounts filled in.
+*/}}
+{{- define "onesignal-cdc.config" -}}
+{{- $cfg := deepCopy .Values.config }}
+{{- with .Values.kafkaTLS }}
+{{- if .secretName }}
+{{- $kafka := dig "kafka" dict $cfg }}
+{{- $tls := dig "tls" dict $kafka }}
+{{- $_ := set $tls "enabled" true }}
+{{- if .caKey }}
+{{- $_ := set $tls "ca_file" "/etc/onesignal-cdc/kafka-tls/ca.crt" }}
+{{- end }}
+{{- if .certKey }}
+{{- $_ := set $tls "cert_file" "/etc/onesignal-cdc/kafka-tls/tls.crt" }}
+{{- $_ := set $tls "key_file" "/etc/onesignal-cdc/kafka-tls/tls.key" }}
+{{- end }}
+{{- $_ := set $kafka "tls" $tls }}
+{{- $_ := set $cfg "kafka" $kafka }}
+{{- end }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/*
 One component's pod template: (dict "root" $ "component" "connector" "values" .Values.connector "secretKey" … "secretFile" … "secretEnv" …).
-Each component mounts only the secret it needs: the connector the DSN, the sink the API key.
+Each component mounts only the secrets it needs: the connector the DSN, the
+sink the API key, and both the Kafka SASL password when SASL is on.
 */}}
 {{- define "onesignal-cdc.podTemplate" -}}
 {{- $root := .root }}
-{{- $v := .values -}}
+{{- $v := .values }}
+{{- $secrets := list (dict "key" .secretKey "file" .secretFile "env" .secretEnv) }}
+{{- if dig "kafka" "sasl" "mechanism" "" $root.Values.config }}
+{{- $secrets = append $secrets (dict "key" $root.Values.credentials.kafkaSASLPasswordKey "file" "kafka-sasl-password" "env" "ONESIGNAL_CDC_KAFKA_SASL_PASSWORD_FILE") }}
+{{- end }}
+{{- $tls := $root.Values.kafkaTLS -}}
 metadata:
   labels:
     {{- include "onesignal-cdc.componentLabels" . | nindent 4 }}
@@ -157,8 +208,10 @@ spec:
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
       args: [{{ .component | quote }}, "--config", "/etc/onesignal-cdc/config.yaml"]
       env:
-        - name: {{ .secretEnv }}
-          value: /etc/onesignal-cdc/secrets/{{ .secretFile }}
+        {{- range $secrets }}
+        - name: {{ .env }}
+          value: /etc/onesignal-cdc/secrets/{{ .file }}
+        {{- end }}
         - name: ONESIGNAL_CDC_OPS_LISTEN
           value: ":{{ $root.Values.opsPort }}"
         {{- with $v.extraEnv }}
@@ -190,6 +243,14 @@ spec:
         - name: secrets
           mountPath: /etc/onesignal-cdc/secrets
           readOnly: true
+        {{- if $tls.secretName }}
+        - name: kafka-tls
+          mountPath: /etc/onesignal-cdc/kafka-tls
+          readOnly: true
+        {{- end }}
+        {{- with $root.Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -199,8 +260,30 @@ spec:
         secretName: {{ include "onesignal-cdc.secretName" $root }}
         defaultMode: 0440
         items:
-          - key: {{ .secretKey }}
-            path: {{ .secretFile }}
+          {{- range $secrets }}
+          - key: {{ .key }}
+            path: {{ .file }}
+          {{- end }}
+    {{- if $tls.secretName }}
+    - name: kafka-tls
+      secret:
+        secretName: {{ $tls.secretName }}
+        defaultMode: 0440
+        items:
+          {{- if $tls.caKey }}
+          - key: {{ $tls.caKey }}
+            path: ca.crt
+          {{- end }}
+          {{- if $tls.certKey }}
+          - key: {{ $tls.certKey }}
+            path: tls.crt
+          - key: {{ $tls.keyKey }}
+            path: tls.key
+          {{- end }}
+    {{- end }}
+    {{- with $root.Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
