@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -75,6 +76,10 @@ type change struct {
 	table   string    // "schema.table"
 	image   event.Row // the new row, or the old one for a delete: what snapshot windows match
 	keyCols []string  // the columns of key
+	// oversized names the columns whose values were too large for the
+	// event and were sent as event.Oversized (see encodeWithin), for the
+	// stream to report.
+	oversized []string
 }
 
 // decode interprets one pgoutput message that started at walStart.
@@ -198,8 +203,51 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 	if image == nil {
 		image = ev.Before
 	}
-	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: ev.Encode(make([]byte, 0, 640)), op: op, table: rel.name, image: image, keyCols: rel.key}
+	value, oversized := encodeWithin(&ev, maxEventBytes)
+	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: value, op: op, table: rel.name, image: image, keyCols: rel.key, oversized: oversized}
 	return step{kind: stepChanges, changes: []*change{c}}, nil
+}
+
+// maxEventBytes bounds an event's JSON. Kafka refuses a message over
+// max.message.bytes (1 MiB by default) and kafka-go's writer one over its
+// BatchBytes (1 MiB): a larger event would stop the connector, and every
+// change after it, at the broker. A quarter of that leaves room for the
+// key and the headers, and for the producer's batch (maxBatchBytes, 768
+// KiB) to take one more event and stay within the writer's 1 MiB.
+const maxEventBytes = 256 << 10
+
+// encodeWithin encodes ev. While the event is over limit, it puts
+// event.Oversized in place of the largest column value left, in both row
+// images, and returns the columns it replaced. What the sink needs of an
+// event is small (ids, tags), so an oversized event is nearly always one
+// large column the mapping does not use, and the rest of the row goes
+// through; where the mapping does use it, the sink dead-letters the event
+// with the reason.
+func encodeWithin(ev *event.Envelope, limit int) (value []byte, oversized []string) {
+	value = ev.Encode(make([]byte, 0, 640))
+	excess := len(value) - limit
+	if excess <= 0 {
+		return value, nil
+	}
+	var fields []*event.Field
+	for _, row := range []event.Row{ev.Before, ev.After} {
+		for i := range row {
+			fields = append(fields, &row[i])
+		}
+	}
+	slices.SortStableFunc(fields, func(a, b *event.Field) int { return len(b.Value) - len(a.Value) })
+	marker := event.OversizedValue()
+	for _, f := range fields {
+		if excess <= 0 || len(f.Value) <= len(marker) {
+			break
+		}
+		excess -= len(f.Value) - len(marker)
+		f.Value = marker
+		if !slices.Contains(oversized, f.Name) {
+			oversized = append(oversized, f.Name)
+		}
+	}
+	return ev.Encode(make([]byte, 0, limit)), oversized
 }
 
 // fillUnchangedToast gives the columns of after that Postgres sent as

@@ -77,19 +77,40 @@ var (
 // as JSON. Numbers and json/jsonb values are returned as text itself, not a
 // copy: text must not change afterwards (pglogrepl gives every column its
 // own slice).
+//
+// A value whose JSON is over maxEventBytes could never fit in an event, and
+// becomes event.Oversized instead (docs/events.md).
 func textToJSON(oid uint32, text []byte) json.RawMessage {
 	if v, ok := verbatim(oid, text); ok {
+		if len(v) > maxEventBytes {
+			return event.OversizedValue()
+		}
 		return v
 	}
 	size := len(text) + 2
 	if oid == oidBytea {
 		size = base64.StdEncoding.EncodedLen(len(text)/2) + 2
 	}
-	return appendJSON(make([]byte, 0, size), oid, text)
+	v := appendJSON(make([]byte, 0, size), oid, text)
+	if event.IsOversized(v) {
+		return event.OversizedValue() // and not the large buffer it was rendered in
+	}
+	return v
 }
 
-// appendJSON appends the JSON form of a value in Postgres' text output form.
+// appendJSON appends the JSON form of a value in Postgres' text output form,
+// or event.Oversized when that is over maxEventBytes.
 func appendJSON(b []byte, oid uint32, text []byte) []byte {
+	start := len(b)
+	if out := appendValue(b, oid, text); len(out)-start <= maxEventBytes {
+		return out
+	}
+	return append(b[:start], event.OversizedValue()...)
+}
+
+// appendValue is appendJSON without the limit, for a column value and the
+// elements of an array (which the limit applies to as a whole).
+func appendValue(b []byte, oid uint32, text []byte) []byte {
 	if v, ok := verbatim(oid, text); ok {
 		return append(b, v...)
 	}
@@ -524,7 +545,7 @@ func (p *arrayParser) quoted(b []byte) ([]byte, bool) {
 		}
 		v = p.scratch
 	}
-	return appendJSON(b, p.elem, v), true
+	return appendValue(b, p.elem, v), true
 }
 
 func (p *arrayParser) bare(b []byte) ([]byte, bool) {
@@ -539,7 +560,7 @@ func (p *arrayParser) bare(b []byte) ([]byte, bool) {
 			if string(v) == "NULL" {
 				return append(b, "null"...), true
 			}
-			return appendJSON(b, p.elem, v), true
+			return appendValue(b, p.elem, v), true
 		case '{', '"', '\\':
 			return b, false
 		}

@@ -62,6 +62,24 @@ func IsUnavailable(v json.RawMessage) bool { return bytes.Equal(v, unavailableJS
 // UnavailableValue returns the placeholder as a JSON value.
 func UnavailableValue() json.RawMessage { return unavailableJSON }
 
+// Oversized is the value the connector sends in place of a column value too
+// large for an event: a Kafka message holds about 1 MiB by default, and an
+// event that big would stop the connector at the broker. The row's other
+// columns are sent as they are. Unlike Unavailable it does not mean
+// "unchanged": the value is known, and lost to this event; the sink refuses
+// it wherever the mapping needs the value (a tag, an id, an address).
+const Oversized = "__onesignal_cdc_oversized_value"
+
+// oversizedJSON is Oversized as a JSON string.
+var oversizedJSON = json.RawMessage(`"` + Oversized + `"`)
+
+// IsOversized reports whether v is the placeholder of an oversized value.
+func IsOversized(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), oversizedJSON) }
+
+// OversizedValue returns the oversized placeholder as a JSON value. Its
+// capacity is capped, so an append to it copies.
+func OversizedValue() json.RawMessage { return oversizedJSON[:len(oversizedJSON):len(oversizedJSON)] }
+
 // MarshalJSON writes the row as an object in column order.
 func (r Row) MarshalJSON() ([]byte, error) {
 	if r == nil {
