@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
@@ -178,6 +180,9 @@ func (u *UsersMapping) convert(col string, v json.RawMessage, tags map[string]st
 		return flatten(name, v, tags)
 	default:
 		s, err := tagValue(v)
+		if errors.Is(err, errOversized) {
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("%v, or set mapping.users.convert.%s: flatten", err, col)
 		}
@@ -282,7 +287,7 @@ func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
 		return nil, err
 	}
 	if dev == "" {
-		return nil, fmt.Errorf("%w: a %s row has an empty %q: every device row needs its player_id or subscription id", ErrBadRow, d.Table, d.DeviceID)
+		return nil, fmt.Errorf("%w: a %s row has no %q (it is NULL or empty): every device row needs its player_id or subscription id", ErrBadRow, d.Table, d.DeviceID)
 	}
 	var ops []Op
 	if oldDev != "" && oldDev != dev {
@@ -306,8 +311,14 @@ func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
 	return ops, nil
 }
 
-// textColumn reads an identifier column as text. known is false when the
-// column is absent from the image or its value was not sent (TOAST).
+// textColumn reads an identifier column (an external id, a device id, an
+// email address or phone number) as text. known is false when the column
+// is absent from the image or its value was not sent (TOAST).
+//
+// An identifier must name one user or device exactly, so text holding
+// U+FFFD is refused: the connector puts it in place of bytes that are not
+// UTF-8 (which only a SQL_ASCII database holds), and two different ids
+// would become one.
 func textColumn(r event.Row, col string) (s string, known bool, err error) {
 	v, ok := r.Get(col)
 	if !ok || event.IsUnavailable(v) {
@@ -317,8 +328,16 @@ func textColumn(r event.Row, col string) (s string, known bool, err error) {
 	if err != nil {
 		return "", false, fmt.Errorf("%w: column %q: %v", ErrBadRow, col, err)
 	}
+	if strings.ContainsRune(s, utf8.RuneError) {
+		return "", false, fmt.Errorf("%w: column %q holds %q, whose U+FFFD stands for bytes that are not UTF-8 (a SQL_ASCII database keeps any bytes): "+
+			"an id or address must be exact, so fix the bytes in the row, or move the data to a UTF8 database", ErrBadRow, col, s)
+	}
 	return s, true, nil
 }
+
+// errOversized is a value the connector left out of the event.
+var errOversized = fmt.Errorf("holds %s: its value was over the connector's limit for an event (256 KiB), and the event does not carry it; "+
+	"OneSignal recommends about 1 KB of tags per user: shorten the value, or leave the column out of the mapping", event.Oversized)
 
 // tagValue renders a JSON column value as a OneSignal tag string: strings as
 // they are, numbers as written, booleans as "true"/"false", NULL as "" (which
@@ -336,6 +355,9 @@ func tagValue(v json.RawMessage) (string, error) {
 	case 'f':
 		return "false", nil
 	case '"':
+		if event.IsOversized(v) {
+			return "", errOversized
+		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
 			return "", err
