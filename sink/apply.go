@@ -44,8 +44,11 @@ func (s *Sink) work(ctx context.Context, stop context.CancelCauseFunc, ready <-c
 			continue
 		}
 		if f, ok := errors.AsType[fatalError](err); ok && f.Fatal() {
-			stop(fmt.Errorf("OneSignal refused the credentials, so the sink stops with message %s and everything after it uncommitted: check onesignal.app_id and onesignal.api_key (and onesignal.model and onesignal.identity_verification): %w",
-				r.from[0].where(), err))
+			what, fix := "OneSignal refused the credentials", "check onesignal.app_id and onesignal.api_key (and onesignal.model and onesignal.identity_verification)"
+			if h, ok := errors.AsType[statusError](err); ok && h.HTTPStatus() >= 300 && h.HTTPStatus() < 400 {
+				what, fix = "OneSignal's address answered with a redirect", "set onesignal.base_url to the API's address"
+			}
+			stop(fmt.Errorf("%s, so the sink stops with message %s and everything after it uncommitted: %s: %w", what, r.from[0].where(), fix, err))
 			return
 		}
 		if retry.Retryable(err) {

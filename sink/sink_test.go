@@ -390,3 +390,24 @@ func TestSinkDeadLettersAMessageOneSignalRejectsWithItsStatus(t *testing.T) {
 		t.Errorf("status header %q stage %q, want 400 and onesignal", got, header(dead[0], sink.HeaderStage))
 	}
 }
+
+func TestSinkStopsOnARedirectNamingTheBaseURLInsteadOfFollowingIt(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	produce(t, b, userEvent("u0", "free"), userEvent("u1", "free"))
+	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "key"})
+	// What base_url: http://… gets from a server that wants https.
+	if err := emu.SetAnswers(onesignaltest.Answer{Status: 301, Header: map[string]string{"Location": "https://api.example/"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := runSink(t, b, "g", newClient(t, url, "key")).wait(t)
+	if err == nil || !strings.Contains(err.Error(), "set onesignal.base_url") || !strings.Contains(err.Error(), "https://api.example") {
+		t.Fatalf("sink stopped with %v, want onesignal.base_url and the redirect named", err)
+	}
+	if got := committed(t, b, "g"); got > 0 {
+		t.Fatalf("committed offset %d past messages that were redirected", got)
+	}
+	if st := emu.State(); len(st.Users) != 0 {
+		t.Errorf("the emulator holds %d users: a redirected write was applied", len(st.Users))
+	}
+}

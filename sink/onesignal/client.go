@@ -79,7 +79,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{caller: c, appPath: "/apps/" + url.PathEscape(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey}, nil
+	return &Client{caller: c, appPath: "/apps/" + pathSegment(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey}, nil
 }
 
 // Players returns a player-model client for the same app, key, base URL
@@ -125,11 +125,28 @@ func newCaller(cfg Config, scheme string) (caller, error) {
 	if len(errs) > 0 {
 		return caller{}, errors.Join(errs...)
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: DefaultTimeout}
+	hc := &http.Client{Timeout: DefaultTimeout}
+	if cfg.HTTPClient != nil {
+		copied := *cfg.HTTPClient
+		hc = &copied
 	}
+	// A redirect is answered, not followed: net/http would follow a 301 or
+	// 302 with a GET, whose 200 would count as the write done; and OneSignal
+	// does not redirect its API, so a redirect means the base URL is not
+	// the API's (see APIError.Fatal).
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return caller{base: strings.TrimRight(base, "/"), auth: scheme + cfg.APIKey.Reveal(), http: hc}, nil
+}
+
+// pathSegment escapes s as one segment of a URL path. "." and ".." are
+// escaped too, which url.PathEscape leaves alone: a server cleans them out
+// of the path as the current and the parent directory, so an external id
+// ".." would address another resource.
+func pathSegment(s string) string {
+	if s == "." || s == ".." {
+		return strings.Repeat("%2E", len(s))
+	}
+	return url.PathEscape(s)
 }
 
 // call is one request. endpoint is the method and path template that errors
@@ -160,11 +177,8 @@ func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int
 		return 0, &TransportError{Endpoint: endpoint, Err: stripURL(err)}
 	}
 	defer resp.Body.Close()
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	var kept []byte
-	if !ok {
-		kept, err = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	}
+	kept, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	whole := err == nil && len(kept) < maxErrorBody
 	if err == nil {
 		// Reading to the end lets the connection be reused, and a body that
 		// breaks off means the answer cannot be trusted: the caller repeats
@@ -174,10 +188,55 @@ func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int
 	if err != nil {
 		return 0, &TransportError{Endpoint: endpoint, Err: fmt.Errorf("read %d response: %w", resp.StatusCode, stripURL(err))}
 	}
-	if !ok {
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return 0, newAPIError(endpoint, resp, kept)
 	}
+	if whole {
+		if err := checkSuccess(endpoint, resp, kept); err != nil {
+			return 0, err
+		}
+	}
 	return resp.StatusCode, nil
+}
+
+// checkSuccess looks into a 2xx answer's body, which OneSignal sends as
+// JSON (or not at all), for what contradicts its status:
+//
+//   - a body that is not JSON (an HTML page from a proxy, or JSON cut
+//     short) is no answer of OneSignal's to trust: a *TransportError, so
+//     the attempt is repeated, as for an answer that breaks off;
+//   - {"success": false} or a non-empty "errors" list, the legacy API's
+//     envelope of failure: an *APIError with the 2xx status and the
+//     messages, which is permanent like a 400.
+func checkSuccess(endpoint string, resp *http.Response, body []byte) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil
+	}
+	if !json.Valid(body) {
+		return &TransportError{Endpoint: endpoint, Err: fmt.Errorf("HTTP %d with a body that is not JSON (%s): the answer cannot be trusted; "+
+			"if it persists, check that onesignal.base_url is OneSignal's API", resp.StatusCode, describeRaw(body))}
+	}
+	var env struct {
+		Success *bool           `json:"success"`
+		Errors  json.RawMessage `json:"errors"`
+	}
+	if json.Unmarshal(body, &env) != nil {
+		return nil // JSON, not an object: nothing said against the status
+	}
+	failed := env.Success != nil && !*env.Success
+	switch e := bytes.TrimSpace(env.Errors); {
+	case len(e) > 0 && e[0] == '[' && !bytes.Equal(e, []byte("[]")):
+		failed = true
+	case len(e) > 0 && e[0] == '"' && !bytes.Equal(e, []byte(`""`)):
+		failed = true
+	}
+	if !failed {
+		return nil
+	}
+	apiErr := newAPIError(endpoint, resp, body)
+	apiErr.failedSuccess = true
+	return apiErr
 }
 
 // stripURL drops the request URL that net/http puts into its errors: it

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,14 @@ type APIError struct {
 	// RetryAfter is the wait the server asked for (integer-seconds
 	// Retry-After header), 0 when it asked for none.
 	RetryAfter time.Duration
+	// RedirectTo is, for a redirect (3xx), where the Location header
+	// points: its scheme and host, or "" when it stays on the same host.
+	// The path is left out, as it may hold IDs.
+	RedirectTo string
+
+	// failedSuccess is set on a 2xx answer whose body reports a failure
+	// ({"success": false}, or "errors").
+	failedSuccess bool
 
 	// noUsersEndpoint is set when create user, a route with no ID of a
 	// user or subscription in it, answered 404: the base URL or app ID is
@@ -35,10 +44,23 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: HTTP %d %s", e.Endpoint, e.StatusCode, http.StatusText(e.StatusCode))
+	fmt.Fprintf(&b, "%s: HTTP %d", e.Endpoint, e.StatusCode)
+	if text := http.StatusText(e.StatusCode); text != "" {
+		b.WriteString(" " + text)
+	}
+	if e.failedSuccess {
+		b.WriteString(", but the body reports a failure")
+	}
 	if len(e.Messages) > 0 {
 		b.WriteString(": ")
 		b.WriteString(strings.Join(e.Messages, "; "))
+	}
+	if e.redirect() {
+		where := "another path of the same host"
+		if e.RedirectTo != "" {
+			where = e.RedirectTo
+		}
+		fmt.Fprintf(&b, " (a redirect to %s: OneSignal's API does not redirect, so onesignal.base_url is not its address; the sink follows no redirect)", where)
 	}
 	if e.RetryAfter > 0 {
 		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
@@ -72,8 +94,13 @@ func (e *APIError) Retryable() bool {
 // does not) are fatal too: every other write would be refused the same
 // way. A hash that does not match is the change's own problem (an old
 // owner the event got wrong): permanent.
+//
+// A redirect (3xx) is fatal as well: OneSignal does not redirect its API,
+// so the base URL is not OneSignal's (http:// instead of https://, a
+// proxy's login page, a typo), and every request would get the same. It
+// is not followed, as net/http would with a GET for a write.
 func (e *APIError) Fatal() bool {
-	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden || e.noUsersEndpoint {
+	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden || e.noUsersEndpoint || e.redirect() {
 		return true
 	}
 	return e.StatusCode == http.StatusBadRequest &&
@@ -87,6 +114,9 @@ func (e *APIError) missingHash() bool {
 	return e.StatusCode == http.StatusBadRequest && (e.mentions("auth_hash") || e.mentions("auth hash")) &&
 		(e.mentions("required") || e.mentions("missing"))
 }
+
+// redirect reports whether the answer is a redirect.
+func (e *APIError) redirect() bool { return e.StatusCode >= 300 && e.StatusCode < 400 }
 
 // NoDevice reports whether the player model's edit tags by external user
 // id found no device carrying the id: the tags have nowhere to go yet.
@@ -140,13 +170,19 @@ func (e *TransportError) Retryable() bool { return true }
 
 func newAPIError(endpoint string, resp *http.Response, body []byte) *APIError {
 	method, _, _ := strings.Cut(endpoint, " ")
-	return &APIError{
+	e := &APIError{
 		Method:     method,
 		Endpoint:   endpoint,
 		StatusCode: resp.StatusCode,
 		Messages:   parseMessages(body),
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
 	}
+	if e.redirect() {
+		if loc, err := url.Parse(resp.Header.Get("Location")); err == nil && loc.Host != "" {
+			e.RedirectTo = loc.Scheme + "://" + loc.Host
+		}
+	}
+	return e
 }
 
 // parseRetryAfter reads the integer-seconds form, the only one OneSignal
@@ -180,7 +216,7 @@ func parseMessages(body []byte) []string {
 		Errors json.RawMessage `json:"errors"`
 	}
 	if json.Unmarshal(body, &env) != nil || len(env.Errors) == 0 || string(env.Errors) == "null" {
-		return []string{truncate(body)}
+		return []string{describeRaw(body)}
 	}
 	var one string
 	if json.Unmarshal(env.Errors, &one) == nil {
@@ -229,6 +265,33 @@ func describe(item json.RawMessage) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// describeRaw renders a body that is not OneSignal's error envelope: an
+// HTML page (a proxy's or a load balancer's error page) by its title or
+// first heading, as its markup says little to a reader of the log;
+// anything else, and a page with neither, as (truncated) text.
+func describeRaw(body []byte) string {
+	lower := bytes.ToLower(body[:min(len(body), maxErrorBody)])
+	if !bytes.HasPrefix(lower, []byte("<")) || !(bytes.Contains(lower, []byte("<html")) || bytes.Contains(lower, []byte("<!doctype html"))) {
+		return truncate(body)
+	}
+	for _, tag := range []string{"title", "h1"} {
+		start := bytes.Index(lower, []byte("<"+tag))
+		if start < 0 {
+			continue
+		}
+		open := bytes.IndexByte(lower[start:], '>')
+		end := bytes.Index(lower[start:], []byte("</"+tag))
+		if open < 0 || end < open {
+			continue
+		}
+		text := strings.Join(strings.Fields(string(body[start+open+1:start+end])), " ")
+		if text != "" {
+			return fmt.Sprintf("an HTML page, %q", truncate([]byte(text)))
+		}
+	}
+	return truncate(body)
 }
 
 // truncate returns at most the first rawLimit bytes of b as text, cut

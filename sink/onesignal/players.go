@@ -56,7 +56,7 @@ func NewPlayers(cfg PlayerConfig) (*PlayerClient, error) {
 		return nil, err
 	}
 	return &PlayerClient{
-		caller: c, appID: cfg.AppID, appPath: "/apps/" + url.PathEscape(cfg.AppID),
+		caller: c, appID: cfg.AppID, appPath: "/apps/" + pathSegment(cfg.AppID),
 		key: []byte(cfg.APIKey.Reveal()), verify: cfg.IdentityVerification,
 	}, nil
 }
@@ -96,7 +96,7 @@ func (c *PlayerClient) SetTags(ctx context.Context, externalID string, tags map[
 	if len(tags) == 0 {
 		return nil
 	}
-	path := c.appPath + "/users/" + url.PathEscape(externalID)
+	path := c.appPath + "/users/" + pathSegment(externalID)
 	_, err := c.call(ctx, epEditTagsByExt, path, struct {
 		Tags map[string]string `json:"tags"`
 	}{tags})
@@ -142,7 +142,7 @@ func (c *PlayerClient) UnlinkSubscription(ctx context.Context, playerID, previou
 
 func (c *PlayerClient) editDevice(ctx context.Context, playerID string, d device) error {
 	d.AppID = c.appID
-	_, err := c.call(ctx, epEditDevice, "/players/"+url.PathEscape(playerID), d)
+	_, err := c.call(ctx, epEditDevice, "/players/"+pathSegment(playerID), d)
 	return err
 }
 

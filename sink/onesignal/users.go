@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 )
 
@@ -62,7 +61,7 @@ func (c *Client) SetTags(ctx context.Context, externalID string, tags map[string
 	if len(tags) == 0 {
 		return nil
 	}
-	path := "/users/by/external_id/" + url.PathEscape(externalID)
+	path := "/users/by/external_id/" + pathSegment(externalID)
 	update := func() error {
 		_, err := c.call(ctx, epUpdateUser, path, updateUserRequest{Properties: properties{Tags: tags}})
 		return err
@@ -124,7 +123,7 @@ func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalI
 	if len(tags) > 0 {
 		return errors.New("link subscription: the user model carries no tags with a link: a subscription takes its user's tags")
 	}
-	path := "/subscriptions/" + url.PathEscape(subscriptionID) + "/owner"
+	path := "/subscriptions/" + pathSegment(subscriptionID) + "/owner"
 	req := transferRequest{Identity: map[string]string{"external_id": externalID}}
 	_, err := c.call(ctx, epTransfer, path, req)
 	apiErr, ok := errors.AsType[*APIError](err)
@@ -192,7 +191,7 @@ func (c *Client) AddRecord(ctx context.Context, externalID, channel, identifier 
 		return errors.New("add record: the user model carries no tags with a record: a subscription takes its user's tags")
 	}
 	sub := subscriptionRef{Type: typ, Token: identifier}
-	path := "/users/by/external_id/" + url.PathEscape(externalID) + "/subscriptions"
+	path := "/users/by/external_id/" + pathSegment(externalID) + "/subscriptions"
 	_, err := c.call(ctx, epAddRecord, path, createSubscriptionRequest{Subscription: sub})
 	if !hasStatus(err, http.StatusNotFound) {
 		return err

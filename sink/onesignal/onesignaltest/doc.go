@@ -24,15 +24,20 @@
 // "key <key>") or in the legacy style "Basic <key>", on every route of
 // either model. Its own routes need no key: GET /emulator/state, POST
 // /emulator/subscriptions, POST /emulator/reset, GET and POST
-// /emulator/faults, and GET /emulator/stats.
+// /emulator/faults, GET and POST /emulator/answers, and GET
+// /emulator/stats.
 //
 // What the emulator can be made to do (see Config): cap the tags a user
 // may hold (TagLimit), enforce OneSignal's write rate limits (RateLimits,
 // on an injectable Clock), and inject faults (Faults, also settable with
 // SetFaults and POST /emulator/faults): error statuses, latency,
-// connection resets, and writes applied whose answer is dropped. Stats and
-// GET /emulator/stats count requests by route and status, the faults
-// injected and the 429s sent.
+// connection resets, and writes applied whose answer is dropped. Answers
+// (SetAnswers, POST /emulator/answers) give the requests they name, by
+// method and path, an answer of the test's own instead of OneSignal's:
+// an HTML error page, a redirect, a body cut short, an undocumented
+// status, a success that says it failed; applied or not. Stats and GET
+// /emulator/stats count requests by route and status, the faults
+// injected, the answers given and the 429s sent.
 //
 // Where the reference could not confirm what OneSignal does, the emulator
 // behaves as follows. In the user model:
@@ -131,8 +136,8 @@
 //     budgets are token buckets, refilled evenly. Over budget, the answer is
 //     429 {"errors":["API rate limit exceeded."]} with Retry-After in whole
 //     seconds, rounded up, and nothing is applied or charged.
-//   - Faults come before everything else, authentication included, as a
-//     proxy or the network would. A dropped answer is dropped whatever it
+//   - Answers, then faults, come before everything else, authentication
+//     included, as a proxy or the network would. A dropped answer is dropped whatever it
 //     was. An injected 503 says {"errors":["Service temporarily
 //     unavailable"]}, a 429 is the rate-limit answer, others carry the
 //     status text.

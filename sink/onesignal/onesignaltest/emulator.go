@@ -19,6 +19,9 @@ type Emulator struct {
 	faults *injector
 	stats  *counters
 
+	answersMu sync.Mutex
+	answers   answers
+
 	mu    sync.Mutex
 	store *store
 }
@@ -98,7 +101,7 @@ func (e *Emulator) State() State {
 }
 
 // Reset forgets every user and subscription, what the rate limits have
-// counted and the Stats. The faults stay as they are.
+// counted and the Stats. The faults and the answers stay as they are.
 func (e *Emulator) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()

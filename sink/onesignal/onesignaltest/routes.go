@@ -26,9 +26,10 @@ var legacyPrefixes = []string{"", "/api/v1"}
 
 func (e *Emulator) routes() http.Handler {
 	mux := http.NewServeMux()
-	// Every API request is counted, then may meet a fault, before anything
-	// else looks at it: faults play the network and OneSignal's edge.
-	api := []middleware{e.count, e.inject}
+	// Every API request is counted, then may get a set answer or meet a
+	// fault, before anything else looks at it: answers and faults play
+	// the network and OneSignal's edge.
+	api := []middleware{e.count, e.answer, e.inject}
 	read := slices.Concat(api, []middleware{e.authenticate, e.checkApp})
 	write := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkApp, requireJSON})
 	// The player model names the app in the query or the body; the
@@ -60,6 +61,8 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("POST /emulator/reset", e.serveReset)
 	mux.HandleFunc("GET /emulator/faults", e.serveFaults)
 	mux.HandleFunc("POST /emulator/faults", e.setFaults)
+	mux.HandleFunc("GET /emulator/answers", e.serveAnswers)
+	mux.HandleFunc("POST /emulator/answers", e.setAnswers)
 	mux.HandleFunc("GET /emulator/stats", e.serveStats)
 	return mux
 }

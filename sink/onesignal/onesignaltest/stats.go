@@ -23,6 +23,9 @@ type Stats struct {
 	// RateLimited counts the 429s the rate limits sent.
 	RateLimited int        `json:"rate_limited"`
 	Faults      FaultStats `json:"faults"`
+	// Answered counts the set answers given (see Answer), by status; nil
+	// when none was.
+	Answered map[int]int `json:"answered,omitempty"`
 }
 
 // FaultStats counts the faults injected.
@@ -47,7 +50,13 @@ func newCounters() *counters {
 func (c *counters) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.s = Stats{Requests: map[string]map[int]int{}, Faults: FaultStats{Status: map[int]int{}}}
+	c.s = Stats{Requests: map[string]map[int]int{}, Faults: FaultStats{Status: map[int]int{}}, Answered: map[int]int{}}
+}
+
+func (c *counters) answered(status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.s.Answered[status]++
 }
 
 func (c *counters) request(endpoint string, status int) {
@@ -85,6 +94,10 @@ func (c *counters) snapshot() Stats {
 		s.Requests[k] = maps.Clone(v)
 	}
 	s.Faults.Status = maps.Clone(c.s.Faults.Status)
+	s.Answered = nil // none given: left out, as in the JSON
+	if len(c.s.Answered) > 0 {
+		s.Answered = maps.Clone(c.s.Answered)
+	}
 	return s
 }
 
