@@ -19,6 +19,8 @@ type Emulator struct {
 	faults *injector
 	stats  *counters
 
+	arrivals arrivalHook // set by OnArrival
+
 	answersMu sync.Mutex
 	answers   answers
 

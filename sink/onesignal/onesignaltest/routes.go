@@ -29,7 +29,7 @@ func (e *Emulator) routes() http.Handler {
 	// Every API request is counted, then may get a set answer or meet a
 	// fault, before anything else looks at it: answers and faults play
 	// the network and OneSignal's edge.
-	api := []middleware{e.count, e.answer, e.inject}
+	api := []middleware{e.observe, e.count, e.answer, e.inject}
 	read := slices.Concat(api, []middleware{e.authenticate, e.checkApp})
 	write := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkApp, requireJSON})
 	// The player model names the app in the query or the body; the
