@@ -1,41 +1,24 @@
-// Command connector measures the connector against what its source and its
-// transport can do on the same machine, in one run over one workload, and
-// prints each figure beside its baseline:
-//
-//   - streaming: N row changes in T-row transactions (60 % INSERT, 40 %
-//     UPDATE transactions) are written while nothing reads; then
-//     pg_recvlogical drains a pgoutput slot over that WAL to /dev/null, and
-//     the connector streams the same changes from its own slot, created at
-//     the same point, into a Kafka broker. The connector is done when its
-//     slot's confirmed_flush_lsn reaches the end of the workload: every
-//     event acknowledged by Kafka and confirmed to Postgres.
-//   - snapshot: a table of N rows read by COPY … TO STDOUT into nothing,
-//     against the connector's initial snapshot of it into Kafka, done when
-//     the connector's state says the snapshot finished.
-//   - memory: the connector's peak resident memory (VmHWM) while it streams
-//     one N-row INSERT transaction.
-//
-// The connector runs in a process of its own (this binary, re-executed),
-// and so does the broker (kfake, which keeps every record in memory), so
-// the memory figure is the connector's alone. Wall-clock times include
-// each consumer's start-up: connecting, checks, slot look-ups.
+// Command connector measures the connector alone against what its source
+// can do on the same machine, with flags to find where its time goes:
+// streaming against pg_recvlogical, the initial snapshot against COPY, and
+// its peak memory on one big transaction (package connbench says how).
+// `go run ./bench` runs the same measurements with every other benchmark
+// of the project and writes docs/benchmarks.md; this command only prints.
 //
 // It starts a throwaway PostgreSQL through scripts/lib.sh (fsync=off,
 // full_page_writes=off), or uses the server at $ONESIGNAL_CDC_BENCH_PG, in
-// a database it creates and drops. It writes nothing into the repository
-// unless given -write FILE.
+// a database it creates and drops.
 //
 // Usage:
 //
 //	go run ./bench/connector [-rows 1000000] [-txn 1000] [-phases stream,snapshot,memory]
-//	                         [-write docs/benchmarks.md]
 //
 // To find where the time goes: -cpuprofile and -blockprofile profile the
 // connector process; -diagnose streams the workload once more with events
 // acknowledged at once instead of written to Kafka, and prints how the
-// connector's Kafka writes went. -writer-batch and
-// -connector-env try settings other than the daemon's; the report marks
-// such a run as an experiment.
+// connector's Kafka writes went. -writer-batch and -connector-env try
+// settings other than the daemon's; the report marks such a run as an
+// experiment.
 package main
 
 import (
@@ -48,29 +31,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
-)
 
-// Targets from issue 3.
-const (
-	targetStreamRatio   = 0.8
-	targetSnapshotRatio = 0.6
-	targetPeakRSSMB     = 150 // MiB
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/connbench"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 )
-
-// options are the command's flags.
-type options struct {
-	rows         int
-	txn          int
-	phases       map[string]bool
-	cpuProfile   string
-	blockProfile string
-	diagnose     bool
-	connectorEnv []string // added to the connector process's environment
-	writerBatch  int      // the Kafka writer's BatchSize; 0: the daemon's
-	write        string
-	timeout      time.Duration
-	args         []string // as given, for the report
-}
 
 func main() {
 	child := flag.String("child", "", "internal: run as the `broker` or `connector` process of a benchmark")
@@ -83,7 +47,6 @@ func main() {
 	var connectorEnv envList
 	flag.Var(&connectorEnv, "connector-env", "set `NAME=VALUE` in the connector process's environment only, e.g. GOGC=400 (repeatable)")
 	writerBatch := flag.Int("writer-batch", 0, "experiment: the connector's Kafka writer BatchSize (default: the daemon's, broker.WriterBatchSize)")
-	write := flag.String("write", "", "also write the results into `FILE` (markdown), between its bench markers")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait after this long")
 	flag.Parse()
 
@@ -91,40 +54,34 @@ func main() {
 	defer stop()
 
 	if *child != "" {
-		if err := runChild(ctx, *child); err != nil {
+		if err := connbench.RunChild(ctx, *child); err != nil {
 			fmt.Fprintf(os.Stderr, "bench %s: %v\n", *child, err)
 			os.Exit(1)
 		}
 		return
 	}
 
-	opts := options{
-		rows: *rows, txn: *txn, phases: map[string]bool{},
-		cpuProfile: *cpuProfile, blockProfile: *blockProfile, diagnose: *diagnose,
-		connectorEnv: connectorEnv, writerBatch: *writerBatch,
-		write: *write, timeout: *timeout, args: os.Args[1:],
+	opts := connbench.Options{
+		Rows: *rows, Txn: *txn, BigTxn: *rows,
+		CPUProfile: *cpuProfile, BlockProfile: *blockProfile, Diagnose: *diagnose,
+		ConnectorEnv: connectorEnv, WriterBatch: *writerBatch, Timeout: *timeout,
 	}
+	run := map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "stream", "snapshot", "memory":
-			opts.phases[p] = true
+			run[p] = true
 		case "":
 		default:
 			fmt.Fprintf(os.Stderr, "bench: unknown phase %q (stream, snapshot, memory)\n", p)
 			os.Exit(2)
 		}
 	}
-	if opts.rows <= 0 || opts.txn <= 0 || len(opts.phases) == 0 {
+	if opts.Rows <= 0 || opts.Txn <= 0 || len(run) == 0 {
 		fmt.Fprintln(os.Stderr, "bench: -rows and -txn must be positive, and -phases must name at least one phase")
 		os.Exit(2)
 	}
-	if opts.write != "" {
-		if err := writeResults(opts.write, ""); err != nil { // before minutes of work, not after
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(2)
-		}
-	}
-	if err := runBench(ctx, opts); err != nil {
+	if err := runBench(ctx, opts, run); err != nil {
 		if errors.Is(err, context.Canceled) {
 			err = errors.New("interrupted")
 		}
@@ -133,66 +90,80 @@ func main() {
 	}
 }
 
-// runBench sets up the database, runs the phases asked for and reports.
-func runBench(ctx context.Context, opts options) (err error) {
-	rep := &report{opts: opts, started: time.Now(), loadBefore: loadAverage()}
-	srv, err := startServer(ctx)
+// runBench sets up the database, runs the phases asked for and prints the
+// table.
+func runBench(ctx context.Context, opts connbench.Options, run map[string]bool) (err error) {
+	started, loadBefore := time.Now(), harness.LoadAverage()
+	srv, err := harness.StartServer(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := srv.stop(); cerr != nil && err == nil {
+		if cerr := srv.Stop(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	db, err := srv.createDatabase(ctx)
+	db, err := srv.CreateDatabase(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := db.drop(); cerr != nil && err == nil {
+		if cerr := db.Drop(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	rep.server = srv.describe
-	if rep.pgVersion, err = db.version(ctx); err != nil {
+	pgVersion, err := db.Version(ctx)
+	if err != nil {
 		return err
 	}
 
-	b := &bench{opts: opts, srv: srv, db: db}
-	if opts.phases["stream"] {
-		if rep.stream, err = b.streaming(ctx); err != nil {
+	b := &connbench.Bench{Opts: opts, Srv: srv, DB: db}
+	type result interface {
+		Row() harness.Row
+		Detail() string
+	}
+	var results []result
+	if run["stream"] {
+		r, err := b.Streaming(ctx)
+		if err != nil {
 			return fmt.Errorf("streaming: %w", err)
 		}
+		results = append(results, r)
 	}
-	if opts.phases["snapshot"] {
-		if rep.snapshot, err = b.snapshot(ctx); err != nil {
+	if run["snapshot"] {
+		r, err := b.Snapshot(ctx)
+		if err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
+		results = append(results, r)
 	}
-	if opts.phases["memory"] {
-		if rep.memory, err = b.memory(ctx); err != nil {
+	if run["memory"] {
+		r, err := b.Memory(ctx)
+		if err != nil {
 			return fmt.Errorf("memory: %w", err)
 		}
+		results = append(results, r)
 	}
-	rep.finished = time.Now()
-	rep.loadAfter = loadAverage()
 
-	md := rep.markdown()
-	fmt.Println()
-	fmt.Print(md)
-	if opts.write != "" {
-		if err := writeResults(opts.write, md); err != nil {
-			return err
-		}
-		progress("wrote the results into %s", opts.write)
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nCommand: `%s`\n\n", harness.Command("./bench/connector", os.Args[1:]))
+	fmt.Fprintf(&out, "- Date: %s (the run took %s)\n", started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second))
+	fmt.Fprintf(&out, "- Machine: %s; load average %s before the run, %s after\n", harness.Machine(), loadBefore, harness.LoadAverage())
+	fmt.Fprintf(&out, "- %s; PostgreSQL %s, %s\n", harness.GoVersion(), pgVersion, srv.Describe)
+	fmt.Fprintf(&out, "- %s\n", connbench.Setup())
+	if x := opts.Experiments(); x != "" {
+		fmt.Fprintf(&out, "- **Experiment, not the daemon's wiring:** %s\n", x)
 	}
+	rows := make([]harness.Row, len(results))
+	for i, r := range results {
+		rows[i] = r.Row()
+	}
+	out.WriteString("\n" + harness.Table(rows) + "\nDetails:\n\n")
+	for _, r := range results {
+		out.WriteString("- " + r.Detail() + "\n")
+	}
+	fmt.Print(out.String())
 	return nil
-}
-
-// progress tells the operator what the run is doing.
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
 // envList is a repeatable NAME=VALUE flag.

@@ -1,4 +1,4 @@
-package main
+package connbench
 
 import (
 	"context"
@@ -11,15 +11,16 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
 )
 
-// bench runs the measurements on one database.
-type bench struct {
-	opts options
-	srv  *server
-	db   *database
+// Bench runs the connector's measurements on one database.
+type Bench struct {
+	Opts Options
+	Srv  *harness.Server
+	DB   *harness.DB
 }
 
 // run is what one consumer did.
@@ -36,7 +37,9 @@ type run struct {
 
 func (r run) rate(rows int) float64 { return float64(rows) / r.elapsed.Seconds() }
 
-type streamResult struct {
+// StreamResult is the streaming measurement: the same WAL drained by
+// pg_recvlogical and by the connector.
+type StreamResult struct {
 	rows, txn        int
 	inserts, updates int
 	walBytes         int64
@@ -45,13 +48,17 @@ type streamResult struct {
 	discard          *run // -diagnose: the connector without Kafka
 }
 
-type snapshotResult struct {
+// SnapshotResult is the snapshot measurement: COPY against the
+// connector's initial snapshot.
+type SnapshotResult struct {
 	rows       int
 	tableBytes int64
 	copy, conn run
 }
 
-type memoryResult struct {
+// MemoryResult is the memory measurement: the connector's peak RSS while
+// it streams one big transaction.
+type MemoryResult struct {
 	rows           int
 	walBytes       int64
 	baseline, conn run
@@ -66,58 +73,58 @@ const (
 	statusInterval = 100 * time.Millisecond
 )
 
-// streaming: the same WAL drained by pg_recvlogical and by the connector.
-func (b *bench) streaming(ctx context.Context) (*streamResult, error) {
+// Streaming measures the connector against pg_recvlogical on the same WAL.
+func (b *Bench) Streaming(ctx context.Context) (*StreamResult, error) {
 	const table, pub = "public.bench_stream", "bench_stream"
-	if err := b.db.exec(ctx, "CREATE TABLE "+table+" "+tableColumns, "CREATE PUBLICATION "+pub+" FOR TABLE "+table); err != nil {
+	if err := b.DB.Exec(ctx, "CREATE TABLE "+table+" "+tableColumns, "CREATE PUBLICATION "+pub+" FOR TABLE "+table); err != nil {
 		return nil, err
 	}
-	recvSlot, connSlot := b.db.slot("stream_recv"), b.db.slot("stream_connector")
-	defer b.db.dropSlots(context.WithoutCancel(ctx), recvSlot, connSlot) //nolint:errcheck // the database's drop retries
-	start, err := b.db.createSlot(ctx, recvSlot)
+	recvSlot, connSlot := b.DB.Slot("stream_recv"), b.DB.Slot("stream_connector")
+	defer b.DB.DropSlots(context.WithoutCancel(ctx), recvSlot, connSlot) //nolint:errcheck // the database's drop retries
+	start, err := b.DB.CreateSlot(ctx, recvSlot, "pgoutput")
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.db.createSlot(ctx, connSlot); err != nil {
+	if _, err := b.DB.CreateSlot(ctx, connSlot, "pgoutput"); err != nil {
 		return nil, err
 	}
-	discardSlot := b.db.slot("stream_discard")
-	if b.opts.diagnose {
-		defer b.db.dropSlots(context.WithoutCancel(ctx), discardSlot) //nolint:errcheck // the database's drop retries
-		if _, err := b.db.createSlot(ctx, discardSlot); err != nil {
+	discardSlot := b.DB.Slot("stream_discard")
+	if b.Opts.Diagnose {
+		defer b.DB.DropSlots(context.WithoutCancel(ctx), discardSlot) //nolint:errcheck // the database's drop retries
+		if _, err := b.DB.CreateSlot(ctx, discardSlot, "pgoutput"); err != nil {
 			return nil, err
 		}
 	}
 
-	res := &streamResult{rows: b.opts.rows, txn: b.opts.txn}
-	txns := (b.opts.rows + b.opts.txn - 1) / b.opts.txn
-	progress("streaming: writing %d row changes in %d transactions of up to %d rows, nothing reading", b.opts.rows, txns, b.opts.txn)
+	res := &StreamResult{rows: b.Opts.Rows, txn: b.Opts.Txn}
+	txns := (b.Opts.Rows + b.Opts.Txn - 1) / b.Opts.Txn
+	harness.Progress("streaming: writing %d row changes in %d transactions of up to %d rows, nothing reading", b.Opts.Rows, txns, b.Opts.Txn)
 	t := time.Now()
-	end, inserts, updates, err := b.db.workload(ctx, table, b.opts.rows, b.opts.txn)
+	end, inserts, updates, err := b.workload(ctx, table, b.Opts.Rows, b.Opts.Txn)
 	if err != nil {
 		return nil, err
 	}
 	res.write = time.Since(t)
 	res.walBytes = int64(end - start)
 	res.inserts, res.updates = inserts, updates
-	if err := b.db.exec(ctx, "CHECKPOINT"); err != nil {
+	if err := b.DB.Exec(ctx, "CHECKPOINT"); err != nil {
 		return nil, err
 	}
 
-	progress("streaming: pg_recvlogical drains %s of WAL up to %s", mib(res.walBytes), end)
+	harness.Progress("streaming: pg_recvlogical drains %s of WAL up to %s", harness.MiB(res.walBytes), end)
 	if res.baseline, err = b.recvlogical(ctx, recvSlot, pub, end); err != nil {
 		return nil, err
 	}
-	progress("streaming: pg_recvlogical took %s (%.0f rows/s); now the connector", res.baseline.elapsed.Round(time.Millisecond), res.baseline.rate(res.rows))
+	harness.Progress("streaming: pg_recvlogical took %s (%.0f rows/s); now the connector", res.baseline.elapsed.Round(time.Millisecond), res.baseline.rate(res.rows))
 	res.conn, err = b.runConnector(ctx, connectorRun{
-		slot: connSlot, publication: pub, table: table, events: int64(b.opts.rows), end: end, phase: "stream",
+		slot: connSlot, publication: pub, table: table, events: int64(b.Opts.Rows), end: end, phase: "stream",
 	})
 	if err != nil {
 		return nil, err
 	}
-	progress("streaming: the connector took %s (%.0f rows/s)", res.conn.elapsed.Round(time.Millisecond), res.conn.rate(res.rows))
-	if b.opts.diagnose {
-		progress("streaming (diagnosis): the connector once more, its events acknowledged at once instead of written to Kafka")
+	harness.Progress("streaming: the connector took %s (%.0f rows/s)", res.conn.elapsed.Round(time.Millisecond), res.conn.rate(res.rows))
+	if b.Opts.Diagnose {
+		harness.Progress("streaming (diagnosis): the connector once more, its events acknowledged at once instead of written to Kafka")
 		d, err := b.runConnector(ctx, connectorRun{
 			slot: discardSlot, publication: pub, table: table, end: end, discard: true, phase: "stream-discard",
 		})
@@ -125,29 +132,30 @@ func (b *bench) streaming(ctx context.Context) (*streamResult, error) {
 			return nil, err
 		}
 		res.discard = &d
-		progress("streaming (diagnosis): without Kafka the connector took %s (%.0f rows/s)", d.elapsed.Round(time.Millisecond), d.rate(res.rows))
+		harness.Progress("streaming (diagnosis): without Kafka the connector took %s (%.0f rows/s)", d.elapsed.Round(time.Millisecond), d.rate(res.rows))
 	}
 	return res, nil
 }
 
-// snapshot: COPY of a table against the connector's initial snapshot of it.
-func (b *bench) snapshot(ctx context.Context) (*snapshotResult, error) {
+// Snapshot measures COPY of a table against the connector's initial
+// snapshot of it.
+func (b *Bench) Snapshot(ctx context.Context) (*SnapshotResult, error) {
 	const table, pub = "public.bench_snapshot", "bench_snapshot"
-	res := &snapshotResult{rows: b.opts.rows}
-	progress("snapshot: loading a table of %d rows", b.opts.rows)
-	err := b.db.exec(ctx, "CREATE TABLE "+table+" "+tableColumns)
+	res := &SnapshotResult{rows: b.Opts.Rows}
+	harness.Progress("snapshot: loading a table of %d rows", b.Opts.Rows)
+	err := b.DB.Exec(ctx, "CREATE TABLE "+table+" "+tableColumns)
 	if err == nil {
-		err = b.db.execArgs(ctx, insertRows(table), 1, b.opts.rows)
+		err = b.DB.ExecArgs(ctx, insertRows(table), 1, b.Opts.Rows)
 	}
 	if err == nil {
 		// Hint bits and the visibility map set, statistics fresh: a table
 		// as it is long after its rows were written, for both readers.
-		err = b.db.exec(ctx, "VACUUM (ANALYZE) "+table, "CHECKPOINT", "CREATE PUBLICATION "+pub+" FOR TABLE "+table)
+		err = b.DB.Exec(ctx, "VACUUM (ANALYZE) "+table, "CHECKPOINT", "CREATE PUBLICATION "+pub+" FOR TABLE "+table)
 	}
 	if err != nil {
 		return nil, err
 	}
-	conn, err := b.db.connect(ctx)
+	conn, err := b.DB.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -156,73 +164,73 @@ func (b *bench) snapshot(ctx context.Context) (*snapshotResult, error) {
 		return nil, err
 	}
 
-	progress("snapshot: COPY (SELECT * FROM %s) TO STDOUT, %s, into nothing", table, mib(res.tableBytes))
+	harness.Progress("snapshot: COPY (SELECT * FROM %s) TO STDOUT, %s, into nothing", table, harness.MiB(res.tableBytes))
 	t := time.Now()
 	tag, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY (SELECT * FROM "+table+") TO STDOUT")
 	if err != nil {
 		return nil, fmt.Errorf("COPY: %w", err)
 	}
 	res.copy.elapsed = time.Since(t)
-	if tag.RowsAffected() != int64(b.opts.rows) {
-		return nil, fmt.Errorf("COPY read %d rows, want %d", tag.RowsAffected(), b.opts.rows)
+	if tag.RowsAffected() != int64(b.Opts.Rows) {
+		return nil, fmt.Errorf("COPY read %d rows, want %d", tag.RowsAffected(), b.Opts.Rows)
 	}
-	progress("snapshot: COPY took %s (%.0f rows/s); now the connector's initial snapshot", res.copy.elapsed.Round(time.Millisecond), res.copy.rate(res.rows))
+	harness.Progress("snapshot: COPY took %s (%.0f rows/s); now the connector's initial snapshot", res.copy.elapsed.Round(time.Millisecond), res.copy.rate(res.rows))
 
-	slot := b.db.slot("snapshot_connector")                // the connector creates it
-	defer b.db.dropSlots(context.WithoutCancel(ctx), slot) //nolint:errcheck // the database's drop retries
+	slot := b.DB.Slot("snapshot_connector")                // the connector creates it
+	defer b.DB.DropSlots(context.WithoutCancel(ctx), slot) //nolint:errcheck // the database's drop retries
 	res.conn, err = b.runConnector(ctx, connectorRun{
-		slot: slot, publication: pub, table: table, events: int64(b.opts.rows), snapshot: true, phase: "snapshot",
+		slot: slot, publication: pub, table: table, events: int64(b.Opts.Rows), snapshot: true, phase: "snapshot",
 	})
 	if err != nil {
 		return nil, err
 	}
-	progress("snapshot: the connector took %s (%.0f rows/s)", res.conn.elapsed.Round(time.Millisecond), res.conn.rate(res.rows))
+	harness.Progress("snapshot: the connector took %s (%.0f rows/s)", res.conn.elapsed.Round(time.Millisecond), res.conn.rate(res.rows))
 	return res, nil
 }
 
-// memory: one transaction of rows INSERTs, streamed by pg_recvlogical and
-// by the connector, whose peak RSS is the figure.
-func (b *bench) memory(ctx context.Context) (*memoryResult, error) {
+// Memory streams one transaction of BigTxn INSERTs through pg_recvlogical
+// and through the connector, whose peak RSS is the figure.
+func (b *Bench) Memory(ctx context.Context) (*MemoryResult, error) {
 	const table, pub = "public.bench_big", "bench_big"
-	if err := b.db.exec(ctx, "CREATE TABLE "+table+" "+tableColumns, "CREATE PUBLICATION "+pub+" FOR TABLE "+table); err != nil {
+	if err := b.DB.Exec(ctx, "CREATE TABLE "+table+" "+tableColumns, "CREATE PUBLICATION "+pub+" FOR TABLE "+table); err != nil {
 		return nil, err
 	}
-	recvSlot, connSlot := b.db.slot("big_recv"), b.db.slot("big_connector")
-	defer b.db.dropSlots(context.WithoutCancel(ctx), recvSlot, connSlot) //nolint:errcheck // the database's drop retries
-	start, err := b.db.createSlot(ctx, recvSlot)
+	recvSlot, connSlot := b.DB.Slot("big_recv"), b.DB.Slot("big_connector")
+	defer b.DB.DropSlots(context.WithoutCancel(ctx), recvSlot, connSlot) //nolint:errcheck // the database's drop retries
+	start, err := b.DB.CreateSlot(ctx, recvSlot, "pgoutput")
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.db.createSlot(ctx, connSlot); err != nil {
+	if _, err := b.DB.CreateSlot(ctx, connSlot, "pgoutput"); err != nil {
 		return nil, err
 	}
-	res := &memoryResult{rows: b.opts.rows}
-	progress("memory: writing one transaction of %d INSERTs, nothing reading", b.opts.rows)
-	end, _, _, err := b.db.workload(ctx, table, b.opts.rows, b.opts.rows)
+	res := &MemoryResult{rows: b.Opts.BigTxn}
+	harness.Progress("memory: writing one transaction of %d INSERTs, nothing reading", b.Opts.BigTxn)
+	end, _, _, err := b.workload(ctx, table, b.Opts.BigTxn, b.Opts.BigTxn)
 	if err != nil {
 		return nil, err
 	}
 	res.walBytes = int64(end - start)
-	if err := b.db.exec(ctx, "CHECKPOINT"); err != nil {
+	if err := b.DB.Exec(ctx, "CHECKPOINT"); err != nil {
 		return nil, err
 	}
-	progress("memory: pg_recvlogical drains %s of WAL", mib(res.walBytes))
+	harness.Progress("memory: pg_recvlogical drains %s of WAL", harness.MiB(res.walBytes))
 	if res.baseline, err = b.recvlogical(ctx, recvSlot, pub, end); err != nil {
 		return nil, err
 	}
-	progress("memory: pg_recvlogical took %s, peak RSS %s; now the connector", res.baseline.elapsed.Round(time.Millisecond), mib(res.baseline.maxRSS))
+	harness.Progress("memory: pg_recvlogical took %s, peak RSS %s; now the connector", res.baseline.elapsed.Round(time.Millisecond), harness.MiB(res.baseline.maxRSS))
 	res.conn, err = b.runConnector(ctx, connectorRun{
-		slot: connSlot, publication: pub, table: table, events: int64(b.opts.rows), end: end,
+		slot: connSlot, publication: pub, table: table, events: int64(b.Opts.BigTxn), end: end,
 	})
 	if err != nil {
 		return nil, err
 	}
-	progress("memory: the connector took %s, peak RSS %s", res.conn.elapsed.Round(time.Millisecond), mib(res.conn.peak))
+	harness.Progress("memory: the connector took %s, peak RSS %s", res.conn.elapsed.Round(time.Millisecond), harness.MiB(res.conn.peak))
 	return res, nil
 }
 
 // profile names a profile of the connector process in a phase.
-func (b *bench) profile(prefix, phase string) string {
+func (b *Bench) profile(prefix, phase string) string {
 	if prefix == "" || phase == "" {
 		return ""
 	}
@@ -242,30 +250,30 @@ type connectorRun struct {
 	phase    string // names the profiles
 }
 
-func (b *bench) runConnector(ctx context.Context, cr connectorRun) (run, error) {
-	var br *brokerProcess
+func (b *Bench) runConnector(ctx context.Context, cr connectorRun) (run, error) {
+	var br *harness.Broker
 	if !cr.discard {
 		var err error
-		if br, err = startBroker(ctx); err != nil {
+		if br, err = harness.StartBroker(ctx); err != nil {
 			return run{}, err
 		}
 	}
 	brokerStopped := false
 	defer func() {
 		if br != nil && !brokerStopped {
-			br.stop(10 * time.Second)
+			_ = br.Stop(10 * time.Second)
 		}
 	}()
 	ccfg := childConfig{
-		DSN: b.db.dsn, Slot: cr.slot, Publication: cr.publication, Tables: []string{cr.table},
+		DSN: b.DB.DSN, Slot: cr.slot, Publication: cr.publication, Tables: []string{cr.table},
 		TopicPrefix: topicPrefix, StateTopic: stateTopic, Snapshot: cr.snapshot, StatusInterval: statusInterval,
-		CPUProfile: b.profile(b.opts.cpuProfile, cr.phase), BlockProfile: b.profile(b.opts.blockProfile, cr.phase),
-		Discard: cr.discard, WriterBatch: b.opts.writerBatch, Stats: b.opts.diagnose,
+		CPUProfile: b.profile(b.Opts.CPUProfile, cr.phase), BlockProfile: b.profile(b.Opts.BlockProfile, cr.phase),
+		Discard: cr.discard, WriterBatch: b.Opts.WriterBatch, Stats: b.Opts.Diagnose,
 	}
 	var kc *kafka.Client
 	if br != nil {
-		ccfg.Brokers = br.brokers
-		kc = &kafka.Client{Addr: kafka.TCP(br.brokers...), Timeout: 5 * time.Second}
+		ccfg.Brokers = br.Brokers
+		kc = &kafka.Client{Addr: kafka.TCP(br.Brokers...), Timeout: 5 * time.Second}
 	}
 	cfg, err := json.Marshal(ccfg)
 	if err != nil {
@@ -273,38 +281,38 @@ func (b *bench) runConnector(ctx context.Context, cr connectorRun) (run, error) 
 	}
 	topic := topicPrefix + "." + cr.table
 
-	env := append([]string{envChild + "=" + string(cfg)}, b.opts.connectorEnv...)
-	c, err := startChild("connector", env, os.Stderr)
+	env := append([]string{envChild + "=" + string(cfg)}, b.Opts.ConnectorEnv...)
+	c, err := harness.StartChild("connector", env, os.Stderr)
 	if err != nil {
 		return run{}, err
 	}
 	stopped := false
 	defer func() {
 		if !stopped {
-			c.stop(10 * time.Second)
+			_ = c.Stop(10 * time.Second)
 		}
 	}()
 
 	var r run
 	var nextCount time.Time
 	check := func() error {
-		if err := c.exited(); err != nil {
+		if err := c.Exited(); err != nil {
 			return err
 		}
 		// Counting asks the broker twice: at most ten times a second.
 		if kc != nil && r.inKafka == 0 && time.Now().After(nextCount) {
 			nextCount = time.Now().Add(100 * time.Millisecond)
 			if n, err := kafkaCount(ctx, kc, topic); err == nil && n >= cr.events {
-				r.inKafka = time.Since(c.started)
+				r.inKafka = time.Since(c.Started)
 			}
 		}
 		return nil
 	}
 	var done time.Time
 	if cr.end != 0 {
-		done, err = b.db.waitSlot(ctx, cr.slot, cr.end, b.opts.timeout, check)
+		done, err = b.DB.WaitSlot(ctx, cr.slot, cr.end, b.Opts.Timeout, check)
 	} else {
-		done, err = waitSnapshot(ctx, br.brokers, cr.slot, b.opts.timeout, func() (bool, error) {
+		done, err = waitSnapshot(ctx, br.Brokers, cr.slot, b.Opts.Timeout, func() (bool, error) {
 			err := check()
 			return r.inKafka != 0, err
 		})
@@ -312,8 +320,8 @@ func (b *bench) runConnector(ctx context.Context, cr connectorRun) (run, error) 
 	if err != nil {
 		return run{}, err
 	}
-	r.elapsed = done.Sub(c.started)
-	if r.peak, err = c.peakRSS(); err != nil {
+	r.elapsed = done.Sub(c.Started)
+	if r.peak, err = c.PeakRSS(); err != nil {
 		return run{}, err
 	}
 	if kc != nil {
@@ -327,13 +335,13 @@ func (b *bench) runConnector(ctx context.Context, cr connectorRun) (run, error) 
 	if r.inKafka == 0 { // the slot confirmed before the count came round
 		r.inKafka = r.elapsed
 	}
-	c.stop(30 * time.Second)
+	_ = c.Stop(30 * time.Second)
 	stopped = true
-	r.cpu, r.maxRSS = c.usage()
+	r.cpu, r.maxRSS = c.Usage()
 	if br != nil {
-		br.stop(10 * time.Second)
+		_ = br.Stop(10 * time.Second)
 		brokerStopped = true
-		r.brokerCPU, _ = br.usage()
+		r.brokerCPU, _ = br.Usage()
 	}
 	return r, nil
 }

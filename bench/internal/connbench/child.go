@@ -1,36 +1,22 @@
-package main
+package connbench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
 )
-
-// The benchmark's processes are this binary run again with -child: the
-// broker, so that what kfake holds in memory is not counted as the
-// connector's, and the connector, so that its memory and CPU time are its
-// own. A child runs until its standard input closes (the parent closes
-// it, or dies) or it gets SIGINT or SIGTERM.
 
 // envChild carries a connector child's configuration (it holds the DSN,
 // which does not belong on a command line).
@@ -67,23 +53,15 @@ const (
 	heartbeat   = 10 * time.Second       // postgres.heartbeat_interval default
 )
 
-func runChild(ctx context.Context, kind string) error {
-	ctx, cancel := context.WithCancel(ctx)
+// RunChild runs this binary as one of the benchmark's helper processes:
+// the broker or the connector (see harness.StartChild). A command that
+// measures the connector calls it when given -child KIND.
+func RunChild(ctx context.Context, kind string) error {
+	ctx, cancel := harness.ChildContext(ctx)
 	defer cancel()
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		cancel()
-	}()
 	switch kind {
 	case "broker":
-		b, err := broker.StartEmbedded("127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer b.Close()
-		fmt.Printf("brokers %s\n", strings.Join(b.Brokers(), ","))
-		<-ctx.Done()
-		return nil
+		return harness.RunBroker(ctx)
 	case "connector":
 		var cfg childConfig
 		if err := json.Unmarshal([]byte(os.Getenv(envChild)), &cfg); err != nil {
@@ -218,161 +196,3 @@ func (t *timedWriter) print(w *kafka.Writer) {
 type discard struct{}
 
 func (discard) WriteMessages(context.Context, ...kafka.Message) error { return nil }
-
-// child is a process of the benchmark.
-type child struct {
-	name    string
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	started time.Time
-	done    chan struct{} // closed once the process was waited for
-	err     error         // from Wait, once done is closed
-}
-
-// startChild runs this binary again as a child of the given kind, with env
-// added to its environment, and passes its standard output to out.
-func startChild(kind string, env []string, out io.Writer) (*child, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, "-child", kind)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = out
-	cmd.Stderr = os.Stderr
-	// Should the parent die without closing stdin, the child goes too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	c := &child{name: kind, cmd: cmd, stdin: stdin, done: make(chan struct{})}
-	c.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start the %s process: %w", kind, err)
-	}
-	go func() {
-		c.err = cmd.Wait()
-		close(c.done)
-	}()
-	return c, nil
-}
-
-// exited returns an error once the child has ended: it was meant to run
-// until told to stop.
-func (c *child) exited() error {
-	select {
-	case <-c.done:
-		return fmt.Errorf("the %s process ended early: %v", c.name, c.err)
-	default:
-		return nil
-	}
-}
-
-// stop asks the child to stop and waits for it, killing it if it will not
-// go within timeout.
-func (c *child) stop(timeout time.Duration) {
-	_ = c.stdin.Close()
-	select {
-	case <-c.done:
-		return
-	case <-time.After(timeout):
-	}
-	_ = c.cmd.Process.Kill()
-	<-c.done
-}
-
-// usage returns the process's CPU time and peak RSS, once it has ended.
-func (c *child) usage() (cpu time.Duration, maxRSS int64) {
-	return usage(c.cmd.ProcessState)
-}
-
-func usage(ps *os.ProcessState) (cpu time.Duration, maxRSS int64) {
-	if ps == nil {
-		return 0, 0
-	}
-	cpu = ps.UserTime() + ps.SystemTime()
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		maxRSS = ru.Maxrss << 10 // KiB on Linux
-	}
-	return cpu, maxRSS
-}
-
-// peakRSS reads the child's resident-memory high-water mark (VmHWM) while
-// it runs.
-func (c *child) peakRSS() (int64, error) {
-	return procStatus(c.cmd.Process.Pid, "VmHWM")
-}
-
-// procStatus reads a size field of /proc/PID/status, in bytes.
-func procStatus(pid int, field string) (int64, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || name != field {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/status %s: %w", pid, field, err)
-		}
-		return kb << 10, nil
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
-}
-
-// brokerProcess is a kfake broker in a child process.
-type brokerProcess struct {
-	*child
-	brokers []string
-}
-
-func startBroker(ctx context.Context) (*brokerProcess, error) {
-	lines := &lineCatcher{ch: make(chan string, 1)}
-	c, err := startChild("broker", nil, lines)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case line := <-lines.ch:
-		addrs, ok := strings.CutPrefix(line, "brokers ")
-		if !ok {
-			c.stop(5 * time.Second)
-			return nil, fmt.Errorf("the broker process said %q", line)
-		}
-		return &brokerProcess{child: c, brokers: strings.Split(addrs, ",")}, nil
-	case <-c.done:
-		return nil, fmt.Errorf("the broker process ended: %v", c.err)
-	case <-time.After(30 * time.Second):
-		c.stop(5 * time.Second)
-		return nil, errors.New("the broker process did not say where it listens within 30s")
-	case <-ctx.Done():
-		c.stop(5 * time.Second)
-		return nil, ctx.Err()
-	}
-}
-
-// lineCatcher hands over the first line written to it and discards the rest.
-type lineCatcher struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	sent bool
-	ch   chan string
-}
-
-func (f *lineCatcher) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.sent {
-		return len(p), nil
-	}
-	f.buf.Write(p)
-	if line, err := bufio.NewReader(bytes.NewReader(f.buf.Bytes())).ReadString('\n'); err == nil {
-		f.sent = true
-		f.ch <- strings.TrimSpace(line)
-	}
-	return len(p), nil
-}

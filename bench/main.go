@@ -1,0 +1,276 @@
+// Command bench runs every benchmark of the project and prints one table,
+// each figure beside its baseline from the same run, with its target and a
+// verdict, then writes it into docs/benchmarks.md between its markers:
+//
+//   - the connector streaming against pg_recvlogical, its initial snapshot
+//     against COPY, and its peak RSS on a 1,000,000-row transaction
+//     (package connbench; bench/connector runs these alone, with profiles);
+//   - the sink's OneSignal calls per change and its sustained calls/s
+//     against the app limit (the go test benchmarks in sink/, package
+//     sinkbench);
+//   - the end-to-end latency, commit to OneSignal, of the built daemon at a
+//     steady 2,000 row changes/s, against pg_recvlogical's commit to
+//     decode (package latency).
+//
+// It starts a throwaway PostgreSQL through scripts/lib.sh, or uses the
+// server at $ONESIGNAL_CDC_BENCH_PG, in a database it creates and drops.
+// The default sizes take 5–10 minutes on two shared cores; the flags make
+// bigger runs.
+//
+// Usage:
+//
+//	go run ./bench                       # everything; writes docs/benchmarks.md
+//	go run ./bench -write ''             # everything; only prints
+//	go run ./bench -phases sink,latency  # some (prints; -write FILE to write anyway)
+//	go run ./bench -rows 1000000 -latency-duration 2m
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/connbench"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/latency"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/sinkbench"
+)
+
+// The phases, in the order they run.
+var allPhases = []string{"stream", "snapshot", "memory", "sink", "latency"}
+
+// The markers between which -write puts the results; the rest of the file
+// is left as it is.
+const (
+	beginMarker = "<!-- BEGIN go run ./bench output: regenerate with the command below -->"
+	endMarker   = "<!-- END go run ./bench output -->"
+)
+
+// options are the command's flags.
+type options struct {
+	phases  map[string]bool
+	conn    connbench.Options
+	latency latency.Options
+	write   string
+}
+
+func main() {
+	child := flag.String("child", "", "internal: run as the `broker` or `connector` process of a benchmark")
+	phases := flag.String("phases", strings.Join(allPhases, ","), "which benchmarks to run, comma-separated")
+	rows := flag.Int("rows", 500_000, "row changes streamed, and rows in the snapshot's table")
+	txn := flag.Int("txn", 1000, "rows per transaction of the streaming workload")
+	bigTxn := flag.Int("big-txn", 1_000_000, "rows of the one transaction whose streaming the memory measurement watches")
+	rate := flag.Int("latency-rate", 2000, "row changes committed per second while the latency is measured")
+	duration := flag.Duration("latency-duration", 30*time.Second, "how long the latency is measured")
+	warmup := flag.Duration("latency-warmup", 5*time.Second, "load before the latency is measured")
+	users := flag.Int("latency-users", 500, "users the latency workload's changes go round-robin over")
+	latencyTxn := flag.Int("latency-txn", 10, "row changes per transaction of the latency workload")
+	conns := flag.Int("latency-conns", 4, "connections of the latency workload's load generator")
+	drain := flag.Duration("latency-drain", time.Minute, "how long to wait for the last measured change to reach the emulator")
+	daemon := flag.String("daemon", "", "a built onesignal-cdc for the latency (default: build one from the repository)")
+	write := flag.String("write", "docs/benchmarks.md", "write the results into `FILE` (markdown, relative to the repository), between its markers; '' only prints")
+	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait of the connector's measurements after this long")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *child != "" {
+		if err := connbench.RunChild(ctx, *child); err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", *child, err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	opts := options{
+		phases: map[string]bool{},
+		conn:   connbench.Options{Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout},
+		latency: latency.Options{
+			Rate: *rate, Duration: *duration, Warmup: *warmup, Users: *users, Txn: *latencyTxn, Conns: *conns,
+			Daemon: *daemon, Drain: *drain, Timeout: 2 * time.Minute,
+		},
+		write: *write,
+	}
+	for _, p := range strings.Split(*phases, ",") {
+		switch p = strings.TrimSpace(p); {
+		case slices.Contains(allPhases, p):
+			opts.phases[p] = true
+		case p == "":
+		default:
+			usage("unknown phase %q (%s)", p, strings.Join(allPhases, ", "))
+		}
+	}
+	if len(opts.phases) == 0 {
+		usage("-phases names no benchmark")
+	}
+	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 {
+		usage("sizes, rates and durations must be positive")
+	}
+	explicit := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if len(opts.phases) < len(allPhases) && !explicit["write"] {
+		opts.write = "" // a part of the table does not replace the whole one
+	}
+	if opts.write != "" && !filepath.IsAbs(opts.write) {
+		root, err := repoRoot()
+		if err != nil {
+			usage("%v", err)
+		}
+		opts.write = filepath.Join(root, opts.write)
+	}
+	if opts.write != "" {
+		if err := harness.WriteResults(opts.write, beginMarker, endMarker, ""); err != nil { // before minutes of work, not after
+			usage("%v", err)
+		}
+	}
+	if err := run(ctx, opts); err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("interrupted")
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+// repoRoot finds the repository above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod above %s: run from the repository", dir)
+		}
+	}
+}
+
+// result is one benchmark's line of the table and paragraph of details.
+type result interface {
+	Row() harness.Row
+	Detail() string
+}
+
+// run sets up the database, runs the benchmarks asked for and reports.
+func run(ctx context.Context, opts options) (err error) {
+	started, loadBefore := time.Now(), harness.LoadAverage()
+	srv, err := harness.StartServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := srv.Stop(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	db, err := srv.CreateDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := db.Drop(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	pgVersion, err := db.Version(ctx)
+	if err != nil {
+		return err
+	}
+
+	cb := &connbench.Bench{Opts: opts.conn, Srv: srv, DB: db}
+	var results []result
+	var loads []string // the 1-minute load as each phase starts
+	for _, phase := range allPhases {
+		if !opts.phases[phase] {
+			continue
+		}
+		loads = append(loads, fmt.Sprintf("%s %s", phase, strings.Fields(harness.LoadAverage())[0]))
+		harness.Progress("%s: starting (load average %s)", phase, harness.LoadAverage())
+		var r result
+		var err error
+		switch phase {
+		case "stream":
+			r, err = cb.Streaming(ctx)
+		case "snapshot":
+			r, err = cb.Snapshot(ctx)
+		case "memory":
+			r, err = cb.Memory(ctx)
+		case "sink":
+			var s *sinkbench.Result
+			if s, err = sinkbench.Run(ctx, srv.Root(), os.Stderr); err == nil {
+				results = append(results, sinkCalls{s}, sinkSustained{s})
+			}
+		case "latency":
+			r, err = latency.Run(ctx, srv, db, opts.latency)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", phase, err)
+		}
+		if r != nil {
+			results = append(results, r)
+		}
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "Command: `%s`\n\n", harness.Command("./bench", os.Args[1:]))
+	fmt.Fprintf(&b, "- Date: %s (the run took %s)\n", started.UTC().Format("2006-01-02 15:04 MST"), time.Since(started).Round(time.Second))
+	fmt.Fprintf(&b, "- Machine: %s; load average (1, 5, 15 min) %s before the run, %s after; 1-minute load as each benchmark began: %s\n",
+		harness.Machine(), loadBefore, harness.LoadAverage(), strings.Join(loads, ", "))
+	fmt.Fprintf(&b, "- %s; PostgreSQL %s, %s\n", harness.GoVersion(), pgVersion, srv.Describe)
+	if opts.phases["stream"] || opts.phases["snapshot"] || opts.phases["memory"] {
+		fmt.Fprintf(&b, "- %s\n", connbench.Setup())
+	}
+	if opts.phases["sink"] {
+		fmt.Fprintf(&b, "- %s\n", sinkbench.Setup())
+	}
+	if opts.phases["latency"] {
+		fmt.Fprintf(&b, "- %s\n", latency.Setup())
+	}
+	rows := make([]harness.Row, len(results))
+	for i, r := range results {
+		rows[i] = r.Row()
+	}
+	b.WriteString("\n" + harness.Table(rows) + "\nDetails:\n\n")
+	for _, r := range results {
+		if d := r.Detail(); d != "" {
+			b.WriteString("- " + d + "\n")
+		}
+	}
+	md := b.String()
+	fmt.Print("\n" + md)
+	if opts.write != "" {
+		if err := harness.WriteResults(opts.write, beginMarker, endMarker, md); err != nil {
+			return err
+		}
+		harness.Progress("wrote the results into %s", opts.write)
+	}
+	return nil
+}
+
+// sinkCalls and sinkSustained are the two lines of the sink's results;
+// the details are told once, with the first.
+type (
+	sinkCalls     struct{ *sinkbench.Result }
+	sinkSustained struct{ *sinkbench.Result }
+)
+
+func (s sinkCalls) Row() harness.Row     { return s.CallsRow() }
+func (s sinkSustained) Row() harness.Row { return s.SustainedRow() }
+func (s sinkSustained) Detail() string   { return "" }
