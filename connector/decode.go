@@ -133,6 +133,9 @@ func parse(data []byte) (msg pglogrepl.Message, err error) {
 		// checking the length.
 		return nil, errors.New("malformed 'T' message: relation count exceeds its length")
 	}
+	if err := checkTuples(data); err != nil {
+		return nil, fmt.Errorf("malformed %q message: %w", data[0], err)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, fmt.Errorf("malformed %q message: %v", data[0], r)
