@@ -141,7 +141,8 @@ type OneSignal struct {
 	// of being sent. Default 0: not checked here, OneSignal decides.
 	TagLimit int `yaml:"tag_limit"`
 	// Concurrency is how many requests may be in flight at once, each to
-	// a different user or device; default 32.
+	// a different user or device; default 128, enough for the default
+	// rate limit at OneSignal round trips up to about 140 ms.
 	Concurrency int `yaml:"concurrency"`
 	// RateLimit is the most requests per second sent to the app, retries
 	// included; default 900, below OneSignal's 1,000. A 429 slows the sink
@@ -207,7 +208,7 @@ func Default() Config {
 		OneSignal: OneSignal{
 			BaseURL:     "https://api.onesignal.com",
 			Model:       ModelUser,
-			Concurrency: 32,
+			Concurrency: 128,
 			RateLimit:   900,
 			MaxInFlight: 10000,
 		},
@@ -440,7 +441,7 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 		bad("onesignal.identity_verification is for the player model: the user model's identity verification signs the SDKs' requests (JWT), and server calls with an App API key send no hash: remove it, or set onesignal.model: player")
 	}
 	if o.Concurrency < 1 {
-		bad("onesignal.concurrency %d must be at least 1 (default 32)", o.Concurrency)
+		bad("onesignal.concurrency %d must be at least 1 (default 128)", o.Concurrency)
 	}
 	switch r := o.RateLimit; {
 	case r <= 0:
