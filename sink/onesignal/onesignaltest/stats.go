@@ -106,14 +106,16 @@ func (c *counters) snapshot() Stats {
 // connection or aborted the handler.
 func (e *Emulator) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cw := &countingWriter{ResponseWriter: w}
+		cw := &countingWriter{ResponseWriter: w, record: func(status int) { e.stats.request(r.Pattern, status) }}
 		defer func() {
 			status := cw.sent()
 			p := recover() // http.ErrAbortHandler: the client got nothing
 			if p != nil {
 				status = 0
 			}
-			e.stats.request(r.Pattern, status)
+			if !cw.recorded {
+				e.stats.request(r.Pattern, status)
+			}
 			if p != nil {
 				panic(p)
 			}
@@ -127,6 +129,11 @@ type countingWriter struct {
 	http.ResponseWriter
 	status   int
 	hijacked bool
+	// record counts the request; a hijack (a fault cutting the
+	// connection) counts it at once, before the client can see the cut
+	// and ask for the stats, and sets recorded.
+	record   func(status int)
+	recorded bool
 }
 
 func (c *countingWriter) WriteHeader(status int) {
@@ -152,6 +159,10 @@ func (c *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, rw, err := hj.Hijack()
 	if err == nil {
 		c.hijacked = true
+		if c.record != nil && !c.recorded {
+			c.record(0)
+			c.recorded = true
+		}
 	}
 	return conn, rw, err
 }
