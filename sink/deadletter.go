@@ -25,6 +25,11 @@ const (
 	HeaderClass     = "__connect.errors.exception.class.name"
 	HeaderMessage   = "__connect.errors.exception.message"
 	HeaderStatus    = "onesignal_cdc.errors.http.status" // for the onesignal stage
+	// HeaderValueDropped marks a dead letter whose value, too large for
+	// the dead-letter topic, was left out; it holds the value's size in
+	// bytes. The original is where the other headers say, until the
+	// topic's retention removes it.
+	HeaderValueDropped = "onesignal_cdc.errors.value.dropped"
 )
 
 // rejected is a message that can never be applied as it is.
@@ -69,7 +74,15 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 		headers = append(headers, kafka.Header{Key: HeaderStatus, Value: strconv.AppendInt(nil, int64(rej.status), 10)})
 	}
 	dl := kafka.Message{Topic: s.cfg.DeadLetterTopic, Key: msg.Key, Value: msg.Value, Headers: headers}
-	err := s.cfg.Retry.Do(ctx, func() error { return retry.Transient(s.cfg.DeadLetters.WriteMessages(ctx, dl)) }, func(err error, wait time.Duration) {
+	err := s.cfg.Retry.Do(ctx, func() error {
+		s.deadLetterMu.RLock()
+		err := s.cfg.DeadLetters.WriteMessages(ctx, dl)
+		s.deadLetterMu.RUnlock()
+		if tooLarge(err) && dl.Value != nil {
+			dl, err = s.writeLarge(ctx, dl, msg, rej)
+		}
+		return retry.Transient(err)
+	}, func(err error, wait time.Duration) {
 		s.log.Warn("dead-letter write failed; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})
 	if err != nil {
@@ -80,4 +93,58 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 		zap.String("topic", msg.Topic), zap.Int("partition", msg.Partition), zap.Int64("offset", msg.Offset),
 		zap.String("stage", rej.stage), zap.String("dead_letter_topic", s.cfg.DeadLetterTopic), zap.Error(rej.err))
 	return nil
+}
+
+// writeLarge writes a dead letter that Kafka refused as too large. The
+// writer batches concurrent writes, so it may have been another dead
+// letter's size that counted: the write is tried again with no other in
+// flight. If this one alone is too large for the dead-letter topic (a
+// source topic may take larger messages than it: Kafka's default is 1
+// MiB), retrying would never end and hold back every message after it, so
+// it goes without its value, saying where the original is. It returns
+// the dead letter as written.
+func (s *Sink) writeLarge(ctx context.Context, dl, msg kafka.Message, rej *rejected) (kafka.Message, error) {
+	s.deadLetterMu.Lock()
+	defer s.deadLetterMu.Unlock()
+	err := s.cfg.DeadLetters.WriteMessages(ctx, dl)
+	if !tooLarge(err) {
+		return dl, err
+	}
+	dl = withoutValue(dl, msg, rej)
+	return dl, s.cfg.DeadLetters.WriteMessages(ctx, dl)
+}
+
+// tooLarge reports whether a write failed because a message is larger
+// than the topic (or the writer) takes.
+func tooLarge(err error) bool {
+	if errors.Is(err, kafka.MessageSizeTooLarge) {
+		return true
+	}
+	if we, ok := errors.AsType[kafka.WriteErrors](err); ok {
+		for _, e := range we {
+			if errors.Is(e, kafka.MessageSizeTooLarge) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// withoutValue is the dead letter dl of msg with its value left out, and
+// the reason saying so and where the original is.
+func withoutValue(dl kafka.Message, msg kafka.Message, rej *rejected) kafka.Message {
+	size := len(dl.Value)
+	reason := fmt.Sprintf("%s (the message's value, %d bytes, is left out of this dead letter: it is larger than %s takes; "+
+		"the original is in %s, partition %d, offset %d, until the topic's retention removes it)",
+		rej.Error(), size, dl.Topic, msg.Topic, msg.Partition, msg.Offset)
+	headers := make([]kafka.Header, 0, len(dl.Headers)+1)
+	for _, h := range dl.Headers {
+		if h.Key == HeaderMessage {
+			h.Value = []byte(reason)
+		}
+		headers = append(headers, h)
+	}
+	dl.Headers = append(headers, kafka.Header{Key: HeaderValueDropped, Value: strconv.AppendInt(nil, int64(size), 10)})
+	dl.Value = nil
+	return dl
 }

@@ -48,12 +48,14 @@
 //   - the message's own fault (not an event, a row the mapping cannot
 //     express, more tags than TagLimit, another 4xx): the original message, and for a refused
 //     request every message that contributed to it, goes to the
-//     dead-letter topic with the reason in its headers; once Kafka holds
-//     it the message is done. Without a dead-letter topic the sink stops
+//     dead-letter topic with the reason in its headers (without its value
+//     when it is larger than that topic takes); once Kafka holds it the
+//     message is done. Without a dead-letter topic the sink stops
 //     instead, like Kafka Connect's errors.tolerance=none (deadletter.go);
-//   - wrong credentials (401, 403): the sink stops with nothing committed
-//     past the request's messages. It never drains a topic into the
-//     dead-letter topic.
+//   - wrong credentials (401, 403), or a base URL that is not the API's
+//     (a redirect): the sink stops with nothing committed past the
+//     request's messages. It never drains a topic into the dead-letter
+//     topic.
 package sink
 
 import (
@@ -183,6 +185,9 @@ type Sink struct {
 	limiter *limiter
 	users   keyedMutex // per external ID, while parked tags are read and written
 	stats   counters
+	// deadLetterMu is held shared while a dead letter is written, and
+	// alone while one Kafka refused as too large is tried again by itself.
+	deadLetterMu sync.RWMutex
 }
 
 // New returns a sink reading r and writing api. Its Run may be called once.

@@ -3,6 +3,7 @@ package sink_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -409,5 +410,40 @@ func TestSinkStopsOnARedirectNamingTheBaseURLInsteadOfFollowingIt(t *testing.T) 
 	}
 	if st := emu.State(); len(st.Users) != 0 {
 		t.Errorf("the emulator holds %d users: a redirected write was applied", len(st.Users))
+	}
+}
+
+func TestSinkDeadLettersAMessageTooLargeForTheDeadLetterTopicWithoutItsValue(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	c := &kafka.Client{Addr: kafka.TCP(b.Brokers()...), Timeout: 10 * time.Second}
+	resp, err := c.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: "cdc.dlq", NumPartitions: 1, ReplicationFactor: -1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "2000"}},
+	}}})
+	if err != nil || resp.Errors["cdc.dlq"] != nil {
+		t.Fatalf("create cdc.dlq: %v %v", err, resp.Errors)
+	}
+	large := userEvent("u0", strings.Repeat("x", 5000))
+	produce(t, b, large, userEvent("u1", "free"))
+	run := runSinkWithDeadLetters(t, b, "g", refusingAPI{})
+	waitFor(t, "both offsets to be committed", func() bool { return committed(t, b, "g") == 2 })
+	dead := kafkatest.ReadUntil(t, b.Brokers(), []string{"cdc.dlq"}, 30*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 2 })
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[string]kafkatest.Record{}
+	for _, d := range dead {
+		byKey[string(d.Key)] = d
+	}
+	d := byKey[`"u0"`]
+	if len(d.Value) != 0 || header(d, sink.HeaderValueDropped) != strconv.Itoa(len(large.Value)) {
+		t.Errorf("the dead letter holds %d bytes of value and says %q dropped, want none and %d", len(d.Value), header(d, sink.HeaderValueDropped), len(large.Value))
+	}
+	if reason := header(d, sink.HeaderMessage); !strings.Contains(reason, "HTTP 400") || !strings.Contains(reason, "is left out of this dead letter") || !strings.Contains(reason, topic+", partition 0, offset 0") {
+		t.Errorf("reason %q: want the refusal, and where the original is", reason)
+	}
+	if u1 := byKey[`"u1"`]; len(u1.Value) == 0 || header(u1, sink.HeaderValueDropped) != "" {
+		t.Errorf("u1's dead letter has %d bytes of value, want it whole: only the message too large goes without", len(u1.Value))
 	}
 }
