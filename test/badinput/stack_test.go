@@ -1,0 +1,287 @@
+package badinput
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+)
+
+// The app the emulator plays in every group.
+const (
+	appID  = "3c1e8f9a-0000-4000-8000-00000000bad1"
+	apiKey = "badinput-key"
+)
+
+const dlqTopic = "cdc.dlq"
+
+// stack is what one group runs its daemon against: a broker in the test
+// process (so the test reads the dead-letter topic and the group's
+// offsets) and an emulator.
+type stack struct {
+	kafka  *broker.Embedded
+	emu    *onesignaltest.Emulator
+	apiURL string
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	kb := kafkatest.Start(t)
+	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
+	return &stack{kafka: kb, emu: emu, apiURL: url}
+}
+
+// config is a daemon configuration for the stack.
+func (s *stack) config(c daemonConfig) daemonConfig {
+	c.Brokers = strings.Join(s.kafka.Brokers(), ", ")
+	c.APIURL, c.AppID, c.APIKey = s.apiURL, appID, apiKey
+	return c
+}
+
+// userTags returns the tags OneSignal holds for the user, nil when there
+// is no such user.
+func (s *stack) userTags(externalID string) map[string]string {
+	u, ok := s.emu.State().UserByExternalID(externalID)
+	if !ok {
+		return nil
+	}
+	return u.Tags
+}
+
+// waitForTags waits until every user in want holds at least the tags
+// given for it, or fails the test naming the users that do not.
+func (s *stack) waitForTags(t *testing.T, want map[string]map[string]string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var missing []string
+		for id, tags := range want {
+			got := s.userTags(id)
+			for k, v := range tags {
+				if got[k] != v {
+					missing = append(missing, fmt.Sprintf("user %q: tag %.40q is %.40q, want %.40q", id, k, got[k], v))
+				}
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(missing)
+			t.Fatalf("OneSignal is not in step %s after the writes:\n  %s", timeout, strings.Join(missing, "\n  "))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// produce writes messages to topic as they are, each to the partition
+// its key's murmur2 hash names, as the connector writes them.
+func (s *stack) produce(t *testing.T, topic string, msgs ...kafka.Message) {
+	t.Helper()
+	w := broker.NewWriter(s.kafka.Brokers(), 100)
+	w.BatchBytes = 8 << 20 // room for the oversized cases; the topic decides
+	defer w.Close()
+	for i := range msgs {
+		msgs[i].Topic = topic
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatalf("produce to %s: %v", topic, err)
+	}
+}
+
+// createTopic creates topic with the given configuration entries, before
+// the daemon creates it with the broker's defaults.
+func (s *stack) createTopic(t *testing.T, topic string, partitions int, configs map[string]string) {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(s.kafka.Brokers()...), Timeout: 10 * time.Second}
+	tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: -1}
+	for _, k := range slices.Sorted(maps.Keys(configs)) {
+		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: configs[k]})
+	}
+	resp, err := c.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
+	if err == nil {
+		err = resp.Errors[topic]
+	}
+	if err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+}
+
+// deadLetter is a message of the dead-letter topic.
+type deadLetter struct {
+	kafkatest.Record
+	reason string // __connect.errors.exception.message
+	stage  string
+	status string
+}
+
+func (d deadLetter) String() string {
+	return fmt.Sprintf("%s@%s (%s): %s", d.header(sink.HeaderTopic), d.header(sink.HeaderOffset), d.stage, d.reason)
+}
+
+func (d deadLetter) header(key string) string {
+	for _, h := range d.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// deadLetters returns everything the dead-letter topic holds.
+func (s *stack) deadLetters(t *testing.T) []deadLetter {
+	t.Helper()
+	n := messagesIn(t, s.kafka.Brokers(), dlqTopic)
+	recs := kafkatest.ReadUntil(t, s.kafka.Brokers(), []string{dlqTopic}, 30*time.Second, func(rs []kafkatest.Record) bool { return int64(len(rs)) >= n })
+	out := make([]deadLetter, len(recs))
+	for i, r := range recs {
+		out[i] = deadLetter{Record: r}
+		out[i].reason = out[i].header(sink.HeaderMessage)
+		out[i].stage = out[i].header(sink.HeaderStage)
+		out[i].status = out[i].header(sink.HeaderStatus)
+	}
+	return out
+}
+
+// messagesIn returns how many messages topic has ever held.
+func messagesIn(t *testing.T, brokers []string, topic string) int64 {
+	t.Helper()
+	var n int64
+	for _, end := range endOffsets(t, brokers, topic) {
+		n += end
+	}
+	return n
+}
+
+// endOffsets returns each partition's high watermark. Every topic it is
+// asked about exists by then.
+func endOffsets(t *testing.T, brokers []string, topic string) map[int]int64 {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	var reqs []kafka.OffsetRequest
+	for deadline := time.Now().Add(10 * time.Second); len(reqs) == 0; time.Sleep(100 * time.Millisecond) {
+		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			t.Fatalf("metadata of %s: %v", topic, err)
+		}
+		for _, tp := range md.Topics {
+			if tp.Error != nil && time.Now().After(deadline) {
+				t.Fatalf("metadata of %s: %v", topic, tp.Error)
+			}
+			for _, p := range tp.Partitions {
+				reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+			}
+		}
+	}
+	resp, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		t.Fatalf("list offsets of %s: %v", topic, err)
+	}
+	out := map[int]int64{}
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			t.Fatalf("list offsets of %s/%d: %v", topic, po.Partition, po.Error)
+		}
+		out[po.Partition] = po.LastOffset
+	}
+	return out
+}
+
+// committed returns the offsets group has committed on topic's partitions.
+func committed(t *testing.T, brokers []string, group, topic string) map[int]int64 {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	ends := endOffsets(t, brokers, topic)
+	parts := slices.Sorted(maps.Keys(ends))
+	resp, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		t.Fatalf("offsets of group %s: %v", group, err)
+	}
+	out := map[int]int64{}
+	for _, p := range resp.Topics[topic] {
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+// waitForCommitted waits until group has committed the end of every
+// partition of topics: each message is then applied, or held by the
+// dead-letter topic, so the dead-letter topic is final.
+func waitForCommitted(t *testing.T, brokers []string, group string, topics []string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var behind []string
+		for _, topic := range topics {
+			done := committed(t, brokers, group, topic)
+			for p, end := range endOffsets(t, brokers, topic) {
+				if end > 0 && done[p] != end {
+					behind = append(behind, fmt.Sprintf("%s/%d committed %d of %d", topic, p, done[p], end))
+				}
+			}
+		}
+		if len(behind) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink did not commit everything within %s: %s", timeout, strings.Join(behind, ", "))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// database is a test database on the test server.
+type database struct {
+	*pgtest.DB
+}
+
+// newDatabase creates a database for the test.
+func newDatabase(t *testing.T) database {
+	t.Helper()
+	return database{pgtest.NewDB(t)}
+}
+
+// waitForSlot waits until the daemon's connector streams from the slot.
+func (db database) waitForSlot(t *testing.T, p *process) {
+	t.Helper()
+	conn := db.Conn(t)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var active bool
+		_ = conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)`, db.Name).Scan(&active)
+		if active {
+			return
+		}
+		if !p.running() {
+			t.Fatalf("the daemon exited before it streamed:\n%s", tail(p.output(), 4<<10))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connector did not start streaming within 60 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// jsonField reads one field of a JSON object, "" when absent.
+func jsonField(raw []byte, field string) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return ""
+	}
+	return string(m[field])
+}
