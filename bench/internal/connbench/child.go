@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -115,6 +116,11 @@ func runConnector(ctx context.Context, cfg childConfig) error {
 			return broker.EnsureTopics(ctx, cfg.Brokers, partitions, topic)
 		},
 		InitialSnapshot: cfg.Snapshot,
+	}
+	// An experiment knob: -connector-env ONESIGNAL_CDC_BENCH_LANES=N sets
+	// how many Kafka writes the connector keeps in flight.
+	if v := os.Getenv("ONESIGNAL_CDC_BENCH_LANES"); v != "" {
+		ccfg.Lanes, _ = strconv.Atoi(v)
 	}
 	if cfg.Discard {
 		ccfg.CreateTopic = nil
