@@ -70,6 +70,30 @@ func TestASuccessStatusWhoseBodyReportsAFailureIsPermanent(t *testing.T) {
 	}
 }
 
+func TestASuccessStatusWhoseBodyReportsWhatA400WouldIsClassifiedAlike(t *testing.T) {
+	t.Parallel()
+	url := stub(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"success":false,"errors":["app_id not found. You may be missing a Content-Type: application/json header."]}`)
+	})
+	apiErr := requireAPIError(t, newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro")), http.StatusOK)
+	if !apiErr.Fatal() {
+		t.Error("app_id not found in a 200's failure is not fatal, as it is in a 400")
+	}
+	players, err := onesignal.NewPlayers(onesignal.PlayerConfig{Config: onesignal.Config{
+		BaseURL: stub(t, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"success":false,"errors":["No players found for given external_user_id"]}`)
+		}),
+		AppID: appID, APIKey: apiKey,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = players.SetTags(t.Context(), "alice", tags("plan", "pro"))
+	if nd, ok := errors.AsType[*onesignal.APIError](err); !ok || !nd.NoDevice() {
+		t.Errorf("error %v does not say no device has the user: its tags would be dead-lettered, not parked", err)
+	}
+}
+
 func TestASuccessStatusWithABodyThatIsNotJSONIsRepeated(t *testing.T) {
 	t.Parallel()
 	for name, body := range map[string]string{

@@ -103,7 +103,7 @@ func (e *APIError) Fatal() bool {
 	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden || e.noUsersEndpoint || e.redirect() {
 		return true
 	}
-	return e.StatusCode == http.StatusBadRequest &&
+	return e.refused() &&
 		(e.mentions("app_id not found") || e.mentions("include a case-sensitive header of Authorization") || e.missingHash())
 }
 
@@ -111,9 +111,15 @@ func (e *APIError) Fatal() bool {
 // hash that the request did not carry. Its wording is not documented; the
 // emulator's says "… auth hash … is required".
 func (e *APIError) missingHash() bool {
-	return e.StatusCode == http.StatusBadRequest && (e.mentions("auth_hash") || e.mentions("auth hash")) &&
+	return e.refused() && (e.mentions("auth_hash") || e.mentions("auth hash")) &&
 		(e.mentions("required") || e.mentions("missing"))
 }
+
+// refused reports whether the answer is OneSignal's refusal with
+// messages that say why: a 400, or a 2xx whose body reports a failure,
+// which the legacy API's envelope ({"success": false, "errors": …}) can
+// carry too. The messages mean the same in either.
+func (e *APIError) refused() bool { return e.StatusCode == http.StatusBadRequest || e.failedSuccess }
 
 // redirect reports whether the answer is a redirect.
 func (e *APIError) redirect() bool { return e.StatusCode >= 300 && e.StatusCode < 400 }

@@ -101,7 +101,7 @@ func (c *PlayerClient) SetTags(ctx context.Context, externalID string, tags map[
 		Tags map[string]string `json:"tags"`
 	}{tags})
 	if apiErr, ok := errors.AsType[*APIError](err); ok && apiErr.mentions("no players found") &&
-		(apiErr.StatusCode == http.StatusNotFound || apiErr.StatusCode == http.StatusBadRequest) {
+		(apiErr.StatusCode == http.StatusNotFound || apiErr.refused()) {
 		apiErr.noDevice = true
 	}
 	return err
