@@ -29,7 +29,7 @@ Usage:
   onesignal-cdc run       --config FILE   connector and sink in one process
   onesignal-cdc connector --config FILE   Postgres → Kafka only
   onesignal-cdc sink      --config FILE   Kafka → OneSignal only
-  onesignal-cdc validate  --config FILE [--online]
+  onesignal-cdc validate  --config FILE [--online] [--role run|connector|sink]
                                           check the configuration, and with --online the
                                           database, Kafka and OneSignal; every finding
                                           with its fix

@@ -27,10 +27,15 @@ func validate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
 	online := fs.Bool("online", false, "also check PostgreSQL, Kafka and OneSignal")
+	roleName := fs.String("role", "run", "check what this process needs: run (everything), connector or sink")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg, err := config.Load(*path)
+	roles, ok := map[string]config.Role{"run": config.All, "connector": config.Connector, "sink": config.Sink}[*roleName]
+	if !ok {
+		return usageError{fmt.Errorf("--role %q is not run, connector or sink", *roleName)}
+	}
+	cfg, err := config.LoadFor(*path, roles)
 	if err != nil {
 		fmt.Fprintln(stdout, err)
 		return errInvalid
@@ -41,7 +46,7 @@ func validate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	ok := true
+	ok = true
 	report := func(what string, err error) {
 		if err != nil {
 			ok = false
@@ -50,9 +55,13 @@ func validate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", what)
 	}
-	report("postgres", checkPostgres(ctx, cfg))
+	if roles&config.Connector != 0 {
+		report("postgres", checkPostgres(ctx, cfg))
+	}
 	report("kafka", checkKafka(ctx, cfg))
-	report("onesignal", checkOneSignal(ctx, cfg))
+	if roles&config.Sink != 0 {
+		report("onesignal", checkOneSignal(ctx, cfg))
+	}
 	if !ok {
 		return errInvalid
 	}

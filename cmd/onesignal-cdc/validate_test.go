@@ -139,3 +139,18 @@ func freeAddr(t *testing.T) string {
 	l.Close()
 	return addr
 }
+
+func TestValidateChecksOnlyWhatTheRoleNeeds(t *testing.T) {
+	connectorOnly := "postgres:\n  dsn: postgres://cdc@db/app\nmapping:\n  users: {table: public.users, external_id: external_id}\n"
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"validate", "--role", "connector", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 0 {
+		t.Errorf("a connector's config without OneSignal keys: exit %d\n%s", code, stdout.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"validate", "--role", "sink", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 1 || !strings.Contains(stdout.String(), "onesignal.api_key is empty") {
+		t.Errorf("a sink's config without an API key: exit %d\n%s", code, stdout.String())
+	}
+	if code := run([]string{"validate", "--role", "both", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 2 {
+		t.Errorf("an unknown role: exit %d, want 2", code)
+	}
+}
