@@ -1,0 +1,593 @@
+// Package chaos is the crash and fault harness. It runs the built
+// onesignal-cdc binary as separate connector and sink processes against a
+// private PostgreSQL cluster, a kfake broker in this process and the
+// OneSignal emulator; drives a mixed workload (inserts, updates, deletes,
+// device links and logouts, small and 10,000-change transactions, TOAST
+// values, a column added mid-run); and meanwhile, at moments drawn from a
+// seeded generator, kills both processes, ends the walsender, restarts
+// PostgreSQL, fails Kafka's produce and fetch requests and makes the API
+// answer 5xx and 429, cut connections, or apply a request and cut the
+// answer. All along it checks that the slot never confirms a transaction
+// Kafka does not hold (ledger.go). Afterwards, with every fault off, it
+// checks that Kafka holds every committed change, that the sink's
+// consumer group caught up, that OneSignal says what the rows say, and
+// that nothing went to the dead-letter topic.
+//
+// TestChaos runs a short schedule in the test suite; cmd/chaos runs a long
+// one, whose report docs/reliability.md shows.
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+)
+
+// Options shape a run.
+type Options struct {
+	Binary   string        // the onesignal-cdc binary
+	Seed     uint64        // draws the schedule, the workload and the faults' details
+	Duration time.Duration // how long the workload and the faults go on
+	Gap      time.Duration // between two faults, on average
+	Users    int           // rows in the users table before the connector starts (its snapshot reads them)
+	Devices  int           // the device pool, seeded in the emulator as the SDK would
+	Pace     time.Duration // the longest pause between two workload transactions
+	BigEvery time.Duration // one 10,000-change transaction this often; 0: one, a third of the way in
+	LogDir   string        // where the daemons' logs go; "" is a temporary directory
+	// Settle bounds each wait after the faults (the slot catching up, the
+	// group catching up, OneSignal converging).
+	Settle time.Duration
+	// FetchErrors are the errors Kafka fetch faults answer with; nil is
+	// FetchErrors, those the sink is known to ride out.
+	FetchErrors []*kerr.Error
+	// SinkKillsAnytime kills the sink when the schedule says, even while
+	// it is still joining its consumer group; by default a kill waits
+	// until the group is stable with the one running process in it.
+	SinkKillsAnytime bool
+	// SeedToast gives some of the users seeded before the connector
+	// starts a TOAST bio, which the initial snapshot can lose (see
+	// docs/reliability.md); without it their bios are short.
+	SeedToast bool
+	Logf      func(format string, args ...any) // the timeline as it happens; nil is quiet
+}
+
+// Report is what a run found.
+type Report struct {
+	Seed     uint64
+	Duration time.Duration // of the faults and the workload
+	Elapsed  time.Duration // of the whole run, the settling included
+
+	Kills           map[string]int // by process
+	Injected        map[Fault]int
+	Missed          map[Fault]int // scheduled, but found nothing to break
+	Hits            map[Fault]int // requests the timed faults failed
+	UnexpectedExits []string      // a process ended without being killed
+	StopErrors      []string      // a process did not stop cleanly on the final SIGTERM
+
+	Transactions, Changes int // committed by the workload (acknowledged COMMITs)
+	Attempts, Unknown     int // transactions begun; commits whose outcome is unknown
+	Big, Toast, Schema    int // 10,000-change transactions, TOAST values written, schema changes
+	WorkloadErrors        []string
+	Users, Devices        int // compared at the end
+
+	Events       int           // change records Kafka holds, repeats included
+	SlotSamples  int           // confirmed_flush_lsn readings
+	SlotChecked  int           // of them, checked against what Kafka held
+	MaxConfirmed pglogrepl.LSN // the furthest the slot got
+	Violations   []string      // the slot confirmed a transaction Kafka did not hold
+	NotInKafka   []string      // committed transactions Kafka does not hold whole at the end
+	BadEvents    []string      // records that do not decode
+
+	Settled     map[string]time.Duration // how long each final wait took
+	Mismatches  []string                 // OneSignal against the rows
+	Histories   map[string][]string      // for some mismatched ids: their events in Kafka and the API calls about them
+	DeadLetters int64
+	API         onesignaltest.Stats
+	Timeline    []string
+	Logs        map[string]string // the daemons' log files
+}
+
+// Problems lists everything that makes the run a failure.
+func (r *Report) Problems() []string {
+	var out []string
+	add := func(title string, items []string) {
+		if len(items) > 0 {
+			out = append(out, fmt.Sprintf("%s (%d):\n%s", title, len(items), indent(strings.Join(capList(items, 30), "\n"))))
+		}
+	}
+	add("the slot confirmed transactions Kafka did not hold", r.Violations)
+	add("committed transactions missing from Kafka", r.NotInKafka)
+	add("records that are not change events", r.BadEvents)
+	add("OneSignal differs from the rows", r.Mismatches)
+	if r.DeadLetters != 0 {
+		out = append(out, fmt.Sprintf("%d dead letters, with only valid rows written", r.DeadLetters))
+	}
+	add("processes that exited without being killed", r.UnexpectedExits)
+	add("processes that did not stop cleanly on SIGTERM", r.StopErrors)
+	add("workload statements that failed for another reason than a lost connection", r.WorkloadErrors)
+	return out
+}
+
+func capList(items []string, n int) []string {
+	if len(items) <= n {
+		return items
+	}
+	return append(slices.Clone(items[:n]), fmt.Sprintf("… and %d more", len(items)-n))
+}
+
+// String is the report as docs/reliability.md shows it.
+func (r *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d, faults and workload for %s, %s in all\n", r.Seed, r.Duration.Round(time.Second), r.Elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "kills survived: connector %d, sink %d (total %d)\n", r.Kills["connector"], r.Kills["sink"], r.Kills["connector"]+r.Kills["sink"])
+	b.WriteString("faults injected by kind:\n")
+	for _, f := range Faults {
+		fmt.Fprintf(&b, "  %-24s %4d", f, r.Injected[f])
+		if r.Hits[f] > 0 {
+			fmt.Fprintf(&b, "  (%d requests failed)", r.Hits[f])
+		}
+		if r.Missed[f] > 0 {
+			fmt.Fprintf(&b, "  (%d found nothing to break)", r.Missed[f])
+		}
+		b.WriteString("\n")
+	}
+	st := r.API.Faults
+	fmt.Fprintf(&b, "API requests faulted: 500=%d 502=%d 503=%d 429=%d resets=%d drops=%d; rate-limit 429s=%d; requests in all=%d\n",
+		st.Status[500], st.Status[502], st.Status[503], st.Status[429], st.Resets, st.Drops, r.API.RateLimited, totalRequests(r.API))
+	fmt.Fprintf(&b, "changes written: %d in %d transactions (%d begun, %d with an unknown outcome); %d of 10,000 changes; %d TOAST values; %d schema change(s)\n",
+		r.Changes, r.Transactions, r.Attempts, r.Unknown, r.Big, r.Toast, r.Schema)
+	fmt.Fprintf(&b, "Kafka: %d change records (repeats included); slot read %d times, %d checked against Kafka, furthest %s; violations %d; committed transactions missing %d\n",
+		r.Events, r.SlotSamples, r.SlotChecked, r.MaxConfirmed, len(r.Violations), len(r.NotInKafka))
+	var settled []string
+	for _, k := range slices.Sorted(maps.Keys(r.Settled)) {
+		settled = append(settled, fmt.Sprintf("%s %s", k, r.Settled[k].Round(100*time.Millisecond)))
+	}
+	fmt.Fprintf(&b, "settling: %s\n", strings.Join(settled, ", "))
+	fmt.Fprintf(&b, "compared: %d users, %d devices; mismatches %d\n", r.Users, r.Devices, len(r.Mismatches))
+	for _, m := range capList(r.Mismatches, 30) {
+		fmt.Fprintf(&b, "  %s\n", m)
+	}
+	for _, id := range slices.Sorted(maps.Keys(r.Histories)) {
+		fmt.Fprintf(&b, "  history of %s:\n", id)
+		for _, line := range r.Histories[id] {
+			fmt.Fprintf(&b, "    %s\n", line)
+		}
+	}
+	fmt.Fprintf(&b, "dead letters: %d\n", r.DeadLetters)
+	fmt.Fprintf(&b, "unexpected exits: %d; unclean stops: %d; workload errors: %d\n", len(r.UnexpectedExits), len(r.StopErrors), len(r.WorkloadErrors))
+	return b.String()
+}
+
+func totalRequests(st onesignaltest.Stats) int {
+	n := 0
+	for _, byStatus := range st.Requests {
+		for _, c := range byStatus {
+			n += c
+		}
+	}
+	return n
+}
+
+// configTemplate is the one configuration both processes read.
+var configTemplate = template.Must(template.New("config").Parse(`
+postgres:
+  dsn: {{.DSN}}
+  slot: {{.Slot}}
+  publication: chaos
+  status_interval: 250ms
+  heartbeat_interval: 1s
+  snapshot_chunk_size: 100
+kafka:
+  brokers: [{{.Brokers}}]
+  topic_prefix: cdc
+  partitions: 4
+  consumer_group: {{.Group}}
+onesignal:
+  base_url: {{.APIURL}}
+  app_id: {{.AppID}}
+  api_key: {{.APIKey}}
+  concurrency: 16
+mapping:
+  users:
+    table: public.users
+    external_id: external_id
+    tags: {plan: "", score: level, country: geo, bio: "", tier: ""}
+  devices:
+    table: public.devices
+    device_id: player_id
+    external_id: user_external_id
+log:
+  level: info
+ops:
+  listen: ""
+`))
+
+const (
+	slotName = "chaos"
+	group    = "chaos"
+)
+
+var changeTopics = []string{"cdc.public.users", "cdc.public.devices"}
+
+// Run runs the harness and returns its report. It fails t only when the
+// harness itself cannot go on (PostgreSQL does not start, say); what it
+// finds in the daemon is in the report, for the caller to judge.
+func Run(t testing.TB, o Options) *Report {
+	t.Helper()
+	h := &run{t: t, o: o, began: time.Now()}
+	h.r = &Report{Seed: o.Seed, Duration: o.Duration, Settled: map[string]time.Duration{}, Logs: map[string]string{}}
+	h.setUp()
+	h.chaos()
+	h.settle()
+	h.tearDown()
+	return h.r
+}
+
+// run is one run of the harness, from setUp to tearDown.
+type run struct {
+	t     testing.TB
+	o     Options
+	r     *Report
+	began time.Time
+
+	timelineMu sync.Mutex
+
+	rng     *rand.Rand // the seed's generator, which seeds the others
+	db      *pgtest.DB
+	cluster *pgtest.Cluster
+	kafka   *broker.Embedded
+	emu     *onesignaltest.Emulator
+	trace   *apiTrace
+	devices []string
+	ledger  *ledger
+	work    *workload
+	daemons map[string]*daemon
+	in      *injector
+
+	stopDaemons    func()
+	stopBackground func()
+}
+
+func (h *run) elapsed() time.Duration { return time.Since(h.began) }
+
+// note adds a line to the timeline.
+func (h *run) note(format string, args ...any) {
+	line := fmt.Sprintf("+%7.2fs ", h.elapsed().Seconds()) + fmt.Sprintf(format, args...)
+	h.timelineMu.Lock()
+	h.r.Timeline = append(h.r.Timeline, line)
+	h.timelineMu.Unlock()
+	if h.o.Logf != nil {
+		h.o.Logf("%s", line)
+	}
+}
+
+// setUp starts PostgreSQL, the broker, the emulator and both daemons,
+// seeds the tables and waits for the connector to stream; then the
+// watchers start.
+func (h *run) setUp() {
+	t, o, ctx := h.t, h.o, context.Background()
+	logDir := o.LogDir
+	if logDir == "" {
+		logDir = t.TempDir()
+	}
+
+	// The source: a cluster of the run's own, so that it can be restarted.
+	h.cluster = pgtest.StartCluster(t)
+	h.db = h.cluster.NewDB(t)
+	setup, err := connect(ctx, h.db.DSN)
+	if err != nil {
+		t.Fatalf("chaos: connect to the source: %v", err)
+	}
+	defer setup.Close(ctx)
+	if _, err := setup.Exec(ctx, schema); err != nil {
+		t.Fatalf("chaos: create the tables: %v", err)
+	}
+
+	if h.kafka, err = broker.StartEmbedded("127.0.0.1:0"); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
+	t.Cleanup(h.kafka.Close)
+
+	emuCfg := onesignaltest.Config{
+		AppID: "3c1e8f9a-0000-4000-8000-0000000c4a05", APIKey: "chaos-key",
+		RateLimits: onesignaltest.RateLimits{Enabled: true},
+	}
+	h.emu = onesignaltest.New(emuCfg)
+	if h.trace, err = newAPITrace(filepath.Join(logDir, "api.log"), h.elapsed); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
+	api := httptest.NewServer(h.trace.wrap(h.emu.Handler()))
+	t.Cleanup(func() {
+		api.Close()
+		h.trace.close()
+	})
+	h.devices = make([]string, o.Devices)
+	for i := range h.devices {
+		h.devices[i] = fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
+		h.emu.AddSubscription(onesignaltest.Subscription{ID: h.devices[i]}) // as the SDK does on install
+	}
+
+	h.rng = rand.New(rand.NewPCG(o.Seed, 0x6368616f73))
+	h.ledger = newLedger(h.kafka.Brokers(), changeTopics, h.elapsed)
+	h.work = newWorkload(h.rng.Uint64(), h.db.DSN, h.ledger, h.elapsed, h.devices, o.Users, o.Pace)
+	if err := h.work.seed(ctx, setup, o.SeedToast); err != nil {
+		t.Fatalf("chaos: seed the users: %v", err)
+	}
+
+	var cfg bytes.Buffer
+	err = configTemplate.Execute(&cfg, map[string]string{
+		"DSN": h.db.DSN, "Slot": slotName, "Brokers": strings.Join(h.kafka.Brokers(), ", "), "Group": group,
+		"APIURL": api.URL, "AppID": emuCfg.AppID, "APIKey": emuCfg.APIKey,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(logDir, "config.yaml")
+	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	h.daemons = map[string]*daemon{}
+	superviseCtx, stop := context.WithCancel(ctx)
+	var supervisors sync.WaitGroup
+	for _, role := range []string{"connector", "sink"} {
+		d := &daemon{role: role, binary: o.Binary, config: cfgPath, logPath: filepath.Join(logDir, role+".log"), elapsed: h.elapsed}
+		h.daemons[role] = d
+		h.r.Logs[role] = d.logPath
+		supervisors.Go(func() { d.supervise(superviseCtx) })
+	}
+	var once sync.Once
+	h.stopDaemons = func() { once.Do(func() { stop(); supervisors.Wait() }) }
+	t.Cleanup(h.stopDaemons)
+
+	h.note("waiting for the connector to stream (snapshot of %d users)", o.Users)
+	if err := waitFor(ctx, 2*time.Minute, func() (bool, error) { return slotActive(ctx, h.db.DSN) }); err != nil {
+		t.Fatalf("chaos: the connector did not start streaming within 2 min: %v\n%s", err, tailFile(h.daemons["connector"].logPath, 4000))
+	}
+	h.note("streaming")
+
+	bg, stopBackground := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	background.Go(func() {
+		if err := h.ledger.tail(bg); err != nil {
+			t.Errorf("chaos: tail the change topics: %v", err)
+		}
+	})
+	background.Go(func() { h.ledger.watchSlot(bg, h.db.DSN, slotName, 100*time.Millisecond) })
+	background.Go(func() { watchGroup(bg, h.kafka.Brokers(), group, h.note) })
+	var bgOnce sync.Once
+	h.stopBackground = func() { bgOnce.Do(func() { stopBackground(); background.Wait() }) }
+	t.Cleanup(h.stopBackground)
+}
+
+// chaos runs the workload and the schedule of faults for the run's
+// duration, then lets the API phases and sink kills still queued happen,
+// and ends every fault.
+func (h *run) chaos() {
+	o, ctx := h.o, context.Background()
+	runCtx, stopWork := context.WithTimeout(ctx, o.Duration)
+	defer stopWork()
+	// The big transactions: one a third of the way in, or one every
+	// BigEvery from a sixth of the way in.
+	base := h.elapsed()
+	bigAt := []time.Duration{base + o.Duration/3}
+	if o.BigEvery > 0 {
+		bigAt = nil
+		for at := o.Duration / 6; at < o.Duration; at += o.BigEvery {
+			bigAt = append(bigAt, base+at)
+		}
+	}
+	var writer sync.WaitGroup
+	writer.Go(func() { h.work.run(runCtx, bigAt, base+o.Duration*2/5) })
+
+	in := &injector{
+		t: h.t, rng: rand.New(rand.NewPCG(h.rng.Uint64(), 0x6661756c74)), cluster: h.cluster, dsn: h.db.DSN, slot: slotName,
+		kafka: h.kafka.Cluster(), emu: h.emu, connector: h.daemons["connector"], sink: h.daemons["sink"], note: h.note,
+		fetchErrors: o.FetchErrors, injected: map[Fault]int{}, missed: map[Fault]int{}, hits: map[Fault]int{},
+		phases: make(chan Fault, 16), phaseRNG: rand.New(rand.NewPCG(h.rng.Uint64(), 0x617069)),
+		sinkKills: make(chan struct{}, 16), sinkKillsAnytime: o.SinkKillsAnytime, brokers: h.kafka.Brokers(), group: group,
+	}
+	if in.fetchErrors == nil {
+		in.fetchErrors = FetchErrors
+	}
+	h.in = in
+	in.phaser.Go(func() { in.runPhases(ctx) })
+	in.phaser.Go(func() { in.runSinkKills(ctx) })
+
+	start := h.elapsed()
+	at, faults := schedule(in.rng, o.Duration, o.Gap)
+	for i, f := range faults {
+		select {
+		case <-runCtx.Done():
+		case <-time.After(start + at[i] - h.elapsed()):
+		}
+		if runCtx.Err() != nil {
+			break
+		}
+		in.inject(runCtx, f)
+	}
+	<-runCtx.Done()
+	writer.Wait()
+	h.note("workload over; the API phases and sink kills still queued run now")
+	in.stop()
+	h.note("every fault is off")
+}
+
+// settle waits, with every fault off, for the slot to reach the end of
+// the WAL (so Kafka holds every transaction), then for the sink's group
+// to commit everything, then for OneSignal to say what the rows say; and
+// records what differs.
+func (h *run) settle() {
+	ctx, r := context.Background(), h.r
+	wait := func(name string, f func() (bool, error)) {
+		began := time.Now()
+		err := waitFor(ctx, h.o.Settle, f)
+		r.Settled[name] = time.Since(began)
+		if err != nil {
+			h.note("%s: not within %s: %v", name, h.o.Settle, err)
+			return
+		}
+		h.note("%s after %s", name, r.Settled[name].Round(100*time.Millisecond))
+	}
+	var endLSN pglogrepl.LSN
+	wait("source quiet", func() (bool, error) {
+		err := withConn(ctx, h.db.DSN, func(conn *pgx.Conn) (err error) {
+			var s string
+			if err = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&s); err != nil {
+				return err
+			}
+			endLSN, err = pglogrepl.ParseLSN(s)
+			return err
+		})
+		return err == nil, err
+	})
+	wait("slot caught up", func() (bool, error) {
+		var confirmed pglogrepl.LSN
+		err := withConn(ctx, h.db.DSN, func(conn *pgx.Conn) (err error) {
+			confirmed, err = confirmedFlush(ctx, conn, slotName)
+			return err
+		})
+		return err == nil && confirmed >= endLSN && len(h.ledger.incomplete()) == 0, err
+	})
+	client := &kafka.Client{Addr: kafka.TCP(h.kafka.Brokers()...), Timeout: 10 * time.Second}
+	var lag []string
+	wait("group caught up", func() (bool, error) {
+		var err error
+		lag, err = groupLag(ctx, client, group, changeTopics)
+		return err == nil && len(lag) == 0, nil
+	})
+	if len(lag) > 0 {
+		h.note("the group is behind: %s", strings.Join(lag, ", "))
+	}
+	var want, got oneSignalState
+	wait("OneSignal in step", func() (bool, error) {
+		err := withConn(ctx, h.db.DSN, func(conn *pgx.Conn) (err error) {
+			want, err = expectedState(ctx, conn, h.work.userIDs(), h.devices)
+			return err
+		})
+		if err != nil {
+			return false, err
+		}
+		got = observedState(h.emu.State(), want)
+		return reflect.DeepEqual(want, got), nil
+	})
+	var ids []string
+	r.Mismatches, ids = mismatches(want, got)
+	r.Users, r.Devices = len(want.tags), len(want.owners)
+	if len(ids) > 0 {
+		// What Kafka and the API saw of the first few, for the report.
+		ids = ids[:min(len(ids), 5)]
+		r.Histories = map[string][]string{}
+		events, err := kafkaHistory(ctx, h.kafka.Brokers(), changeTopics, ids)
+		if err != nil {
+			h.note("read the history of %v: %v", ids, err)
+		}
+		calls := h.trace.lines(ids)
+		for _, id := range ids {
+			r.Histories[id] = append(append(r.Histories[id], events[id]...), calls[id]...)
+		}
+	}
+	var err error
+	if r.DeadLetters, err = messagesIn(ctx, client, "cdc.dlq"); err != nil {
+		h.t.Errorf("chaos: count the dead letters: %v", err)
+	}
+	r.NotInKafka = h.ledger.incomplete()
+}
+
+// tearDown stops the watchers and the daemons and fills in the report.
+func (h *run) tearDown() {
+	h.stopBackground()
+	h.stopDaemons()
+	r := h.r
+	r.Elapsed = h.elapsed()
+	r.Kills = map[string]int{}
+	for role, d := range h.daemons {
+		kills, unexpected, stopErrs := d.counts()
+		r.Kills[role] = kills
+		for _, u := range unexpected {
+			r.UnexpectedExits = append(r.UnexpectedExits, role+": "+u)
+		}
+		for _, s := range stopErrs {
+			r.StopErrors = append(r.StopErrors, role+": "+s)
+		}
+	}
+	sort.Strings(r.UnexpectedExits)
+	r.Injected, r.Missed, r.Hits = h.in.counts()
+	r.Transactions, r.Changes = h.ledger.totals()
+	r.SlotSamples, r.SlotChecked, r.MaxConfirmed, r.Events, r.Violations, r.BadEvents = h.ledger.summary()
+	w := h.work
+	w.mu.Lock()
+	r.Attempts, r.Unknown, r.Big, r.Toast, r.Schema = w.attempts, w.unknown, w.bigDone, w.toastWrites, w.schemaDone
+	r.WorkloadErrors = slices.Clone(w.failed)
+	w.mu.Unlock()
+	r.API = h.emu.Stats()
+}
+
+// slotActive reports whether a walsender streams from the slot.
+func slotActive(ctx context.Context, dsn string) (bool, error) {
+	conn, err := connect(ctx, dsn)
+	if err != nil {
+		return false, nil // PostgreSQL may be restarting: ask again
+	}
+	defer conn.Close(ctx)
+	var active bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)`, slotName).Scan(&active)
+	return active, err
+}
+
+// waitFor calls f every 250 ms until it reports true, and fails after
+// timeout with f's last error.
+func waitFor(ctx context.Context, timeout time.Duration, f func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := f()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("still not so after %s", timeout)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// withConn runs f on a fresh connection to dsn.
+func withConn(ctx context.Context, dsn string, f func(*pgx.Conn) error) error {
+	conn, err := connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return f(conn)
+}

@@ -1,0 +1,206 @@
+// Command chaos runs the crash and fault harness (package chaos) for as
+// long as asked, and prints its report:
+//
+//	go run ./test/chaos/cmd/chaos -duration 15m -seed 7
+//
+// It builds onesignal-cdc from this module (without the race detector
+// unless -race), starts a private PostgreSQL cluster with the binaries in
+// ONESIGNAL_CDC_TEST_PGBIN (default /usr/lib/postgresql/15/bin), and
+// keeps the daemons' logs in -logs. It exits 1 when the run found a
+// problem, 2 when the harness could not run.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/test/chaos"
+)
+
+func main() {
+	duration := flag.Duration("duration", 10*time.Minute, "how long the workload and the faults go on")
+	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()%1e6), "seed of the schedule, the workload and the faults (printed, to repeat a run)")
+	gap := flag.Duration("gap", 5*time.Second, "time between two faults, on average")
+	users := flag.Int("users", 2000, "users in the table before the connector starts")
+	devices := flag.Int("devices", 500, "devices seeded in the emulator")
+	pace := flag.Duration("pace", 20*time.Millisecond, "longest pause between two workload transactions")
+	bigEvery := flag.Duration("big-every", 2*time.Minute, "one 10,000-change transaction this often")
+	settle := flag.Duration("settle", 5*time.Minute, "bound on each wait after the faults")
+	race := flag.Bool("race", false, "build the daemon with the race detector")
+	binary := flag.String("binary", "", "run this onesignal-cdc instead of building one")
+	logs := flag.String("logs", "", "directory for the daemons' logs and the timeline (default: a new one under /tmp)")
+	quiet := flag.Bool("quiet", false, "print only the report, not the timeline as it happens")
+	sinkKillsAnytime := flag.Bool("sink-kills-anytime", false, "kill the sink when the schedule says, even while it joins its consumer group (kfake then keeps the dead member for minutes)")
+	seedToast := flag.Bool("seed-toast", false, "give users seeded before the connector starts TOAST bios (a known snapshot bug loses some)")
+	moreFetchErrors := flag.Bool("more-fetch-errors", false, "also fail fetches with the retriable errors kafka-go hands to the sink (KAFKA_STORAGE_ERROR, UNKNOWN_SERVER_ERROR)")
+	flag.Parse()
+
+	if os.Getenv(pgtest.EnvBin) == "" {
+		os.Setenv(pgtest.EnvBin, "/usr/lib/postgresql/15/bin")
+	}
+	if *logs == "" {
+		dir, err := os.MkdirTemp("", "onesignal-cdc-chaos-")
+		if err != nil {
+			fail(err)
+		}
+		*logs = dir
+	}
+	if err := os.MkdirAll(*logs, 0o755); err != nil {
+		fail(err)
+	}
+	if *binary == "" {
+		*binary = filepath.Join(*logs, "onesignal-cdc")
+		args := []string{"build", "-o", *binary}
+		if *race {
+			args = append(args, "-race")
+		}
+		build := exec.Command("go", append(args, "github.com/onesignal-cdc/onesignal-cdc/cmd/onesignal-cdc")...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fail(fmt.Errorf("build onesignal-cdc: %w", err))
+		}
+	}
+
+	fetchErrors := chaos.FetchErrors
+	if *moreFetchErrors {
+		fetchErrors = append(slices.Clone(chaos.FetchErrors), chaos.MoreFetchErrors...)
+	}
+	h := &harness{}
+	timeline, err := os.Create(filepath.Join(*logs, "timeline.txt"))
+	if err != nil {
+		fail(err)
+	}
+	defer timeline.Close()
+	logf := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		fmt.Fprintln(timeline, line)
+		if !*quiet {
+			fmt.Fprintln(os.Stderr, line)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "chaos: seed %d, duration %s, logs in %s\n", *seed, *duration, *logs)
+	var report *chaos.Report
+	h.run(func() {
+		report = chaos.Run(h, chaos.Options{
+			Binary: *binary, Seed: *seed, Duration: *duration, Gap: *gap,
+			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery,
+			Settle: *settle, LogDir: *logs, Logf: logf, FetchErrors: fetchErrors, SeedToast: *seedToast, SinkKillsAnytime: *sinkKillsAnytime,
+		})
+	})
+	fmt.Println(report)
+	problems := report.Problems()
+	if h.Failed() {
+		problems = append(problems, "the harness reported errors (above)")
+	}
+	if len(problems) == 0 {
+		fmt.Println("no problems found")
+		return
+	}
+	fmt.Printf("PROBLEMS (seed %d; logs in %s):\n%s\n", *seed, *logs, strings.Join(problems, "\n"))
+	os.Exit(1)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "chaos:", err)
+	os.Exit(2)
+}
+
+// harness is the testing.TB that chaos.Run and pgtest need, outside go
+// test: Fatal ends the run after the cleanups, which stop PostgreSQL and
+// the daemons; Error prints and carries on. The embedded interface is nil:
+// a method it would serve is one the harness does not call.
+type harness struct {
+	testing.TB
+
+	mu       sync.Mutex
+	cleanups []func()
+	failed   bool
+	tempDirs []string
+}
+
+// run runs f and then the cleanups.
+func (h *harness) run(f func()) {
+	defer h.cleanup()
+	f()
+}
+
+func (h *harness) cleanup() {
+	h.mu.Lock()
+	cs := h.cleanups
+	h.cleanups = nil
+	dirs := h.tempDirs
+	h.tempDirs = nil
+	h.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
+	}
+	for _, d := range dirs {
+		os.RemoveAll(d)
+	}
+}
+
+func (h *harness) Helper()                    {}
+func (h *harness) Name() string               { return "chaos" }
+func (h *harness) Log(args ...any)            { fmt.Fprintln(os.Stderr, args...) }
+func (h *harness) Logf(f string, args ...any) { fmt.Fprintf(os.Stderr, f+"\n", args...) }
+func (h *harness) Error(args ...any)          { h.Log(args...); h.Fail() }
+func (h *harness) Errorf(f string, args ...any) {
+	h.Logf(f, args...)
+	h.Fail()
+}
+
+func (h *harness) Fatal(args ...any) { h.Log(args...); h.FailNow() }
+func (h *harness) Fatalf(f string, args ...any) {
+	h.Logf(f, args...)
+	h.FailNow()
+}
+
+func (h *harness) Skip(args ...any)            { h.Fatal(args...) }
+func (h *harness) Skipf(f string, args ...any) { h.Fatalf(f, args...) }
+func (h *harness) SkipNow()                    { h.FailNow() }
+
+func (h *harness) Fail() {
+	h.mu.Lock()
+	h.failed = true
+	h.mu.Unlock()
+}
+
+func (h *harness) Failed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.failed
+}
+
+// FailNow ends the run from whichever goroutine calls it: it runs the
+// cleanups, which stop PostgreSQL and the daemons, and exits.
+func (h *harness) FailNow() {
+	h.Fail()
+	h.cleanup()
+	os.Exit(2)
+}
+
+func (h *harness) Cleanup(f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cleanups = append(h.cleanups, f)
+}
+
+func (h *harness) TempDir() string {
+	dir, err := os.MkdirTemp("", "onesignal-cdc-chaos-tmp-")
+	if err != nil {
+		h.Fatal(err)
+	}
+	h.mu.Lock()
+	h.tempDirs = append(h.tempDirs, dir)
+	h.mu.Unlock()
+	return dir
+}

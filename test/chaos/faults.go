@@ -1,0 +1,420 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+)
+
+// Fault is a kind of fault the harness injects.
+type Fault string
+
+const (
+	KillConnector      Fault = "kill connector"        // SIGKILL, then start it again
+	KillSink           Fault = "kill sink"             // SIGKILL, then start it again
+	TerminateWalsender Fault = "terminate walsender"   // pg_terminate_backend on the slot's active_pid
+	RestartPostgres    Fault = "restart postgres"      // pg_ctl restart, -m fast or -m immediate (a crash)
+	KafkaProduce       Fault = "kafka produce errors"  // every produce request fails for a while
+	KafkaFetch         Fault = "kafka fetch errors"    // every fetch request fails for a while
+	API5xx             Fault = "api 5xx"               // a share of API requests answered 500, 502 or 503
+	API429             Fault = "api 429"               // a share answered 429 with Retry-After
+	APIReset           Fault = "api resets"            // a share cut before they are applied
+	APIDrop            Fault = "api success-then-drop" // a share applied, then cut before the answer
+)
+
+// Faults lists every kind, in the order reports show them.
+var Faults = []Fault{KillConnector, KillSink, TerminateWalsender, RestartPostgres, KafkaProduce, KafkaFetch, API5xx, API429, APIReset, APIDrop}
+
+// deck is one round of the schedule: every kind of fault at least once,
+// the connector's kill four times, since a crash is what the
+// acknowledgement chain is most exposed to. The schedule deals shuffled
+// decks one after the other, so every stretch of 13 faults holds each
+// kind. The sink is killed once a deck: each kill costs the sink its
+// consumer group's session timeout (30 s) before the next process gets
+// its partitions, and sinkKills waits for that.
+var deck = []Fault{
+	KillConnector, KillConnector, KillConnector, KillConnector, KillSink,
+	TerminateWalsender, RestartPostgres, KafkaProduce, KafkaFetch,
+	API5xx, API429, APIReset, APIDrop,
+}
+
+// schedule returns the faults of a run of length d with one fault every
+// gap on average, each at a moment from the start.
+func schedule(rng *rand.Rand, d, gap time.Duration) (at []time.Duration, faults []Fault) {
+	n := int(d / gap)
+	for len(faults) < n {
+		hand := slices.Clone(deck)
+		rng.Shuffle(len(hand), func(i, j int) { hand[i], hand[j] = hand[j], hand[i] })
+		faults = append(faults, hand...)
+	}
+	faults = faults[:n]
+	// Evenly spread over d, each moved by up to 40 % of the gap either
+	// way, so that the last one still falls inside d.
+	for i := range faults {
+		jitter := time.Duration((rng.Float64()*0.8 - 0.4) * float64(gap))
+		at = append(at, time.Duration(i)*gap+gap/2+jitter)
+	}
+	return at, faults
+}
+
+// Errors the harness injects into Kafka requests. A produce error is
+// one the connector must retry; NOT_ENOUGH_REPLICAS_AFTER_APPEND and
+// REQUEST_TIMED_OUT are answered after the broker stored the records, so
+// the retry writes them again.
+var (
+	ProduceErrors = []*kerr.Error{kerr.NotEnoughReplicas, kerr.NotEnoughReplicasAfterAppend, kerr.RequestTimedOut, kerr.NotLeaderForPartition}
+	// FetchErrors are those kafka-go's reader retries by itself.
+	FetchErrors = []*kerr.Error{kerr.NotLeaderForPartition, kerr.RequestTimedOut}
+	// MoreFetchErrors are retriable errors that kafka-go's reader hands
+	// to the caller of FetchMessage, on which the sink stops (docs/reliability.md).
+	MoreFetchErrors = []*kerr.Error{kerr.KafkaStorageError, kerr.UnknownServerError}
+)
+
+// injector makes faults happen. Faults with a duration (Kafka errors, API
+// phases) end on timers of their own, so a slow fault (a PostgreSQL
+// restart) does not stretch them. A fault with a duration counts as
+// injected once it failed at least one request; one that met none (the
+// sink was rejoining its group, say) counts as missed.
+type injector struct {
+	t           testing.TB
+	rng         *rand.Rand
+	cluster     *pgtest.Cluster
+	dsn         string // the source database, as a superuser
+	slot        string
+	kafka       *kfake.Cluster
+	emu         *onesignaltest.Emulator
+	connector   *daemon
+	sink        *daemon
+	fetchErrors []*kerr.Error
+	note        func(format string, args ...any)
+
+	mu       sync.Mutex
+	injected map[Fault]int
+	missed   map[Fault]int // found nothing to break
+	hits     map[Fault]int // requests the timed faults failed
+	timers   []*time.Timer
+	ends     []func() // of the Kafka faults
+	quiet    bool
+
+	phases chan Fault // API phases waiting their turn
+	phaser sync.WaitGroup
+	// sinkKills are the sink kills waiting for the sink's consumer group
+	// to be whole (see runSinkKills), unless sinkKillsAnytime.
+	sinkKills        chan struct{}
+	sinkKillsAnytime bool
+	brokers          []string
+	group            string
+	phaseRNG         *rand.Rand // runPhases' own: it runs beside inject
+}
+
+// inject makes one fault happen, on the caller's goroutine (the test's:
+// a PostgreSQL restart fails the test when the server does not come back).
+func (in *injector) inject(ctx context.Context, f Fault) {
+	var detail string
+	ok := true
+	switch f {
+	case KillConnector:
+		ok = in.killUntilDone(ctx, in.connector)
+	case KillSink:
+		if !in.sinkKillsAnytime {
+			select {
+			case in.sinkKills <- struct{}{}:
+				in.note("%s queued", f)
+			default:
+				in.count(f, false)
+				in.note("%s missed: %d sink kills queued already", f, cap(in.sinkKills))
+			}
+			return
+		}
+		ok = in.killUntilDone(ctx, in.sink)
+	case TerminateWalsender:
+		ok, detail = in.terminateWalsender(ctx)
+	case RestartPostgres:
+		mode := []string{"fast", "immediate"}[in.rng.IntN(2)]
+		began := time.Now()
+		in.cluster.Restart(in.t, mode)
+		detail = fmt.Sprintf("-m %s, back in %s", mode, time.Since(began).Round(time.Millisecond))
+	case KafkaProduce:
+		in.kafkaFault(f, kmsg.Produce, ProduceErrors[in.rng.IntN(len(ProduceErrors))])
+		return
+	case KafkaFetch:
+		in.kafkaFault(f, kmsg.Fetch, in.fetchErrors[in.rng.IntN(len(in.fetchErrors))])
+		return
+	case API5xx, API429, APIReset, APIDrop:
+		select {
+		case in.phases <- f:
+			in.note("%s queued", f)
+		default:
+			in.count(f, false)
+			in.note("%s missed: %d API phases queued already", f, cap(in.phases))
+		}
+		return
+	}
+	in.count(f, ok)
+	if !ok {
+		detail = "missed: nothing to break " + detail
+	}
+	in.note("%s %s", f, detail)
+}
+
+func (in *injector) count(f Fault, ok bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if ok {
+		in.injected[f]++
+	} else {
+		in.missed[f]++
+	}
+}
+
+// killUntilDone kills the process, waiting up to 10 s for one to be
+// running: the supervisor may be between two runs.
+func (in *injector) killUntilDone(ctx context.Context, d *daemon) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if d.kill() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// terminateWalsender ends the backend streaming the slot, waiting up to
+// 15 s for one: the connector may be reconnecting.
+func (in *injector) terminateWalsender(ctx context.Context) (bool, string) {
+	deadline := time.Now().Add(15 * time.Second)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		pid, err := in.walsenderPID(ctx)
+		if err == nil && pid != 0 {
+			return true, fmt.Sprintf("pid %d", pid)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return false, "(no walsender within 15 s)"
+}
+
+func (in *injector) walsenderPID(ctx context.Context) (int, error) {
+	conn, err := connect(ctx, in.dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var pid int
+	err = conn.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots
+		WHERE slot_name = $1 AND active_pid IS NOT NULL AND pg_terminate_backend(active_pid)`, in.slot).Scan(&pid)
+	if err == pgx.ErrNoRows {
+		return 0, nil
+	}
+	return pid, err
+}
+
+// kafkaFault fails every request of key with err for 1 to 5 s, and on
+// until it failed one (up to 20 s): a fault that met no request proves
+// nothing, and the connector may have been restarting.
+func (in *injector) kafkaFault(f Fault, key kmsg.Key, err *kerr.Error) {
+	d := in.duration(time.Second, 5*time.Second)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.quiet {
+		return
+	}
+	h := in.kafka.Fault(kfake.Fault{Keys: []kmsg.Key{key}, Err: err, Count: -1})
+	began := time.Now()
+	var once sync.Once
+	end := func() {
+		once.Do(func() {
+			h.Remove()
+			hits := h.Hits()
+			in.mu.Lock()
+			in.hits[f] += hits
+			if hits > 0 {
+				in.injected[f]++
+			} else {
+				in.missed[f]++
+			}
+			in.mu.Unlock()
+			in.note("%s end after %s: %s failed %d requests", f, time.Since(began).Round(time.Millisecond), err.Message, hits)
+		})
+	}
+	var check func()
+	check = func() {
+		if h.Hits() == 0 && time.Since(began) < 20*time.Second {
+			in.mu.Lock()
+			if !in.quiet {
+				in.timers = append(in.timers, time.AfterFunc(250*time.Millisecond, check))
+			}
+			in.mu.Unlock()
+			return
+		}
+		end()
+	}
+	in.ends = append(in.ends, end)
+	in.timers = append(in.timers, time.AfterFunc(d, check))
+	in.note("%s: %s for %s", f, err.Message, d.Round(time.Millisecond))
+}
+
+// runPhases applies the API phases queued by inject one after the other,
+// until the queue closes. Each first waits, up to a minute, for the sink
+// to be calling the API: after a SIGKILL the sink rejoins its consumer
+// group only once the dead member's 30 s session timed out, and a phase
+// meanwhile would meet no request. A phase makes the emulator unreliable
+// for 2 to 8 s.
+func (in *injector) runPhases(ctx context.Context) {
+	rng := in.phaseRNG
+	for f := range in.phases {
+		d := randomDuration(rng, 2*time.Second, 8*time.Second)
+		share := 0.2 + 0.8*rng.Float64()
+		faults := onesignaltest.Faults{Seed: rng.Int64()}
+		switch f {
+		case API5xx:
+			faults.Status = map[int]float64{500: share * 0.4, 502: share * 0.3, 503: share * 0.3}
+		case API429:
+			faults.Status = map[int]float64{429: share}
+			faults.RetryAfter = 1 + rng.IntN(2)
+		case APIReset:
+			share = min(share, 0.7)
+			faults.Reset = share
+		case APIDrop:
+			share = min(share, 0.7)
+			faults.Drop = share
+		}
+		waited := in.waitForCalls(ctx, time.Minute)
+		if err := in.emu.SetFaults(faults); err != nil {
+			in.t.Errorf("chaos: set emulator faults %+v: %v", faults, err)
+			continue
+		}
+		before := faulted(in.emu.Stats(), f)
+		in.note("%s on %.0f %% of requests for %s (after %s waiting for API calls)", f, share*100, d.Round(time.Millisecond), waited.Round(100*time.Millisecond))
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+		_ = in.emu.SetFaults(onesignaltest.Faults{})
+		hits := faulted(in.emu.Stats(), f) - before
+		in.mu.Lock()
+		in.hits[f] += hits
+		if hits > 0 {
+			in.injected[f]++
+		} else {
+			in.missed[f]++
+		}
+		in.mu.Unlock()
+		in.note("%s end: %d requests failed", f, hits)
+	}
+}
+
+// runSinkKills kills the sink for each request queued by inject, one
+// after the other, until the queue closes, each once the sink's consumer
+// group is stable with one member: the running process holds every
+// partition. A process killed while it is still joining stays a member
+// of kfake's group, partitions and all, for minutes (see the report), so
+// the harness kills a sink that works; sinkKillsAnytime kills on the spot
+// instead.
+func (in *injector) runSinkKills(ctx context.Context) {
+	c := &kafka.Client{Addr: kafka.TCP(in.brokers...), Timeout: 5 * time.Second}
+	for range in.sinkKills {
+		began := time.Now()
+		whole := false
+		for !whole && time.Since(began) < 3*time.Minute && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+			resp, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{in.group}})
+			whole = err == nil && len(resp.Groups) == 1 && resp.Groups[0].GroupState == "Stable" && len(resp.Groups[0].Members) == 1
+		}
+		ok := in.killUntilDone(ctx, in.sink)
+		in.count(KillSink, ok)
+		in.note("%s (after %s waiting for its group to be stable with one member%s)", KillSink,
+			time.Since(began).Round(100*time.Millisecond), map[bool]string{true: "", false: ": it was not"}[whole])
+	}
+}
+
+// faulted is how many requests the emulator has failed with faults of kind f.
+func faulted(st onesignaltest.Stats, f Fault) int {
+	switch f {
+	case API5xx:
+		return st.Faults.Status[500] + st.Faults.Status[502] + st.Faults.Status[503]
+	case API429:
+		return st.Faults.Status[429]
+	case APIReset:
+		return st.Faults.Resets
+	case APIDrop:
+		return st.Faults.Drops
+	}
+	return 0
+}
+
+// waitForCalls waits until the emulator serves requests, up to limit, and
+// returns how long it waited.
+func (in *injector) waitForCalls(ctx context.Context, limit time.Duration) time.Duration {
+	began := time.Now()
+	last := totalRequests(in.emu.Stats())
+	for time.Since(began) < limit && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+		if totalRequests(in.emu.Stats()) > last {
+			break
+		}
+	}
+	return time.Since(began)
+}
+
+func (in *injector) duration(lo, hi time.Duration) time.Duration {
+	return randomDuration(in.rng, lo, hi)
+}
+
+func randomDuration(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+}
+
+// stop lets the queued API phases run (the sink drains its backlog
+// meanwhile), then ends every fault, counting what each did, and keeps new
+// ones from starting.
+func (in *injector) stop() {
+	close(in.phases)
+	close(in.sinkKills)
+	in.phaser.Wait()
+	in.mu.Lock()
+	in.quiet = true
+	for _, t := range in.timers {
+		t.Stop()
+	}
+	ends := in.ends
+	in.mu.Unlock()
+	for _, end := range ends {
+		end() // once each: those whose timer fired are no-ops
+	}
+	_ = in.emu.SetFaults(onesignaltest.Faults{})
+}
+
+func (in *injector) counts() (injected, missed, hits map[Fault]int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return maps.Clone(in.injected), maps.Clone(in.missed), maps.Clone(in.hits)
+}

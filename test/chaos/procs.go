@@ -1,0 +1,193 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// daemon runs one role of onesignal-cdc (connector or sink) the way a
+// supervisor such as Kubernetes does: it starts the process again whenever
+// it ends, whether the harness killed it or it exited by itself. An exit
+// the harness did not cause is recorded: the daemon is meant to ride out
+// every fault the harness injects without exiting.
+type daemon struct {
+	role    string
+	binary  string
+	config  string
+	logPath string // one file for every run of the role, each run headed by a line
+	elapsed func() time.Duration
+
+	mu         sync.Mutex
+	cur        *proc
+	starts     int
+	kills      int
+	unexpected []string // the exits the harness did not cause
+	stopErrs   []string // a non-zero exit after the final SIGTERM
+}
+
+// proc is one run of the binary.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd.Wait returned; err is set then
+	err    error
+	killed atomic.Bool // the harness sent SIGKILL
+}
+
+// supervise starts the process and starts it again after every exit,
+// until ctx ends; then it stops the current run with SIGTERM.
+func (d *daemon) supervise(ctx context.Context) {
+	for {
+		p, err := d.spawn()
+		if err != nil {
+			d.record(fmt.Sprintf("could not start: %v", err))
+		} else {
+			select {
+			case <-p.exited:
+			case <-ctx.Done():
+				d.terminate(p)
+				return
+			}
+			if !p.killed.Load() {
+				d.record(fmt.Sprintf("exited by itself (%v) at +%s; its log ends with:\n%s",
+					p.err, d.elapsed().Round(100*time.Millisecond), indent(tailFile(d.logPath, 1500))))
+			}
+		}
+		// A killed process comes back at once, as under a supervisor with
+		// no backoff; one that failed by itself gets a second's pause.
+		pause := 50 * time.Millisecond
+		if err != nil || !p.killed.Load() {
+			pause = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+	}
+}
+
+func (d *daemon) spawn() (*proc, error) {
+	d.mu.Lock()
+	d.starts++
+	n := d.starts
+	d.mu.Unlock()
+	log, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close() // the child holds its own descriptor
+	fmt.Fprintf(log, "=== chaos: onesignal-cdc %s, run %d, at +%s\n", d.role, n, d.elapsed().Round(time.Millisecond))
+	cmd := exec.Command(d.binary, d.role, "--config", d.config)
+	// ops.listen is "" in the configuration; the variable would override it.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ONESIGNAL_CDC_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	// A process group of its own, signalled whole: a wrapper such as
+	// strace goes down with the daemon it runs instead of leaving it
+	// running unseen.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	d.mu.Lock()
+	d.cur = p
+	d.mu.Unlock()
+	return p, nil
+}
+
+// kill sends SIGKILL to the running process and waits for it to be gone:
+// no flush, no final status, no commit. It reports false when no process
+// was running (the supervisor is about to start one).
+func (d *daemon) kill() bool {
+	d.mu.Lock()
+	p := d.cur
+	d.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+	}
+	p.killed.Store(true)
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+	d.mu.Lock()
+	d.kills++
+	d.mu.Unlock()
+	return true
+}
+
+// terminate stops p with SIGTERM, as at the end of the run, and SIGKILL
+// when it takes more than 30 s.
+func (d *daemon) terminate(p *proc) {
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		if p.err != nil && !p.killed.Load() {
+			d.mu.Lock()
+			d.stopErrs = append(d.stopErrs, fmt.Sprintf("exited with %v after SIGTERM", p.err))
+			d.mu.Unlock()
+		}
+	case <-time.After(30 * time.Second):
+		p.signal(syscall.SIGKILL)
+		<-p.exited
+		d.mu.Lock()
+		d.stopErrs = append(d.stopErrs, "did not stop within 30 s of SIGTERM")
+		d.mu.Unlock()
+	}
+}
+
+// signal signals p's process group.
+func (p *proc) signal(sig syscall.Signal) {
+	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+func (d *daemon) record(what string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unexpected = append(d.unexpected, what)
+}
+
+// counts returns how many times the harness killed the role and the exits
+// it did not cause.
+func (d *daemon) counts() (kills int, unexpected, stopErrs []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.kills, append([]string(nil), d.unexpected...), append([]string(nil), d.stopErrs...)
+}
+
+// tailFile returns the last n bytes of a file, from a line start.
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+		if i := strings.IndexByte(string(b), '\n'); i >= 0 && i < len(b)-1 {
+			b = b[i+1:] // from a line start, unless that leaves nothing
+		}
+	}
+	return strings.TrimRight(string(b), "\n")
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
