@@ -210,7 +210,30 @@ func (c *Connector) connect(ctx context.Context) (*pgx.Conn, error) {
 		return nil, &fatalError{fmt.Errorf("postgres.dsn: %w", err)}
 	}
 	maps.Copy(cfg.RuntimeParams, sessionParams)
-	return pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := matchEncoding(ctx, conn.PgConn()); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return conn, nil
+}
+
+// matchEncoding keeps the bytes of a SQL_ASCII database as they are. Such
+// a database holds text in any encoding, and with client_encoding UTF8 the
+// server refuses to send a value that is not valid UTF-8: the stream would
+// stop for good at that row. With SQL_ASCII it sends the bytes, and the
+// decoder replaces what is not UTF-8 with U+FFFD (docs/events.md).
+func matchEncoding(ctx context.Context, conn *pgconn.PgConn) error {
+	if conn.ParameterStatus("server_encoding") != "SQL_ASCII" {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "SET client_encoding = 'SQL_ASCII'").ReadAll(); err != nil {
+		return fmt.Errorf("set client_encoding for a SQL_ASCII database: %w", err)
+	}
+	return nil
 }
 
 // fatalError marks a problem no reconnect can fix.

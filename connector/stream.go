@@ -68,6 +68,9 @@ func (c *Connector) stream(ctx context.Context) error {
 		return fmt.Errorf("open replication connection: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if err := matchEncoding(ctx, conn); err != nil {
+		return err
+	}
 
 	start, db, timeout, err := c.slotState(ctx, conn)
 	if err != nil {

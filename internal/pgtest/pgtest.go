@@ -71,6 +71,13 @@ type DB struct {
 // would pin WAL for every later test on the server.
 func NewDB(t testing.TB) *DB {
 	t.Helper()
+	return NewDBWith(t, "")
+}
+
+// NewDBWith is NewDB with options for CREATE DATABASE, e.g.
+// "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0".
+func NewDBWith(t testing.TB, options string) *DB {
+	t.Helper()
 	server := ServerDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -82,7 +89,7 @@ func NewDB(t testing.TB) *DB {
 	defer admin.Close(ctx)
 
 	name := "t_" + randomHex(t, 4)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" "+options); err != nil {
 		t.Fatalf("pgtest: create database %s: %v", name, err)
 	}
 	d := &DB{Name: name, DSN: withDatabase(server, name), server: server}
