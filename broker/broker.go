@@ -28,7 +28,9 @@ const WriterBatchSize = 256
 // Writer settings the connector relies on: every message is acknowledged by
 // all in-sync replicas before WriteMessages returns; a message's partition
 // is the murmur2 hash of its key, as the Java client (and so Kafka Connect)
-// computes it, so a key's events stay in order; kafka-go does not retry on
+// computes it, so a key's events stay in order; keyless events (rows of a
+// table without a key, truncates) all go to one partition, in order, not
+// to a random one each; kafka-go does not retry on
 // its own (the caller retries whole batches without advancing its LSN).
 func NewWriter(brokers []string, batchSize int) *kafka.Writer {
 	return Plain(brokers).NewWriter(batchSize)
@@ -39,7 +41,7 @@ func (c Cluster) NewWriter(batchSize int) *kafka.Writer {
 	return &kafka.Writer{
 		Addr:         kafka.TCP(c.Brokers...),
 		Transport:    c.Transport(),
-		Balancer:     &kafka.Murmur2Balancer{},
+		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
 		BatchSize:    batchSize,
 		BatchBytes:   1 << 20,
