@@ -206,7 +206,7 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 	if image == nil {
 		image = ev.Before
 	}
-	value, oversized := encodeWithin(&ev, maxEventBytes)
+	value, oversized := encodeWithin(&ev, maxEventBytes, rel.key)
 	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: value, op: op, table: rel.name, image: image, keyCols: rel.key, oversized: oversized}
 	return step{kind: stepChanges, changes: []*change{c}}, nil
 }
@@ -215,7 +215,7 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 // max.message.bytes (1 MiB by default) and kafka-go's writer one over its
 // BatchBytes (1 MiB): a larger event would stop the connector, and every
 // change after it, at the broker. A quarter of that leaves room for the
-// key and the headers, and for the producer's batch (maxBatchBytes, 768
+// key and the headers, and for the producer's batch (maxBatchBytes, 512
 // KiB) to take one more event and stay within the writer's 1 MiB.
 const maxEventBytes = 256 << 10
 
@@ -226,7 +226,11 @@ const maxEventBytes = 256 << 10
 // large column the mapping does not use, and the rest of the row goes
 // through; where the mapping does use it, the sink dead-letters the event
 // with the reason.
-func encodeWithin(ev *event.Envelope, limit int) (value []byte, oversized []string) {
+//
+// Key columns are never replaced: they name the row (its Kafka key, the
+// snapshot's window matching), and a primary key cannot be large anyway,
+// since its index entries are limited to a few kilobytes.
+func encodeWithin(ev *event.Envelope, limit int, key []string) (value []byte, oversized []string) {
 	value = ev.Encode(make([]byte, 0, 640))
 	excess := len(value) - limit
 	if excess <= 0 {
@@ -235,7 +239,9 @@ func encodeWithin(ev *event.Envelope, limit int) (value []byte, oversized []stri
 	var fields []*event.Field
 	for _, row := range []event.Row{ev.Before, ev.After} {
 		for i := range row {
-			fields = append(fields, &row[i])
+			if !slices.Contains(key, row[i].Name) {
+				fields = append(fields, &row[i])
+			}
 		}
 	}
 	slices.SortStableFunc(fields, func(a, b *event.Field) int { return len(b.Value) - len(a.Value) })

@@ -50,7 +50,7 @@ func TestAnEventOverTheLimitLosesItsLargestValuesAndKeepsTheRest(t *testing.T) {
 		},
 		Source: event.Source{Schema: "public", Table: "users"},
 	}
-	value, oversized := encodeWithin(&ev, limit)
+	value, oversized := encodeWithin(&ev, limit, []string{"id"})
 	if len(value) > limit {
 		t.Fatalf("the event is %d bytes, over the limit of %d", len(value), limit)
 	}
@@ -74,8 +74,17 @@ func TestAnEventOverTheLimitLosesItsLargestValuesAndKeepsTheRest(t *testing.T) {
 		t.Errorf("plan %s, want the untouched \"pro\"", plan)
 	}
 
+	// A key column stays, however large: it names the row.
+	keyed := event.Envelope{Op: event.OpCreate, After: event.Row{
+		{Name: "id", Value: json.RawMessage(`"` + strings.Repeat("k", 800) + `"`)},
+		{Name: "bio", Value: json.RawMessage(`"` + big + `"`)},
+	}}
+	if _, oversized := encodeWithin(&keyed, limit, []string{"id"}); strings.Join(oversized, ",") != "bio" {
+		t.Errorf("oversized columns %q, want [bio]: the key column must stay", oversized)
+	}
+
 	small := event.Envelope{Op: event.OpCreate, After: event.Row{{Name: "id", Value: json.RawMessage(`1`)}}}
-	if value, oversized := encodeWithin(&small, limit); oversized != nil || string(value) != string(small.Encode(nil)) {
+	if value, oversized := encodeWithin(&small, limit, []string{"id"}); oversized != nil || string(value) != string(small.Encode(nil)) {
 		t.Errorf("an event within the limit changed: %s (oversized %q)", value, oversized)
 	}
 }

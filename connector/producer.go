@@ -39,8 +39,10 @@ type producer struct {
 	obs       Observer
 }
 
-// maxBatchBytes keeps one write within kafka-go's 1 MiB batch limit.
-const maxBatchBytes = 768 << 10
+// maxBatchBytes keeps one write within kafka-go's 1 MiB batch limit: a
+// write stops taking events past it, and the last one it takes is at most
+// an event's limit (256 KiB, decode.go) more.
+const maxBatchBytes = 512 << 10
 
 // run writes until in is closed and drained (nil) or ctx ends, or a lane
 // fails for good.

@@ -398,7 +398,8 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string
 			},
 			TsMs: now,
 		}
-		ch.rows = append(ch.rows, snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: ev.Encode(make([]byte, 0, 640))})
+		value, _ := encodeWithin(&ev, maxEventBytes, key)
+		ch.rows = append(ch.rows, snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: value})
 	}
 	if _, err := rr.Close(); err != nil {
 		return nil, nil, fmt.Errorf("read chunk: %w", err)
@@ -449,7 +450,7 @@ func primaryKey(ctx context.Context, conn *pgx.Conn, table string) (cols, types 
 		return nil, nil, fmt.Errorf("look up the primary key of %s: %w", table, err)
 	}
 	if len(cols) == 0 {
-		return nil, nil, &fatalError{fmt.Errorf("table %s has no primary key: the snapshot reads in primary-key chunks; add one, or leave the table out of snapshots", table)}
+		return nil, nil, &fatalError{fmt.Errorf("table %s has no primary key: the snapshot reads in primary-key chunks; add one (ALTER TABLE … ADD PRIMARY KEY), or set postgres.snapshot: never and do not ask for a snapshot of it", table)}
 	}
 	return cols, types, nil
 }
