@@ -293,6 +293,11 @@ func (c *checker) checkTables(ctx context.Context) error {
 		case identity == "i" && !hasIdentityIndex:
 			c.add(fmt.Sprintf("table %s.%s has REPLICA IDENTITY USING INDEX, but that index is gone: %s", schema, name, consequence),
 				"point it at a unique index (ALTER TABLE "+ident+" REPLICA IDENTITY USING INDEX …;), or "+keyFix)
+		case !hasPK && c.cfg.InitialSnapshot && c.slot == nil:
+			// Streaming works through REPLICA IDENTITY FULL; the snapshot,
+			// about to run with the new slot, reads in primary-key order.
+			c.add(fmt.Sprintf("table %s.%s has no primary key, which the initial snapshot needs to read it in chunks", schema, name),
+				"add a primary key (ALTER TABLE "+ident+" ADD PRIMARY KEY (…);), or set postgres.snapshot: never to stream only the changes from now on")
 		}
 		c.tables = append(c.tables, tableInfo{schema: schema, name: name, owner: owner, owned: owned})
 	}

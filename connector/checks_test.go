@@ -365,3 +365,26 @@ func underCI() bool {
 	}
 	return false
 }
+
+func TestCheckReportsAKeylessTableTheInitialSnapshotCannotRead(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE devices (device_id text, external_id text); ALTER TABLE devices REPLICA IDENTITY FULL`)
+	conn := db.Conn(t)
+	cfg := checkConfig(db.Name, "public.devices")
+	cfg.InitialSnapshot = true
+	got, err := connector.Check(t.Context(), conn, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, finding{"has no primary key, which the initial snapshot needs", "postgres.snapshot: never"})
+
+	// Once the slot exists the snapshot is behind it: streaming needs only
+	// the replica identity.
+	db.Exec(t, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, db.Name)
+	got, err = connector.Check(t.Context(), conn, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got)
+}
