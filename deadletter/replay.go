@@ -57,6 +57,10 @@ const (
 	Replayed   Action = "replayed"   // written back to its topic
 	Superseded Action = "superseded" // a newer event of its key came since: not replayed
 	NoOrigin   Action = "no-origin"  // without the headers that name its topic: not replayed
+	// ValueDropped: the message was too large for the dead-letter topic,
+	// which holds it without its value; the original is still in its
+	// topic, at the origin, for as long as that topic keeps it.
+	ValueDropped Action = "value-dropped"
 )
 
 // Outcome is one dead letter's fate.
@@ -128,6 +132,8 @@ func Replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
 		switch {
 		case !l.ok:
 			o.Action = NoOrigin
+		case header(l.msg, sink.HeaderValueDropped) != "":
+			o.Action, o.Origin = ValueDropped, where(l.from.topic, l.from.partition, l.offset)
 		default:
 			o.Origin = where(l.from.topic, l.from.partition, l.offset)
 			if at, ok := newest[l.from][string(l.msg.Key)]; ok && at > l.offset && len(l.msg.Key) > 0 {

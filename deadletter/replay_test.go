@@ -48,7 +48,10 @@ func TestReplaySendsBackOnlyDeadLettersNoNewerEventSuperseded(t *testing.T) {
 	}
 	u0, u1 := event(`"u0"`, `{"v":1}`), event(`"u1"`, `{"v":1}`)
 	write(u0, u1, event(`"u2"`, `{"v":1}`), event(`"u1"`, `{"v":2}`), kafka.Message{Topic: users, Key: []byte(`"u0"`)}) // offsets 0-4; a tombstone of u0 last
-	write(deadLetter(u0, 0), deadLetter(u1, 1), kafka.Message{Topic: dlq, Key: []byte("x"), Value: []byte("no headers")})
+	dropped := deadLetter(event(`"u2"`, ""), 2)
+	dropped.Value = nil
+	dropped.Headers = append(dropped.Headers, kafka.Header{Key: sink.HeaderValueDropped, Value: []byte("2097152")})
+	write(deadLetter(u0, 0), deadLetter(u1, 1), kafka.Message{Topic: dlq, Key: []byte("x"), Value: []byte("no headers")}, dropped)
 
 	cfg := deadletter.Config{Cluster: broker.Plain(b.Brokers()), Topic: dlq, Group: "replay"}
 	dry := cfg
@@ -57,8 +60,8 @@ func TestReplaySendsBackOnlyDeadLettersNoNewerEventSuperseded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Count(deadletter.Replayed) != 1 || rep.Count(deadletter.Superseded) != 1 || rep.Count(deadletter.NoOrigin) != 1 {
-		t.Fatalf("dry run: %+v, want u0 replayed, u1 superseded and one without origin", rep.Outcomes)
+	if rep.Count(deadletter.Replayed) != 1 || rep.Count(deadletter.Superseded) != 1 || rep.Count(deadletter.NoOrigin) != 1 || rep.Count(deadletter.ValueDropped) != 1 {
+		t.Fatalf("dry run: %+v, want u0 replayed, u1 superseded, one without origin and one without its value", rep.Outcomes)
 	}
 	if o := rep.Outcomes[1]; o.By != users+"/0@3" || o.Reason != "HTTP 400: bad tag" {
 		t.Errorf("u1's outcome %+v, want superseded by %s/0@3 with the reason", o, users)

@@ -52,8 +52,11 @@ func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(tw, "DEAD LETTER\tACTION\tORIGIN\tDETAIL")
 	for _, o := range rep.Outcomes {
 		detail := o.Reason
-		if o.Action == deadletter.Superseded {
+		switch o.Action {
+		case deadletter.Superseded:
 			detail = "newer event at " + o.By
+		case deadletter.ValueDropped:
+			detail = "held without its value (too large for the dead-letter topic): the original is at its origin"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.At, o.Action, o.Origin, detail)
 	}
@@ -62,7 +65,7 @@ func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *dryRun {
 		verb = "would replay"
 	}
-	fmt.Fprintf(stdout, "%s %d, superseded %d, without origin %d (of %d dead letters)\n", verb,
-		rep.Count(deadletter.Replayed), rep.Count(deadletter.Superseded), rep.Count(deadletter.NoOrigin), len(rep.Outcomes))
+	fmt.Fprintf(stdout, "%s %d, superseded %d, without origin %d, without value %d (of %d dead letters)\n", verb,
+		rep.Count(deadletter.Replayed), rep.Count(deadletter.Superseded), rep.Count(deadletter.NoOrigin), rep.Count(deadletter.ValueDropped), len(rep.Outcomes))
 	return nil
 }

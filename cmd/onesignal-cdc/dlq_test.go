@@ -40,7 +40,7 @@ mapping:
 	if code := run([]string{"dlq", "replay", "--dry-run", "--config", cfg}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	for _, want := range []string{"cdc.dlq/0@0", "replayed", "cdc.public.users/0@0", "HTTP 400: tag limit", "would replay 1, superseded 0, without origin 0 (of 1 dead letters)"} {
+	for _, want := range []string{"cdc.dlq/0@0", "replayed", "cdc.public.users/0@0", "HTTP 400: tag limit", "would replay 1, superseded 0, without origin 0, without value 0 (of 1 dead letters)"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout.String())
 		}
