@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -261,12 +262,21 @@ func ParseFor(r io.Reader, role Role) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, explainYAML(err)
+		return nil, explainYAML(err, data)
 	}
-	errs := []error{
-		cfg.Postgres.DSN.resolve("postgres.dsn", cfg.Postgres.DSNFile, "ONESIGNAL_CDC_POSTGRES_DSN"),
-		cfg.OneSignal.APIKey.resolve("onesignal.api_key", cfg.OneSignal.APIKeyFile, "ONESIGNAL_CDC_ONESIGNAL_API_KEY"),
-		cfg.Kafka.SASL.Password.resolve("kafka.sasl.password", cfg.Kafka.SASL.PasswordFile, "ONESIGNAL_CDC_KAFKA_SASL_PASSWORD"),
+	var errs []error
+	for _, s := range []struct {
+		secret         *Secret
+		key, file, env string
+	}{
+		{&cfg.Postgres.DSN, "postgres.dsn", cfg.Postgres.DSNFile, "ONESIGNAL_CDC_POSTGRES_DSN"},
+		{&cfg.OneSignal.APIKey, "onesignal.api_key", cfg.OneSignal.APIKeyFile, "ONESIGNAL_CDC_ONESIGNAL_API_KEY"},
+		{&cfg.Kafka.SASL.Password, "kafka.sasl.password", cfg.Kafka.SASL.PasswordFile, "ONESIGNAL_CDC_KAFKA_SASL_PASSWORD"},
+	} {
+		if err := s.secret.resolve(s.key, s.file, s.env); err != nil {
+			errs = append(errs, err)
+			*s.secret = unreadable // reported already: not "empty" as well
+		}
 	}
 	if v, ok := os.LookupEnv("ONESIGNAL_CDC_OPS_LISTEN"); ok {
 		cfg.Ops.Listen = v
@@ -282,6 +292,9 @@ func ParseFor(r io.Reader, role Role) (*Config, error) {
 	}
 	return &cfg, nil
 }
+
+// unreadable stands for a secret whose file could not be read.
+const unreadable Secret = "(unreadable)"
 
 // resolve sets the secret from, in this order of precedence, $env,
 // the file named by $env_FILE, the value in the YAML, or the file the
@@ -319,10 +332,25 @@ func (s *Secret) readFile(path, from string) error {
 
 var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type ([\w.]+)`)
 
-// explainYAML turns yaml's type-error list into one line per problem.
-func explainYAML(err error) error {
+// typeHints say what a value of each kind looks like.
+var typeHints = []struct{ into, hint string }{
+	{"into time.Duration", "write a duration such as 10s, 500ms or 1m30s"},
+	{"into bool", "write true or false"},
+	{"into int", "write a whole number"},
+	{"into float64", "write a number"},
+	{"into []string", "write a list, such as [a, b]"},
+	{"into map[string]string", "write a mapping of names to names, such as {column: tag}"},
+	{"into string", "write a single value, quoted if it holds ': ' or starts with a special character"},
+}
+
+// explainYAML turns yaml's type-error list into one line per problem,
+// each with what the value should look like.
+func explainYAML(err error, data []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
+		if msg := err.Error(); strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") && bytes.ContainsRune(data, '\t') {
+			return fmt.Errorf("%w: the file holds a tab; YAML indents with spaces only", err)
+		}
 		return err
 	}
 	errs := make([]error, 0, len(te.Errors))
@@ -330,6 +358,12 @@ func explainYAML(err error) error {
 		if m := unknownField.FindStringSubmatch(e); m != nil {
 			errs = append(errs, fmt.Errorf("line %s: unknown key %q: check its spelling and nesting against docs/configuration.md", m[1], m[2]))
 			continue
+		}
+		for _, h := range typeHints {
+			if strings.Contains(e, "cannot unmarshal") && strings.Contains(e, h.into) {
+				e += ": " + h.hint
+				break
+			}
 		}
 		errs = append(errs, errors.New(e))
 	}
