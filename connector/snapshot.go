@@ -153,7 +153,47 @@ func (c *chunk) ack() {
 type window struct {
 	table string
 	key   []string
-	seen  map[string]struct{}
+	seen  map[string]*seenRow // by matchKey
+}
+
+// seenRow is what the stream carried of one row within a window: the
+// newest value it sent of each column (an UPDATE does not send an
+// unchanged TOAST value), or that the row was deleted.
+type seenRow struct {
+	values  map[string]json.RawMessage
+	deleted bool
+}
+
+// completeRow returns the event that completes what the stream sent of a
+// row changed within its chunk's window, or nil when the stream sent all
+// of it (or deleted it). A column the stream never sent in the window was
+// unchanged by every change in it, so the value the chunk read is
+// current; every other column takes the newest value the stream sent. The
+// event is a snapshot read positioned at the high watermark (commit,
+// lsn), after every change of the window, so the sink does not take it
+// for a stale one.
+func completeRow(r snapRow, seen *seenRow, commit, high pglogrepl.LSN, key []string) ([]byte, error) {
+	if seen.deleted {
+		return nil, nil
+	}
+	ev, err := event.Decode(r.value)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot row of %s: %w", r.key, err)
+	}
+	missing := false
+	for i, f := range ev.After {
+		if v, ok := seen.values[f.Name]; ok {
+			ev.After[i].Value = v
+		} else {
+			missing = true
+		}
+	}
+	if !missing {
+		return nil, nil
+	}
+	ev.Source.LSN, ev.Source.CommitLSN = int64(high), int64(commit)
+	value, _ := encodeWithin(ev, maxEventBytes, key)
+	return value, nil
 }
 
 // matchKey renders the primary-key columns of row as windows compare them.

@@ -356,27 +356,44 @@ func (s *session) usePrimaryKey(ctx context.Context, relID uint32) error {
 }
 
 // noteInWindows records a streamed row in every open snapshot window of
-// its table: the chunk must not overwrite it with an older state.
+// its table: the newest value the stream sent of each column, or that the
+// row was deleted.
 func (s *session) noteInWindows(ch *change) {
 	for _, w := range s.windows {
-		if w.table == ch.table && ch.image != nil {
-			w.seen[matchKey(ch.image, ch.keyCols)] = struct{}{}
+		if w.table != ch.table || ch.image == nil {
+			continue
+		}
+		k := matchKey(ch.image, ch.keyCols)
+		seen := w.seen[k]
+		if seen == nil || ch.op == event.OpCreate || ch.op == event.OpDelete {
+			seen = &seenRow{}
+			w.seen[k] = seen
+		}
+		if ch.op == event.OpDelete {
+			seen.deleted = true
+			continue
+		}
+		if seen.values == nil {
+			seen.values = make(map[string]json.RawMessage, len(ch.image))
+		}
+		for _, f := range ch.image {
+			if !event.IsUnavailable(f.Value) {
+				seen.values[f.Name] = f.Value
+			}
 		}
 	}
 }
 
-// message handles a logical decoding message: a snapshot watermark or a
-// signal.
 func (s *session) message(ctx context.Context, txn *checkpoint.Txn, m *pglogrepl.LogicalDecodingMessage) error {
 	switch m.Prefix {
 	case watermarkPrefix:
 		fields := strings.Fields(string(m.Content))
 		switch {
 		case len(fields) == 3 && fields[0] == "L" && s.snap != nil && s.snap.owns(fields[1]):
-			s.windows[fields[1]] = &window{table: fields[2], seen: make(map[string]struct{})}
+			s.windows[fields[1]] = &window{table: fields[2], seen: make(map[string]*seenRow)}
 		case len(fields) == 2 && fields[0] == "H" && s.snap != nil && s.snap.owns(fields[1]):
 			defer s.snap.release(fields[1])
-			return s.produceChunk(ctx, txn, fields[1])
+			return s.produceChunk(ctx, txn, fields[1], m.LSN)
 		}
 	case SignalPrefix:
 		var sig signal
@@ -392,7 +409,7 @@ func (s *session) message(ctx context.Context, txn *checkpoint.Txn, m *pglogrepl
 // produceChunk produces, at the high watermark, the chunk's rows that the
 // stream did not carry while the chunk was read. A watermark without its
 // chunk comes from a session before this one and is ignored.
-func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id string) error {
+func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id string, high pglogrepl.LSN) error {
 	w := s.windows[id]
 	delete(s.windows, id)
 	for {
@@ -417,8 +434,19 @@ func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id stri
 	}
 	for _, r := range ch.rows {
 		if w != nil {
-			if _, changed := w.seen[r.match]; changed {
-				continue
+			if seen, changed := w.seen[r.match]; changed {
+				// The stream carried the row's newer state. But an UPDATE
+				// leaves out unchanged TOAST values, which then reach Kafka
+				// only through the chunk: complete what the stream sent with
+				// them, as of the high watermark.
+				value, err := completeRow(r, seen, s.dec.commitLSN, high, ch.key)
+				if err != nil {
+					return err
+				}
+				if value == nil {
+					continue
+				}
+				r.value = value
 			}
 		}
 		txn.Add()
