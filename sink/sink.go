@@ -62,6 +62,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -248,6 +250,20 @@ func (s *Sink) Run(ctx context.Context) error {
 	return nil
 }
 
+// retriableFetch reports whether a fetch error is one a broker answers
+// during a disk or leadership hiccup, or a network fault: kafka-go hands
+// the Kafka errors it has no case for (KAFKA_STORAGE_ERROR,
+// UNKNOWN_SERVER_ERROR, …) to FetchMessage's caller, and the reader
+// carries on after them.
+func retriableFetch(err error) bool {
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		return ke.Temporary() || ke == kafka.Unknown
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) // not io.EOF: a closed reader
+}
+
 // fetch reads messages while fewer than MaxInFlight are not done, and
 // schedules their operations.
 func (s *Sink) fetch(ctx context.Context) error {
@@ -257,7 +273,17 @@ func (s *Sink) fetch(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		msg, err := s.r.FetchMessage(ctx)
+		var msg kafka.Message
+		err := s.cfg.Retry.Do(ctx, func() error {
+			var err error
+			msg, err = s.r.FetchMessage(ctx)
+			if err != nil && ctx.Err() == nil && retriableFetch(err) {
+				return retry.Transient(err)
+			}
+			return err
+		}, func(err error, wait time.Duration) {
+			s.log.Warn("fetch from kafka failed; retrying", zap.Error(err), zap.Duration("wait", wait))
+		})
 		if err != nil {
 			<-s.slots
 			if ctx.Err() != nil {
