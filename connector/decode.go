@@ -202,13 +202,30 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 			fillUnchangedToast(ev.After, ev.Before)
 		}
 	}
+	if op == event.OpUpdate && ev.Before != nil && len(rel.key) > 0 {
+		if oldKey := keyJSON(ev.Before, rel.key); string(oldKey) != string(keyJSON(ev.After, rel.key)) {
+			// The primary key changed: a delete under the old key and a
+			// create under the new one, as Debezium writes it, so that
+			// each key's events stay in its own partition, in order. One
+			// event under the new key would reach the old key's consumers
+			// out of order with the old key's later events.
+			del, create := ev, ev
+			del.Op, del.After = event.OpDelete, nil
+			create.Op, create.Before = event.OpCreate, nil
+			return step{kind: stepChanges, changes: []*change{d.change(rel, &del), d.change(rel, &create)}}, nil
+		}
+	}
+	return step{kind: stepChanges, changes: []*change{d.change(rel, &ev)}}, nil
+}
+
+// change encodes ev, a change to a row of rel, for Kafka.
+func (d *decoder) change(rel *relation, ev *event.Envelope) *change {
 	image := ev.After
 	if image == nil {
 		image = ev.Before
 	}
-	value, oversized := encodeWithin(&ev, maxEventBytes, rel.key)
-	c := &change{topic: rel.topic, key: keyJSON(image, rel.key), value: value, op: op, table: rel.name, image: image, keyCols: rel.key, oversized: oversized}
-	return step{kind: stepChanges, changes: []*change{c}}, nil
+	value, oversized := encodeWithin(ev, maxEventBytes, rel.key)
+	return &change{topic: rel.topic, key: keyJSON(image, rel.key), value: value, op: ev.Op, table: rel.name, image: image, keyCols: rel.key, oversized: oversized}
 }
 
 // maxEventBytes bounds an event's JSON. Kafka refuses a message over

@@ -145,17 +145,27 @@ func TestDecodeUpdateCarriesUnchangedToastAsThePlaceholderNotNull(t *testing.T) 
 	}
 }
 
-func TestDecodeUpdateOfTheKeyCarriesTheOldKeyAsBefore(t *testing.T) {
+func TestDecodeUpdateOfTheKeyIsADeleteUnderTheOldKeyAndACreateUnderTheNew(t *testing.T) {
 	d := newTestDecoder(t)
 	msg := tuple(pgout{}.u8('U').i32(16384).u8('K'), s("41"), nil, nil, nil, nil)
 	msg = tuple(msg.u8('N'), s("42"), s("x"), s("f"), s("0"), s("{}"))
 	st := mustStep(t, d, 0x120, msg)
-	ev := decodeEvent(t, st)
-	if got, _ := json.Marshal(ev.Before); string(got) != `{"id":41}` {
-		t.Errorf("before %s, want only the old key", got)
+	if len(st.changes) != 2 {
+		t.Fatalf("%d events, want a delete and a create", len(st.changes))
 	}
-	if string(st.changes[0].key) != `{"id":42}` {
-		t.Errorf("key %s, want the new key", st.changes[0].key)
+	del, err := event.Decode(st.changes[0].value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	create, err := event.Decode(st.changes[1].value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := json.Marshal(del.Before); del.Op != event.OpDelete || string(got) != `{"id":41}` || del.After != nil || string(st.changes[0].key) != `{"id":41}` {
+		t.Errorf("first event: op %s before %s after %v key %s; want a delete of the old key", del.Op, got, del.After, st.changes[0].key)
+	}
+	if create.Op != event.OpCreate || create.Before != nil || string(st.changes[1].key) != `{"id":42}` {
+		t.Errorf("second event: op %s before %v key %s; want a create under the new key", create.Op, create.Before, st.changes[1].key)
 	}
 }
 
