@@ -38,7 +38,6 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
@@ -59,18 +58,11 @@ type Options struct {
 	// Settle bounds each wait after the faults (the slot catching up, the
 	// group catching up, OneSignal converging).
 	Settle time.Duration
-	// FetchErrors are the errors Kafka fetch faults answer with; nil is
-	// FetchErrors, those the sink is known to ride out.
-	FetchErrors []*kerr.Error
 	// SinkKillsAnytime kills the sink when the schedule says, even while
 	// it is still joining its consumer group; by default a kill waits
 	// until the group is stable with the one running process in it.
 	SinkKillsAnytime bool
-	// SeedToast gives some of the users seeded before the connector
-	// starts a TOAST bio, which the initial snapshot can lose (see
-	// docs/reliability.md); without it their bios are short.
-	SeedToast bool
-	Logf      func(format string, args ...any) // the timeline as it happens; nil is quiet
+	Logf             func(format string, args ...any) // the timeline as it happens; nil is quiet
 }
 
 // Report is what a run found.
@@ -332,7 +324,7 @@ func (h *run) setUp() {
 	h.rng = rand.New(rand.NewPCG(o.Seed, 0x6368616f73))
 	h.ledger = newLedger(h.kafka.Brokers(), changeTopics, h.elapsed)
 	h.work = newWorkload(h.rng.Uint64(), h.db.DSN, h.ledger, h.elapsed, h.devices, o.Users, o.Pace)
-	if err := h.work.seed(ctx, setup, o.SeedToast); err != nil {
+	if err := h.work.seed(ctx, setup); err != nil {
 		t.Fatalf("chaos: seed the users: %v", err)
 	}
 
@@ -363,7 +355,7 @@ func (h *run) setUp() {
 	t.Cleanup(h.stopDaemons)
 
 	h.note("waiting for the connector to stream (snapshot of %d users)", o.Users)
-	if err := waitFor(ctx, 2*time.Minute, func() (bool, error) { return slotActive(ctx, h.db.DSN) }); err != nil {
+	if err := waitFor(ctx, 2*time.Minute, func() (bool, error) { return slotActive(ctx, h.db.DSN, slotName) }); err != nil {
 		t.Fatalf("chaos: the connector did not start streaming within 2 min: %v\n%s", err, tailFile(h.daemons["connector"].logPath, 4000))
 	}
 	h.note("streaming")
@@ -405,12 +397,9 @@ func (h *run) chaos() {
 	in := &injector{
 		t: h.t, rng: rand.New(rand.NewPCG(h.rng.Uint64(), 0x6661756c74)), cluster: h.cluster, dsn: h.db.DSN, slot: slotName,
 		kafka: h.kafka.Cluster(), emu: h.emu, connector: h.daemons["connector"], sink: h.daemons["sink"], note: h.note,
-		fetchErrors: o.FetchErrors, injected: map[Fault]int{}, missed: map[Fault]int{}, hits: map[Fault]int{},
+		injected: map[Fault]int{}, missed: map[Fault]int{}, hits: map[Fault]int{},
 		phases: make(chan Fault, 16), phaseRNG: rand.New(rand.NewPCG(h.rng.Uint64(), 0x617069)),
 		sinkKills: make(chan struct{}, 16), sinkKillsAnytime: o.SinkKillsAnytime, brokers: h.kafka.Brokers(), group: group,
-	}
-	if in.fetchErrors == nil {
-		in.fetchErrors = FetchErrors
 	}
 	h.in = in
 	in.phaser.Go(func() { in.runPhases(ctx) })
@@ -546,14 +535,14 @@ func (h *run) tearDown() {
 }
 
 // slotActive reports whether a walsender streams from the slot.
-func slotActive(ctx context.Context, dsn string) (bool, error) {
+func slotActive(ctx context.Context, dsn, slot string) (bool, error) {
 	conn, err := connect(ctx, dsn)
 	if err != nil {
 		return false, nil // PostgreSQL may be restarting: ask again
 	}
 	defer conn.Close(ctx)
 	var active bool
-	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)`, slotName).Scan(&active)
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)`, slot).Scan(&active)
 	return active, err
 }
 

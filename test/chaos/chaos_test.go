@@ -15,6 +15,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// A binary of another commit, to bisect: ONESIGNAL_CDC_CHAOS_BINARY=path.
+	if binary = os.Getenv("ONESIGNAL_CDC_CHAOS_BINARY"); binary != "" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "onesignal-cdc-chaos")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -71,17 +71,14 @@ func schedule(rng *rand.Rand, d, gap time.Duration) (at []time.Duration, faults 
 	return at, faults
 }
 
-// Errors the harness injects into Kafka requests. A produce error is
-// one the connector must retry; NOT_ENOUGH_REPLICAS_AFTER_APPEND and
-// REQUEST_TIMED_OUT are answered after the broker stored the records, so
-// the retry writes them again.
+// Errors the harness injects into Kafka requests, all retriable. A
+// produce error is one the connector must retry: NOT_ENOUGH_REPLICAS_AFTER_APPEND
+// and REQUEST_TIMED_OUT are answered after the broker stored the records,
+// so the retry writes them again. Of the fetch errors, kafka-go's reader
+// retries the first two by itself and hands the others to the sink.
 var (
 	ProduceErrors = []*kerr.Error{kerr.NotEnoughReplicas, kerr.NotEnoughReplicasAfterAppend, kerr.RequestTimedOut, kerr.NotLeaderForPartition}
-	// FetchErrors are those kafka-go's reader retries by itself.
-	FetchErrors = []*kerr.Error{kerr.NotLeaderForPartition, kerr.RequestTimedOut}
-	// MoreFetchErrors are retriable errors that kafka-go's reader hands
-	// to the caller of FetchMessage, on which the sink stops (docs/reliability.md).
-	MoreFetchErrors = []*kerr.Error{kerr.KafkaStorageError, kerr.UnknownServerError}
+	FetchErrors   = []*kerr.Error{kerr.NotLeaderForPartition, kerr.RequestTimedOut, kerr.KafkaStorageError, kerr.UnknownServerError}
 )
 
 // injector makes faults happen. Faults with a duration (Kafka errors, API
@@ -90,17 +87,16 @@ var (
 // injected once it failed at least one request; one that met none (the
 // sink was rejoining its group, say) counts as missed.
 type injector struct {
-	t           testing.TB
-	rng         *rand.Rand
-	cluster     *pgtest.Cluster
-	dsn         string // the source database, as a superuser
-	slot        string
-	kafka       *kfake.Cluster
-	emu         *onesignaltest.Emulator
-	connector   *daemon
-	sink        *daemon
-	fetchErrors []*kerr.Error
-	note        func(format string, args ...any)
+	t         testing.TB
+	rng       *rand.Rand
+	cluster   *pgtest.Cluster
+	dsn       string // the source database, as a superuser
+	slot      string
+	kafka     *kfake.Cluster
+	emu       *onesignaltest.Emulator
+	connector *daemon
+	sink      *daemon
+	note      func(format string, args ...any)
 
 	mu       sync.Mutex
 	injected map[Fault]int
@@ -152,7 +148,7 @@ func (in *injector) inject(ctx context.Context, f Fault) {
 		in.kafkaFault(f, kmsg.Produce, ProduceErrors[in.rng.IntN(len(ProduceErrors))])
 		return
 	case KafkaFetch:
-		in.kafkaFault(f, kmsg.Fetch, in.fetchErrors[in.rng.IntN(len(in.fetchErrors))])
+		in.kafkaFault(f, kmsg.Fetch, FetchErrors[in.rng.IntN(len(FetchErrors))])
 		return
 	case API5xx, API429, APIReset, APIDrop:
 		select {

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -40,8 +39,6 @@ func main() {
 	logs := flag.String("logs", "", "directory for the daemons' logs and the timeline (default: a new one under /tmp)")
 	quiet := flag.Bool("quiet", false, "print only the report, not the timeline as it happens")
 	sinkKillsAnytime := flag.Bool("sink-kills-anytime", false, "kill the sink when the schedule says, even while it joins its consumer group (kfake then keeps the dead member for minutes)")
-	seedToast := flag.Bool("seed-toast", false, "give users seeded before the connector starts TOAST bios (a known snapshot bug loses some)")
-	moreFetchErrors := flag.Bool("more-fetch-errors", false, "also fail fetches with the retriable errors kafka-go hands to the sink (KAFKA_STORAGE_ERROR, UNKNOWN_SERVER_ERROR)")
 	flag.Parse()
 
 	if os.Getenv(pgtest.EnvBin) == "" {
@@ -70,10 +67,6 @@ func main() {
 		}
 	}
 
-	fetchErrors := chaos.FetchErrors
-	if *moreFetchErrors {
-		fetchErrors = append(slices.Clone(chaos.FetchErrors), chaos.MoreFetchErrors...)
-	}
 	h := &harness{}
 	timeline, err := os.Create(filepath.Join(*logs, "timeline.txt"))
 	if err != nil {
@@ -93,7 +86,7 @@ func main() {
 		report = chaos.Run(h, chaos.Options{
 			Binary: *binary, Seed: *seed, Duration: *duration, Gap: *gap,
 			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery,
-			Settle: *settle, LogDir: *logs, Logf: logf, FetchErrors: fetchErrors, SeedToast: *seedToast, SinkKillsAnytime: *sinkKillsAnytime,
+			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime,
 		})
 	})
 	fmt.Println(report)
