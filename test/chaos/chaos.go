@@ -148,7 +148,7 @@ func (r *Report) String() string {
 	st := r.API.Faults
 	fmt.Fprintf(&b, "API requests faulted: 500=%d 502=%d 503=%d 429=%d resets=%d drops=%d; rate-limit 429s=%d; requests in all=%d\n",
 		st.Status[500], st.Status[502], st.Status[503], st.Status[429], st.Resets, st.Drops, r.API.RateLimited, totalRequests(r.API))
-	fmt.Fprintf(&b, "changes written: %d in %d transactions (%d begun, %d with an unknown outcome); %d of 10,000 changes; %d TOAST values; %d schema change(s)\n",
+	fmt.Fprintf(&b, "changes written: %d in %d transactions (%d begun, %d with an unknown outcome); %d transactions of 10,000 changes; %d TOAST values; %d schema change(s)\n",
 		r.Changes, r.Transactions, r.Attempts, r.Unknown, r.Big, r.Toast, r.Schema)
 	fmt.Fprintf(&b, "Kafka: %d change records (repeats included); slot read %d times, %d checked against Kafka, furthest %s; violations %d; committed transactions missing %d\n",
 		r.Events, r.SlotSamples, r.SlotChecked, r.MaxConfirmed, len(r.Violations), len(r.NotInKafka))
