@@ -1,0 +1,330 @@
+// Package desired is the sink's model of what OneSignal should hold: per
+// target (a user, a device), the contributions of every source row that
+// feeds it, each with the source position of the change that made it, and
+// from them the target's desired state.
+//
+// Its guarantee is the one the sink's convergence rests on: the state a
+// target ends in is a function of the newest contribution of each row
+// alone. Applying a set of records in any order, with repeats, gives the
+// same desired state (see TestTheDesiredStateIgnoresArrivalOrder). It is
+// pure: no I/O, no clock.
+//
+// The records are those of the sink's targets topic, keyed by target, so
+// one process holds all of a target's records (docs/architecture.md).
+package desired
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
+)
+
+// Position orders the source's changes: by the commit of their
+// transaction, then by their own WAL record.
+type Position struct {
+	Commit int64 `json:"c"`
+	LSN    int64 `json:"l"`
+}
+
+// After reports whether p is later than q.
+func (p Position) After(q Position) bool {
+	return p.Commit > q.Commit || (p.Commit == q.Commit && p.LSN > q.LSN)
+}
+
+// Compare orders positions: -1, 0 or +1.
+func (p Position) Compare(q Position) int {
+	return cmp.Or(cmp.Compare(p.Commit, q.Commit), cmp.Compare(p.LSN, q.LSN))
+}
+
+// IsZero reports whether p is no position at all.
+func (p Position) IsZero() bool { return p == Position{} }
+
+// Source is where a contribution's change was read: the event's topic,
+// partition and offset, for dead letters and for explaining a target.
+type Source struct {
+	Topic     string `json:"t"`
+	Partition int    `json:"p"`
+	Offset    int64  `json:"o"`
+}
+
+// Contribution is what one source row says of one target, as of the change
+// at Pos.
+type Contribution struct {
+	Row string   // the source row: its event topic, "\x00", its Kafka key
+	Pos Position // of the change that made it
+	// Gone says the row no longer feeds the target (deleted, or it names
+	// another user or device now). Its Tags then name every tag it fed,
+	// each "", so they are deleted unless another row gives them.
+	Gone bool
+	// Created says the change was an insert or a snapshot row: the user
+	// is probably new to OneSignal.
+	Created bool
+	Tags    map[string]string
+	Unknown []string
+	Records []transform.Record
+	Owner   string
+	Source  Source
+}
+
+// newer reports whether c is to win over d, another contribution of the
+// same row, or of another row to the same target: the later position, and
+// between equal positions (the rows of one snapshot chunk) the greater row,
+// so that the choice never depends on arrival order.
+func (c *Contribution) newer(d *Contribution) bool {
+	if n := c.Pos.Compare(d.Pos); n != 0 {
+		return n > 0
+	}
+	return c.Row > d.Row
+}
+
+// Member is, on a user in the player model, a device that names the user
+// its owner, as of the device's owner Version; Gone when it no longer does.
+type Member struct {
+	Version Position
+	Gone    bool
+}
+
+// Reply is, on a device in the player model, its owner's answer to the
+// device's membership: the owner's desired tags as of Version, for the
+// device's owner version For.
+type Reply struct {
+	Owner   string
+	For     Position
+	Version Position
+	Tags    map[string]string
+}
+
+// State is everything held of one target. The zero value is an empty
+// state.
+type State struct {
+	Contributions map[string]*Contribution `json:"contributions,omitempty"` // by row
+	Members       map[string]*Member       `json:"members,omitempty"`       // by device id
+	Reply         *Reply                   `json:"reply,omitempty"`
+	// Linked is, per device, the tags version the device's last accepted
+	// link carried.
+	Linked map[string]Position `json:"linked,omitempty"`
+}
+
+// Outcome says what a record did to the state.
+type Outcome int
+
+const (
+	// Unchanged: the state already held the record (a repeat).
+	Unchanged Outcome = iota
+	// Changed: the record is newer than what the state held, and is in it
+	// now.
+	Changed
+	// Stale: the state holds something newer of the record's key; the
+	// record is ignored. The targets topic's newest record of that key is
+	// then older than the state: writing the state's record again heals
+	// it (see Current).
+	Stale
+)
+
+// Apply folds rec into the state of rec.Target.
+func (s *State) Apply(rec *Record) Outcome {
+	switch rec.Kind {
+	case KindContribution:
+		c := rec.Contribution()
+		old := s.Contributions[c.Row]
+		switch {
+		case old == nil || c.newer(old):
+			if s.Contributions == nil {
+				s.Contributions = make(map[string]*Contribution)
+			}
+			s.Contributions[c.Row] = c
+			return Changed
+		case old.Pos == c.Pos:
+			return Unchanged
+		}
+		return Stale
+	case KindMember:
+		old := s.Members[rec.Device]
+		switch {
+		case old == nil || rec.Pos.After(old.Version) || (rec.Pos == old.Version && rec.Gone && !old.Gone):
+			if s.Members == nil {
+				s.Members = make(map[string]*Member)
+			}
+			s.Members[rec.Device] = &Member{Version: rec.Pos, Gone: rec.Gone}
+			return Changed
+		case rec.Pos == old.Version:
+			return Unchanged
+		}
+		return Stale
+	case KindReply:
+		old := s.Reply
+		switch {
+		case old == nil || rec.For.After(old.For) || (rec.For == old.For && rec.Version.After(old.Version)):
+			s.Reply = &Reply{Owner: rec.Owner, For: rec.For, Version: rec.Version, Tags: rec.Tags}
+			return Changed
+		case rec.For == old.For && rec.Version == old.Version:
+			return Unchanged
+		}
+		return Stale
+	case KindLinked:
+		old, ok := s.Linked[rec.Device]
+		switch {
+		case !ok || rec.Version.After(old):
+			if s.Linked == nil {
+				s.Linked = make(map[string]Position)
+			}
+			s.Linked[rec.Device] = rec.Version
+			return Changed
+		case rec.Version == old:
+			return Unchanged
+		}
+		return Stale
+	}
+	return Unchanged
+}
+
+// Current returns the state's record of the same key as rec, which Apply
+// found stale, so it can be written again.
+func (s *State) Current(target transform.Target, rec *Record) (*Record, bool) {
+	switch rec.Kind {
+	case KindContribution:
+		if c := s.Contributions[rec.Row]; c != nil {
+			return ContributionRecord(target, c), true
+		}
+	case KindMember:
+		if m := s.Members[rec.Device]; m != nil {
+			return &Record{Target: target, Kind: KindMember, Device: rec.Device, Pos: m.Version, Gone: m.Gone}, true
+		}
+	case KindReply:
+		if r := s.Reply; r != nil {
+			return &Record{Target: target, Kind: KindReply, Owner: r.Owner, For: r.For, Version: r.Version, Tags: r.Tags}, true
+		}
+	case KindLinked:
+		if v, ok := s.Linked[rec.Device]; ok {
+			return &Record{Target: target, Kind: KindLinked, Device: rec.Device, Version: v}, true
+		}
+	}
+	return nil, false
+}
+
+// User is a user's desired state.
+type User struct {
+	// Tags are the tags to set: each tag any contribution names, with the
+	// value of the newest live contribution that knows it, "" (delete)
+	// when no live one does; a tag that live contributions name only as
+	// unknown is left out, to stay as it is.
+	Tags map[string]string
+	// Records are the live contributions' email and SMS records, newest
+	// contribution first.
+	Records []transform.Record
+	// Version is the newest position among the contributions: a later
+	// Version is a newer desired state.
+	Version Position
+	// Live says some row feeds the user now.
+	Live bool
+	// Created says the newest live contribution came from an insert or a
+	// snapshot row.
+	Created bool
+}
+
+// User returns the desired state of a user target.
+func (s *State) User() User {
+	var u User
+	live := s.sorted(false)
+	gone := s.sorted(true)
+	u.Tags = make(map[string]string)
+	unknown := map[string]bool{}
+	for _, c := range live { // newest first: the first to know a tag wins
+		for tag, v := range c.Tags {
+			if _, set := u.Tags[tag]; !set {
+				u.Tags[tag] = v
+			}
+		}
+		for _, tag := range c.Unknown {
+			unknown[tag] = true
+		}
+		for _, r := range c.Records {
+			if !slices.Contains(u.Records, r) {
+				u.Records = append(u.Records, r)
+			}
+		}
+	}
+	for _, c := range gone {
+		for tag := range c.Tags {
+			if _, set := u.Tags[tag]; !set && !unknown[tag] {
+				u.Tags[tag] = ""
+			}
+		}
+	}
+	if len(live) > 0 {
+		u.Live, u.Created = true, live[0].Created
+	}
+	for _, c := range s.Contributions {
+		if c.Pos.After(u.Version) {
+			u.Version = c.Pos
+		}
+	}
+	return u
+}
+
+// Device is a device's desired state: its owner, "" for none.
+type Device struct {
+	Owner string
+	// Version is the newest position among the contributions, so it grows
+	// with every change, also one that gives the device back to an owner
+	// it had before.
+	Version Position
+}
+
+// Device returns the desired state of a device target: the owner that the
+// newest live contribution names.
+func (s *State) Device() Device {
+	var d Device
+	if live := s.sorted(false); len(live) > 0 {
+		d.Owner = live[0].Owner
+	}
+	for _, c := range s.Contributions {
+		if c.Pos.After(d.Version) {
+			d.Version = c.Pos
+		}
+	}
+	return d
+}
+
+// Devices returns the devices that name the user their owner, sorted.
+func (s *State) Devices() []string {
+	var ds []string
+	for d, m := range s.Members {
+		if !m.Gone {
+			ds = append(ds, d)
+		}
+	}
+	slices.Sort(ds)
+	return ds
+}
+
+// sorted returns the live (or gone) contributions, newest first.
+func (s *State) sorted(gone bool) []*Contribution {
+	var cs []*Contribution
+	for _, c := range s.Contributions {
+		if c.Gone == gone {
+			cs = append(cs, c)
+		}
+	}
+	slices.SortFunc(cs, func(a, b *Contribution) int {
+		switch {
+		case a.newer(b):
+			return -1
+		case b.newer(a):
+			return 1
+		}
+		return 0
+	})
+	return cs
+}
+
+// Empty reports whether the state holds nothing.
+func (s *State) Empty() bool {
+	return len(s.Contributions) == 0 && len(s.Members) == 0 && s.Reply == nil && len(s.Linked) == 0
+}
+
+// clone returns a copy of the tag map, so a state's maps are never shared
+// with a record that is encoded later.
+func clone(m map[string]string) map[string]string { return maps.Clone(m) }

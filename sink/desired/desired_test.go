@@ -1,0 +1,266 @@
+package desired
+
+import (
+	"errors"
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
+)
+
+var alice = transform.User("team/ops-7")
+
+func contrib(row string, commit int64, tags map[string]string) *Record {
+	return &Record{Target: alice, Kind: KindContribution, Row: row, Pos: Position{commit, commit}, Tags: tags}
+}
+
+func gone(row string, commit int64, tags ...string) *Record {
+	r := contrib(row, commit, map[string]string{})
+	r.Gone = true
+	for _, t := range tags {
+		r.Tags[t] = ""
+	}
+	return r
+}
+
+func fold(recs ...*Record) *State {
+	s := &State{}
+	for _, r := range recs {
+		s.Apply(r)
+	}
+	return s
+}
+
+func TestAPrimaryKeyChangeKeepsTheTagsWhicheverOfItsDeleteAndCreateComesFirst(t *testing.T) {
+	insert := contrib("users\x00{\"id\":1}", 10, map[string]string{"plan": "pro", "score": "7"})
+	del := gone("users\x00{\"id\":1}", 20, "plan", "score")
+	create := contrib("users\x00{\"id\":2}", 20, map[string]string{"plan": "pro", "score": "7"})
+	want := map[string]string{"plan": "pro", "score": "7"}
+	for name, order := range map[string][]*Record{
+		"delete first": {insert, del, create},
+		"create first": {insert, create, del},
+	} {
+		if got := fold(order...).User().Tags; !maps.Equal(got, want) {
+			t.Errorf("%s: tags %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestADeletedUsersMappedTagsAreAllDeleted(t *testing.T) {
+	s := fold(contrib("r1", 1, map[string]string{"plan": "pro"}), gone("r1", 2, "plan"))
+	u := s.User()
+	if !maps.Equal(u.Tags, map[string]string{"plan": ""}) || u.Live {
+		t.Errorf("user %+v, want plan deleted and no live row", u)
+	}
+}
+
+func TestAStaleContributionChangesNothingAndIsReportedStale(t *testing.T) {
+	s := fold(contrib("r1", 5, map[string]string{"plan": "pro"}))
+	if o := s.Apply(contrib("r1", 3, map[string]string{"plan": "free"})); o != Stale {
+		t.Errorf("older contribution: %v, want Stale", o)
+	}
+	if o := s.Apply(contrib("r1", 5, map[string]string{"plan": "pro"})); o != Unchanged {
+		t.Errorf("repeat: %v, want Unchanged", o)
+	}
+	if got := s.User().Tags["plan"]; got != "pro" {
+		t.Errorf("plan %q, want pro", got)
+	}
+	cur, ok := s.Current(alice, contrib("r1", 3, nil))
+	if !ok || cur.Pos != (Position{5, 5}) || cur.Tags["plan"] != "pro" {
+		t.Errorf("current record %+v, want the one at 5", cur)
+	}
+}
+
+func TestATagThatLiveRowsNameOnlyAsUnknownIsLeftOut(t *testing.T) {
+	live := contrib("r2", 9, map[string]string{"plan": "pro"})
+	live.Unknown = []string{"bio"}
+	s := fold(gone("r1", 4, "bio", "plan"), live)
+	if got := s.User().Tags; !maps.Equal(got, map[string]string{"plan": "pro"}) {
+		t.Errorf("tags %v, want bio left out", got)
+	}
+}
+
+func TestTheNewestLiveRowWinsATagTwoRowsGive(t *testing.T) {
+	s := fold(contrib("r1", 9, map[string]string{"plan": "pro"}), contrib("r2", 4, map[string]string{"plan": "free", "score": "1"}))
+	if got := s.User().Tags; !maps.Equal(got, map[string]string{"plan": "pro", "score": "1"}) {
+		t.Errorf("tags %v", got)
+	}
+}
+
+func TestBetweenRowsOfOneSnapshotChunkTheGreaterRowWins(t *testing.T) {
+	a := &Record{Target: transform.Device("d1"), Kind: KindContribution, Row: "a", Pos: Position{7, 7}, Owner: "u1"}
+	b := &Record{Target: transform.Device("d1"), Kind: KindContribution, Row: "b", Pos: Position{7, 7}, Owner: "u2"}
+	for _, order := range [][]*Record{{a, b}, {b, a}} {
+		if got := fold(order...).Device().Owner; got != "u2" {
+			t.Errorf("owner %q, want u2 whatever the order", got)
+		}
+	}
+}
+
+func TestADeviceMovedByAKeyChangeEndsWithItsNewOwnerWhicheverHalfComesFirst(t *testing.T) {
+	dev := transform.Device("player 9")
+	link := &Record{Target: dev, Kind: KindContribution, Row: "[1,9]", Pos: Position{1, 1}, Owner: "alice"}
+	del := &Record{Target: dev, Kind: KindContribution, Row: "[1,9]", Pos: Position{5, 5}, Gone: true}
+	create := &Record{Target: dev, Kind: KindContribution, Row: "[2,9]", Pos: Position{5, 5}, Owner: "bob"}
+	for _, order := range [][]*Record{{link, del, create}, {link, create, del}, {create, link, del}} {
+		got := fold(order...).Device()
+		if got.Owner != "bob" || got.Version != (Position{5, 5}) {
+			t.Errorf("device %+v, want bob at 5/5", got)
+		}
+	}
+	if got := fold(link, del).Device(); got.Owner != "" || got.Version != (Position{5, 5}) {
+		t.Errorf("after the delete alone: %+v, want no owner at 5/5", got)
+	}
+}
+
+// TestTheDesiredStateIgnoresArrivalOrder folds random histories in random
+// orders, with repeats, and wants one desired state per history.
+func TestTheDesiredStateIgnoresArrivalOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tags := []string{"plan", "score", "geo"}
+	for range 500 {
+		var recs []*Record
+		for row := range 1 + rng.IntN(4) {
+			id := string(rune('a' + row))
+			for range 1 + rng.IntN(4) {
+				pos := int64(rng.IntN(20))
+				if rng.IntN(4) == 0 {
+					recs = append(recs, gone(id, pos, tags[:1+rng.IntN(3)]...))
+					continue
+				}
+				m := map[string]string{}
+				r := contrib(id, pos, m)
+				for _, tag := range tags {
+					switch rng.IntN(4) {
+					case 0:
+						m[tag] = ""
+					case 1:
+						r.Unknown = append(r.Unknown, tag)
+					default:
+						m[tag] = string(rune('0' + rng.IntN(3)))
+					}
+				}
+				r.Owner = "o" + string(rune('0'+rng.IntN(3)))
+				recs = append(recs, r)
+			}
+		}
+		// Two records of one row at one position are one change: keep the first.
+		seen := map[[2]any]bool{}
+		recs = filter(recs, func(r *Record) bool {
+			k := [2]any{r.Row, r.Pos}
+			if seen[k] {
+				return false
+			}
+			seen[k] = true
+			return true
+		})
+		want := fold(recs...)
+		for range 5 {
+			shuffled := append([]*Record(nil), recs...)
+			rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			shuffled = append(shuffled, shuffled[:rng.IntN(len(shuffled)+1)]...) // repeats
+			got := fold(shuffled...)
+			if !reflect.DeepEqual(got.User(), want.User()) || got.Device() != want.Device() {
+				t.Fatalf("history %v:\n in order  %+v %+v\n shuffled %+v %+v", describe(recs), want.User(), want.Device(), got.User(), got.Device())
+			}
+		}
+	}
+}
+
+func filter(rs []*Record, keep func(*Record) bool) []*Record {
+	var out []*Record
+	for _, r := range rs {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func describe(rs []*Record) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Describe())
+	}
+	return out
+}
+
+func TestAMembershipIsKeptByTheDevicesOwnerVersion(t *testing.T) {
+	s := &State{}
+	m := func(v int64, g bool) *Record {
+		return &Record{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{v, v}, Gone: g}
+	}
+	if s.Apply(m(5, false)) != Changed || s.Apply(m(3, true)) != Stale || s.Apply(m(5, false)) != Unchanged {
+		t.Fatal("membership outcomes wrong")
+	}
+	if got := s.Devices(); !reflect.DeepEqual(got, []string{"d1"}) {
+		t.Errorf("devices %v", got)
+	}
+	s.Apply(m(6, true))
+	if got := s.Devices(); len(got) != 0 {
+		t.Errorf("devices after the device left: %v", got)
+	}
+}
+
+func TestRecordsRoundTripThroughTheirKafkaForm(t *testing.T) {
+	recs := []*Record{
+		{Target: alice, Kind: KindContribution, Row: "db.public.users\x00{\"Contact ID\":7}", Pos: Position{100, 90}, Created: true,
+			Tags: map[string]string{"plan": "pro", "émoji 🎉": ""}, Unknown: []string{"bio"},
+			Records: []transform.Record{{Channel: transform.ChannelEmail, Identifier: "a@example.com"}}, Source: Source{"t", 3, 42}},
+		{Target: transform.Device("p/1 %?"), Kind: KindContribution, Row: "r", Pos: Position{1, 1}, Owner: "alice", Source: Source{"t", 0, 0}},
+		{Target: alice, Kind: KindMember, Device: "p1", Pos: Position{3, 2}, Gone: true},
+		{Target: transform.Device("p1"), Kind: KindReply, Owner: alice.ID, For: Position{3, 2}, Version: Position{9, 9}, Tags: map[string]string{"plan": "pro"}},
+		{Target: alice, Kind: KindLinked, Device: "p1", Version: Position{9, 9}},
+	}
+	for _, r := range recs {
+		got, err := Decode(r.Key(), r.Value())
+		if err != nil {
+			t.Fatalf("%s: %v", r.Describe(), err)
+		}
+		if !reflect.DeepEqual(got, r) {
+			t.Errorf("round trip of %s:\n got  %+v\n want %+v", r.Describe(), got, r)
+		}
+	}
+}
+
+func TestDecodeRefusesWhatIsNotARecord(t *testing.T) {
+	good := contrib("r1", 1, map[string]string{"plan": "pro"})
+	for name, kv := range map[string][2]string{
+		"a key that names no target": {"nobody\x00c\x00r1", string(good.Value())},
+		"not JSON":                   {string(good.Key()), "{"},
+		"a newer format":             {string(good.Key()), `{"v":2,"kind":"contribution","row":"r1"}`},
+		"an unknown kind":            {string(good.Key()), `{"v":1,"kind":"gossip"}`},
+		"a key that is not its own":  {"user:bob\x00c\x00r2", string(good.Value())},
+		"a member of a device":       {"device:d\x00m\x00x", `{"v":1,"kind":"member","device":"x"}`},
+	} {
+		if _, err := Decode([]byte(kv[0]), []byte(kv[1])); !errors.Is(err, ErrNotARecord) {
+			t.Errorf("%s: error %v, want ErrNotARecord", name, err)
+		}
+	}
+}
+
+func TestAStateRoundTripsThroughTheLocalStore(t *testing.T) {
+	s := fold(contrib("r1", 1, map[string]string{"plan": "pro"}), gone("r2", 2, "geo"),
+		&Record{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{4, 4}},
+		&Record{Target: alice, Kind: KindLinked, Device: "d1", Version: Position{2, 2}})
+	got, err := DecodeState(EncodeState(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, s) {
+		t.Errorf("state round trip:\n got  %+v\n want %+v", got, s)
+	}
+}
+
+func TestADevicesVersionGrowsWhenItGoesBackToAnEarlierOwner(t *testing.T) {
+	dev := transform.Device("d1")
+	a := &Record{Target: dev, Kind: KindContribution, Row: "a", Pos: Position{1, 1}, Owner: "alice"}
+	b := &Record{Target: dev, Kind: KindContribution, Row: "b", Pos: Position{5, 5}, Owner: "bob"}
+	bGone := &Record{Target: dev, Kind: KindContribution, Row: "b", Pos: Position{8, 8}, Gone: true}
+	got := fold(a, b, bGone).Device()
+	if got.Owner != "alice" || got.Version != (Position{8, 8}) {
+		t.Errorf("device %+v, want alice at 8/8", got)
+	}
+}

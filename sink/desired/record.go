@@ -1,0 +1,257 @@
+package desired
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
+)
+
+// Kind is what a record of the targets topic says.
+type Kind string
+
+const (
+	// KindContribution is what a source row says of the target (written
+	// by the row stage).
+	KindContribution Kind = "contribution"
+	// KindMember tells a user (player model) that a device names it as
+	// owner, or no longer does (written by the device's target).
+	KindMember Kind = "member"
+	// KindReply gives a device (player model) its owner's desired tags,
+	// in answer to its membership (written by the user's target).
+	KindReply Kind = "tags"
+	// KindLinked tells a user (player model) that OneSignal accepted the
+	// link of one of its devices with its tags of a version (written by
+	// the device's target).
+	KindLinked Kind = "linked"
+)
+
+// Record is one message of the targets topic. Which fields are set
+// depends on Kind.
+type Record struct {
+	Target transform.Target
+	Kind   Kind
+
+	// KindContribution: Row, Pos, Gone, Created, Tags, Unknown, Records,
+	// Owner, Source.
+	Row     string
+	Pos     Position // also KindMember: the device's owner version
+	Gone    bool     // also KindMember: the device no longer names the user
+	Created bool
+	Tags    map[string]string // also KindReply: the owner's desired tags
+	Unknown []string
+	Records []transform.Record
+	Owner   string // also KindReply: the user answering
+	Source  Source
+
+	Device  string   // KindMember, KindLinked
+	For     Position // KindReply: the device owner version answered
+	Version Position // KindReply: the tags' version; KindLinked: that the link carried
+}
+
+// ContributionRecord is the record of contribution c to target t.
+func ContributionRecord(t transform.Target, c *Contribution) *Record {
+	return &Record{
+		Target: t, Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone, Created: c.Created,
+		Tags: c.Tags, Unknown: c.Unknown, Records: c.Records, Owner: c.Owner, Source: c.Source,
+	}
+}
+
+// Contribution returns the contribution a KindContribution record holds.
+func (r *Record) Contribution() *Contribution {
+	return &Contribution{
+		Row: r.Row, Pos: r.Pos, Gone: r.Gone, Created: r.Created,
+		Tags: clone(r.Tags), Unknown: slices.Clone(r.Unknown), Records: slices.Clone(r.Records), Owner: r.Owner, Source: r.Source,
+	}
+}
+
+// Key is the record's Kafka key: the target's key, NUL, then what makes
+// the record one of its kind for the target. The targets topic is
+// partitioned by the part before the NUL and compacted by the whole key.
+func (r *Record) Key() []byte {
+	k := r.Target.Key() + "\x00"
+	switch r.Kind {
+	case KindContribution:
+		k += "c\x00" + r.Row
+	case KindMember:
+		k += "m\x00" + r.Device
+	case KindReply:
+		k += "r"
+	case KindLinked:
+		k += "l\x00" + r.Device
+	}
+	return []byte(k)
+}
+
+// TargetOf returns the target part of a record's key.
+func TargetOf(key []byte) string {
+	if i := bytes.IndexByte(key, 0); i >= 0 {
+		return string(key[:i])
+	}
+	return string(key)
+}
+
+// recordJSON is a record's value in the targets topic. Readable with any
+// Kafka tool, and versioned: v is 1.
+type recordJSON struct {
+	V       int                `json:"v"`
+	Kind    Kind               `json:"kind"`
+	Row     string             `json:"row,omitempty"`
+	Pos     *Position          `json:"pos,omitempty"`
+	Gone    bool               `json:"gone,omitempty"`
+	Created bool               `json:"created,omitempty"`
+	Tags    map[string]string  `json:"tags,omitempty"`
+	Unknown []string           `json:"unknown,omitempty"`
+	Records []transform.Record `json:"records,omitempty"`
+	Owner   string             `json:"owner,omitempty"`
+	Source  *Source            `json:"src,omitempty"`
+	Device  string             `json:"device,omitempty"`
+	For     *Position          `json:"for,omitempty"`
+	Version *Position          `json:"version,omitempty"`
+}
+
+// recordVersion is the value format written; a reader refuses newer ones.
+const recordVersion = 1
+
+// Value encodes the record's value.
+func (r *Record) Value() []byte {
+	v := recordJSON{V: recordVersion, Kind: r.Kind, Row: r.Row, Gone: r.Gone, Created: r.Created,
+		Tags: r.Tags, Unknown: r.Unknown, Records: r.Records, Owner: r.Owner, Device: r.Device}
+	if r.Kind == KindContribution {
+		v.Source = &r.Source
+	}
+	for _, p := range []struct {
+		dst **Position
+		pos Position
+	}{{&v.Pos, r.Pos}, {&v.For, r.For}, {&v.Version, r.Version}} {
+		if !p.pos.IsZero() {
+			*p.dst = &p.pos
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("desired: encode a record: %v", err)) // strings and ints only: cannot fail
+	}
+	return b
+}
+
+// ErrNotARecord is wrapped by Decode's errors: the message is not a record
+// of the targets topic as this version writes them.
+var ErrNotARecord = errors.New("not a record of the sink's targets topic")
+
+// Decode reads a record of the targets topic.
+func Decode(key, value []byte) (*Record, error) {
+	t, ok := transform.ParseTarget(TargetOf(key))
+	if !ok {
+		return nil, fmt.Errorf("%w: key %q names no user or device", ErrNotARecord, key)
+	}
+	var v recordJSON
+	if err := json.Unmarshal(value, &v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotARecord, err)
+	}
+	if v.V != recordVersion {
+		return nil, fmt.Errorf("%w: format version %d, this sink reads %d: run the sink's newer version", ErrNotARecord, v.V, recordVersion)
+	}
+	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
+		Records: v.Records, Owner: v.Owner, Device: v.Device}
+	if v.Pos != nil {
+		r.Pos = *v.Pos
+	}
+	if v.For != nil {
+		r.For = *v.For
+	}
+	if v.Version != nil {
+		r.Version = *v.Version
+	}
+	if v.Source != nil {
+		r.Source = *v.Source
+	}
+	switch r.Kind {
+	case KindContribution:
+		if r.Row == "" {
+			return nil, fmt.Errorf("%w: a contribution without its row", ErrNotARecord)
+		}
+	case KindMember, KindLinked:
+		if r.Device == "" || r.Target.Device {
+			return nil, fmt.Errorf("%w: a %s record must name a device and be a user's", ErrNotARecord, r.Kind)
+		}
+	case KindReply:
+		if !r.Target.Device {
+			return nil, fmt.Errorf("%w: a tags reply must be a device's", ErrNotARecord)
+		}
+	default:
+		return nil, fmt.Errorf("%w: kind %q", ErrNotARecord, r.Kind)
+	}
+	if want := r.Key(); !bytes.Equal(want, key) {
+		return nil, fmt.Errorf("%w: key %q does not match its value (want %q)", ErrNotARecord, key, want)
+	}
+	return r, nil
+}
+
+// stateJSON is a State as the sink's local store keeps it.
+type stateJSON struct {
+	Contributions []*Record          `json:"c,omitempty"`
+	Members       map[string]*Member `json:"m,omitempty"`
+	Reply         *Reply             `json:"r,omitempty"`
+	Linked        map[string]Position `json:"l,omitempty"`
+}
+
+// EncodeState encodes s for the local store.
+func EncodeState(s *State) []byte {
+	v := stateJSON{Members: s.Members, Reply: s.Reply, Linked: s.Linked}
+	rows := make([]string, 0, len(s.Contributions))
+	for row := range s.Contributions {
+		rows = append(rows, row)
+	}
+	slices.Sort(rows)
+	for _, row := range rows {
+		c := s.Contributions[row]
+		v.Contributions = append(v.Contributions, &Record{Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone,
+			Created: c.Created, Tags: c.Tags, Unknown: c.Unknown, Records: c.Records, Owner: c.Owner, Source: c.Source})
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("desired: encode a state: %v", err))
+	}
+	return b
+}
+
+// DecodeState reads a state EncodeState wrote.
+func DecodeState(b []byte) (*State, error) {
+	var v stateJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("desired: decode a stored state: %w", err)
+	}
+	s := &State{Members: v.Members, Reply: v.Reply, Linked: v.Linked}
+	for _, r := range v.Contributions {
+		if s.Contributions == nil {
+			s.Contributions = make(map[string]*Contribution, len(v.Contributions))
+		}
+		s.Contributions[r.Row] = r.Contribution()
+	}
+	return s, nil
+}
+
+// Describe names a record for logs and dead letters.
+func (r *Record) Describe() string {
+	var b strings.Builder
+	b.WriteString(string(r.Kind))
+	b.WriteString(" for ")
+	b.WriteString(r.Target.String())
+	switch r.Kind {
+	case KindContribution:
+		fmt.Fprintf(&b, " from row %q at %d/%d", strings.ReplaceAll(r.Row, "\x00", " "), r.Pos.Commit, r.Pos.LSN)
+		if r.Gone {
+			b.WriteString(" (gone)")
+		}
+	case KindMember, KindLinked:
+		fmt.Fprintf(&b, " of device %s", r.Device)
+	case KindReply:
+		fmt.Fprintf(&b, " from user %s", r.Owner)
+	}
+	return b.String()
+}
