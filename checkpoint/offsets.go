@@ -141,3 +141,9 @@ func (o *Offsets) Pending() int {
 	}
 	return n
 }
+
+// Partition names a Kafka partition.
+type Partition struct {
+	Topic     string
+	Partition int
+}

@@ -127,7 +127,7 @@ func TestMetricsAreLintCleanAndNamedAsAgreed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := api.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}); err != nil {
+	if err := api.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}, false); err != nil {
 		t.Fatal(err)
 	}
 	base := started(t, srv)
@@ -331,10 +331,10 @@ func TestOneSignalRequestsAreCountedByEndpointAndStatus(t *testing.T) {
 	}
 	ctx := t.Context()
 	// A new user: 404 to the update, 201 to the create.
-	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "pro"}); err != nil {
+	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "pro"}, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "free"}); err != nil {
+	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "free"}, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := api.CheckCredentials(ctx); err != nil {
@@ -343,7 +343,7 @@ func TestOneSignalRequestsAreCountedByEndpointAndStatus(t *testing.T) {
 	if err := emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{429: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "team"}); err == nil {
+	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "team"}, false); err == nil {
 		t.Fatal("SetTags succeeded against a 429")
 	}
 	if err := emu.SetFaults(onesignaltest.Faults{}); err != nil {
@@ -370,7 +370,7 @@ func TestOneSignalRequestsAreCountedByEndpointAndStatus(t *testing.T) {
 	if st := srv.Status(); st.Pipeline[4].State != ops.StageWarn {
 		t.Errorf("after a 429, OneSignal's box is %q, want warn", st.Pipeline[4].State)
 	}
-	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "team"}); err != nil {
+	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "team"}, false); err != nil {
 		t.Fatal(err)
 	}
 	if st := srv.Status(); st.Pipeline[4].State != ops.StageUp {
@@ -389,7 +389,7 @@ func TestRefusedCredentialsMarkTheSinkDownUntilOneSignalAcceptsThem(t *testing.T
 	waitFor(t, "the sink to be up", func() bool { code, _ := get(t, base+"/readyz"); return code == 200 })
 
 	wrong, _ := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "wrong-key", HTTPClient: snk.HTTPClient()})
-	if err := wrong.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}); err == nil {
+	if err := wrong.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}, false); err == nil {
 		t.Fatal("a wrong key was accepted")
 	}
 	code, body := get(t, base+"/readyz")
@@ -401,7 +401,7 @@ func TestRefusedCredentialsMarkTheSinkDownUntilOneSignalAcceptsThem(t *testing.T
 	}
 
 	right, _ := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "right-key", HTTPClient: snk.HTTPClient()})
-	if err := right.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}); err != nil {
+	if err := right.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}, false); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := get(t, base+"/readyz"); code != 200 {

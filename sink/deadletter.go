@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 )
 
 // Header keys of a dead letter. They are Kafka Connect's, so tools that
@@ -30,6 +31,12 @@ const (
 	// bytes. The original is where the other headers say, until the
 	// topic's retention removes it.
 	HeaderValueDropped = "onesignal_cdc.errors.value.dropped"
+	// HeaderSourceTopic, HeaderSourcePartition and HeaderSourceOffset say,
+	// on a dead-lettered contribution of the targets topic, where the
+	// event it came from is.
+	HeaderSourceTopic     = "onesignal_cdc.source.topic"
+	HeaderSourcePartition = "onesignal_cdc.source.partition"
+	HeaderSourceOffset    = "onesignal_cdc.source.offset"
 )
 
 // rejected is a message that can never be applied as it is.
@@ -42,9 +49,10 @@ type rejected struct {
 func (r *rejected) Error() string { return r.err.Error() }
 func (r *rejected) Unwrap() error { return r.err }
 
-// rejectMessage dead-letters m and marks it done, or returns rej when
-// there is no dead-letter topic.
-func (s *Sink) rejectMessage(ctx context.Context, m *fetched, rej *rejected) error {
+// reject dead-letters m and marks it done, or returns rej when there is
+// no dead-letter topic.
+func (g *generation) reject(ctx context.Context, m *fetched, rej *rejected) error {
+	s := g.s
 	if s.cfg.DeadLetters == nil {
 		return rej
 	}
@@ -72,6 +80,15 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 	)
 	if rej.status != 0 {
 		headers = append(headers, kafka.Header{Key: HeaderStatus, Value: strconv.AppendInt(nil, int64(rej.status), 10)})
+	}
+	if msg.Topic == s.cfg.TargetsTopic {
+		// A contribution names the event it came from.
+		if rec, err := desired.Decode(msg.Key, msg.Value); err == nil && rec.Kind == desired.KindContribution {
+			headers = append(headers,
+				kafka.Header{Key: HeaderSourceTopic, Value: []byte(rec.Source.Topic)},
+				kafka.Header{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(rec.Source.Partition), 10)},
+				kafka.Header{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, rec.Source.Offset, 10)})
+		}
 	}
 	dl := kafka.Message{Topic: s.cfg.DeadLetterTopic, Key: msg.Key, Value: msg.Value, Headers: headers}
 	err := s.cfg.Retry.Do(ctx, func() error {

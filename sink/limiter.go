@@ -17,11 +17,13 @@ const (
 	recoverShare   = 0.05
 )
 
-// limiter is a token bucket shared by every request to the app, so the
-// sink stays under OneSignal's per-app write limit. A caller reserves a
-// token at once and waits until it would have been there, so waiters are
-// served in the order they asked. Safe for concurrent use.
-type limiter struct {
+// Limiter is a token bucket shared by every HTTP request to the app, so
+// the sink stays under OneSignal's per-app write limit: the OneSignal
+// client takes a token before each request, so a call that makes two
+// requests takes two. A caller reserves a token at once and waits until
+// it would have been there, so waiters are served in the order they
+// asked. Safe for concurrent use.
+type Limiter struct {
 	clock Clock
 
 	mu      sync.Mutex
@@ -37,16 +39,19 @@ type limiter struct {
 	slowDowns atomic.Int64
 }
 
-// newLimiter allows rate requests/s with a burst of a tenth of a second's
-// worth (at least one).
-func newLimiter(c Clock, rate float64) *limiter {
+// NewLimiter allows rate requests/s with a burst of a tenth of a second's
+// worth (at least one), timed by c (nil: the system clock).
+func NewLimiter(c Clock, rate float64) *Limiter {
+	if c == nil {
+		c = SystemClock{}
+	}
 	burst := max(1, math.Floor(rate/10))
-	return &limiter{clock: c, ceiling: rate, rate: rate, burst: burst, tokens: burst, last: c.Now()}
+	return &Limiter{clock: c, ceiling: rate, rate: rate, burst: burst, tokens: burst, last: c.Now()}
 }
 
-// wait takes a token, waiting for it if there is none; it fails only when
+// Wait takes a token, waiting for it if there is none; it fails only when
 // ctx ends.
-func (l *limiter) wait(ctx context.Context) error {
+func (l *Limiter) Wait(ctx context.Context) error {
 	d := l.reserve()
 	if d <= 0 {
 		return ctx.Err()
@@ -58,7 +63,7 @@ func (l *limiter) wait(ctx context.Context) error {
 
 // reserve takes a token, maybe one not there yet, and returns how long
 // until it is.
-func (l *limiter) reserve() time.Duration {
+func (l *Limiter) reserve() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.refill(l.clock.Now())
@@ -69,10 +74,10 @@ func (l *limiter) reserve() time.Duration {
 	return time.Duration(math.Ceil(-l.tokens / l.rate * float64(time.Second)))
 }
 
-// slowDown lowers the rate after a 429 to a request sent at sent. A 429 to
+// SlowDown lowers the rate after a 429 to a request sent at sent. A 429 to
 // a request sent before the last slow-down says nothing new, since many
 // requests in flight at once tend to be refused together.
-func (l *limiter) slowDown(sent time.Time) {
+func (l *Limiter) SlowDown(sent time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if sent.Before(l.slowed) {
@@ -86,7 +91,7 @@ func (l *limiter) slowDown(sent time.Time) {
 }
 
 // currentRate returns the rate in requests/s.
-func (l *limiter) currentRate() float64 {
+func (l *Limiter) currentRate() float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.refill(l.clock.Now())
@@ -95,7 +100,7 @@ func (l *limiter) currentRate() float64 {
 
 // refill adds the tokens earned since the last refill, and lets a lowered
 // rate recover. The caller holds mu.
-func (l *limiter) refill(now time.Time) {
+func (l *Limiter) refill(now time.Time) {
 	dt := now.Sub(l.last).Seconds()
 	if dt <= 0 {
 		return
@@ -104,3 +109,6 @@ func (l *limiter) refill(now time.Time) {
 	l.tokens = min(l.burst, l.tokens+l.rate*dt)
 	l.rate = min(l.ceiling, l.rate+recoverShare*l.ceiling*dt)
 }
+
+// Now is the limiter's clock, for the time a request is sent.
+func (l *Limiter) Now() time.Time { return l.clock.Now() }

@@ -4,10 +4,11 @@ import (
 	"container/heap"
 	"context"
 	"crypto/sha256"
-	"slices"
+	"maps"
 	"sync"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -15,89 +16,137 @@ import (
 // OneSignal allows one write per second per user and per device.
 const targetInterval = time.Second
 
-// target is a user or device with operations pending or a request in
-// flight. Its fields are guarded by the scheduler's mutex.
+// target is a user or device with messages not yet done. Its fields are
+// guarded by the scheduler's mutex.
 type target struct {
-	key     targetKey
-	pending *request  // merged operations not yet sent
-	retry   *request  // a request that failed for now: sent again before pending
-	busy    bool      // a worker holds the target: a request is in flight
-	queued  bool      // in the due queue, or being handed to a worker
-	due     time.Time // when the queue hands it out
-	seq     uint64    // queue order among targets due at once
-	next    time.Time // the earliest the next attempt may start
-	last    memo      // the effect last applied
+	key       transform.Target
+	partition int        // of the targets topic, where its state is kept
+	pending   []*fetched // messages folded into its state, not yet done
+	force     uint64     // links that asked for the user's tags to be sent again
+	forced    uint64     // how many of them a send accepted since covered
+	busy      bool       // a worker holds the target
+	queued    bool       // in the due queue, or being handed to a worker
+	waiting   bool       // a device waiting for its owner's tags (player model)
+	attempts  int        // failed attempts in a row, for the backoff
+	due       time.Time  // when the queue hands it out
+	seq       uint64     // queue order among targets due at once
+	memo
 }
 
-// memo is what the scheduler remembers of an idle target.
+// memo is what the scheduler remembers of a target, also while it is
+// idle (in a bounded LRU): enough to skip a request that would change
+// nothing, and to keep the target's one-second window.
 type memo struct {
-	next   time.Time
-	effect [sha256.Size]byte
-	known  bool // effect holds the last applied request's effect
+	next time.Time // the earliest the next attempt may start
+	// applied holds, per part of a target's desired state (a chunk of a
+	// user's tags, a device's owner), the digest of the value last
+	// accepted by OneSignal.
+	applied map[string][sha256.Size]byte
+	records map[transform.Record]bool // a user's records accepted
+	// Player model, a user: answered holds the devices whose membership
+	// it answered while no older write of its tags was in flight; sending
+	// is the version of the tags in the write in flight.
+	answered map[string]bool
+	sending  desired.Position
+	// Player model, a device: memberFor is the owner version whose
+	// membership it wrote; carried the tags its last link carried.
+	memberFor desired.Position
+	carried   []string
 }
 
-// outcome is how a request ended, for the target's memory.
-type outcome int
-
-const (
-	applied   outcome = iota // OneSignal accepted it
-	unchanged                // not sent: the last applied request had its effect
-	refused                  // OneSignal refused it: the target's state is unknown
-)
-
-// scheduler merges operations per target and hands out targets whose
-// window is open, one request per target at a time. Memory is bounded by
-// the messages in flight: a target is active only while it has pending
-// operations or a request in flight, each held by unfinished messages;
-// idle targets are remembered in a bounded LRU. Safe for concurrent use.
+// scheduler hands out targets whose window is open, one worker per target
+// at a time. Memory is bounded by the messages in flight: a target is
+// active only while it has messages not done; idle ones are remembered in
+// the sink's bounded LRU. Safe for concurrent use.
 type scheduler struct {
+	s     *Sink
 	clock Clock
 	wake  chan struct{} // the head of the queue changed
 
 	mu     sync.Mutex
-	active map[targetKey]*target
+	active map[transform.Target]*target
 	queue  dueQueue
 	seq    uint64
-	idle   *lru[targetKey, memo]
-	// records are the email and SMS records applied lately, by user,
-	// channel and identifier: adding one again changes nothing.
-	records *lru[string, struct{}]
 }
 
-func newScheduler(c Clock, memory int) *scheduler {
-	return &scheduler{
-		clock: c, wake: make(chan struct{}, 1), active: make(map[targetKey]*target),
-		idle: newLRU[targetKey, memo](memory), records: newLRU[string, struct{}](memory),
-	}
+func newScheduler(s *Sink) *scheduler {
+	return &scheduler{s: s, clock: s.cfg.Clock, wake: make(chan struct{}, 1), active: make(map[transform.Target]*target)}
 }
 
-func recordKey(user string, rec record) string {
-	return user + "\x00" + rec.channel + "\x00" + rec.identifier
-}
-
-// submit merges op, produced by m, into its target's pending request.
-func (s *scheduler) submit(op transform.Op, m *fetched) {
-	key := targetOf(op)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// activate returns t's active entry, making one from its memory. The
+// caller holds mu.
+func (s *scheduler) activate(key transform.Target, partition int) *target {
 	t := s.active[key]
 	if t == nil {
-		t = &target{key: key}
-		t.last, _ = s.idle.get(key)
-		t.next = t.last.next
+		t = &target{key: key, partition: partition}
+		s.s.idleMu.Lock()
+		t.memo, _ = s.s.idle.get(key)
+		s.s.idleMu.Unlock()
 		s.active[key] = t
 	}
-	if t.pending == nil {
-		t.pending = &request{}
+	return t
+}
+
+// submit adds m, folded into key's state, to the target's messages, and
+// queues the target unless a worker holds it (which plans again when it
+// is done). force asks for the user's tags to be sent again.
+func (s *scheduler) submit(key transform.Target, partition int, m *fetched, force bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.activate(key, partition)
+	t.pending = append(t.pending, m)
+	if force {
+		t.force++
 	}
-	t.pending.merge(op, m)
+	t.waiting = false
 	if !t.busy && !t.queued {
 		s.enqueue(t)
 	}
 }
 
-// enqueue queues t to be handed out once its window opens, behind the
-// targets that were due before. The caller holds mu.
+// answered records that user answered device's membership with its tags
+// of version: safely when no write of older tags is in flight, which
+// could land after the device's link.
+func (s *scheduler) answered(user transform.Target, device string, version desired.Position) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.active[user]
+	var m *memo
+	if t != nil {
+		m = &t.memo
+	} else {
+		s.s.idleMu.Lock()
+		defer s.s.idleMu.Unlock()
+		mm, _ := s.s.idle.get(user)
+		m = &mm
+		defer func() { s.s.idle.put(user, mm) }()
+	}
+	if m.answered == nil {
+		m.answered = make(map[string]bool)
+	}
+	m.answered[device] = t == nil || !t.busy || !version.After(m.sending)
+}
+
+// linkedSafely reports whether device's link, which carried user's tags
+// of version linked, needs no further write of the user's tags: it was
+// answered safely and the user's tags are still of that version.
+func (s *scheduler) linkedSafely(user transform.Target, device string, linked, current desired.Position) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var m memo
+	if t := s.active[user]; t != nil {
+		m = t.memo
+		defer delete(t.answered, device)
+	} else {
+		s.s.idleMu.Lock()
+		m, _ = s.s.idle.get(user)
+		s.s.idleMu.Unlock()
+	}
+	return m.answered[device] && linked == current
+}
+
+// enqueue queues t to be handed out once its window opens. The caller
+// holds mu.
 func (s *scheduler) enqueue(t *target) {
 	t.queued = true
 	t.due = s.clock.Now()
@@ -115,9 +164,7 @@ func (s *scheduler) enqueue(t *target) {
 	}
 }
 
-// dispatch hands each target to ready when it is due, until ctx ends. The
-// channel is unbuffered, so a target waits in the queue, still merging
-// operations, until a worker is free.
+// dispatch hands each target to ready when it is due, until ctx ends.
 func (s *scheduler) dispatch(ctx context.Context, ready chan<- *target) {
 	for {
 		s.mu.Lock()
@@ -138,7 +185,7 @@ func (s *scheduler) dispatch(ctx context.Context, ready chan<- *target) {
 			}
 		}
 		var timer Timer
-		var fired <-chan time.Time // nil, blocking, when nothing is queued
+		var fired <-chan time.Time
 		if wait > 0 {
 			timer = s.clock.NewTimer(wait)
 			fired = timer.C()
@@ -157,46 +204,25 @@ func (s *scheduler) dispatch(ctx context.Context, ready chan<- *target) {
 	}
 }
 
-// take gives the worker handed t its request: the one to retry, else the
-// pending one. unchanged is true when the request would set what the last
-// applied one set, or adds only records applied before.
-func (s *scheduler) take(t *target) (r *request, unchanged bool) {
+// take gives the worker handed t a copy of its memory and how many
+// forced sends of the user's tags were asked for (see accepted), and
+// marks it held.
+func (s *scheduler) take(t *target) (m memo, force uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.queued, t.busy = false, true
-	if r = t.retry; r != nil {
-		t.retry = nil
-		return r, false
+	if t.force == t.forced {
+		return t.memo.clone(), 0
 	}
-	r, t.pending = t.pending, nil
-	if len(r.records) > 0 {
-		r.records = slices.DeleteFunc(r.records, func(rec record) bool {
-			_, done := s.records.get(recordKey(t.key.id, rec))
-			return done
-		})
-		if len(r.records) == 0 && len(r.tags) == 0 {
-			return r, true
-		}
-	}
-	r.tagCount = nonEmpty(r.tags)
-	// More than one call's worth: the rest waits for the target's next
-	// window, merging whatever arrives meanwhile.
-	t.pending = r.split()
-	r.digest = r.effect()
-	return r, t.last.known && t.last.effect == r.digest
+	return t.memo.clone(), t.force
 }
 
-// retry puts r, which failed for now, back to be sent again no sooner
-// than wait from now, ahead of what is pending for t. The worker lets go
-// of t, so other targets use it meanwhile. A worker holds t.
-func (s *scheduler) retry(t *target, r *request, wait time.Duration) {
+// sendingTags notes the version of the user's tags a worker is about to
+// send. A worker holds t.
+func (s *scheduler) sendingTags(t *target, v desired.Position) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if at := s.clock.Now().Add(wait); at.After(t.next) {
-		t.next = at
-	}
-	t.retry, t.busy = r, false
-	s.enqueue(t)
+	t.sending = v
+	s.mu.Unlock()
 }
 
 // window waits until t may be sent to again. A worker holds t.
@@ -208,53 +234,147 @@ func (s *scheduler) window(ctx context.Context, t *target) error {
 }
 
 // attempted records that an attempt at t ended now: the next may start
-// targetInterval later. Counting from the answer rather than from the
-// send keeps two requests a second apart on arrival too, however long the
-// first one travelled. A worker holds t.
+// targetInterval later, counted from the answer so that two requests
+// also arrive a second apart. A worker holds t.
 func (s *scheduler) attempted(t *target) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.next = s.clock.Now().Add(targetInterval)
+	t.sending = desired.Position{}
 }
 
-// forgetEffects drops what the scheduler remembers of applied effects.
-// After a partition changed hands, another consumer may have changed the
-// targets meanwhile, and an equal effect no longer means nothing to do.
-func (s *scheduler) forgetEffects() {
+// accepted records what OneSignal accepted of r. A worker holds t.
+func (s *scheduler) accepted(t *target, r *request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, t := range s.active {
-		t.last.known = false
-	}
-	for _, e := range s.idle.items {
-		e.Value.(*lruEntry[targetKey, memo]).val.known = false // keep when each may next be written
-	}
-	s.records = newLRU[string, struct{}](s.records.size)
-}
-
-// release ends the worker's hold on t after request r ended with o. The
-// target is queued again when operations arrived meanwhile, else it goes
-// idle.
-func (s *scheduler) release(t *target, r *request, o outcome) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch o {
-	case applied:
-		t.last.effect, t.last.known = r.digest, true
-		for _, rec := range r.records {
-			s.records.put(recordKey(t.key.id, rec), struct{}{})
+	t.attempts = 0
+	if r.part != "" {
+		if t.applied == nil {
+			t.applied = make(map[string][sha256.Size]byte)
 		}
-	case refused:
-		t.last.known = false
+		t.applied[r.part] = r.digest
 	}
+	switch r.kind {
+	case callAddRecord:
+		if t.records == nil {
+			t.records = make(map[transform.Record]bool)
+		}
+		t.records[r.record] = true
+	case callLink:
+		t.carried = r.carried
+	case callUnlink:
+		t.carried = nil
+	case callSetUser:
+		t.forced = max(t.forced, r.force)
+	}
+}
+
+// forget drops what t's memory says was applied, after OneSignal refused
+// part of it: its state there is unknown. A worker holds t.
+func (s *scheduler) forget(t *target, part string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(t.applied, part)
+}
+
+// pendingNow is how many messages t has; a plan made after it covers
+// them. A worker holds t.
+func (s *scheduler) pendingNow(t *target) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(t.pending)
+}
+
+// await notes that device t wrote its membership of owner version v and
+// waits for the owner's tags; the worker lets go of it, its messages
+// staying not done. covered is how many of its messages the plan saw: if
+// more came since, it is queued to plan again instead. A worker holds t.
+func (s *scheduler) await(t *target, v desired.Position, covered int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.memberFor = v
 	t.busy = false
-	if t.pending != nil {
+	if len(t.pending) > covered {
 		s.enqueue(t)
 		return
 	}
-	t.last.next = t.next
-	s.idle.put(t.key, t.last)
+	t.waiting = true
+}
+
+// retry lets go of t, which failed for now, to be taken again no sooner
+// than wait from now; its messages stay not done. A worker holds t.
+func (s *scheduler) retry(t *target, wait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at := s.clock.Now().Add(wait); at.After(t.next) {
+		t.next = at
+	}
+	t.busy = false
+	s.enqueue(t)
+}
+
+// failures counts a failed attempt at t and returns how many failed in a
+// row. A worker holds t.
+func (s *scheduler) failures(t *target) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.attempts++
+	return t.attempts
+}
+
+// release lets go of t. Its first covered messages, which a plan that
+// found nothing more to send saw, are done and returned. With more to
+// send, or messages or a forced send that came since, it is queued for
+// its next window; otherwise it goes idle. A worker holds t.
+func (s *scheduler) release(t *target, covered int, more bool) (done []*fetched) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.busy = false
+	if !more {
+		done = t.pending[:covered:covered]
+		t.pending = t.pending[covered:]
+	}
+	if more || len(t.pending) > 0 || t.force != t.forced {
+		s.enqueue(t)
+		return done
+	}
+	t.pending = nil
+	s.s.idleMu.Lock()
+	s.s.idle.put(t.key, t.memo)
+	s.s.idleMu.Unlock()
 	delete(s.active, t.key)
+	return done
+}
+
+// takePending removes and returns t's messages, to dead-letter them. A
+// worker holds t.
+func (s *scheduler) takePending(t *target) []*fetched {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := t.pending
+	t.pending = nil
+	return p
+}
+
+// forgetEffects drops what every target's memory says was applied, keeping
+// their windows: another member may have written them meanwhile.
+func (s *Sink) forgetEffects() {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	for _, e := range s.idle.items {
+		m := &e.Value.(*lruEntry[transform.Target, memo]).val
+		next := m.next
+		*m = memo{next: next}
+	}
+}
+
+// clone returns a copy of m's maps, so a worker's copy of a memo never
+// shares them.
+func (m memo) clone() memo {
+	m.applied = maps.Clone(m.applied)
+	m.records = maps.Clone(m.records)
+	m.answered = maps.Clone(m.answered)
+	return m
 }
 
 // dueQueue orders targets by when they are due, then by arrival.
@@ -275,4 +395,14 @@ func (q *dueQueue) Pop() any {
 	old[len(old)-1] = nil
 	*q = old[:len(old)-1]
 	return t
+}
+
+// peek returns t's first message not done, nil when none. A worker holds t.
+func (s *scheduler) peek(t *target) *fetched {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(t.pending) == 0 {
+		return nil
+	}
+	return t.pending[0]
 }

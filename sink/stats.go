@@ -8,16 +8,17 @@ import (
 // Stats counts what the sink did since New. The fields are meant to
 // become metrics.
 type Stats struct {
-	Fetched      int64 // messages fetched
-	Done         int64 // messages done (applied, skipped or dead-lettered)
-	Changes      int64 // operations the messages produced, once scheduled
-	Replays      int64 // messages skipped as replayed or stale
-	Requests     int64 // request attempts sent to OneSignal, retries included
-	Retries      int64 // attempts that failed for now and were queued again
-	Parked       int64 // tag changes kept for a device linked later (player model)
-	Unchanged    int64 // merged requests not sent: same effect as the last applied
-	DeadLettered int64 // messages written to the dead-letter topic
-	// RateLimitWaits is how many attempts waited for the app-wide rate
+	Fetched       int64 // messages fetched (events and targets records)
+	Done          int64 // messages done (applied, skipped or dead-lettered)
+	Contributions int64 // contributions the row stage wrote to the targets topic
+	Replays       int64 // events skipped as replayed or stale
+	Unmapped      int64 // events that changed no mapped column
+	Requests      int64 // request attempts sent to OneSignal, retries included
+	Retries       int64 // attempts that failed for now and were queued again
+	NoDevice      int64 // tag writes by external id that no device carried yet (player model)
+	Stale         int64 // targets records older than the state, healed
+	DeadLettered  int64 // messages written to the dead-letter topic
+	// RateLimitWaits is how many HTTP requests waited for the app-wide rate
 	// limiter, and RateLimitWaited their total wait.
 	RateLimitWaits  int64
 	RateLimitWaited time.Duration
@@ -26,7 +27,7 @@ type Stats struct {
 }
 
 type counters struct {
-	fetched, done, changes, replays, requests, retries, parked, unchanged, deadLettered atomic.Int64
+	fetched, done, contributions, replays, unmapped, requests, retries, noDevice, stale, deadLettered atomic.Int64
 }
 
 // Stats returns the counts so far. Fetched is read before Done, so
@@ -34,16 +35,19 @@ type counters struct {
 func (s *Sink) Stats() Stats {
 	st := Stats{Fetched: s.stats.fetched.Load()}
 	st.Done = s.stats.done.Load()
-	st.Changes = s.stats.changes.Load()
+	st.Contributions = s.stats.contributions.Load()
 	st.Replays = s.stats.replays.Load()
+	st.Unmapped = s.stats.unmapped.Load()
 	st.Requests = s.stats.requests.Load()
 	st.Retries = s.stats.retries.Load()
-	st.Parked = s.stats.parked.Load()
-	st.Unchanged = s.stats.unchanged.Load()
+	st.NoDevice = s.stats.noDevice.Load()
+	st.Stale = s.stats.stale.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()
-	st.RateLimitWaits = s.limiter.waits.Load()
-	st.RateLimitWaited = time.Duration(s.limiter.waited.Load())
-	st.SlowDowns = s.limiter.slowDowns.Load()
-	st.Rate = s.limiter.currentRate()
+	if l := s.cfg.Limiter; l != nil {
+		st.RateLimitWaits = l.waits.Load()
+		st.RateLimitWaited = time.Duration(l.waited.Load())
+		st.SlowDowns = l.slowDowns.Load()
+		st.Rate = l.currentRate()
+	}
 	return st
 }

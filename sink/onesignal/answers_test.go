@@ -30,7 +30,7 @@ func TestARedirectIsNotFollowedAndStopsTheSinkNamingTheBaseURL(t *testing.T) {
 				w.Header().Set("Location", "https://proxy.example/elsewhere?user=alice")
 				w.WriteHeader(status)
 			})
-			err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"))
+			err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false)
 			apiErr := requireAPIError(t, err, status)
 			if !apiErr.Fatal() || isRetryable(err) {
 				t.Errorf("Fatal() = %v, retryable %v: want a redirect to stop the sink", apiErr.Fatal(), isRetryable(err))
@@ -58,7 +58,7 @@ func TestASuccessStatusWhoseBodyReportsAFailureIsPermanent(t *testing.T) {
 		t.Run(body, func(t *testing.T) {
 			t.Parallel()
 			url := stub(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
-			err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"))
+			err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false)
 			apiErr := requireAPIError(t, err, http.StatusOK)
 			if isRetryable(err) || apiErr.Fatal() {
 				t.Errorf("retryable %v, Fatal() %v: want a permanent error", isRetryable(err), apiErr.Fatal())
@@ -75,7 +75,7 @@ func TestASuccessStatusWhoseBodyReportsWhatA400WouldIsClassifiedAlike(t *testing
 	url := stub(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"success":false,"errors":["app_id not found. You may be missing a Content-Type: application/json header."]}`)
 	})
-	apiErr := requireAPIError(t, newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro")), http.StatusOK)
+	apiErr := requireAPIError(t, newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false), http.StatusOK)
 	if !apiErr.Fatal() {
 		t.Error("app_id not found in a 200's failure is not fatal, as it is in a 400")
 	}
@@ -88,7 +88,7 @@ func TestASuccessStatusWhoseBodyReportsWhatA400WouldIsClassifiedAlike(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = players.SetTags(t.Context(), "alice", tags("plan", "pro"))
+	err = players.SetTags(t.Context(), "alice", tags("plan", "pro"), false)
 	if nd, ok := errors.AsType[*onesignal.APIError](err); !ok || !nd.NoDevice() {
 		t.Errorf("error %v does not say no device has the user: its tags would be dead-lettered, not parked", err)
 	}
@@ -106,7 +106,7 @@ func TestASuccessStatusWithABodyThatIsNotJSONIsRepeated(t *testing.T) {
 				w.WriteHeader(http.StatusAccepted)
 				io.WriteString(w, body)
 			})
-			err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"))
+			err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false)
 			if _, ok := errors.AsType[*onesignal.TransportError](err); !ok || !isRetryable(err) {
 				t.Fatalf("error = %v (%T), want a retryable *TransportError", err, err)
 			}
@@ -130,7 +130,7 @@ func TestASuccessStatusWithNoBodyOrOneThatSaysNothingAgainstItIsApplied(t *testi
 			w.WriteHeader(tt.status)
 			io.WriteString(w, tt.body)
 		})
-		if err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro")); err != nil {
+		if err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false); err != nil {
 			t.Errorf("%d %q: %v, want it applied", tt.status, tt.body, err)
 		}
 	}
@@ -144,7 +144,7 @@ func TestAnHTMLErrorPageIsDescribedByItsTitle(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 		io.WriteString(w, page)
 	})
-	err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"))
+	err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false)
 	apiErr := requireAPIError(t, err, http.StatusBadGateway)
 	if !isRetryable(err) {
 		t.Error("a 502 page is not retryable")
@@ -161,7 +161,7 @@ func TestUnknownStatusesAreClassifiedByTheirClass(t *testing.T) {
 		retryable bool
 	}{{418, false}, {451, false}, {509, true}, {599, true}} {
 		url := stub(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(tt.status) })
-		err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"))
+		err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false)
 		apiErr := requireAPIError(t, err, tt.status)
 		if isRetryable(err) != tt.retryable || apiErr.Fatal() {
 			t.Errorf("%d: retryable %v, fatal %v; want retryable %v, not fatal", tt.status, isRetryable(err), apiErr.Fatal(), tt.retryable)
@@ -176,10 +176,10 @@ func TestIDsThatAreDotSegmentsReachTheirOwnUserAndDevice(t *testing.T) {
 	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
 	c := newClient(t, url, apiKey)
 	for _, id := range []string{".", ".."} {
-		if err := c.SetTags(t.Context(), id, tags("plan", "free")); err != nil {
+		if err := c.SetTags(t.Context(), id, tags("plan", "free"), false); err != nil {
 			t.Fatalf("create user %q: %v", id, err)
 		}
-		if err := c.SetTags(t.Context(), id, tags("plan", "pro")); err != nil {
+		if err := c.SetTags(t.Context(), id, tags("plan", "pro"), false); err != nil {
 			t.Fatalf("update user %q: %v", id, err)
 		}
 		if u, ok := emu.State().UserByExternalID(id); !ok || u.Tags["plan"] != "pro" {
@@ -194,7 +194,7 @@ func TestIDsThatAreDotSegmentsReachTheirOwnUserAndDevice(t *testing.T) {
 	if err := players.LinkSubscription(t.Context(), "..", "..", nil); err != nil {
 		t.Fatalf("link device ..: %v", err)
 	}
-	if err := players.SetTags(t.Context(), "..", tags("plan", "gold")); err != nil {
+	if err := players.SetTags(t.Context(), "..", tags("plan", "gold"), false); err != nil {
 		t.Fatalf("player-model tags of ..: %v", err)
 	}
 	if st := emu.State(); st.ExternalIDOf("..") != ".." {

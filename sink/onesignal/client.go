@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -34,6 +35,20 @@ type Config struct {
 	AppID      string       // required: the app's ID (Settings › Keys & IDs)
 	APIKey     Secret       // required: an App API key, sent as "Authorization: Key <key>"
 	HTTPClient *http.Client // default: a client with DefaultTimeout
+	// Limiter, when set, is waited on before every HTTP request, and told
+	// of every 429, so that the app-wide rate counts requests, not calls
+	// (a call may take two).
+	Limiter Limiter
+}
+
+// Limiter is an app-wide request rate limit.
+type Limiter interface {
+	// Wait takes a token, waiting for one; it fails only when ctx ends.
+	Wait(ctx context.Context) error
+	// SlowDown reports a 429 to a request sent at sent.
+	SlowDown(sent time.Time)
+	// Now is the limiter's clock.
+	Now() time.Time
 }
 
 // Secret holds a credential. It prints and marshals as "[redacted]" so that
@@ -62,14 +77,16 @@ type Client struct {
 	appPath string // "/apps/{escaped app_id}"
 	appID   string
 	key     Secret
+	exists  *known // users seen to exist, so a create-first call updates them instead
 }
 
 // caller sends requests to one OneSignal host with one key; both models'
 // clients make their calls through it.
 type caller struct {
-	base string // scheme://host[/prefix], no trailing slash
-	auth string // the Authorization header value
-	http *http.Client
+	base    string // scheme://host[/prefix], no trailing slash
+	auth    string // the Authorization header value
+	http    *http.Client
+	limiter Limiter // nil: none
 }
 
 // New checks cfg and returns a client. Every problem in cfg is reported at
@@ -79,14 +96,18 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{caller: c, appPath: "/apps/" + pathSegment(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey}, nil
+	return &Client{caller: c, appPath: "/apps/" + pathSegment(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey, exists: newKnown(knownUsers)}, nil
 }
 
 // Players returns a player-model client for the same app, key, base URL
-// and HTTP client, the key sent the legacy way ("Basic <key>").
-func (c *Client) Players(identityVerification bool) *PlayerClient {
+// and HTTP client. The key goes as a current App API key ("Key <key>"),
+// or, with legacyKey, the way legacy REST API keys went ("Basic <key>"):
+// OneSignal retires those in 2026.
+func (c *Client) Players(identityVerification, legacyKey bool) *PlayerClient {
 	p := &PlayerClient{caller: c.caller, appID: c.appID, appPath: c.appPath, key: []byte(c.key.Reveal()), verify: identityVerification}
-	p.auth = "Basic " + c.key.Reveal()
+	if legacyKey {
+		p.auth = "Basic " + c.key.Reveal()
+	}
 	return p
 }
 
@@ -135,7 +156,7 @@ func newCaller(cfg Config, scheme string) (caller, error) {
 	// does not redirect its API, so a redirect means the base URL is not
 	// the API's (see APIError.Fatal).
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return caller{base: strings.TrimRight(base, "/"), auth: scheme + cfg.APIKey.Reveal(), http: hc}, nil
+	return caller{base: strings.TrimRight(base, "/"), auth: scheme + cfg.APIKey.Reveal(), http: hc, limiter: cfg.Limiter}, nil
 }
 
 // pathSegment escapes s as one segment of a URL path. "." and ".." are
@@ -172,11 +193,21 @@ func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	var sent time.Time
+	if c.limiter != nil {
+		if err := c.limiter.Wait(ctx); err != nil {
+			return 0, err
+		}
+		sent = c.limiter.Now()
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, &TransportError{Endpoint: endpoint, Err: stripURL(err)}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusTooManyRequests && c.limiter != nil {
+		c.limiter.SlowDown(sent)
+	}
 	kept, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	whole := err == nil && len(kept) < maxErrorBody
 	if err == nil {
@@ -246,4 +277,40 @@ func stripURL(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// knownUsers is how many users a Client remembers as existing.
+const knownUsers = 10000
+
+// known is a bounded set of strings, forgetting the oldest first. Safe
+// for concurrent use.
+type known struct {
+	mu    sync.Mutex
+	order []string // a ring
+	next  int
+	set   map[string]bool
+}
+
+func newKnown(size int) *known {
+	return &known{order: make([]string, size), set: make(map[string]bool, size)}
+}
+
+func (k *known) has(s string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.set[s]
+}
+
+func (k *known) add(s string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.set[s] {
+		return
+	}
+	if old := k.order[k.next]; old != "" {
+		delete(k.set, old)
+	}
+	k.order[k.next] = s
+	k.set[s] = true
+	k.next = (k.next + 1) % len(k.order)
 }

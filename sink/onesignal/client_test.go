@@ -129,7 +129,7 @@ func TestSetTags(t *testing.T) {
 			t.Parallel()
 			emu, c := newEmulated(t)
 			for _, tg := range tt.calls {
-				if err := c.SetTags(t.Context(), tt.ext, tg); err != nil {
+				if err := c.SetTags(t.Context(), tt.ext, tg, false); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -168,7 +168,7 @@ func TestSetTagsAppliesTagsWhenSomeoneElseCreatesTheUserInBetween(t *testing.T) 
 	}))
 	t.Cleanup(srv.Close)
 
-	if err := newClient(t, srv.URL, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro")); err != nil {
+	if err := newClient(t, srv.URL, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false); err != nil {
 		t.Fatal(err)
 	}
 	u, ok := emu.State().UserByExternalID("alice")
@@ -303,7 +303,7 @@ func TestUnlinkSubscription(t *testing.T) {
 				link(t, c, "dev-1", "alice")
 			}
 			for range tt.unlinks {
-				if err := c.UnlinkSubscription(t.Context(), "dev-1", ""); err != nil {
+				if err := c.UnlinkSubscription(t.Context(), "dev-1", "", nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -334,7 +334,7 @@ func TestUnlinkSubscription(t *testing.T) {
 func TestUnlinkOfAnUnknownDeviceIsPermanent(t *testing.T) {
 	t.Parallel()
 	_, c := newEmulated(t)
-	apiErr := requireAPIError(t, c.UnlinkSubscription(t.Context(), "no-such-device", ""), http.StatusNotFound)
+	apiErr := requireAPIError(t, c.UnlinkSubscription(t.Context(), "no-such-device", "", nil), http.StatusNotFound)
 	if apiErr.Retryable() || apiErr.Fatal() {
 		t.Errorf("Retryable() = %v, Fatal() = %v; want both false", apiErr.Retryable(), apiErr.Fatal())
 	}
@@ -349,16 +349,16 @@ func TestWrongCredentialsAreFatal(t *testing.T) {
 		call  func(*onesignal.Client, context.Context) error
 	}{
 		{"a wrong key fails SetTags", appID, func(c *onesignal.Client, ctx context.Context) error {
-			return c.SetTags(ctx, "alice", tags("plan", "pro"))
+			return c.SetTags(ctx, "alice", tags("plan", "pro"), false)
 		}},
 		{"a wrong key fails LinkSubscription", appID, func(c *onesignal.Client, ctx context.Context) error {
 			return c.LinkSubscription(ctx, "dev-1", "alice", nil)
 		}},
 		{"a wrong key fails UnlinkSubscription", appID, func(c *onesignal.Client, ctx context.Context) error {
-			return c.UnlinkSubscription(ctx, "dev-1", "")
+			return c.UnlinkSubscription(ctx, "dev-1", "", nil)
 		}},
 		{"an app the key does not belong to fails", "00000000-0000-0000-0000-000000000000", func(c *onesignal.Client, ctx context.Context) error {
-			return c.SetTags(ctx, "alice", tags("plan", "pro"))
+			return c.SetTags(ctx, "alice", tags("plan", "pro"), false)
 		}},
 	}
 	for _, tt := range tests {
@@ -393,7 +393,7 @@ func TestRequestsCarryTheHeadersAndAnEscapedPath(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	t.Cleanup(srv.Close)
-	if err := newClient(t, srv.URL+"/prefix/", apiKey).SetTags(t.Context(), "a/b c", tags("k", "v")); err != nil {
+	if err := newClient(t, srv.URL+"/prefix/", apiKey).SetTags(t.Context(), "a/b c", tags("k", "v"), false); err != nil {
 		t.Fatal(err)
 	}
 	checks := []struct{ what, got, want string }{
@@ -419,7 +419,7 @@ func TestAWrongBaseURLIsFatal(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"SetTags", func() error { return c.SetTags(t.Context(), "alice", tags("plan", "pro")) }},
+		{"SetTags", func() error { return c.SetTags(t.Context(), "alice", tags("plan", "pro"), false) }},
 		{"LinkSubscription", func() error { return c.LinkSubscription(t.Context(), "dev-1", "alice", nil) }},
 	}
 	for _, tt := range tests {

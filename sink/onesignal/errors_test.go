@@ -98,7 +98,7 @@ func TestErrorStatusesAreClassified(t *testing.T) {
 				w.WriteHeader(tt.status)
 				io.WriteString(w, tt.body)
 			})
-			err := newClient(t, url, apiKey).UnlinkSubscription(t.Context(), "dev-1", "")
+			err := newClient(t, url, apiKey).UnlinkSubscription(t.Context(), "dev-1", "", nil)
 			apiErr := requireAPIError(t, err, tt.status)
 			if got := isRetryable(err); got != tt.retryable {
 				t.Errorf("retryable = %v, want %v", got, tt.retryable)
@@ -183,7 +183,7 @@ func TestAnswersThatNeverArriveAreRetryable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = c.SetTags(t.Context(), "alice", tags("plan", "pro"))
+			err = c.SetTags(t.Context(), "alice", tags("plan", "pro"), false)
 			requireNoSecret(t, err)
 			if _, ok := errors.AsType[*onesignal.TransportError](err); !ok {
 				t.Fatalf("error = %v (%T), want a *TransportError", err, err)
@@ -203,7 +203,7 @@ func TestACancelledContextIsVisibleInTheError(t *testing.T) {
 	url := stub(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	err := newClient(t, url, apiKey).SetTags(ctx, "alice", tags("plan", "pro"))
+	err := newClient(t, url, apiKey).SetTags(ctx, "alice", tags("plan", "pro"), false)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error = %v, want one that wraps context.Canceled", err)
 	}
@@ -216,7 +216,7 @@ func TestLongResponsesAreDrainedOrAbandonedWithoutError(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 		io.WriteString(w, big)
 	})
-	if err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro")); err != nil {
+	if err := newClient(t, url, apiKey).SetTags(t.Context(), "alice", tags("plan", "pro"), false); err != nil {
 		t.Fatal(err)
 	}
 }

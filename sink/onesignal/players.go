@@ -26,15 +26,18 @@ const (
 )
 
 // PlayerConfig is what the player-model client needs: Config (whose APIKey
-// is the app's REST API key, sent as "Authorization: Basic <key>", and
-// whose HTTPClient carries every request), and whether the app has
-// identity verification on.
+// is the app's API key, sent as "Authorization: Key <key>", or "Basic
+// <key>" with LegacyKey, and whose HTTPClient carries every request), and
+// whether the app has identity verification on.
 type PlayerConfig struct {
 	Config
 	// IdentityVerification sends, with every external_user_id and every
 	// email or SMS identifier written, its hash: HMAC-SHA256 of the value
 	// keyed with the REST API key, in hex. Default false.
 	IdentityVerification bool
+	// LegacyKey sends the key the way legacy REST API keys went,
+	// "Authorization: Basic <key>", instead of "Key <key>". Default false.
+	LegacyKey bool
 }
 
 // PlayerClient calls OneSignal's legacy player-model API (the v7 guide's
@@ -51,7 +54,10 @@ type PlayerClient struct {
 
 // NewPlayers checks cfg and returns a player-model client.
 func NewPlayers(cfg PlayerConfig) (*PlayerClient, error) {
-	c, err := newCaller(cfg.Config, "Basic ")
+	c, err := newCaller(cfg.Config, "Key ")
+	if cfg.LegacyKey {
+		c.auth = "Basic " + cfg.APIKey.Reveal()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +95,10 @@ func (c *PlayerClient) hash(v string) string {
 // sent as %2F); a tag whose value is "" is deleted. When no device carries
 // the id, OneSignal has nowhere to put the tags: the error's NoDevice()
 // says so, and the caller keeps the tags for the device linked later.
-func (c *PlayerClient) SetTags(ctx context.Context, externalID string, tags map[string]string) error {
+//
+// create is for the user model's benefit; the player model has no user to
+// create.
+func (c *PlayerClient) SetTags(ctx context.Context, externalID string, tags map[string]string, _ bool) error {
 	if externalID == "" {
 		return errors.New("set tags: the external ID is empty")
 	}
@@ -122,14 +131,16 @@ func (c *PlayerClient) LinkSubscription(ctx context.Context, playerID, externalI
 }
 
 // UnlinkSubscription clears the device's external_user_id (PUT
-// /players/{player_id} with ""). With identity verification the request
-// carries the hash of the id being removed, previousExternalID; without
-// it that cannot be done, and the error says what to change.
-func (c *PlayerClient) UnlinkSubscription(ctx context.Context, playerID, previousExternalID string) error {
+// /players/{player_id} with ""), and sets tags in the same request: the
+// caller clears the tags the device carried for its user. With identity
+// verification the request carries the hash of the id being removed,
+// previousExternalID; without it that cannot be done, and the error says
+// what to change.
+func (c *PlayerClient) UnlinkSubscription(ctx context.Context, playerID, previousExternalID string, tags map[string]string) error {
 	if playerID == "" {
 		return errors.New("unlink device: the player ID is empty")
 	}
-	d := device{ExternalUserID: new(string)}
+	d := device{ExternalUserID: new(string), Tags: tags}
 	if c.verify {
 		if previousExternalID == "" {
 			return errors.New("unlink device: identity verification needs the external_user_id being removed, and the change does not carry it: " +

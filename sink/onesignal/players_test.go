@@ -49,14 +49,14 @@ func TestPlayersLinkTagAndUnlinkADevice(t *testing.T) {
 	if err := c.LinkSubscription(ctx, "dev-1", "team/alice", tags("plan", "pro")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetTags(ctx, "team/alice", tags("level", "3", "plan", "")); err != nil {
+	if err := c.SetTags(ctx, "team/alice", tags("level", "3", "plan", ""), false); err != nil {
 		t.Fatalf("edit tags by an external id with a slash: %v", err)
 	}
 	p := player(t, emu, "dev-1")
 	if externalID(p) != "team/alice" || fmt.Sprint(p.Tags) != "map[level:3]" {
 		t.Errorf("dev-1 = %q %v, want team/alice with level 3 (the link's plan deleted since)", externalID(p), p.Tags)
 	}
-	if err := c.UnlinkSubscription(ctx, "dev-1", "team/alice"); err != nil {
+	if err := c.UnlinkSubscription(ctx, "dev-1", "team/alice", nil); err != nil {
 		t.Fatal(err)
 	}
 	if p := player(t, emu, "dev-1"); externalID(p) != "" {
@@ -67,7 +67,7 @@ func TestPlayersLinkTagAndUnlinkADevice(t *testing.T) {
 func TestPlayersTagsForAUserWithoutADeviceSayNoDevice(t *testing.T) {
 	t.Parallel()
 	_, c := newPlayers(t, onesignaltest.Config{}, false)
-	err := c.SetTags(t.Context(), "nobody", tags("plan", "pro"))
+	err := c.SetTags(t.Context(), "nobody", tags("plan", "pro"), false)
 	apiErr := requireAPIError(t, err, http.StatusNotFound)
 	if !apiErr.NoDevice() || apiErr.Retryable() || apiErr.Fatal() {
 		t.Errorf("NoDevice() = %v, Retryable() = %v, Fatal() = %v; want true, false, false", apiErr.NoDevice(), apiErr.Retryable(), apiErr.Fatal())
@@ -113,7 +113,7 @@ func TestPlayersSendIdentityVerificationHashes(t *testing.T) {
 	if err := c.AddRecord(ctx, "alice", onesignal.ChannelEmail, "alice@example.com", nil); err != nil {
 		t.Fatalf("email record with both hashes: %v", err)
 	}
-	if err := c.UnlinkSubscription(ctx, "dev-1", "alice"); err != nil {
+	if err := c.UnlinkSubscription(ctx, "dev-1", "alice", nil); err != nil {
 		t.Fatalf("unlink with the hash of the old id: %v", err)
 	}
 	if p := player(t, emu, "dev-1"); externalID(p) != "" {
@@ -123,11 +123,11 @@ func TestPlayersSendIdentityVerificationHashes(t *testing.T) {
 	if err := c.LinkSubscription(ctx, "dev-1", "bob", nil); err != nil {
 		t.Fatal(err)
 	}
-	err := c.UnlinkSubscription(ctx, "dev-1", "")
+	err := c.UnlinkSubscription(ctx, "dev-1", "", nil)
 	if err == nil || !strings.Contains(err.Error(), "REPLICA IDENTITY FULL") {
 		t.Errorf("unlink without the old id = %v, want the fix named", err)
 	}
-	apiErr := requireAPIError(t, c.UnlinkSubscription(ctx, "dev-1", "someone-else"), http.StatusBadRequest)
+	apiErr := requireAPIError(t, c.UnlinkSubscription(ctx, "dev-1", "someone-else", nil), http.StatusBadRequest)
 	if apiErr.Fatal() || apiErr.Retryable() {
 		t.Errorf("a hash of the wrong old id: Fatal() = %v, Retryable() = %v, want a permanent error", apiErr.Fatal(), apiErr.Retryable())
 	}
@@ -150,7 +150,7 @@ func TestPlayersTagCapErrorIsPermanent(t *testing.T) {
 	if err := c.LinkSubscription(t.Context(), "dev-1", "alice", nil); err != nil {
 		t.Fatal(err)
 	}
-	apiErr := requireAPIError(t, c.SetTags(t.Context(), "alice", tags("a", "1", "b", "2", "c", "3")), http.StatusBadRequest)
+	apiErr := requireAPIError(t, c.SetTags(t.Context(), "alice", tags("a", "1", "b", "2", "c", "3"), false), http.StatusBadRequest)
 	if apiErr.Retryable() || apiErr.Fatal() || apiErr.NoDevice() || !strings.Contains(apiErr.Error(), "maximum of 2 tags") {
 		t.Errorf("error = %v, want a permanent 400 naming the cap", apiErr)
 	}

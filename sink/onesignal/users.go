@@ -45,18 +45,51 @@ type transferRequest struct {
 }
 
 // SetTags sets the data tags of the user whose external_id is externalID;
-// a tag whose value is "" is deleted, tags not named are left alone. A
-// missing user is created with the tags (the deletions are left out: there
-// is nothing to delete), except when every tag is a deletion: then there is
-// nothing to do, and no empty user is made.
+// a tag whose value is "" is deleted, tags not named are left alone.
+//
+// create says the user is probably new (its row was just inserted or
+// snapshotted): the user is then created with the tags in one request
+// (create user upserts), and created even when every tag is a deletion,
+// since the row says the user exists. Should the user exist already,
+// OneSignal answers 200 with the user as it was, without our tags; the
+// client remembers that the user exists and asks, with a *DeferredError,
+// for the attempt to be repeated once the user's one-second window has
+// passed, which then updates it.
+//
+// Without create, the user is updated; a missing one is created with the
+// tags that are set (the deletions are left out: there is nothing to
+// delete), and not at all when every tag is a deletion.
 //
 // The tags go in one request, and OneSignal accepts at most 100 tag
 // changes per request (400 otherwise). Splitting them is the caller's
 // choice to make: OneSignal also allows one write per second per user, so
 // several requests in one attempt would trip its rate limit.
-func (c *Client) SetTags(ctx context.Context, externalID string, tags map[string]string) error {
+func (c *Client) SetTags(ctx context.Context, externalID string, tags map[string]string, create bool) error {
 	if externalID == "" {
 		return errors.New("set tags: the external ID is empty")
+	}
+	stored := make(map[string]string, len(tags))
+	for k, v := range tags {
+		if v != "" {
+			stored[k] = v
+		}
+	}
+	newUser := createUserRequest{Identity: map[string]string{"external_id": externalID}}
+	if len(stored) > 0 {
+		newUser.Properties = &properties{Tags: stored}
+	}
+	if create && !c.exists.has(externalID) {
+		status, err := c.createUser(ctx, newUser)
+		if err != nil || status != http.StatusOK {
+			return err
+		}
+		// 200 is "upsert with retrieval": the user was there, and
+		// OneSignal returned it without applying our properties.
+		c.exists.add(externalID)
+		if len(tags) == 0 {
+			return nil
+		}
+		return &DeferredError{Endpoint: epCreateUser, Reason: "the user existed already; its tags are updated once its one-second window has passed", After: time.Second}
 	}
 	if len(tags) == 0 {
 		return nil
@@ -68,28 +101,22 @@ func (c *Client) SetTags(ctx context.Context, externalID string, tags map[string
 	}
 	err := update()
 	if !hasStatus(err, http.StatusNotFound) {
-		return err
-	}
-	stored := make(map[string]string, len(tags))
-	for k, v := range tags {
-		if v != "" {
-			stored[k] = v
+		if err == nil {
+			c.exists.add(externalID)
 		}
+		return err
 	}
 	if len(stored) == 0 {
 		return nil
 	}
-	status, err := c.createUser(ctx, createUserRequest{
-		Identity:   map[string]string{"external_id": externalID},
-		Properties: &properties{Tags: stored},
-	})
+	status, err := c.createUser(ctx, newUser)
 	if err != nil {
 		return err
 	}
 	if status == http.StatusOK {
-		// 200 is "upsert with retrieval": someone created the user between
-		// our two requests, and OneSignal returned it without applying our
-		// properties. It exists now, so the update will take.
+		// Someone created the user between our two requests, and OneSignal
+		// returned it without applying our properties. It exists now, so
+		// the update will take.
 		return update()
 	}
 	return nil
@@ -150,8 +177,9 @@ func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalI
 // confirmed against the real API (the emulator in onesignaltest does).
 //
 // previousExternalID is not needed: the user model has no identity
-// verification hash for server calls.
-func (c *Client) UnlinkSubscription(ctx context.Context, subscriptionID, previousExternalID string) error {
+// verification hash for server calls. Tags are not either: they live on
+// the user, not on the subscription.
+func (c *Client) UnlinkSubscription(ctx context.Context, subscriptionID, previousExternalID string, _ map[string]string) error {
 	if subscriptionID == "" {
 		return errors.New("unlink subscription: the subscription ID is empty")
 	}

@@ -1,0 +1,278 @@
+package sink
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
+)
+
+// callKind is what one request does.
+type callKind int
+
+const (
+	callSetUser   callKind = iota + 1 // a user's tags (a chunk of them)
+	callAddRecord                     // a user's email or SMS record
+	callLink                          // a device to its owner
+	callUnlink                        // a device away from its owner
+	callAwait                         // no request: a device writes its membership and waits for its owner's tags
+)
+
+func (k callKind) String() string {
+	switch k {
+	case callSetUser:
+		return "set_tags"
+	case callAddRecord:
+		return "add_record"
+	case callLink:
+		return "link"
+	case callUnlink:
+		return "unlink"
+	case callAwait:
+		return "await_owner_tags"
+	}
+	return fmt.Sprintf("call(%d)", int(k))
+}
+
+// request is one call that brings part of a target's OneSignal state to
+// its desired state.
+type request struct {
+	kind   callKind
+	target transform.Target
+	tags   map[string]string
+	create bool             // callSetUser: the user is probably new
+	record transform.Record // callAddRecord
+	owner  string           // callLink: the new owner; callUnlink: the one it had, if known
+	// version is the desired state's version the request carries: a
+	// user's tags, a device's owner.
+	version desired.Position
+	// part names the part of the desired state the request sets, and
+	// digest its value, for the memory of what was applied.
+	part   string
+	digest [sha256.Size]byte
+	force  uint64 // callSetUser: the forced sends it serves
+	// carried are the tags a player-model link carries that are set.
+	carried []string
+	// before are records written before the request (a membership);
+	// after, once OneSignal accepted it.
+	before, after []kafka.Message
+}
+
+func (r *request) String() string { return r.kind.String() }
+
+// maxTagsPerRequest is OneSignal's limit of tag changes in one request.
+const maxTagsPerRequest = 100
+
+// plan returns the next request that brings t closer to its desired state,
+// nil when OneSignal holds it (as far as the memory m tells). force is the
+// count of forced sends of a user's tags asked for, 0 for none.
+func (g *generation) plan(t *target, m memo, force uint64) (*request, error) {
+	st, err := g.s.loadState(t.partition, t.key)
+	if err != nil {
+		return nil, err
+	}
+	if t.key.Device {
+		return g.planDevice(t, st, m), nil
+	}
+	return g.planUser(t, st, m, force)
+}
+
+func (g *generation) planUser(t *target, st *desired.State, m memo, force uint64) (*request, error) {
+	s := g.s
+	u := st.User()
+	if lim := s.cfg.TagLimit; lim > 0 {
+		if n := countSet(u.Tags); n > lim {
+			return nil, &tagLimitError{to: t.key, count: n, limit: lim}
+		}
+	}
+	player := s.cfg.Model == ModelPlayer
+	var carry map[string]string
+	if player {
+		carry = u.Tags
+	}
+	// Records first: in the player model a record is a device the tags
+	// then reach; in the user model one creates a missing user.
+	for _, rec := range u.Records {
+		if !m.records[rec] {
+			return &request{kind: callAddRecord, target: t.key, record: rec, tags: carry, version: u.Version}, nil
+		}
+	}
+	if player && s.devices && len(st.Devices()) == 0 && len(u.Records) == 0 {
+		// No device of the user's in the devices table: the tags wait in
+		// the state for the first link, which carries them.
+		return nil, nil
+	}
+	chunks := chunkTags(u.Tags)
+	if len(chunks) == 0 && !player && u.Live && u.Created {
+		chunks = []map[string]string{{}} // a user with no tag to set still exists
+	}
+	for i, c := range chunks {
+		part := fmt.Sprintf("tags/%d", i)
+		d := digestTags("tags", c)
+		if force == 0 && m.applied[part] == d {
+			continue
+		}
+		return &request{kind: callSetUser, target: t.key, tags: c, create: !player && u.Created && i == 0,
+			version: u.Version, part: part, digest: d, force: force}, nil
+	}
+	return nil, nil
+}
+
+func (g *generation) planDevice(t *target, st *desired.State, m memo) *request {
+	s := g.s
+	d := st.Device()
+	previous := previousOwner(st, d.Owner)
+	if s.cfg.Model != ModelPlayer {
+		r := &request{kind: callLink, target: t.key, owner: d.Owner, version: d.Version, part: "owner", digest: digestTags("owner:"+d.Owner, nil)}
+		if d.Owner == "" {
+			r.kind, r.owner = callUnlink, previous
+		}
+		if m.applied["owner"] == r.digest {
+			return nil
+		}
+		return r
+	}
+	// The player model: the device carries its owner's tags.
+	var clear []string // tags it carried that the new owner does not set
+	if st.Reply != nil && st.Reply.Owner != d.Owner {
+		clear = slices.Collect(maps.Keys(st.Reply.Tags))
+	}
+	clear = append(clear, m.carried...)
+	if d.Owner == "" {
+		tags := cleared(clear, nil)
+		r := &request{kind: callUnlink, target: t.key, owner: previous, tags: tags, version: d.Version, part: "owner", digest: digestTags("owner:", tags)}
+		if previous != "" {
+			r.after = append(r.after, g.member(previous, t.key.ID, d.Version, true))
+		}
+		if m.applied["owner"] == r.digest {
+			return nil
+		}
+		return r
+	}
+	if rep := st.Reply; rep == nil || rep.Owner != d.Owner || rep.For != d.Version {
+		r := &request{kind: callAwait, target: t.key, owner: d.Owner, version: d.Version}
+		if m.memberFor != d.Version {
+			r.before = append(r.before, g.member(d.Owner, t.key.ID, d.Version, false))
+			if previous != "" && previous != d.Owner {
+				r.before = append(r.before, g.member(previous, t.key.ID, d.Version, true))
+			}
+		}
+		return r
+	}
+	rep := st.Reply
+	tags := cleared(clear, rep.Tags)
+	r := &request{kind: callLink, target: t.key, owner: d.Owner, tags: tags, version: d.Version,
+		part: "owner", digest: digestTags("owner:"+d.Owner, tags)}
+	for tag, v := range tags {
+		if v != "" {
+			r.carried = append(r.carried, tag)
+		}
+	}
+	slices.Sort(r.carried)
+	r.after = append(r.after, targetMessage(s.cfg.TargetsTopic, &desired.Record{
+		Target: transform.User(d.Owner), Kind: desired.KindLinked, Device: t.key.ID, Version: rep.Version}))
+	if m.applied["owner"] == r.digest {
+		return nil
+	}
+	return r
+}
+
+// member is device's membership record of user, as of the device's owner
+// version v.
+func (g *generation) member(user, device string, v desired.Position, gone bool) kafka.Message {
+	return targetMessage(g.s.cfg.TargetsTopic, &desired.Record{Target: transform.User(user), Kind: desired.KindMember, Device: device, Pos: v, Gone: gone})
+}
+
+// previousOwner is the owner a device had before, if its state tells: the
+// owner its newest gone contribution named, or the one that answered it
+// last; "" when that is owner itself or unknown.
+func previousOwner(st *desired.State, owner string) string {
+	var newest *desired.Contribution
+	for _, c := range st.Contributions {
+		if c.Gone && c.Owner != "" && (newest == nil || c.Pos.After(newest.Pos)) {
+			newest = c
+		}
+	}
+	prev := ""
+	if newest != nil {
+		prev = newest.Owner
+	}
+	if st.Reply != nil && st.Reply.Owner != owner && (prev == "" || prev == owner) {
+		prev = st.Reply.Owner
+	}
+	if prev == owner {
+		return ""
+	}
+	return prev
+}
+
+// cleared is tags plus "" for each name in clear that tags does not set.
+func cleared(clear []string, tags map[string]string) map[string]string {
+	out := maps.Clone(tags)
+	if out == nil {
+		out = make(map[string]string, len(clear))
+	}
+	for _, tag := range clear {
+		if _, ok := out[tag]; !ok {
+			out[tag] = ""
+		}
+	}
+	return out
+}
+
+// chunkTags splits tags into requests of at most maxTagsPerRequest, in key
+// order.
+func chunkTags(tags map[string]string) []map[string]string {
+	keys := slices.Sorted(maps.Keys(tags))
+	var out []map[string]string
+	for len(keys) > 0 {
+		n := min(len(keys), maxTagsPerRequest)
+		c := make(map[string]string, n)
+		for _, k := range keys[:n] {
+			c[k] = tags[k]
+		}
+		out = append(out, c)
+		keys = keys[n:]
+	}
+	return out
+}
+
+// digestTags is a digest of what a request sets: a label and tags.
+func digestTags(label string, tags map[string]string) [sha256.Size]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d:%s", len(label), label)
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(tags[k]), tags[k])
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// countSet counts the tags that are set rather than deleted.
+func countSet(tags map[string]string) int {
+	n := 0
+	for _, v := range tags {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// tagLimitError is a desired state with more tags than onesignal.tag_limit:
+// permanent, so its messages are dead-lettered.
+type tagLimitError struct {
+	to           transform.Target
+	count, limit int
+}
+
+func (e *tagLimitError) Error() string {
+	return fmt.Sprintf("the rows would give %s %d tags, more than onesignal.tag_limit %d: map fewer tag columns, or raise the limit with your OneSignal plan",
+		e.to, e.count, e.limit)
+}

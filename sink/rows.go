@@ -1,0 +1,415 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/retry"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
+)
+
+// The row stage: events of the source topics, keyed by row, become
+// contributions to targets (docs/architecture.md, steps 4 and 5).
+//
+// Per source partition one goroutine reads the events in order and keeps
+// the row index of the partition's rows in the local store, ahead of Kafka;
+// a second writes, per batch of events, first their contributions to the
+// targets topic, then their rows' records to the row index's changelog,
+// and only when Kafka acknowledged both marks the events done. A
+// generation that ends with writes unacknowledged leaves the local index
+// ahead of Kafka: the next generation restores it from the changelog.
+
+// rowEntry is a row's record in the row index: the position of its last
+// change and what the row said of OneSignal then.
+type rowEntry struct {
+	V     int              `json:"v"`
+	Pos   desired.Position `json:"pos"`
+	Parts []rowPart        `json:"parts,omitempty"`
+}
+
+type rowPart struct {
+	Target  string             `json:"target"`
+	Tags    map[string]string  `json:"tags,omitempty"`
+	Unknown []string           `json:"unknown,omitempty"`
+	Records []transform.Record `json:"records,omitempty"`
+	Owner   string             `json:"owner,omitempty"`
+}
+
+func encodeRow(pos desired.Position, p transform.Projection) []byte {
+	e := rowEntry{V: 1, Pos: pos}
+	for _, part := range p {
+		e.Parts = append(e.Parts, rowPart{Target: part.Target.Key(), Tags: part.Tags, Unknown: part.Unknown, Records: part.Records, Owner: part.Owner})
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		panic(fmt.Sprintf("sink: encode a row entry: %v", err))
+	}
+	return b
+}
+
+func decodeRow(b []byte) (desired.Position, transform.Projection, error) {
+	var e rowEntry
+	if err := json.Unmarshal(b, &e); err != nil {
+		return desired.Position{}, nil, fmt.Errorf("row index entry: %w", err)
+	}
+	if e.V != 1 {
+		return desired.Position{}, nil, fmt.Errorf("row index entry of format version %d: this sink reads version 1: run the newer sink", e.V)
+	}
+	var p transform.Projection
+	for _, rp := range e.Parts {
+		t, ok := transform.ParseTarget(rp.Target)
+		if !ok {
+			return desired.Position{}, nil, fmt.Errorf("row index entry names target %q", rp.Target)
+		}
+		p = append(p, transform.Part{Target: t, Tags: rp.Tags, Unknown: rp.Unknown, Records: rp.Records, Owner: rp.Owner})
+	}
+	return e.Pos, p, nil
+}
+
+// rowID names a source row: its topic and its Kafka key. A keyless event
+// (a table without a primary key, under REPLICA IDENTITY FULL) is named
+// by a digest of its row image, so an update or delete finds the row by
+// its old image.
+func rowID(topic string, key []byte, image event.Row) string {
+	if len(key) > 0 {
+		return topic + "\x00" + string(key)
+	}
+	b, _ := image.MarshalJSON()
+	sum := sha256.Sum256(b)
+	return topic + "\x00#" + hex.EncodeToString(sum[:16])
+}
+
+// rowsKey is where the local store keeps a row's entry: by topic and
+// partition first, so a partition's rows can be dropped together.
+func rowsKey(topic string, partition int, key []byte) []byte {
+	b := make([]byte, 0, 2+len(topic)+5+len(key))
+	b = append(b, 'r', 0)
+	b = append(b, topic...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(partition))
+	return append(b, key...)
+}
+
+func rowsPrefix(topic string, partition int) []byte { return rowsKey(topic, partition, nil) }
+
+// restoreRows reads the row index of one source partition from the
+// changelog into the local store, replacing what the store held.
+func (s *Sink) restoreRows(ctx context.Context, topic string, partition int) error {
+	if err := s.cfg.Store.DeletePrefix(rowsPrefix(topic, partition)); err != nil {
+		return err
+	}
+	end, err := s.cfg.Kafka.EndOffset(ctx, s.cfg.RowsTopic, partition)
+	if err != nil {
+		return fmt.Errorf("read the end of %s partition %d: %w", s.cfg.RowsTopic, partition, err)
+	}
+	if end <= 0 {
+		return nil
+	}
+	started := time.Now()
+	r := s.cfg.Kafka.Reader(s.cfg.RowsTopic, partition, kafka.FirstOffset)
+	defer r.Close()
+	prefix := []byte(topic + "\x00")
+	batch := s.cfg.Store.NewBatch()
+	n := 0
+	for {
+		msg, err := r.FetchMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("restore the row index from %s partition %d: %w", s.cfg.RowsTopic, partition, err)
+		}
+		if key, ok := bytes.CutPrefix(msg.Key, prefix); ok {
+			if len(msg.Value) == 0 {
+				batch.Delete(rowsKey(topic, partition, key))
+			} else {
+				batch.Set(rowsKey(topic, partition, key), msg.Value)
+			}
+			n++
+		}
+		if batch.Len() >= 4096 {
+			if err := batch.Commit(); err != nil {
+				return err
+			}
+			batch = s.cfg.Store.NewBatch()
+		}
+		if msg.Offset >= end-1 {
+			break
+		}
+	}
+	if err := batch.Commit(); err != nil {
+		return err
+	}
+	s.log.Info("row index restored", zap.String("topic", topic), zap.Int("partition", partition),
+		zap.Int("records", n), zap.Duration("took", time.Since(started)))
+	return nil
+}
+
+// rowWork is an event's writes: its contributions, then its row's entry.
+type rowWork struct {
+	m       *fetched
+	targets []kafka.Message
+	row     *kafka.Message // nil: no entry to write (a keyless row)
+}
+
+// consumeRows is the row stage of one source partition, until ctx ends or
+// a write fails for good.
+func (g *generation) consumeRows(ctx context.Context, a Assignment) error {
+	s := g.s
+	if err := s.restoreRows(ctx, a.Topic, a.Partition); err != nil {
+		return err
+	}
+	work := make(chan *rowWork, s.cfg.RowBatch)
+	writeErr := make(chan error, 1)
+	go func() { writeErr <- g.writeRows(g.writeCtx, work) }()
+	defer func() { close(work); <-writeErr }()
+
+	r := s.cfg.Kafka.Reader(a.Topic, a.Partition, a.Committed)
+	defer r.Close()
+	for {
+		m, err := g.fetch(ctx, r)
+		if err != nil || m == nil {
+			return err
+		}
+		w, err := g.rowEvent(ctx, m)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if w == nil {
+			continue
+		}
+		select {
+		case work <- w:
+		case err := <-writeErr:
+			writeErr <- err
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// rowEvent decodes an event and turns it into its writes; nil when the
+// event is done already (skipped, or dead-lettered).
+func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error) {
+	s := g.s
+	ev, err := event.Decode(m.msg.Value)
+	if errors.Is(err, event.ErrTombstone) {
+		m.finish()
+		return nil, nil
+	}
+	if err != nil {
+		return nil, g.reject(ctx, m, &rejected{stage: "decode", err: fmt.Errorf("message %s: %w", m.where(), err)})
+	}
+	if ev.Op == event.OpTruncate {
+		s.log.Warn("the source table was truncated; OneSignal keeps its users and tags (re-snapshot the table to set them from its rows)",
+			zap.String("topic", m.msg.Topic), zap.Int("partition", m.msg.Partition), zap.Int64("offset", m.msg.Offset),
+			zap.String("table", ev.Source.Schema+"."+ev.Source.Table))
+		m.finish()
+		return nil, nil
+	}
+	image := ev.After
+	if ev.Op == event.OpDelete || (ev.Op == event.OpUpdate && ev.Before != nil && len(m.msg.Key) == 0) {
+		image = ev.Before
+	}
+	id := rowID(m.msg.Topic, m.msg.Key, image)
+	pos := positionOf(ev.Source, m.msg)
+	local := rowsKey(m.msg.Topic, m.msg.Partition, m.msg.Key)
+
+	var old transform.Projection
+	known, indexed := false, false
+	if len(m.msg.Key) > 0 {
+		stored, ok, err := s.cfg.Store.Get(local)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			was, p, err := decodeRow(stored)
+			if err != nil {
+				return nil, err
+			}
+			if !pos.After(was) && !(pos == was && redelivered(m.msg)) {
+				s.stats.replays.Add(1)
+				m.finish() // a replay, or stale: the row's newer state is in
+				return nil, nil
+			}
+			old, known, indexed = p, true, true
+		}
+	}
+	if !known {
+		old, known = s.mapping.Previous(ev)
+	}
+	if ev.Op == event.OpDelete && !known {
+		table, col := s.mapping.Identifies(ev)
+		return nil, g.reject(ctx, m, &rejected{stage: "transform", err: fmt.Errorf(
+			"message %s: %w: the delete of a %s row that the sink has not seen carries no %q column, so it names no user or device: "+
+				"snapshot the table again (onesignal-cdc snapshot --table %s) so the sink knows every row, or run ALTER TABLE %s REPLICA IDENTITY FULL",
+			m.where(), transform.ErrBadRow, table, col, table, table)})
+	}
+	now, err := s.mapping.Project(ev, old)
+	if err != nil {
+		return nil, g.reject(ctx, m, &rejected{stage: "transform", err: fmt.Errorf("message %s: %w", m.where(), err)})
+	}
+	if indexed && reflect.DeepEqual(old, now) && !redelivered(m.msg) {
+		// A change to columns the mapping does not read: OneSignal has
+		// it already. The entry keeps its older position, which is safe:
+		// a replay of this event would again change nothing.
+		s.stats.unmapped.Add(1)
+		m.finish()
+		return nil, nil
+	}
+	w := &rowWork{m: m}
+	src := desired.Source{Topic: m.msg.Topic, Partition: m.msg.Partition, Offset: m.msg.Offset}
+	created := ev.Op == event.OpCreate || ev.Op == event.OpSnapshot
+	for _, part := range now {
+		c := &desired.Contribution{Row: id, Pos: pos, Created: created, Tags: part.Tags, Unknown: part.Unknown,
+			Records: part.Records, Owner: part.Owner, Source: src}
+		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
+	}
+	for _, part := range old {
+		if _, still := now.Find(part.Target); still {
+			continue
+		}
+		// The row no longer feeds this target: its tags go, and a
+		// device's gone part names the owner it had (identity
+		// verification hashes it to unlink).
+		tags := make(map[string]string, len(part.Tags)+len(part.Unknown))
+		for tag := range part.Tags {
+			tags[tag] = ""
+		}
+		for _, tag := range part.Unknown {
+			tags[tag] = ""
+		}
+		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Owner: part.Owner, Source: src}
+		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
+	}
+	if len(m.msg.Key) > 0 {
+		entry := encodeRow(pos, now)
+		if err := s.cfg.Store.Set(local, entry); err != nil {
+			return nil, err
+		}
+		w.row = &kafka.Message{Topic: s.cfg.RowsTopic, Partition: m.msg.Partition, Key: []byte(m.msg.Topic + "\x00" + string(m.msg.Key)), Value: entry}
+	}
+	s.stats.contributions.Add(int64(len(w.targets)))
+	return w, nil
+}
+
+// targetMessage is rec as a message of the targets topic.
+func targetMessage(topic string, rec *desired.Record) kafka.Message {
+	return kafka.Message{Topic: topic, Key: rec.Key(), Value: rec.Value()}
+}
+
+// writeRows writes the row stage's work in batches, contributions first,
+// until work is closed (then the batch in hand is finished) or ctx ends.
+func (g *generation) writeRows(ctx context.Context, work <-chan *rowWork) error {
+	s := g.s
+	var batch []*rowWork
+	for {
+		w, ok := <-work
+		if !ok {
+			return nil
+		}
+		batch = append(batch[:0], w)
+	more:
+		for len(batch) < s.cfg.RowBatch {
+			select {
+			case w, ok := <-work:
+				if !ok {
+					break more
+				}
+				batch = append(batch, w)
+			default:
+				break more
+			}
+		}
+		var targets, rows []kafka.Message
+		for _, w := range batch {
+			targets = append(targets, w.targets...)
+			if w.row != nil {
+				rows = append(rows, *w.row)
+			}
+		}
+		if err := g.write(ctx, s.cfg.Targets, "targets", targets); err != nil {
+			return stopped(ctx, err)
+		}
+		if err := g.write(ctx, s.cfg.Rows, "row index", rows); err != nil {
+			return stopped(ctx, err)
+		}
+		for _, w := range batch {
+			w.m.finish()
+		}
+	}
+}
+
+// write writes msgs, retrying until Kafka acknowledged them; an error
+// when it did not (ctx ended, or a permanent failure), and then the
+// messages must stay not done.
+func (g *generation) write(ctx context.Context, w Writer, what string, msgs []kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	err := g.s.cfg.Retry.Do(ctx, func() error { return retry.Transient(w.WriteMessages(ctx, msgs...)) }, func(err error, wait time.Duration) {
+		g.s.log.Warn("write to kafka failed; retrying", zap.String("topic", what), zap.Int("messages", len(msgs)), zap.Error(err), zap.Duration("wait", wait))
+	})
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("write %d messages to the %s topic: %w", len(msgs), what, err)
+	}
+	return nil
+}
+
+// stopped is nil when err is only ctx ending, else err.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// positionOf is where the event's change stands in the source's order:
+// its transaction's commit LSN and its own LSN. A snapshot row has no
+// commit and counts as committed at its LSN. An event from Debezium has
+// only its change's LSN, which orders a row's changes (a row's next change
+// waits for the previous one's commit) but not always changes of different
+// rows; an event without any LSN takes its Kafka offset, which orders only
+// its own partition.
+func positionOf(src event.Source, msg kafka.Message) desired.Position {
+	switch {
+	case src.LSN == 0:
+		return desired.Position{LSN: msg.Offset + 1}
+	case src.CommitLSN == 0:
+		return desired.Position{Commit: src.LSN, LSN: src.LSN}
+	}
+	return desired.Position{Commit: src.CommitLSN, LSN: src.LSN}
+}
+
+// HeaderRedelivery marks a message that `onesignal-cdc dlq replay` wrote
+// back to its topic from the dead-letter topic; its value is where the
+// dead letter was ("topic/partition@offset"). Such a message repeats a
+// change the sink has seen, and must be applied all the same, unless a
+// newer change of its row or key came since.
+const HeaderRedelivery = "onesignal_cdc.redelivery.of"
+
+func redelivered(m kafka.Message) bool {
+	for _, h := range m.Headers {
+		if h.Key == HeaderRedelivery {
+			return true
+		}
+	}
+	return false
+}

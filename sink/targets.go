@@ -1,0 +1,267 @@
+package sink
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
+)
+
+// The target stage: records of the targets topic, keyed by target, fold
+// into each target's state, and the targets they change are scheduled to
+// be sent their desired state (docs/architecture.md, steps 6 and 7).
+//
+// The targets topic is its own changelog: a partition assigned to this
+// member is read from its first record, and the records before the
+// committed offset are folded into the state without a request (their
+// effect is in OneSignal already); from the committed offset on, each
+// record is new.
+
+// stateKey is where the local store keeps a target's state: by partition
+// first, so a partition's states can be dropped together.
+func stateKey(partition int, t transform.Target) []byte {
+	k := t.Key()
+	b := make([]byte, 0, 6+len(k))
+	b = append(b, 't', 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(partition))
+	return append(b, k...)
+}
+
+func statePrefix(partition int) []byte {
+	return binary.BigEndian.AppendUint32([]byte{'t', 0}, uint32(partition))
+}
+
+// loadState returns the state the local store holds of t.
+func (s *Sink) loadState(partition int, t transform.Target) (*desired.State, error) {
+	b, ok, err := s.cfg.Store.Get(stateKey(partition, t))
+	if err != nil || !ok {
+		return &desired.State{}, err
+	}
+	return desired.DecodeState(b)
+}
+
+func (s *Sink) saveState(partition int, t transform.Target, st *desired.State) error {
+	return s.cfg.Store.Set(stateKey(partition, t), desired.EncodeState(st))
+}
+
+// consumeTargets is the target stage of one partition of the targets
+// topic, until ctx ends.
+func (g *generation) consumeTargets(ctx context.Context, a Assignment) error {
+	s := g.s
+	if err := s.cfg.Store.DeletePrefix(statePrefix(a.Partition)); err != nil {
+		return err
+	}
+	committed := max(a.Committed, 0)
+	end, err := s.cfg.Kafka.EndOffset(ctx, a.Topic, a.Partition)
+	if err != nil {
+		return fmt.Errorf("read the end of %s partition %d: %w", a.Topic, a.Partition, err)
+	}
+	r := s.cfg.Kafka.Reader(a.Topic, a.Partition, kafka.FirstOffset)
+	defer r.Close()
+	started, folded := time.Now(), 0
+	if committed > 0 && end > 0 {
+		for {
+			msg, err := g.read(ctx, r)
+			if err != nil || ctx.Err() != nil {
+				return err
+			}
+			if msg.Offset >= committed {
+				// The first record after the committed ones: new.
+				m := &fetched{msg: msg}
+				if err := g.admitFirst(ctx, m); err != nil || m.progress == nil {
+					return err
+				}
+				break
+			}
+			if err := g.fold(msg); err != nil {
+				return err
+			}
+			folded++
+			if msg.Offset >= end-1 {
+				break
+			}
+		}
+	}
+	s.log.Info("target states restored", zap.String("topic", a.Topic), zap.Int("partition", a.Partition),
+		zap.Int("records", folded), zap.Duration("took", time.Since(started)))
+	for {
+		m, err := g.fetch(ctx, r)
+		if err != nil || m == nil {
+			return err
+		}
+		if err := g.targetRecord(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// admitFirst handles a record read during the restore that is past the
+// committed offset: it takes a slot and is tracked like a fetched one.
+// m.progress stays nil when ctx ended.
+func (g *generation) admitFirst(ctx context.Context, m *fetched) error {
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil
+	}
+	g.s.stats.fetched.Add(1)
+	done := g.offsets.Track(m.msg.Topic, m.msg.Partition, m.msg.Offset)
+	m.progress = &progress{done: func() {
+		done()
+		g.s.stats.done.Add(1)
+		<-g.slots
+	}}
+	return g.targetRecord(ctx, m)
+}
+
+// fold folds a record whose effect OneSignal has into its target's state.
+// A record this sink cannot read was dead-lettered when it was new.
+func (g *generation) fold(msg kafka.Message) error {
+	rec, err := desired.Decode(msg.Key, msg.Value)
+	if err != nil {
+		return nil
+	}
+	st, err := g.s.loadState(msg.Partition, rec.Target)
+	if err != nil {
+		return err
+	}
+	if st.Apply(rec) == desired.Changed {
+		return g.s.saveState(msg.Partition, rec.Target, st)
+	}
+	return nil
+}
+
+// targetRecord folds a new record into its target's state and reacts:
+// a contribution schedules its target; in the player model a membership
+// is answered with the user's tags, a reply lets its device link, and a
+// link accepted may ask the user to send its tags again; a stale record
+// is healed by writing the state's newer one.
+func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
+	s := g.s
+	if len(m.msg.Value) == 0 {
+		m.finish() // a tombstone: nothing the sink writes
+		return nil
+	}
+	rec, err := desired.Decode(m.msg.Key, m.msg.Value)
+	if err != nil {
+		return g.reject(ctx, m, &rejected{stage: "decode", err: fmt.Errorf("message %s: %w", m.where(), err)})
+	}
+	t := rec.Target
+	st, err := s.loadState(m.msg.Partition, t)
+	if err != nil {
+		return err
+	}
+	outcome := st.Apply(rec)
+	if outcome == desired.Changed {
+		if err := s.saveState(m.msg.Partition, t, st); err != nil {
+			return err
+		}
+	}
+	if outcome == desired.Stale {
+		s.stats.stale.Add(1)
+		if cur, ok := st.Current(t, rec); ok {
+			g.emitter.emit([]kafka.Message{targetMessage(s.cfg.TargetsTopic, cur)}, m.progress)
+			return nil
+		}
+		m.finish()
+		return nil
+	}
+	switch rec.Kind {
+	case desired.KindContribution, desired.KindReply:
+		g.sched.submit(t, m.msg.Partition, m, false)
+	case desired.KindMember:
+		if rec.Gone {
+			m.finish()
+			return nil
+		}
+		u := st.User()
+		reply := &desired.Record{Target: transform.Device(rec.Device), Kind: desired.KindReply, Owner: t.ID,
+			For: rec.Pos, Version: u.Version, Tags: u.Tags}
+		g.sched.answered(t, rec.Device, u.Version)
+		g.emitter.emit([]kafka.Message{targetMessage(s.cfg.TargetsTopic, reply)}, m.progress)
+	case desired.KindLinked:
+		if g.sched.linkedSafely(t, rec.Device, rec.Version, st.User().Version) {
+			m.finish()
+			return nil
+		}
+		g.sched.submit(t, m.msg.Partition, m, true)
+	default:
+		m.finish()
+	}
+	return nil
+}
+
+// emitter writes the target stage's own records to the targets topic in
+// batches, and finishes each record's message once Kafka acknowledged
+// what it caused.
+type emitter struct {
+	g    *generation
+	work chan emission
+}
+
+type emission struct {
+	msgs []kafka.Message
+	done *progress // finished once msgs are written; may be nil
+}
+
+func newEmitter(g *generation) *emitter {
+	return &emitter{g: g, work: make(chan emission, 256)}
+}
+
+// emit queues msgs; done, when not nil, finishes once they are written.
+func (e *emitter) emit(msgs []kafka.Message, done *progress) {
+	e.work <- emission{msgs: msgs, done: done}
+}
+
+func (e *emitter) close() { close(e.work) }
+
+// run writes what is emitted until close, or until ctx ends (the rest is
+// then dropped, its messages not done).
+func (e *emitter) run(ctx context.Context) {
+	var batch []emission
+	for {
+		first, ok := <-e.work
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+	more:
+		for len(batch) < 256 {
+			select {
+			case em, ok := <-e.work:
+				if !ok {
+					break more
+				}
+				batch = append(batch, em)
+			default:
+				break more
+			}
+		}
+		var msgs []kafka.Message
+		for _, em := range batch {
+			msgs = append(msgs, em.msgs...)
+		}
+		if err := e.g.write(ctx, e.g.s.cfg.Targets, "targets", msgs); err != nil {
+			if ctx.Err() == nil {
+				e.g.stop(err)
+			}
+			for range e.work { // drain, so emit never blocks a stopping generation
+			}
+			return
+		}
+		for _, em := range batch {
+			if em.done != nil {
+				em.done.finish()
+			}
+		}
+	}
+}
