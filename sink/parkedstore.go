@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -50,16 +49,8 @@ type parkedValue struct {
 
 // OpenParkedStore creates the topic when missing and loads what it holds.
 func OpenParkedStore(ctx context.Context, cluster broker.Cluster, topic string, log *zap.Logger) (*ParkedStore, error) {
-	client := cluster.Client(10 * time.Second)
-	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: topic, NumPartitions: 1, ReplicationFactor: -1,
-		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
-	}}})
-	if err != nil {
-		return nil, fmt.Errorf("create parked-tags topic %q: %w", topic, err)
-	}
-	if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		return nil, fmt.Errorf("create parked-tags topic %q: %w", topic, err)
+	if err := cluster.EnsureCompactedTopic(ctx, topic, 1); err != nil {
+		return nil, err
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
