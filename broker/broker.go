@@ -1,6 +1,7 @@
 // Package broker holds what the daemon needs of Kafka besides reading and
 // writing records: kafka-go settings that keep the acknowledgement chain
-// honest, topic creation, and the embedded development broker.
+// honest, topic creation, the partitioners, consumer-group membership with
+// its assignments (the sink's fence), and the embedded development broker.
 package broker
 
 import (

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -26,16 +25,8 @@ func OpenStateStore(ctx context.Context, brokers []string, topic string) (*State
 
 // OpenStateStore is the package's OpenStateStore on c.
 func (c Cluster) OpenStateStore(ctx context.Context, topic string) (*StateStore, error) {
-	client := c.Client(10 * time.Second)
-	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: topic, NumPartitions: 1, ReplicationFactor: -1,
-		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
-	}}})
-	if err != nil {
-		return nil, fmt.Errorf("create state topic %q: %w", topic, err)
-	}
-	if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		return nil, fmt.Errorf("create state topic %q: %w", topic, err)
+	if err := c.EnsureCompactedTopic(ctx, topic, 1); err != nil {
+		return nil, err
 	}
 	w := c.NewWriter(1)
 	w.BatchTimeout = time.Millisecond
