@@ -273,7 +273,8 @@ type generation struct {
 // generation ends.
 const writeGrace = 10 * time.Second
 
-func (s *Sink) generation(ctx context.Context, gen *Generation) error {
+func (s *Sink) generation(parent context.Context, gen *Generation) error {
+	ctx := parent
 	g := &generation{s: s, gen: gen, offsets: checkpoint.NewOffsets(), slots: make(chan struct{}, s.cfg.MaxInFlight)}
 	g.sched = newScheduler(s)
 	s.gen.Lock()
@@ -330,10 +331,10 @@ func (s *Sink) generation(ctx context.Context, gen *Generation) error {
 	<-emitted
 	grace.Stop()
 	g.commit(context.Background()) // what finished before the stop
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
+	if parent.Err() != nil {
+		return nil // the generation ended, or the sink is stopping
 	}
-	return nil
+	return context.Cause(ctx) // a failure of the generation's own
 }
 
 // fetch reads r's next message once fewer than MaxInFlight are not done,

@@ -38,7 +38,12 @@ func (s *mem) Get(k []byte) ([]byte, bool, error) {
 	v, ok := s.m[string(k)]
 	return bytes.Clone(v), ok, nil
 }
-func (s *mem) Set(k, v []byte) error { s.mu.Lock(); s.m[string(k)] = bytes.Clone(v); s.mu.Unlock(); return nil }
+func (s *mem) Set(k, v []byte) error {
+	s.mu.Lock()
+	s.m[string(k)] = bytes.Clone(v)
+	s.mu.Unlock()
+	return nil
+}
 func (s *mem) Delete(k []byte) error { s.mu.Lock(); delete(s.m, string(k)); s.mu.Unlock(); return nil }
 func (s *mem) DeletePrefix(p []byte) error {
 	s.mu.Lock()

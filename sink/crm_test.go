@@ -1,0 +1,128 @@
+package sink_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+)
+
+var models = []string{sink.ModelUser, sink.ModelPlayer}
+
+func forEachModel(t *testing.T, test func(t *testing.T, st *stack)) {
+	for _, model := range models {
+		t.Run(model, func(t *testing.T) {
+			t.Parallel()
+			test(t, newStack(t, model, onesignaltest.Config{}))
+		})
+	}
+}
+
+// settle writes a contact and its device after everything produced so far
+// and waits for both in OneSignal: a sign that the sink has taken in what
+// came before on every partition it shares (not a proof: partitions are
+// independent; the tests then look again).
+func (st *stack) settle() {
+	st.t.Helper()
+	n := int(st.lsn.Add(1))
+	ext, dev := fmt.Sprintf("sentinel-%d", n), fmt.Sprintf("sentinel-device-%d", n)
+	st.addDevices(dev)
+	st.produce(
+		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(n), after: contact(n, ext, "x", 0)},
+		change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(n, dev), after: device(n, dev, ext)},
+	)
+	st.eventually("the sentinel", all(st.hasTags(ext, map[string]string{"plan": "x", "score": "0"}), ownedBy(dev, ext)))
+	time.Sleep(300 * time.Millisecond)
+}
+
+// addDevices creates devices in the emulator, as the SDKs do on install.
+func (st *stack) addDevices(ids ...string) {
+	for _, id := range ids {
+		st.emu.AddSubscription(onesignaltest.Subscription{ID: id, Type: "AndroidPush", Token: "token-" + id})
+	}
+}
+
+func TestAPrimaryKeyChangeLeavesTheUserItsTagsWhicheverHalfArrivesLast(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		st.addDevices("p-1")
+		st.start(crm)
+		st.produce(
+			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "team/ops-7", "pro", 7)},
+			change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, "p-1"), after: device(1, "p-1", "team/ops-7")},
+		)
+		st.eventually("the user and its device", all(st.hasTags("team/ops-7", map[string]string{"plan": "pro", "score": "7"}), ownedBy("p-1", "team/ops-7")))
+		// UPDATE "Contact ID" 1 → 2: the connector writes a delete of key 1
+		// and a create of key 2, at one position, on two partitions. Here
+		// the create is in first and the delete last.
+		st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(2), after: contact(2, "team/ops-7", "pro", 8), commit: 5000})
+		st.eventually("the new row's tags", st.hasTags("team/ops-7", map[string]string{"plan": "pro", "score": "8"}))
+		st.produce(change{topic: contactsTopic, op: event.OpDelete, key: contactKey(1), commit: 5000})
+		st.settle()
+		st.eventually("the tags after the delete", st.hasTags("team/ops-7", map[string]string{"plan": "pro", "score": "8"}))
+	})
+}
+
+func TestADeleteUnderReplicaIdentityDefaultUntagsTheRightUser(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		st.addDevices("p-5")
+		st.start(crm)
+		st.produce(
+			change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(5), after: contact(5, "Müller 3", "free", 1)},
+			change{topic: devicesTopic, op: event.OpSnapshot, key: deviceKey(5, "p-5"), after: device(5, "p-5", "Müller 3")},
+		)
+		st.eventually("the user", st.hasTags("Müller 3", map[string]string{"plan": "free", "score": "1"}))
+		st.produce(change{topic: contactsTopic, op: event.OpDelete, key: contactKey(5)}) // the key only
+		st.eventually("its tags gone", st.hasTags("Müller 3", map[string]string{}))
+		st.produce(change{topic: devicesTopic, op: event.OpDelete, key: deviceKey(5, "p-5")})
+		st.eventually("its device unlinked", ownedBy("p-5", ""))
+	})
+}
+
+func TestADeviceMovedByAKeyChangeEndsWithItsNewOwner(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		st.addDevices("p/1 %?")
+		st.start(crm)
+		st.produce(
+			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "alice", "pro", 1)},
+			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(2), after: contact(2, "bob", "free", 2)},
+			change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, "p/1 %?"), after: device(1, "p/1 %?", "alice")},
+		)
+		st.eventually("alice's device", ownedBy("p/1 %?", "alice"))
+		// UPDATE devices SET contact_id = 2, ext_id = 'bob': a create of the
+		// new key, then the delete of the old one arriving last.
+		st.produce(change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(2, "p/1 %?"), after: device(2, "p/1 %?", "bob"), commit: 9000})
+		st.eventually("bob's device", ownedBy("p/1 %?", "bob"))
+		st.produce(change{topic: devicesTopic, op: event.OpDelete, key: deviceKey(1, "p/1 %?"), commit: 9000})
+		st.settle()
+		st.eventually("still bob's device", ownedBy("p/1 %?", "bob"))
+	})
+}
+
+func TestAnExternalIDChangeMovesTheMappedTagsToTheNewUser(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		st.addDevices("p-a")
+		st.start(crm)
+		st.produce(
+			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "A", "pro", 1)},
+			change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, "p-a"), after: device(1, "p-a", "A")},
+		)
+		st.eventually("A", all(st.hasTags("A", map[string]string{"plan": "pro", "score": "1"}), ownedBy("p-a", "A")))
+		// UPDATE contacts SET "External Id" = 'B', the devices' ext_id
+		// following ON UPDATE CASCADE; under REPLICA IDENTITY DEFAULT
+		// neither update carries the old row.
+		st.produce(
+			change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "B", "pro", 1)},
+			change{topic: devicesTopic, op: event.OpUpdate, key: deviceKey(1, "p-a"), after: device(1, "p-a", "B")},
+		)
+		st.eventually("B holds the tags and the device, A none of the tags",
+			all(st.hasTags("B", map[string]string{"plan": "pro", "score": "1"}), ownedBy("p-a", "B"), func(s onesignaltest.State) error {
+				if st.model == sink.ModelPlayer {
+					return nil // in the player model A had only its device, which is B's now
+				}
+				return st.hasTags("A", map[string]string{})(s)
+			}))
+	})
+}

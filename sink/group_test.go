@@ -1,0 +1,113 @@
+package sink_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+)
+
+// requests counts the emulator's requests, by route.
+func (st *stack) requests() (total int, byRoute map[string]int) {
+	byRoute = map[string]int{}
+	for route, statuses := range st.emu.Stats().Requests {
+		for _, n := range statuses {
+			total += n
+			byRoute[route] += n
+		}
+	}
+	return total, byRoute
+}
+
+func TestANewUserCostsOneRequestInTheUserModel(t *testing.T) {
+	st := newStack(t, sink.ModelUser, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}})
+	st.start(crm)
+	const users = 200
+	var cs []change
+	for i := range users {
+		cs = append(cs, change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(i), after: contact(i, fmt.Sprintf("new %d", i), "pro", i)})
+	}
+	st.produce(cs...)
+	st.eventually("every user", func(s onesignaltest.State) error {
+		if len(s.Users) < users {
+			return fmt.Errorf("%d users of %d", len(s.Users), users)
+		}
+		return nil
+	})
+	if total, byRoute := st.requests(); total != users {
+		t.Errorf("%d requests for %d new users, want one each: %v", total, users, byRoute)
+	}
+	if n := st.emu.Stats().TooManyRequests; n != 0 {
+		t.Errorf("%d answers were 429", n)
+	}
+}
+
+func TestARestartedSinkRebuildsItsStateFromKafkaAndStillFindsTheRowsTargets(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		st.addDevices("p-1", "p-2")
+		first := st.start(crm)
+		st.produce(
+			change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(1), after: contact(1, "a/1", "pro", 1)},
+			change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(2), after: contact(2, "b%2", "free", 2)},
+			change{topic: devicesTopic, op: event.OpSnapshot, key: deviceKey(1, "p-1"), after: device(1, "p-1", "a/1")},
+			change{topic: devicesTopic, op: event.OpSnapshot, key: deviceKey(2, "p-2"), after: device(2, "p-2", "b%2")},
+		)
+		st.eventually("both users", all(st.hasTags("a/1", map[string]string{"plan": "pro", "score": "1"}), ownedBy("p-2", "b%2")))
+		if err := first.stop(); err != nil {
+			t.Fatal(err)
+		}
+		// Deletes that carry only the key, and an external id change: the
+		// new sink knows the rows only from Kafka.
+		st.produce(
+			change{topic: contactsTopic, op: event.OpDelete, key: contactKey(1)},
+			change{topic: devicesTopic, op: event.OpDelete, key: deviceKey(1, "p-1")},
+			change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(2), after: contact(2, "c 3", "free", 2)},
+			change{topic: devicesTopic, op: event.OpUpdate, key: deviceKey(2, "p-2"), after: device(2, "p-2", "c 3")},
+		)
+		st.start(crm)
+		st.eventually("the changes applied by the restarted sink", all(
+			st.hasTags("a/1", map[string]string{}), ownedBy("p-1", ""),
+			st.hasTags("c 3", map[string]string{"plan": "free", "score": "2"}), ownedBy("p-2", "c 3"),
+			deviceTags("p-1", map[string]string{}),
+			func(s onesignaltest.State) error {
+				if st.model == sink.ModelPlayer {
+					return nil
+				}
+				return st.hasTags("b%2", map[string]string{})(s)
+			}))
+	})
+}
+
+func TestTwoSinksInOneGroupShareTheWorkAndConverge(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		st.start(crm)
+		st.start(crm)
+		const n = 60
+		var cs []change
+		var conds []func(onesignaltest.State) error
+		for i := range n {
+			ext, dev := fmt.Sprintf("user %d", i), fmt.Sprintf("dev-%d", i)
+			st.addDevices(dev)
+			cs = append(cs,
+				change{topic: contactsTopic, op: event.OpCreate, key: contactKey(i), after: contact(i, ext, "pro", i)},
+				change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(i, dev), after: device(i, dev, ext)},
+			)
+			conds = append(conds, st.hasTags(ext, map[string]string{"plan": "pro", "score": fmt.Sprint(i)}), ownedBy(dev, ext))
+		}
+		st.produce(cs...)
+		// Every device moves to the next user by a key change.
+		for i := range n {
+			ext := fmt.Sprintf("user %d", (i+1)%n)
+			dev := fmt.Sprintf("dev-%d", i)
+			pos := st.lsn.Add(10)
+			st.produce(
+				change{topic: devicesTopic, op: event.OpDelete, key: deviceKey(i, dev), commit: pos},
+				change{topic: devicesTopic, op: event.OpCreate, key: deviceKey((i+1)%n, dev), after: device((i+1)%n, dev, ext), commit: pos},
+			)
+			conds[2*i+1] = ownedBy(dev, ext)
+		}
+		st.eventually("every user and device", all(conds...))
+	})
+}

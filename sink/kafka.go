@@ -1,0 +1,95 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
+)
+
+// Cluster is the sink's Kafka and Group on a cluster: the group cfg
+// names, reading partitions with the cluster's settings.
+type Cluster struct {
+	broker.Cluster
+	Group broker.GroupConfig
+}
+
+// Reader reads one partition from offset.
+func (c Cluster) Reader(topic string, partition int, offset int64) PartitionReader {
+	return c.PartitionReader(topic, partition, offset)
+}
+
+// Run is the group's Run (see Group).
+func (c Cluster) Run(ctx context.Context, handle func(ctx context.Context, gen *Generation) error) error {
+	return c.RunGroup(ctx, c.Group, func(ctx context.Context, bg *broker.Generation) error {
+		gen := &Generation{ID: bg.ID, Commit: func(ctx context.Context, offsets map[checkpoint.Partition]int64) error {
+			out := make(map[broker.TopicPartition]int64, len(offsets))
+			for p, o := range offsets {
+				out[broker.TopicPartition{Topic: p.Topic, Partition: p.Partition}] = o
+			}
+			return bg.Commit(ctx, out)
+		}}
+		for _, a := range bg.Assigned {
+			gen.Assigned = append(gen.Assigned, Assignment{Topic: a.Topic, Partition: a.Partition, Committed: a.Committed})
+		}
+		return handle(ctx, gen)
+	})
+}
+
+// Topics are the sink's own compacted topics (docs/architecture.md).
+type Topics struct {
+	Targets string // <prefix>.sink-targets: contributions and more, by target
+	Rows    string // <prefix>.sink-rows: the row index's changelog
+}
+
+// TopicsFor names the sink's topics under prefix.
+func TopicsFor(prefix string) Topics {
+	return Topics{Targets: prefix + ".sink-targets", Rows: prefix + ".sink-rows"}
+}
+
+// Prepare creates the sink's topics when missing: the targets topic with
+// partitions partitions, the rows topic with as many as the event topic
+// that has the most, since each row's record goes to its event's
+// partition number. The event topics must exist.
+func (c Cluster) Prepare(ctx context.Context, t Topics, partitions int, events []string) error {
+	rows := 1
+	for _, topic := range events {
+		n, err := c.PartitionCount(ctx, topic)
+		if err != nil {
+			return err
+		}
+		rows = max(rows, n)
+	}
+	if err := c.EnsureCompactedTopic(ctx, t.Targets, partitions); err != nil {
+		return err
+	}
+	if err := c.EnsureCompactedTopic(ctx, t.Rows, rows); err != nil {
+		return err
+	}
+	n, err := c.PartitionCount(ctx, t.Rows)
+	if err != nil {
+		return err
+	}
+	if n < rows {
+		return fmt.Errorf("topic %s has %d partitions and an event topic has %d: the row index needs at least as many; add partitions to %s (kafka-topics --alter --partitions %d)",
+			t.Rows, n, rows, t.Rows, rows)
+	}
+	return nil
+}
+
+// Writers returns writers of the sink's topics: the targets topic's
+// partitions by the target part of a key, the rows topic's by the
+// partition a message names.
+func (c Cluster) Writers() (targets, rows *kafka.Writer) {
+	targets = c.NewWriter(500)
+	targets.Balancer = broker.KeyPrefixBalancer{}
+	targets.BatchTimeout = time.Millisecond
+	rows = c.NewWriter(500)
+	rows.Balancer = broker.MessagePartition{}
+	rows.BatchTimeout = time.Millisecond
+	return targets, rows
+}
