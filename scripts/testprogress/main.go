@@ -329,10 +329,14 @@ func (p *printer) runningLocked(now time.Time) string {
 }
 
 // summary is the last line: how many packages passed and failed, and
-// which failed, so that they need not be searched for above.
+// which failed, so that they need not be searched for above. A run of one
+// package has said all that already.
 func (p *printer) summary() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.done)+len(p.pkgs) < 2 {
+		return
+	}
 	var ok, skipped int
 	var failed []string
 	for _, k := range p.done {

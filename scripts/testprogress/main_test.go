@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -86,6 +87,20 @@ func TestTheSummaryCountsThePackagesAndNamesTheFailedOnes(t *testing.T) {
 	want := "1 package ok, 1 without tests, 3 FAILED: example.com/tp/bad, example.com/tp/broken, example.com/tp/slow; "
 	if !strings.Contains(out, want) {
 		t.Errorf("the summary is not %q:\n%s", want, out)
+	}
+}
+
+func TestARunOfOnePackageHasNoSummary(t *testing.T) {
+	var out bytes.Buffer
+	p := newPrinter(&out, time.Now)
+	if err := p.read(strings.NewReader(`{"Action":"start","Package":"p"}
+{"Action":"pass","Package":"p","Elapsed":1.25}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	p.summary()
+	if want := fmt.Sprintf("ok    %-60s %7s\n", "p", "1.2s"); out.String() != want {
+		t.Errorf("printed %q, want %q", out.String(), want)
 	}
 }
 
