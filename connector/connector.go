@@ -66,6 +66,9 @@ type Config struct {
 	// Observer, if set, learns the connector's state, its Kafka writes and
 	// the positions it confirms (stats.go).
 	Observer Observer
+	// Version is the build's version, reported in every event's source
+	// block (source.version); default "dev".
+	Version string
 }
 
 // MessageWriter is the part of a Kafka producer the connector uses:
@@ -104,6 +107,9 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
 	}
 	obs := cfg.Observer
 	if obs == nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,12 +23,11 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
-func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Writer) error {
-	fs := flag.NewFlagSet("onesignal-cdc", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+func daemon(ctx context.Context, cmd *command, args []string, roles config.Role, stdout, stderr io.Writer) error {
+	fs := cmd.flags(stdout)
+	path := fs.config()
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	cfg, err := config.LoadFor(*path, roles)
 	if err != nil {
@@ -40,7 +38,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		return usageError{err}
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush of stderr
-	connector.Version = version
+	version := buildVersion()
 
 	// The ops server starts first and stops last, so /livez answers while
 	// the daemon waits for Kafka and /readyz says what it waits for.
@@ -139,6 +137,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			InitialSnapshot:   cfg.Postgres.Snapshot == "initial",
 			SnapshotChunkSize: cfg.Postgres.SnapshotChunkSize,
 			Observer:          connOps.Observer(),
+			Version:           version,
 		}, w, log))
 	}
 	if roles&config.Sink != 0 {

@@ -3,8 +3,7 @@ package main
 // These tests run the daemon in this process against a real PostgreSQL,
 // the real Kafka protocol (kfake) and the OneSignal emulator over HTTP, and
 // watch it through its ops server as Prometheus, a Kubernetes probe and a
-// person would. They run one after the other, not in parallel: the daemon
-// sets connector.Version, a package variable.
+// person would. They run one after the other, not in parallel.
 
 import (
 	"bytes"
@@ -107,7 +106,8 @@ func startDaemon(t *testing.T, roles config.Role, cfg string) *opsDaemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &opsDaemon{log: &lockedBuffer{}}
 	done := make(chan error, 1)
-	go func() { done <- daemon(ctx, []string{"--config", cfg}, roles, d.log) }()
+	run, _, _ := lookup([]string{"run"}) // the command only names the help
+	go func() { done <- daemon(ctx, run, []string{"--config", cfg}, roles, io.Discard, d.log) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -371,7 +371,7 @@ func TestStatusPageShowsThePipelineInChromium(t *testing.T) {
 		{"the users mapping row", `<tr class="mapping-row"><td>public.users</td><td>cdc.public.users</td> <td>users<ul class="maps"><li>external_id ← external_id</li><li>tag plan ← plan</li><li>tag level ← score</li></ul>`},
 		{"the devices mapping row", `<tr class="mapping-row"><td>public.devices</td><td>cdc.public.devices</td> <td>devices<ul class="maps"><li>device ← player_id</li><li>owner external_id ← user_external_id</li></ul>`},
 		{"the connector's row", `<tr id="component-connector"><td>connector</td><td>streaming</td> <td class="state up">up</td>`},
-		{"the build", `onesignal-cdc ` + regexp.QuoteMeta(version) + ` · go1\.`},
+		{"the build", `onesignal-cdc ` + regexp.QuoteMeta(buildVersion()) + ` · go1\.`},
 	} {
 		if !regexp.MustCompile(want.pattern).MatchString(flat) {
 			t.Errorf("the page does not show %s: no match for %s", want.what, want.pattern)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -20,16 +19,15 @@ func (l *tableList) Set(v string) error { *l = append(*l, v); return nil }
 
 // snapshot asks the running connector to re-snapshot tables, or, with
 // --reset, lets it start over from a new slot after the old one was lost.
-func snapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("onesignal-cdc snapshot", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
+func snapshot(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
+	fs := cmd.flags(stdout)
+	path := fs.config()
 	var tables tableList
-	fs.Var(&tables, "table", "schema.table to snapshot again (repeatable)")
+	fs.Var(&tables, "table", "a mapped `SCHEMA.TABLE` to snapshot again; repeat the flag for more")
 	all := fs.Bool("all", false, "snapshot every mapped table again")
 	reset := fs.Bool("reset", false, "after a lost slot: let the connector create a new one and snapshot every table")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	cfg, err := config.LoadFor(*path, config.Connector)
 	if err != nil {

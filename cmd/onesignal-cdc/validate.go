@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -16,29 +14,33 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
-// errInvalid makes validate exit 1 once it has printed its findings.
-var errInvalid = errors.New("validation found problems")
+// errInvalid makes validate exit 1 once it has printed the findings of its
+// online checks; errConfigInvalid, exit 2, once it has printed why the
+// configuration does not load.
+var (
+	errInvalid       = reported(exitFailure)
+	errConfigInvalid = reported(exitUsage)
+)
 
 // validate checks a configuration offline (strict parse and semantic
 // checks) and, with --online, against the services it names. It prints
 // every finding with its fix.
-func validate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("onesignal-cdc validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
+func validate(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
+	fs := cmd.flags(stdout)
+	path := fs.config()
 	online := fs.Bool("online", false, "also check PostgreSQL, Kafka and OneSignal")
-	roleName := fs.String("role", "run", "check what this process needs: run (everything), connector or sink")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	roleName := fs.String("role", "run", "check what this `ROLE` needs: run (everything), connector or sink")
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	roles, ok := map[string]config.Role{"run": config.All, "connector": config.Connector, "sink": config.Sink}[*roleName]
 	if !ok {
-		return usageError{fmt.Errorf("--role %q is not run, connector or sink", *roleName)}
+		return fs.usageError(fmt.Sprintf("--role %q is not run, connector or sink", *roleName))
 	}
 	cfg, err := config.LoadFor(*path, roles)
 	if err != nil {
 		fmt.Fprintln(stdout, err)
-		return errInvalid
+		return errConfigInvalid
 	}
 	fmt.Fprintf(stdout, "%s: the configuration is valid\n", *path)
 	if !*online {

@@ -75,11 +75,11 @@ func TestValidateOnlineNamesEveryProblemWithItsFix(t *testing.T) {
 	}
 }
 
-func TestValidateOfflineReportsABadFileWithExitCode1(t *testing.T) {
+func TestValidateOfflineReportsABadFileWithExitCode2(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"validate", "--config", writeFile(t, "postgres:\n  dsnn: x\n")}, &stdout, &stderr)
-	if code != 1 || !strings.Contains(stdout.String(), `unknown key "dsnn"`) {
-		t.Errorf("exit %d, output %q: want 1 and the unknown key named", code, stdout.String())
+	if code != 2 || !strings.Contains(stdout.String(), `unknown key "dsnn"`) {
+		t.Errorf("exit %d, output %q: want 2 and the unknown key named", code, stdout.String())
 	}
 }
 
@@ -147,7 +147,7 @@ func TestValidateChecksOnlyWhatTheRoleNeeds(t *testing.T) {
 		t.Errorf("a connector's config without OneSignal keys: exit %d\n%s", code, stdout.String())
 	}
 	stdout.Reset()
-	if code := run([]string{"validate", "--role", "sink", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 1 || !strings.Contains(stdout.String(), "onesignal.api_key is empty") {
+	if code := run([]string{"validate", "--role", "sink", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 2 || !strings.Contains(stdout.String(), "onesignal.api_key is empty") {
 		t.Errorf("a sink's config without an API key: exit %d\n%s", code, stdout.String())
 	}
 	if code := run([]string{"validate", "--role", "both", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 2 {

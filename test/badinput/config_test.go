@@ -16,7 +16,7 @@ const (
 
 // TestConfigurationFilesAreRefusedNamingTheFix runs `onesignal-cdc
 // validate` on bad configuration files: the ones config/testdata keeps
-// with their expected errors, and more. Each must exit 1 with every
+// with their expected errors, and more. Each must exit 2 with every
 // expected line in its output, and no panic.
 func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 	t.Parallel()
@@ -151,8 +151,8 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 				t.Fatal(err)
 			}
 			code, out := runCommand(t, "validate", "--config", path)
-			if code != 1 {
-				t.Errorf("validate exited %d, want 1; output:\n%s", code, out)
+			if code != 2 {
+				t.Errorf("validate exited %d, want 2; output:\n%s", code, out)
 			}
 			for _, w := range want {
 				if !strings.Contains(out, w) {
