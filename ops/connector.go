@@ -118,7 +118,13 @@ func (m *ConnectorMonitor) StatusChanged(st connector.Status, err error) {
 	m.status = st
 	m.kafkaErr, m.wrote = false, false
 	m.mu.Unlock()
-	m.comp.raise("kafka", "") // a new session, or none: its writes will tell
+	// A new session, or none: its writes will tell. Cleared after the new
+	// base state is set, so a stop is not logged as a moment up first.
+	defer m.comp.raise("kafka", "")
+	if st == connector.Stopped {
+		m.comp.stop(err)
+		return
+	}
 	if err != nil {
 		m.comp.recordError(err.Error())
 	}
@@ -131,10 +137,6 @@ func (m *ConnectorMonitor) StatusChanged(st connector.Status, err error) {
 		m.comp.set(false, "reconnecting", "replication interrupted: "+err.Error())
 	case st == connector.Standby:
 		m.comp.set(false, "standby", fmt.Sprintf("another process streams from slot %q; this one takes over when it stops", m.cfg.Slot))
-	case err != nil:
-		m.comp.set(false, "stopped", "stopped: "+err.Error())
-	default:
-		m.comp.set(false, "stopped", "stopped")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
@@ -451,5 +452,48 @@ func TestStatusJSONDescribesTheMapping(t *testing.T) {
 	}
 	if st.Ready {
 		t.Errorf("ready, though the sink has not started")
+	}
+}
+
+func TestCleanStopsLogAtInfoAndAFailureNamesItsComponent(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	srv := ops.New(ops.Config{Listen: "127.0.0.1:0"}, zap.New(core))
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	snk := srv.Sink(ops.SinkConfig{})
+	stop := make(chan struct{})
+	ran := make(chan error, 1)
+	go func() {
+		ran <- snk.Wrap(runnerFunc(func(context.Context) error { <-stop; return nil })).Run(t.Context())
+	}()
+	waitFor(t, "the sink to be up", func() bool { return logs.FilterMessage("component up").Len() == 1 })
+
+	// A wrong password: the connector fails before it was ever up, and the
+	// daemon then stops the sink, which did nothing wrong.
+	conn.StatusChanged(connector.Connecting, nil)
+	conn.StatusChanged(connector.Stopped, errors.New(`connect: password authentication failed for user "cdc"`))
+	close(stop)
+	<-ran
+
+	failed := logs.FilterMessage("component stopped on an error").AllUntimed()
+	if len(failed) != 1 || failed[0].Level != zap.ErrorLevel || failed[0].ContextMap()["component"] != "connector" ||
+		!strings.Contains(failed[0].ContextMap()["reason"].(string), "password authentication failed") {
+		t.Errorf("the connector's failure is logged as %+v, want one error naming the connector and the reason", failed)
+	}
+	stopped := logs.FilterMessage("component stopped").AllUntimed()
+	if len(stopped) != 1 || stopped[0].Level != zap.InfoLevel || stopped[0].ContextMap()["component"] != "sink" {
+		t.Errorf("the sink's clean stop is logged as %+v, want one info line naming the sink", stopped)
+	}
+	if down := logs.FilterMessage("component down").AllUntimed(); len(down) != 0 {
+		t.Errorf("a stop is logged as a component going down: %+v", down)
+	}
+
+	// A clean stop of the connector after streaming is an info line too.
+	conn.StatusChanged(connector.Streaming, nil)
+	conn.StatusChanged(connector.Stopped, nil)
+	if got := logs.FilterMessage("component stopped").FilterField(zap.String("component", "connector")).AllUntimed(); len(got) != 1 || got[0].Level != zap.InfoLevel {
+		t.Errorf("the connector's clean stop is logged as %+v", got)
+	}
+	if down := logs.FilterMessage("component down").AllUntimed(); len(down) != 0 {
+		t.Errorf("a clean stop is logged as a component going down: %+v", down)
 	}
 }

@@ -109,12 +109,7 @@ func (m *SinkMonitor) Wrap(r Runner) Runner {
 	return runnerFunc(func(ctx context.Context) error {
 		m.comp.set(true, "consuming", "")
 		err := r.Run(ctx)
-		if err != nil {
-			m.comp.recordError(err.Error())
-			m.comp.set(false, "stopped", "stopped: "+err.Error())
-		} else {
-			m.comp.set(false, "stopped", "stopped")
-		}
+		m.comp.stop(err)
 		return err
 	})
 }

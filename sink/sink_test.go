@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -389,6 +390,23 @@ func TestSinkDeadLettersAMessageOneSignalRejectsWithItsStatus(t *testing.T) {
 	}
 	if got := header(dead[0], sink.HeaderStatus); got != "400" || header(dead[0], sink.HeaderStage) != "onesignal" {
 		t.Errorf("status header %q stage %q, want 400 and onesignal", got, header(dead[0], sink.HeaderStage))
+	}
+}
+
+func TestSinkStopsCleanlyWhenItsParentStopsForAnotherComponentsError(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	produce(t, b, userEvent("u0", "free"))
+	r := newReader(b, "g")
+	defer r.Close()
+	s := sink.New(testConfig(t), r, &flakyAPI{tries: map[string]int{}}, mapping, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "the message to be fetched", func() bool { return s.Stats().Fetched == 1 })
+	cancel(errors.New("connector: password authentication failed for user \"cdc\""))
+	if err := <-done; err != nil {
+		t.Errorf("the sink returned %q, its parent's cause: the daemon would report the connector's failure as the sink's", err)
 	}
 }
 
