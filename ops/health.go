@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errtext"
 )
 
 // keepErrors is how many recent errors each component keeps for the
@@ -184,7 +186,10 @@ func newRedactor(secrets []string) redactor {
 	return r
 }
 
+// clean also leaves out the Go method names some libraries start their
+// errors with (errtext.Clean).
 func (r redactor) clean(s string) string {
+	s = errtext.Clean(s)
 	for _, secret := range r.secrets {
 		s = strings.ReplaceAll(s, secret, redacted)
 	}

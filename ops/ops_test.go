@@ -497,3 +497,16 @@ func TestCleanStopsLogAtInfoAndAFailureNamesItsComponent(t *testing.T) {
 		t.Errorf("a clean stop is logged as a component going down: %+v", down)
 	}
 }
+
+func TestErrorsOnThePageLeaveOutGoMethodNames(t *testing.T) {
+	srv := newServer(t)
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	conn.StatusChanged(connector.Connecting, errors.New("create topic: kafka.(*Client).Metadata: dial tcp 127.0.0.1:9092: connect: connection refused"))
+	base := started(t, srv)
+	for _, path := range []string{"/", "/status.json", "/readyz"} {
+		body := mustGet(t, base+path)
+		if strings.Contains(body, "(*Client)") || !strings.Contains(body, "create topic: dial tcp 127.0.0.1:9092: connect: connection refused") {
+			t.Errorf("%s shows the error with Go's method name, or not at all:\n%s", path, grep(body, "dial tcp"))
+		}
+	}
+}
