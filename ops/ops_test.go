@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -452,6 +453,62 @@ func TestStatusJSONDescribesTheMapping(t *testing.T) {
 	}
 	if st.Ready {
 		t.Errorf("ready, though the sink has not started")
+	}
+}
+
+func TestStatusShowsTheLastTenDeadLettersWithTheirReasons(t *testing.T) {
+	srv, _, snk := busyPipeline(t)
+	dead := snk.DeadLettered()
+	for i := range 12 {
+		dead(sink.DeadLetter{Topic: "cdc.public.devices", Partition: 1, Offset: int64(100 + i), Stage: "onesignal", Status: 400,
+			Reason: fmt.Sprintf("message cdc.public.devices/1@%d: link device d%d to ada: HTTP 400: No user with this id found (key s3cret-key)", 100+i, i)})
+	}
+	dead(sink.DeadLetter{Topic: "cdc.public.users", Offset: 7, Stage: "transform", Reason: `message cdc.public.users/0@7: column "score": not a number`})
+	base := started(t, srv)
+
+	var st ops.Status
+	if err := json.Unmarshal([]byte(mustGet(t, base+"/status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	got := st.Sink.LastDeadLetters
+	if len(got) != 10 {
+		t.Fatalf("/status.json lists %d dead letters, want the last 10", len(got))
+	}
+	if got[0].Topic != "cdc.public.users" || got[0].Offset != 7 || got[0].Stage != "transform" || got[0].HTTPStatus != 0 || got[0].Time.IsZero() {
+		t.Errorf("newest dead letter: %+v", got[0])
+	}
+	if got[1].Offset != 111 || got[1].HTTPStatus != 400 || got[9].Offset != 103 {
+		t.Errorf("not the last ten, newest first: second %+v, last %+v", got[1], got[9])
+	}
+	if strings.Contains(got[1].Reason, "s3cret") || !strings.Contains(got[1].Reason, "No user with this id found") {
+		t.Errorf("reason %q: want OneSignal's words and no secret", got[1].Reason)
+	}
+
+	page := mustGet(t, base+"/")
+	for _, want := range []string{
+		`<table id="dead-letters">`,
+		`<td>cdc.public.devices/1@111</td><td>onesignal</td><td>400</td><td class="msg">message cdc.public.devices/1@111: link device d11 to ada: HTTP 400: No user with this id found (key [redacted])</td>`,
+		`<td>cdc.public.users/0@7</td><td>transform</td><td>–</td>`,
+		`last: <a href="#dead-letters">transform, cdc.public.users/0@7</a>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the status page lacks %s", want)
+		}
+	}
+	if n := strings.Count(page, `<tr class="dead-letter">`); n != 10 {
+		t.Errorf("the status page shows %d dead letters, want 10", n)
+	}
+}
+
+func TestAStatusPageWithoutDeadLettersSaysSo(t *testing.T) {
+	srv := newServer(t)
+	srv.Sink(ops.SinkConfig{})
+	page := mustGet(t, started(t, srv)+"/")
+	if !strings.Contains(page, `<p id="dead-letters" class="muted">None since the start.</p>`) {
+		t.Errorf("the page does not say there is no dead letter:\n%s", page)
+	}
+	if !strings.Contains(mustGet(t, "http://"+srv.Addr()+"/status.json"), `"last_dead_letters": []`) {
+		t.Errorf("/status.json does not list an empty last_dead_letters")
 	}
 }
 

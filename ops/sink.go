@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,7 +53,24 @@ type SinkMonitor struct {
 	kafkaErrs   int
 	kafkaErr    string
 	kafkaStreak int
-	api         apiState // OneSignal's last answer
+	api         apiState          // OneSignal's last answer
+	dead        []DeadLetterEvent // the last dead letters, oldest first
+}
+
+// keepDeadLetters is how many of the last dead letters the status page
+// shows.
+const keepDeadLetters = 10
+
+// DeadLetterEvent is a message the sink wrote to the dead-letter topic,
+// for the status page.
+type DeadLetterEvent struct {
+	Time       time.Time `json:"time"`
+	Topic      string    `json:"topic"` // where the message came from
+	Partition  int       `json:"partition"`
+	Offset     int64     `json:"offset"`
+	Stage      string    `json:"stage"` // decode, transform or onesignal
+	Reason     string    `json:"reason"`
+	HTTPStatus int       `json:"http_status,omitempty"` // OneSignal's answer, for the onesignal stage
 }
 
 // apiState is what the last OneSignal answer says about OneSignal.
@@ -98,6 +116,36 @@ func (m *SinkMonitor) Watch(stats func() sink.Stats, reader func() kafka.ReaderS
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stats, m.reader = stats, reader
+}
+
+// DeadLettered returns the function for sink.Config.DeadLettered: it
+// keeps the last keepDeadLetters dead letters, their reasons without
+// secrets, for the status page. On a nil monitor it returns nil.
+func (m *SinkMonitor) DeadLettered() func(sink.DeadLetter) {
+	if m == nil {
+		return nil
+	}
+	return func(d sink.DeadLetter) {
+		ev := DeadLetterEvent{Time: time.Now(), Topic: d.Topic, Partition: d.Partition, Offset: d.Offset,
+			Stage: d.Stage, Reason: m.s.redact.clean(d.Reason), HTTPStatus: d.Status}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.dead = append(m.dead, ev)
+		if len(m.dead) > keepDeadLetters {
+			m.dead = slices.Delete(m.dead, 0, len(m.dead)-keepDeadLetters)
+		}
+	}
+}
+
+// lastDeadLetters returns the last dead letters, newest first.
+func (m *SinkMonitor) lastDeadLetters() []DeadLetterEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]DeadLetterEvent, len(m.dead))
+	for i, d := range m.dead {
+		out[len(m.dead)-1-i] = d
+	}
+	return out
 }
 
 // Wrap returns r, run as the sink: up while it runs, down with its error

@@ -74,6 +74,8 @@ type SinkView struct {
 	ConsumerLag       *float64 `json:"consumer_lag"`
 	RateLimit         float64  `json:"rate_limit"` // requests/s now
 	LastAPIStatus     string   `json:"last_api_status,omitempty"`
+	// LastDeadLetters are the last dead letters, newest first, with why.
+	LastDeadLetters []DeadLetterEvent `json:"last_dead_letters"`
 }
 
 // MappingRow is one mapped table: where its changes go and what they
@@ -160,6 +162,7 @@ func (m *SinkMonitor) statusView(rate float64) *SinkView {
 		v.ConsumerLag = &sv.lag
 	}
 	v.LastAPIStatus, _ = m.apiLast()
+	v.LastDeadLetters = m.lastDeadLetters()
 	return v
 }
 

@@ -171,6 +171,10 @@ type Config struct {
 	// Parked holds tags that reached no device, in the player model; nil
 	// in the user model, where a tag change creates the user.
 	Parked ParkedTags
+	// DeadLettered, if set, is told of each message once the dead-letter
+	// topic holds it, for the status page. It is called from the sink's
+	// workers, at times from several at once, and must not block.
+	DeadLettered func(DeadLetter)
 }
 
 // Sink is the Kafka → OneSignal half of the pipeline.

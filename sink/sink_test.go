@@ -382,7 +382,15 @@ func TestSinkDeadLettersAMessageOneSignalRejectsWithItsStatus(t *testing.T) {
 	t.Parallel()
 	b := kafkatest.Start(t)
 	produce(t, b, userEvent("u0", "free"))
-	run := runSinkWithDeadLetters(t, b, "g", refusingAPI{})
+	var mu sync.Mutex
+	var told []sink.DeadLetter
+	cfg := withDeadLetters(t, b, testConfig(t))
+	cfg.DeadLettered = func(d sink.DeadLetter) {
+		mu.Lock()
+		defer mu.Unlock()
+		told = append(told, d)
+	}
+	run := startSink(t, b, "g", refusingAPI{}, cfg)
 	dead := kafkatest.ReadUntil(t, b.Brokers(), []string{"cdc.dlq"}, 30*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 1 })
 	waitFor(t, "the offset to be committed", func() bool { return committed(t, b, "g") == 1 })
 	if err := run.stop(); err != nil {
@@ -390,6 +398,15 @@ func TestSinkDeadLettersAMessageOneSignalRejectsWithItsStatus(t *testing.T) {
 	}
 	if got := header(dead[0], sink.HeaderStatus); got != "400" || header(dead[0], sink.HeaderStage) != "onesignal" {
 		t.Errorf("status header %q stage %q, want 400 and onesignal", got, header(dead[0], sink.HeaderStage))
+	}
+	if got := header(dead[0], sink.HeaderClass); got != "onesignal_cdc.OneSignalRejection" {
+		t.Errorf("class header %q, want onesignal_cdc.OneSignalRejection, not a Go type", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := sink.DeadLetter{Topic: topic, Partition: 0, Offset: 0, Stage: "onesignal", Reason: header(dead[0], sink.HeaderMessage), Status: 400}
+	if len(told) != 1 || told[0] != want {
+		t.Errorf("DeadLettered was told %+v, want once %+v", told, want)
 	}
 }
 

@@ -193,6 +193,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 			TagLimit:        cfg.OneSignal.TagLimit,
 			Parked:          parkedTags(parked),
+			DeadLettered:    sinkOps.DeadLettered(),
 		}, r, sinkAPI, &cfg.Mapping, log)
 		sinkOps.Watch(s.Stats, r.Stats)
 		components = append(components, sinkOps.Wrap(s))
