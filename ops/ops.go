@@ -54,6 +54,9 @@ type Config struct {
 	TopicPrefix string
 	// Secrets are values never to show (the API key, the DSN's password).
 	Secrets []string
+	// EmbeddedKafka says Kafka is the embedded development broker, which
+	// the status page says beside its state.
+	EmbeddedKafka bool
 }
 
 // Server is the ops HTTP server. Its Run may be called once.

@@ -555,6 +555,68 @@ func TestCleanStopsLogAtInfoAndAFailureNamesItsComponent(t *testing.T) {
 	}
 }
 
+func TestAnIdleDatabaseShowsAsIdleWithTheHeartbeatsAge(t *testing.T) {
+	srv := newServer(t)
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	conn.StatusChanged(connector.Streaming, nil)
+	conn.Produced(connector.Write{Events: map[event.Op]int{event.OpCreate: 1}, Committed: time.Now().Add(-time.Hour)})
+	conn.Confirmed(connector.Position{Confirmed: 0x16B3748, CaughtUp: time.Now().Add(-4 * time.Second)})
+
+	st := srv.Status()
+	if c := st.Connector; !c.Idle || c.HeartbeatAgeSeconds == nil || *c.HeartbeatAgeSeconds < 3.5 || *c.HeartbeatAgeSeconds > 10 {
+		t.Fatalf("caught up an hour after the last commit: idle %v, heartbeat age %v; want idle, about 4 s", c.Idle, c.HeartbeatAgeSeconds)
+	}
+	page := mustGet(t, started(t, srv)+"/")
+	flat := strings.Join(strings.Fields(page), " ")
+	if !strings.Contains(flat, `<h3>Source lag</h3> <div class="value">idle</div> <div class="sub">caught up; no change to stream · last heartbeat 4.`) {
+		t.Errorf("the source lag card does not say idle with the heartbeat's age:\n%s", grep(page, "Source lag"))
+	}
+
+	// A commit after the last heartbeat: a lag again, not idle.
+	conn.Produced(connector.Write{Events: map[event.Op]int{event.OpUpdate: 1}, Committed: time.Now().Add(-time.Second)})
+	if c := srv.Status().Connector; c.Idle || c.SourceLagSeconds == nil {
+		t.Errorf("after a newer commit: idle %v, lag %v; want a lag", c.Idle, c.SourceLagSeconds)
+	}
+}
+
+func TestTheRateLimitSaysLoweredOnlyAfterA429(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		rate      float64
+		slowDowns int64
+		want      string
+	}{
+		{"no 429", 900, 0, "onesignal.rate_limit; OneSignal sent no 429 so far"},
+		{"lowered", 720, 1, "lowered after one 429 from OneSignal; climbing back to 900/s"},
+		{"recovered", 900, 3, "onesignal.rate_limit again, after 3 429s from OneSignal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t)
+			snk := srv.Sink(ops.SinkConfig{RateLimit: 900})
+			snk.Watch(func() sink.Stats { return sink.Stats{Rate: tc.rate, SlowDowns: tc.slowDowns} }, func() kafka.ReaderStats { return kafka.ReaderStats{} })
+			if got := srv.Status().Sink.RateLimitNote; got != tc.want {
+				t.Errorf("note %q, want %q", got, tc.want)
+			}
+			if page := mustGet(t, started(t, srv)+"/"); !strings.Contains(page, "now: "+tc.want) {
+				t.Errorf("the rate-limit card does not say %q:\n%s", tc.want, grep(page, "now:"))
+			}
+		})
+	}
+}
+
+func TestTheEmbeddedBrokerShowsAsDevelopmentOnly(t *testing.T) {
+	for _, embedded := range []bool{true, false} {
+		srv := ops.New(ops.Config{Listen: "127.0.0.1:0", EmbeddedKafka: embedded}, zap.NewNop())
+		conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+		conn.Produced(connector.Write{Events: map[event.Op]int{event.OpCreate: 1}})
+		kafkaStage := srv.Status().Pipeline[2]
+		if kafkaStage.Name != "Kafka" || !strings.HasPrefix(kafkaStage.Note, "reachable") ||
+			strings.Contains(kafkaStage.Note, "development only") != embedded {
+			t.Errorf("embedded %v: Kafka's box says %q", embedded, kafkaStage.Note)
+		}
+	}
+}
+
 func TestErrorsOnThePageLeaveOutGoMethodNames(t *testing.T) {
 	srv := newServer(t)
 	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})

@@ -22,6 +22,9 @@ type SinkConfig struct {
 	// BaseURL is OneSignal's base URL; a path prefix in it is left out of
 	// the endpoint templates of onesignal_requests_total.
 	BaseURL string
+	// RateLimit is onesignal.rate_limit, the rate the status page tells
+	// a lowered rate from; 0 when unknown.
+	RateLimit float64
 }
 
 // Runner is a component of the daemon.
@@ -33,6 +36,7 @@ type Runner interface {
 // OneSignal traffic into metrics and the sink's health.
 type SinkMonitor struct {
 	s      *Server
+	cfg    SinkConfig
 	comp   *component
 	prefix string // of OneSignal's paths, from the base URL
 
@@ -84,6 +88,7 @@ type apiState struct {
 func (s *Server) Sink(cfg SinkConfig) *SinkMonitor {
 	m := &SinkMonitor{
 		s:    s,
+		cfg:  cfg,
 		comp: s.addComponent("sink", "starting", "not started yet"),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "onesignal_requests_total",
@@ -288,6 +293,7 @@ type sinkView struct {
 	waits                         float64
 	waited                        time.Duration
 	rate                          float64
+	slowDowns                     float64
 	inFlight                      float64
 	lag                           float64
 	lagKnown                      bool
@@ -313,6 +319,7 @@ func (m *SinkMonitor) view() sinkView {
 	v.waits = float64(st.RateLimitWaits)
 	v.waited = st.RateLimitWaited
 	v.rate = st.Rate
+	v.slowDowns = float64(st.SlowDowns)
 	v.inFlight = float64(max(st.Fetched-st.Done, 0))
 	return v
 }

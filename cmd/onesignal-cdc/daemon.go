@@ -55,6 +55,8 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			Mapping:     &cfg.Mapping,
 			TopicPrefix: cfg.Kafka.TopicPrefix,
 			Secrets:     secrets(cfg),
+
+			EmbeddedKafka: cfg.EmbeddedKafka(), // the status page says "development only"
 		}, log)
 		if roles&config.Connector != 0 {
 			connOps = srv.Connector(ops.ConnectorConfig{
@@ -64,7 +66,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			})
 		}
 		if roles&config.Sink != 0 {
-			sinkOps = srv.Sink(ops.SinkConfig{BaseURL: cfg.OneSignal.BaseURL})
+			sinkOps = srv.Sink(ops.SinkConfig{BaseURL: cfg.OneSignal.BaseURL, RateLimit: cfg.OneSignal.RateLimit})
 		}
 		if err := srv.Listen(); err != nil {
 			return err

@@ -369,6 +369,7 @@ func TestStatusPageShowsThePipelineInChromium(t *testing.T) {
 		{"the slot's name", `slot ` + db.Name},
 		{"the dead-letter count", `id="dlq"><h3>Dead-lettered</h3> <div class="value">1</div>`},
 		{"the dead letter, its origin, stage, status and reason", `<tr class="dead-letter"><td>[^<]+</td><td>cdc\.public\.devices/\d+@\d+</td><td>onesignal</td><td>404</td><td class="msg">[^<]*99999999-0000-0000-0000-000000000000[^<]*</td></tr>`},
+		{"no 429 behind the rate limit", `id="rate-limit">.*?now: onesignal\.rate_limit; OneSignal sent no 429 so far`},
 		{"the users mapping row", `<tr class="mapping-row"><td>public.users</td><td>cdc.public.users</td> <td>users<ul class="maps"><li>external_id ← external_id</li><li>tag plan ← plan</li><li>tag level ← score</li></ul>`},
 		{"the devices mapping row", `<tr class="mapping-row"><td>public.devices</td><td>cdc.public.devices</td> <td>devices<ul class="maps"><li>device ← player_id</li><li>owner external_id ← user_external_id</li></ul>`},
 		{"the connector's row", `<tr id="component-connector"><td>connector</td><td>streaming</td> <td class="state up">up</td>`},
