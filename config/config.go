@@ -359,10 +359,12 @@ var kinds = []struct {
 func explainYAML(err error, data []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		if msg := err.Error(); strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") && bytes.ContainsRune(data, '\t') {
-			return fmt.Errorf("%w: the file holds a tab; YAML indents with spaces only", err)
+		// "yaml: line 3: …": the line says enough without the package.
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") && bytes.ContainsRune(data, '\t') {
+			return fmt.Errorf("%s: the file holds a tab; YAML indents with spaces only", msg)
 		}
-		return err
+		return errors.New(msg)
 	}
 	var doc yaml.Node
 	_ = yaml.Unmarshal(data, &doc) // it parsed once already

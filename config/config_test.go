@@ -48,11 +48,11 @@ func TestBadConfigsReportEveryProblemAtOnce(t *testing.T) {
 	}
 }
 
-// goOrYAMLType matches what yaml's type errors say that a person should
-// not have to read: YAML tags and Go type names.
-var goOrYAMLType = regexp.MustCompile(`cannot unmarshal|!!\w+|time\.Duration|\binto u?int|\b(config|transform)\.[A-Z]\w*|map\[string\]|\[\]string`)
+// goOrYAMLType matches what yaml's errors say that a person should not
+// have to read: the package's name, YAML tags and Go type names.
+var goOrYAMLType = regexp.MustCompile(`cannot unmarshal|\byaml: |!!\w+|time\.Duration|\binto u?int|\b(config|transform)\.[A-Z]\w*|map\[string\]|\[\]string`)
 
-func TestTypeErrorsSayWhatTheValueShouldBeWithoutGoOrYAMLTypeNames(t *testing.T) {
+func TestYAMLErrorsSayWhatIsWrongWithoutGoOrYAMLNames(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.bad.yml")
 	for _, f := range files {
 		_, err := Load(f)
