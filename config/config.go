@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -332,42 +333,132 @@ func (s *Secret) readFile(path, from string) error {
 
 var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type ([\w.]+)`)
 
-// typeHints say what a value of each kind looks like.
-var typeHints = []struct{ into, hint string }{
-	{"into time.Duration", "write a duration such as 10s, 500ms or 1m30s"},
-	{"into bool", "write true or false"},
-	{"into int", "write a whole number"},
-	{"into float64", "write a number"},
-	{"into []string", "write a list, such as [a, b]"},
-	{"into map[string]string", "write a mapping of names to names, such as {column: tag}"},
-	{"into string", "write a single value, quoted if it holds ': ' or starts with a special character"},
+// typeError is one of yaml's type errors: the line, the YAML tag and
+// value found (no value for a list or a mapping), and the Go type wanted.
+var typeError = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+
+// kinds say, for each Go type a key may take, what its value must be in
+// a person's words and how to write one.
+var kinds = []struct {
+	goType     *regexp.Regexp
+	noun, hint string
+}{
+	{regexp.MustCompile(`^time\.Duration$`), "a duration", "write a duration such as 500ms, 10s or 1m30s"},
+	{regexp.MustCompile(`^bool$`), "true or false", "write true or false"},
+	{regexp.MustCompile(`^u?int\d*$`), "a whole number", "write a whole number, such as 4"},
+	{regexp.MustCompile(`^float\d+$`), "a number", "write a number, such as 900 or 2.5"},
+	{regexp.MustCompile(`^\[\]`), "a list", "write a list, such as [a, b]"},
+	{regexp.MustCompile(`^map\[`), "a mapping", "write a mapping of names to names, such as {column: tag}"},
+	{regexp.MustCompile(`^(string|config\.Secret)$`), "a single value", "write a single value, quoted if it holds ': ' or starts with a special character"},
+	{regexp.MustCompile(`^\w+\.[A-Z]\w*$`), "a section", "write its keys indented below it, as docs/configuration.md shows"},
 }
 
 // explainYAML turns yaml's type-error list into one line per problem,
-// each with what the value should look like.
+// each naming the key and saying what its value should look like, in
+// words rather than Go's and YAML's type names.
 func explainYAML(err error, data []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		if msg := err.Error(); strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") && bytes.ContainsRune(data, '\t') {
-			return fmt.Errorf("%w: the file holds a tab; YAML indents with spaces only", err)
+		// "yaml: line 3: …": the line says enough without the package.
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") && bytes.ContainsRune(data, '\t') {
+			return fmt.Errorf("%s: the file holds a tab; YAML indents with spaces only", msg)
 		}
-		return err
+		return errors.New(msg)
 	}
+	var doc yaml.Node
+	_ = yaml.Unmarshal(data, &doc) // it parsed once already
 	errs := make([]error, 0, len(te.Errors))
 	for _, e := range te.Errors {
 		if m := unknownField.FindStringSubmatch(e); m != nil {
 			errs = append(errs, fmt.Errorf("line %s: unknown key %q: check its spelling and nesting against docs/configuration.md", m[1], m[2]))
 			continue
 		}
-		for _, h := range typeHints {
-			if strings.Contains(e, "cannot unmarshal") && strings.Contains(e, h.into) {
-				e += ": " + h.hint
-				break
-			}
-		}
-		errs = append(errs, errors.New(e))
+		errs = append(errs, errors.New(explainTypeError(e, &doc)))
 	}
 	return errors.Join(errs...)
+}
+
+// explainTypeError words one yaml type error, such as "line 3: cannot
+// unmarshal !!int `500` into time.Duration", as "line 3:
+// postgres.status_interval: 500 has no unit: write a duration such as
+// 500ms, 10s or 1m30s".
+func explainTypeError(e string, doc *yaml.Node) string {
+	m := typeError.FindStringSubmatch(e)
+	if m == nil {
+		return e
+	}
+	line, tag, value, goType := m[1], m[2], m[3], m[4]
+	noun, hint := "the kind of value this key takes", "see docs/configuration.md"
+	for _, k := range kinds {
+		if k.goType.MatchString(goType) {
+			noun, hint = k.noun, k.hint
+			break
+		}
+	}
+	prefix := "line " + line + ": "
+	kind := yaml.ScalarNode
+	switch tag {
+	case "seq":
+		kind = yaml.SequenceNode
+	case "map":
+		kind = yaml.MappingNode
+	}
+	if n, err := strconv.Atoi(line); err == nil {
+		if key, v := keyAt(doc, n, kind, value); key != "" {
+			prefix += key + ": "
+			value = v
+		}
+	}
+	found := "`" + value + "`"
+	switch tag {
+	case "seq":
+		found = "a list"
+	case "map":
+		found = "a mapping"
+	case "int", "float", "bool":
+		found = value
+	}
+	what := found + " is not " + noun
+	if goType == "time.Duration" && (tag == "int" || tag == "float") {
+		what = value + " has no unit"
+	}
+	return prefix + what + ": " + hint
+}
+
+// keyAt finds the dotted key (postgres.status_interval) whose value is a
+// node of kind on line and, for a scalar, starts as value does (yaml cuts
+// long values to 7 characters and "..."). It returns the key, "" when
+// none is found, and the value in full.
+func keyAt(n *yaml.Node, line int, kind yaml.Kind, value string) (string, string) {
+	value = strings.TrimSuffix(value, "...")
+	var walk func(n *yaml.Node, path string) (string, string)
+	walk = func(n *yaml.Node, path string) (string, string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if k, v := walk(c, path); k != "" {
+					return k, v
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key, v := n.Content[i], n.Content[i+1]
+				p := key.Value
+				if path != "" {
+					p = path + "." + key.Value
+				}
+				if v.Line == line && v.Kind == kind && (kind != yaml.ScalarNode || strings.HasPrefix(v.Value, value)) {
+					return p, v.Value
+				}
+				if k, found := walk(v, p); k != "" {
+					return k, found
+				}
+			}
+		}
+		return "", ""
+	}
+	return walk(n, "")
 }
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)

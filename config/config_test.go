@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,23 @@ func TestBadConfigsReportEveryProblemAtOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// goOrYAMLType matches what yaml's errors say that a person should not
+// have to read: the package's name, YAML tags and Go type names.
+var goOrYAMLType = regexp.MustCompile(`cannot unmarshal|\byaml: |!!\w+|time\.Duration|\binto u?int|\b(config|transform)\.[A-Z]\w*|map\[string\]|\[\]string`)
+
+func TestYAMLErrorsSayWhatIsWrongWithoutGoOrYAMLNames(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.bad.yml")
+	for _, f := range files {
+		_, err := Load(f)
+		if err == nil {
+			continue
+		}
+		if internal := goOrYAMLType.FindString(err.Error()); internal != "" {
+			t.Errorf("%s: the error shows %q:\n%v", f, internal, err)
+		}
 	}
 }
 

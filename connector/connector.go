@@ -248,13 +248,31 @@ type fatalError struct{ err error }
 func (f *fatalError) Error() string { return f.err.Error() }
 func (f *fatalError) Unwrap() error { return f.err }
 
+// loginFix names the fix of a login the server refused, "" for other
+// errors.
+func loginFix(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return ""
+	}
+	switch pgErr.Code {
+	case "28P01": // invalid_password
+		return ": check the user and password in postgres.dsn"
+	case "28000": // invalid_authorization_specification: no such role, or pg_hba.conf
+		return ": check the user in postgres.dsn, and that pg_hba.conf lets it connect from this host"
+	case "3D000": // invalid_catalog_name
+		return ": check the database name in postgres.dsn"
+	}
+	return ""
+}
+
 // setup checks the database, then creates the publication and the slot
 // when they are missing. Whatever Check finds stops the connector with one
 // error listing every problem and its fix: no retry mends a configuration.
 func (c *Connector) setup(ctx context.Context) error {
 	conn, err := c.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to postgres: %w", err)
+		return fmt.Errorf("connect to postgres: %w%s", err, loginFix(err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	findings, err := Check(ctx, conn, c.cfg)

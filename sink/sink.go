@@ -171,6 +171,10 @@ type Config struct {
 	// Parked holds tags that reached no device, in the player model; nil
 	// in the user model, where a tag change creates the user.
 	Parked ParkedTags
+	// DeadLettered, if set, is told of each message once the dead-letter
+	// topic holds it, for the status page. It is called from the sink's
+	// workers, at times from several at once, and must not block.
+	DeadLettered func(DeadLetter)
 }
 
 // Sink is the Kafka → OneSignal half of the pipeline.
@@ -229,6 +233,7 @@ func New(cfg Config, r MessageReader, api OneSignal, mapping *transform.Mapping,
 // Either way it cancels the requests in flight, without marking their
 // messages done, and commits what is done before returning.
 func (s *Sink) Run(ctx context.Context) error {
+	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
@@ -244,7 +249,10 @@ func (s *Sink) Run(ctx context.Context) error {
 	wg.Wait()
 	s.commit(context.Background()) // what finished before the stop
 
-	if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+	// The cause is the sink's own only if the parent did not pass it on:
+	// a daemon stopping because another component failed stops the sink
+	// cleanly, and the other failure is not the sink's to report.
+	if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.Cause(parent)) {
 		return cause
 	}
 	return nil

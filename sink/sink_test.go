@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -381,7 +382,15 @@ func TestSinkDeadLettersAMessageOneSignalRejectsWithItsStatus(t *testing.T) {
 	t.Parallel()
 	b := kafkatest.Start(t)
 	produce(t, b, userEvent("u0", "free"))
-	run := runSinkWithDeadLetters(t, b, "g", refusingAPI{})
+	var mu sync.Mutex
+	var told []sink.DeadLetter
+	cfg := withDeadLetters(t, b, testConfig(t))
+	cfg.DeadLettered = func(d sink.DeadLetter) {
+		mu.Lock()
+		defer mu.Unlock()
+		told = append(told, d)
+	}
+	run := startSink(t, b, "g", refusingAPI{}, cfg)
 	dead := kafkatest.ReadUntil(t, b.Brokers(), []string{"cdc.dlq"}, 30*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 1 })
 	waitFor(t, "the offset to be committed", func() bool { return committed(t, b, "g") == 1 })
 	if err := run.stop(); err != nil {
@@ -389,6 +398,32 @@ func TestSinkDeadLettersAMessageOneSignalRejectsWithItsStatus(t *testing.T) {
 	}
 	if got := header(dead[0], sink.HeaderStatus); got != "400" || header(dead[0], sink.HeaderStage) != "onesignal" {
 		t.Errorf("status header %q stage %q, want 400 and onesignal", got, header(dead[0], sink.HeaderStage))
+	}
+	if got := header(dead[0], sink.HeaderClass); got != "onesignal_cdc.OneSignalRejection" {
+		t.Errorf("class header %q, want onesignal_cdc.OneSignalRejection, not a Go type", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := sink.DeadLetter{Topic: topic, Partition: 0, Offset: 0, Stage: "onesignal", Reason: header(dead[0], sink.HeaderMessage), Status: 400}
+	if len(told) != 1 || told[0] != want {
+		t.Errorf("DeadLettered was told %+v, want once %+v", told, want)
+	}
+}
+
+func TestSinkStopsCleanlyWhenItsParentStopsForAnotherComponentsError(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	produce(t, b, userEvent("u0", "free"))
+	r := newReader(b, "g")
+	defer r.Close()
+	s := sink.New(testConfig(t), r, &flakyAPI{tries: map[string]int{}}, mapping, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "the message to be fetched", func() bool { return s.Stats().Fetched == 1 })
+	cancel(errors.New("connector: password authentication failed for user \"cdc\""))
+	if err := <-done; err != nil {
+		t.Errorf("the sink returned %q, its parent's cause: the daemon would report the connector's failure as the sink's", err)
 	}
 }
 

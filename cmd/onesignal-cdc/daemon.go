@@ -53,6 +53,8 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			Mapping:     &cfg.Mapping,
 			TopicPrefix: cfg.Kafka.TopicPrefix,
 			Secrets:     secrets(cfg),
+
+			EmbeddedKafka: cfg.EmbeddedKafka(), // the status page says "development only"
 		}, log)
 		if roles&config.Connector != 0 {
 			connOps = srv.Connector(ops.ConnectorConfig{
@@ -62,7 +64,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			})
 		}
 		if roles&config.Sink != 0 {
-			sinkOps = srv.Sink(ops.SinkConfig{BaseURL: cfg.OneSignal.BaseURL})
+			sinkOps = srv.Sink(ops.SinkConfig{BaseURL: cfg.OneSignal.BaseURL, RateLimit: cfg.OneSignal.RateLimit})
 		}
 		if err := srv.Listen(); err != nil {
 			return err
@@ -192,6 +194,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 			TagLimit:        cfg.OneSignal.TagLimit,
 			Parked:          parkedTags(parked),
+			DeadLettered:    sinkOps.DeadLettered(),
 		}, r, sinkAPI, &cfg.Mapping, log)
 		sinkOps.Watch(s.Stats, r.Stats)
 		components = append(components, sinkOps.Wrap(s))

@@ -46,11 +46,21 @@ func emulator(ctx context.Context, cmd *command, args []string, stdout io.Writer
 	if !flagGiven(fs.FlagSet, "api-key") {
 		*apiKey = envOr("ONESIGNAL_CDC_ONESIGNAL_API_KEY", *apiKey)
 	}
+	// Checked here to name the flags; Config.Validate names Go's fields.
+	if *tagLimit < 0 {
+		return usageError{fmt.Errorf("--tag-limit %d: use 0 for no cap, or the most tags a user may hold", *tagLimit)}
+	}
+	if limits.AppPerSecond < 0 || limits.TargetPerSecond < 0 {
+		return usageError{errors.New("--rate-app and --rate-target take 0 (OneSignal's limits) or more")}
+	}
 	cfg := onesignaltest.Config{
 		AppID: *appID, APIKey: *apiKey, TagLimit: *tagLimit, UnknownPlayer404: *player404, IdentityVerification: *verify,
 		RateLimits: limits, Faults: f,
 	}
 	srv, err := onesignaltest.Start(cfg, *listen)
+	if _, ok := errors.AsType[*onesignaltest.ListenError](err); ok {
+		return usageError{fmt.Errorf("%w: choose another address with --listen, such as --listen 127.0.0.1:0 for any free port", err)}
+	}
 	if err != nil {
 		return err
 	}

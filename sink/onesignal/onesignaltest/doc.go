@@ -22,7 +22,8 @@
 //
 // Requests must carry the key as "Authorization: Key <key>" (also
 // "key <key>") or in the legacy style "Basic <key>", on every route of
-// either model. Its own routes need no key: GET /emulator/state, POST
+// either model. Its own routes need no key: GET / (a page of the users,
+// devices and counts, for a person), GET /emulator/state, POST
 // /emulator/subscriptions, POST /emulator/reset, GET and POST
 // /emulator/faults, GET and POST /emulator/answers, and GET
 // /emulator/stats.

@@ -56,6 +56,7 @@ func (e *Emulator) routes() http.Handler {
 		writeMessages(w, http.StatusNotFound, "Not Found")
 	}, api)
 
+	mux.HandleFunc("GET /{$}", e.servePage)
 	mux.HandleFunc("GET /emulator/state", e.serveState)
 	mux.HandleFunc("POST /emulator/subscriptions", e.seedSubscription)
 	mux.HandleFunc("POST /emulator/reset", e.serveReset)
