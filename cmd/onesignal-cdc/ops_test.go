@@ -457,7 +457,7 @@ func TestAConnectorRefusedByPostgresIsLoggedAsTheConnectorsFailureNotTheSinks(t 
 	log := &lockedBuffer{}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	err = daemon(ctx, []string{"--config", cfg}, config.All, log)
+	err = daemon(ctx, runCommand(t), []string{"--config", cfg}, config.All, log, log)
 	if err == nil || !strings.Contains(err.Error(), "no_such_role") || !strings.Contains(err.Error(), "check the user in postgres.dsn") {
 		t.Fatalf("the daemon returned %v, want the login failure and its fix", err)
 	}
@@ -477,4 +477,13 @@ func TestAConnectorRefusedByPostgresIsLoggedAsTheConnectorsFailureNotTheSinks(t 
 	if strings.Contains(out, "wrong-password") {
 		t.Errorf("the log shows the password:\n%s", out)
 	}
+}
+
+func runCommand(t *testing.T) *command {
+	t.Helper()
+	cmd, _, err := lookup([]string{"run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }
