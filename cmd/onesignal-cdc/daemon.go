@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -85,14 +86,21 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 
 	var embedded []string
 	if cfg.EmbeddedKafka() {
-		emb, err := broker.StartEmbedded(cfg.Kafka.EmbeddedListen)
+		emb, err := broker.StartEmbeddedIn(cfg.Kafka.EmbeddedListen, cfg.Kafka.EmbeddedDataDir)
 		if err != nil {
 			return err
 		}
 		defer emb.Close()
 		embedded = emb.Brokers()
-		log.Warn("using the embedded Kafka broker: it keeps events in memory only and loses them when the process exits; for development, never production",
-			zap.Strings("brokers", embedded))
+		if dir := cfg.Kafka.EmbeddedDataDir; dir == "" {
+			log.Warn("using the embedded Kafka broker in memory (kafka.embedded_data_dir is empty): events the sink has not applied are lost when the process exits, "+
+				"and each start snapshots every table again; for development, never production",
+				zap.Strings("brokers", embedded))
+		} else {
+			abs, _ := filepath.Abs(dir)
+			log.Warn("using the embedded Kafka broker, with its data in "+abs+": it keeps events across restarts, but it is one broker on one disk; for development, never production",
+				zap.Strings("brokers", embedded), zap.String("data_dir", abs))
+		}
 	}
 	cluster, err := cfg.KafkaCluster(embedded)
 	if err != nil {
