@@ -111,7 +111,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		topics = append(topics, cfg.Kafka.TopicPrefix+"."+t)
 	}
 	err = retry.Policy{Max: 5 * time.Second}.Do(ctx, func() error {
-		return retry.Transient(cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...))
+		return retry.Transient(cluster.Explain(ctx, cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...)))
 	}, func(err error, wait time.Duration) {
 		log.Warn("kafka not reachable; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})
@@ -147,7 +147,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			InitialSnapshot:   cfg.Postgres.Snapshot == "initial",
 			SnapshotChunkSize: cfg.Postgres.SnapshotChunkSize,
 			Observer:          connOps.Observer(),
-		}, w, log))
+		}, cluster.ExplainWrites(w), log))
 	}
 	if roles&config.Sink != 0 {
 		var wrap func(http.RoundTripper) http.RoundTripper
@@ -189,7 +189,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		})
 		defer r.Close()
 		if err := cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, cfg.Kafka.DeadLetterTopic); err != nil {
-			return err
+			return cluster.Explain(ctx, err)
 		}
 		dlq := cluster.NewWriter(100)
 		defer dlq.Close()
@@ -197,11 +197,11 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			Concurrency:     cfg.OneSignal.Concurrency,
 			RateLimit:       cfg.OneSignal.RateLimit,
 			MaxInFlight:     cfg.OneSignal.MaxInFlight,
-			DeadLetters:     dlq,
+			DeadLetters:     cluster.ExplainWrites(dlq),
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 			TagLimit:        cfg.OneSignal.TagLimit,
 			Parked:          parkedTags(parked),
-		}, r, sinkAPI, &cfg.Mapping, log)
+		}, cluster.ExplainReads(r), sinkAPI, &cfg.Mapping, log)
 		sinkOps.Watch(s.Stats, r.Stats)
 		components = append(components, sinkOps.Wrap(s))
 	}
