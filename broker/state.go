@@ -32,7 +32,7 @@ func (c Cluster) OpenStateStore(ctx context.Context, topic string) (*StateStore,
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},
 	}}})
 	if err != nil {
-		return nil, fmt.Errorf("create state topic %q: %w", topic, err)
+		return nil, fmt.Errorf("create state topic %q: %w", topic, c.Explain(ctx, err))
 	}
 	if err := resp.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 		return nil, fmt.Errorf("create state topic %q: %w", topic, err)
@@ -46,7 +46,7 @@ func (c Cluster) OpenStateStore(ctx context.Context, topic string) (*StateStore,
 func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
 	conn, err := s.cluster.Dialer().DialLeader(ctx, "tcp", s.cluster.Brokers[0], s.topic, 0)
 	if err != nil {
-		return nil, fmt.Errorf("read state topic %q: %w", s.topic, err)
+		return nil, fmt.Errorf("read state topic %q: %w", s.topic, s.cluster.Explain(ctx, err))
 	}
 	first, last, err := conn.ReadOffsets()
 	conn.Close()
@@ -65,7 +65,7 @@ func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
 	for {
 		msg, err := r.ReadMessage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("read state topic %q: %w", s.topic, err)
+			return nil, fmt.Errorf("read state topic %q: %w", s.topic, s.cluster.Explain(ctx, err))
 		}
 		if string(msg.Key) == key {
 			value = msg.Value // newer records win; an empty value deletes
@@ -83,7 +83,7 @@ func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
 // Save stores value under key, returning once every in-sync replica has it.
 func (s *StateStore) Save(ctx context.Context, key string, value []byte) error {
 	if err := s.w.WriteMessages(ctx, kafka.Message{Topic: s.topic, Key: []byte(key), Value: value}); err != nil {
-		return fmt.Errorf("save state to %q: %w", s.topic, err)
+		return fmt.Errorf("save state to %q: %w", s.topic, s.cluster.Explain(ctx, err))
 	}
 	return nil
 }

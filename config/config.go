@@ -71,6 +71,11 @@ type Kafka struct {
 	// EmbeddedListen is where the embedded broker listens; default
 	// "127.0.0.1:0" (a free port, printed in the log).
 	EmbeddedListen string `yaml:"embedded_listen"`
+	// EmbeddedDataDir is where the embedded broker keeps its events, the
+	// sink's offsets and the connector's state, so that they outlive the
+	// process; a relative path is from the working directory. "" keeps
+	// them in memory only. Default "onesignal-cdc-data".
+	EmbeddedDataDir string `yaml:"embedded_data_dir"`
 	// TopicPrefix names the topics: <prefix>.<schema>.<table>; default
 	// "onesignal_cdc".
 	TopicPrefix string `yaml:"topic_prefix"`
@@ -206,6 +211,10 @@ func Default() Config {
 			TopicPrefix:    "onesignal_cdc",
 			Partitions:     6,
 			ConsumerGroup:  "onesignal-cdc-sink",
+
+			// In the working directory, where a newcomer runs the
+			// daemon, sees it and removes it to start over.
+			EmbeddedDataDir: "onesignal-cdc-data",
 		},
 		OneSignal: OneSignal{
 			BaseURL:     "https://api.onesignal.com",

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -384,16 +385,59 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		return &fatalError{fmt.Errorf("replication slot %q exists with plugin %q on database %q; the connector needs a pgoutput slot on %q: choose another postgres.slot or drop that slot", c.cfg.Slot, plugin, db, current)}
 	}
 	if c.state != nil && (!known || c.state.st.Reset) {
-		// A slot made before the connector kept state: remember it from now
-		// on. A reset whose slot still exists: re-snapshot as asked.
+		// A reset whose slot still exists: re-snapshot as asked.
+		tables := c.cfg.Tables
+		if !known && !c.state.st.Reset {
+			var err error
+			if tables, err = c.lostState(ctx, conn); err != nil {
+				return err
+			}
+		}
 		return c.state.update(ctx, func(st *State) {
-			if st.Reset {
-				st.Snapshots = allTables(c.cfg.Tables)
+			if len(tables) > 0 {
+				st.Snapshots = allTables(tables)
 			}
 			st.Reset = false
 		})
 	}
 	return nil
+}
+
+// lostState decides what to do about a slot the state has no record of,
+// and returns the tables to snapshot again. The slot's position vouches
+// that Kafka holds every change before it, but a state that does not know
+// the slot comes from a broker that does not hold what this connector wrote
+// (a new or emptied cluster, the embedded broker in memory or with its
+// data directory removed, a deleted state topic), or from a connector
+// older than the state. Carrying on from the slot would leave out every
+// row not changed again, so every mapped table is snapshotted again,
+// beside the stream: the sink sets OneSignal to each row's current state,
+// which converges whatever it had applied before. Rows deleted among the
+// lost events are not in the snapshot: their delete is lost with them.
+func (c *Connector) lostState(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	why := "the connector's state in Kafka has no record of replication slot " + strconv.Quote(c.cfg.Slot) +
+		", which exists: the broker may have lost what the connector wrote before (a new or emptied cluster, the embedded broker in memory or with its data directory removed, or a deleted state topic), while the slot's position says it holds it"
+	if !c.cfg.InitialSnapshot {
+		c.log.Warn(why+"; postgres.snapshot is never, so rows not changed since reach Kafka only through onesignal-cdc snapshot --all", zap.String("slot", c.cfg.Slot))
+		return nil, nil
+	}
+	var tables, keyless []string
+	for _, t := range c.cfg.Tables {
+		if _, _, err := primaryKey(ctx, conn, t); err != nil {
+			var fatal *fatalError
+			if !errors.As(err, &fatal) {
+				return nil, err
+			}
+			keyless = append(keyless, t)
+			continue
+		}
+		tables = append(tables, t)
+	}
+	c.log.Warn(why+"; snapshotting every mapped table again, beside the stream", zap.String("slot", c.cfg.Slot), zap.Strings("tables", tables))
+	if len(keyless) > 0 {
+		c.log.Warn("tables without a primary key cannot be snapshotted: their rows not changed since reach Kafka only when changed again", zap.Strings("tables", keyless))
+	}
+	return tables, nil
 }
 
 // allTables is a snapshot of every table from its start.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -85,14 +86,21 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 
 	var embedded []string
 	if cfg.EmbeddedKafka() {
-		emb, err := broker.StartEmbedded(cfg.Kafka.EmbeddedListen)
+		emb, err := broker.StartEmbeddedIn(cfg.Kafka.EmbeddedListen, cfg.Kafka.EmbeddedDataDir)
 		if err != nil {
 			return err
 		}
 		defer emb.Close()
 		embedded = emb.Brokers()
-		log.Warn("using the embedded Kafka broker: it keeps events in memory only and loses them when the process exits; for development, never production",
-			zap.Strings("brokers", embedded))
+		if dir := cfg.Kafka.EmbeddedDataDir; dir == "" {
+			log.Warn("using the embedded Kafka broker in memory (kafka.embedded_data_dir is empty): events the sink has not applied are lost when the process exits, "+
+				"and each start snapshots every table again; for development, never production",
+				zap.Strings("brokers", embedded))
+		} else {
+			abs, _ := filepath.Abs(dir)
+			log.Warn("using the embedded Kafka broker, with its data in "+abs+": it keeps events across restarts, but it is one broker on one disk; for development, never production",
+				zap.Strings("brokers", embedded), zap.String("data_dir", abs))
+		}
 	}
 	cluster, err := cfg.KafkaCluster(embedded)
 	if err != nil {
@@ -103,7 +111,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 		topics = append(topics, cfg.Kafka.TopicPrefix+"."+t)
 	}
 	err = retry.Policy{Max: 5 * time.Second}.Do(ctx, func() error {
-		return retry.Transient(cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...))
+		return retry.Transient(cluster.Explain(ctx, cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...)))
 	}, func(err error, wait time.Duration) {
 		log.Warn("kafka not reachable; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})
@@ -140,7 +148,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			SnapshotChunkSize: cfg.Postgres.SnapshotChunkSize,
 			Observer:          connOps.Observer(),
 			Version:           version,
-		}, w, log))
+		}, cluster.ExplainWrites(w), log))
 	}
 	if roles&config.Sink != 0 {
 		var wrap func(http.RoundTripper) http.RoundTripper
@@ -182,7 +190,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 		})
 		defer r.Close()
 		if err := cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, cfg.Kafka.DeadLetterTopic); err != nil {
-			return err
+			return cluster.Explain(ctx, err)
 		}
 		dlq := cluster.NewWriter(100)
 		defer dlq.Close()
@@ -190,12 +198,12 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			Concurrency:     cfg.OneSignal.Concurrency,
 			RateLimit:       cfg.OneSignal.RateLimit,
 			MaxInFlight:     cfg.OneSignal.MaxInFlight,
-			DeadLetters:     dlq,
+			DeadLetters:     cluster.ExplainWrites(dlq),
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 			TagLimit:        cfg.OneSignal.TagLimit,
 			Parked:          parkedTags(parked),
 			DeadLettered:    sinkOps.DeadLettered(),
-		}, r, sinkAPI, &cfg.Mapping, log)
+		}, cluster.ExplainReads(r), sinkAPI, &cfg.Mapping, log)
 		sinkOps.Watch(s.Stats, r.Stats)
 		components = append(components, sinkOps.Wrap(s))
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -24,13 +23,11 @@ func dlq(ctx context.Context, cmd *command, args []string, stdout io.Writer) err
 	if err != nil {
 		return usageError{err}
 	}
-	if cfg.EmbeddedKafka() {
-		return usageError{errors.New("kafka.brokers is [embedded]: its dead letters live in the memory of the running process and cannot be replayed from outside; use a Kafka cluster")}
-	}
-	cluster, err := cfg.KafkaCluster(nil)
+	cluster, done, err := commandKafka(cfg, "the dead letters live in the memory of the running process, out of this command's reach; set kafka.embedded_data_dir, or use a Kafka cluster")
 	if err != nil {
-		return usageError{err}
+		return err
 	}
+	defer done()
 	w := cluster.NewWriter(100)
 	defer w.Close()
 	rep, err := deadletter.Replay(ctx, deadletter.Config{

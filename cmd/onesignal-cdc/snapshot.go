@@ -39,13 +39,11 @@ func snapshot(ctx context.Context, cmd *command, args []string, stdout io.Writer
 		if len(tables) > 0 || *all {
 			return usageError{errors.New("--reset snapshots every table; give it without --table or --all")}
 		}
-		if cfg.EmbeddedKafka() {
-			return usageError{errors.New("--reset writes the connector's state to Kafka; the embedded broker keeps none across restarts, so there is nothing to reset")}
-		}
-		cluster, err := cfg.KafkaCluster(nil)
+		cluster, done, err := commandKafka(cfg, "the broker keeps the connector's state in memory, so each start snapshots every table again: there is nothing to reset")
 		if err != nil {
-			return usageError{err}
+			return err
 		}
+		defer done()
 		store, err := cluster.OpenStateStore(ctx, cfg.Kafka.StateTopic)
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,7 +53,11 @@ func validate(ctx context.Context, cmd *command, args []string, stdout io.Writer
 	report := func(what string, err error) {
 		if err != nil {
 			ok = false
-			fmt.Fprintf(stdout, "%s: %v\n", what, err)
+			if msg := err.Error(); strings.HasPrefix(msg, what+" ") {
+				fmt.Fprintln(stdout, msg) // names its service already: "kafka at …"
+			} else {
+				fmt.Fprintf(stdout, "%s: %s\n", what, msg)
+			}
 			return
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", what)
@@ -94,9 +99,15 @@ func checkKafka(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if err := cluster.Diagnose(ctx); err != nil {
+		return err
+	}
 	meta, err := cluster.Client(10*time.Second).Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
-		return fmt.Errorf("cannot reach the brokers %v (%w): check kafka.brokers, kafka.tls, kafka.sasl and the network", cfg.Kafka.Brokers, err)
+		if explained := cluster.Explain(ctx, err); explained != err {
+			return explained
+		}
+		return fmt.Errorf("the brokers %v do not answer a metadata request (%w): check kafka.brokers, kafka.tls, kafka.sasl and the network", cfg.Kafka.Brokers, err)
 	}
 	if len(meta.Brokers) == 0 {
 		return fmt.Errorf("the brokers %v list no broker: check kafka.brokers", cfg.Kafka.Brokers)

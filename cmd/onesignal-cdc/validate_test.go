@@ -107,7 +107,7 @@ func TestValidateOnlineNamesEachMisconfiguration(t *testing.T) {
 		{"a slot made with another plugin", strings.Replace(validConfig(db.DSN, url, "right"), "postgres:\n", "postgres:\n  slot: "+db.Name+"_td\n", 1), "SELECT pg_create_logical_replication_slot('" + db.Name + "_td', 'test_decoding')",
 			[]string{"test_decoding", "pg_drop_replication_slot"}},
 		{"kafka out of reach", strings.Replace(validConfig(db.DSN, url, "right"), "[embedded]", "["+closed+"]", 1), "",
-			[]string{"kafka: cannot reach the brokers", "check kafka.brokers"}},
+			[]string{"\nkafka at " + closed + ": connection refused: check kafka.brokers and that the broker is up\n"}},
 		{"a wrong API key", validConfig(db.DSN, url, "wrong-key"), "",
 			[]string{"onesignal: ", "check onesignal.base_url, onesignal.app_id and onesignal.api_key"}},
 	}
