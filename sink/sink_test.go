@@ -371,6 +371,47 @@ func TestSinkDeadLettersARejectedMessageWithItsReasonAndMovesOn(t *testing.T) {
 	}
 }
 
+// A row whose new image lacks a mapped column (the mapping says "plan",
+// the table has "plans") is not applied without it: it is dead-lettered
+// with the reason, counted, and the sink moves on.
+func TestSinkDeadLettersARowThatLacksAMappedColumnAndCountsIt(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	misnamed := userEvent("u1", "pro")
+	misnamed.Value = []byte(strings.Replace(string(misnamed.Value), `"plan":"pro"`, `"plans":"pro"`, 1))
+	produce(t, b, userEvent("u0", "free"), misnamed, userEvent("u2", "pro"))
+	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "key"})
+	run := runSinkWithDeadLetters(t, b, "g", newClient(t, url, "key"))
+
+	waitFor(t, "every offset to be committed", func() bool { return committed(t, b, "g") == 3 })
+	dead := kafkatest.ReadUntil(t, b.Brokers(), []string{"cdc.dlq"}, 30*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 1 })
+	stats := run.sink.Stats()
+	if err := run.stop(); err != nil {
+		t.Fatalf("the sink stopped with %v; a row that lacks a column must not stop it", err)
+	}
+	if len(dead) != 1 || header(dead[0], sink.HeaderOffset) != "1" || header(dead[0], sink.HeaderStage) != "transform" {
+		t.Fatalf("dead letters %v, want offset 1 at stage transform", dead)
+	}
+	reason := header(dead[0], sink.HeaderMessage)
+	for _, want := range []string{`the public.users row has no column "plan", which mapping.users.tags names.`, `Did you mean "plans"?`, "Its columns: external_id, plans."} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("reason %q lacks %q", reason, want)
+		}
+	}
+	if stats.DeadLettered != 1 {
+		t.Errorf("DeadLettered = %d, want 1", stats.DeadLettered)
+	}
+	st := emu.State()
+	if u, ok := st.UserByExternalID("u1"); ok {
+		t.Errorf("the row without its mapped column reached OneSignal: %+v", u)
+	}
+	for _, id := range []string{"u0", "u2"} {
+		if _, ok := st.UserByExternalID(id); !ok {
+			t.Errorf("%s, beside the bad row, was not applied", id)
+		}
+	}
+}
+
 // refusingAPI answers every call with a 400 that is not retryable.
 type refusingAPI struct{ sink.OneSignal }
 

@@ -129,6 +129,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			Slot:              cfg.Postgres.Slot,
 			Publication:       cfg.Postgres.Publication,
 			Tables:            cfg.Mapping.Tables(),
+			Columns:           cfg.Mapping.Columns(),
 			TopicPrefix:       cfg.Kafka.TopicPrefix,
 			StatusInterval:    cfg.Postgres.StatusInterval,
 			HeartbeatInterval: cfg.Postgres.HeartbeatInterval,

@@ -74,7 +74,10 @@ func checkPostgres(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("cannot connect (%w): check postgres.dsn and that the server accepts this client", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	findings, err := connector.Check(ctx, conn, connector.Config{Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables(), InitialSnapshot: cfg.Postgres.Snapshot == "initial"})
+	findings, err := connector.Check(ctx, conn, connector.Config{
+		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables(), Columns: cfg.Mapping.Columns(),
+		InitialSnapshot: cfg.Postgres.Snapshot == "initial",
+	})
 	if err != nil {
 		return err
 	}
