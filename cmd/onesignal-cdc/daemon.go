@@ -143,6 +143,10 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		}, w, log))
 	}
 	if roles&config.Sink != 0 {
+		if cfg.OneSignal.AllowInsecureHTTP {
+			log.Warn("onesignal.allow_insecure_http is set: the API may be reached over plain http, and then the API key crosses the network in clear text; use https:// outside a test network",
+				zap.String("base_url", cfg.OneSignal.BaseURL))
+		}
 		var wrap func(http.RoundTripper) http.RoundTripper
 		if sinkOps != nil {
 			wrap = sinkOps.Transport

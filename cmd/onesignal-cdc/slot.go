@@ -26,7 +26,7 @@ func slot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err}
 	}
-	cfg, err := config.LoadFor(*path, config.Connector)
+	cfg, err := config.LoadFor(*path, config.Database)
 	if err != nil {
 		return usageError{err}
 	}

@@ -31,7 +31,7 @@ func snapshot(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg, err := config.LoadFor(*path, config.Connector)
+	cfg, err := config.LoadFor(*path, config.Database)
 	if err != nil {
 		return usageError{err}
 	}
@@ -40,6 +40,9 @@ func snapshot(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *reset:
 		if len(tables) > 0 || *all {
 			return usageError{errors.New("--reset snapshots every table; give it without --table or --all")}
+		}
+		if len(cfg.Kafka.Brokers) == 0 {
+			return usageError{errors.New("--reset writes the connector's state to Kafka: list the brokers in kafka.brokers")}
 		}
 		if cfg.EmbeddedKafka() {
 			return usageError{errors.New("--reset writes the connector's state to Kafka; the embedded broker keeps none across restarts, so there is nothing to reset")}

@@ -58,7 +58,12 @@ func validate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if roles&config.Connector != 0 {
 		report("postgres", checkPostgres(ctx, cfg))
 	}
-	report("kafka", checkKafka(ctx, cfg))
+	if cfg.EmbeddedKafka() {
+		// Nothing to reach, and nothing to call ok: it keeps nothing.
+		fmt.Fprintln(stdout, "kafka: embedded development broker, in this process, not durable")
+	} else {
+		report("kafka", checkKafka(ctx, cfg))
+	}
 	if roles&config.Sink != 0 {
 		report("onesignal", checkOneSignal(ctx, cfg))
 	}
@@ -88,9 +93,6 @@ func checkPostgres(ctx context.Context, cfg *config.Config) error {
 }
 
 func checkKafka(ctx context.Context, cfg *config.Config) error {
-	if cfg.EmbeddedKafka() {
-		return nil // in-process: nothing to reach
-	}
 	cluster, err := cfg.KafkaCluster(nil)
 	if err != nil {
 		return err
@@ -115,6 +117,9 @@ func checkOneSignal(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if err := forModel(cfg, c).CheckCredentials(ctx); err != nil {
+		if apiErr, ok := errors.AsType[*onesignal.APIError](err); ok && apiErr.Refusal() != "" {
+			return fmt.Errorf("%s (%w)", apiErr.Refusal(), err)
+		}
 		return fmt.Errorf("%w: check onesignal.base_url, onesignal.app_id and onesignal.api_key", err)
 	}
 	return nil
