@@ -15,6 +15,23 @@ import (
 
 // emulator serves the OneSignal emulator until ctx ends.
 func emulator(ctx context.Context, args []string, stdout io.Writer) error {
+	cfg, listen, err := emulatorFlags(args, stdout)
+	if err != nil {
+		return err
+	}
+	srv, err := onesignaltest.Start(cfg, listen)
+	if err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintf(stdout, "OneSignal emulator for app %s at %s (state: %s/emulator/state, stats: %s/emulator/stats)\n", cfg.AppID, srv.URL(), srv.URL(), srv.URL())
+	<-ctx.Done()
+	return srv.Close()
+}
+
+// emulatorFlags reads the emulator's flags: its configuration and the
+// address to serve on. Without flags it serves what
+// docs/examples/quickstart.yaml expects (a test keeps the two in step).
+func emulatorFlags(args []string, stdout io.Writer) (onesignaltest.Config, string, error) {
 	fs := flag.NewFlagSet("onesignal-cdc emulator", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	listen := fs.String("listen", "127.0.0.1:8089", "address to serve on")
@@ -40,19 +57,13 @@ func emulator(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Float64Var(&f.Drop, "fault-drop", 0, "share of requests applied and then reset instead of answered")
 	fs.Int64Var(&f.Seed, "seed", 0, "seed of the fault draws: the same requests meet the same faults")
 	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+		return onesignaltest.Config{}, "", usageError{err}
 	}
 	cfg := onesignaltest.Config{
 		AppID: *appID, APIKey: *apiKey, TagLimit: *tagLimit, UnknownPlayer404: *player404, IdentityVerification: *verify,
 		RateLimits: limits, Faults: f,
 	}
-	srv, err := onesignaltest.Start(cfg, *listen)
-	if err != nil {
-		return usageError{err}
-	}
-	fmt.Fprintf(stdout, "OneSignal emulator for app %s at %s (state: %s/emulator/state, stats: %s/emulator/stats)\n", *appID, srv.URL(), srv.URL(), srv.URL())
-	<-ctx.Done()
-	return srv.Close()
+	return cfg, *listen, nil
 }
 
 // parseShares reads "500=0.1,503=0.05" into status → share.
