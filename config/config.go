@@ -494,7 +494,7 @@ func (c *Config) ValidateFor(role Role) error {
 func (o *OneSignal) validate(bad func(string, ...any)) {
 	if u, err := url.Parse(o.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("onesignal.base_url %q is not an http(s) URL", o.BaseURL)
-	} else if u.Scheme == "http" && !o.AllowInsecureHTTP && !Loopback(u.Hostname()) {
+	} else if u.Scheme == "http" && !o.AllowInsecureHTTP && !loopback(u.Hostname()) {
 		bad("onesignal.base_url %q is plain http to another machine, which would send the API key across the network in clear text: "+
 			"use https://, or, for a test service on a network you trust (an emulator in docker compose), set onesignal.allow_insecure_http: true", o.BaseURL)
 	}
@@ -538,9 +538,9 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 // uuid is the form of OneSignal's app IDs.
 var uuid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-// Loopback reports whether host, as in a URL, is this machine:
+// loopback reports whether host, as in a URL, is this machine:
 // "localhost", or an address in 127.0.0.0/8 or ::1.
-func Loopback(host string) bool {
+func loopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -551,7 +551,7 @@ func Loopback(host string) bool {
 // checkBroker reports a kafka.brokers entry that is not host:port.
 func checkBroker(b string) error {
 	host, port, err := net.SplitHostPort(b)
-	if err != nil && strings.Contains(err.Error(), "missing port") || err == nil && port == "" {
+	if (err != nil && strings.Contains(err.Error(), "missing port")) || (err == nil && port == "") {
 		msg := fmt.Sprintf("kafka.brokers: %q has no port: write host:port, e.g. %q", b, strings.TrimSuffix(b, ":")+":9092")
 		if _, close := suggest.Closest(b, []string{Embedded}); close {
 			msg += fmt.Sprintf(`; or, if you meant the development broker, spell it %q: brokers: [%s]`, Embedded, Embedded)
