@@ -16,9 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/suggest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -65,8 +67,11 @@ const Embedded = "embedded"
 
 // Kafka is the event log between connector and sink.
 type Kafka struct {
-	// Brokers are host:port seed brokers, or [embedded] for an in-process,
-	// non-durable broker (development only); default [embedded].
+	// Brokers are host:port seed brokers, or [embedded] for the
+	// development broker: in the process, in memory, gone when it stops,
+	// and usable only by `onesignal-cdc run`. Required: no default, so
+	// that a file without a kafka section is an error, not a broker that
+	// loses everything.
 	Brokers []string `yaml:"brokers"`
 	// EmbeddedListen is where the embedded broker listens; default
 	// "127.0.0.1:0" (a free port, printed in the log).
@@ -119,9 +124,16 @@ type KafkaSASL struct {
 
 // OneSignal is the destination app.
 type OneSignal struct {
-	// BaseURL of the API; default "https://api.onesignal.com".
+	// BaseURL of the API; default "https://api.onesignal.com". Plain
+	// http:// is refused, as it would send the API key in clear text,
+	// unless the host is this machine (localhost, 127.0.0.0/8, ::1) or
+	// AllowInsecureHTTP is set.
 	BaseURL string `yaml:"base_url"`
-	// AppID is the app's ID (Settings › Keys & IDs); required.
+	// AllowInsecureHTTP lets BaseURL be plain http:// to another machine,
+	// such as an emulator in a docker compose network. Default false; the
+	// daemon logs a warning at start when it is set.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+	// AppID is the app's ID, a UUID (Settings › Keys & IDs); required.
 	AppID string `yaml:"app_id"`
 	// APIKey is an App API key (user model) or the REST API key (player
 	// model); required by the sink. Overridden by
@@ -182,6 +194,11 @@ type Ops struct {
 	// Listen is the host:port of /metrics, /livez, /readyz and the status
 	// page at /; default ":9090", "" turns the server off. Overridden by
 	// $ONESIGNAL_CDC_OPS_LISTEN.
+	//
+	// The server has no authentication, and the default binds every
+	// interface so that Prometheus and the kubelet can reach it in a pod.
+	// It shows the mapping, topics, positions, lag and recent errors
+	// (never a secret). Outside a pod, bind it to 127.0.0.1:9090.
 	Listen string `yaml:"listen"`
 }
 
@@ -206,7 +223,6 @@ func Default() Config {
 			SnapshotChunkSize: 10000,
 		},
 		Kafka: Kafka{
-			Brokers:        []string{Embedded},
 			EmbeddedListen: "127.0.0.1:0",
 			TopicPrefix:    "onesignal_cdc",
 			Partitions:     6,
@@ -234,9 +250,16 @@ type Role uint8
 
 // The roles. Connector needs postgres and kafka; Sink needs kafka,
 // onesignal and the mapping's OneSignal side; All needs everything.
+// Database is a command that works on PostgreSQL alone (slot, snapshot):
+// it needs postgres.dsn, and no kafka.brokers. The zero Role (dlq replay)
+// needs kafka only.
+//
+// A process of the Connector or the Sink role alone cannot use the
+// embedded broker: it lives inside one process.
 const (
 	Connector Role = 1 << iota
 	Sink
+	Database
 	All = Connector | Sink
 )
 
@@ -479,8 +502,16 @@ func (c *Config) Validate() error { return c.ValidateFor(All) }
 func (c *Config) ValidateFor(role Role) error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.Postgres.DSN == "" && role&Connector != 0 {
-		bad("postgres.dsn is empty: set it, $ONESIGNAL_CDC_POSTGRES_DSN or $ONESIGNAL_CDC_POSTGRES_DSN_FILE to a connection string such as postgres://user@host:5432/db")
+	if role&(Connector|Database) != 0 {
+		switch c.Postgres.DSN {
+		case "":
+			bad("postgres.dsn is empty: set it, $ONESIGNAL_CDC_POSTGRES_DSN or $ONESIGNAL_CDC_POSTGRES_DSN_FILE to a connection string such as postgres://user@host:5432/db")
+		case unreadable: // reported already
+		default:
+			if _, err := pgconn.ParseConfig(c.Postgres.DSN.Reveal()); err != nil {
+				bad("postgres.dsn does not parse: %s: fix the connection string (a URL or key=value pairs, as libpq takes them), or the file it names", dsnProblem(err, c.Postgres.DSN.Reveal()))
+			}
+		}
 	}
 	if !identifier.MatchString(c.Postgres.Slot) {
 		bad("postgres.slot %q is not a valid slot name: use lower-case letters, digits and underscores", c.Postgres.Slot)
@@ -500,13 +531,22 @@ func (c *Config) ValidateFor(role Role) error {
 	if c.Postgres.SnapshotChunkSize < 1 {
 		bad("postgres.snapshot_chunk_size %d must be at least 1 (default 10000)", c.Postgres.SnapshotChunkSize)
 	}
-	if len(c.Kafka.Brokers) == 0 {
-		bad("kafka.brokers is empty: list host:port brokers, or [embedded] for the in-process development broker")
+	if len(c.Kafka.Brokers) == 0 && role != Database {
+		bad("kafka.brokers is empty: list your Kafka brokers as host:port, e.g. [kafka-1:9092, kafka-2:9092], or write [embedded] for the development broker (in this process, in memory, for onesignal-cdc run only)")
 	}
 	for _, b := range c.Kafka.Brokers {
-		if b == Embedded && len(c.Kafka.Brokers) > 1 {
-			bad("kafka.brokers: %q cannot be combined with other brokers", Embedded)
+		if b == Embedded {
+			if len(c.Kafka.Brokers) > 1 {
+				bad("kafka.brokers: %q cannot be combined with other brokers", Embedded)
+			}
+			continue
 		}
+		if err := checkBroker(b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.EmbeddedKafka() && (role == Connector || role == Sink) {
+		errs = append(errs, embeddedAlone(role))
 	}
 	if c.Kafka.TopicPrefix == "" {
 		bad("kafka.topic_prefix is empty: set a prefix such as onesignal_cdc")
@@ -553,9 +593,15 @@ func (c *Config) ValidateFor(role Role) error {
 func (o *OneSignal) validate(bad func(string, ...any)) {
 	if u, err := url.Parse(o.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("onesignal.base_url %q is not an http(s) URL", o.BaseURL)
+	} else if u.Scheme == "http" && !o.AllowInsecureHTTP && !loopback(u.Hostname()) {
+		bad("onesignal.base_url %q is plain http to another machine, which would send the API key across the network in clear text: "+
+			"use https://, or, for a test service on a network you trust (an emulator in docker compose), set onesignal.allow_insecure_http: true", o.BaseURL)
 	}
-	if o.AppID == "" {
+	switch {
+	case o.AppID == "":
 		bad("onesignal.app_id is empty: set it to your app's ID from Settings › Keys & IDs")
+	case !uuid.MatchString(o.AppID):
+		bad("onesignal.app_id %q is not an app ID: OneSignal's app IDs are UUIDs such as 5eb5a37e-b458-11e3-ac11-000c2940e62c; copy yours from the dashboard, Settings › Keys & IDs", o.AppID)
 	}
 	if o.APIKey == "" {
 		bad("onesignal.api_key is empty: set it, $ONESIGNAL_CDC_ONESIGNAL_API_KEY or $ONESIGNAL_CDC_ONESIGNAL_API_KEY_FILE to an App API key")
@@ -586,6 +632,80 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 	if o.MaxInFlight < 1 {
 		bad("onesignal.max_in_flight %d must be at least 1 (default 10000)", o.MaxInFlight)
 	}
+}
+
+// uuid is the form of OneSignal's app IDs.
+var uuid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// loopback reports whether host, as in a URL, is this machine:
+// "localhost", or an address in 127.0.0.0/8 or ::1.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkBroker reports a kafka.brokers entry that is not host:port.
+func checkBroker(b string) error {
+	host, port, err := net.SplitHostPort(b)
+	if (err != nil && strings.Contains(err.Error(), "missing port")) || (err == nil && port == "") {
+		msg := fmt.Sprintf("kafka.brokers: %q has no port: write host:port, e.g. %q", b, strings.TrimSuffix(b, ":")+":9092")
+		if _, close := suggest.Closest(b, []string{Embedded}); close {
+			msg += fmt.Sprintf(`; or, if you meant the development broker, spell it %q: brokers: [%s]`, Embedded, Embedded)
+		}
+		return errors.New(msg)
+	}
+	if err != nil {
+		return fmt.Errorf("kafka.brokers: %q is not host:port: write it as kafka-1:9092, or [::1]:9092 for an IPv6 address", b)
+	}
+	if host == "" {
+		return fmt.Errorf("kafka.brokers: %q has no host: write host:port, e.g. \"kafka-1%s\"", b, b)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("kafka.brokers: %q: the port %q is not a number from 1 to 65535", b, port)
+	}
+	return nil
+}
+
+// embeddedAlone is why a process of role (Connector or Sink alone) cannot
+// use the embedded broker.
+func embeddedAlone(role Role) error {
+	name, why := "connector", "a sink in another process can never read what the connector writes to it, "+
+		"and the connector would confirm to PostgreSQL changes that only its own memory holds (lost when it stops)"
+	if role == Sink {
+		name, why = "sink", "no connector in another process can write to it, and the sink would wait for changes that never come"
+	}
+	return fmt.Errorf("kafka.brokers is [embedded], which onesignal-cdc %s cannot use: the embedded development broker lives inside one process, so %s. "+
+		"Run connector and sink in one process with onesignal-cdc run, or list your Kafka brokers (host:port)", name, why)
+}
+
+// dsnProblem says why a DSN does not parse, without the DSN itself: pgconn's
+// error quotes it (its password masked only as far as it could find it),
+// and so does the URL parser's underneath.
+func dsnProblem(err error, dsn string) string {
+	reason := "it is neither a URL nor key=value pairs"
+	if pce, ok := errors.AsType[*pgconn.ParseConfigError](err); ok {
+		full := pce.Error()
+		inner := pce.Unwrap()
+		if inner != nil {
+			full = strings.TrimSuffix(full, " ("+inner.Error()+")")
+		}
+		if i := strings.LastIndex(full, "`: "); i >= 0 {
+			reason = full[i+len("`: "):]
+		}
+		if ue, ok := errors.AsType[*url.Error](inner); ok {
+			inner = ue.Err
+		}
+		if inner != nil {
+			reason += ": " + inner.Error()
+		}
+	}
+	if dsn != "" && strings.Contains(reason, dsn) {
+		return "it does not parse" // a reason that quotes it would print it
+	}
+	return reason
 }
 
 // KafkaSecurity is the TLS and SASL part of the kafka section.

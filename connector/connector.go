@@ -33,10 +33,15 @@ import (
 
 // Config is what the connector needs to know.
 type Config struct {
-	DSN            string        // connection string of the source database
-	Slot           string        // logical replication slot, created when missing
-	Publication    string        // publication, created or extended to cover Tables
-	Tables         []string      // "schema.table" names to capture
+	DSN         string   // connection string of the source database
+	Slot        string   // logical replication slot, created when missing
+	Publication string   // publication, created or extended to cover Tables
+	Tables      []string // "schema.table" names to capture
+	// Columns names, per table of Tables, the columns the mapping reads,
+	// each with the setting that names it (column → "mapping.users.tags",
+	// as transform.Mapping.Columns gives them). Check reports every one a
+	// table lacks. Nil: columns are not checked.
+	Columns        map[string]map[string]string
 	TopicPrefix    string        // topics are <prefix>.<schema>.<table>
 	StatusInterval time.Duration // how often to report the confirmed LSN
 	// HeartbeatInterval is how often the connector writes a logical

@@ -48,6 +48,11 @@ func (s *Sink) work(ctx context.Context, stop context.CancelCauseFunc, ready <-c
 			if h, ok := errors.AsType[statusError](err); ok && h.HTTPStatus() >= 300 && h.HTTPStatus() < 400 {
 				what, fix = "OneSignal's address answered with a redirect", "set onesignal.base_url to the API's address"
 			}
+			if re, ok := errors.AsType[refusalError](err); ok && re.Refusal() != "" {
+				// Which credential, for which app, and its fix: the same words as validate --online.
+				stop(fmt.Errorf("%s. The sink stops with message %s and everything after it uncommitted: %w", re.Refusal(), r.from[0].where(), err))
+				return
+			}
 			stop(fmt.Errorf("%s, so the sink stops with message %s and everything after it uncommitted: %s: %w", what, r.from[0].where(), fix, err))
 			return
 		}

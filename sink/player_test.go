@@ -109,15 +109,20 @@ func TestPlayerModelTagChangesOfAParkedUserKeepTheOlderParkedTags(t *testing.T) 
 		Users:   &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": "", "level": ""}},
 		Devices: usersAndDevices.Devices,
 	}
+	// An update of the level alone: the plan, unchanged, comes as an
+	// unchanged TOAST value would, so its tag is left as it is.
 	withLevel := func(id, level string, lsn int64) kafka.Message {
 		ev := event.Envelope{
-			Op:     event.OpUpdate,
-			After:  event.Row{{Name: "external_id", Value: event.AppendString(nil, id)}, {Name: "level", Value: event.AppendString(nil, level)}},
+			Op: event.OpUpdate,
+			After: event.Row{{Name: "external_id", Value: event.AppendString(nil, id)}, {Name: "plan", Value: event.UnavailableValue()},
+				{Name: "level", Value: event.AppendString(nil, level)}},
 			Source: event.Source{Connector: "postgresql", Schema: "public", Table: "users", Snapshot: "false", LSN: lsn, CommitLSN: lsn},
 		}
 		return kafka.Message{Topic: topic, Key: event.AppendString(nil, id), Value: ev.Encode(nil)}
 	}
-	produce(t, b, userEventAt("u1", "pro", 100, 100), withLevel("u1", "3", 150), deviceEvent("dev-1", "u1", 200), withLevel("u1", "4", 300))
+	first := userEventAt("u1", "pro", 100, 100)
+	first.Value = []byte(strings.Replace(string(first.Value), `"plan":"pro"`, `"plan":"pro","level":null`, 1))
+	produce(t, b, first, withLevel("u1", "3", 150), deviceEvent("dev-1", "u1", 200), withLevel("u1", "4", 300))
 	cfg := testConfig(t)
 	cfg.Parked = openParked(t, b)
 	run := startSinkMapping(t, b, "g", api, cfg, m)
@@ -137,7 +142,9 @@ func TestSinkDeadLettersARequestOverTheTagLimitWithTheReason(t *testing.T) {
 	m := &transform.Mapping{Users: &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": "", "level": ""}}}
 	two := userEvent("u1", "pro")
 	two.Value = []byte(strings.Replace(string(two.Value), `"plan":"pro"`, `"plan":"pro","level":"3"`, 1))
-	produce(t, b, two, userEvent("u2", "free"))
+	one := userEvent("u2", "free")
+	one.Value = []byte(strings.Replace(string(one.Value), `"plan":"free"`, `"plan":"free","level":null`, 1))
+	produce(t, b, two, one)
 	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "key"})
 	cfg := withDeadLetters(t, b, testConfig(t))
 	cfg.TagLimit = 1

@@ -133,6 +133,13 @@ type statusError interface {
 	HTTPStatus() int
 }
 
+// refusalError is an error that can say which credential OneSignal
+// refused, naming the app and the fix; "" when it refused none.
+type refusalError interface {
+	error
+	Refusal() string
+}
+
 // MessageWriter writes messages, returning once Kafka acknowledged them.
 type MessageWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error

@@ -270,8 +270,12 @@ func TestSinkStopsOnWrongCredentialsInsteadOfDrainingTheTopic(t *testing.T) {
 	produce(t, b, userEvent("u0", "free"), userEvent("u1", "free"))
 	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "right-key"})
 	err := runSink(t, b, "g", newClient(t, url, "wrong-key")).wait(t)
-	if err == nil || !strings.Contains(err.Error(), "check onesignal.app_id and onesignal.api_key") {
-		t.Fatalf("sink stopped with %v, want the credentials named", err)
+	// The user model answers a wrong key and another app's ID alike: the
+	// message names both, the app, and the message the sink stopped at.
+	for _, want := range []string{"OneSignal refused the API key for app app-1, or has no such app", "onesignal.app_id", "onesignal.api_key", "The sink stops with message " + topic + "/"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("sink stopped with %v, want %q", err, want)
+		}
 	}
 	if strings.Contains(err.Error(), "wrong-key") {
 		t.Errorf("the error shows the key: %v", err)
@@ -365,6 +369,47 @@ func TestSinkDeadLettersARejectedMessageWithItsReasonAndMovesOn(t *testing.T) {
 	st := emu.State()
 	if _, ok := st.UserByExternalID("u3"); !ok {
 		t.Error("the message after the rejected ones was not applied")
+	}
+}
+
+// A row whose new image lacks a mapped column (the mapping says "plan",
+// the table has "plans") is not applied without it: it is dead-lettered
+// with the reason, counted, and the sink moves on.
+func TestSinkDeadLettersARowThatLacksAMappedColumnAndCountsIt(t *testing.T) {
+	t.Parallel()
+	b := kafkatest.Start(t)
+	misnamed := userEvent("u1", "pro")
+	misnamed.Value = []byte(strings.Replace(string(misnamed.Value), `"plan":"pro"`, `"plans":"pro"`, 1))
+	produce(t, b, userEvent("u0", "free"), misnamed, userEvent("u2", "pro"))
+	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "key"})
+	run := runSinkWithDeadLetters(t, b, "g", newClient(t, url, "key"))
+
+	waitFor(t, "every offset to be committed", func() bool { return committed(t, b, "g") == 3 })
+	dead := kafkatest.ReadUntil(t, b.Brokers(), []string{"cdc.dlq"}, 30*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= 1 })
+	stats := run.sink.Stats()
+	if err := run.stop(); err != nil {
+		t.Fatalf("the sink stopped with %v; a row that lacks a column must not stop it", err)
+	}
+	if len(dead) != 1 || header(dead[0], sink.HeaderOffset) != "1" || header(dead[0], sink.HeaderStage) != "transform" {
+		t.Fatalf("dead letters %v, want offset 1 at stage transform", dead)
+	}
+	reason := header(dead[0], sink.HeaderMessage)
+	for _, want := range []string{`the public.users row has no column "plan", which mapping.users.tags names.`, `Did you mean "plans"?`, "Its columns: external_id, plans."} {
+		if !strings.Contains(reason, want) {
+			t.Errorf("reason %q lacks %q", reason, want)
+		}
+	}
+	if stats.DeadLettered != 1 {
+		t.Errorf("DeadLettered = %d, want 1", stats.DeadLettered)
+	}
+	st := emu.State()
+	if u, ok := st.UserByExternalID("u1"); ok {
+		t.Errorf("the row without its mapped column reached OneSignal: %+v", u)
+	}
+	for _, id := range []string{"u0", "u2"} {
+		if _, ok := st.UserByExternalID(id); !ok {
+			t.Errorf("%s, beside the bad row, was not applied", id)
+		}
 	}
 }
 

@@ -137,6 +137,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			Slot:              cfg.Postgres.Slot,
 			Publication:       cfg.Postgres.Publication,
 			Tables:            cfg.Mapping.Tables(),
+			Columns:           cfg.Mapping.Columns(),
 			TopicPrefix:       cfg.Kafka.TopicPrefix,
 			StatusInterval:    cfg.Postgres.StatusInterval,
 			HeartbeatInterval: cfg.Postgres.HeartbeatInterval,
@@ -151,6 +152,10 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 		}, cluster.ExplainWrites(w), log))
 	}
 	if roles&config.Sink != 0 {
+		if cfg.OneSignal.AllowInsecureHTTP {
+			log.Warn("onesignal.allow_insecure_http is set: the API may be reached over plain http, and then the API key crosses the network in clear text; use https:// outside a test network",
+				zap.String("base_url", cfg.OneSignal.BaseURL))
+		}
 		var wrap func(http.RoundTripper) http.RoundTripper
 		if sinkOps != nil {
 			wrap = sinkOps.Transport

@@ -15,6 +15,26 @@ import (
 
 // emulator serves the OneSignal emulator until ctx ends.
 func emulator(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
+	cfg, listen, err := emulatorFlags(cmd, args, stdout)
+	if err != nil {
+		return err
+	}
+	srv, err := onesignaltest.Start(cfg, listen)
+	if _, ok := errors.AsType[*onesignaltest.ListenError](err); ok {
+		return usageError{fmt.Errorf("%w: choose another address with --listen, such as --listen 127.0.0.1:0 for any free port", err)}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "OneSignal emulator for app %s at %s (state: %s/emulator/state, stats: %s/emulator/stats)\n", cfg.AppID, srv.URL(), srv.URL(), srv.URL())
+	<-ctx.Done()
+	return srv.Close()
+}
+
+// emulatorFlags reads the emulator's flags: its configuration and the
+// address to serve on. Without flags it serves what
+// docs/examples/quickstart.yaml expects (a test keeps the two in step).
+func emulatorFlags(cmd *command, args []string, stdout io.Writer) (onesignaltest.Config, string, error) {
 	fs := cmd.flags(stdout)
 	listen := fs.String("listen", "127.0.0.1:8089", "`ADDRESS` to serve on")
 	appID := fs.String("app-id", "00000000-0000-4000-8000-000000000000", "the app `ID` the emulator accepts")
@@ -41,32 +61,22 @@ func emulator(ctx context.Context, cmd *command, args []string, stdout io.Writer
 	fs.Float64Var(&f.Drop, "fault-drop", 0, "`SHARE` of requests (0 to 1) applied and then reset instead of answered")
 	fs.Int64Var(&f.Seed, "seed", 0, "`SEED` of the fault draws: the same requests meet the same faults")
 	if err := fs.parse(args); err != nil {
-		return err
+		return onesignaltest.Config{}, "", err
 	}
 	if !flagGiven(fs.FlagSet, "api-key") {
 		*apiKey = envOr("ONESIGNAL_CDC_ONESIGNAL_API_KEY", *apiKey)
 	}
 	// Checked here to name the flags; Config.Validate names Go's fields.
 	if *tagLimit < 0 {
-		return usageError{fmt.Errorf("--tag-limit %d: use 0 for no cap, or the most tags a user may hold", *tagLimit)}
+		return onesignaltest.Config{}, "", usageError{fmt.Errorf("--tag-limit %d: use 0 for no cap, or the most tags a user may hold", *tagLimit)}
 	}
 	if limits.AppPerSecond < 0 || limits.TargetPerSecond < 0 {
-		return usageError{errors.New("--rate-app and --rate-target take 0 (OneSignal's limits) or more")}
+		return onesignaltest.Config{}, "", usageError{errors.New("--rate-app and --rate-target take 0 (OneSignal's limits) or more")}
 	}
-	cfg := onesignaltest.Config{
+	return onesignaltest.Config{
 		AppID: *appID, APIKey: *apiKey, TagLimit: *tagLimit, UnknownPlayer404: *player404, IdentityVerification: *verify,
 		RateLimits: limits, Faults: f,
-	}
-	srv, err := onesignaltest.Start(cfg, *listen)
-	if _, ok := errors.AsType[*onesignaltest.ListenError](err); ok {
-		return usageError{fmt.Errorf("%w: choose another address with --listen, such as --listen 127.0.0.1:0 for any free port", err)}
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "OneSignal emulator for app %s at %s (state: %s/emulator/state, stats: %s/emulator/stats)\n", *appID, srv.URL(), srv.URL(), srv.URL())
-	<-ctx.Done()
-	return srv.Close()
+	}, *listen, nil
 }
 
 // parseShares reads "500=0.1,503=0.05" into status → share.

@@ -55,7 +55,7 @@ kafka:
   consumer_group: ops-test
 onesignal:
   base_url: %s
-  app_id: app-1
+  app_id: 5eb5a37e-b458-11e3-ac11-000c2940e62c
   api_key: ops-test-key
 mapping:
   users:
@@ -317,7 +317,7 @@ func TestMetricsAndReadinessFollowKafkaWritesAndRows(t *testing.T) {
 
 func TestReadinessFollowsTheSinksKafka(t *testing.T) {
 	kafka := kafkatest.Start(t)
-	_, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "ops-test-key"})
+	_, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "ops-test-key"})
 	if err := broker.EnsureTopics(t.Context(), kafka.Brokers(), 2, "cdc.public.users", "cdc.public.devices"); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestStatusPageShowsThePipelineInChromium(t *testing.T) {
 	// in the dead-letter topic.
 	db.Exec(t, `INSERT INTO devices VALUES ('11111111-2222-3333-4444-555555555555', 'ada'), ('99999999-0000-0000-0000-000000000000', 'grace')`)
 	kafka := kafkatest.Start(t)
-	emu, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "ops-test-key"})
+	emu, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "ops-test-key"})
 	emu.AddSubscription(onesignaltest.Subscription{ID: "11111111-2222-3333-4444-555555555555"})
 	d := startDaemon(t, config.All, opsConfig(t, db.DSN, db.Name, kafka.Brokers(), apiURL))
 	d.waitReady(t, 200, "ok")

@@ -24,7 +24,7 @@ func slot(ctx context.Context, cmd *command, args []string, stdout io.Writer) er
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.LoadFor(*path, config.Connector)
+	cfg, err := config.LoadFor(*path, config.Database)
 	if err != nil {
 		return usageError{err}
 	}

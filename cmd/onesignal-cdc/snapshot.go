@@ -29,7 +29,7 @@ func snapshot(ctx context.Context, cmd *command, args []string, stdout io.Writer
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.LoadFor(*path, config.Connector)
+	cfg, err := config.LoadFor(*path, config.Database)
 	if err != nil {
 		return usageError{err}
 	}
@@ -38,6 +38,9 @@ func snapshot(ctx context.Context, cmd *command, args []string, stdout io.Writer
 	case *reset:
 		if len(tables) > 0 || *all {
 			return usageError{errors.New("--reset snapshots every table; give it without --table or --all")}
+		}
+		if len(cfg.Kafka.Brokers) == 0 {
+			return usageError{errors.New("--reset writes the connector's state to Kafka: list the brokers in kafka.brokers")}
 		}
 		cluster, done, err := commandKafka(cfg, "the broker keeps the connector's state in memory, so each start snapshots every table again: there is nothing to reset")
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -65,7 +66,12 @@ func validate(ctx context.Context, cmd *command, args []string, stdout io.Writer
 	if roles&config.Connector != 0 {
 		report("postgres", checkPostgres(ctx, cfg))
 	}
-	report("kafka", checkKafka(ctx, cfg))
+	if cfg.EmbeddedKafka() {
+		// Nothing to reach, and nothing to call ok: it keeps nothing.
+		fmt.Fprintln(stdout, "kafka: embedded development broker, in this process, not durable")
+	} else {
+		report("kafka", checkKafka(ctx, cfg))
+	}
 	if roles&config.Sink != 0 {
 		report("onesignal", checkOneSignal(ctx, cfg))
 	}
@@ -81,7 +87,10 @@ func checkPostgres(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("cannot connect (%w): check postgres.dsn and that the server accepts this client", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	findings, err := connector.Check(ctx, conn, connector.Config{Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables(), InitialSnapshot: cfg.Postgres.Snapshot == "initial"})
+	findings, err := connector.Check(ctx, conn, connector.Config{
+		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables(), Columns: cfg.Mapping.Columns(),
+		InitialSnapshot: cfg.Postgres.Snapshot == "initial",
+	})
 	if err != nil {
 		return err
 	}
@@ -92,9 +101,6 @@ func checkPostgres(ctx context.Context, cfg *config.Config) error {
 }
 
 func checkKafka(ctx context.Context, cfg *config.Config) error {
-	if cfg.EmbeddedKafka() {
-		return nil // in-process: nothing to reach
-	}
 	cluster, err := cfg.KafkaCluster(nil)
 	if err != nil {
 		return err
@@ -125,6 +131,9 @@ func checkOneSignal(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if err := forModel(cfg, c).CheckCredentials(ctx); err != nil {
+		if apiErr, ok := errors.AsType[*onesignal.APIError](err); ok && apiErr.Refusal() != "" {
+			return fmt.Errorf("%s (%w)", apiErr.Refusal(), err)
+		}
 		return fmt.Errorf("%w: check onesignal.base_url, onesignal.app_id and onesignal.api_key", err)
 	}
 	return nil

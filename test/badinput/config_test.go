@@ -26,6 +26,7 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 		name string
 		yaml string   // the file; or
 		file string   // a file of config/testdata, whose .err lists the expected lines
+		role string   // validate --role; "" for run
 		want []string // lines the output must hold
 	}{
 		// config/testdata/*.bad.yml, by name.
@@ -35,6 +36,21 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 		{name: "Kafka TLS without tls.enabled and an unknown SASL mechanism are named", file: "kafka_security.bad.yml"},
 		{name: "an API key given twice, a misspelt model, a negative tag limit and a bad ops address are each named", file: "onesignal_wrong.bad.yml"},
 		{name: "misspelt keys are named with their lines", file: "unknown_key.bad.yml"},
+		{name: "an app ID that is not a UUID, a broker without a port that looks like embedded and a DSN with a bad sslmode are each named", file: "unusable_values.bad.yml"},
+		{name: "a file without Kafka brokers names host:port brokers and [embedded]", file: "no_kafka_section.bad.yml"},
+		{name: "plain http to a OneSignal on another machine is refused, naming https and allow_insecure_http", file: "insecure_http.bad.yml"},
+
+		// The embedded broker is for one process running both halves.
+		{
+			name: "a connector alone refuses the embedded broker, saying why",
+			yaml: okPostgres + okOneSignal + okMapping + "kafka: {brokers: [embedded]}\n", role: "connector",
+			want: []string{"kafka.brokers is [embedded], which onesignal-cdc connector cannot use", "confirm to PostgreSQL changes that only its own memory holds"},
+		},
+		{
+			name: "a sink alone refuses the embedded broker, saying why",
+			yaml: okPostgres + okOneSignal + okMapping + "kafka: {brokers: [embedded]}\n", role: "sink",
+			want: []string{"kafka.brokers is [embedded], which onesignal-cdc sink cannot use", "no connector in another process can write to it"},
+		},
 
 		// More: types, durations, nesting, files.
 		{
@@ -85,7 +101,7 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 		{
 			name: "an empty file names every setting it needs",
 			yaml: "",
-			want: []string{"postgres.dsn is empty: set it", "onesignal.app_id is empty", "onesignal.api_key is empty", "mapping: neither users nor devices is set"},
+			want: []string{"postgres.dsn is empty: set it", "kafka.brokers is empty: list your Kafka brokers", "onesignal.app_id is empty", "onesignal.api_key is empty", "mapping: neither users nor devices is set"},
 		},
 		{
 			name: "a database secret file that is missing names the file and says to mount it",
@@ -149,7 +165,11 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 			} else if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			code, out := runCommand(t, "validate", "--config", path)
+			args := []string{"validate", "--config", path}
+			if c.role != "" {
+				args = append(args, "--role", c.role)
+			}
+			code, out := runCommand(t, args...)
 			if code != 2 {
 				t.Errorf("validate exited %d, want 2; output:\n%s", code, out)
 			}
