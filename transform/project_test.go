@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
@@ -106,6 +107,13 @@ func TestProjectOnACRMSchema(t *testing.T) {
 				t.Errorf("projection\n got  %+v\n want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestProjectRefusesANewImageWithoutAMappedColumn(t *testing.T) {
+	_, err := crm.Project(changeOf("Contacts", event.OpCreate, nil, image("Contact ID", 7, "External Id", "a", "Plan", "pro", "Bio", nil, "Prefs", nil)), nil)
+	if !errors.Is(err, ErrBadRow) || !strings.Contains(err.Error(), `"E-mail"`) {
+		t.Errorf("error %v, want ErrBadRow naming the E-mail column", err)
 	}
 }
 
