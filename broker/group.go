@@ -337,10 +337,14 @@ func fatalGroupError(cfg GroupConfig, err error) error {
 // until a message's offset+1 reaches it (nothing to read when the end is
 // not above the first offset): compaction never removes a partition's last
 // record, since Kafka never cleans the segment it is appending to.
-func (c Cluster) PartitionReader(topic string, partition int, from int64) *kafka.Reader {
+//
+// errs, when not nil, receives the errors the reader retries on its own
+// (a broker unreachable): FetchMessage does not return them.
+func (c Cluster) PartitionReader(topic string, partition int, from int64, errs kafka.Logger) *kafka.Reader {
 	r := c.NewReader(kafka.ReaderConfig{
 		Topic: topic, Partition: partition,
 		MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 500 * time.Millisecond,
+		ErrorLogger: errs,
 	})
 	_ = r.SetOffset(from) // fails only for a group's or a closed reader
 	return r

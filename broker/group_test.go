@@ -483,7 +483,7 @@ func TestAPartitionReaderRestoresAChangelogPartitionUpToItsEnd(t *testing.T) {
 		t.Fatalf("end offset of an empty partition %d, %v; want 0", end, err)
 	}
 
-	r := c.PartitionReader("rows", 1, kafka.FirstOffset)
+	r := c.PartitionReader("rows", 1, kafka.FirstOffset, nil)
 	defer r.Close()
 	state := map[string]string{}
 	for {
@@ -500,7 +500,7 @@ func TestAPartitionReaderRestoresAChangelogPartitionUpToItsEnd(t *testing.T) {
 		t.Errorf("restored %v, want %v", state, want)
 	}
 
-	from := c.PartitionReader("rows", 1, 7)
+	from := c.PartitionReader("rows", 1, 7, nil)
 	defer from.Close()
 	if m, err := from.FetchMessage(ctx); err != nil || m.Offset != 7 || string(m.Value) != "7" {
 		t.Errorf("reading from offset 7 gave offset %d %q, %v", m.Offset, m.Value, err)

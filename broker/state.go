@@ -26,7 +26,7 @@ func OpenStateStore(ctx context.Context, brokers []string, topic string) (*State
 // OpenStateStore is the package's OpenStateStore on c.
 func (c Cluster) OpenStateStore(ctx context.Context, topic string) (*StateStore, error) {
 	if err := c.EnsureCompactedTopic(ctx, topic, 1); err != nil {
-		return nil, err
+		return nil, c.Explain(ctx, err)
 	}
 	w := c.NewWriter(1)
 	w.BatchTimeout = time.Millisecond
@@ -37,7 +37,7 @@ func (c Cluster) OpenStateStore(ctx context.Context, topic string) (*StateStore,
 func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
 	conn, err := s.cluster.Dialer().DialLeader(ctx, "tcp", s.cluster.Brokers[0], s.topic, 0)
 	if err != nil {
-		return nil, fmt.Errorf("read state topic %q: %w", s.topic, err)
+		return nil, fmt.Errorf("read state topic %q: %w", s.topic, s.cluster.Explain(ctx, err))
 	}
 	first, last, err := conn.ReadOffsets()
 	conn.Close()
@@ -56,7 +56,7 @@ func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
 	for {
 		msg, err := r.ReadMessage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("read state topic %q: %w", s.topic, err)
+			return nil, fmt.Errorf("read state topic %q: %w", s.topic, s.cluster.Explain(ctx, err))
 		}
 		if string(msg.Key) == key {
 			value = msg.Value // newer records win; an empty value deletes
@@ -74,7 +74,7 @@ func (s *StateStore) Load(ctx context.Context, key string) ([]byte, error) {
 // Save stores value under key, returning once every in-sync replica has it.
 func (s *StateStore) Save(ctx context.Context, key string, value []byte) error {
 	if err := s.w.WriteMessages(ctx, kafka.Message{Topic: s.topic, Key: []byte(key), Value: value}); err != nil {
-		return fmt.Errorf("save state to %q: %w", s.topic, err)
+		return fmt.Errorf("save state to %q: %w", s.topic, s.cluster.Explain(ctx, err))
 	}
 	return nil
 }

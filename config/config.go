@@ -12,12 +12,15 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/suggest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -26,9 +29,22 @@ type Config struct {
 	Postgres  Postgres          `yaml:"postgres"`
 	Kafka     Kafka             `yaml:"kafka"`
 	OneSignal OneSignal         `yaml:"onesignal"`
+	Sink      SinkOptions       `yaml:"sink"`
 	Mapping   transform.Mapping `yaml:"mapping"`
 	Log       Log               `yaml:"log"`
 	Ops       Ops               `yaml:"ops"`
+}
+
+// SinkOptions are how the sink keeps its state (docs/architecture.md):
+// durably in its Kafka topics, and as a cache on local disk.
+type SinkOptions struct {
+	// StateDir is the directory of the sink's local cache of its state (the
+	// row index and every target's desired state), rebuilt from Kafka at
+	// every start, so it needs no persistent volume: an emptyDir will do.
+	// Its content is deleted at start; a directory that holds files the
+	// sink did not write is refused. Default "": a new directory under the
+	// system's temporary directory, removed at exit.
+	StateDir string `yaml:"state_dir"`
 }
 
 // Postgres is the source database.
@@ -64,12 +80,20 @@ const Embedded = "embedded"
 
 // Kafka is the event log between connector and sink.
 type Kafka struct {
-	// Brokers are host:port seed brokers, or [embedded] for an in-process,
-	// non-durable broker (development only); default [embedded].
+	// Brokers are host:port seed brokers, or [embedded] for the
+	// development broker: in the process, in memory, gone when it stops,
+	// and usable only by `onesignal-cdc run`. Required: no default, so
+	// that a file without a kafka section is an error, not a broker that
+	// loses everything.
 	Brokers []string `yaml:"brokers"`
 	// EmbeddedListen is where the embedded broker listens; default
 	// "127.0.0.1:0" (a free port, printed in the log).
 	EmbeddedListen string `yaml:"embedded_listen"`
+	// EmbeddedDataDir is where the embedded broker keeps its events, the
+	// sink's offsets and the connector's state, so that they outlive the
+	// process; a relative path is from the working directory. "" keeps
+	// them in memory only. Default "onesignal-cdc-data".
+	EmbeddedDataDir string `yaml:"embedded_data_dir"`
 	// TopicPrefix names the topics: <prefix>.<schema>.<table>; default
 	// "onesignal_cdc".
 	TopicPrefix string `yaml:"topic_prefix"`
@@ -113,9 +137,16 @@ type KafkaSASL struct {
 
 // OneSignal is the destination app.
 type OneSignal struct {
-	// BaseURL of the API; default "https://api.onesignal.com".
+	// BaseURL of the API; default "https://api.onesignal.com". Plain
+	// http:// is refused, as it would send the API key in clear text,
+	// unless the host is this machine (localhost, 127.0.0.0/8, ::1) or
+	// AllowInsecureHTTP is set.
 	BaseURL string `yaml:"base_url"`
-	// AppID is the app's ID (Settings › Keys & IDs); required.
+	// AllowInsecureHTTP lets BaseURL be plain http:// to another machine,
+	// such as an emulator in a docker compose network. Default false; the
+	// daemon logs a warning at start when it is set.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+	// AppID is the app's ID, a UUID (Settings › Keys & IDs); required.
 	AppID string `yaml:"app_id"`
 	// APIKey is an App API key (user model) or the REST API key (player
 	// model); required by the sink. Overridden by
@@ -126,10 +157,15 @@ type OneSignal struct {
 	// instead of api_key; one trailing newline is ignored.
 	APIKeyFile string `yaml:"api_key_file"`
 	// Model is the API generation the sink writes with: "user" (default:
-	// users by external_id alias and subscriptions, "Key" auth) or
-	// "player" (the legacy v7 API: players and external_user_id, "Basic"
-	// auth).
+	// users by external_id alias and subscriptions) or "player" (the
+	// legacy v7 API: players and external_user_id). Both send the key as
+	// a current App API key, "Authorization: Key <key>".
 	Model string `yaml:"model"`
+	// LegacyAPIKey sends the key the way legacy REST API keys went,
+	// "Authorization: Basic <key>", for the player model only: OneSignal
+	// retires legacy keys and their scheme in 2026; create an App API key
+	// instead. Default false.
+	LegacyAPIKey bool `yaml:"legacy_api_key"`
 	// IdentityVerification sends, with every external_user_id, email or
 	// phone number written in the player model, its identity verification
 	// hash (HMAC-SHA256 keyed with the API key, hex). Default false.
@@ -176,6 +212,11 @@ type Ops struct {
 	// Listen is the host:port of /metrics, /livez, /readyz and the status
 	// page at /; default ":9090", "" turns the server off. Overridden by
 	// $ONESIGNAL_CDC_OPS_LISTEN.
+	//
+	// The server has no authentication, and the default binds every
+	// interface so that Prometheus and the kubelet can reach it in a pod.
+	// It shows the mapping, topics, positions, lag and recent errors
+	// (never a secret). Outside a pod, bind it to 127.0.0.1:9090.
 	Listen string `yaml:"listen"`
 }
 
@@ -200,11 +241,14 @@ func Default() Config {
 			SnapshotChunkSize: 10000,
 		},
 		Kafka: Kafka{
-			Brokers:        []string{Embedded},
 			EmbeddedListen: "127.0.0.1:0",
 			TopicPrefix:    "onesignal_cdc",
 			Partitions:     6,
 			ConsumerGroup:  "onesignal-cdc-sink",
+
+			// In the working directory, where a newcomer runs the
+			// daemon, sees it and removes it to start over.
+			EmbeddedDataDir: "onesignal-cdc-data",
 		},
 		OneSignal: OneSignal{
 			BaseURL:     "https://api.onesignal.com",
@@ -224,9 +268,16 @@ type Role uint8
 
 // The roles. Connector needs postgres and kafka; Sink needs kafka,
 // onesignal and the mapping's OneSignal side; All needs everything.
+// Database is a command that works on PostgreSQL alone (slot, snapshot):
+// it needs postgres.dsn, and no kafka.brokers. The zero Role (dlq replay)
+// needs kafka only.
+//
+// A process of the Connector or the Sink role alone cannot use the
+// embedded broker: it lives inside one process.
 const (
 	Connector Role = 1 << iota
 	Sink
+	Database
 	All = Connector | Sink
 )
 
@@ -332,42 +383,132 @@ func (s *Secret) readFile(path, from string) error {
 
 var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type ([\w.]+)`)
 
-// typeHints say what a value of each kind looks like.
-var typeHints = []struct{ into, hint string }{
-	{"into time.Duration", "write a duration such as 10s, 500ms or 1m30s"},
-	{"into bool", "write true or false"},
-	{"into int", "write a whole number"},
-	{"into float64", "write a number"},
-	{"into []string", "write a list, such as [a, b]"},
-	{"into map[string]string", "write a mapping of names to names, such as {column: tag}"},
-	{"into string", "write a single value, quoted if it holds ': ' or starts with a special character"},
+// typeError is one of yaml's type errors: the line, the YAML tag and
+// value found (no value for a list or a mapping), and the Go type wanted.
+var typeError = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+
+// kinds say, for each Go type a key may take, what its value must be in
+// a person's words and how to write one.
+var kinds = []struct {
+	goType     *regexp.Regexp
+	noun, hint string
+}{
+	{regexp.MustCompile(`^time\.Duration$`), "a duration", "write a duration such as 500ms, 10s or 1m30s"},
+	{regexp.MustCompile(`^bool$`), "true or false", "write true or false"},
+	{regexp.MustCompile(`^u?int\d*$`), "a whole number", "write a whole number, such as 4"},
+	{regexp.MustCompile(`^float\d+$`), "a number", "write a number, such as 900 or 2.5"},
+	{regexp.MustCompile(`^\[\]`), "a list", "write a list, such as [a, b]"},
+	{regexp.MustCompile(`^map\[`), "a mapping", "write a mapping of names to names, such as {column: tag}"},
+	{regexp.MustCompile(`^(string|config\.Secret)$`), "a single value", "write a single value, quoted if it holds ': ' or starts with a special character"},
+	{regexp.MustCompile(`^\w+\.[A-Z]\w*$`), "a section", "write its keys indented below it, as docs/configuration.md shows"},
 }
 
 // explainYAML turns yaml's type-error list into one line per problem,
-// each with what the value should look like.
+// each naming the key and saying what its value should look like, in
+// words rather than Go's and YAML's type names.
 func explainYAML(err error, data []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		if msg := err.Error(); strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") && bytes.ContainsRune(data, '\t') {
-			return fmt.Errorf("%w: the file holds a tab; YAML indents with spaces only", err)
+		// "yaml: line 3: …": the line says enough without the package.
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") && bytes.ContainsRune(data, '\t') {
+			return fmt.Errorf("%s: the file holds a tab; YAML indents with spaces only", msg)
 		}
-		return err
+		return errors.New(msg)
 	}
+	var doc yaml.Node
+	_ = yaml.Unmarshal(data, &doc) // it parsed once already
 	errs := make([]error, 0, len(te.Errors))
 	for _, e := range te.Errors {
 		if m := unknownField.FindStringSubmatch(e); m != nil {
 			errs = append(errs, fmt.Errorf("line %s: unknown key %q: check its spelling and nesting against docs/configuration.md", m[1], m[2]))
 			continue
 		}
-		for _, h := range typeHints {
-			if strings.Contains(e, "cannot unmarshal") && strings.Contains(e, h.into) {
-				e += ": " + h.hint
-				break
-			}
-		}
-		errs = append(errs, errors.New(e))
+		errs = append(errs, errors.New(explainTypeError(e, &doc)))
 	}
 	return errors.Join(errs...)
+}
+
+// explainTypeError words one yaml type error, such as "line 3: cannot
+// unmarshal !!int `500` into time.Duration", as "line 3:
+// postgres.status_interval: 500 has no unit: write a duration such as
+// 500ms, 10s or 1m30s".
+func explainTypeError(e string, doc *yaml.Node) string {
+	m := typeError.FindStringSubmatch(e)
+	if m == nil {
+		return e
+	}
+	line, tag, value, goType := m[1], m[2], m[3], m[4]
+	noun, hint := "the kind of value this key takes", "see docs/configuration.md"
+	for _, k := range kinds {
+		if k.goType.MatchString(goType) {
+			noun, hint = k.noun, k.hint
+			break
+		}
+	}
+	prefix := "line " + line + ": "
+	kind := yaml.ScalarNode
+	switch tag {
+	case "seq":
+		kind = yaml.SequenceNode
+	case "map":
+		kind = yaml.MappingNode
+	}
+	if n, err := strconv.Atoi(line); err == nil {
+		if key, v := keyAt(doc, n, kind, value); key != "" {
+			prefix += key + ": "
+			value = v
+		}
+	}
+	found := "`" + value + "`"
+	switch tag {
+	case "seq":
+		found = "a list"
+	case "map":
+		found = "a mapping"
+	case "int", "float", "bool":
+		found = value
+	}
+	what := found + " is not " + noun
+	if goType == "time.Duration" && (tag == "int" || tag == "float") {
+		what = value + " has no unit"
+	}
+	return prefix + what + ": " + hint
+}
+
+// keyAt finds the dotted key (postgres.status_interval) whose value is a
+// node of kind on line and, for a scalar, starts as value does (yaml cuts
+// long values to 7 characters and "..."). It returns the key, "" when
+// none is found, and the value in full.
+func keyAt(n *yaml.Node, line int, kind yaml.Kind, value string) (string, string) {
+	value = strings.TrimSuffix(value, "...")
+	var walk func(n *yaml.Node, path string) (string, string)
+	walk = func(n *yaml.Node, path string) (string, string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				if k, v := walk(c, path); k != "" {
+					return k, v
+				}
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key, v := n.Content[i], n.Content[i+1]
+				p := key.Value
+				if path != "" {
+					p = path + "." + key.Value
+				}
+				if v.Line == line && v.Kind == kind && (kind != yaml.ScalarNode || strings.HasPrefix(v.Value, value)) {
+					return p, v.Value
+				}
+				if k, found := walk(v, p); k != "" {
+					return k, found
+				}
+			}
+		}
+		return "", ""
+	}
+	return walk(n, "")
 }
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
@@ -379,8 +520,16 @@ func (c *Config) Validate() error { return c.ValidateFor(All) }
 func (c *Config) ValidateFor(role Role) error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.Postgres.DSN == "" && role&Connector != 0 {
-		bad("postgres.dsn is empty: set it, $ONESIGNAL_CDC_POSTGRES_DSN or $ONESIGNAL_CDC_POSTGRES_DSN_FILE to a connection string such as postgres://user@host:5432/db")
+	if role&(Connector|Database) != 0 {
+		switch c.Postgres.DSN {
+		case "":
+			bad("postgres.dsn is empty: set it, $ONESIGNAL_CDC_POSTGRES_DSN or $ONESIGNAL_CDC_POSTGRES_DSN_FILE to a connection string such as postgres://user@host:5432/db")
+		case unreadable: // reported already
+		default:
+			if _, err := pgconn.ParseConfig(c.Postgres.DSN.Reveal()); err != nil {
+				bad("postgres.dsn does not parse: %s: fix the connection string (a URL or key=value pairs, as libpq takes them), or the file it names", dsnProblem(err, c.Postgres.DSN.Reveal()))
+			}
+		}
 	}
 	if !identifier.MatchString(c.Postgres.Slot) {
 		bad("postgres.slot %q is not a valid slot name: use lower-case letters, digits and underscores", c.Postgres.Slot)
@@ -400,13 +549,22 @@ func (c *Config) ValidateFor(role Role) error {
 	if c.Postgres.SnapshotChunkSize < 1 {
 		bad("postgres.snapshot_chunk_size %d must be at least 1 (default 10000)", c.Postgres.SnapshotChunkSize)
 	}
-	if len(c.Kafka.Brokers) == 0 {
-		bad("kafka.brokers is empty: list host:port brokers, or [embedded] for the in-process development broker")
+	if len(c.Kafka.Brokers) == 0 && role != Database {
+		bad("kafka.brokers is empty: list your Kafka brokers as host:port, e.g. [kafka-1:9092, kafka-2:9092], or write [embedded] for the development broker (in this process, in memory, for onesignal-cdc run only)")
 	}
 	for _, b := range c.Kafka.Brokers {
-		if b == Embedded && len(c.Kafka.Brokers) > 1 {
-			bad("kafka.brokers: %q cannot be combined with other brokers", Embedded)
+		if b == Embedded {
+			if len(c.Kafka.Brokers) > 1 {
+				bad("kafka.brokers: %q cannot be combined with other brokers", Embedded)
+			}
+			continue
 		}
+		if err := checkBroker(b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.EmbeddedKafka() && (role == Connector || role == Sink) {
+		errs = append(errs, embeddedAlone(role))
 	}
 	if c.Kafka.TopicPrefix == "" {
 		bad("kafka.topic_prefix is empty: set a prefix such as onesignal_cdc")
@@ -453,9 +611,15 @@ func (c *Config) ValidateFor(role Role) error {
 func (o *OneSignal) validate(bad func(string, ...any)) {
 	if u, err := url.Parse(o.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("onesignal.base_url %q is not an http(s) URL", o.BaseURL)
+	} else if u.Scheme == "http" && !o.AllowInsecureHTTP && !loopback(u.Hostname()) {
+		bad("onesignal.base_url %q is plain http to another machine, which would send the API key across the network in clear text: "+
+			"use https://, or, for a test service on a network you trust (an emulator in docker compose), set onesignal.allow_insecure_http: true", o.BaseURL)
 	}
-	if o.AppID == "" {
+	switch {
+	case o.AppID == "":
 		bad("onesignal.app_id is empty: set it to your app's ID from Settings › Keys & IDs")
+	case !uuid.MatchString(o.AppID):
+		bad("onesignal.app_id %q is not an app ID: OneSignal's app IDs are UUIDs such as 5eb5a37e-b458-11e3-ac11-000c2940e62c; copy yours from the dashboard, Settings › Keys & IDs", o.AppID)
 	}
 	if o.APIKey == "" {
 		bad("onesignal.api_key is empty: set it, $ONESIGNAL_CDC_ONESIGNAL_API_KEY or $ONESIGNAL_CDC_ONESIGNAL_API_KEY_FILE to an App API key")
@@ -474,6 +638,9 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 	if o.IdentityVerification && o.Model == ModelUser {
 		bad("onesignal.identity_verification is for the player model: the user model's identity verification signs the SDKs' requests (JWT), and server calls with an App API key send no hash: remove it, or set onesignal.model: player")
 	}
+	if o.LegacyAPIKey && o.Model == ModelUser {
+		bad("onesignal.legacy_api_key is for the player model: the user model takes App API keys only: remove it, or set onesignal.model: player")
+	}
 	if o.Concurrency < 1 {
 		bad("onesignal.concurrency %d must be at least 1 (default 128)", o.Concurrency)
 	}
@@ -486,6 +653,80 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 	if o.MaxInFlight < 1 {
 		bad("onesignal.max_in_flight %d must be at least 1 (default 10000)", o.MaxInFlight)
 	}
+}
+
+// uuid is the form of OneSignal's app IDs.
+var uuid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// loopback reports whether host, as in a URL, is this machine:
+// "localhost", or an address in 127.0.0.0/8 or ::1.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkBroker reports a kafka.brokers entry that is not host:port.
+func checkBroker(b string) error {
+	host, port, err := net.SplitHostPort(b)
+	if (err != nil && strings.Contains(err.Error(), "missing port")) || (err == nil && port == "") {
+		msg := fmt.Sprintf("kafka.brokers: %q has no port: write host:port, e.g. %q", b, strings.TrimSuffix(b, ":")+":9092")
+		if _, close := suggest.Closest(b, []string{Embedded}); close {
+			msg += fmt.Sprintf(`; or, if you meant the development broker, spell it %q: brokers: [%s]`, Embedded, Embedded)
+		}
+		return errors.New(msg)
+	}
+	if err != nil {
+		return fmt.Errorf("kafka.brokers: %q is not host:port: write it as kafka-1:9092, or [::1]:9092 for an IPv6 address", b)
+	}
+	if host == "" {
+		return fmt.Errorf("kafka.brokers: %q has no host: write host:port, e.g. \"kafka-1%s\"", b, b)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("kafka.brokers: %q: the port %q is not a number from 1 to 65535", b, port)
+	}
+	return nil
+}
+
+// embeddedAlone is why a process of role (Connector or Sink alone) cannot
+// use the embedded broker.
+func embeddedAlone(role Role) error {
+	name, why := "connector", "a sink in another process can never read what the connector writes to it, "+
+		"and the connector would confirm to PostgreSQL changes that only its own memory holds (lost when it stops)"
+	if role == Sink {
+		name, why = "sink", "no connector in another process can write to it, and the sink would wait for changes that never come"
+	}
+	return fmt.Errorf("kafka.brokers is [embedded], which onesignal-cdc %s cannot use: the embedded development broker lives inside one process, so %s. "+
+		"Run connector and sink in one process with onesignal-cdc run, or list your Kafka brokers (host:port)", name, why)
+}
+
+// dsnProblem says why a DSN does not parse, without the DSN itself: pgconn's
+// error quotes it (its password masked only as far as it could find it),
+// and so does the URL parser's underneath.
+func dsnProblem(err error, dsn string) string {
+	reason := "it is neither a URL nor key=value pairs"
+	if pce, ok := errors.AsType[*pgconn.ParseConfigError](err); ok {
+		full := pce.Error()
+		inner := pce.Unwrap()
+		if inner != nil {
+			full = strings.TrimSuffix(full, " ("+inner.Error()+")")
+		}
+		if i := strings.LastIndex(full, "`: "); i >= 0 {
+			reason = full[i+len("`: "):]
+		}
+		if ue, ok := errors.AsType[*url.Error](inner); ok {
+			inner = ue.Err
+		}
+		if inner != nil {
+			reason += ": " + inner.Error()
+		}
+	}
+	if dsn != "" && strings.Contains(reason, dsn) {
+		return "it does not parse" // a reason that quotes it would print it
+	}
+	return reason
 }
 
 // KafkaSecurity is the TLS and SASL part of the kafka section.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -47,13 +48,30 @@ func TestBadConfigsReportEveryProblemAtOnce(t *testing.T) {
 	}
 }
 
+// goOrYAMLType matches what yaml's errors say that a person should not
+// have to read: the package's name, YAML tags and Go type names.
+var goOrYAMLType = regexp.MustCompile(`cannot unmarshal|\byaml: |!!\w+|time\.Duration|\binto u?int|\b(config|transform)\.[A-Z]\w*|map\[string\]|\[\]string`)
+
+func TestYAMLErrorsSayWhatIsWrongWithoutGoOrYAMLNames(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.bad.yml")
+	for _, f := range files {
+		_, err := Load(f)
+		if err == nil {
+			continue
+		}
+		if internal := goOrYAMLType.FindString(err.Error()); internal != "" {
+			t.Errorf("%s: the error shows %q:\n%v", f, internal, err)
+		}
+	}
+}
+
 func TestDefaultsFillWhatTheFileLeavesOut(t *testing.T) {
 	cfg, err := Load("testdata/minimal.good.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Postgres.Slot != "onesignal_cdc" || cfg.Postgres.StatusInterval != 10*time.Second ||
-		!cfg.EmbeddedKafka() || cfg.Kafka.TopicPrefix != "onesignal_cdc" || cfg.OneSignal.BaseURL != "https://api.onesignal.com" {
+		cfg.Kafka.TopicPrefix != "onesignal_cdc" || cfg.OneSignal.BaseURL != "https://api.onesignal.com" {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	if got := cfg.Mapping.Tables(); len(got) != 2 || got[0] != "public.users" || got[1] != "public.devices" {
@@ -233,4 +251,161 @@ func yamlKeys(typ reflect.Type, prefix string) []string {
 		keys = append(keys, prefix+name)
 	}
 	return keys
+}
+
+// Kafka has no default: a file without brokers must not get, silently, a
+// broker in memory that loses everything when the process stops.
+func TestNoBrokersIsAnErrorNamingBothWaysToFixIt(t *testing.T) {
+	if len(Default().Kafka.Brokers) != 0 {
+		t.Fatalf("config.Default has brokers %v, want none", Default().Kafka.Brokers)
+	}
+	yml := minimalWithout(t, "brokers:")
+	for _, role := range []Role{All, Connector, Sink, 0} {
+		_, err := ParseFor(strings.NewReader(yml), role)
+		if err == nil || !strings.Contains(err.Error(), "kafka.brokers is empty: list your Kafka brokers as host:port") || !strings.Contains(err.Error(), "[embedded]") {
+			t.Errorf("role %d: err = %v, want kafka.brokers named with host:port and [embedded]", role, err)
+		}
+	}
+	if _, err := ParseFor(strings.NewReader(yml), Database); err != nil {
+		t.Errorf("a command on the database alone needs no brokers: %v", err)
+	}
+}
+
+func TestOnlyAProcessRunningBothHalvesMayUseTheEmbeddedBroker(t *testing.T) {
+	yml := strings.Replace(minimal(t), "[kafka-1:9092]", "[embedded]", 1)
+	for _, tc := range []struct {
+		role Role
+		want []string // "" for no error
+	}{
+		{All, nil},
+		{Database, nil},
+		{0, nil},
+		{Connector, []string{"kafka.brokers is [embedded], which onesignal-cdc connector cannot use", "lives inside one process",
+			"confirm to PostgreSQL changes that only its own memory holds", "onesignal-cdc run, or list your Kafka brokers"}},
+		{Sink, []string{"kafka.brokers is [embedded], which onesignal-cdc sink cannot use", "no connector in another process can write to it"}},
+	} {
+		_, err := ParseFor(strings.NewReader(yml), tc.role)
+		if tc.want == nil {
+			if err != nil {
+				t.Errorf("role %d: %v", tc.role, err)
+			}
+			continue
+		}
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("role %d: err = %v, want it to say %q", tc.role, err, w)
+			}
+		}
+	}
+}
+
+func TestBrokersMustBeHostAndPort(t *testing.T) {
+	for _, tc := range []struct{ broker, want string }{
+		{"kafka-1:9092", ""},
+		{"10.0.0.7:9093", ""},
+		{"[::1]:9092", ""},
+		{"embeded", `"embeded" has no port: write host:port, e.g. "embeded:9092"; or, if you meant the development broker, spell it "embedded"`},
+		{"kafka-1", `"kafka-1" has no port: write host:port, e.g. "kafka-1:9092"`},
+		{"kafka-1:", `"kafka-1:" has no port: write host:port, e.g. "kafka-1:9092"`},
+		{":9092", `":9092" has no host`},
+		{"kafka-1:http", `the port "http" is not a number from 1 to 65535`},
+		{"kafka-1:99999", `the port "99999" is not a number from 1 to 65535`},
+		{"::1:9092", `"::1:9092" is not host:port`},
+	} {
+		yml := strings.Replace(minimal(t), "[kafka-1:9092]", "[\""+tc.broker+"\"]", 1)
+		_, err := Parse(strings.NewReader(yml))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.broker, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: err = %v, want %q", tc.broker, err, tc.want)
+		}
+		if tc.want != "" && tc.broker != "embeded" && err != nil && strings.Contains(err.Error(), "development broker") {
+			t.Errorf("%s: suggests the embedded broker for a name not like it: %v", tc.broker, err)
+		}
+	}
+}
+
+func TestValidateRefusesAnAppIDThatIsNotAUUID(t *testing.T) {
+	for _, id := range []string{"not-a-uuid", "app-1", "5eb5a37e-b458-11e3-ac11-000c2940e62", " 5eb5a37e-b458-11e3-ac11-000c2940e62c", "5eb5a37eb45811e3ac11000c2940e62c"} {
+		yml := strings.Replace(minimal(t), "5eb5a37e-b458-11e3-ac11-000c2940e62c", "\""+id+"\"", 1)
+		_, err := ParseFor(strings.NewReader(yml), Sink)
+		if err == nil || !strings.Contains(err.Error(), "is not an app ID: OneSignal's app IDs are UUIDs") || !strings.Contains(err.Error(), "Settings › Keys & IDs") {
+			t.Errorf("app_id %q: err = %v", id, err)
+		}
+	}
+	yml := strings.Replace(minimal(t), "5eb5a37e-b458-11e3-ac11-000c2940e62c", "not-a-uuid", 1)
+	if _, err := ParseFor(strings.NewReader(yml), Connector); err != nil {
+		t.Errorf("the connector reads no app ID, yet: %v", err)
+	}
+}
+
+// A DSN that does not parse is named with the reason, never with the DSN
+// or its password.
+func TestADSNThatDoesNotParseIsNamedWithoutItsPassword(t *testing.T) {
+	for _, tc := range []struct{ dsn, want string }{
+		{"postgres://cdc:hunter2@db:5432/app?sslmode=bogus", "sslmode is invalid"},
+		{"postgres://cdc:hunter2@db:port/app", "invalid port"},
+		{"postgres://cdc:hunter2@db:5432/app%zz", "failed to parse as URL"},
+		{"host=db password=hunter2 port=many", "invalid port"},
+		{"host=db password='hunter2", "failed to parse as keyword/value"},
+		{"postgres://cdc:hunter2@db/app?connect_timeout=soon", "invalid connect_timeout"},
+	} {
+		t.Setenv("ONESIGNAL_CDC_POSTGRES_DSN", tc.dsn)
+		_, err := ParseFor(strings.NewReader(minimal(t)), Connector)
+		if err == nil || !strings.Contains(err.Error(), "postgres.dsn does not parse: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want the reason %q", tc.dsn, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "cdc@db") || strings.Contains(err.Error(), "host=db") {
+			t.Errorf("the error shows the DSN: %v", err)
+		}
+	}
+	t.Setenv("ONESIGNAL_CDC_POSTGRES_DSN", "postgres://cdc@db/app?sslmode=bogus")
+	if _, err := ParseFor(strings.NewReader(minimal(t)), Sink); err != nil {
+		t.Errorf("the sink never connects to PostgreSQL, yet: %v", err)
+	}
+}
+
+func TestPlainHTTPIsAllowedOnlyToThisMachineOrWhenAskedFor(t *testing.T) {
+	for _, tc := range []struct {
+		url   string
+		allow bool
+		ok    bool
+	}{
+		{"https://api.onesignal.com", false, true},
+		{"http://127.0.0.1:8089", false, true},
+		{"http://127.10.0.1:8089", false, true},
+		{"http://localhost:8089", false, true},
+		{"http://LocalHost", false, true},
+		{"http://[::1]:8089", false, true},
+		{"http://api.onesignal.com", false, false},
+		{"http://10.0.0.5:8089", false, false},
+		{"http://localhost.example.com", false, false},
+		{"http://emulator:8089", true, true},
+	} {
+		yml := minimal(t)
+		extra := "\n  base_url: " + tc.url
+		if tc.allow {
+			extra += "\n  allow_insecure_http: true"
+		}
+		yml = strings.Replace(yml, "onesignal:", "onesignal:"+extra, 1)
+		_, err := Parse(strings.NewReader(yml))
+		if tc.ok && err != nil {
+			t.Errorf("%s (allow %v): %v", tc.url, tc.allow, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "is plain http to another machine") || !strings.Contains(err.Error(), "onesignal.allow_insecure_http: true")) {
+			t.Errorf("%s: err = %v, want plain http refused, naming https and allow_insecure_http", tc.url, err)
+		}
+	}
+}
+
+// minimal returns testdata/minimal.good.yml.
+func minimal(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/minimal.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/suggest"
 )
 
 // Finding is one thing about the source database that keeps the connector
@@ -41,10 +44,11 @@ func (fs Findings) Error() string {
 
 // Check inspects the database conn is connected to, as the role it is
 // connected as, for everything the connector needs of it under cfg (Slot,
-// Publication and Tables): wal_level, the REPLICATION privilege, a free
-// slot and wal sender, tables that exist and carry a key for updates and
-// deletes, a publication that covers them (or the right to create or extend
-// it), and a usable slot. It changes nothing.
+// Publication, Tables and Columns): wal_level, the REPLICATION privilege,
+// a free slot and wal sender, tables that exist, hold every mapped column
+// and carry a key for updates and deletes, a publication that covers them
+// (or the right to create or extend it), and a usable slot. It changes
+// nothing.
 //
 // It returns every problem at once; an empty result means setup can go
 // ahead. The error is for a check that could not run, such as a broken
@@ -300,8 +304,62 @@ func (c *checker) checkTables(ctx context.Context) error {
 				"add a primary key (ALTER TABLE "+ident+" ADD PRIMARY KEY (…);), or set postgres.snapshot: never to stream only the changes from now on")
 		}
 		c.tables = append(c.tables, tableInfo{schema: schema, name: name, owner: owner, owned: owned})
+		if err := c.checkColumns(ctx, t, schema, name); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// checkColumns reports every column the mapping reads from table t that
+// the table does not have. Left alone, each change of the table would be
+// dead-lettered by the sink (its row lacks the column), or, for a table
+// that is never written, nothing would ever say so.
+func (c *checker) checkColumns(ctx context.Context, t, schema, name string) error {
+	mapped := c.cfg.Columns[t]
+	if len(mapped) == 0 {
+		return nil
+	}
+	rows, err := c.conn.Query(ctx, `
+		SELECT a.attname::text
+		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`, schema, name)
+	if err != nil {
+		return fmt.Errorf("list the columns of %s: %w", t, err)
+	}
+	columns, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list the columns of %s: %w", t, err)
+	}
+	cols := make([]string, 0, len(mapped))
+	for col := range mapped {
+		cols = append(cols, col)
+	}
+	sort.Strings(cols)
+	for _, col := range cols {
+		if contains(columns, col) {
+			continue
+		}
+		key := mapped[col]
+		fix := "correct " + key + "."
+		if near, ok := suggest.Closest(col, columns); ok {
+			fix = fmt.Sprintf("correct %s: did you mean %q?", key, near)
+		}
+		fix += " Column names are matched exactly, case included. The table's columns: " + listColumns(columns)
+		c.add(fmt.Sprintf("table %s.%s has no column %q, which %s names: every change of the table would be dead-lettered instead of reaching OneSignal",
+			schema, name, col, key), fix)
+	}
+	return nil
+}
+
+// listColumns shows a table's columns, the first 40 of a wide one.
+func listColumns(cols []string) string {
+	const most = 40
+	if len(cols) > most {
+		return strings.Join(cols[:most], ", ") + fmt.Sprintf(" and %d more", len(cols)-most)
+	}
+	return strings.Join(cols, ", ")
 }
 
 // missingTableFix names the table exactly as it was looked up, and the

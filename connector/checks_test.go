@@ -171,6 +171,42 @@ func TestCheckReportsAMissingTableByItsExactNameAndSuggestsTheLikelyOne(t *testi
 	})
 }
 
+// A mapped column the table does not have would dead-letter every change:
+// each is named with its setting, the closest column and the table's
+// columns; a quoted mixed-case column counts as written.
+func TestCheckReportsEveryMappedColumnTheTableLacksNamingTheClosest(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (id int PRIMARY KEY, external_id text, plan text, score int, "Email" text);
+		CREATE TABLE devices (player_id text PRIMARY KEY, user_external_id text)`)
+	cfg := checkConfig(db.Name, "public.users", "public.devices")
+	cfg.Columns = map[string]map[string]string{
+		"public.users": {
+			"externalid": "mapping.users.external_id", "plan": "mapping.users.tags", "scor": "mapping.users.tags",
+			"Email": "mapping.users.email", "mobile": "mapping.users.phone",
+		},
+		"public.devices": {"device_id": "mapping.devices.device_id", "user_external_id": "mapping.devices.external_id"},
+	}
+	got, err := connector.Check(t.Context(), db.Conn(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const users = "The table's columns: id, external_id, plan, score, Email"
+	expect(t, got, finding{
+		problem: `table public.users has no column "externalid", which mapping.users.external_id names: every change of the table would be dead-lettered instead of reaching OneSignal`,
+		fix:     `correct mapping.users.external_id: did you mean "external_id"? Column names are matched exactly, case included. ` + users,
+	}, finding{
+		problem: `table public.users has no column "mobile", which mapping.users.phone names`,
+		fix:     "correct mapping.users.phone. Column names are matched exactly, case included. " + users,
+	}, finding{
+		problem: `table public.users has no column "scor", which mapping.users.tags names`,
+		fix:     `correct mapping.users.tags: did you mean "score"?`,
+	}, finding{
+		problem: `table public.devices has no column "device_id", which mapping.devices.device_id names`,
+		fix:     "The table's columns: player_id, user_external_id",
+	})
+}
+
 func TestCheckReportsARoleWithoutTheReplicationAttribute(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)

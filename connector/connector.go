@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,10 +33,15 @@ import (
 
 // Config is what the connector needs to know.
 type Config struct {
-	DSN            string        // connection string of the source database
-	Slot           string        // logical replication slot, created when missing
-	Publication    string        // publication, created or extended to cover Tables
-	Tables         []string      // "schema.table" names to capture
+	DSN         string   // connection string of the source database
+	Slot        string   // logical replication slot, created when missing
+	Publication string   // publication, created or extended to cover Tables
+	Tables      []string // "schema.table" names to capture
+	// Columns names, per table of Tables, the columns the mapping reads,
+	// each with the setting that names it (column → "mapping.users.tags",
+	// as transform.Mapping.Columns gives them). Check reports every one a
+	// table lacks. Nil: columns are not checked.
+	Columns        map[string]map[string]string
 	TopicPrefix    string        // topics are <prefix>.<schema>.<table>
 	StatusInterval time.Duration // how often to report the confirmed LSN
 	// HeartbeatInterval is how often the connector writes a logical
@@ -66,6 +72,9 @@ type Config struct {
 	// Observer, if set, learns the connector's state, its Kafka writes and
 	// the positions it confirms (stats.go).
 	Observer Observer
+	// Version is the build's version, reported in every event's source
+	// block (source.version); default "dev".
+	Version string
 }
 
 // MessageWriter is the part of a Kafka producer the connector uses:
@@ -104,6 +113,9 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
 	}
 	obs := cfg.Observer
 	if obs == nil {
@@ -242,13 +254,31 @@ type fatalError struct{ err error }
 func (f *fatalError) Error() string { return f.err.Error() }
 func (f *fatalError) Unwrap() error { return f.err }
 
+// loginFix names the fix of a login the server refused, "" for other
+// errors.
+func loginFix(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return ""
+	}
+	switch pgErr.Code {
+	case "28P01": // invalid_password
+		return ": check the user and password in postgres.dsn"
+	case "28000": // invalid_authorization_specification: no such role, or pg_hba.conf
+		return ": check the user in postgres.dsn, and that pg_hba.conf lets it connect from this host"
+	case "3D000": // invalid_catalog_name
+		return ": check the database name in postgres.dsn"
+	}
+	return ""
+}
+
 // setup checks the database, then creates the publication and the slot
 // when they are missing. Whatever Check finds stops the connector with one
 // error listing every problem and its fix: no retry mends a configuration.
 func (c *Connector) setup(ctx context.Context) error {
 	conn, err := c.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to postgres: %w", err)
+		return fmt.Errorf("connect to postgres: %w%s", err, loginFix(err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	findings, err := Check(ctx, conn, c.cfg)
@@ -360,16 +390,59 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		return &fatalError{fmt.Errorf("replication slot %q exists with plugin %q on database %q; the connector needs a pgoutput slot on %q: choose another postgres.slot or drop that slot", c.cfg.Slot, plugin, db, current)}
 	}
 	if c.state != nil && (!known || c.state.st.Reset) {
-		// A slot made before the connector kept state: remember it from now
-		// on. A reset whose slot still exists: re-snapshot as asked.
+		// A reset whose slot still exists: re-snapshot as asked.
+		tables := c.cfg.Tables
+		if !known && !c.state.st.Reset {
+			var err error
+			if tables, err = c.lostState(ctx, conn); err != nil {
+				return err
+			}
+		}
 		return c.state.update(ctx, func(st *State) {
-			if st.Reset {
-				st.Snapshots = allTables(c.cfg.Tables)
+			if len(tables) > 0 {
+				st.Snapshots = allTables(tables)
 			}
 			st.Reset = false
 		})
 	}
 	return nil
+}
+
+// lostState decides what to do about a slot the state has no record of,
+// and returns the tables to snapshot again. The slot's position vouches
+// that Kafka holds every change before it, but a state that does not know
+// the slot comes from a broker that does not hold what this connector wrote
+// (a new or emptied cluster, the embedded broker in memory or with its
+// data directory removed, a deleted state topic), or from a connector
+// older than the state. Carrying on from the slot would leave out every
+// row not changed again, so every mapped table is snapshotted again,
+// beside the stream: the sink sets OneSignal to each row's current state,
+// which converges whatever it had applied before. Rows deleted among the
+// lost events are not in the snapshot: their delete is lost with them.
+func (c *Connector) lostState(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	why := "the connector's state in Kafka has no record of replication slot " + strconv.Quote(c.cfg.Slot) +
+		", which exists: the broker may have lost what the connector wrote before (a new or emptied cluster, the embedded broker in memory or with its data directory removed, or a deleted state topic), while the slot's position says it holds it"
+	if !c.cfg.InitialSnapshot {
+		c.log.Warn(why+"; postgres.snapshot is never, so rows not changed since reach Kafka only through onesignal-cdc snapshot --all", zap.String("slot", c.cfg.Slot))
+		return nil, nil
+	}
+	var tables, keyless []string
+	for _, t := range c.cfg.Tables {
+		if _, _, err := primaryKey(ctx, conn, t); err != nil {
+			var fatal *fatalError
+			if !errors.As(err, &fatal) {
+				return nil, err
+			}
+			keyless = append(keyless, t)
+			continue
+		}
+		tables = append(tables, t)
+	}
+	c.log.Warn(why+"; snapshotting every mapped table again, beside the stream", zap.String("slot", c.cfg.Slot), zap.Strings("tables", tables))
+	if len(keyless) > 0 {
+		c.log.Warn("tables without a primary key cannot be snapshotted: their rows not changed since reach Kafka only when changed again", zap.Strings("tables", keyless))
+	}
+	return tables, nil
 }
 
 // allTables is a snapshot of every table from its start.

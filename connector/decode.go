@@ -32,6 +32,7 @@ type relation struct {
 type decoder struct {
 	db          string
 	topicPrefix string
+	version     string // source.version
 	now         func() time.Time
 	relations   map[uint32]*relation
 
@@ -42,8 +43,8 @@ type decoder struct {
 	commitLSN  pglogrepl.LSN
 }
 
-func newDecoder(db, topicPrefix string, now func() time.Time) *decoder {
-	return &decoder{db: db, topicPrefix: topicPrefix, now: now, relations: make(map[uint32]*relation)}
+func newDecoder(db, topicPrefix, version string, now func() time.Time) *decoder {
+	return &decoder{db: db, topicPrefix: topicPrefix, version: version, now: now, relations: make(map[uint32]*relation)}
 }
 
 // step is what one pgoutput message means for the replication loop.
@@ -293,7 +294,7 @@ func (d *decoder) envelope(walStart pglogrepl.LSN, rel *relation, op event.Op) e
 	return event.Envelope{
 		Op: op,
 		Source: event.Source{
-			Version:   Version,
+			Version:   d.version,
 			Connector: "postgresql",
 			Name:      d.topicPrefix,
 			TsMs:      d.commitTime.UnixMilli(),
@@ -356,6 +357,3 @@ func (r *relation) image(t *pglogrepl.TupleData, keyOnly bool) (event.Row, error
 	}
 	return row, nil
 }
-
-// Version is the connector's version, reported in every event's source block.
-var Version = "dev"

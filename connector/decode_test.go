@@ -77,7 +77,7 @@ const oidNumeric = 1700
 
 func newTestDecoder(t *testing.T) *decoder {
 	t.Helper()
-	d := newDecoder("app", "cdc", func() time.Time { return time.UnixMilli(1_700_000_000_123) })
+	d := newDecoder("app", "cdc", "v1.2.3", func() time.Time { return time.UnixMilli(1_700_000_000_123) })
 	mustStep(t, d, 0x100, relationMsg(16384, "public", "users", usersCols...))
 	if st := mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); st.kind != stepBegin {
 		t.Fatalf("begin gave step %v", st.kind)
@@ -108,7 +108,7 @@ func TestDecodeInsertBecomesACreateEventKeyedByThePrimaryKey(t *testing.T) {
 		t.Errorf("key %s, want {\"id\":42}", got)
 	}
 	want := `{"before":null,"after":{"id":42,"email":"a\"b@example.com","vip":true,"score":"12.50","prefs":{"lang": "de"}},` +
-		`"source":{"version":"` + Version + `","connector":"postgresql","name":"cdc","ts_ms":1700000000000,"snapshot":"false","db":"app","schema":"public","table":"users","txId":731,"lsn":288,"commit_lsn":1280},` +
+		`"source":{"version":"v1.2.3","connector":"postgresql","name":"cdc","ts_ms":1700000000000,"snapshot":"false","db":"app","schema":"public","table":"users","txId":731,"lsn":288,"commit_lsn":1280},` +
 		`"op":"c","ts_ms":1700000000123}`
 	if got := string(st.changes[0].value); got != want {
 		t.Errorf("value\n got %s\nwant %s", got, want)
@@ -206,7 +206,7 @@ func TestDecodeRendersTextSafelyAsJSON(t *testing.T) {
 }
 
 func TestDecodeRefusesRowsItCannotPlace(t *testing.T) {
-	d := newDecoder("app", "cdc", time.Now)
+	d := newDecoder("app", "cdc", "v1.2.3", time.Now)
 	insert := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("1"))
 	if _, err := d.decode(0x10, insert); err == nil {
 		t.Error("a row outside a transaction decoded without error")

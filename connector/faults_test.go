@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
@@ -33,9 +34,15 @@ import (
 // cleanup). Unlike startConnectorWith it creates no topic.
 func runConnector(t *testing.T, db *pgtest.DB, cfg connector.Config, w connector.MessageWriter) (stop func()) {
 	t.Helper()
+	return runConnectorLogging(t, db, cfg, w, zaptest.NewLogger(t))
+}
+
+// runConnectorLogging is runConnector logging to log.
+func runConnectorLogging(t *testing.T, db *pgtest.DB, cfg connector.Config, w connector.MessageWriter, log *zap.Logger) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- connector.New(cfg, w, zaptest.NewLogger(t)).Run(ctx) }()
+	go func() { done <- connector.New(cfg, w, log).Run(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

@@ -29,7 +29,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		d := newDecoder("app", "cdc", func() time.Time { return time.UnixMilli(1) })
+		d := newDecoder("app", "cdc", "v1.2.3", func() time.Time { return time.UnixMilli(1) })
 		if _, err := d.decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
 			t.Fatal(err)
 		}

@@ -433,7 +433,7 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string
 			Op:    event.OpSnapshot,
 			After: row,
 			Source: event.Source{
-				Version: Version, Connector: "postgresql", Name: s.c.cfg.TopicPrefix, TsMs: now,
+				Version: s.c.cfg.Version, Connector: "postgresql", Name: s.c.cfg.TopicPrefix, TsMs: now,
 				Snapshot: "true", DB: db, Schema: schema, Table: name, LSN: int64(low),
 			},
 			TsMs: now,

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
@@ -231,4 +234,70 @@ func TestALostSlotStopsTheConnectorUntilAnExplicitReset(t *testing.T) {
 	}
 	startConnectorWith(t, db, kafka, cfg)
 	converge(t, db, kafka) // b arrives through the re-snapshot
+}
+
+// A broker that lost what the connector wrote (here a new one; for a user,
+// the embedded broker in memory after a restart, or a deleted state topic)
+// while the slot kept its position: the rows not changed since would never
+// reach Kafka again. The connector notices that its state does not know the
+// slot, says so, and snapshots every table again; with snapshots turned
+// off it says how to ask for one.
+func TestAConnectorWhoseBrokerLostItsDataSnapshotsEveryTableAgain(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		snapshot bool
+		warning  string
+	}{
+		{"with initial snapshots", true, "snapshotting every mapped table again"},
+		{"with snapshot: never", false, "onesignal-cdc snapshot --all"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db := pgtest.NewDB(t)
+			db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+			db.Exec(t, `CREATE TABLE devices (device_id text, external_id text); ALTER TABLE devices REPLICA IDENTITY FULL`)
+			db.Exec(t, `INSERT INTO users SELECT 'u' || i, 'free', i FROM generate_series(1, 1200) i`)
+			first := kafkatest.Start(t)
+			cfg := snapshotConfig(t, db, first)
+			stop := startConnectorWith(t, db, first, cfg) // snapshots once: the slot is new
+			converge(t, db, first)
+			stop()
+			first.Close() // and everything the connector wrote is gone, while the slot stays past it
+
+			db.Exec(t, `UPDATE users SET plan = 'pro' WHERE score <= 10`) // while no connector runs
+			second := kafkatest.Start(t)
+			cfg = snapshotConfig(t, db, second)
+			cfg.InitialSnapshot = tc.snapshot
+			cfg.Tables = []string{"public.users", "public.devices"}
+			if err := broker.EnsureTopics(context.Background(), second.Brokers(), 3, "cdc.public.users", "cdc.public.devices"); err != nil {
+				t.Fatal(err)
+			}
+			w := broker.NewWriter(second.Brokers(), 1000)
+			t.Cleanup(func() { w.Close() })
+			core, logs := observer.New(zap.WarnLevel)
+			log := zaptest.NewLogger(t, zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, core) })))
+			runConnectorLogging(t, db, cfg, w, log)
+
+			if tc.snapshot {
+				ops := converge(t, db, second)
+				if ops[event.OpSnapshot] < 1200-10 {
+					t.Errorf("%d snapshot events for 1200 rows: %v", ops[event.OpSnapshot], ops)
+				}
+				if keyless := logs.FilterMessageSnippet("without a primary key cannot be snapshotted"); keyless.Len() != 1 {
+					t.Errorf("logged %d warnings about the keyless devices table, want 1", keyless.Len())
+				}
+			} else {
+				db.Exec(t, `UPDATE users SET score = -1 WHERE external_id = 'u1200'`)
+				recs := kafkatest.ReadUntil(t, second.Brokers(), []string{"cdc.public.users"}, 30*time.Second, atLeast(11))
+				if _, ops := replay(t, recs); ops[event.OpSnapshot] != 0 || ops[event.OpUpdate] != 11 {
+					t.Errorf("events by op %v, want only the 11 updates", ops)
+				}
+			}
+			lost := logs.FilterMessageSnippet("has no record of replication slot")
+			if lost.Len() != 1 || !strings.Contains(lost.All()[0].Message, tc.warning) || !strings.Contains(lost.All()[0].Message, "lost") {
+				t.Errorf("warnings %v, want one saying why and %q", lost.All(), tc.warning)
+			}
+		})
+	}
 }

@@ -83,7 +83,7 @@ func (c *Connector) stream(ctx context.Context) error {
 		interval: c.cfg.StatusInterval,
 		reported: start,
 		topics:   make(map[string]bool),
-		dec:      newDecoder(db, c.cfg.TopicPrefix, c.now),
+		dec:      newDecoder(db, c.cfg.TopicPrefix, c.cfg.Version, c.now),
 		windows:  make(map[string]*window),
 		chunks:   make(map[string]*chunk),
 	}

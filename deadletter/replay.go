@@ -27,6 +27,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errtext"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 )
 
@@ -101,6 +102,11 @@ type letter struct {
 // Replay handles the dead letters of cfg.Topic after the group's offsets
 // (or all of them), writing the ones to replay with w.
 func Replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
+	rep, err := replay(ctx, cfg, w)
+	return rep, errtext.Plain(err) // kafka-go names its Go methods in its errors
+}
+
+func replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
 	client := cfg.Cluster.Client(30 * time.Second)
 	ranges, err := partitionRanges(ctx, client, cfg.Topic)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 )
 
@@ -230,7 +231,10 @@ func Decode(data []byte) (*Envelope, error) {
 		Op      Op              `json:"op"`
 	}
 	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, fmt.Errorf("event is not a JSON object: %w", err)
+		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+			return nil, fmt.Errorf("event envelope: %w", plainJSON(err))
+		}
+		return nil, fmt.Errorf("event is not a JSON object: %w", plainJSON(err))
 	}
 	if probe.Op == "" && len(probe.Payload) > 0 {
 		if bytes.Equal(bytes.TrimSpace(probe.Payload), []byte("null")) {
@@ -240,7 +244,7 @@ func Decode(data []byte) (*Envelope, error) {
 	}
 	var e Envelope
 	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, fmt.Errorf("event envelope: %w", err)
+		return nil, fmt.Errorf("event envelope: %w", plainJSON(err))
 	}
 	switch e.Op {
 	case OpCreate, OpSnapshot:
@@ -262,4 +266,33 @@ func Decode(data []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("event op %q is not one of c, u, d, r, t", e.Op)
 	}
 	return &e, nil
+}
+
+// plainJSON words encoding/json's type errors, which name Go's types
+// ("json: cannot unmarshal string into Go struct field Source.source.lsn
+// of type int64"), in the event's terms: "source.lsn is a JSON string,
+// not a number". Other errors are returned as they are.
+func plainJSON(err error) error {
+	te, ok := errors.AsType[*json.UnmarshalTypeError](err)
+	if !ok {
+		return err
+	}
+	if te.Field == "" {
+		return fmt.Errorf("it is a JSON %s", te.Value)
+	}
+	want := "another kind of value"
+	switch te.Type.Kind() {
+	case reflect.String:
+		want = "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		want = "a number"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Slice, reflect.Array:
+		want = "an array"
+	case reflect.Map, reflect.Struct:
+		want = "an object"
+	}
+	return fmt.Errorf("%s is a JSON %s, not %s", te.Field, te.Value, want)
 }

@@ -27,3 +27,19 @@ func TestDecodeTreatsEveryTombstoneFormAsATombstone(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeSaysWhatIsWrongInTheEventsTermsNotGos(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"op":5}`, "event envelope: op is a JSON number, not a string"},
+		{`{"op":"c","after":{},"source":{"lsn":"x"}}`, "event envelope: source.lsn is a JSON string, not a number"},
+		{`{"payload":{"op":"c","after":{},"source":{"ts_ms":"x"}}}`, "event envelope: source.ts_ms is a JSON string, not a number"},
+		{`{"op":"c","after":{},"source":5}`, "event envelope: source is a JSON number, not an object"},
+		{`[1, 2, 3]`, "event is not a JSON object: it is a JSON array"},
+		{`<html>`, "event is not a JSON object: invalid character '<' looking for beginning of value"},
+	} {
+		_, err := Decode([]byte(tc.in))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Decode(%s) = %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}

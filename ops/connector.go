@@ -48,6 +48,8 @@ type ConnectorMonitor struct {
 	mu        sync.Mutex
 	status    connector.Status
 	source    time.Time // every transaction committed before it is in Kafka
+	committed time.Time // the newest commit Kafka acknowledged
+	caughtUp  time.Time // the last keepalive that found nothing in flight
 	confirmed uint64
 	wrote     bool // a Kafka write went through since the last failure
 	kafkaErr  bool // the last Kafka write failed
@@ -118,7 +120,13 @@ func (m *ConnectorMonitor) StatusChanged(st connector.Status, err error) {
 	m.status = st
 	m.kafkaErr, m.wrote = false, false
 	m.mu.Unlock()
-	m.comp.raise("kafka", "") // a new session, or none: its writes will tell
+	// A new session, or none: its writes will tell. Cleared after the new
+	// base state is set, so a stop is not logged as a moment up first.
+	defer m.comp.raise("kafka", "")
+	if st == connector.Stopped {
+		m.comp.stop(err)
+		return
+	}
 	if err != nil {
 		m.comp.recordError(err.Error())
 	}
@@ -131,10 +139,6 @@ func (m *ConnectorMonitor) StatusChanged(st connector.Status, err error) {
 		m.comp.set(false, "reconnecting", "replication interrupted: "+err.Error())
 	case st == connector.Standby:
 		m.comp.set(false, "standby", fmt.Sprintf("another process streams from slot %q; this one takes over when it stops", m.cfg.Slot))
-	case err != nil:
-		m.comp.set(false, "stopped", "stopped: "+err.Error())
-	default:
-		m.comp.set(false, "stopped", "stopped")
 	}
 }
 
@@ -161,6 +165,9 @@ func (m *ConnectorMonitor) Produced(w connector.Write) {
 	if w.Committed.After(m.source) {
 		m.source = w.Committed
 	}
+	if w.Committed.After(m.committed) {
+		m.committed = w.Committed
+	}
 	wasFailing := m.kafkaErr
 	m.kafkaErr, m.wrote = false, true
 	m.mu.Unlock()
@@ -177,7 +184,22 @@ func (m *ConnectorMonitor) Confirmed(p connector.Position) {
 	if p.CaughtUp.After(m.source) {
 		m.source = p.CaughtUp
 	}
+	if p.CaughtUp.After(m.caughtUp) {
+		m.caughtUp = p.CaughtUp
+	}
 	m.mu.Unlock()
+}
+
+// idle reports whether the connector is idle and caught up: the last
+// keepalive that found nothing in flight came after the newest commit
+// Kafka acknowledged. age is how long ago that keepalive was sent.
+func (m *ConnectorMonitor) idle(now time.Time) (age time.Duration, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.caughtUp.IsZero() || !m.caughtUp.After(m.committed) {
+		return 0, false
+	}
+	return max(now.Sub(m.caughtUp), 0), true
 }
 
 // sourceLag is now minus the time before which every committed

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errtext"
 )
 
 // keepErrors is how many recent errors each component keeps for the
@@ -40,9 +42,11 @@ type ComponentStatus struct {
 // problems (Kafka unreachable, credentials refused); it is up when the
 // base state is and no problem is raised. Safe for concurrent use.
 type component struct {
-	name   string
-	clean  func(string) string
-	change func(name string, up bool, why string) // called on every change between up and down
+	name  string
+	clean func(string) string
+	// change is called on every change between up and down, and on every
+	// stop: stopped is true then, failed when it stopped on an error.
+	change func(name string, up bool, why string, stopped, failed bool)
 
 	mu       sync.Mutex
 	baseUp   bool
@@ -54,7 +58,7 @@ type component struct {
 	errors   []ErrorEvent // oldest first
 }
 
-func newComponent(name, state, reason string, clean func(string) string, change func(string, bool, string)) *component {
+func newComponent(name, state, reason string, clean func(string) string, change func(string, bool, string, bool, bool)) *component {
 	return &component{name: name, clean: clean, change: change, state: state, reason: reason, problems: map[string]string{}, since: time.Now()}
 }
 
@@ -62,7 +66,22 @@ func newComponent(name, state, reason string, clean func(string) string, change 
 func (c *component) set(up bool, state, reason string) {
 	c.mu.Lock()
 	c.baseUp, c.state, c.reason = up, state, c.clean(reason)
-	c.settle()
+	c.settle(false, false)
+}
+
+// stop sets the base state to stopped: cleanly when err is nil, else on
+// err, which joins the last errors. A stop is reported whether or not
+// the component was up: one that fails before it ever came up (a wrong
+// password) must still say so.
+func (c *component) stop(err error) {
+	reason := "stopped"
+	if err != nil {
+		c.recordError(err.Error())
+		reason = "stopped: " + err.Error()
+	}
+	c.mu.Lock()
+	c.baseUp, c.state, c.reason = false, "stopped", c.clean(reason)
+	c.settle(true, err != nil)
 }
 
 // raise sets (reason != "") or clears (reason == "") the problem key.
@@ -73,12 +92,12 @@ func (c *component) raise(key, reason string) {
 	} else {
 		c.problems[key] = c.clean(reason)
 	}
-	c.settle()
+	c.settle(false, false)
 }
 
 // settle works out up from the base state and the problems, unlocks, and
-// reports a change. The caller holds mu.
-func (c *component) settle() {
+// reports a change, or a stop. The caller holds mu.
+func (c *component) settle(stopped, failed bool) {
 	up := c.baseUp && len(c.problems) == 0
 	changed := up != c.up
 	if changed {
@@ -86,8 +105,8 @@ func (c *component) settle() {
 	}
 	why := strings.Join(c.whyLocked(), "; ")
 	c.mu.Unlock()
-	if changed && c.change != nil {
-		c.change(c.name, up, why)
+	if (changed || stopped) && c.change != nil {
+		c.change(c.name, up, why, stopped, failed)
 	}
 }
 
@@ -167,7 +186,10 @@ func newRedactor(secrets []string) redactor {
 	return r
 }
 
+// clean also leaves out the Go method names some libraries start their
+// errors with (errtext.Clean).
 func (r redactor) clean(s string) string {
+	s = errtext.Clean(s)
 	for _, secret := range r.secrets {
 		s = strings.ReplaceAll(s, secret, redacted)
 	}

@@ -54,6 +54,9 @@ type Config struct {
 	TopicPrefix string
 	// Secrets are values never to show (the API key, the DSN's password).
 	Secrets []string
+	// EmbeddedKafka says Kafka is the embedded development broker, which
+	// the status page says beside its state.
+	EmbeddedKafka bool
 }
 
 // Server is the ops HTTP server. Its Run may be called once.
@@ -105,13 +108,20 @@ func (s *Server) addComponent(name, state, reason string) *component {
 }
 
 // logChange logs each change between up and down once, so the log tells
-// an outage's start and end without repeating every retry.
-func (s *Server) logChange(name string, up bool, why string) {
-	if up {
+// an outage's start and end without repeating every retry, and every
+// stop: a clean one (shutting down, or because another component failed)
+// at info, one on an error at error level with the error.
+func (s *Server) logChange(name string, up bool, why string, stopped, failed bool) {
+	switch {
+	case stopped && failed:
+		s.log.Error("component stopped on an error", zap.String("component", name), zap.String("reason", why))
+	case stopped:
+		s.log.Info("component stopped", zap.String("component", name))
+	case up:
 		s.log.Info("component up", zap.String("component", name))
-		return
+	default:
+		s.log.Warn("component down", zap.String("component", name), zap.String("reason", why))
 	}
-	s.log.Warn("component down", zap.String("component", name), zap.String("reason", why))
 }
 
 func (s *Server) componentList() []*component {

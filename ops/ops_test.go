@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
@@ -451,5 +453,179 @@ func TestStatusJSONDescribesTheMapping(t *testing.T) {
 	}
 	if st.Ready {
 		t.Errorf("ready, though the sink has not started")
+	}
+}
+
+func TestStatusShowsTheLastTenDeadLettersWithTheirReasons(t *testing.T) {
+	srv, _, snk := busyPipeline(t)
+	dead := snk.DeadLettered()
+	for i := range 12 {
+		dead(sink.DeadLetter{Topic: "cdc.public.devices", Partition: 1, Offset: int64(100 + i), Stage: "onesignal", Status: 400,
+			Reason: fmt.Sprintf("message cdc.public.devices/1@%d: link device d%d to ada: HTTP 400: No user with this id found (key s3cret-key)", 100+i, i)})
+	}
+	dead(sink.DeadLetter{Topic: "cdc.public.users", Offset: 7, Stage: "transform", Reason: `message cdc.public.users/0@7: column "score": not a number`})
+	base := started(t, srv)
+
+	var st ops.Status
+	if err := json.Unmarshal([]byte(mustGet(t, base+"/status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	got := st.Sink.LastDeadLetters
+	if len(got) != 10 {
+		t.Fatalf("/status.json lists %d dead letters, want the last 10", len(got))
+	}
+	if got[0].Topic != "cdc.public.users" || got[0].Offset != 7 || got[0].Stage != "transform" || got[0].HTTPStatus != 0 || got[0].Time.IsZero() {
+		t.Errorf("newest dead letter: %+v", got[0])
+	}
+	if got[1].Offset != 111 || got[1].HTTPStatus != 400 || got[9].Offset != 103 {
+		t.Errorf("not the last ten, newest first: second %+v, last %+v", got[1], got[9])
+	}
+	if strings.Contains(got[1].Reason, "s3cret") || !strings.Contains(got[1].Reason, "No user with this id found") {
+		t.Errorf("reason %q: want OneSignal's words and no secret", got[1].Reason)
+	}
+
+	page := mustGet(t, base+"/")
+	for _, want := range []string{
+		`<table id="dead-letters">`,
+		`<td>cdc.public.devices/1@111</td><td>onesignal</td><td>400</td><td class="msg">message cdc.public.devices/1@111: link device d11 to ada: HTTP 400: No user with this id found (key [redacted])</td>`,
+		`<td>cdc.public.users/0@7</td><td>transform</td><td>–</td>`,
+		`last: <a href="#dead-letters">transform, cdc.public.users/0@7</a>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the status page lacks %s", want)
+		}
+	}
+	if n := strings.Count(page, `<tr class="dead-letter">`); n != 10 {
+		t.Errorf("the status page shows %d dead letters, want 10", n)
+	}
+}
+
+func TestAStatusPageWithoutDeadLettersSaysSo(t *testing.T) {
+	srv := newServer(t)
+	srv.Sink(ops.SinkConfig{})
+	page := mustGet(t, started(t, srv)+"/")
+	if !strings.Contains(page, `<p id="dead-letters" class="muted">None since the start.</p>`) {
+		t.Errorf("the page does not say there is no dead letter:\n%s", page)
+	}
+	if !strings.Contains(mustGet(t, "http://"+srv.Addr()+"/status.json"), `"last_dead_letters": []`) {
+		t.Errorf("/status.json does not list an empty last_dead_letters")
+	}
+}
+
+func TestCleanStopsLogAtInfoAndAFailureNamesItsComponent(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	srv := ops.New(ops.Config{Listen: "127.0.0.1:0"}, zap.New(core))
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	snk := srv.Sink(ops.SinkConfig{})
+	stop := make(chan struct{})
+	ran := make(chan error, 1)
+	go func() {
+		ran <- snk.Wrap(runnerFunc(func(context.Context) error { <-stop; return nil })).Run(t.Context())
+	}()
+	waitFor(t, "the sink to be up", func() bool { return logs.FilterMessage("component up").Len() == 1 })
+
+	// A wrong password: the connector fails before it was ever up, and the
+	// daemon then stops the sink, which did nothing wrong.
+	conn.StatusChanged(connector.Connecting, nil)
+	conn.StatusChanged(connector.Stopped, errors.New(`connect: password authentication failed for user "cdc"`))
+	close(stop)
+	<-ran
+
+	failed := logs.FilterMessage("component stopped on an error").AllUntimed()
+	if len(failed) != 1 || failed[0].Level != zap.ErrorLevel || failed[0].ContextMap()["component"] != "connector" ||
+		!strings.Contains(failed[0].ContextMap()["reason"].(string), "password authentication failed") {
+		t.Errorf("the connector's failure is logged as %+v, want one error naming the connector and the reason", failed)
+	}
+	stopped := logs.FilterMessage("component stopped").AllUntimed()
+	if len(stopped) != 1 || stopped[0].Level != zap.InfoLevel || stopped[0].ContextMap()["component"] != "sink" {
+		t.Errorf("the sink's clean stop is logged as %+v, want one info line naming the sink", stopped)
+	}
+	if down := logs.FilterMessage("component down").AllUntimed(); len(down) != 0 {
+		t.Errorf("a stop is logged as a component going down: %+v", down)
+	}
+
+	// A clean stop of the connector after streaming is an info line too.
+	conn.StatusChanged(connector.Streaming, nil)
+	conn.StatusChanged(connector.Stopped, nil)
+	if got := logs.FilterMessage("component stopped").FilterField(zap.String("component", "connector")).AllUntimed(); len(got) != 1 || got[0].Level != zap.InfoLevel {
+		t.Errorf("the connector's clean stop is logged as %+v", got)
+	}
+	if down := logs.FilterMessage("component down").AllUntimed(); len(down) != 0 {
+		t.Errorf("a clean stop is logged as a component going down: %+v", down)
+	}
+}
+
+func TestAnIdleDatabaseShowsAsIdleWithTheHeartbeatsAge(t *testing.T) {
+	srv := newServer(t)
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	conn.StatusChanged(connector.Streaming, nil)
+	conn.Produced(connector.Write{Events: map[event.Op]int{event.OpCreate: 1}, Committed: time.Now().Add(-time.Hour)})
+	conn.Confirmed(connector.Position{Confirmed: 0x16B3748, CaughtUp: time.Now().Add(-4 * time.Second)})
+
+	st := srv.Status()
+	if c := st.Connector; !c.Idle || c.HeartbeatAgeSeconds == nil || *c.HeartbeatAgeSeconds < 3.5 || *c.HeartbeatAgeSeconds > 10 {
+		t.Fatalf("caught up an hour after the last commit: idle %v, heartbeat age %v; want idle, about 4 s", c.Idle, c.HeartbeatAgeSeconds)
+	}
+	page := mustGet(t, started(t, srv)+"/")
+	flat := strings.Join(strings.Fields(page), " ")
+	if !strings.Contains(flat, `<h3>Source lag</h3> <div class="value">idle</div> <div class="sub">caught up; no change to stream · last heartbeat 4.`) {
+		t.Errorf("the source lag card does not say idle with the heartbeat's age:\n%s", grep(page, "Source lag"))
+	}
+
+	// A commit after the last heartbeat: a lag again, not idle.
+	conn.Produced(connector.Write{Events: map[event.Op]int{event.OpUpdate: 1}, Committed: time.Now().Add(-time.Second)})
+	if c := srv.Status().Connector; c.Idle || c.SourceLagSeconds == nil {
+		t.Errorf("after a newer commit: idle %v, lag %v; want a lag", c.Idle, c.SourceLagSeconds)
+	}
+}
+
+func TestTheRateLimitSaysLoweredOnlyAfterA429(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		rate      float64
+		slowDowns int64
+		want      string
+	}{
+		{"no 429", 900, 0, "onesignal.rate_limit; OneSignal sent no 429 so far"},
+		{"lowered", 720, 1, "lowered after one 429 from OneSignal; climbing back to 900/s"},
+		{"recovered", 900, 3, "onesignal.rate_limit again, after 3 429s from OneSignal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t)
+			snk := srv.Sink(ops.SinkConfig{RateLimit: 900})
+			snk.Watch(func() sink.Stats { return sink.Stats{Rate: tc.rate, SlowDowns: tc.slowDowns} }, func() kafka.ReaderStats { return kafka.ReaderStats{} })
+			if got := srv.Status().Sink.RateLimitNote; got != tc.want {
+				t.Errorf("note %q, want %q", got, tc.want)
+			}
+			if page := mustGet(t, started(t, srv)+"/"); !strings.Contains(page, "now: "+tc.want) {
+				t.Errorf("the rate-limit card does not say %q:\n%s", tc.want, grep(page, "now:"))
+			}
+		})
+	}
+}
+
+func TestTheEmbeddedBrokerShowsAsDevelopmentOnly(t *testing.T) {
+	for _, embedded := range []bool{true, false} {
+		srv := ops.New(ops.Config{Listen: "127.0.0.1:0", EmbeddedKafka: embedded}, zap.NewNop())
+		conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+		conn.Produced(connector.Write{Events: map[event.Op]int{event.OpCreate: 1}})
+		kafkaStage := srv.Status().Pipeline[2]
+		if kafkaStage.Name != "Kafka" || !strings.HasPrefix(kafkaStage.Note, "reachable") ||
+			strings.Contains(kafkaStage.Note, "development only") != embedded {
+			t.Errorf("embedded %v: Kafka's box says %q", embedded, kafkaStage.Note)
+		}
+	}
+}
+
+func TestErrorsOnThePageLeaveOutGoMethodNames(t *testing.T) {
+	srv := newServer(t)
+	conn := srv.Connector(ops.ConnectorConfig{Slot: "cdc_slot"})
+	conn.StatusChanged(connector.Connecting, errors.New("create topic: kafka.(*Client).Metadata: dial tcp 127.0.0.1:9092: connect: connection refused"))
+	base := started(t, srv)
+	for _, path := range []string{"/", "/status.json", "/readyz"} {
+		body := mustGet(t, base+path)
+		if strings.Contains(body, "(*Client)") || !strings.Contains(body, "create topic: dial tcp 127.0.0.1:9092: connect: connection refused") {
+			t.Errorf("%s shows the error with Go's method name, or not at all:\n%s", path, grep(body, "dial tcp"))
+		}
 	}
 }

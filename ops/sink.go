@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,9 @@ type SinkConfig struct {
 	// BaseURL is OneSignal's base URL; a path prefix in it is left out of
 	// the endpoint templates of onesignal_requests_total.
 	BaseURL string
+	// RateLimit is onesignal.rate_limit, the rate the status page tells
+	// a lowered rate from; 0 when unknown.
+	RateLimit float64
 }
 
 // Runner is a component of the daemon.
@@ -32,6 +36,7 @@ type Runner interface {
 // OneSignal traffic into metrics and the sink's health.
 type SinkMonitor struct {
 	s      *Server
+	cfg    SinkConfig
 	comp   *component
 	prefix string // of OneSignal's paths, from the base URL
 
@@ -52,7 +57,24 @@ type SinkMonitor struct {
 	kafkaErrs   int
 	kafkaErr    string
 	kafkaStreak int
-	api         apiState // OneSignal's last answer
+	api         apiState          // OneSignal's last answer
+	dead        []DeadLetterEvent // the last dead letters, oldest first
+}
+
+// keepDeadLetters is how many of the last dead letters the status page
+// shows.
+const keepDeadLetters = 10
+
+// DeadLetterEvent is a message the sink wrote to the dead-letter topic,
+// for the status page.
+type DeadLetterEvent struct {
+	Time       time.Time `json:"time"`
+	Topic      string    `json:"topic"` // where the message came from
+	Partition  int       `json:"partition"`
+	Offset     int64     `json:"offset"`
+	Stage      string    `json:"stage"` // decode, transform or onesignal
+	Reason     string    `json:"reason"`
+	HTTPStatus int       `json:"http_status,omitempty"` // OneSignal's answer, for the onesignal stage
 }
 
 // apiState is what the last OneSignal answer says about OneSignal.
@@ -66,6 +88,7 @@ type apiState struct {
 func (s *Server) Sink(cfg SinkConfig) *SinkMonitor {
 	m := &SinkMonitor{
 		s:    s,
+		cfg:  cfg,
 		comp: s.addComponent("sink", "starting", "not started yet"),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "onesignal_requests_total",
@@ -100,6 +123,36 @@ func (m *SinkMonitor) Watch(stats func() sink.Stats, reader func() kafka.ReaderS
 	m.stats, m.reader = stats, reader
 }
 
+// DeadLettered returns the function for sink.Config.DeadLettered: it
+// keeps the last keepDeadLetters dead letters, their reasons without
+// secrets, for the status page. On a nil monitor it returns nil.
+func (m *SinkMonitor) DeadLettered() func(sink.DeadLetter) {
+	if m == nil {
+		return nil
+	}
+	return func(d sink.DeadLetter) {
+		ev := DeadLetterEvent{Time: time.Now(), Topic: d.Topic, Partition: d.Partition, Offset: d.Offset,
+			Stage: d.Stage, Reason: m.s.redact.clean(d.Reason), HTTPStatus: d.Status}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.dead = append(m.dead, ev)
+		if len(m.dead) > keepDeadLetters {
+			m.dead = slices.Delete(m.dead, 0, len(m.dead)-keepDeadLetters)
+		}
+	}
+}
+
+// lastDeadLetters returns the last dead letters, newest first.
+func (m *SinkMonitor) lastDeadLetters() []DeadLetterEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]DeadLetterEvent, len(m.dead))
+	for i, d := range m.dead {
+		out[len(m.dead)-1-i] = d
+	}
+	return out
+}
+
 // Wrap returns r, run as the sink: up while it runs, down with its error
 // once it returned. On a nil monitor it returns r.
 func (m *SinkMonitor) Wrap(r Runner) Runner {
@@ -109,12 +162,7 @@ func (m *SinkMonitor) Wrap(r Runner) Runner {
 	return runnerFunc(func(ctx context.Context) error {
 		m.comp.set(true, "consuming", "")
 		err := r.Run(ctx)
-		if err != nil {
-			m.comp.recordError(err.Error())
-			m.comp.set(false, "stopped", "stopped: "+err.Error())
-		} else {
-			m.comp.set(false, "stopped", "stopped")
-		}
+		m.comp.stop(err)
 		return err
 	})
 }
@@ -245,6 +293,7 @@ type sinkView struct {
 	waits                         float64
 	waited                        time.Duration
 	rate                          float64
+	slowDowns                     float64
 	inFlight                      float64
 	lag                           float64
 	lagKnown                      bool
@@ -270,6 +319,7 @@ func (m *SinkMonitor) view() sinkView {
 	v.waits = float64(st.RateLimitWaits)
 	v.waited = st.RateLimitWaited
 	v.rate = st.Rate
+	v.slowDowns = float64(st.SlowDowns)
 	v.inFlight = float64(max(st.Fetched-st.Done, 0))
 	return v
 }

@@ -53,13 +53,18 @@ type ConnectorView struct {
 	Slot             string   `json:"slot"`
 	SlotActive       bool     `json:"slot_active"`
 	SlotWALStatus    string   `json:"slot_wal_status,omitempty"`
-	SlotLagBytes     *int64   `json:"slot_lag_bytes"`          // nil: unknown
-	RetainedWALBytes *int64   `json:"retained_wal_bytes"`      // nil: unknown
-	SlotError        string   `json:"slot_error,omitempty"`    // why the slot could not be read
-	SourceLagSeconds *float64 `json:"source_lag_seconds"`      // nil: unknown
-	ConfirmedLSN     string   `json:"confirmed_lsn,omitempty"` // as Postgres writes LSNs
-	EventsPerSecond  float64  `json:"events_per_second"`       // over the last minute
-	Events           float64  `json:"events"`                  // since start
+	SlotLagBytes     *int64   `json:"slot_lag_bytes"`       // nil: unknown
+	RetainedWALBytes *int64   `json:"retained_wal_bytes"`   // nil: unknown
+	SlotError        string   `json:"slot_error,omitempty"` // why the slot could not be read
+	SourceLagSeconds *float64 `json:"source_lag_seconds"`   // nil: unknown
+	// Idle: caught up, with no event in the last minute; the source lag
+	// is then the age of the last heartbeat (the server's keepalive that
+	// found nothing in flight), not a delay.
+	Idle                bool     `json:"idle"`
+	HeartbeatAgeSeconds *float64 `json:"heartbeat_age_seconds,omitempty"` // set when Idle
+	ConfirmedLSN        string   `json:"confirmed_lsn,omitempty"`         // as Postgres writes LSNs
+	EventsPerSecond     float64  `json:"events_per_second"`               // over the last minute
+	Events              float64  `json:"events"`                          // since start
 }
 
 // SinkView is the sink's figures.
@@ -73,7 +78,13 @@ type SinkView struct {
 	InFlight          float64  `json:"in_flight"`
 	ConsumerLag       *float64 `json:"consumer_lag"`
 	RateLimit         float64  `json:"rate_limit"` // requests/s now
-	LastAPIStatus     string   `json:"last_api_status,omitempty"`
+	// RateLimitNote says why the rate is what it is: onesignal.rate_limit,
+	// or lowered after OneSignal's 429s (RateLimitSlowDowns of them).
+	RateLimitNote      string  `json:"rate_limit_note"`
+	RateLimitSlowDowns float64 `json:"rate_limit_slow_downs"`
+	LastAPIStatus      string  `json:"last_api_status,omitempty"`
+	// LastDeadLetters are the last dead letters, newest first, with why.
+	LastDeadLetters []DeadLetterEvent `json:"last_dead_letters"`
 }
 
 // MappingRow is one mapped table: where its changes go and what they
@@ -143,6 +154,10 @@ func (m *ConnectorMonitor) statusView(now time.Time, rate float64) *ConnectorVie
 		secs := lag.Seconds()
 		v.SourceLagSeconds = &secs
 	}
+	if age, ok := m.idle(now); ok && rate == 0 {
+		secs := age.Seconds()
+		v.Idle, v.HeartbeatAgeSeconds = true, &secs
+	}
 	m.mu.Lock()
 	if m.confirmed != 0 {
 		v.ConfirmedLSN = fmt.Sprintf("%X/%X", m.confirmed>>32, uint32(m.confirmed))
@@ -154,13 +169,33 @@ func (m *ConnectorMonitor) statusView(now time.Time, rate float64) *ConnectorVie
 func (m *SinkMonitor) statusView(rate float64) *SinkView {
 	sv := m.view()
 	v := &SinkView{RequestsPerSecond: rate, Requests: m.requestsTotal(), Applied: sv.applied, Skipped: sv.skipped,
-		DeadLettered: sv.deadLetters, InFlight: sv.inFlight, RateLimit: sv.rate}
+		DeadLettered: sv.deadLetters, InFlight: sv.inFlight, RateLimit: sv.rate, RateLimitSlowDowns: sv.slowDowns}
 	v.Retries = sv.retries
 	if sv.lagKnown {
 		v.ConsumerLag = &sv.lag
 	}
+	v.RateLimitNote = rateLimitNote(sv.rate, m.cfg.RateLimit, sv.slowDowns)
 	v.LastAPIStatus, _ = m.apiLast()
+	v.LastDeadLetters = m.lastDeadLetters()
 	return v
+}
+
+// rateLimitNote says why the limiter's rate is what it is, given the
+// configured one (0: unknown) and how many 429s lowered it.
+func rateLimitNote(rate, configured, slowDowns float64) string {
+	times := fmt.Sprintf("%.0f 429s", slowDowns)
+	if slowDowns == 1 {
+		times = "one 429"
+	}
+	switch {
+	case slowDowns == 0:
+		return "onesignal.rate_limit; OneSignal sent no 429 so far"
+	case configured > 0 && rate < configured:
+		return fmt.Sprintf("lowered after %s from OneSignal; climbing back to %.0f/s", times, configured)
+	case configured > 0:
+		return "onesignal.rate_limit again, after " + times + " from OneSignal"
+	}
+	return "lowered for a while after each of " + times + " from OneSignal"
 }
 
 // pipeline colours the five boxes from what the monitors know.
@@ -201,6 +236,9 @@ func (s *Server) pipeline(st Status) []Stage {
 		kafka.State, kafka.Note = StageDown, "failing"
 	case slices.Contains(kafkaStates, "up"):
 		kafka.State, kafka.Note = StageUp, "reachable"
+	}
+	if s.cfg.EmbeddedKafka {
+		kafka.Note += " · embedded broker, development only"
 	}
 	api := Stage{Name: "OneSignal", State: StageOff, Note: "not called by this process"}
 	if snk != nil {

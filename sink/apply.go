@@ -32,6 +32,13 @@ type statusError interface {
 	HTTPStatus() int
 }
 
+// refusalError is an error that can say which credential OneSignal
+// refused, naming the app and the fix; "" when it refused none.
+type refusalError interface {
+	error
+	Refusal() string
+}
+
 // work brings the targets handed to it to their desired state, one
 // request at a time, until ctx ends. A failure that must stop the sink is
 // passed to stop. A request that fails for now puts its target back to
@@ -119,6 +126,10 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		first := "its first change"
 		if p := g.sched.peek(t); p != nil {
 			first = "message " + p.where()
+		}
+		if re, ok := errors.AsType[refusalError](err); ok && re.Refusal() != "" {
+			// Which credential, for which app, and its fix: the same words as validate --online.
+			return fmt.Errorf("%s. The sink stops with %s and everything after it uncommitted: %w", re.Refusal(), first, err)
 		}
 		return fmt.Errorf("%s, so the sink stops with %s and everything after it uncommitted: %s: %w", what, first, fix, err)
 	case retry.Retryable(err):

@@ -39,6 +39,24 @@ const (
 	HeaderSourceOffset    = "onesignal_cdc.source.offset"
 )
 
+// DeadLetter is a message the sink wrote to the dead-letter topic, and why.
+type DeadLetter struct {
+	Topic     string // where the message came from
+	Partition int
+	Offset    int64
+	Stage     string // "decode", "transform" or "onesignal"
+	Reason    string // as in the dead letter's HeaderMessage
+	Status    int    // OneSignal's HTTP status; 0 when the stage is not onesignal
+}
+
+// errorClass names, in a dead letter's HeaderClass, the kind of failure
+// of each stage, in the dotted form Kafka Connect's tools expect there.
+var errorClass = map[string]string{
+	"decode":    "onesignal_cdc.DecodeError",
+	"transform": "onesignal_cdc.MappingError",
+	"onesignal": "onesignal_cdc.OneSignalRejection",
+}
+
 // rejected is a message that can never be applied as it is.
 type rejected struct {
 	stage  string // "decode", "transform" or "onesignal"
@@ -75,7 +93,7 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 		kafka.Header{Key: HeaderOffset, Value: strconv.AppendInt(nil, msg.Offset, 10)},
 		kafka.Header{Key: HeaderConnector, Value: []byte(s.cfg.Name)},
 		kafka.Header{Key: HeaderStage, Value: []byte(rej.stage)},
-		kafka.Header{Key: HeaderClass, Value: []byte(fmt.Sprintf("%T", errors.Unwrap(rej.err)))},
+		kafka.Header{Key: HeaderClass, Value: []byte(errorClass[rej.stage])},
 		kafka.Header{Key: HeaderMessage, Value: []byte(rej.Error())},
 	)
 	if rej.status != 0 {
@@ -106,6 +124,10 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 		return fmt.Errorf("dead-letter %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
 	}
 	s.stats.deadLettered.Add(1)
+	if s.cfg.DeadLettered != nil {
+		s.cfg.DeadLettered(DeadLetter{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
+			Stage: rej.stage, Reason: headerValue(dl, HeaderMessage), Status: rej.status})
+	}
 	s.log.Warn("message rejected; it is in the dead-letter topic",
 		zap.String("topic", msg.Topic), zap.Int("partition", msg.Partition), zap.Int64("offset", msg.Offset),
 		zap.String("stage", rej.stage), zap.String("dead_letter_topic", s.cfg.DeadLetterTopic), zap.Error(rej.err))
@@ -164,4 +186,14 @@ func withoutValue(dl kafka.Message, msg kafka.Message, rej *rejected) kafka.Mess
 	dl.Headers = append(headers, kafka.Header{Key: HeaderValueDropped, Value: strconv.AppendInt(nil, int64(size), 10)})
 	dl.Value = nil
 	return dl
+}
+
+// headerValue is the value of m's header key, "" when it has none.
+func headerValue(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }

@@ -20,7 +20,7 @@ type Cluster struct {
 
 // Reader reads one partition from offset.
 func (c Cluster) Reader(topic string, partition int, offset int64) PartitionReader {
-	return c.PartitionReader(topic, partition, offset)
+	return c.PartitionReader(topic, partition, offset, c.Group.ErrorLogger)
 }
 
 // Run is the group's Run (see Group).

@@ -171,6 +171,10 @@ type Config struct {
 	// Limiter, when set, is the rate limiter the OneSignal client takes
 	// tokens of; the sink only reports it.
 	Limiter *Limiter
+	// DeadLettered, if set, is told of each message once the dead-letter
+	// topic holds it, for the status page. It is called from the sink's
+	// workers, at times from several at once, and must not block.
+	DeadLettered func(DeadLetter)
 }
 
 // Sink is the Kafka → OneSignal half of the pipeline.
@@ -181,6 +185,7 @@ type Sink struct {
 	mapping *transform.Mapping
 	log     *zap.Logger
 	stats   counters
+	reads   readerCounts
 	// devices says the mapping has a devices table: in the player model,
 	// a user without a device or record of its own is then not written
 	// to (no device of its carries the tags).
@@ -237,6 +242,7 @@ func New(cfg Config, group Group, api OneSignal, mapping *transform.Mapping, log
 // marking their messages done, lets the Kafka writes in flight finish,
 // and commits what is done.
 func (s *Sink) Run(ctx context.Context) error {
+	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	err := s.group.Run(ctx, func(gctx context.Context, gen *Generation) error {
@@ -246,13 +252,16 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 		return err
 	})
+	// The cause is the sink's own only if the parent did not pass it on:
+	// a daemon stopping because another component failed stops the sink
+	// cleanly, and the other failure is not the sink's to report.
+	if parent.Err() != nil {
+		return nil
+	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
-	if err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
+	return err
 }
 
 // generation is the sink's work in one generation of the group.
@@ -371,14 +380,18 @@ func (g *generation) read(ctx context.Context, r PartitionReader) (kafka.Message
 		}
 		return err
 	}, func(err error, wait time.Duration) {
+		g.s.reads.errors.Add(1)
 		g.s.log.Warn("fetch from kafka failed; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return msg, nil
 		}
+		g.s.reads.errors.Add(1)
 		return msg, fmt.Errorf("fetch from kafka: %w", err)
 	}
+	g.s.reads.fetches.Add(1)
+	g.s.reads.lag.Store(checkpoint.Partition{Topic: msg.Topic, Partition: msg.Partition}, max(msg.HighWaterMark-msg.Offset-1, 0))
 	return msg, nil
 }
 

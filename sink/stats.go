@@ -1,8 +1,11 @@
 package sink
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // Stats counts what the sink did since New. The fields are meant to
@@ -49,5 +52,24 @@ func (s *Sink) Stats() Stats {
 		st.SlowDowns = l.slowDowns.Load()
 		st.Rate = l.currentRate()
 	}
+	return st
+}
+
+// readerCounts are the fetch counts ReaderStats reports and resets.
+type readerCounts struct {
+	fetches, errors atomic.Int64
+	lag             sync.Map // checkpoint.Partition → int64: high watermark − offset of the last fetch
+}
+
+// ReaderStats reports the sink's fetching as a kafka-go reader reports
+// its own, for the ops monitor: fetches and errors since the last call,
+// and the lag behind the partitions' high watermarks at the last fetch.
+func (s *Sink) ReaderStats() kafka.ReaderStats {
+	st := kafka.ReaderStats{Fetches: s.reads.fetches.Swap(0), Errors: s.reads.errors.Swap(0)}
+	s.reads.lag.Range(func(_, v any) bool {
+		st.Lag += v.(int64)
+		return true
+	})
+	st.Messages = st.Fetches
 	return st
 }

@@ -66,6 +66,38 @@ func (m *Mapping) Tables() []string {
 	return ts
 }
 
+// Columns returns, per mapped table, the columns the mapping reads from its
+// rows, each with the key of the setting that names it (such as
+// "mapping.users.tags"): what must exist in the table.
+func (m *Mapping) Columns() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	add := func(table, col, key string) {
+		if col == "" || table == "" {
+			return
+		}
+		if out[table] == nil {
+			out[table] = map[string]string{}
+		}
+		if prev, ok := out[table][col]; ok && prev != key {
+			key = prev + " and " + key
+		}
+		out[table][col] = key
+	}
+	if u := m.Users; u != nil {
+		add(u.Table, u.ExternalID, "mapping.users.external_id")
+		for _, col := range sortedKeys(u.Tags) {
+			add(u.Table, col, "mapping.users.tags")
+		}
+		add(u.Table, u.Email, "mapping.users.email")
+		add(u.Table, u.Phone, "mapping.users.phone")
+	}
+	if d := m.Devices; d != nil {
+		add(d.Table, d.DeviceID, "mapping.devices.device_id")
+		add(d.Table, d.ExternalID, "mapping.devices.external_id")
+	}
+	return out
+}
+
 // Validate reports every problem with the mapping at once.
 func (m *Mapping) Validate() error {
 	var errs []error

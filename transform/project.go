@@ -113,8 +113,14 @@ func (m *Mapping) Project(ev *event.Envelope, prev Projection) (Projection, erro
 	var err error
 	switch table := ev.Source.Schema + "." + ev.Source.Table; {
 	case m.Users != nil && table == m.Users.Table:
+		if err := m.Users.checkImage(ev.After); err != nil {
+			return nil, err
+		}
 		out, err = m.Users.project(ev.After, prev)
 	case m.Devices != nil && table == m.Devices.Table:
+		if err := m.Devices.checkImage(ev.After); err != nil {
+			return nil, err
+		}
 		out, err = m.Devices.project(ev.After, prev)
 	default:
 		return nil, fmt.Errorf("%w: table %q is not in the mapping: add it to mapping.users or mapping.devices, or stop publishing it", ErrBadRow, table)
@@ -165,8 +171,10 @@ func (m *Mapping) Identifies(ev *event.Envelope) (table, column string) {
 	return table, ""
 }
 
-// project reads a users row. A column absent from the image, or whose value
-// is unknown, is left unknown; prev fills in what it knew of the same user.
+// project reads a users row. A column absent from the image (an old image
+// holds only the primary key under REPLICA IDENTITY DEFAULT; a new one has
+// every column, checkImage saw to it), or whose value was not sent, is
+// left unknown; prev fills in what it knew of the same user.
 func (u *UsersMapping) project(row event.Row, prev Projection) (Projection, error) {
 	id, known, err := textColumn(row, u.ExternalID)
 	if err != nil {

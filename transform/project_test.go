@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
@@ -22,7 +23,7 @@ var crm = Mapping{
 	Devices: &DevicesMapping{Table: "crm.devices", DeviceID: "device_id", ExternalID: "ext_id"},
 }
 
-func row(kv ...any) event.Row {
+func image(kv ...any) event.Row {
 	var r event.Row
 	for i := 0; i < len(kv); i += 2 {
 		v, _ := json.Marshal(kv[i+1])
@@ -34,7 +35,7 @@ func row(kv ...any) event.Row {
 	return r
 }
 
-func change(table string, op event.Op, before, after event.Row) *event.Envelope {
+func changeOf(table string, op event.Op, before, after event.Row) *event.Envelope {
 	return &event.Envelope{Op: op, Before: before, After: after, Source: event.Source{Schema: "crm", Table: table, LSN: 10, CommitLSN: 12}}
 }
 
@@ -50,50 +51,50 @@ func TestProjectOnACRMSchema(t *testing.T) {
 	}{
 		{
 			name: "an insert gives the user its tags and record",
-			ev:   change("Contacts", event.OpCreate, nil, row("Contact ID", 7, "External Id", "team/ops-7", "Plan", "pro", "Bio", nil, "Prefs", map[string]string{"lang": "de"}, "E-mail", "a@example.com")),
+			ev:   changeOf("Contacts", event.OpCreate, nil, image("Contact ID", 7, "External Id", "team/ops-7", "Plan", "pro", "Bio", nil, "Prefs", map[string]string{"lang": "de"}, "E-mail", "a@example.com")),
 			want: Projection{{Target: alice, Tags: map[string]string{"plan": "pro", "bio": "", "prefs_lang": "de"}, Records: []Record{{ChannelEmail, "a@example.com"}}}},
 		},
 		{
 			name: "an unchanged TOAST value keeps what the row said before",
-			ev:   change("Contacts", event.OpUpdate, nil, row("Contact ID", 7, "External Id", "team/ops-7", "Plan", "free", "Bio", event.Unavailable, "Prefs", event.Unavailable, "E-mail", event.Unavailable)),
+			ev:   changeOf("Contacts", event.OpUpdate, nil, image("Contact ID", 7, "External Id", "team/ops-7", "Plan", "free", "Bio", event.Unavailable, "Prefs", event.Unavailable, "E-mail", event.Unavailable)),
 			prev: prev,
 			want: Projection{{Target: alice, Tags: map[string]string{"plan": "free", "bio": "long text", "prefs_lang": "de", "prefs_tz": "CET"}, Records: []Record{{ChannelEmail, "a@example.com"}}}},
 		},
 		{
 			name: "an unchanged TOAST value of a row never seen is unknown",
-			ev:   change("Contacts", event.OpUpdate, nil, row("Contact ID", 7, "External Id", "team/ops-7", "Plan", "free", "Bio", event.Unavailable, "Prefs", nil, "E-mail", nil)),
+			ev:   changeOf("Contacts", event.OpUpdate, nil, image("Contact ID", 7, "External Id", "team/ops-7", "Plan", "free", "Bio", event.Unavailable, "Prefs", nil, "E-mail", nil)),
 			want: Projection{{Target: alice, Tags: map[string]string{"plan": "free"}, Unknown: []string{"bio"}}},
 		},
 		{
 			name: "a flattened key that disappears is deleted",
-			ev:   change("Contacts", event.OpUpdate, nil, row("Contact ID", 7, "External Id", "team/ops-7", "Plan", "pro", "Bio", "long text", "Prefs", map[string]string{"lang": "fr"}, "E-mail", "a@example.com")),
+			ev:   changeOf("Contacts", event.OpUpdate, nil, image("Contact ID", 7, "External Id", "team/ops-7", "Plan", "pro", "Bio", "long text", "Prefs", map[string]string{"lang": "fr"}, "E-mail", "a@example.com")),
 			prev: prev,
 			want: Projection{{Target: alice, Tags: map[string]string{"plan": "pro", "bio": "long text", "prefs_lang": "fr", "prefs_tz": ""}, Records: []Record{{ChannelEmail, "a@example.com"}}}},
 		},
 		{
 			name: "a new external id gives the part to the new user",
-			ev:   change("Contacts", event.OpUpdate, nil, row("Contact ID", 7, "External Id", "Müller 3", "Plan", "pro", "Bio", "x", "Prefs", nil, "E-mail", nil)),
+			ev:   changeOf("Contacts", event.OpUpdate, nil, image("Contact ID", 7, "External Id", "Müller 3", "Plan", "pro", "Bio", "x", "Prefs", nil, "E-mail", nil)),
 			prev: prev,
 			want: Projection{{Target: User("Müller 3"), Tags: map[string]string{"plan": "pro", "bio": "x"}}},
 		},
 		{
 			name: "a NULL external id feeds no one",
-			ev:   change("Contacts", event.OpUpdate, nil, row("Contact ID", 7, "External Id", nil, "Plan", "pro", "Bio", "x", "Prefs", nil, "E-mail", nil)),
+			ev:   changeOf("Contacts", event.OpUpdate, nil, image("Contact ID", 7, "External Id", nil, "Plan", "pro", "Bio", "x", "Prefs", nil, "E-mail", nil)),
 			prev: prev,
 		},
 		{
 			name: "a delete feeds no one",
-			ev:   change("Contacts", event.OpDelete, row("Contact ID", 7), nil),
+			ev:   changeOf("Contacts", event.OpDelete, image("Contact ID", 7), nil),
 			prev: prev,
 		},
 		{
 			name: "a device row links its device to its owner",
-			ev:   change("devices", event.OpSnapshot, nil, row("contact_id", 7, "device_id", "p/1 %?", "ext_id", "team/ops-7")),
+			ev:   changeOf("devices", event.OpSnapshot, nil, image("contact_id", 7, "device_id", "p/1 %?", "ext_id", "team/ops-7")),
 			want: Projection{{Target: Device("p/1 %?"), Owner: "team/ops-7"}},
 		},
 		{
 			name: "a device row without an owner links nothing",
-			ev:   change("devices", event.OpUpdate, nil, row("contact_id", 7, "device_id", "p1", "ext_id", nil)),
+			ev:   changeOf("devices", event.OpUpdate, nil, image("contact_id", 7, "device_id", "p1", "ext_id", nil)),
 			prev: Projection{{Target: Device("p1"), Owner: "x"}},
 		},
 	} {
@@ -109,19 +110,26 @@ func TestProjectOnACRMSchema(t *testing.T) {
 	}
 }
 
+func TestProjectRefusesANewImageWithoutAMappedColumn(t *testing.T) {
+	_, err := crm.Project(changeOf("Contacts", event.OpCreate, nil, image("Contact ID", 7, "External Id", "a", "Plan", "pro", "Bio", nil, "Prefs", nil)), nil)
+	if !errors.Is(err, ErrBadRow) || !strings.Contains(err.Error(), `"E-mail"`) {
+		t.Errorf("error %v, want ErrBadRow naming the E-mail column", err)
+	}
+}
+
 func TestProjectRefusesADeviceRowWithoutADeviceID(t *testing.T) {
-	_, err := crm.Project(change("devices", event.OpCreate, nil, row("contact_id", 7, "device_id", "", "ext_id", "a")), nil)
+	_, err := crm.Project(changeOf("devices", event.OpCreate, nil, image("contact_id", 7, "device_id", "", "ext_id", "a")), nil)
 	if !errors.Is(err, ErrBadRow) {
 		t.Errorf("error %v, want ErrBadRow", err)
 	}
 }
 
 func TestPreviousFindsTheTargetsAFullOldImageNames(t *testing.T) {
-	full := change("devices", event.OpDelete, row("contact_id", 7, "device_id", "p1", "ext_id", "alice"), nil)
+	full := changeOf("devices", event.OpDelete, image("contact_id", 7, "device_id", "p1", "ext_id", "alice"), nil)
 	if got, ok := crm.Previous(full); !ok || !reflect.DeepEqual(got, Projection{{Target: Device("p1"), Owner: "alice"}}) {
 		t.Errorf("full image: %+v %v", got, ok)
 	}
-	keyOnly := change("Contacts", event.OpDelete, row("Contact ID", 7), nil)
+	keyOnly := changeOf("Contacts", event.OpDelete, image("Contact ID", 7), nil)
 	if got, ok := crm.Previous(keyOnly); ok {
 		t.Errorf("key-only image names %+v; want nothing", got)
 	}

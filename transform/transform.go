@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/suggest"
 )
 
 // Kind is what an operation does in OneSignal.
@@ -106,6 +107,9 @@ func (u *UsersMapping) transform(ev *event.Envelope) ([]Op, error) {
 		}
 		return ops, nil
 	}
+	if err := u.checkImage(ev.After); err != nil {
+		return nil, err
+	}
 	newID, _, err := textColumn(ev.After, u.ExternalID)
 	if err != nil {
 		return nil, err
@@ -119,9 +123,9 @@ func (u *UsersMapping) transform(ev *event.Envelope) ([]Op, error) {
 	}
 	tags := make(map[string]string, len(u.Tags))
 	for _, col := range sortedKeys(u.Tags) {
-		v, ok := ev.After.Get(col)
-		if !ok || event.IsUnavailable(v) {
-			continue // not in this image, or an unchanged TOAST value: leave the tag as it is
+		v, _ := ev.After.Get(col) // present: checkImage saw to it
+		if event.IsUnavailable(v) {
+			continue // an unchanged TOAST value: leave the tag as it is
 		}
 		if err := u.convert(col, v, tags); err != nil {
 			return nil, fmt.Errorf("%w: %s.%s: %v", ErrBadRow, u.Table, col, err)
@@ -282,6 +286,9 @@ func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
 		}
 		return []Op{{Kind: Unlink, DeviceID: oldDev, PreviousExternalID: oldOwner}}, nil
 	}
+	if err := d.checkImage(ev.After); err != nil {
+		return nil, err
+	}
 	dev, _, err := textColumn(ev.After, d.DeviceID)
 	if err != nil {
 		return nil, err
@@ -293,9 +300,8 @@ func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
 	if oldDev != "" && oldDev != dev {
 		ops = append(ops, Op{Kind: Unlink, DeviceID: oldDev, PreviousExternalID: oldOwner})
 	}
-	v, ok := ev.After.Get(d.ExternalID)
-	if !ok || event.IsUnavailable(v) {
-		return ops, nil
+	if v, _ := ev.After.Get(d.ExternalID); event.IsUnavailable(v) {
+		return ops, nil // an unchanged TOAST value: the owner stays as it is
 	}
 	ext, _, err := textColumn(ev.After, d.ExternalID)
 	if err != nil {
@@ -309,6 +315,56 @@ func (d *DevicesMapping) transform(ev *event.Envelope) ([]Op, error) {
 		ops = append(ops, Op{Kind: Unlink, DeviceID: dev, PreviousExternalID: oldOwner})
 	}
 	return ops, nil
+}
+
+// checkImage refuses a new row image (an insert's, an update's or a
+// snapshot read's) that lacks a column the users mapping reads. pgoutput
+// and Debezium send every column in it, an unchanged TOAST value as a
+// placeholder, so a column missing there is one the table does not have:
+// a misspelt name in the mapping, or a column dropped since. Leaving the
+// tag or the id out would drop the change without a word.
+func (u *UsersMapping) checkImage(after event.Row) error {
+	if err := needColumn(u.Table, after, u.ExternalID, "mapping.users.external_id"); err != nil {
+		return err
+	}
+	for _, col := range sortedKeys(u.Tags) {
+		if err := needColumn(u.Table, after, col, "mapping.users.tags"); err != nil {
+			return err
+		}
+	}
+	if err := needColumn(u.Table, after, u.Email, "mapping.users.email"); err != nil {
+		return err
+	}
+	return needColumn(u.Table, after, u.Phone, "mapping.users.phone")
+}
+
+// checkImage is UsersMapping.checkImage for the devices mapping.
+func (d *DevicesMapping) checkImage(after event.Row) error {
+	if err := needColumn(d.Table, after, d.DeviceID, "mapping.devices.device_id"); err != nil {
+		return err
+	}
+	return needColumn(d.Table, after, d.ExternalID, "mapping.devices.external_id")
+}
+
+// needColumn returns the error for a row image of table that lacks col,
+// which the setting key names; nil when col is "" (not mapped) or there.
+func needColumn(table string, after event.Row, col, key string) error {
+	if col == "" {
+		return nil
+	}
+	if _, ok := after.Get(col); ok {
+		return nil
+	}
+	names := make([]string, len(after))
+	for i, f := range after {
+		names[i] = f.Name
+	}
+	hint := ""
+	if near, ok := suggest.Closest(col, names); ok {
+		hint = fmt.Sprintf(" Did you mean %q?", near)
+	}
+	return fmt.Errorf("%w: the %s row has no column %q, which %s names.%s Its columns: %s. Correct %s (names are matched exactly, case included), or add the column to the table; then replay the dead letters",
+		ErrBadRow, table, col, key, hint, strings.Join(names, ", "), key)
 }
 
 // textColumn reads an identifier column (an external id, a device id, an

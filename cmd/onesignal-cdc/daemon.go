@@ -2,16 +2,16 @@ package main
 
 import (
 	"context"
+	"slices"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -24,12 +24,11 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
-func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Writer) error {
-	fs := flag.NewFlagSet("onesignal-cdc", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+func daemon(ctx context.Context, cmd *command, args []string, roles config.Role, stdout, stderr io.Writer) error {
+	fs := cmd.flags(stdout)
+	path := fs.config()
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	cfg, err := config.LoadFor(*path, roles)
 	if err != nil {
@@ -40,7 +39,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		return usageError{err}
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush of stderr
-	connector.Version = version
+	version := buildVersion()
 
 	// The ops server starts first and stops last, so /livez answers while
 	// the daemon waits for Kafka and /readyz says what it waits for.
@@ -55,6 +54,8 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			Mapping:     &cfg.Mapping,
 			TopicPrefix: cfg.Kafka.TopicPrefix,
 			Secrets:     secrets(cfg),
+
+			EmbeddedKafka: cfg.EmbeddedKafka(), // the status page says "development only"
 		}, log)
 		if roles&config.Connector != 0 {
 			connOps = srv.Connector(ops.ConnectorConfig{
@@ -64,7 +65,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			})
 		}
 		if roles&config.Sink != 0 {
-			sinkOps = srv.Sink(ops.SinkConfig{BaseURL: cfg.OneSignal.BaseURL})
+			sinkOps = srv.Sink(ops.SinkConfig{BaseURL: cfg.OneSignal.BaseURL, RateLimit: cfg.OneSignal.RateLimit})
 		}
 		if err := srv.Listen(); err != nil {
 			return err
@@ -85,14 +86,21 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 
 	var embedded []string
 	if cfg.EmbeddedKafka() {
-		emb, err := broker.StartEmbedded(cfg.Kafka.EmbeddedListen)
+		emb, err := broker.StartEmbeddedIn(cfg.Kafka.EmbeddedListen, cfg.Kafka.EmbeddedDataDir)
 		if err != nil {
 			return err
 		}
 		defer emb.Close()
 		embedded = emb.Brokers()
-		log.Warn("using the embedded Kafka broker: it keeps events in memory only and loses them when the process exits; for development, never production",
-			zap.Strings("brokers", embedded))
+		if dir := cfg.Kafka.EmbeddedDataDir; dir == "" {
+			log.Warn("using the embedded Kafka broker in memory (kafka.embedded_data_dir is empty): events the sink has not applied are lost when the process exits, "+
+				"and each start snapshots every table again; for development, never production",
+				zap.Strings("brokers", embedded))
+		} else {
+			abs, _ := filepath.Abs(dir)
+			log.Warn("using the embedded Kafka broker, with its data in "+abs+": it keeps events across restarts, but it is one broker on one disk; for development, never production",
+				zap.Strings("brokers", embedded), zap.String("data_dir", abs))
+		}
 	}
 	cluster, err := cfg.KafkaCluster(embedded)
 	if err != nil {
@@ -103,7 +111,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		topics = append(topics, cfg.Kafka.TopicPrefix+"."+t)
 	}
 	err = retry.Policy{Max: 5 * time.Second}.Do(ctx, func() error {
-		return retry.Transient(cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...))
+		return retry.Transient(cluster.Explain(ctx, cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...)))
 	}, func(err error, wait time.Duration) {
 		log.Warn("kafka not reachable; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})
@@ -129,6 +137,7 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			Slot:              cfg.Postgres.Slot,
 			Publication:       cfg.Postgres.Publication,
 			Tables:            cfg.Mapping.Tables(),
+			Columns:           cfg.Mapping.Columns(),
 			TopicPrefix:       cfg.Kafka.TopicPrefix,
 			StatusInterval:    cfg.Postgres.StatusInterval,
 			HeartbeatInterval: cfg.Postgres.HeartbeatInterval,
@@ -139,9 +148,14 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 			InitialSnapshot:   cfg.Postgres.Snapshot == "initial",
 			SnapshotChunkSize: cfg.Postgres.SnapshotChunkSize,
 			Observer:          connOps.Observer(),
-		}, w, log))
+			Version:           version,
+		}, cluster.ExplainWrites(w), log))
 	}
 	if roles&config.Sink != 0 {
+		if cfg.OneSignal.AllowInsecureHTTP {
+			log.Warn("onesignal.allow_insecure_http is set: the API may be reached over plain http, and then the API key crosses the network in clear text; use https:// outside a test network",
+				zap.String("base_url", cfg.OneSignal.BaseURL))
+		}
 		var wrap func(http.RoundTripper) http.RoundTripper
 		if sinkOps != nil {
 			wrap = sinkOps.Transport
@@ -150,51 +164,55 @@ func daemon(ctx context.Context, args []string, roles config.Role, stderr io.Wri
 		if err != nil {
 			return usageError{err}
 		}
+		limiter := sink.NewLimiter(nil, cfg.OneSignal.RateLimit)
 		api, err := onesignal.New(onesignal.Config{
 			BaseURL:    cfg.OneSignal.BaseURL,
 			AppID:      cfg.OneSignal.AppID,
 			APIKey:     onesignal.Secret(cfg.OneSignal.APIKey.Reveal()),
 			HTTPClient: httpClient,
+			Limiter:    limiter,
 		})
 		if err != nil {
 			return usageError{err}
 		}
-		sinkAPI, parked, err := sinkOneSignal(ctx, cfg, api, cluster, log)
+		store, closeStore, err := sinkStore(cfg)
 		if err != nil {
 			return err
 		}
-		if parked != nil {
-			defer parked.Close()
-			components = append(components, parked)
+		defer closeStore()
+		own := sink.TopicsFor(cfg.Kafka.TopicPrefix)
+		group := sink.Cluster{Cluster: cluster, Group: broker.GroupConfig{
+			ID: cfg.Kafka.ConsumerGroup, Topics: append(slices.Clone(topics), own.Targets),
+			ErrorLogger: sinkOps.KafkaErrorLogger(),
+		}}
+		if err := group.Prepare(ctx, own, cfg.Kafka.Partitions, topics); err != nil {
+			return cluster.Explain(ctx, err)
 		}
-		r := cluster.NewReader(kafka.ReaderConfig{
-			GroupID:           cfg.Kafka.ConsumerGroup,
-			GroupTopics:       topics,
-			MinBytes:          1,
-			MaxBytes:          1 << 20,
-			MaxWait:           500 * time.Millisecond,
-			StartOffset:       kafka.FirstOffset,
-			CommitInterval:    0, // the sink commits explicitly, only what is applied
-			HeartbeatInterval: 3 * time.Second,
-			SessionTimeout:    30 * time.Second,
-			ErrorLogger:       sinkOps.KafkaErrorLogger(),
-		})
-		defer r.Close()
 		if err := cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, cfg.Kafka.DeadLetterTopic); err != nil {
-			return err
+			return cluster.Explain(ctx, err)
 		}
+		targets, rows := group.Writers()
+		defer targets.Close()
+		defer rows.Close()
 		dlq := cluster.NewWriter(100)
 		defer dlq.Close()
 		s := sink.New(sink.Config{
+			Model:           cfg.OneSignal.Model,
+			TargetsTopic:    own.Targets,
+			RowsTopic:       own.Rows,
+			Targets:         cluster.ExplainWrites(targets),
+			Rows:            cluster.ExplainWrites(rows),
+			Kafka:           group,
+			Store:           store,
 			Concurrency:     cfg.OneSignal.Concurrency,
-			RateLimit:       cfg.OneSignal.RateLimit,
 			MaxInFlight:     cfg.OneSignal.MaxInFlight,
-			DeadLetters:     dlq,
+			DeadLetters:     cluster.ExplainWrites(dlq),
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
 			TagLimit:        cfg.OneSignal.TagLimit,
-			Parked:          parkedTags(parked),
-		}, r, sinkAPI, &cfg.Mapping, log)
-		sinkOps.Watch(s.Stats, r.Stats)
+			Limiter:         limiter,
+			DeadLettered:    sinkOps.DeadLettered(),
+		}, group, forModel(cfg, api), &cfg.Mapping, log)
+		sinkOps.Watch(s.Stats, s.ReaderStats)
 		components = append(components, sinkOps.Wrap(s))
 	}
 	return runAll(ctx, components)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -12,30 +10,24 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/deadletter"
 )
 
-// dlq runs the dead-letter subcommands; there is one, replay.
-func dlq(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "replay" {
-		return usageError{errors.New("usage: onesignal-cdc dlq replay --config FILE [--dry-run] [--from-beginning]")}
-	}
-	fs := flag.NewFlagSet("onesignal-cdc dlq replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
+// dlq runs the dead-letter subcommand, replay.
+func dlq(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
+	fs := cmd.flags(stdout)
+	path := fs.config()
 	dryRun := fs.Bool("dry-run", false, "list what would be replayed; write and commit nothing")
 	fromBeginning := fs.Bool("from-beginning", false, "handle every dead letter Kafka holds, also those a previous replay handled")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	cfg, err := config.LoadFor(*path, 0)
 	if err != nil {
 		return usageError{err}
 	}
-	if cfg.EmbeddedKafka() {
-		return usageError{errors.New("kafka.brokers is [embedded]: its dead letters live in the memory of the running process and cannot be replayed from outside; use a Kafka cluster")}
-	}
-	cluster, err := cfg.KafkaCluster(nil)
+	cluster, done, err := commandKafka(cfg, "the dead letters live in the memory of the running process, out of this command's reach; set kafka.embedded_data_dir, or use a Kafka cluster")
 	if err != nil {
-		return usageError{err}
+		return err
 	}
+	defer done()
 	w := cluster.NewWriter(100)
 	defer w.Close()
 	rep, err := deadletter.Replay(ctx, deadletter.Config{

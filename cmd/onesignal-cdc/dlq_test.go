@@ -47,10 +47,46 @@ mapping:
 	}
 }
 
-func TestDLQReplayRefusesTheEmbeddedBroker(t *testing.T) {
-	cfg := writeFile(t, "mapping:\n  users: {table: public.users, external_id: external_id}\n")
+func TestDLQReplayRefusesTheEmbeddedBrokerInMemory(t *testing.T) {
+	cfg := writeFile(t, "kafka:\n  embedded_data_dir: \"\"\nmapping:\n  users: {table: public.users, external_id: external_id}\n")
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"dlq", "replay", "--config", cfg}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "use a Kafka cluster") {
+	if code := run([]string{"dlq", "replay", "--config", cfg}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "set kafka.embedded_data_dir, or use a Kafka cluster") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// The embedded broker's dead letters are in its data directory: a replay
+// reads them there while no daemon runs, and says to stop the daemon when
+// one holds the directory.
+func TestDLQReplayReadsTheEmbeddedBrokersDataDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b, err := broker.StartEmbeddedIn("127.0.0.1:0", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 1, "cdc.public.users", "cdc.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	w := broker.NewWriter(b.Brokers(), 10)
+	if err := w.WriteMessages(t.Context(), kafka.Message{Topic: "cdc.dlq", Key: []byte(`"u0"`), Value: []byte(`{}`), Headers: []kafka.Header{
+		{Key: sink.HeaderTopic, Value: []byte("cdc.public.users")}, {Key: sink.HeaderPartition, Value: []byte("0")},
+		{Key: sink.HeaderOffset, Value: []byte("0")}, {Key: sink.HeaderMessage, Value: []byte("HTTP 400: tag limit")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	cfg := writeFile(t, "kafka:\n  brokers: [embedded]\n  embedded_data_dir: "+dir+"\n  topic_prefix: cdc\nmapping:\n  users: {table: public.users, external_id: external_id}\n")
+
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"dlq", "replay", "--dry-run", "--config", cfg}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "in use by another onesignal-cdc process: stop it first") {
+		t.Errorf("with the directory in use: exit %d, stderr %q", code, stderr.String())
+	}
+	b.Close()
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"dlq", "replay", "--dry-run", "--config", cfg}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "HTTP 400: tag limit") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
 }

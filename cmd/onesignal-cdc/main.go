@@ -6,58 +6,28 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 )
 
-// Exit codes.
+// Exit codes (exitCodes in cli.go says what each means).
 const (
 	exitOK      = 0
-	exitFailure = 1 // the daemon stopped on an error
-	exitUsage   = 2 // bad flags or configuration
+	exitFailure = 1 // stopped on a runtime error
+	exitUsage   = 2 // bad usage or configuration
 )
-
-const usage = `onesignal-cdc keeps OneSignal in step with PostgreSQL.
-
-Usage:
-  onesignal-cdc run       --config FILE   connector and sink in one process
-  onesignal-cdc connector --config FILE   Postgres → Kafka only
-  onesignal-cdc sink      --config FILE   Kafka → OneSignal only
-  onesignal-cdc validate  --config FILE [--online] [--role run|connector|sink]
-                                          check the configuration, and with --online the
-                                          database, Kafka and OneSignal; every finding
-                                          with its fix
-  onesignal-cdc snapshot  --config FILE (--table schema.table… | --all | --reset)
-                                          snapshot tables again while streaming; --reset
-                                          after a lost slot
-  onesignal-cdc slot      status|drop --config FILE
-                                          the replication slot's position, lag and WAL
-                                          retention; drop it when decommissioning
-  onesignal-cdc dlq       replay --config FILE [--dry-run] [--from-beginning]
-                                          send dead letters back to their topics after a
-                                          fix, except those a newer event superseded
-  onesignal-cdc emulator  [flags]         a local OneSignal API emulator
-  onesignal-cdc version
-
-Exit codes: 0 stopped cleanly (validate: nothing found), 1 stopped on an error
-(validate: problems found), 2 bad usage or configuration.
-`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -67,52 +37,94 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "run":
-		err = daemon(ctx, rest, config.All, stderr)
-	case "connector":
-		err = daemon(ctx, rest, config.Connector, stderr)
-	case "sink":
-		err = daemon(ctx, rest, config.Sink, stderr)
-	case "validate":
-		err = validate(ctx, rest, stdout, stderr)
-	case "snapshot":
-		err = snapshot(ctx, rest, stdout, stderr)
-	case "dlq":
-		err = dlq(ctx, rest, stdout, stderr)
-	case "slot":
-		err = slot(ctx, rest, stdout, stderr)
-	case "emulator":
-		err = emulator(ctx, rest, stdout)
-	case "version":
-		fmt.Fprintln(stdout, "onesignal-cdc", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
-		return exitUsage
-	}
+	err := dispatch(ctx, args, stdout, stderr)
 	var ue usageError
+	var r reported
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelpShown):
 		return exitOK
-	case errors.As(err, &ue), errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, err)
 		return exitUsage
-	case errors.Is(err, errInvalid):
-		return exitFailure
+	case errors.As(err, &r):
+		return int(r)
 	default:
 		fmt.Fprintln(stderr, "onesignal-cdc:", err)
 		return exitFailure
 	}
 }
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// dispatch runs the command args name.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return reported(exitUsage)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		return dispatch(ctx, append([]string{"help"}, args[1:]...), stdout, stderr)
+	case "-v", "-version", "--version":
+		return dispatch(ctx, append([]string{"version"}, args[1:]...), stdout, stderr)
+	}
+	if strings.HasPrefix(args[0], "-") {
+		return usageError{fmt.Errorf("unknown flag %s: a command comes first (see onesignal-cdc --help)", args[0])}
+	}
+	if _, ok := groups[args[0]]; ok && len(args) > 1 && isHelp(args[1]) {
+		groupHelp(stdout, args[0])
+		return errHelpShown
+	}
+	cmd, rest, err := lookup(args)
+	if err != nil {
+		return err
+	}
+	switch cmd.name {
+	case "run":
+		return daemon(ctx, cmd, rest, config.All, stdout, stderr)
+	case "connector":
+		return daemon(ctx, cmd, rest, config.Connector, stdout, stderr)
+	case "sink":
+		return daemon(ctx, cmd, rest, config.Sink, stdout, stderr)
+	case "validate":
+		return validate(ctx, cmd, rest, stdout)
+	case "snapshot":
+		return snapshot(ctx, cmd, rest, stdout)
+	case "slot status", "slot drop":
+		return slot(ctx, cmd, rest, stdout)
+	case "dlq replay":
+		return dlq(ctx, cmd, rest, stdout)
+	case "emulator":
+		return emulator(ctx, cmd, rest, stdout)
+	case "version":
+		if err := cmd.flags(stdout).parse(rest); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "onesignal-cdc", buildVersion())
+		return nil
+	case "help":
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			// help slot status is slot status --help.
+			return dispatch(ctx, append(rest[:len(rest):len(rest)], "--help"), stdout, stderr)
+		}
+		if err := cmd.flags(stdout).parse(rest); err != nil {
+			return err
+		}
+		usage(stdout)
+		return nil
+	}
+	panic("no dispatch for command " + cmd.name)
+}
 
-// usageError is a problem with flags or configuration: exit code 2.
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
+// usageError is a problem with the command line or the configuration: exit
+// code 2.
 type usageError struct{ err error }
 
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
+
+// reported is the exit code of a command that has already said what went
+// wrong, on stdout (validate's findings) or stderr.
+type reported int
+
+func (r reported) Error() string { return fmt.Sprintf("exit status %d", int(r)) }

@@ -3,8 +3,7 @@ package main
 // These tests run the daemon in this process against a real PostgreSQL,
 // the real Kafka protocol (kfake) and the OneSignal emulator over HTTP, and
 // watch it through its ops server as Prometheus, a Kubernetes probe and a
-// person would. They run one after the other, not in parallel: the daemon
-// sets connector.Version, a package variable.
+// person would. They run one after the other, not in parallel.
 
 import (
 	"bytes"
@@ -56,7 +55,7 @@ kafka:
   consumer_group: ops-test
 onesignal:
   base_url: %s
-  app_id: app-1
+  app_id: 5eb5a37e-b458-11e3-ac11-000c2940e62c
   api_key: ops-test-key
 mapping:
   users:
@@ -107,7 +106,8 @@ func startDaemon(t *testing.T, roles config.Role, cfg string) *opsDaemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &opsDaemon{log: &lockedBuffer{}}
 	done := make(chan error, 1)
-	go func() { done <- daemon(ctx, []string{"--config", cfg}, roles, d.log) }()
+	run, _, _ := lookup([]string{"run"}) // the command only names the help
+	go func() { done <- daemon(ctx, run, []string{"--config", cfg}, roles, io.Discard, d.log) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -317,7 +317,7 @@ func TestMetricsAndReadinessFollowKafkaWritesAndRows(t *testing.T) {
 
 func TestReadinessFollowsTheSinksKafka(t *testing.T) {
 	kafka := kafkatest.Start(t)
-	_, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "ops-test-key"})
+	_, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "ops-test-key"})
 	if err := broker.EnsureTopics(t.Context(), kafka.Brokers(), 2, "cdc.public.users", "cdc.public.devices"); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestStatusPageShowsThePipelineInChromium(t *testing.T) {
 	// in the dead-letter topic.
 	db.Exec(t, `INSERT INTO devices VALUES ('11111111-2222-3333-4444-555555555555', 'ada'), ('99999999-0000-0000-0000-000000000000', 'grace')`)
 	kafka := kafkatest.Start(t)
-	emu, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "ops-test-key"})
+	emu, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "ops-test-key"})
 	emu.AddSubscription(onesignaltest.Subscription{ID: "11111111-2222-3333-4444-555555555555"})
 	d := startDaemon(t, config.All, opsConfig(t, db.DSN, db.Name, kafka.Brokers(), apiURL))
 	d.waitReady(t, 200, "ok")
@@ -368,10 +368,12 @@ func TestStatusPageShowsThePipelineInChromium(t *testing.T) {
 		{"the slot lag figure", `id="slot-lag"><h3>Slot lag</h3> <div class="value">\d+(\.\d)? (B|KiB|MiB|GiB)</div>`},
 		{"the slot's name", `slot ` + db.Name},
 		{"the dead-letter count", `id="dlq"><h3>Dead-lettered</h3> <div class="value">1</div>`},
+		{"the dead letter, its origin, stage, status and reason", `<tr class="dead-letter"><td>[^<]+</td><td>cdc\.public\.devices/\d+@\d+</td><td>onesignal</td><td>404</td><td class="msg">[^<]*99999999-0000-0000-0000-000000000000[^<]*</td></tr>`},
+		{"no 429 behind the rate limit", `id="rate-limit">.*?now: onesignal\.rate_limit; OneSignal sent no 429 so far`},
 		{"the users mapping row", `<tr class="mapping-row"><td>public.users</td><td>cdc.public.users</td> <td>users<ul class="maps"><li>external_id ← external_id</li><li>tag plan ← plan</li><li>tag level ← score</li></ul>`},
 		{"the devices mapping row", `<tr class="mapping-row"><td>public.devices</td><td>cdc.public.devices</td> <td>devices<ul class="maps"><li>device ← player_id</li><li>owner external_id ← user_external_id</li></ul>`},
 		{"the connector's row", `<tr id="component-connector"><td>connector</td><td>streaming</td> <td class="state up">up</td>`},
-		{"the build", `onesignal-cdc ` + regexp.QuoteMeta(version) + ` · go1\.`},
+		{"the build", `onesignal-cdc ` + regexp.QuoteMeta(buildVersion()) + ` · go1\.`},
 	} {
 		if !regexp.MustCompile(want.pattern).MatchString(flat) {
 			t.Errorf("the page does not show %s: no match for %s", want.what, want.pattern)
@@ -423,4 +425,65 @@ func dumpDOM(t *testing.T, chromium, url string) string {
 		t.Fatalf("Chromium printed no DOM:\n%s", stderr.String())
 	}
 	return stdout.String()
+}
+
+// logLines are the daemon's JSON log lines with msg, as field maps.
+func logLines(t *testing.T, log, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(log, "\n") {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) == nil && entry["msg"] == msg {
+			out = append(out, entry)
+		}
+	}
+	return out
+}
+
+func TestAConnectorRefusedByPostgresIsLoggedAsTheConnectorsFailureNotTheSinks(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(t, opsTables)
+	// The test server trusts every password: a role that does not exist
+	// is refused at login as a wrong password is.
+	u, err := url.Parse(db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("no_such_role", "wrong-password")
+	kafka := kafkatest.Start(t)
+	_, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "ops-test-key"})
+	cfg := opsConfig(t, u.String(), db.Name, kafka.Brokers(), apiURL)
+
+	log := &lockedBuffer{}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	err = daemon(ctx, runCommand(t), []string{"--config", cfg}, config.All, log, log)
+	if err == nil || !strings.Contains(err.Error(), "no_such_role") || !strings.Contains(err.Error(), "check the user in postgres.dsn") {
+		t.Fatalf("the daemon returned %v, want the login failure and its fix", err)
+	}
+	out := log.String()
+	failed := logLines(t, out, "component stopped on an error")
+	if len(failed) != 1 || failed[0]["component"] != "connector" || failed[0]["level"] != "error" ||
+		!strings.Contains(fmt.Sprint(failed[0]["reason"]), "no_such_role") {
+		t.Errorf("the failure is logged as %v, want one error line of the connector with the reason\n%s", failed, out)
+	}
+	stopped := logLines(t, out, "component stopped")
+	if len(stopped) != 1 || stopped[0]["component"] != "sink" || stopped[0]["level"] != "info" {
+		t.Errorf("the sink's stop is logged as %v, want one info line, without the connector's error\n%s", stopped, out)
+	}
+	if down := logLines(t, out, "component down"); len(down) != 0 {
+		t.Errorf("the stop is logged as a component going down: %v", down)
+	}
+	if strings.Contains(out, "wrong-password") {
+		t.Errorf("the log shows the password:\n%s", out)
+	}
+}
+
+func runCommand(t *testing.T) *command {
+	t.Helper()
+	cmd, _, err := lookup([]string{"run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"net/http"
 
-	"go.uber.org/zap"
+	"os"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/kv"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
@@ -21,37 +22,35 @@ func forModel(cfg *config.Config, users *onesignal.Client) interface {
 	CheckCredentials(ctx context.Context) error
 } {
 	if cfg.OneSignal.Model == config.ModelPlayer {
-		return users.Players(cfg.OneSignal.IdentityVerification)
+		return users.Players(cfg.OneSignal.IdentityVerification, cfg.OneSignal.LegacyAPIKey)
 	}
 	return users
 }
 
-// parkedTagsTopic is where the player model keeps the tags that reached no
-// device yet.
-func parkedTagsTopic(cfg *config.Config) string { return cfg.Kafka.TopicPrefix + ".parked-tags" }
-
-// sinkOneSignal returns what the sink writes with: the client of
-// onesignal.model and, in the player model, the parked-tags store, which
-// is also a component to run (nil in the user model).
-func sinkOneSignal(ctx context.Context, cfg *config.Config, users *onesignal.Client, cluster broker.Cluster, log *zap.Logger) (sink.OneSignal, *sink.ParkedStore, error) {
-	api := forModel(cfg, users)
-	if cfg.OneSignal.Model != config.ModelPlayer {
-		return api, nil, nil
+// sinkStore opens the sink's local cache in sink.state_dir, or in a new
+// temporary directory; done closes it and removes the temporary
+// directory.
+func sinkStore(cfg *config.Config) (store kv.Store, done func(), err error) {
+	dir, temp := cfg.Sink.StateDir, false
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "onesignal-cdc-sink-"); err != nil {
+			return nil, nil, fmt.Errorf("sink.state_dir is empty and no temporary directory can be made: %w: set sink.state_dir", err)
+		}
+		temp = true
 	}
-	parked, err := sink.OpenParkedStore(ctx, cluster, parkedTagsTopic(cfg), log)
+	store, err = kv.OpenDisk(dir, kv.Options{})
 	if err != nil {
+		if temp {
+			os.RemoveAll(dir)
+		}
 		return nil, nil, err
 	}
-	return api, parked, nil
-}
-
-// parkedTags is the store as the sink takes it: nil, not a nil pointer,
-// when there is none.
-func parkedTags(p *sink.ParkedStore) sink.ParkedTags {
-	if p == nil {
-		return nil
-	}
-	return p
+	return store, func() {
+		store.Close()
+		if temp {
+			os.RemoveAll(dir)
+		}
+	}, nil
 }
 
 // oneSignalHTTP is the HTTP client of the OneSignal API: the system's

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -14,19 +13,18 @@ import (
 )
 
 // slot shows or drops the connector's replication slot.
-func slot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "status" && args[0] != "drop") {
-		return usageError{errors.New("usage: onesignal-cdc slot status|drop --config FILE")}
+func slot(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
+	fs := cmd.flags(stdout)
+	path := fs.config()
+	drop := cmd.name == "slot drop"
+	var yes *bool
+	if drop {
+		yes = fs.Bool("yes", false, "confirm that the stream position is to be given up")
 	}
-	cmd := args[0]
-	fs := flag.NewFlagSet("onesignal-cdc slot "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
-	yes := fs.Bool("yes", false, "drop: confirm that the stream position is to be given up")
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err}
+	if err := fs.parse(args); err != nil {
+		return err
 	}
-	cfg, err := config.LoadFor(*path, config.Connector)
+	cfg, err := config.LoadFor(*path, config.Database)
 	if err != nil {
 		return usageError{err}
 	}
@@ -39,7 +37,7 @@ func slot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cmd == "status" {
+	if !drop {
 		st.print(stdout)
 		return nil
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -20,18 +19,17 @@ func (l *tableList) Set(v string) error { *l = append(*l, v); return nil }
 
 // snapshot asks the running connector to re-snapshot tables, or, with
 // --reset, lets it start over from a new slot after the old one was lost.
-func snapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("onesignal-cdc snapshot", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
+func snapshot(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
+	fs := cmd.flags(stdout)
+	path := fs.config()
 	var tables tableList
-	fs.Var(&tables, "table", "schema.table to snapshot again (repeatable)")
+	fs.Var(&tables, "table", "a mapped `SCHEMA.TABLE` to snapshot again; repeat the flag for more")
 	all := fs.Bool("all", false, "snapshot every mapped table again")
 	reset := fs.Bool("reset", false, "after a lost slot: let the connector create a new one and snapshot every table")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := fs.parse(args); err != nil {
+		return err
 	}
-	cfg, err := config.LoadFor(*path, config.Connector)
+	cfg, err := config.LoadFor(*path, config.Database)
 	if err != nil {
 		return usageError{err}
 	}
@@ -41,13 +39,14 @@ func snapshot(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if len(tables) > 0 || *all {
 			return usageError{errors.New("--reset snapshots every table; give it without --table or --all")}
 		}
-		if cfg.EmbeddedKafka() {
-			return usageError{errors.New("--reset writes the connector's state to Kafka; the embedded broker keeps none across restarts, so there is nothing to reset")}
+		if len(cfg.Kafka.Brokers) == 0 {
+			return usageError{errors.New("--reset writes the connector's state to Kafka: list the brokers in kafka.brokers")}
 		}
-		cluster, err := cfg.KafkaCluster(nil)
+		cluster, done, err := commandKafka(cfg, "the broker keeps the connector's state in memory, so each start snapshots every table again: there is nothing to reset")
 		if err != nil {
-			return usageError{err}
+			return err
 		}
+		defer done()
 		store, err := cluster.OpenStateStore(ctx, cfg.Kafka.StateTopic)
 		if err != nil {
 			return err

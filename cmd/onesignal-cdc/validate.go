@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,29 +16,33 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
-// errInvalid makes validate exit 1 once it has printed its findings.
-var errInvalid = errors.New("validation found problems")
+// errInvalid makes validate exit 1 once it has printed the findings of its
+// online checks; errConfigInvalid, exit 2, once it has printed why the
+// configuration does not load.
+var (
+	errInvalid       = reported(exitFailure)
+	errConfigInvalid = reported(exitUsage)
+)
 
 // validate checks a configuration offline (strict parse and semantic
 // checks) and, with --online, against the services it names. It prints
 // every finding with its fix.
-func validate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("onesignal-cdc validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "onesignal-cdc.yaml", "configuration file")
+func validate(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
+	fs := cmd.flags(stdout)
+	path := fs.config()
 	online := fs.Bool("online", false, "also check PostgreSQL, Kafka and OneSignal")
-	roleName := fs.String("role", "run", "check what this process needs: run (everything), connector or sink")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	roleName := fs.String("role", "run", "check what this `ROLE` needs: run (everything), connector or sink")
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	roles, ok := map[string]config.Role{"run": config.All, "connector": config.Connector, "sink": config.Sink}[*roleName]
 	if !ok {
-		return usageError{fmt.Errorf("--role %q is not run, connector or sink", *roleName)}
+		return fs.usageError(fmt.Sprintf("--role %q is not run, connector or sink", *roleName))
 	}
 	cfg, err := config.LoadFor(*path, roles)
 	if err != nil {
 		fmt.Fprintln(stdout, err)
-		return errInvalid
+		return errConfigInvalid
 	}
 	fmt.Fprintf(stdout, "%s: the configuration is valid\n", *path)
 	if !*online {
@@ -50,7 +54,11 @@ func validate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	report := func(what string, err error) {
 		if err != nil {
 			ok = false
-			fmt.Fprintf(stdout, "%s: %v\n", what, err)
+			if msg := err.Error(); strings.HasPrefix(msg, what+" ") {
+				fmt.Fprintln(stdout, msg) // names its service already: "kafka at …"
+			} else {
+				fmt.Fprintf(stdout, "%s: %s\n", what, msg)
+			}
 			return
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", what)
@@ -58,7 +66,12 @@ func validate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if roles&config.Connector != 0 {
 		report("postgres", checkPostgres(ctx, cfg))
 	}
-	report("kafka", checkKafka(ctx, cfg))
+	if cfg.EmbeddedKafka() {
+		// Nothing to reach, and nothing to call ok: it keeps nothing.
+		fmt.Fprintln(stdout, "kafka: embedded development broker, in this process, not durable")
+	} else {
+		report("kafka", checkKafka(ctx, cfg))
+	}
 	if roles&config.Sink != 0 {
 		report("onesignal", checkOneSignal(ctx, cfg))
 	}
@@ -74,7 +87,10 @@ func checkPostgres(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("cannot connect (%w): check postgres.dsn and that the server accepts this client", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	findings, err := connector.Check(ctx, conn, connector.Config{Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables(), InitialSnapshot: cfg.Postgres.Snapshot == "initial"})
+	findings, err := connector.Check(ctx, conn, connector.Config{
+		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables(), Columns: cfg.Mapping.Columns(),
+		InitialSnapshot: cfg.Postgres.Snapshot == "initial",
+	})
 	if err != nil {
 		return err
 	}
@@ -85,16 +101,19 @@ func checkPostgres(ctx context.Context, cfg *config.Config) error {
 }
 
 func checkKafka(ctx context.Context, cfg *config.Config) error {
-	if cfg.EmbeddedKafka() {
-		return nil // in-process: nothing to reach
-	}
 	cluster, err := cfg.KafkaCluster(nil)
 	if err != nil {
 		return err
 	}
+	if err := cluster.Diagnose(ctx); err != nil {
+		return err
+	}
 	meta, err := cluster.Client(10*time.Second).Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
-		return fmt.Errorf("cannot reach the brokers %v (%w): check kafka.brokers, kafka.tls, kafka.sasl and the network", cfg.Kafka.Brokers, err)
+		if explained := cluster.Explain(ctx, err); explained != err {
+			return explained
+		}
+		return fmt.Errorf("the brokers %v do not answer a metadata request (%w): check kafka.brokers, kafka.tls, kafka.sasl and the network", cfg.Kafka.Brokers, err)
 	}
 	if len(meta.Brokers) == 0 {
 		return fmt.Errorf("the brokers %v list no broker: check kafka.brokers", cfg.Kafka.Brokers)
@@ -112,6 +131,9 @@ func checkOneSignal(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if err := forModel(cfg, c).CheckCredentials(ctx); err != nil {
+		if apiErr, ok := errors.AsType[*onesignal.APIError](err); ok && apiErr.Refusal() != "" {
+			return fmt.Errorf("%s (%w)", apiErr.Refusal(), err)
+		}
 		return fmt.Errorf("%w: check onesignal.base_url, onesignal.app_id and onesignal.api_key", err)
 	}
 	return nil

@@ -22,6 +22,9 @@ func writeFile(t *testing.T, content string) string {
 	return path
 }
 
+// validAppID is the app of the emulator the validate tests run against.
+const validAppID = "5eb5a37e-b458-11e3-ac11-000c2940e62c"
+
 func validConfig(dsn, url, key string) string {
 	return fmt.Sprintf(`
 postgres:
@@ -30,20 +33,20 @@ kafka:
   brokers: [embedded]
 onesignal:
   base_url: %s
-  app_id: app-1
+  app_id: %s
   api_key: %s
 mapping:
   users:
     table: public.users
     external_id: external_id
     tags: {plan: ""}
-`, dsn, url, key)
+`, dsn, url, validAppID, key)
 }
 
 func TestValidateOnlineNamesEveryProblemWithItsFix(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "right"})
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: validAppID, APIKey: "right"})
 	cases := []struct {
 		name     string
 		table    string // the users table's definition
@@ -52,9 +55,9 @@ func TestValidateOnlineNamesEveryProblemWithItsFix(t *testing.T) {
 		want     []string
 	}{
 		{"everything in order", `CREATE TABLE users (external_id text PRIMARY KEY, plan text)`, "right", 0,
-			[]string{"the configuration is valid", "postgres: ok", "kafka: ok", "onesignal: ok"}},
+			[]string{"the configuration is valid", "postgres: ok", "kafka: embedded development broker, in this process, not durable", "onesignal: ok"}},
 		{"a table without a key and a wrong API key", `CREATE TABLE users (external_id text, plan text)`, "s3cret-wrong-key", 1,
-			[]string{"has no primary key", "REPLICA IDENTITY FULL", "onesignal: ", "check onesignal.base_url, onesignal.app_id and onesignal.api_key"}},
+			[]string{"has no primary key", "REPLICA IDENTITY FULL", "onesignal: OneSignal refused the API key for app " + validAppID + ", or has no such app"}},
 	}
 	for _, tc := range cases {
 		db.Exec(t, `DROP TABLE IF EXISTS users`)
@@ -75,11 +78,11 @@ func TestValidateOnlineNamesEveryProblemWithItsFix(t *testing.T) {
 	}
 }
 
-func TestValidateOfflineReportsABadFileWithExitCode1(t *testing.T) {
+func TestValidateOfflineReportsABadFileWithExitCode2(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"validate", "--config", writeFile(t, "postgres:\n  dsnn: x\n")}, &stdout, &stderr)
-	if code != 1 || !strings.Contains(stdout.String(), `unknown key "dsnn"`) {
-		t.Errorf("exit %d, output %q: want 1 and the unknown key named", code, stdout.String())
+	if code != 2 || !strings.Contains(stdout.String(), `unknown key "dsnn"`) {
+		t.Errorf("exit %d, output %q: want 2 and the unknown key named", code, stdout.String())
 	}
 }
 
@@ -88,8 +91,9 @@ func TestValidateOfflineReportsABadFileWithExitCode1(t *testing.T) {
 func TestValidateOnlineNamesEachMisconfiguration(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "right"})
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: validAppID, APIKey: "right"})
 	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text)`)
+	db.Exec(t, `CREATE TABLE users_devices (player_id text PRIMARY KEY, user_external_id text)`)
 	db.Exec(t, `CREATE ROLE `+db.Name+`_norepl LOGIN PASSWORD 'pw'; GRANT SELECT ON users TO `+db.Name+`_norepl`)
 	t.Cleanup(func() { db.Exec(t, `DROP OWNED BY `+db.Name+`_norepl; DROP ROLE `+db.Name+`_norepl`) })
 	noRepl := strings.Replace(db.DSN, "postgres@", db.Name+"_norepl:pw@", 1)
@@ -107,9 +111,21 @@ func TestValidateOnlineNamesEachMisconfiguration(t *testing.T) {
 		{"a slot made with another plugin", strings.Replace(validConfig(db.DSN, url, "right"), "postgres:\n", "postgres:\n  slot: "+db.Name+"_td\n", 1), "SELECT pg_create_logical_replication_slot('" + db.Name + "_td', 'test_decoding')",
 			[]string{"test_decoding", "pg_drop_replication_slot"}},
 		{"kafka out of reach", strings.Replace(validConfig(db.DSN, url, "right"), "[embedded]", "["+closed+"]", 1), "",
-			[]string{"kafka: cannot reach the brokers", "check kafka.brokers"}},
+			[]string{"\nkafka at " + closed + ": connection refused: check kafka.brokers and that the broker is up\n"}},
 		{"a wrong API key", validConfig(db.DSN, url, "wrong-key"), "",
-			[]string{"onesignal: ", "check onesignal.base_url, onesignal.app_id and onesignal.api_key"}},
+			[]string{"onesignal: OneSignal refused the API key for app " + validAppID + ", or has no such app (it answers both alike)", "onesignal.api_key to an App API key of that same app"}},
+		{"an app ID of no app", strings.Replace(validConfig(db.DSN, url, "right"), validAppID, "11111111-2222-4333-8444-555555555555", 1), "",
+			[]string{"onesignal: OneSignal refused the API key for app 11111111-2222-4333-8444-555555555555, or has no such app"}},
+		{"the player model's wrong API key", strings.Replace(validConfig(db.DSN, url, "wrong-key"), "onesignal:\n", "onesignal:\n  model: player\n", 1), "",
+			[]string{"onesignal: OneSignal refused the API key for app " + validAppID + ": set onesignal.api_key to that app's REST API key"}},
+		{"the player model's app ID of no app", strings.Replace(strings.Replace(validConfig(db.DSN, url, "right"), validAppID, "11111111-2222-4333-8444-555555555555", 1), "onesignal:\n", "onesignal:\n  model: player\n", 1), "",
+			[]string{`onesignal: OneSignal has no app 11111111-2222-4333-8444-555555555555 (it answered "app_id not found"): set onesignal.app_id`}},
+		{"a misspelt external id column", strings.Replace(validConfig(db.DSN, url, "right"), "external_id: external_id", "external_id: externalid", 1), "",
+			[]string{`table public.users has no column "externalid", which mapping.users.external_id names`, `did you mean "external_id"?`, "The table's columns: external_id, plan"}},
+		{"a misspelt tag column", strings.Replace(validConfig(db.DSN, url, "right"), `tags: {plan: ""}`, `tags: {plan: "", scor: level}`, 1), "",
+			[]string{`table public.users has no column "scor", which mapping.users.tags names`, "The table's columns: external_id, plan"}},
+		{"a wrong device id column", validConfig(db.DSN, url, "right") + "  devices: {table: public.users_devices, device_id: device_id, external_id: user_external_id}\n", "",
+			[]string{`table public.users_devices has no column "device_id", which mapping.devices.device_id names`, "The table's columns: player_id, user_external_id"}},
 	}
 	for _, tc := range cases {
 		if tc.setup != "" {
@@ -141,16 +157,55 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestValidateChecksOnlyWhatTheRoleNeeds(t *testing.T) {
-	connectorOnly := "postgres:\n  dsn: postgres://cdc@db/app\nmapping:\n  users: {table: public.users, external_id: external_id}\n"
+	connectorOnly := "postgres:\n  dsn: postgres://cdc@db/app\nkafka:\n  brokers: [kafka-1:9092]\nmapping:\n  users: {table: public.users, external_id: external_id}\n"
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"validate", "--role", "connector", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 0 {
 		t.Errorf("a connector's config without OneSignal keys: exit %d\n%s", code, stdout.String())
 	}
 	stdout.Reset()
-	if code := run([]string{"validate", "--role", "sink", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 1 || !strings.Contains(stdout.String(), "onesignal.api_key is empty") {
+	if code := run([]string{"validate", "--role", "sink", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 2 || !strings.Contains(stdout.String(), "onesignal.api_key is empty") {
 		t.Errorf("a sink's config without an API key: exit %d\n%s", code, stdout.String())
 	}
 	if code := run([]string{"validate", "--role", "both", "--config", writeFile(t, connectorOnly)}, &stdout, &stderr); code != 2 {
 		t.Errorf("an unknown role: exit %d, want 2", code)
+	}
+}
+
+// The embedded broker lives inside one process: a connector or a sink on
+// its own cannot use it, and validate --role says so, offline.
+func TestValidateRefusesTheEmbeddedBrokerForAConnectorOrASinkAlone(t *testing.T) {
+	cfg := writeFile(t, validConfig("postgres://cdc@db/app", "https://api.onesignal.com", "k"))
+	for _, tc := range []struct {
+		role string
+		exit int
+		want string
+	}{
+		{"run", 0, "the configuration is valid"},
+		{"connector", 1, "kafka.brokers is [embedded], which onesignal-cdc connector cannot use: the embedded development broker lives inside one process"},
+		{"sink", 1, "kafka.brokers is [embedded], which onesignal-cdc sink cannot use"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"validate", "--role", tc.role, "--config", cfg}, &stdout, &stderr)
+		if code != tc.exit || !strings.Contains(stdout.String(), tc.want) {
+			t.Errorf("--role %s: exit %d, want %d and %q:\n%s%s", tc.role, code, tc.exit, tc.want, stdout.String(), stderr.String())
+		}
+	}
+	noKafka := strings.Replace(validConfig("postgres://cdc@db/app", "https://api.onesignal.com", "k"), "kafka:\n  brokers: [embedded]\n", "", 1)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"validate", "--config", writeFile(t, noKafka)}, &stdout, &stderr); code != 1 || !strings.Contains(stdout.String(), "kafka.brokers is empty: list your Kafka brokers as host:port") {
+		t.Errorf("no kafka section: exit %d\n%s", code, stdout.String())
+	}
+}
+
+// A connector or a sink on its own refuses the embedded broker before it
+// starts anything: nothing is confirmed to PostgreSQL.
+func TestAConnectorOrASinkAloneRefusesTheEmbeddedBroker(t *testing.T) {
+	cfg := writeFile(t, validConfig("postgres://cdc@127.0.0.1:9/app", "https://api.onesignal.com", "k"))
+	for _, cmd := range []string{"connector", "sink"} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{cmd, "--config", cfg}, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "kafka.brokers is [embedded], which onesignal-cdc "+cmd+" cannot use") {
+			t.Errorf("onesignal-cdc %s: exit %d, want 2 and the embedded broker refused:\n%s", cmd, code, stderr.String())
+		}
 	}
 }

@@ -87,6 +87,10 @@ type caller struct {
 	auth    string // the Authorization header value
 	http    *http.Client
 	limiter Limiter // nil: none
+	// appID and player let an error say which credential OneSignal
+	// refused (APIError.Refusal): the two models answer differently.
+	appID  string
+	player bool
 }
 
 // New checks cfg and returns a client. Every problem in cfg is reported at
@@ -108,6 +112,7 @@ func (c *Client) Players(identityVerification, legacyKey bool) *PlayerClient {
 	if legacyKey {
 		p.auth = "Basic " + c.key.Reveal()
 	}
+	p.player = true
 	return p
 }
 
@@ -156,7 +161,7 @@ func newCaller(cfg Config, scheme string) (caller, error) {
 	// does not redirect its API, so a redirect means the base URL is not
 	// the API's (see APIError.Fatal).
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return caller{base: strings.TrimRight(base, "/"), auth: scheme + cfg.APIKey.Reveal(), http: hc, limiter: cfg.Limiter}, nil
+	return caller{base: strings.TrimRight(base, "/"), auth: scheme + cfg.APIKey.Reveal(), http: hc, limiter: cfg.Limiter, appID: cfg.AppID}, nil
 }
 
 // pathSegment escapes s as one segment of a URL path. "." and ".." are
@@ -220,10 +225,10 @@ func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int
 		return 0, &TransportError{Endpoint: endpoint, Err: fmt.Errorf("read %d response: %w", resp.StatusCode, stripURL(err))}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		return 0, newAPIError(endpoint, resp, kept)
+		return 0, c.apiError(endpoint, resp, kept)
 	}
 	if whole {
-		if err := checkSuccess(endpoint, resp, kept); err != nil {
+		if err := c.checkSuccess(endpoint, resp, kept); err != nil {
 			return 0, err
 		}
 	}
@@ -239,7 +244,7 @@ func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int
 //   - {"success": false} or a non-empty "errors" list, the legacy API's
 //     envelope of failure: an *APIError with the 2xx status and the
 //     messages, which is permanent like a 400.
-func checkSuccess(endpoint string, resp *http.Response, body []byte) error {
+func (c *caller) checkSuccess(endpoint string, resp *http.Response, body []byte) error {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil
@@ -265,9 +270,16 @@ func checkSuccess(endpoint string, resp *http.Response, body []byte) error {
 	if !failed {
 		return nil
 	}
-	apiErr := newAPIError(endpoint, resp, body)
+	apiErr := c.apiError(endpoint, resp, body)
 	apiErr.failedSuccess = true
 	return apiErr
+}
+
+// apiError is newAPIError for a request of this caller's app and model.
+func (c *caller) apiError(endpoint string, resp *http.Response, body []byte) *APIError {
+	e := newAPIError(endpoint, resp, body)
+	e.appID, e.player = c.appID, c.player
+	return e
 }
 
 // stripURL drops the request URL that net/http puts into its errors: it

@@ -40,6 +40,11 @@ type APIError struct {
 	// noDevice is set when the player model's edit tags by external user
 	// id found no device with the id.
 	noDevice bool
+
+	// appID is the app the request was for, and player whether it was
+	// made in the player model: Refusal needs both.
+	appID  string
+	player bool
 }
 
 func (e *APIError) Error() string {
@@ -105,6 +110,38 @@ func (e *APIError) Fatal() bool {
 	}
 	return e.refused() &&
 		(e.mentions("app_id not found") || e.mentions("include a case-sensitive header of Authorization") || e.missingHash())
+}
+
+// Refusal says, when the answer refuses the configured app ID or API key,
+// which of the two OneSignal refused, in a sentence that names the app
+// and the fix; "" for any other answer. The Error text cannot: it shows
+// the endpoint's template ({app_id}) and OneSignal's words, which are the
+// same for both mistakes in the user model.
+//
+// What each answer tells:
+//
+//   - 401, or the legacy host's 400 asking for "a case-sensitive header of
+//     Authorization": the key.
+//   - 400 "app_id not found" (the client always sends the app ID and the
+//     Content-Type that message also names): the app, most likely; it has
+//     been seen with a wrong key too.
+//   - 403 "Access denied" in the player model, which answers an unknown
+//     app with the 400 above: the key (or its IP allowlist).
+//   - 403 in the user model: either. An App API key belongs to one app,
+//     and OneSignal answers a wrong key and another app's ID alike.
+func (e *APIError) Refusal() string {
+	app := e.appID
+	switch {
+	case e.refused() && e.mentions("app_id not found"):
+		return fmt.Sprintf("OneSignal has no app %s (it answered \"app_id not found\"): set onesignal.app_id to your app's ID from Settings › Keys & IDs; if it is that already, onesignal.api_key may be another app's key", app)
+	case e.refused() && e.mentions("include a case-sensitive header of Authorization"),
+		e.StatusCode == http.StatusUnauthorized,
+		e.StatusCode == http.StatusForbidden && e.player:
+		return fmt.Sprintf("OneSignal refused the API key for app %s: set onesignal.api_key to that app's REST API key from Settings › Keys & IDs (or allow this address in the key's IP allowlist)", app)
+	case e.StatusCode == http.StatusForbidden:
+		return fmt.Sprintf("OneSignal refused the API key for app %s, or has no such app (it answers both alike): set onesignal.app_id to your app's ID and onesignal.api_key to an App API key of that same app, both from the app's Settings › Keys & IDs (or allow this address in the key's IP allowlist)", app)
+	}
+	return ""
 }
 
 // missingHash reports whether OneSignal asked for an identity verification

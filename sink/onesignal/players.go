@@ -58,6 +58,7 @@ func NewPlayers(cfg PlayerConfig) (*PlayerClient, error) {
 	if cfg.LegacyKey {
 		c.auth = "Basic " + cfg.APIKey.Reveal()
 	}
+	c.player = true
 	if err != nil {
 		return nil, err
 	}

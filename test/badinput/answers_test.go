@@ -225,14 +225,14 @@ func TestAnswersThatNoRequestCanGetPastStopTheSink(t *testing.T) {
 		want   []string
 	}{
 		{
-			name:   "a 401 stops the sink, naming the app ID and the API key, with nothing committed past the message",
+			name:   "a 401 stops the sink, naming the API key and the app, with nothing committed past the message",
 			answer: onesignaltest.Answer{Status: 401, Body: `{"errors": ["Unauthorized"]}`},
-			want:   []string{"OneSignal refused the credentials", "check onesignal.app_id and onesignal.api_key", "HTTP 401"},
+			want:   []string{"OneSignal refused the API key for app " + appID + ": set onesignal.api_key", "HTTP 401"},
 		},
 		{
-			name:   "a 403 stops the sink, naming the app ID and the API key, with nothing committed past the message",
+			name:   "a 403 stops the sink, naming the app ID and the API key (the user model answers both mistakes alike), with nothing committed past the message",
 			answer: onesignaltest.Answer{Status: 403, Body: `{"errors": ["Access denied."]}`},
-			want:   []string{"OneSignal refused the credentials", "check onesignal.app_id and onesignal.api_key", "HTTP 403"},
+			want:   []string{"OneSignal refused the API key for app " + appID + ", or has no such app", "onesignal.app_id", "onesignal.api_key", "HTTP 403"},
 		},
 		{
 			name:   "a 301 redirect is not followed: it stops the sink, naming onesignal.base_url, with nothing committed past the message",

@@ -16,7 +16,7 @@ const (
 
 // TestConfigurationFilesAreRefusedNamingTheFix runs `onesignal-cdc
 // validate` on bad configuration files: the ones config/testdata keeps
-// with their expected errors, and more. Each must exit 1 with every
+// with their expected errors, and more. Each must exit 2 with every
 // expected line in its output, and no panic.
 func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 	t.Parallel()
@@ -26,6 +26,7 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 		name string
 		yaml string   // the file; or
 		file string   // a file of config/testdata, whose .err lists the expected lines
+		role string   // validate --role; "" for run
 		want []string // lines the output must hold
 	}{
 		// config/testdata/*.bad.yml, by name.
@@ -35,33 +36,47 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 		{name: "Kafka TLS without tls.enabled and an unknown SASL mechanism are named", file: "kafka_security.bad.yml"},
 		{name: "an API key given twice, a misspelt model, a negative tag limit and a bad ops address are each named", file: "onesignal_wrong.bad.yml"},
 		{name: "misspelt keys are named with their lines", file: "unknown_key.bad.yml"},
+		{name: "an app ID that is not a UUID, a broker without a port that looks like embedded and a DSN with a bad sslmode are each named", file: "unusable_values.bad.yml"},
+		{name: "a file without Kafka brokers names host:port brokers and [embedded]", file: "no_kafka_section.bad.yml"},
+		{name: "plain http to a OneSignal on another machine is refused, naming https and allow_insecure_http", file: "insecure_http.bad.yml"},
+
+		// The embedded broker is for one process running both halves.
+		{
+			name: "a connector alone refuses the embedded broker, saying why",
+			yaml: okPostgres + okOneSignal + okMapping + "kafka: {brokers: [embedded]}\n", role: "connector",
+			want: []string{"kafka.brokers is [embedded], which onesignal-cdc connector cannot use", "confirm to PostgreSQL changes that only its own memory holds"},
+		},
+		{
+			name: "a sink alone refuses the embedded broker, saying why",
+			yaml: okPostgres + okOneSignal + okMapping + "kafka: {brokers: [embedded]}\n", role: "sink",
+			want: []string{"kafka.brokers is [embedded], which onesignal-cdc sink cannot use", "no connector in another process can write to it"},
+		},
 
 		// More: types, durations, nesting, files.
 		{
 			name: "a word where a number belongs names the line and the value",
 			yaml: okPostgres + okOneSignal + okMapping + "kafka:\n  partitions: many\n",
-			// config/ should add the key and an example; see the report.
-			want: []string{"line 6:", "`many`", "into int"},
+			want: []string{"line 6: kafka.partitions: `many` is not a whole number: write a whole number"},
 		},
 		{
 			name: "a duration written in words names the line and the value",
 			yaml: "postgres:\n  dsn: postgres://cdc@db:5432/app\n  status_interval: 10 seconds\n" + okOneSignal + okMapping,
-			want: []string{"line 3:", "`10 seconds`", "time.Duration"},
+			want: []string{"line 3: postgres.status_interval: `10 seconds` is not a duration: write a duration such as 500ms"},
 		},
 		{
 			name: "a duration written as a bare number names the line and the value",
 			yaml: "postgres:\n  dsn: postgres://cdc@db:5432/app\n  heartbeat_interval: 10\n" + okOneSignal + okMapping,
-			want: []string{"line 3:", "`10`", "time.Duration"},
+			want: []string{"line 3: postgres.heartbeat_interval: 10 has no unit: write a duration such as 500ms"},
 		},
 		{
 			name: "a phrase where a boolean belongs names the line and the value",
 			yaml: okPostgres + okOneSignal + okMapping + "kafka:\n  brokers: [kafka:9093]\n  tls:\n    enabled: yes please\n",
-			want: []string{"line 8:", "`yes please`", "into bool"},
+			want: []string{"line 8: kafka.tls.enabled: `yes please` is not true or false"},
 		},
 		{
 			name: "tags given as a list instead of a map name the line",
 			yaml: okPostgres + okOneSignal + "mapping:\n  users:\n    table: public.users\n    external_id: external_id\n    tags: [plan, score]\n",
-			want: []string{"line 7:", "!!seq into map[string]string"},
+			want: []string{"line 7: mapping.users.tags: a list is not a mapping: write a mapping of names to names"},
 		},
 		{
 			name: "an unknown key nested in kafka.tls is named with its line and where to check it",
@@ -86,7 +101,7 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 		{
 			name: "an empty file names every setting it needs",
 			yaml: "",
-			want: []string{"postgres.dsn is empty: set it", "onesignal.app_id is empty", "onesignal.api_key is empty", "mapping: neither users nor devices is set"},
+			want: []string{"postgres.dsn is empty: set it", "kafka.brokers is empty: list your Kafka brokers", "onesignal.app_id is empty", "onesignal.api_key is empty", "mapping: neither users nor devices is set"},
 		},
 		{
 			name: "a database secret file that is missing names the file and says to mount it",
@@ -150,9 +165,13 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 			} else if err := os.WriteFile(path, []byte(c.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			code, out := runCommand(t, "validate", "--config", path)
-			if code != 1 {
-				t.Errorf("validate exited %d, want 1; output:\n%s", code, out)
+			args := []string{"validate", "--config", path}
+			if c.role != "" {
+				args = append(args, "--role", c.role)
+			}
+			code, out := runCommand(t, args...)
+			if code != 2 {
+				t.Errorf("validate exited %d, want 2; output:\n%s", code, out)
 			}
 			for _, w := range want {
 				if !strings.Contains(out, w) {

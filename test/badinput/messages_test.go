@@ -73,7 +73,7 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 		3: {
 			name:  "a JSON array is dead-lettered at the decode stage",
 			value: []byte(`[1, 2, 3]`),
-			stage: "decode", reason: []string{"event is not a JSON object", "cannot unmarshal array"},
+			stage: "decode", reason: []string{"event is not a JSON object: it is a JSON array"},
 		},
 		4: {
 			name:  "JSON that is not a change envelope is dead-lettered, saying it is none",

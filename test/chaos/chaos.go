@@ -205,7 +205,7 @@ mapping:
   users:
     table: public.users
     external_id: external_id
-    tags: {plan: "", score: level, country: geo, bio: "", tier: ""}
+    tags: {plan: "", score: level, country: geo, bio: ""}
   devices:
     table: public.devices
     device_id: player_id

@@ -13,9 +13,11 @@ import (
 )
 
 // tagColumns is the users mapping of the harness's configuration, column
-// → tag: what expectedState derives the tags from. tier does not exist
-// when the run starts; the workload adds it.
-var tagColumns = map[string]string{"plan": "plan", "score": "level", "country": "geo", "bio": "bio", "tier": "tier"}
+// → tag: what expectedState derives the tags from. tier, which the
+// workload adds during the run, is not mapped: a mapped column must exist
+// when the connector starts (its start-up checks refuse one that does
+// not), and every row that lacked it would be dead-lettered.
+var tagColumns = map[string]string{"plan": "plan", "score": "level", "country": "geo", "bio": "bio"}
 
 // oneSignalState is what OneSignal holds for the ids the workload touched:
 // every user's tags (empty for a deleted row or a user that never got

@@ -247,8 +247,9 @@ func (w *workload) commit(ctx context.Context, conn *pgx.Conn, stmts []statement
 	return nil
 }
 
-// changeSchema adds a column that the mapping names (a new tag from then
-// on) and one that it does not.
+// changeSchema adds a column to each table mid-stream, which the mapping
+// does not name: the connector must follow the new relations, and the
+// sink apply rows that carry a column more.
 func (w *workload) changeSchema(ctx context.Context, conn *pgx.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -48,6 +48,9 @@ postgres:
   snapshot_chunk_size: 1000
 kafka:
   brokers: [{{.Brokers}}]
+{{- with .DataDir}}
+  embedded_data_dir: {{.}}
+{{- end}}
   topic_prefix: cdc
   partitions: 4
   consumer_group: e2e
@@ -74,6 +77,7 @@ log:
 
 type configValues struct {
 	DSN, Slot, Brokers, APIURL, AppID, APIKey string
+	DataDir                                   string // kafka.embedded_data_dir, when set (YAML: '""' for none)
 }
 
 func writeConfig(t *testing.T, v configValues) string {
@@ -109,11 +113,20 @@ func start(t *testing.T, args ...string) *process {
 // startWithEnv is start with more variables in the environment.
 func startWithEnv(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
+	return startIn(t, t.TempDir(), env, args...)
+}
+
+// startIn is startWithEnv in the working directory dir, where the embedded
+// broker keeps its data by default: a directory of its own for each
+// daemon, unless a test means them to share it.
+func startIn(t *testing.T, dir string, env []string, args ...string) *process {
+	t.Helper()
 	log, err := os.CreateTemp(t.TempDir(), "daemon-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
 	// Tests run daemons side by side: each ops server takes a free port
 	// instead of the default :9090.
 	cmd.Env = append(append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0"), env...)
@@ -139,6 +152,20 @@ func (p *process) kill(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 	p.done <- nil // later waits return at once
+}
+
+// exited waits up to within for the process to end by itself, and returns
+// how it ended.
+func (p *process) exited(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- nil // it ended as the test expected: cleanup has nothing to report
+		return err
+	case <-time.After(within):
+		t.Fatalf("onesignal-cdc did not exit within %s", within)
+		return nil
+	}
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -100,6 +100,7 @@ log:
 	defer cancel()
 	refused := exec.CommandContext(ctx, binary, "run", "--config", config(db.Name+"_refused", wrongKey))
 	refused.Env = append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0")
+	refused.Dir = t.TempDir() // the embedded broker's data: its own, not the first run's
 	out, err := refused.CombinedOutput()
 	seen.Write(out)
 	if _, ok := err.(*exec.ExitError); !ok || !strings.Contains(string(out), "onesignal.api_key") {

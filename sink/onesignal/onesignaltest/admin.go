@@ -2,9 +2,13 @@ package onesignaltest
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // The /emulator/ routes belong to the emulator, not to OneSignal: they let
@@ -22,7 +26,7 @@ func (e *Emulator) serveState(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) seedSubscription(w http.ResponseWriter, r *http.Request) {
 	var sub Subscription
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&sub); err != nil {
-		writeMessages(w, http.StatusBadRequest, "The body must be a subscription as JSON: "+err.Error())
+		writeMessages(w, http.StatusBadRequest, "The body must be a subscription as JSON: "+jsonProblem(err))
 		return
 	}
 	if sub.ID == "" {
@@ -64,7 +68,7 @@ func (e *Emulator) serveFaults(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) setFaults(w http.ResponseWriter, r *http.Request) {
 	var f Faults
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&f); err != nil {
-		writeMessages(w, http.StatusBadRequest, "The body must be faults as JSON: "+err.Error())
+		writeMessages(w, http.StatusBadRequest, "The body must be faults as JSON: "+jsonProblem(err))
 		return
 	}
 	if err := e.SetFaults(f); err != nil {
@@ -77,4 +81,24 @@ func (e *Emulator) setFaults(w http.ResponseWriter, r *http.Request) {
 // serveStats is GET /emulator/stats.
 func (e *Emulator) serveStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, e.Stats())
+}
+
+// jsonProblem says what is wrong with a JSON body in the body's terms,
+// without the Go types and struct names of encoding/json's errors.
+func jsonProblem(err error) string {
+	var typ *json.UnmarshalTypeError
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("%s cannot be a JSON %s", typ.Field, typ.Value)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("it is a JSON %s", typ.Value)
+	case errors.As(err, &syn):
+		return fmt.Sprintf("it is not valid JSON (at byte %d)", syn.Offset)
+	case errors.Is(err, io.EOF):
+		return "it is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "it is cut short"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
 }

@@ -46,16 +46,16 @@ type Answer struct {
 func (a Answer) Validate() error {
 	var errs []error
 	if a.Status < 200 || a.Status > 999 {
-		errs = append(errs, fmt.Errorf("onesignaltest: answer status %d: use 200 to 999", a.Status))
+		errs = append(errs, fmt.Errorf("answer status %d: use 200 to 999", a.Status))
 	}
 	if a.Times < 0 {
-		errs = append(errs, fmt.Errorf("onesignaltest: answer times %d: use 0 for every request", a.Times))
+		errs = append(errs, fmt.Errorf("answer times %d: use 0 for every request", a.Times))
 	}
 	if a.Cut < 0 || a.Cut > len(a.Body) {
-		errs = append(errs, fmt.Errorf("onesignaltest: answer cut %d: use 0 to %d, the body's length", a.Cut, len(a.Body)))
+		errs = append(errs, fmt.Errorf("answer cut %d: use 0 to %d, the body's length", a.Cut, len(a.Body)))
 	}
 	if a.Status >= 300 && a.Status < 400 && a.Header["Location"] == "" {
-		errs = append(errs, fmt.Errorf("onesignaltest: answer status %d is a redirect: give it a Location header", a.Status))
+		errs = append(errs, fmt.Errorf("answer status %d is a redirect: give it a Location header", a.Status))
 	}
 	return errors.Join(errs...)
 }
@@ -173,7 +173,7 @@ func (e *Emulator) setAnswers(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields() // a misspelt field would silently answer something else
 	if err := dec.Decode(&as); err != nil {
-		writeMessages(w, http.StatusBadRequest, "The body must be a JSON array of answers: "+err.Error())
+		writeMessages(w, http.StatusBadRequest, "The body must be a JSON array of answers: "+jsonProblem(err))
 		return
 	}
 	if err := e.SetAnswers(as...); err != nil {

@@ -22,7 +22,14 @@
 //
 // Requests must carry the key as "Authorization: Key <key>" (also
 // "key <key>") or in the legacy style "Basic <key>", on every route of
-// either model. Its own routes need no key: GET /emulator/state, POST
+// either model. A wrong or missing key gets 403 {"errors":["Access
+// denied.  Please include an 'Authorization: ...' header with a valid API
+// key (…)."]}, as api.onesignal.com answers; under /api/v1, the legacy
+// host, it gets that host's 400 {"errors":["Please include a
+// case-sensitive header of Authorization: Basic <YOUR-REST-API-KEY-HERE>
+// or Bearer token="<YOUR-REST-API-KEY-HERE>" with a valid REST API
+// key."],"reference":[…]}. Its own routes need no key: GET / (a page of
+// the users, devices and counts, for a person), GET /emulator/state, POST
 // /emulator/subscriptions, POST /emulator/reset, GET and POST
 // /emulator/faults, GET and POST /emulator/answers, and GET
 // /emulator/stats.
@@ -43,7 +50,8 @@
 // behaves as follows. In the user model:
 //
 //   - A path app_id other than the configured one gets the same 403 as a
-//     wrong key: an App API key belongs to one app.
+//     wrong key: an App API key belongs to one app. A client cannot tell
+//     the two mistakes apart, as with OneSignal.
 //   - A write without "Content-Type: application/json", or whose body is not
 //     JSON, gets 400 {"errors":["app_id not found. You may be missing a
 //     Content-Type: application/json header."]}, the legacy API's answer.
@@ -67,9 +75,11 @@
 // In the player model:
 //
 //   - The app_id is required in the body of POST and PUT /players, and in
-//     the query of GET /players[/{id}]; without it the answer is the 400
-//     above, with another app's the 403 above. The key is required too:
-//     keyless writes, as the old SDKs made, are refused.
+//     the query of GET /players[/{id}]; without it, and with an app the
+//     emulator does not serve (there and in the path of edit tags by
+//     external user id), the answer is the legacy API's 400 "app_id not
+//     found" above. The key is required too: keyless writes, as the old
+//     SDKs made, are refused.
 //   - PUT /players/{id} of an unknown id answers 400 {"errors":["No user
 //     with this id found"]}, what the Android SDK handles; with
 //     Config.UnknownPlayer404, 404 {"errors":["Device with player_id not

@@ -44,7 +44,7 @@ func (f Faults) Validate() error {
 	var errs []error
 	share := func(name string, p float64) {
 		if !(p >= 0 && p <= 1) {
-			errs = append(errs, fmt.Errorf("onesignaltest: fault %s has share %v: use 0 to 1", name, p))
+			errs = append(errs, fmt.Errorf("fault %s has share %v: use 0 to 1", name, p))
 		}
 	}
 	total := f.Reset + f.Drop
@@ -52,19 +52,19 @@ func (f Faults) Validate() error {
 	share("drop", f.Drop)
 	for code, p := range f.Status {
 		if code < 400 || code > 599 {
-			errs = append(errs, fmt.Errorf("onesignaltest: fault status %d is not an error status: use 400 to 599", code))
+			errs = append(errs, fmt.Errorf("fault status %d is not an error status: use 400 to 599", code))
 		}
 		share(fmt.Sprint(code), p)
 		total += p
 	}
 	if total > 1+1e-9 {
-		errs = append(errs, fmt.Errorf("onesignaltest: the fault shares add up to %v: at most 1", total))
+		errs = append(errs, fmt.Errorf("the fault shares add up to %v: at most 1", total))
 	}
 	if f.RetryAfter < 0 {
-		errs = append(errs, fmt.Errorf("onesignaltest: fault retry_after is %d: use 0 for 1 second", f.RetryAfter))
+		errs = append(errs, fmt.Errorf("fault retry_after is %d: use 0 for 1 second", f.RetryAfter))
 	}
 	if f.Latency < 0 || (f.LatencyMax != 0 && f.LatencyMax < f.Latency) {
-		errs = append(errs, fmt.Errorf("onesignaltest: fault latency %v–%v: want 0 ≤ latency ≤ latency_max (or no latency_max)", f.Latency, f.LatencyMax))
+		errs = append(errs, fmt.Errorf("fault latency %v–%v: want 0 ≤ latency ≤ latency_max (or no latency_max)", f.Latency, f.LatencyMax))
 	}
 	return errors.Join(errs...)
 }
@@ -110,7 +110,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		}
 		v, err := time.ParseDuration(d.text)
 		if err != nil {
-			return fmt.Errorf("%s: %w", d.name, err)
+			return fmt.Errorf("%s %q is not a duration: write one such as 50ms or 1.5s", d.name, d.text)
 		}
 		*d.to = v
 	}

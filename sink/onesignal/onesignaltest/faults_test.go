@@ -172,9 +172,11 @@ func TestFaultsAdminRoute(t *testing.T) {
 		{name: "refuses a share over 1", body: `{"reset":1.5}`, status: http.StatusBadRequest, want: "fault reset has share 1.5"},
 		{name: "refuses shares that add up to more than 1", body: `{"reset":0.6,"drop":0.6}`, status: http.StatusBadRequest, want: "add up to 1.2"},
 		{name: "refuses a status that is no error", body: `{"status":{"200":0.5}}`, status: http.StatusBadRequest, want: "200 is not an error status"},
-		{name: "refuses a latency that does not parse", body: `{"latency":"soon"}`, status: http.StatusBadRequest, want: "latency"},
+		{name: "refuses a latency that does not parse", body: `{"latency":"soon"}`, status: http.StatusBadRequest, want: `latency \"soon\" is not a duration: write one such as 50ms or 1.5s`},
 		{name: "refuses a latency range upside down", body: `{"latency":"2s","latency_max":"1s"}`, status: http.StatusBadRequest, want: "latency 2s–1s"},
 		{name: "refuses a misspelt field", body: `{"rest":0.5}`, status: http.StatusBadRequest, want: `unknown field \"rest\"`},
+		{name: "refuses a field of the wrong type in the body's terms", body: `{"seed":"seven"}`, status: http.StatusBadRequest, want: `["The body must be faults as JSON: seed cannot be a JSON string"]`},
+		{name: "refuses a body cut short", body: `{"seed":`, status: http.StatusBadRequest, want: `The body must be faults as JSON: it is cut short`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

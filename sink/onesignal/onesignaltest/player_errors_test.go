@@ -8,6 +8,8 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
+const legacyAuth = `{"errors":["Please include a case-sensitive header of Authorization: Basic \u003cYOUR-REST-API-KEY-HERE\u003e or Bearer token=\"\u003cYOUR-REST-API-KEY-HERE\u003e\" with a valid REST API key."],"reference":["https://documentation.onesignal.com/docs/accounts-and-keys#section-keys-ids"]}`
+
 func TestPlayerErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -38,8 +40,20 @@ func TestPlayerErrors(t *testing.T) {
 			body: `{"tags":{"a":"1"}}`, status: http.StatusBadRequest, want: badBody,
 		},
 		{
-			name: "an edit for another app", method: http.MethodPut, path: playerPath("dev-1"),
-			body: `{"app_id":"` + otherApp + `","tags":{"a":"1"}}`, status: http.StatusForbidden, want: accessDenied,
+			name: "an edit for an app the emulator does not serve is the legacy 400, not the 403 of a wrong key", method: http.MethodPut, path: playerPath("dev-1"),
+			body: `{"app_id":"` + otherApp + `","tags":{"a":"1"}}`, status: http.StatusBadRequest, want: badBody,
+		},
+		{
+			name: "an edit with a wrong key is the 403 of api.onesignal.com", method: http.MethodPut, path: playerPath("dev-1"),
+			body: player(`"tags":{"a":"1"}`), headers: []string{"Authorization", "Basic wrong-key"}, status: http.StatusForbidden, want: accessDenied,
+		},
+		{
+			name: "an edit with a wrong key on the legacy host asks for the header, as onesignal.com/api/v1 does", method: http.MethodPut, path: "/api/v1" + playerPath("dev-1"),
+			body: player(`"tags":{"a":"1"}`), headers: []string{"Authorization", "Basic wrong-key"}, status: http.StatusBadRequest, want: legacyAuth,
+		},
+		{
+			name: "a list without a key on the legacy host asks for the header", method: http.MethodGet, path: "/api/v1/players?app_id=" + appID,
+			headers: []string{"Authorization", ""}, status: http.StatusBadRequest, want: legacyAuth,
 		},
 		{
 			name: "an edit without a content type", method: http.MethodPut, path: playerPath("dev-1"),
@@ -81,8 +95,8 @@ func TestPlayerErrors(t *testing.T) {
 			status: http.StatusBadRequest, want: badBody,
 		},
 		{
-			name: "a list for another app", method: http.MethodGet, path: "/players?app_id=" + otherApp,
-			status: http.StatusForbidden, want: accessDenied,
+			name: "a list for an app the emulator does not serve", method: http.MethodGet, path: "/players?app_id=" + otherApp,
+			status: http.StatusBadRequest, want: badBody,
 		},
 		{
 			name: "a list with a limit of 0", method: http.MethodGet, path: "/players?limit=0&app_id=" + appID,
@@ -101,8 +115,8 @@ func TestPlayerErrors(t *testing.T) {
 			body: `{"tags":{"a":"1"}}`, status: http.StatusNotFound, want: `{"errors":["No players found for given external_user_id"]}`,
 		},
 		{
-			name: "tags by an external id for another app", method: http.MethodPut, path: "/apps/" + otherApp + "/users/ada",
-			body: `{"tags":{"a":"1"}}`, status: http.StatusForbidden, want: accessDenied,
+			name: "tags by an external id for an app the emulator does not serve", method: http.MethodPut, path: "/apps/" + otherApp + "/users/ada",
+			body: `{"tags":{"a":"1"}}`, status: http.StatusBadRequest, want: badBody,
 		},
 	}
 	for _, tt := range tests {

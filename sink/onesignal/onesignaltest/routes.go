@@ -32,10 +32,12 @@ func (e *Emulator) routes() http.Handler {
 	api := []middleware{e.observe, e.count, e.answer, e.inject}
 	read := slices.Concat(api, []middleware{e.authenticate, e.checkApp})
 	write := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkApp, requireJSON})
-	// The player model names the app in the query or the body; the
-	// handlers check it.
+	// The player model names the app in the query or the body (the
+	// handlers check it) or, editing tags by external id, in the path;
+	// it answers an app it does not know with a 400, not a 403.
 	legacyRead := slices.Concat(api, []middleware{e.authenticate, e.checkQueryApp})
 	legacyWrite := slices.Concat(api, []middleware{e.authenticate, e.limitApp, requireJSON})
+	legacyTags := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkLegacyPathApp, requireJSON})
 
 	handle := func(pattern string, h http.HandlerFunc, mws []middleware) {
 		mux.Handle(pattern, chain(h, mws...))
@@ -50,12 +52,13 @@ func (e *Emulator) routes() http.Handler {
 		handle("PUT "+p+"/players/{player_id}", e.editPlayer, legacyWrite)
 		handle("GET "+p+"/players/{player_id}", e.viewPlayer, legacyRead)
 		handle("GET "+p+"/players", e.viewPlayers, legacyRead)
-		handle("PUT "+p+"/apps/{app_id}/users/{external_user_id}", e.editTagsByExternalID, write)
+		handle("PUT "+p+"/apps/{app_id}/users/{external_user_id}", e.editTagsByExternalID, legacyTags)
 	}
 	handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeMessages(w, http.StatusNotFound, "Not Found")
 	}, api)
 
+	mux.HandleFunc("GET /{$}", e.servePage)
 	mux.HandleFunc("GET /emulator/state", e.serveState)
 	mux.HandleFunc("POST /emulator/subscriptions", e.seedSubscription)
 	mux.HandleFunc("POST /emulator/reset", e.serveReset)
@@ -68,9 +71,15 @@ func (e *Emulator) routes() http.Handler {
 }
 
 // authenticate lets through requests that carry the key, in either style.
+// Others get the 403 of api.onesignal.com, or under /api/v1 the legacy
+// host's 400 that asks for the header.
 func (e *Emulator) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !e.authorized(r.Header.Get("Authorization")) {
+			if strings.HasPrefix(r.URL.Path, "/api/v1/") {
+				writeJSON(w, http.StatusBadRequest, map[string][]string{"errors": {msgLegacyAuth}, "reference": {refKeysAndIDs}})
+				return
+			}
 			writeMessages(w, http.StatusForbidden, msgAccessDenied)
 			return
 		}
@@ -95,9 +104,9 @@ func (e *Emulator) authorized(header string) bool {
 	return subtle.ConstantTimeCompare([]byte(key), []byte(e.cfg.APIKey)) == 1
 }
 
-// checkApp refuses an app other than the emulated one with the same 403 as
-// a wrong key: an App API key belongs to one app, so for any other app the
-// key is simply not valid.
+// checkApp refuses, in the user model, an app other than the emulated one
+// with the same 403 as a wrong key: an App API key belongs to one app, so
+// for any other app the key is simply not valid.
 func (e *Emulator) checkApp(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !e.isApp(r.PathValue("app_id")) {
@@ -108,8 +117,8 @@ func (e *Emulator) checkApp(next http.Handler) http.Handler {
 	})
 }
 
-// checkQueryApp is checkApp for the player model's reads, which name the
-// app in ?app_id=. Without one they get the legacy API's 400.
+// checkQueryApp checks the app of the player model's reads, which name
+// it in ?app_id= (see admitLegacyApp).
 func (e *Emulator) checkQueryApp(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !e.admitLegacyApp(w, r.URL.Query().Get("app_id")) {
@@ -119,16 +128,24 @@ func (e *Emulator) checkQueryApp(next http.Handler) http.Handler {
 	})
 }
 
-// admitLegacyApp checks an app_id from a player-model query or body: none
-// is a 400, another app the usual 403. It answers and returns false when
-// the request goes no further.
+// checkLegacyPathApp checks the app of the player model's edit tags by
+// external id, which names it in the path (see admitLegacyApp).
+func (e *Emulator) checkLegacyPathApp(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !e.admitLegacyApp(w, r.PathValue("app_id")) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// admitLegacyApp checks an app_id of a player-model request: none, or
+// one the emulator does not serve, gets the legacy API's 400 "app_id not
+// found" (its words for a missing app_id as well as an unknown one). It
+// answers and returns false when the request goes no further.
 func (e *Emulator) admitLegacyApp(w http.ResponseWriter, appID string) bool {
-	switch {
-	case appID == "":
+	if !e.isApp(appID) {
 		writeMessages(w, http.StatusBadRequest, msgBadBody)
-		return false
-	case !e.isApp(appID):
-		writeMessages(w, http.StatusForbidden, msgAccessDenied)
 		return false
 	}
 	return true

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,7 +31,7 @@ func Start(cfg Config, addr string) (*Server, error) {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("onesignaltest: listen on %s: %w", addr, err)
+		return nil, &ListenError{Addr: addr, Err: err}
 	}
 	s := &Server{
 		emu:  New(cfg),
@@ -44,6 +45,30 @@ func Start(cfg Config, addr string) (*Server, error) {
 	}()
 	return s, nil
 }
+
+// ListenError is Start's error when the address cannot be bound.
+// errors.Is(err, syscall.EADDRINUSE) tells an address in use.
+type ListenError struct {
+	Addr string
+	Err  error // net.Listen's
+}
+
+func (e *ListenError) Error() string {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(e.Err, syscall.EADDRINUSE):
+		return fmt.Sprintf("the emulator cannot listen on %s: the address is in use (another emulator, or another program, listens there)", e.Addr)
+	case errors.As(e.Err, &errno):
+		return fmt.Sprintf("the emulator cannot listen on %s: %s", e.Addr, errno.Error())
+	}
+	var addrErr *net.AddrError
+	if errors.As(e.Err, &addrErr) {
+		return fmt.Sprintf("the emulator cannot listen on %s: %s", e.Addr, addrErr.Err)
+	}
+	return fmt.Sprintf("the emulator cannot listen on %s: %v", e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
 
 // dialable turns a listener's address into one a client can dial: a
 // wildcard host (":8080" listens on all of them) becomes localhost.

@@ -12,6 +12,10 @@ const (
 	// Note the two spaces after "denied.".
 	msgAccessDenied = "Access denied.  Please include an 'Authorization: ...' header with a valid API key (https://documentation.onesignal.com/docs/en/keys-and-ids#api-keys)."
 	msgBadBody      = "app_id not found. You may be missing a Content-Type: application/json header."
+	// The legacy host's answer to a wrong or missing key, with the link it
+	// sends in "reference".
+	msgLegacyAuth = `Please include a case-sensitive header of Authorization: Basic <YOUR-REST-API-KEY-HERE> or Bearer token="<YOUR-REST-API-KEY-HERE>" with a valid REST API key.`
+	refKeysAndIDs = "https://documentation.onesignal.com/docs/accounts-and-keys#section-keys-ids"
 
 	msgTooManyTagChanges = "Please limit your tag updates to 100 per request"
 	msgTagLimit          = "App is limited to a maximum of %d tags on a given player"

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/tlstest"
+)
+
+// A daemon that cannot reach Kafka waits for it, and its warnings say which
+// broker and why, with the fix; kafka-go's own words ("[8] Broker Not
+// Available: not a client facing error…") never reach the log.
+func TestTheDaemonWaitingForKafkaSaysWhichBrokerAndWhy(t *testing.T) {
+	certs := tlstest.New(t)
+	fake := func(opts ...kfake.Opt) string {
+		c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c.ListenAddrs()[0]
+	}
+	closed := freeAddr(t)
+	withTLS := fake(kfake.TLS(certs.Server))
+	withSCRAM := fake(kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "cdc", "s3cret"))
+	for _, tc := range []struct {
+		name, broker, kafka, want string
+	}{
+		{"a closed port", closed, "",
+			"kafka at " + closed + ": connection refused: check kafka.brokers and that the broker is up"},
+		{"plaintext to a TLS listener", withTLS, "",
+			"kafka at " + withTLS + ": the broker speaks TLS on this port: set kafka.tls.enabled: true"},
+		{"a wrong SASL password", withSCRAM, "  sasl: {mechanism: SCRAM-SHA-256, username: cdc, password: wrong}\n",
+			"kafka at " + withSCRAM + ": SASL authentication failed: check kafka.sasl.username and the password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := opsConfig(t, "postgres://nobody@127.0.0.1:9/none", "unused", []string{tc.broker}, "http://127.0.0.1:9")
+			if tc.kafka != "" {
+				b, err := os.ReadFile(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg = writeFile(t, strings.Replace(string(b), "kafka:\n", "kafka:\n"+tc.kafka, 1))
+			}
+			d := startDaemon(t, config.Sink, cfg)
+			waitUntilFor(t, 30*time.Second, "a warning that names the broker and the cause", func() bool {
+				for line := range strings.Lines(d.log.String()) {
+					if strings.Contains(line, "kafka not reachable; retrying") && strings.Contains(line, tc.want) {
+						return true
+					}
+				}
+				return false
+			})
+			for _, internal := range []string{"Broker Not Available", "kafka.(*", "unexpected EOF"} {
+				if strings.Contains(d.log.String(), internal) {
+					t.Errorf("the log shows %q:\n%s", internal, d.log.String())
+				}
+			}
+		})
+	}
+}
