@@ -23,8 +23,8 @@ import (
 // concurrent use, except Close: call it once every other call returned;
 // any call after it fails.
 //
-// A Store never keeps the slices passed to it and never hands out its own:
-// callers may reuse their buffers once a call returns.
+// A Store copies the keys and values passed to it: callers may reuse their
+// buffers once a call returns.
 type Store interface {
 	// Get returns the value of key. ok is false when the key is absent. The
 	// value is the caller's to keep and modify.
@@ -41,9 +41,8 @@ type Store interface {
 	// it was when Scan began, so fn may write to the store. key and value
 	// are valid only until fn returns: copy what you keep.
 	Scan(prefix []byte, fn func(key, value []byte) (bool, error)) error
-	// NewBatch returns an empty batch of writes to apply at once. Restores
-	// write hundreds of thousands of records: a batch per few thousand of
-	// them is much faster than one call each.
+	// NewBatch returns an empty batch of writes to apply at once, the way a
+	// restore writes the hundreds of thousands of records it reads.
 	NewBatch() Batch
 	// Close releases the store. For the disk store, its files stay on disk
 	// until the next OpenDisk of the directory wipes them.
