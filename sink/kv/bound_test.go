@@ -26,7 +26,7 @@ import (
 // since RSS is the whole process's.
 func TestMemoryStaysBoundedWithTwoMillionKeys(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes and reads 2,000,000 keys (about 500 MB on disk, a minute): not with -short")
+		t.Skip("writes and reads 2,000,000 keys (about 300 MiB on disk, 20 s to a minute): not with -short")
 	}
 	n, gets := 2_000_000, 500_000
 	if raceEnabled {
