@@ -1,0 +1,6 @@
+//go:build race
+
+package kv_test
+
+// raceEnabled: the race detector's shadow memory counts in RSS.
+const raceEnabled = true
