@@ -194,9 +194,9 @@ func Decode(key, value []byte) (*Record, error) {
 
 // stateJSON is a State as the sink's local store keeps it.
 type stateJSON struct {
-	Contributions []*Record          `json:"c,omitempty"`
-	Members       map[string]*Member `json:"m,omitempty"`
-	Reply         *Reply             `json:"r,omitempty"`
+	Contributions []*Record           `json:"c,omitempty"`
+	Members       map[string]*Member  `json:"m,omitempty"`
+	Reply         *Reply              `json:"r,omitempty"`
 	Linked        map[string]Position `json:"l,omitempty"`
 }
 
