@@ -48,7 +48,7 @@ mapping:
 }
 
 func TestDLQReplayRefusesTheEmbeddedBrokerInMemory(t *testing.T) {
-	cfg := writeFile(t, "kafka:\n  embedded_data_dir: \"\"\nmapping:\n  users: {table: public.users, external_id: external_id}\n")
+	cfg := writeFile(t, "kafka:\n  brokers: [embedded]\n  embedded_data_dir: \"\"\nmapping:\n  users: {table: public.users, external_id: external_id}\n")
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"dlq", "replay", "--config", cfg}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "set kafka.embedded_data_dir, or use a Kafka cluster") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())

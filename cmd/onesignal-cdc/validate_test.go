@@ -181,19 +181,19 @@ func TestValidateRefusesTheEmbeddedBrokerForAConnectorOrASinkAlone(t *testing.T)
 		want string
 	}{
 		{"run", 0, "the configuration is valid"},
-		{"connector", 1, "kafka.brokers is [embedded], which onesignal-cdc connector cannot use: the embedded development broker lives inside one process"},
-		{"sink", 1, "kafka.brokers is [embedded], which onesignal-cdc sink cannot use"},
+		{"connector", 2, "kafka.brokers is [embedded], which onesignal-cdc connector cannot use: the embedded development broker lives inside one process"},
+		{"sink", 2, "kafka.brokers is [embedded], which onesignal-cdc sink cannot use"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run([]string{"validate", "--role", tc.role, "--config", cfg}, &stdout, &stderr)
-		if code != tc.exit || !strings.Contains(stdout.String(), tc.want) {
+		if code != tc.exit || !strings.Contains(stdout.String()+stderr.String(), tc.want) {
 			t.Errorf("--role %s: exit %d, want %d and %q:\n%s%s", tc.role, code, tc.exit, tc.want, stdout.String(), stderr.String())
 		}
 	}
 	noKafka := strings.Replace(validConfig("postgres://cdc@db/app", "https://api.onesignal.com", "k"), "kafka:\n  brokers: [embedded]\n", "", 1)
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"validate", "--config", writeFile(t, noKafka)}, &stdout, &stderr); code != 1 || !strings.Contains(stdout.String(), "kafka.brokers is empty: list your Kafka brokers as host:port") {
-		t.Errorf("no kafka section: exit %d\n%s", code, stdout.String())
+	if code := run([]string{"validate", "--config", writeFile(t, noKafka)}, &stdout, &stderr); code != 2 || !strings.Contains(stdout.String()+stderr.String(), "kafka.brokers is empty: list your Kafka brokers as host:port") {
+		t.Errorf("no kafka section: exit %d, want 2\n%s%s", code, stdout.String(), stderr.String())
 	}
 }
 
