@@ -41,7 +41,10 @@ const (
 
 // DeadLetter is a message the sink wrote to the dead-letter topic, and why.
 type DeadLetter struct {
-	Topic     string // where the message came from
+	// Topic, Partition and Offset are where the change came from: the
+	// event's, also for a contribution of the targets topic that
+	// OneSignal refused.
+	Topic     string
 	Partition int
 	Offset    int64
 	Stage     string // "decode", "transform" or "onesignal"
@@ -99,9 +102,11 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 	if rej.status != 0 {
 		headers = append(headers, kafka.Header{Key: HeaderStatus, Value: strconv.AppendInt(nil, int64(rej.status), 10)})
 	}
+	origin := DeadLetter{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
 	if msg.Topic == s.cfg.TargetsTopic {
 		// A contribution names the event it came from.
 		if rec, err := desired.Decode(msg.Key, msg.Value); err == nil && rec.Kind == desired.KindContribution {
+			origin = DeadLetter{Topic: rec.Source.Topic, Partition: rec.Source.Partition, Offset: rec.Source.Offset}
 			headers = append(headers,
 				kafka.Header{Key: HeaderSourceTopic, Value: []byte(rec.Source.Topic)},
 				kafka.Header{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(rec.Source.Partition), 10)},
@@ -125,8 +130,8 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 	}
 	s.stats.deadLettered.Add(1)
 	if s.cfg.DeadLettered != nil {
-		s.cfg.DeadLettered(DeadLetter{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
-			Stage: rej.stage, Reason: headerValue(dl, HeaderMessage), Status: rej.status})
+		origin.Stage, origin.Reason, origin.Status = rej.stage, headerValue(dl, HeaderMessage), rej.status
+		s.cfg.DeadLettered(origin)
 	}
 	s.log.Warn("message rejected; it is in the dead-letter topic",
 		zap.String("topic", msg.Topic), zap.Int("partition", msg.Partition), zap.Int64("offset", msg.Offset),

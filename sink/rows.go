@@ -175,7 +175,8 @@ func (g *generation) consumeRows(ctx context.Context, a Assignment) error {
 	defer func() { close(work); <-writeErr }()
 
 	r := s.cfg.Kafka.Reader(a.Topic, a.Partition, a.Committed)
-	defer r.Close()
+	s.readers.add(r)
+	defer func() { s.readers.remove(r); r.Close() }()
 	for {
 		m, err := g.fetch(ctx, r)
 		if err != nil || m == nil {
@@ -307,6 +308,24 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	return w, nil
 }
 
+// maxWriteBytes bounds what one write takes, so that kafka-go's batch of
+// one partition stays under its 1 MiB and the broker's message size limit
+// whatever the partitions: an event is at most 256 KiB (the connector's
+// limit), and so is each record it gives.
+const maxWriteBytes = 512 << 10
+
+// size is how many bytes w writes.
+func (w *rowWork) size() int {
+	n := 0
+	for _, m := range w.targets {
+		n += len(m.Key) + len(m.Value)
+	}
+	if w.row != nil {
+		n += len(w.row.Key) + len(w.row.Value)
+	}
+	return n
+}
+
 // targetMessage is rec as a message of the targets topic.
 func targetMessage(topic string, rec *desired.Record) kafka.Message {
 	return kafka.Message{Topic: topic, Key: rec.Key(), Value: rec.Value()}
@@ -323,14 +342,16 @@ func (g *generation) writeRows(ctx context.Context, work <-chan *rowWork) error 
 			return nil
 		}
 		batch = append(batch[:0], w)
+		size := w.size()
 	more:
-		for len(batch) < s.cfg.RowBatch {
+		for len(batch) < s.cfg.RowBatch && size < maxWriteBytes {
 			select {
 			case w, ok := <-work:
 				if !ok {
 					break more
 				}
 				batch = append(batch, w)
+				size += w.size()
 			default:
 				break more
 			}

@@ -185,7 +185,7 @@ type Sink struct {
 	mapping *transform.Mapping
 	log     *zap.Logger
 	stats   counters
-	reads   readerCounts
+	readers readers
 	// devices says the mapping has a devices table: in the player model,
 	// a user without a device or record of its own is then not written
 	// to (no device of its carries the tags).
@@ -380,18 +380,14 @@ func (g *generation) read(ctx context.Context, r PartitionReader) (kafka.Message
 		}
 		return err
 	}, func(err error, wait time.Duration) {
-		g.s.reads.errors.Add(1)
 		g.s.log.Warn("fetch from kafka failed; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return msg, nil
 		}
-		g.s.reads.errors.Add(1)
 		return msg, fmt.Errorf("fetch from kafka: %w", err)
 	}
-	g.s.reads.fetches.Add(1)
-	g.s.reads.lag.Store(checkpoint.Partition{Topic: msg.Topic, Partition: msg.Partition}, max(msg.HighWaterMark-msg.Offset-1, 0))
 	return msg, nil
 }
 

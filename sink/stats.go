@@ -55,21 +55,30 @@ func (s *Sink) Stats() Stats {
 	return st
 }
 
-// readerCounts are the fetch counts ReaderStats reports and resets.
-type readerCounts struct {
-	fetches, errors atomic.Int64
-	lag             sync.Map // checkpoint.Partition → int64: high watermark − offset of the last fetch
-}
+// readers are the partition readers of the running generation, for
+// ReaderStats.
+type readers struct{ m sync.Map } // PartitionReader → struct{}
 
-// ReaderStats reports the sink's fetching as a kafka-go reader reports
-// its own, for the ops monitor: fetches and errors since the last call,
-// and the lag behind the partitions' high watermarks at the last fetch.
+func (r *readers) add(pr PartitionReader)    { r.m.Store(pr, struct{}{}) }
+func (r *readers) remove(pr PartitionReader) { r.m.Delete(pr) }
+
+// ReaderStats reports the sink's fetching as one kafka-go reader reports
+// its own, for the ops monitor: the sums of its partition readers' stats
+// since the last call (kafka-go resets them at each call), their lag
+// behind the partitions' high watermarks included.
 func (s *Sink) ReaderStats() kafka.ReaderStats {
-	st := kafka.ReaderStats{Fetches: s.reads.fetches.Swap(0), Errors: s.reads.errors.Swap(0)}
-	s.reads.lag.Range(func(_, v any) bool {
-		st.Lag += v.(int64)
+	var st kafka.ReaderStats
+	s.readers.m.Range(func(k, _ any) bool {
+		r, ok := k.(interface{ Stats() kafka.ReaderStats })
+		if !ok {
+			return true
+		}
+		rs := r.Stats()
+		st.Fetches += rs.Fetches
+		st.Messages += rs.Messages
+		st.Errors += rs.Errors
+		st.Lag += rs.Lag
 		return true
 	})
-	st.Messages = st.Fetches
 	return st
 }

@@ -63,7 +63,8 @@ func (g *generation) consumeTargets(ctx context.Context, a Assignment) error {
 		return fmt.Errorf("read the end of %s partition %d: %w", a.Topic, a.Partition, err)
 	}
 	r := s.cfg.Kafka.Reader(a.Topic, a.Partition, kafka.FirstOffset)
-	defer r.Close()
+	s.readers.add(r)
+	defer func() { s.readers.remove(r); r.Close() }()
 	started, folded := time.Now(), 0
 	if committed > 0 && end > 0 {
 		for {
@@ -213,6 +214,14 @@ type emission struct {
 	done *progress // finished once msgs are written; may be nil
 }
 
+func (em emission) size() int {
+	n := 0
+	for _, m := range em.msgs {
+		n += len(m.Key) + len(m.Value)
+	}
+	return n
+}
+
 func newEmitter(g *generation) *emitter {
 	return &emitter{g: g, work: make(chan emission, 256)}
 }
@@ -234,14 +243,16 @@ func (e *emitter) run(ctx context.Context) {
 			return
 		}
 		batch = append(batch[:0], first)
+		size := first.size()
 	more:
-		for len(batch) < 256 {
+		for len(batch) < 256 && size < maxWriteBytes {
 			select {
 			case em, ok := <-e.work:
 				if !ok {
 					break more
 				}
 				batch = append(batch, em)
+				size += em.size()
 			default:
 				break more
 			}

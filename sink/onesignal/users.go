@@ -222,12 +222,18 @@ func (c *Client) AddRecord(ctx context.Context, externalID, channel, identifier 
 	path := "/users/by/external_id/" + pathSegment(externalID) + "/subscriptions"
 	_, err := c.call(ctx, epAddRecord, path, createSubscriptionRequest{Subscription: sub})
 	if !hasStatus(err, http.StatusNotFound) {
+		if err == nil {
+			c.exists.add(externalID)
+		}
 		return err
 	}
 	status, err := c.createUser(ctx, createUserRequest{
 		Identity:      map[string]string{"external_id": externalID},
 		Subscriptions: []subscriptionRef{sub},
 	})
+	if err == nil {
+		c.exists.add(externalID)
+	}
 	if err == nil && status == http.StatusOK {
 		// Upsert with retrieval: the user appeared meanwhile and nothing
 		// was applied; the next attempt adds the subscription to it.
