@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"slices"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
