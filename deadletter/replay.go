@@ -31,7 +31,9 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 )
 
-// MessageWriter writes messages, returning once Kafka acknowledged them.
+// MessageWriter writes messages, returning once Kafka acknowledged them,
+// each to the partition its Partition field names (a kafka-go Writer with
+// broker.MessagePartition as its balancer).
 type MessageWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
@@ -173,7 +175,10 @@ func redelivery(l letter, at string) kafka.Message {
 		hs = append(hs, h)
 	}
 	hs = append(hs, kafka.Header{Key: sink.HeaderRedelivery, Value: []byte(at)})
-	return kafka.Message{Topic: l.from.topic, Key: l.msg.Key, Value: l.msg.Value, Headers: hs}
+	// Back to the partition it came from: a record of the sink's targets
+	// topic is partitioned by a part of its key only, and an event's
+	// partition holds its key's other events, in order.
+	return kafka.Message{Topic: l.from.topic, Partition: l.from.partition, Key: l.msg.Key, Value: l.msg.Value, Headers: hs}
 }
 
 func parse(m kafka.Message) letter {

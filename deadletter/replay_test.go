@@ -24,6 +24,7 @@ func TestReplaySendsBackOnlyDeadLettersNoNewerEventSuperseded(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := broker.NewWriter(b.Brokers(), 100)
+	w.Balancer = broker.MessagePartition{}
 	t.Cleanup(func() { w.Close() })
 	write := func(msgs ...kafka.Message) {
 		t.Helper()

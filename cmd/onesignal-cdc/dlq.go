@@ -6,6 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/deadletter"
 )
@@ -29,6 +30,7 @@ func dlq(ctx context.Context, cmd *command, args []string, stdout io.Writer) err
 	}
 	defer done()
 	w := cluster.NewWriter(100)
+	w.Balancer = broker.MessagePartition{} // each back to the partition it came from
 	defer w.Close()
 	rep, err := deadletter.Replay(ctx, deadletter.Config{
 		Cluster:       cluster,

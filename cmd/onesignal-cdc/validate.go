@@ -64,7 +64,11 @@ func validate(ctx context.Context, cmd *command, args []string, stdout io.Writer
 		fmt.Fprintf(stdout, "%s: ok\n", what)
 	}
 	if roles&config.Connector != 0 {
-		report("postgres", checkPostgres(ctx, cfg))
+		warnings, err := checkPostgres(ctx, cfg)
+		report("postgres", err)
+		for _, w := range warnings {
+			fmt.Fprintf(stdout, "postgres: warning: %s\n", w)
+		}
 	}
 	if cfg.EmbeddedKafka() {
 		// Nothing to reach, and nothing to call ok: it keeps nothing.
@@ -81,10 +85,10 @@ func validate(ctx context.Context, cmd *command, args []string, stdout io.Writer
 	return nil
 }
 
-func checkPostgres(ctx context.Context, cfg *config.Config) error {
+func checkPostgres(ctx context.Context, cfg *config.Config) (warnings []string, err error) {
 	conn, err := pgx.Connect(ctx, cfg.Postgres.DSN.Reveal())
 	if err != nil {
-		return fmt.Errorf("cannot connect (%w): check postgres.dsn and that the server accepts this client", err)
+		return nil, fmt.Errorf("cannot connect (%w): check postgres.dsn and that the server accepts this client", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	findings, err := connector.Check(ctx, conn, connector.Config{
@@ -92,12 +96,60 @@ func checkPostgres(ctx context.Context, cfg *config.Config) error {
 		InitialSnapshot: cfg.Postgres.Snapshot == "initial",
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(findings) > 0 {
-		return findings
+		return nil, findings
 	}
-	return nil
+	return replicaIdentityWarnings(ctx, conn, cfg)
+}
+
+// replicaIdentityWarnings names the mapped tables whose deletes and key
+// changes the sink may not be able to place. The sink's row index knows
+// every row it has seen, so under REPLICA IDENTITY DEFAULT a delete, which
+// carries only the primary key, still finds its user or device. Without an
+// initial snapshot (postgres.snapshot: never) it has not seen the rows
+// written before the connector started: a delete, or an update of the
+// external id or device id, of such a row needs the old row (REPLICA
+// IDENTITY FULL), unless that column is in the primary key.
+func replicaIdentityWarnings(ctx context.Context, conn *pgx.Conn, cfg *config.Config) ([]string, error) {
+	if cfg.Postgres.Snapshot != "never" {
+		return nil, nil
+	}
+	var out []string
+	check := func(table, column, setting string) error {
+		schema, name, _ := strings.Cut(table, ".")
+		var identity string
+		var inKey bool
+		err := conn.QueryRow(ctx, `
+			SELECT c.relreplident::text,
+			       EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+			               WHERE i.indrelid = c.oid AND i.indisprimary AND a.attname = $3)
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2`, schema, name, column).Scan(&identity, &inKey)
+		if err != nil {
+			return fmt.Errorf("read the replica identity of %s: %w", table, err)
+		}
+		if identity == "d" && !inKey {
+			ident := pgx.Identifier{schema, name}.Sanitize()
+			out = append(out, fmt.Sprintf("with postgres.snapshot: never the sink has not seen the %s rows written before the connector started, "+
+				"and under REPLICA IDENTITY DEFAULT a delete (or a change of %s, %q) of such a row does not say which user or device it was: "+
+				"run ALTER TABLE %s REPLICA IDENTITY FULL, or snapshot the table once (onesignal-cdc snapshot --table %s)",
+				table, setting, column, ident, table))
+		}
+		return nil
+	}
+	if u := cfg.Mapping.Users; u != nil {
+		if err := check(u.Table, u.ExternalID, "mapping.users.external_id"); err != nil {
+			return nil, err
+		}
+	}
+	if d := cfg.Mapping.Devices; d != nil {
+		if err := check(d.Table, d.DeviceID, "mapping.devices.device_id"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func checkKafka(ctx context.Context, cfg *config.Config) error {

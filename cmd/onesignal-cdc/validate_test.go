@@ -209,3 +209,39 @@ func TestAConnectorOrASinkAloneRefusesTheEmbeddedBroker(t *testing.T) {
 		}
 	}
 }
+
+// Under REPLICA IDENTITY DEFAULT the sink's row index finds what a delete
+// was; only rows it never saw, without an initial snapshot, need more.
+func TestValidateWarnsOfReplicaIdentityOnlyWhereTheRowIndexCannotHelp(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users ("Contact ID" bigint PRIMARY KEY, external_id text, plan text)`)
+	db.Exec(t, `CREATE TABLE keyed (external_id text PRIMARY KEY, plan text)`)
+	db.Exec(t, `CREATE TABLE full_users ("Contact ID" bigint PRIMARY KEY, external_id text, plan text)`)
+	db.Exec(t, `ALTER TABLE full_users REPLICA IDENTITY FULL`)
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: validAppID, APIKey: "right"})
+	const warning = "postgres: warning: with postgres.snapshot: never the sink has not seen the public."
+	for _, tc := range []struct {
+		name, table, snapshot string
+		warns                 bool
+	}{
+		{"a surrogate key, DEFAULT, no snapshot", "public.users", "never", true},
+		{"a surrogate key, DEFAULT, an initial snapshot", "public.users", "initial", false},
+		{"the external id as the key, no snapshot", "public.keyed", "never", false},
+		{"REPLICA IDENTITY FULL, no snapshot", "public.full_users", "never", false},
+	} {
+		cfg := strings.Replace(validConfig(db.DSN, url, "right"), "public.users", tc.table, 1)
+		cfg = strings.Replace(cfg, "postgres:\n", "postgres:\n  snapshot: "+tc.snapshot+"\n  slot: "+db.Name+"\n  publication: "+db.Name+"\n", 1)
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"validate", "--online", "--config", writeFile(t, cfg)}, &stdout, &stderr)
+		if code != 0 {
+			t.Errorf("%s: exit %d, want 0 (a warning is not a problem):\n%s%s", tc.name, code, stdout.String(), stderr.String())
+		}
+		if got := strings.Contains(stdout.String(), warning); got != tc.warns {
+			t.Errorf("%s: warned %v, want %v:\n%s", tc.name, got, tc.warns, stdout.String())
+		}
+		if tc.warns && !strings.Contains(stdout.String(), "REPLICA IDENTITY FULL") {
+			t.Errorf("%s: the warning names no fix:\n%s", tc.name, stdout.String())
+		}
+	}
+}
