@@ -305,6 +305,8 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 	defer cancelAPI()
 	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWrites()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(writeGrace, cancelWrites) })
+	defer stopGrace()
 	g.writeCtx = writeCtx
 	g.emitter = newEmitter(g)
 
@@ -334,11 +336,9 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 	<-ctx.Done()
 	cancelAPI()
 	wg.Wait()
-	grace := time.AfterFunc(writeGrace, cancelWrites)
 	consumers.Wait()
 	g.emitter.close()
 	<-emitted
-	grace.Stop()
 	g.commit(context.Background()) // what finished before the stop
 	if parent.Err() != nil {
 		return nil // the generation ended, or the sink is stopping
