@@ -65,6 +65,11 @@ func (r *rendered) materialize(t *testing.T, root string) []string {
 					for _, item := range v.Secret.Items {
 						files[item.Path] = secretContent(t, secrets[v.Secret.SecretName], item.Key)
 					}
+				case v.EmptyDir != nil:
+					files = map[string]string{} // a directory of the pod's own, empty at start
+					if err := os.MkdirAll(filepath.Join(root, m.MountPath), 0o700); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			if files == nil {

@@ -158,6 +158,12 @@ chart mounts filled in.
 {{- $_ := set $cfg "kafka" $kafka }}
 {{- end }}
 {{- end }}
+{{- $sink := dig "sink" dict $cfg }}
+{{- if not (dig "state_dir" "" $sink) }}
+{{- /* the sink pod's emptyDir (podTemplate); the root file system is read-only */}}
+{{- $_ := set $sink "state_dir" "/var/lib/onesignal-cdc/sink" }}
+{{- $_ := set $cfg "sink" $sink }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -248,6 +254,11 @@ spec:
           mountPath: /etc/onesignal-cdc/kafka-tls
           readOnly: true
         {{- end }}
+        {{- if eq .component "sink" }}
+        # The sink's local cache of its state, rebuilt from Kafka at start.
+        - name: sink-state
+          mountPath: /var/lib/onesignal-cdc/sink
+        {{- end }}
         {{- with $root.Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -255,6 +266,11 @@ spec:
     - name: config
       configMap:
         name: {{ include "onesignal-cdc.fullname" $root }}
+    {{- if eq .component "sink" }}
+    - name: sink-state
+      emptyDir:
+        sizeLimit: {{ $v.stateSizeLimit | default "2Gi" }}
+    {{- end }}
     - name: secrets
       secret:
         secretName: {{ include "onesignal-cdc.secretName" $root }}
