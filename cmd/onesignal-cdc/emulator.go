@@ -44,6 +44,8 @@ func emulatorFlags(cmd *command, args []string, stdout io.Writer) (onesignaltest
 	tagLimit := fs.Int("tag-limit", 100, "most data tags (`N`) one user may hold; 0 for no cap")
 	verify := fs.Bool("identity-verification", false, "check the player model's identity verification hashes (HMAC-SHA256 of the value keyed with the API key, hex)")
 	player404 := fs.Bool("unknown-player-404", false, `answer PUT /players/{id} of an unknown id with 404, as the docs say, instead of 400 "No user with this id found"`)
+	legacyKeys := fs.Bool("accept-legacy-keys", false, `accept the key the legacy way, "Authorization: Basic <key>", which OneSignal no longer takes; without it Basic gets 403 "Access denied"`)
+	noPlayers200 := fs.Bool("no-players-200", false, `answer player-model tags for an external id no device carries with 200 {"success":true}, as the API spec does, instead of 404 "No players found"; the tags are dropped either way`)
 	var f onesignaltest.Faults
 	var limits onesignaltest.RateLimits
 	fs.BoolVar(&limits.Enabled, "rate-limits", false, "enforce OneSignal's write limits, answering 429 with Retry-After")
@@ -74,7 +76,8 @@ func emulatorFlags(cmd *command, args []string, stdout io.Writer) (onesignaltest
 		return onesignaltest.Config{}, "", usageError{errors.New("--rate-app and --rate-target take 0 (OneSignal's limits) or more")}
 	}
 	return onesignaltest.Config{
-		AppID: *appID, APIKey: *apiKey, TagLimit: *tagLimit, UnknownPlayer404: *player404, IdentityVerification: *verify,
+		AppID: *appID, APIKey: *apiKey, AcceptLegacyKeys: *legacyKeys, TagLimit: *tagLimit,
+		UnknownPlayer404: *player404, NoPlayersAnswersOK: *noPlayers200, IdentityVerification: *verify,
 		RateLimits: limits, Faults: f,
 	}, *listen, nil
 }

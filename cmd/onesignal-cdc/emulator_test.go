@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 func TestTheEmulatorOnATakenAddressSaysItIsInUseAndHowToChooseAnother(t *testing.T) {
@@ -41,6 +45,59 @@ func TestTheEmulatorNamesTheFlagOfAValueOutOfRange(t *testing.T) {
 		err := emulator(t.Context(), emulatorCommand(t), append(tc.args, "--listen", "127.0.0.1:0"), &bytes.Buffer{})
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("emulator %v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestTheEmulatorsFlagsSetItsBehaviours(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want func(onesignaltest.Config) bool
+		what string
+	}{
+		{nil, func(c onesignaltest.Config) bool {
+			return !c.AcceptLegacyKeys && !c.NoPlayersAnswersOK && !c.UnknownPlayer404
+		},
+			"by default Basic refused, 404 for tags no device carries, 400 for an unknown player"},
+		{[]string{"--accept-legacy-keys"}, func(c onesignaltest.Config) bool { return c.AcceptLegacyKeys }, "legacy keys accepted"},
+		{[]string{"--no-players-200"}, func(c onesignaltest.Config) bool { return c.NoPlayersAnswersOK }, "200 for tags no device carries"},
+		{[]string{"--unknown-player-404"}, func(c onesignaltest.Config) bool { return c.UnknownPlayer404 }, "404 for an unknown player"},
+	} {
+		cfg, _, err := emulatorFlags(emulatorCommand(t), tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("emulator %v: %v", tc.args, err)
+		}
+		if !tc.want(cfg) {
+			t.Errorf("emulator %v: %+v, want %s", tc.args, cfg, tc.what)
+		}
+	}
+}
+
+// The emulator started by the command refuses a legacy key unless told,
+// with the 403 of a key OneSignal does not take.
+func TestTheEmulatorCommandRefusesALegacyKeyUnlessToldToAcceptIt(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+	}{{nil, http.StatusForbidden}, {[]string{"--accept-legacy-keys"}, http.StatusOK}} {
+		cfg, _, err := emulatorFlags(emulatorCommand(t), tc.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := onesignaltest.Start(cfg, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL()+"/players?app_id="+cfg.AppID, nil)
+		req.Header.Set("Authorization", "Basic "+cfg.APIKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("emulator %v: Basic with the right key got %d, want %d", tc.args, resp.StatusCode, tc.status)
 		}
 	}
 }

@@ -56,6 +56,9 @@ func TestTheREADMEsEmulatorCommandFitsTheExampleItNames(t *testing.T) {
 				t.Errorf("README: %q serves %s %q, but %s has %q", line, c.what, c.readme, ref, c.example)
 			}
 		}
+		if cfg.OneSignal.LegacyAPIKey && !emu.AcceptLegacyKeys {
+			t.Errorf("README: %q refuses the legacy key that %s sends (onesignal.legacy_api_key): add --accept-legacy-keys", line, ref)
+		}
 	}
 	if found == 0 {
 		t.Error("the README shows no onesignal-cdc emulator command")

@@ -91,6 +91,9 @@ type caller struct {
 	// refused (APIError.Refusal): the two models answer differently.
 	appID  string
 	player bool
+	// legacyKey is set when the key goes the legacy way ("Basic <key>"),
+	// so that a refusal can name the option that asked for it.
+	legacyKey bool
 }
 
 // New checks cfg and returns a client. Every problem in cfg is reported at
@@ -105,15 +108,23 @@ func New(cfg Config) (*Client, error) {
 
 // Players returns a player-model client for the same app, key, base URL
 // and HTTP client. The key goes as a current App API key ("Key <key>"),
-// or, with legacyKey, the way legacy REST API keys went ("Basic <key>"):
-// OneSignal retires those in 2026.
+// or, with legacyKey (onesignal.legacy_api_key), the way legacy REST API
+// keys went ("Basic <key>"): OneSignal retires those in Q1 2026, and an
+// answer refusing the key then says to create an App API key.
 func (c *Client) Players(identityVerification, legacyKey bool) *PlayerClient {
 	p := &PlayerClient{caller: c.caller, appID: c.appID, appPath: c.appPath, key: []byte(c.key.Reveal()), verify: identityVerification}
-	if legacyKey {
-		p.auth = "Basic " + c.key.Reveal()
-	}
-	p.player = true
+	p.usePlayerModel(c.key, legacyKey)
 	return p
+}
+
+// usePlayerModel makes the caller one of the player model's, sending key
+// the legacy way when legacyKey is set.
+func (c *caller) usePlayerModel(key Secret, legacyKey bool) {
+	c.player = true
+	if legacyKey {
+		c.auth = "Basic " + key.Reveal()
+		c.legacyKey = true
+	}
 }
 
 // call is caller.call for a path below the app.
@@ -278,7 +289,7 @@ func (c *caller) checkSuccess(endpoint string, resp *http.Response, body []byte)
 // apiError is newAPIError for a request of this caller's app and model.
 func (c *caller) apiError(endpoint string, resp *http.Response, body []byte) *APIError {
 	e := newAPIError(endpoint, resp, body)
-	e.appID, e.player = c.appID, c.player
+	e.appID, e.player, e.legacyKey = c.appID, c.player, c.legacyKey
 	return e
 }
 

@@ -1,11 +1,13 @@
 // Package onesignal is the REST client the sink applies operations through,
-// in either of OneSignal's API generations: Client speaks the user model
-// (https://api.onesignal.com, App API key in "Authorization: Key …"),
-// PlayerClient the legacy player model of the v7 guide (REST API key in
-// "Authorization: Basic …", devices and their external_user_id, identity
-// verification hashes). Both know four operations: set a user's data tags,
-// give a device to a user, take it away again, and add an email or SMS
-// record of a user.
+// in either of OneSignal's API generations: Client speaks the user model,
+// PlayerClient the legacy player model of the v7 guide (devices and their
+// external_user_id, identity verification hashes). Both go to
+// https://api.onesignal.com with a current App API key in "Authorization:
+// Key …"; the player model sends a legacy REST API key ("Authorization:
+// Basic …") only when told to (PlayerConfig.LegacyKey, Client.Players),
+// as OneSignal retires those keys in Q1 2026. Both know four operations:
+// set a user's data tags, give a device to a user, take it away again,
+// and add an email or SMS record of a user.
 //
 // Each call is one attempt: a short, fixed sequence of HTTP requests with no
 // retries and no sleeping. Retrying is the caller's job, and every error says
@@ -16,8 +18,9 @@
 //     Fatal() for 401 and 403 (wrong or revoked key) and for answers that
 //     show the app ID, the base URL or identity verification to be
 //     configured wrong: nothing will succeed until someone fixes the
-//     configuration. NoDevice() for the player model's "No players found"
-//     on a tag edit by external user id. Anything else is permanent.
+//     configuration; Refusal() says which credential was refused and how
+//     to fix it. NoDevice() for the player model's "No players found" on
+//     a tag edit by external user id. Anything else is permanent.
 //   - *DeferredError: an attempt that did part of its work and must be
 //     repeated after RetryAfterDuration() (a second write to the same
 //     subscription would meet OneSignal's per-second limit): Retryable().

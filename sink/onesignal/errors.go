@@ -42,9 +42,11 @@ type APIError struct {
 	noDevice bool
 
 	// appID is the app the request was for, and player whether it was
-	// made in the player model: Refusal needs both.
-	appID  string
-	player bool
+	// made in the player model: Refusal needs both. legacyKey is set when
+	// the request sent the key the legacy way (onesignal.legacy_api_key).
+	appID     string
+	player    bool
+	legacyKey bool
 }
 
 func (e *APIError) Error() string {
@@ -75,6 +77,9 @@ func (e *APIError) Error() string {
 	}
 	if e.missingHash() {
 		b.WriteString(" (the app has identity verification on: set onesignal.identity_verification: true)")
+	}
+	if e.legacyKey && e.keyRefused() {
+		b.WriteString(" (the key went as a legacy REST API key, \"Basic\", because onesignal.legacy_api_key is true: OneSignal no longer takes those)")
 	}
 	return b.String()
 }
@@ -129,19 +134,35 @@ func (e *APIError) Fatal() bool {
 //     app with the 400 above: the key (or its IP allowlist).
 //   - 403 in the user model: either. An App API key belongs to one app,
 //     and OneSignal answers a wrong key and another app's ID alike.
+//
+// When the key went the legacy way (onesignal.legacy_api_key), a refusal
+// of the key says that it may be a legacy key OneSignal no longer takes,
+// and to create an App API key instead.
 func (e *APIError) Refusal() string {
 	app := e.appID
 	switch {
 	case e.refused() && e.mentions("app_id not found"):
 		return fmt.Sprintf("OneSignal has no app %s (it answered \"app_id not found\"): set onesignal.app_id to your app's ID from Settings › Keys & IDs; if it is that already, onesignal.api_key may be another app's key", app)
-	case e.refused() && e.mentions("include a case-sensitive header of Authorization"),
-		e.StatusCode == http.StatusUnauthorized,
-		e.StatusCode == http.StatusForbidden && e.player:
+	case e.legacyKey && e.keyRefused():
+		return fmt.Sprintf("OneSignal refused the API key for app %s, sent the legacy way (\"Authorization: Basic …\") because onesignal.legacy_api_key is true: "+
+			"the key may be a legacy REST API key, which OneSignal no longer takes (retired in Q1 2026): create an App API key in the app's Settings › Keys & IDs, "+
+			"set onesignal.api_key to it and remove onesignal.legacy_api_key", app)
+	case e.keyRefused():
 		return fmt.Sprintf("OneSignal refused the API key for app %s: set onesignal.api_key to that app's REST API key from Settings › Keys & IDs (or allow this address in the key's IP allowlist)", app)
 	case e.StatusCode == http.StatusForbidden:
 		return fmt.Sprintf("OneSignal refused the API key for app %s, or has no such app (it answers both alike): set onesignal.app_id to your app's ID and onesignal.api_key to an App API key of that same app, both from the app's Settings › Keys & IDs (or allow this address in the key's IP allowlist)", app)
 	}
 	return ""
+}
+
+// keyRefused reports whether the answer refuses the key itself, not
+// (possibly) the app: a 401, the legacy host's 400 asking for the
+// Authorization header, or a 403 in the player model, which answers an
+// unknown app with a 400 instead.
+func (e *APIError) keyRefused() bool {
+	return e.StatusCode == http.StatusUnauthorized ||
+		(e.StatusCode == http.StatusForbidden && e.player) ||
+		(e.refused() && e.mentions("include a case-sensitive header of Authorization"))
 }
 
 // missingHash reports whether OneSignal asked for an identity verification

@@ -36,7 +36,10 @@ type PlayerConfig struct {
 	// keyed with the REST API key, in hex. Default false.
 	IdentityVerification bool
 	// LegacyKey sends the key the way legacy REST API keys went,
-	// "Authorization: Basic <key>", instead of "Key <key>". Default false.
+	// "Authorization: Basic <key>", instead of "Key <key>"
+	// (onesignal.legacy_api_key). OneSignal retires legacy keys in Q1
+	// 2026; a refusal of the key then names the option and says to
+	// create an App API key. Default false.
 	LegacyKey bool
 }
 
@@ -55,13 +58,10 @@ type PlayerClient struct {
 // NewPlayers checks cfg and returns a player-model client.
 func NewPlayers(cfg PlayerConfig) (*PlayerClient, error) {
 	c, err := newCaller(cfg.Config, "Key ")
-	if cfg.LegacyKey {
-		c.auth = "Basic " + cfg.APIKey.Reveal()
-	}
-	c.player = true
 	if err != nil {
 		return nil, err
 	}
+	c.usePlayerModel(cfg.APIKey, cfg.LegacyKey)
 	return &PlayerClient{
 		caller: c, appID: cfg.AppID, appPath: "/apps/" + pathSegment(cfg.AppID),
 		key: []byte(cfg.APIKey.Reveal()), verify: cfg.IdentityVerification,

@@ -64,13 +64,108 @@ func TestPlayersLinkTagAndUnlinkADevice(t *testing.T) {
 	}
 }
 
-func TestPlayersTagsForAUserWithoutADeviceSayNoDevice(t *testing.T) {
+// OneSignal's docs answer tags for an external id no device carries with
+// 404 "No players found", its API spec with 200 {"success":true}: the
+// client says NoDevice() to the first, and cannot tell the second from
+// tags applied.
+func TestPlayersTagsForAnExternalIDNoDeviceCarries(t *testing.T) {
 	t.Parallel()
-	_, c := newPlayers(t, onesignaltest.Config{}, false)
-	err := c.SetTags(t.Context(), "nobody", tags("plan", "pro"), false)
-	apiErr := requireAPIError(t, err, http.StatusNotFound)
-	if !apiErr.NoDevice() || apiErr.Retryable() || apiErr.Fatal() {
-		t.Errorf("NoDevice() = %v, Retryable() = %v, Fatal() = %v; want true, false, false", apiErr.NoDevice(), apiErr.Retryable(), apiErr.Fatal())
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{{"answered 404 say NoDevice", false}, {"answered 200 succeed, though nothing was done", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			emu, c := newPlayers(t, onesignaltest.Config{NoPlayersAnswersOK: tt.ok}, false)
+			emu.AddUser("deviceless", nil)
+			for _, ext := range []string{"nobody", "deviceless"} {
+				err := c.SetTags(t.Context(), ext, tags("plan", "pro"), false)
+				if tt.ok {
+					if err != nil {
+						t.Errorf("%s: %v, want the 200 taken as success", ext, err)
+					}
+					continue
+				}
+				apiErr := requireAPIError(t, err, http.StatusNotFound)
+				if !apiErr.NoDevice() || apiErr.Retryable() || apiErr.Fatal() {
+					t.Errorf("%s: NoDevice() = %v, Retryable() = %v, Fatal() = %v; want true, false, false", ext, apiErr.NoDevice(), apiErr.Retryable(), apiErr.Fatal())
+				}
+			}
+			if u, _ := emu.State().UserByExternalID("deviceless"); len(u.Tags) != 0 {
+				t.Errorf("deviceless holds tags %v, want none", u.Tags)
+			}
+		})
+	}
+}
+
+// A player-model client sends the key as an App API key, which the
+// emulator takes; the legacy way ("Basic") only when told to, which the
+// emulator refuses as OneSignal does since it retired legacy keys, and
+// the refusal names the option and the fix.
+func TestPlayersSendBasicOnlyWithTheLegacyKeyOptionAndARefusalNamesIt(t *testing.T) {
+	t.Parallel()
+	const fix = "onesignal.legacy_api_key is true: the key may be a legacy REST API key, which OneSignal no longer takes (retired in Q1 2026): create an App API key"
+	tests := []struct {
+		name   string
+		legacy bool // PlayerConfig.LegacyKey
+		accept bool // the emulator's AcceptLegacyKeys
+		prefix string
+		status int // 0: accepted
+	}{
+		{name: "an App API key", status: 0},
+		{name: "an App API key where legacy keys are accepted too", accept: true, status: 0},
+		{name: "a legacy key where legacy keys are accepted", legacy: true, accept: true, status: 0},
+		{name: "a legacy key", legacy: true, status: http.StatusForbidden},
+		{name: "a legacy key on the legacy host", legacy: true, prefix: "/api/v1", status: http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey, AcceptLegacyKeys: tt.accept})
+			emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+			cfg := onesignal.Config{BaseURL: url + tt.prefix, AppID: appID, APIKey: apiKey}
+			direct, err := onesignal.NewPlayers(onesignal.PlayerConfig{Config: cfg, LegacyKey: tt.legacy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for how, c := range map[string]*onesignal.PlayerClient{"NewPlayers": direct, "Client.Players": newClient(t, url+tt.prefix, apiKey).Players(false, tt.legacy)} {
+				err := c.LinkSubscription(t.Context(), "dev-1", "alice", tags("plan", "pro"))
+				if tt.status == 0 {
+					if err != nil {
+						t.Errorf("%s: %v", how, err)
+					}
+					continue
+				}
+				apiErr := requireAPIError(t, err, tt.status)
+				if !apiErr.Fatal() {
+					t.Errorf("%s: %v is not fatal", how, err)
+				}
+				if got := apiErr.Refusal(); !strings.Contains(got, fix) {
+					t.Errorf("%s: Refusal() = %q\nwant it to say %q", how, got, fix)
+				}
+				if !strings.Contains(err.Error(), "onesignal.legacy_api_key is true") {
+					t.Errorf("%s: error = %v, want it to name onesignal.legacy_api_key", how, err)
+				}
+				err = c.CheckCredentials(t.Context())
+				if apiErr, ok := errors.AsType[*onesignal.APIError](err); !ok || !strings.Contains(apiErr.Refusal(), fix) {
+					t.Errorf("%s: CheckCredentials = %v, want the refusal naming the option", how, err)
+				}
+			}
+		})
+	}
+}
+
+// Without the option, a refused key is not blamed on it.
+func TestPlayersRefusedAppAPIKeyDoesNotNameTheLegacyOption(t *testing.T) {
+	t.Parallel()
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: "another", AcceptLegacyKeys: true})
+	c, err := onesignal.NewPlayers(onesignal.PlayerConfig{Config: onesignal.Config{BaseURL: url, AppID: appID, APIKey: apiKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiErr := requireAPIError(t, c.CheckCredentials(t.Context()), http.StatusForbidden)
+	if strings.Contains(apiErr.Refusal(), "legacy") || strings.Contains(apiErr.Error(), "legacy") {
+		t.Errorf("Refusal() = %q, Error() = %q; want neither to mention legacy keys", apiErr.Refusal(), apiErr.Error())
 	}
 }
 

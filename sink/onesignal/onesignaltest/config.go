@@ -11,7 +11,13 @@ import (
 // and APIKey keeps the emulator lenient and reliable, as tests expect.
 type Config struct {
 	AppID  string // required: the only app ID the API routes accept
-	APIKey string // required: requests carry "Authorization: Key <APIKey>" (or the legacy "Basic <APIKey>")
+	APIKey string // required: requests carry "Authorization: Key <APIKey>" (or, with AcceptLegacyKeys, "Basic <APIKey>")
+
+	// AcceptLegacyKeys lets requests carry the key the way legacy REST API
+	// keys went, "Authorization: Basic <APIKey>", as OneSignal did before
+	// it retired legacy keys (Q1 2026). Default false: Basic is refused
+	// like a wrong key, with api.onesignal.com's 403 "Access denied".
+	AcceptLegacyKeys bool
 
 	// TagLimit caps the data tags one user may hold, as OneSignal's plans
 	// do; a write that would leave more is refused with 400. Default 0: no
@@ -22,6 +28,14 @@ type Config struct {
 	// "Device with player_id not found", as the docs say. Default false:
 	// 400 "No user with this id found", what the Android SDK handles.
 	UnknownPlayer404 bool
+
+	// NoPlayersAnswersOK makes edit tags by external user id (PUT
+	// /apps/{app_id}/users/{external_user_id}) of an id no device carries
+	// answer 200 {"success":true}, as the API spec and the old SDKs' mocks
+	// have it, with nothing done: the tags are not kept anywhere. Default
+	// false: 404 "No players found for given external_user_id", as the
+	// docs say.
+	NoPlayersAnswersOK bool
 
 	// IdentityVerification makes the player model check identity
 	// verification hashes (HMAC-SHA256 keyed with APIKey, hex): of the

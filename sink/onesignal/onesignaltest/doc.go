@@ -20,31 +20,46 @@
 // are those of the user that owns it. State.Player shows a subscription the
 // way GET /players/{id} does.
 //
-// Requests must carry the key as "Authorization: Key <key>" (also
-// "key <key>") or in the legacy style "Basic <key>", on every route of
-// either model. A wrong or missing key gets 403 {"errors":["Access
-// denied.  Please include an 'Authorization: ...' header with a valid API
-// key (…)."]}, as api.onesignal.com answers; under /api/v1, the legacy
-// host, it gets that host's 400 {"errors":["Please include a
-// case-sensitive header of Authorization: Basic <YOUR-REST-API-KEY-HERE>
-// or Bearer token="<YOUR-REST-API-KEY-HERE>" with a valid REST API
-// key."],"reference":[…]}. Its own routes need no key: GET / (a page of
-// the users, devices and counts, for a person), GET /emulator/state, POST
+// Requests must carry the key as a current App API key, "Authorization:
+// Key <key>" (also "key <key>"), on every route of either model. A wrong
+// or missing key gets 403 {"errors":["Access denied.  Please include an
+// 'Authorization: ...' header with a valid API key (…)."]}, as
+// api.onesignal.com answers; under /api/v1, the legacy host, it gets that
+// host's 400 {"errors":["Please include a case-sensitive header of
+// Authorization: Basic <YOUR-REST-API-KEY-HERE> or Bearer
+// token="<YOUR-REST-API-KEY-HERE>" with a valid REST API
+// key."],"reference":[…]}.
+//
+// The legacy style, "Basic <key>" (the raw key after "Basic ", no
+// base64), gets the same answers, even with the right key, unless
+// Config.AcceptLegacyKeys lets it in. OneSignal retires legacy REST API
+// keys and the onesignal.com/api/v1 address in Q1 2026, and does not say
+// what a legacy key is answered afterwards; the emulator gives what
+// OneSignal documents for a key it does not take. On api.onesignal.com
+// that is the 403 "Access denied", its answer to a key that is not (or
+// no longer) valid, and a status OneSignal tells clients not to retry: a
+// sink that sends a retired key should stop and say so, not retry. On
+// the legacy host, it is that host's own refusal above.
+//
+// Its own routes need no key: GET / (a page of the users, devices and
+// counts, for a person), GET /emulator/state, POST
 // /emulator/subscriptions, POST /emulator/reset, GET and POST
 // /emulator/faults, GET and POST /emulator/answers, and GET
 // /emulator/stats.
 //
-// What the emulator can be made to do (see Config): cap the tags a user
-// may hold (TagLimit), enforce OneSignal's write rate limits (RateLimits,
-// on an injectable Clock), and inject faults (Faults, also settable with
-// SetFaults and POST /emulator/faults): error statuses, latency,
-// connection resets, and writes applied whose answer is dropped. Answers
-// (SetAnswers, POST /emulator/answers) give the requests they name, by
-// method and path, an answer of the test's own instead of OneSignal's:
-// an HTML error page, a redirect, a body cut short, an undocumented
-// status, a success that says it failed; applied or not. Stats and GET
-// /emulator/stats count requests by route and status, the faults
-// injected, the answers given and the 429s sent.
+// What the emulator can be made to do (see Config): accept legacy keys
+// (AcceptLegacyKeys); answer 200 to tags for an external id no device
+// carries (NoPlayersAnswersOK); cap the tags a user may hold (TagLimit);
+// enforce OneSignal's write rate limits (RateLimits, on an injectable
+// Clock); and inject faults (Faults, also settable with SetFaults and
+// POST /emulator/faults): error statuses, latency, connection resets, and
+// writes applied whose answer is dropped. Answers (SetAnswers, POST
+// /emulator/answers) give the requests they name, by method and path, an
+// answer of the test's own instead of OneSignal's: an HTML error page, a
+// redirect, a body cut short, an undocumented status, a success that says
+// it failed; applied or not. Stats and GET /emulator/stats count requests
+// by route and status, the faults injected, the answers given and the
+// 429s sent.
 //
 // Where the reference could not confirm what OneSignal does, the emulator
 // behaves as follows. In the user model:
@@ -99,7 +114,13 @@
 //   - Tags live on users, so editing tags by external user id changes them
 //     on every device with that id. The id must be on a device: a user that
 //     has it but no device gets the same 404 {"errors":["No players found
-//     for given external_user_id"]} as an id nobody has.
+//     for given external_user_id"]} as an id nobody has, what the docs
+//     say. With Config.NoPlayersAnswersOK it gets 200 {"success":true}
+//     instead, what the API spec and the old SDKs' mocks show (which of
+//     the two OneSignal sends is not confirmed), and nothing is done
+//     either way: the tags are kept nowhere, not on the user that has the
+//     id and not for a device linked to it later. A client cannot tell
+//     that 200 from tags applied; it must bring the tags with the link.
 //   - POST /players needs a device_type of 0–14 but 12 (else 400 "… is not
 //     a valid device_type."), and an identifier for email and SMS. A device
 //     of the same type and identifier is edited instead, and its id

@@ -162,7 +162,8 @@ func (e *Emulator) editDevice(w http.ResponseWriter, sub *subscription, req play
 // editTagsByExternalID is PUT /apps/{app_id}/users/{external_user_id}. Tags
 // live on users, so the tags of every device with the external id change
 // at once. The id must be set on a device: a user that has it but no
-// device gets the same 404 as an id nobody has.
+// device gets the same 404 as an id nobody has, or with
+// NoPlayersAnswersOK a 200; either way the tags are dropped.
 func (e *Emulator) editTagsByExternalID(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Tags map[string]json.RawMessage `json:"tags"`
@@ -178,6 +179,10 @@ func (e *Emulator) editTagsByExternalID(w http.ResponseWriter, r *http.Request) 
 	defer e.mu.Unlock()
 	u := e.store.userBy(externalIDLabel, r.PathValue("external_user_id"))
 	if u == nil || len(u.subs) == 0 {
+		if e.cfg.NoPlayersAnswersOK {
+			writeJSON(w, http.StatusOK, successBody{Success: true})
+			return
+		}
 		writeMessages(w, http.StatusNotFound, msgNoPlayersForExternalID)
 		return
 	}

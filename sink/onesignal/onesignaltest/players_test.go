@@ -342,7 +342,57 @@ func TestEditTagsByExternalIDChangesEveryDeviceOfTheUser(t *testing.T) {
 	}
 }
 
-func TestPlayerRoutesTakeEitherAuthorization(t *testing.T) {
+// Editing tags by an external id that no device carries: the docs say
+// 404, the API spec and the old SDKs' mocks 200. Under either answer the
+// tags go nowhere, not even to a device linked to the id afterwards.
+func TestEditTagsByAnExternalIDNoDeviceCarriesKeepsNoTagsUnderEitherAnswer(t *testing.T) {
+	t.Parallel()
+	behaviours := []struct {
+		name   string
+		ok     bool
+		status int
+		body   string
+	}{
+		{"by default 404, as the docs say", false, http.StatusNotFound, `{"errors":["No players found for given external_user_id"]}`},
+		{"with NoPlayersAnswersOK 200, as the spec says", true, http.StatusOK, `{"success":true}`},
+	}
+	ids := []struct{ name, ext, path string }{
+		{"an id nobody has", "nobody", tagsPath("nobody")},
+		{"an id nobody has, on the legacy host", "nobody", "/api/v1" + tagsPath("nobody")},
+		{"the id of a user with no device", "deviceless", tagsPath("deviceless")},
+		{"the id of a user whose device was unlinked", "unlinked", tagsPath("unlinked")},
+	}
+	for _, b := range behaviours {
+		for _, id := range ids {
+			t.Run(b.name+"/"+id.name, func(t *testing.T) {
+				t.Parallel()
+				a := newAPIWith(t, func(c *onesignaltest.Config) { c.NoPlayersAnswersOK = b.ok })
+				a.send(http.MethodPost, usersPath, `{"identity":{"external_id":"deviceless"},"properties":{"tags":{"kept":"1"}}}`).must(t, http.StatusCreated)
+				a.emu.AddSubscription(onesignaltest.Subscription{ID: "dev-0"})
+				a.send(http.MethodPut, playerPath("dev-0"), player(`"external_user_id":"unlinked","tags":{"kept":"1"}`)).must(t, http.StatusOK)
+				a.send(http.MethodPut, playerPath("dev-0"), player(`"external_user_id":""`)).must(t, http.StatusOK)
+				before := a.emu.State()
+
+				r := a.send(http.MethodPut, id.path, `{"tags":{"plan":"pro","kept":""}}`).must(t, b.status)
+				if r.body != b.body {
+					t.Errorf("body = %s, want %s", r.body, b.body)
+				}
+				if after := a.emu.State(); !reflect.DeepEqual(after, before) {
+					t.Errorf("the tags were kept somewhere:\n%+v\nwas %+v", after, before)
+				}
+				// A device linked to the id now shows none of them.
+				a.emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+				a.send(http.MethodPut, playerPath("dev-1"), player(`"external_user_id":"`+id.ext+`"`)).must(t, http.StatusOK)
+				p, _ := a.emu.State().Player("dev-1")
+				if _, ok := p.Tags["plan"]; ok || (id.ext != "nobody" && p.Tags["kept"] != "1") {
+					t.Errorf("dev-1 linked to %s shows tags %v, want the user's own (no plan)", id.ext, p.Tags)
+				}
+			})
+		}
+	}
+}
+
+func TestPlayerRoutesTakeTheKeySchemeAndBasicOnlyWhenLegacyKeysAreAccepted(t *testing.T) {
 	t.Parallel()
 	requests := []struct{ method, path, body string }{
 		{http.MethodPost, "/players", player(`"device_type":1,"identifier":"t"`)},
@@ -351,20 +401,22 @@ func TestPlayerRoutesTakeEitherAuthorization(t *testing.T) {
 		{http.MethodGet, "/players?app_id=" + appID, ""},
 		{http.MethodPut, tagsPath("ada"), `{"tags":{"a":"1"}}`},
 	}
-	for _, auth := range []string{"Basic " + apiKey, "Key " + apiKey, "Key wrong", ""} {
-		for _, rq := range requests {
-			name := fmt.Sprintf("%s %s with %q", rq.method, strings.Split(rq.path, "?")[0], auth)
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				a := newAPI(t)
-				a.emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
-				a.send(http.MethodPut, playerPath("dev-1"), player(`"external_user_id":"ada"`)).must(t, http.StatusOK)
-				want := http.StatusOK
-				if !strings.HasSuffix(auth, apiKey) {
-					want = http.StatusForbidden
-				}
-				a.send(rq.method, rq.path, rq.body, "Authorization", auth).must(t, want)
-			})
+	for _, legacy := range []bool{false, true} {
+		for _, auth := range []string{"Basic " + apiKey, "Key " + apiKey, "Key wrong", "Basic wrong", ""} {
+			for _, rq := range requests {
+				name := fmt.Sprintf("%s %s with %q, AcceptLegacyKeys %v", rq.method, strings.Split(rq.path, "?")[0], auth, legacy)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					a := newAPIWith(t, func(c *onesignaltest.Config) { c.AcceptLegacyKeys = legacy })
+					a.emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+					a.send(http.MethodPut, playerPath("dev-1"), player(`"external_user_id":"ada"`)).must(t, http.StatusOK)
+					want := http.StatusOK
+					if auth != "Key "+apiKey && (auth != "Basic "+apiKey || !legacy) {
+						want = http.StatusForbidden
+					}
+					a.send(rq.method, rq.path, rq.body, "Authorization", auth).must(t, want)
+				})
+			}
 		}
 	}
 }

@@ -70,8 +70,8 @@ func (e *Emulator) routes() http.Handler {
 	return mux
 }
 
-// authenticate lets through requests that carry the key, in either style.
-// Others get the 403 of api.onesignal.com, or under /api/v1 the legacy
+// authenticate lets through requests that carry the key in a style the
+// emulator accepts (see authorized). Others get the 403 of api.onesignal.com, or under /api/v1 the legacy
 // host's 400 that asks for the header.
 func (e *Emulator) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -88,16 +88,18 @@ func (e *Emulator) authenticate(next http.Handler) http.Handler {
 }
 
 // authorized accepts "Key <key>" (also "key <key>", as one revision of the
-// docs prints it) and the legacy "Basic <key>", where the raw key follows
-// "Basic " with no base64. Other spellings are refused, as the legacy API
-// insists on its header being case-sensitive.
+// docs prints it) and, with AcceptLegacyKeys, the legacy "Basic <key>",
+// where the raw key follows "Basic " with no base64. Other spellings are
+// refused, as the legacy API insists on its header being case-sensitive;
+// so is Basic otherwise: OneSignal no longer takes legacy keys.
 func (e *Emulator) authorized(header string) bool {
 	scheme, key, ok := strings.Cut(header, " ")
 	if !ok || e.cfg.APIKey == "" {
 		return false
 	}
-	switch scheme {
-	case "Key", "key", "Basic":
+	switch {
+	case scheme == "Key", scheme == "key":
+	case scheme == "Basic" && e.cfg.AcceptLegacyKeys:
 	default:
 		return false
 	}

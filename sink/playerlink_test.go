@@ -1,0 +1,178 @@
+package sink_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+)
+
+// answers records the statuses OneSignal gave the player model's writes
+// that address one user or device: tag writes by external id and links.
+type answers struct {
+	mu       sync.Mutex
+	statuses map[string][]int // "tags <external id>" or "link <device id>"
+}
+
+func (st *stack) recordAnswers() *answers {
+	as := &answers{statuses: map[string][]int{}}
+	prefixes := map[string]string{"tags": "/apps/" + appID + "/users/", "link": "/players/"}
+	kinds := map[string]string{"PUT /apps/{app_id}/users/{external_user_id}": "tags", "PUT /players/{player_id}": "link"}
+	st.emu.OnArrival(func(a onesignaltest.Arrival) {
+		kind := kinds[a.Route]
+		id, err := url.PathUnescape(strings.TrimPrefix(a.Path, prefixes[kind]))
+		if kind == "" || err != nil {
+			return
+		}
+		as.mu.Lock()
+		defer as.mu.Unlock()
+		as.statuses[kind+" "+id] = append(as.statuses[kind+" "+id], a.Status)
+	})
+	return as
+}
+
+// waitFor waits until n writes of what ("tags <ext>", "link <dev>") got
+// status.
+func (as *answers) waitFor(t *testing.T, what string, status, n int) {
+	t.Helper()
+	count := func() (int, string) {
+		as.mu.Lock()
+		defer as.mu.Unlock()
+		got := 0
+		for _, s := range as.statuses[what] {
+			if s == status {
+				got++
+			}
+		}
+		return got, fmt.Sprint(as.statuses[what])
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got, _ := count(); got >= n {
+			return
+		}
+	}
+	_, all := count()
+	t.Fatalf("the writes of %s were answered %s, want %d of them answered %d", what, all, n, status)
+}
+
+// holdLinks answers the links of dev 503 until the answers are cleared:
+// the device row is in, its owner knows of it, OneSignal does not yet.
+func (st *stack) holdLinks(dev string) {
+	st.t.Helper()
+	if err := st.emu.SetAnswers(onesignaltest.Answer{Method: http.MethodPut, Path: "/players/" + url.PathEscape(dev), Status: http.StatusServiceUnavailable,
+		Body: `{"errors":["Service temporarily unavailable"]}`}); err != nil {
+		st.t.Fatal(err)
+	}
+}
+
+func (st *stack) releaseLinks() {
+	st.t.Helper()
+	if err := st.emu.SetAnswers(); err != nil {
+		st.t.Fatal(err)
+	}
+}
+
+// In the player model tags live on devices, and OneSignal answers tags for
+// an external id that no device carries either 404 "No players found" (its
+// docs) or 200 with nothing done (its API spec and old SDK mocks). Under
+// both, a user's tags written before its first device is linked must reach
+// the device with the link, also when another sink takes over in between.
+func TestPlayerModelTagsWrittenBeforeTheFirstDeviceReachItWithTheLink(t *testing.T) {
+	behaviours := []struct {
+		name   string
+		cfg    onesignaltest.Config
+		status int // the answer to tags for an id no device carries
+	}{
+		{"OneSignal answering 404 No players found", onesignaltest.Config{}, http.StatusNotFound},
+		{"OneSignal answering 200 with nothing done", onesignaltest.Config{NoPlayersAnswersOK: true}, http.StatusOK},
+	}
+	const ext, dev = "early/bird 1", "p-early"
+	want := map[string]string{"plan": "pro", "score": "3"}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, st *stack, status int)
+	}{
+		{"the device row comes after the tags", func(t *testing.T, st *stack, _ int) {
+			st.addDevices(dev)
+			st.start(crm)
+			st.produce(
+				change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, ext, "free", 1)},
+				change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, ext, "pro", 3)},
+			)
+			st.settle()
+			st.produce(change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, dev), after: device(1, dev, ext)})
+		}},
+		{"the tags change while OneSignal holds the link back", func(t *testing.T, st *stack, status int) {
+			st.addDevices(dev)
+			as := st.recordAnswers()
+			st.holdLinks(dev)
+			st.start(crm)
+			st.produce(
+				change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, ext, "free", 1)},
+				change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, dev), after: device(1, dev, ext)},
+			)
+			// The link is tried: the user knows of its device, and sends
+			// the changed tags by external id, which no device carries.
+			as.waitFor(t, "link "+dev, http.StatusServiceUnavailable, 1)
+			st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, ext, "pro", 3)})
+			as.waitFor(t, "tags "+ext, status, 1)
+			st.releaseLinks()
+		}},
+		{"another sink takes over between the tags and the device row", func(t *testing.T, st *stack, _ int) {
+			st.addDevices(dev)
+			first := st.start(crm)
+			st.produce(
+				change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, ext, "free", 1)},
+				change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, ext, "pro", 3)},
+			)
+			st.settle()
+			if err := first.stop(); err != nil {
+				t.Fatal(err)
+			}
+			st.start(crm)
+			st.produce(change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, dev), after: device(1, dev, ext)})
+		}},
+		{"another sink takes over while OneSignal holds the link back", func(t *testing.T, st *stack, status int) {
+			st.addDevices(dev)
+			as := st.recordAnswers()
+			st.holdLinks(dev)
+			first := st.start(crm)
+			st.produce(
+				change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, ext, "free", 1)},
+				change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, dev), after: device(1, dev, ext)},
+			)
+			as.waitFor(t, "link "+dev, http.StatusServiceUnavailable, 1)
+			st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, ext, "pro", 2)})
+			as.waitFor(t, "tags "+ext, status, 1)
+			if err := first.stop(); err != nil {
+				t.Fatal(err)
+			}
+			// While no sink runs, the tags change again.
+			st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, ext, "pro", 3)})
+			st.releaseLinks()
+			st.start(crm)
+		}},
+	}
+	for _, b := range behaviours {
+		for _, c := range cases {
+			t.Run(b.name+"/"+c.name, func(t *testing.T) {
+				t.Parallel()
+				st := newStack(t, sink.ModelPlayer, b.cfg)
+				c.run(t, st, b.status)
+				st.eventually("the device linked with the tags written before", all(ownedBy(dev, ext), deviceTags(dev, want)))
+				// And they stay: nothing later takes them off.
+				st.settle()
+				if err := all(ownedBy(dev, ext), deviceTags(dev, want))(st.emu.State()); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+}
