@@ -38,8 +38,8 @@ func encode(ev *event.Envelope, f func(*event.Envelope)) []byte {
 }
 
 // messageCase is one message fed straight to the sink's topic, between
-// two good events of users "msg-<no>-before" and "msg-<no>-after" with
-// the same key, so in the same partition.
+// two good events of users "msg-<no>-before" and "msg-<no>-after", rows
+// of their own (one Kafka key is one row) in the same partition.
 type messageCase struct {
 	name   string
 	key    []byte // default "msg-<no>" as JSON
@@ -158,7 +158,10 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 		19: {
 			name:  "a 2 MB message, on a topic that takes it, is dead-lettered without its value, naming where the original is",
 			value: encode(userEvent(str("msg-19"), str(huge)), nil),
-			stage: "onesignal", reason: []string{"HTTP 413", "the message's value", "is left out", usersTopic},
+			stage: "transform", reason: []string{
+				"what the row gives user msg-19 takes", "more than the 256 KiB the sink writes of one row to its topics", "shorten the mapped values",
+				"the message's value", "is left out", usersTopic,
+			},
 		},
 	}
 
@@ -175,19 +178,20 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 		if key == nil && c.value != nil {
 			key = str(fmt.Sprintf("msg-%d", no))
 		}
-		neighbourKey := key
-		if neighbourKey == nil {
-			neighbourKey = str(fmt.Sprintf("msg-%d", no)) // the tombstone's partition is as good as any
+		place := key
+		if place == nil {
+			place = str(fmt.Sprintf("msg-%d", no)) // the tombstone's partition is as good as any
 		}
-		for _, side := range []string{"before", "after"} {
-			id := fmt.Sprintf("msg-%d-%s", no, side)
+		var before, after kafka.Message
+		for _, side := range []struct {
+			name string
+			msg  *kafka.Message
+		}{{"before", &before}, {"after", &after}} {
+			id := fmt.Sprintf("msg-%d-%s", no, side.name)
 			want[id] = map[string]string{"plan": "kept"}
+			*side.msg = kafka.Message{Key: keyBeside(place, id, 2), Value: encode(userEvent(str(id), str("kept")), nil)}
 		}
-		msgs = append(msgs,
-			kafka.Message{Key: neighbourKey, Value: encode(userEvent(str(fmt.Sprintf("msg-%d-before", no)), str("kept")), nil)},
-			kafka.Message{Key: key, Value: c.value},
-			kafka.Message{Key: neighbourKey, Value: encode(userEvent(str(fmt.Sprintf("msg-%d-after", no)), str("kept")), nil)},
-		)
+		msgs = append(msgs, before, kafka.Message{Key: key, Value: c.value}, after)
 		for id, tags := range c.tags {
 			want[id] = tags
 		}
@@ -250,5 +254,26 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 	}
 	if !daemon.running() {
 		t.Fatalf("the daemon stopped:\n%s", tail(daemon.output(), 4<<10))
+	}
+}
+
+// keyBeside returns a key of a row of its own, named after id, that
+// murmur2 puts in the partition (of partitions) that key is in: a
+// neighbour that must get past the message of key in its partition.
+func keyBeside(key []byte, id string, partitions int) []byte {
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	balance := kafka.Murmur2Balancer{Consistent: true}
+	want := balance.Balance(kafka.Message{Key: key}, ps...)
+	for n := 0; ; n++ {
+		k := str(id)
+		if n > 0 {
+			k = str(fmt.Sprintf("%s#%d", id, n))
+		}
+		if balance.Balance(kafka.Message{Key: k}, ps...) == want {
+			return k
+		}
 	}
 }
