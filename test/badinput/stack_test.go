@@ -93,11 +93,16 @@ func (s *stack) waitForTags(t *testing.T, want map[string]map[string]string, tim
 }
 
 // produce writes messages to topic as they are, each to the partition
-// its key's murmur2 hash names, as the connector writes them.
+// its key's murmur2 hash names, as the connector writes them; to the
+// targets topic, to the partition of the target its key names, as the
+// sink writes them.
 func (s *stack) produce(t *testing.T, topic string, msgs ...kafka.Message) {
 	t.Helper()
 	w := broker.NewWriter(s.kafka.Brokers(), 100)
 	w.BatchBytes = 8 << 20 // room for the oversized cases; the topic decides
+	if topic == targetsTopic {
+		w.Balancer = broker.KeyPrefixBalancer{}
+	}
 	defer w.Close()
 	for i := range msgs {
 		msgs[i].Topic = topic
@@ -106,6 +111,24 @@ func (s *stack) produce(t *testing.T, topic string, msgs ...kafka.Message) {
 	defer cancel()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatalf("produce to %s: %v", topic, err)
+	}
+}
+
+// waitForTopic waits until topic exists, as the daemon creates it, and
+// returns its number of partitions.
+func waitForTopic(t *testing.T, brokers []string, topic string, timeout time.Duration) int {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
+			return len(md.Topics[0].Partitions)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s does not exist after %s (metadata: %v)", topic, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
