@@ -71,7 +71,8 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 	s := newStack(t)
 	// A topic that takes messages up to 4 MiB, as one written by Debezium
 	// with a raised limit may; the dead-letter topic keeps Kafka's 1 MiB.
-	s.createTopic(t, usersTopic, 2, map[string]string{"max.message.bytes": "4194304"})
+	const usersPartitions = 2
+	s.createTopic(t, usersTopic, usersPartitions, map[string]string{"max.message.bytes": "4194304"})
 	huge := strings.Repeat("z", twoMB)
 
 	cases := []messageCase{
@@ -249,16 +250,12 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 		if place == nil {
 			place = str(fmt.Sprintf("msg-%d", no)) // the tombstone's partition is as good as any
 		}
-		var before, after kafka.Message
-		for _, side := range []struct {
-			name string
-			msg  *kafka.Message
-		}{{"before", &before}, {"after", &after}} {
-			id := fmt.Sprintf("msg-%d-%s", no, side.name)
+		neighbour := func(side string) kafka.Message {
+			id := fmt.Sprintf("msg-%d-%s", no, side)
 			want[id] = map[string]string{"plan": "kept"}
-			*side.msg = kafka.Message{Key: keyBeside(place, id, 2), Value: encode(userEvent(str(id), str("kept")), nil)}
+			return kafka.Message{Key: keyBeside(place, id, usersPartitions), Value: encode(userEvent(str(id), str("kept")), nil)}
 		}
-		msgs = append(msgs, before, kafka.Message{Key: key, Value: c.value}, after)
+		msgs = append(msgs, neighbour("before"), kafka.Message{Key: key, Value: c.value}, neighbour("after"))
 		for id, tags := range c.tags {
 			want[id] = tags
 		}
