@@ -297,8 +297,14 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Owner: part.Owner, Source: src}
 		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
 	}
+	var entry []byte
 	if len(m.msg.Key) > 0 {
-		entry := encodeRow(pos, now)
+		entry = encodeRow(pos, now)
+	}
+	if err := recordsFit(w.targets, entry); err != nil {
+		return nil, g.reject(ctx, m, &rejected{stage: "transform", err: fmt.Errorf("message %s: %w", m.where(), err)})
+	}
+	if entry != nil {
 		if err := s.cfg.Store.Set(local, entry); err != nil {
 			return nil, err
 		}
@@ -311,8 +317,38 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 // maxWriteBytes bounds what one write takes, so that kafka-go's batch of
 // one partition stays under its 1 MiB and the broker's message size limit
 // whatever the partitions: an event is at most 256 KiB (the connector's
-// limit), and so is each record it gives.
+// limit), and so is each record it gives (maxRecordBytes).
 const maxWriteBytes = 512 << 10
+
+// maxRecordBytes is the most one record of the sink's topics may take. An
+// event the connector wrote gives no more; one from elsewhere (Debezium
+// with a raised message limit) may, and Kafka would refuse its records
+// for ever, holding back the partition behind it: its row is refused.
+const maxRecordBytes = 256 << 10
+
+// recordsFit returns an error naming the first of an event's records, its
+// contributions (targets) and its row index entry (nil for none), that is
+// over maxRecordBytes.
+func recordsFit(targets []kafka.Message, entry []byte) error {
+	over := func(what string, n int) error {
+		return fmt.Errorf("%w: %s takes %d bytes, more than the %d KiB the sink writes of one row to its topics: "+
+			"shorten the mapped values, or leave the column out of the mapping (OneSignal recommends about 1 KB of tags per user)",
+			transform.ErrBadRow, what, n, maxRecordBytes>>10)
+	}
+	for _, m := range targets {
+		if n := len(m.Key) + len(m.Value); n > maxRecordBytes {
+			what := desired.TargetOf(m.Key)
+			if t, ok := transform.ParseTarget(what); ok {
+				what = t.String()
+			}
+			return over("what the row gives "+what, n)
+		}
+	}
+	if len(entry) > maxRecordBytes {
+		return over("the row's entry in the row index", len(entry))
+	}
+	return nil
+}
 
 // size is how many bytes w writes.
 func (w *rowWork) size() int {

@@ -8,6 +8,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
@@ -15,7 +18,7 @@ import (
 // user, in place of OneSignal's.
 type answerCase struct {
 	name    string
-	answer  onesignaltest.Answer // Path is set to the case's user
+	answer  onesignaltest.Answer // Method and Path are set to the update of the case's user
 	retried bool                 // a transient answer: the tags must arrive, no dead letter
 	reason  []string             // a permanent one: what the dead letter's reason holds
 	status  string               // and its status header
@@ -30,6 +33,11 @@ const errorPage = `<!DOCTYPE html>
 // status nobody documents, a success that says it failed. Transient ones
 // must be retried until OneSignal's own answer applies the change, never
 // dead-lettered; permanent ones dead-lettered with the reason.
+//
+// Each case's change is an update of its row, which the sink sends as an
+// update of the user by external id (PATCH /users/by/external_id/<id>),
+// a path of the user's own; an insert would be a create user, POST
+// /users, which names no user in its path.
 func TestOneSignalAnswersAreClassified(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
@@ -109,7 +117,7 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 			continue
 		}
 		a := c.answer
-		a.Path = "/external_id/" + answerUser(no)
+		a.Method, a.Path = "PATCH", "/external_id/"+answerUser(no)
 		answers = append(answers, a)
 		if a.Apply {
 			// An update of a user OneSignal has: its own answer would be 202.
@@ -129,11 +137,15 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 		if c.name == "" {
 			continue
 		}
-		key := str(answerUser(no))
-		// The neighbours' ids do not contain the case's user's: its answer
-		// matches by a part of the path.
+		// Each user is a row of its own, the neighbours inserted, the
+		// case's user updated. Their ids do not contain the case's user's:
+		// its answer matches by a part of the path.
 		for _, id := range []string{"before-" + answerUser(no), answerUser(no), "after-" + answerUser(no)} {
-			msgs = append(msgs, kafka.Message{Key: key, Value: encode(userEvent(str(id), str("kept")), nil)})
+			ev := userEvent(str(id), str("kept"))
+			if id == answerUser(no) {
+				ev.Op = event.OpUpdate
+			}
+			msgs = append(msgs, kafka.Message{Key: str(id), Value: encode(ev, nil)})
 			if id != answerUser(no) || c.reason == nil {
 				want[id] = map[string]string{"plan": "kept"}
 			}
@@ -143,9 +155,12 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 	s.waitForTags(t, want, 90*time.Second)
 	waitForCommitted(t, s.kafka.Brokers(), "badinput", []string{usersTopic}, 60*time.Second)
 
-	byKey := map[string][]deadLetter{}
+	// OneSignal's refusals are of the target stage: the dead letter is
+	// the user's record of the targets topic, naming the event.
+	byUser := map[string][]deadLetter{}
 	for _, dl := range s.deadLetters(t) {
-		byKey[string(dl.Key)] = append(byKey[string(dl.Key)], dl)
+		user := strings.TrimPrefix(desired.TargetOf(dl.Key), "user:")
+		byUser[user] = append(byUser[user], dl)
 	}
 	answered := s.emu.Stats().Answered
 	left := map[string]bool{} // the answers not used up
@@ -157,9 +172,8 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
-			key := string(str(answerUser(no)))
-			dls := byKey[key]
-			delete(byKey, key)
+			dls := byUser[answerUser(no)]
+			delete(byUser, answerUser(no))
 			if answered[c.answer.Status] == 0 || (c.answer.Times > 0 && left["/external_id/"+answerUser(no)]) {
 				t.Fatalf("the emulator did not give the answer %d times: the case proves nothing (answered %v)", c.answer.Times, answered)
 			}
@@ -178,6 +192,9 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 						t.Errorf("the dead letter's reason lacks %q:\n%s", r, dl.reason)
 					}
 				}
+				if dl.header(sink.HeaderTopic) != targetsTopic || dl.header(sink.HeaderSourceTopic) != usersTopic || dl.header(sink.HeaderSourceOffset) == "" {
+					t.Errorf("the dead letter does not say where the record and its event are: %v", dl.Headers)
+				}
 			}
 			if c.reason == nil {
 				if got := s.userTags(answerUser(no)); got["plan"] != "kept" {
@@ -191,8 +208,8 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 			}
 		})
 	}
-	for key, dls := range byKey {
-		t.Errorf("dead letters of no case (key %s): %v", key, dls)
+	for user, dls := range byUser {
+		t.Errorf("dead letters of no case (user %q): %v", user, dls)
 	}
 	if !daemon.running() {
 		t.Fatalf("the daemon stopped:\n%s", tail(daemon.output(), 4<<10))
@@ -204,18 +221,26 @@ func answerUser(no int) string { return fmt.Sprintf("api-%d-user", no) }
 // TestAnswersThatNoRequestCanGetPastStopTheSink gives the sink answers
 // that mean the configuration is wrong: every request would get the same,
 // so the sink must stop, naming the fix, with nothing committed past the
-// message, rather than dead-letter the topic away. Each case restarts the
-// sink, which finds the same message again; once the answers end, it
-// applies it.
+// message, rather than dead-letter the topic away. The message is the
+// user's record in the targets topic: the event's offset may be committed
+// once the record is in Kafka, the record's only once OneSignal took it.
+// Each case restarts the sink, which finds the same record again; once
+// the answers end, it applies it.
 func TestAnswersThatNoRequestCanGetPastStopTheSink(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	cfg := writeConfig(t, s.config(daemonConfig{Users: &usersConfig{Table: "public.users", Tags: map[string]string{"plan": ""}}}))
 	const user = "stop-user"
 	s.createTopic(t, usersTopic, 1, nil)
+	// Rows of their own; the user's is an update, which the sink sends as
+	// PATCH /users/by/external_id/stop-user, the answer's path.
 	var msgs []kafka.Message
 	for _, id := range []string{"stop-before", user, "stop-after"} {
-		msgs = append(msgs, kafka.Message{Key: str(user), Value: encode(userEvent(str(id), str("kept")), nil)})
+		ev := userEvent(str(id), str("kept"))
+		if id == user {
+			ev.Op = event.OpUpdate
+		}
+		msgs = append(msgs, kafka.Message{Key: str(id), Value: encode(ev, nil)})
 	}
 	s.produce(t, usersTopic, msgs...)
 
@@ -247,7 +272,7 @@ func TestAnswersThatNoRequestCanGetPastStopTheSink(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := c.answer
-			a.Path = "/external_id/" + user
+			a.Method, a.Path = "PATCH", "/external_id/"+user
 			if err := s.emu.SetAnswers(a); err != nil {
 				t.Fatal(err)
 			}
@@ -263,8 +288,12 @@ func TestAnswersThatNoRequestCanGetPastStopTheSink(t *testing.T) {
 			if strings.Contains(p.output(), apiKey) {
 				t.Error("the log shows the API key")
 			}
-			if off := committed(t, s.kafka.Brokers(), "badinput", usersTopic)[0]; off > 1 {
-				t.Errorf("committed offset %d: past the message the answer stopped", off)
+			rec := s.targetRecord(t, "user:"+user)
+			if where := fmt.Sprintf("%s/%d@%d", targetsTopic, rec.Partition, rec.Offset); !strings.Contains(p.output(), where) {
+				t.Errorf("the log does not name the message it stopped with, %s:\n%s", where, tail(p.output(), 3<<10))
+			}
+			if off := committed(t, s.kafka.Brokers(), "badinput", targetsTopic)[int(rec.Partition)]; off > rec.Offset {
+				t.Errorf("committed offset %d of %s/%d: past the message the answer stopped, at %d", off, targetsTopic, rec.Partition, rec.Offset)
 			}
 			if _, ok := s.emu.State().UserByExternalID(user); ok {
 				t.Errorf("the user is in OneSignal: a stopped request was applied")

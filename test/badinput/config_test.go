@@ -145,6 +145,11 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 			want: []string{`mapping.users.convert: "prefs" is not a tag column: add it to mapping.users.tags`},
 		},
 		{
+			name: "a legacy API key in the user model is refused, naming the player model",
+			yaml: okPostgres + "onesignal: {app_id: 5eb5a37e-b458-11e3-ac11-000c2940e62c, api_key: k, model: user, legacy_api_key: true}\n" + okMapping,
+			want: []string{"onesignal.legacy_api_key is for the player model: the user model takes App API keys only: remove it, or set onesignal.model: player"},
+		},
+		{
 			name: "users and devices mapped to one table are refused",
 			yaml: okPostgres + okOneSignal + okMapping + "  devices: {table: public.users, device_id: player_id, external_id: user_external_id}\n",
 			want: []string{`mapping: users and devices both use table "public.users": map two different tables`},

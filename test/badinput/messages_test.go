@@ -1,6 +1,7 @@
 package badinput
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // usersTopic is the topic the sink reads the users table from.
@@ -38,8 +41,8 @@ func encode(ev *event.Envelope, f func(*event.Envelope)) []byte {
 }
 
 // messageCase is one message fed straight to the sink's topic, between
-// two good events of users "msg-<no>-before" and "msg-<no>-after" with
-// the same key, so in the same partition.
+// two good events of users "msg-<no>-before" and "msg-<no>-after", rows
+// of their own (one Kafka key is one row) in the same partition.
 type messageCase struct {
 	name   string
 	key    []byte // default "msg-<no>" as JSON
@@ -49,14 +52,27 @@ type messageCase struct {
 	tags   map[string]map[string]string // users that must end up with these tags
 }
 
+// targetCase is a record fed straight to the sink's targets topic that is
+// not a record of this sink: written there by another program, or by a
+// newer version of the sink. It goes ahead of the contribution of a user
+// of the case's, "tgt-<no>", in the same partition.
+type targetCase struct {
+	name   string
+	key    []byte // default "user:tgt-<no>", NUL, "c", NUL, "row"
+	value  []byte
+	reason []string // what the dead letter's reason holds
+}
+
 // TestKafkaMessagesFedToTheSink writes messages that are no change event,
-// or odd ones, into the topic `onesignal-cdc sink` reads.
+// or odd ones, into the topic `onesignal-cdc sink` reads, and records that
+// are not the sink's into its targets topic.
 func TestKafkaMessagesFedToTheSink(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	// A topic that takes messages up to 4 MiB, as one written by Debezium
 	// with a raised limit may; the dead-letter topic keeps Kafka's 1 MiB.
-	s.createTopic(t, usersTopic, 2, map[string]string{"max.message.bytes": "4194304"})
+	const usersPartitions = 2
+	s.createTopic(t, usersTopic, usersPartitions, map[string]string{"max.message.bytes": "4194304"})
 	huge := strings.Repeat("z", twoMB)
 
 	cases := []messageCase{
@@ -158,7 +174,39 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 		19: {
 			name:  "a 2 MB message, on a topic that takes it, is dead-lettered without its value, naming where the original is",
 			value: encode(userEvent(str("msg-19"), str(huge)), nil),
-			stage: "onesignal", reason: []string{"HTTP 413", "the message's value", "is left out", usersTopic},
+			stage: "transform", reason: []string{
+				"what the row gives user msg-19 takes", "more than the 256 KiB the sink writes of one row to its topics", "shorten the mapped values",
+				"the message's value", "is left out", usersTopic,
+			},
+		},
+	}
+
+	targetCases := []targetCase{
+		1: {
+			name:   "a record of the targets topic that is not JSON is dead-lettered at the decode stage, and the user's next record applies",
+			value:  []byte("hello, world"),
+			reason: []string{"not a record of the sink's targets topic", "invalid character 'h'"},
+		},
+		2: {
+			name:   "a record of the targets topic in a newer format version is dead-lettered, naming the newer sink, and the user's next record applies",
+			value:  []byte(`{"v":2,"kind":"contribution","row":"row","tags":{"plan":"from-the-future"}}`),
+			reason: []string{"not a record of the sink's targets topic", "format version 2, this sink reads 1", "run the sink's newer version"},
+		},
+		3: {
+			name:   "a record of the targets topic whose key names no user or device is dead-lettered, and the partition's next record applies",
+			key:    []byte("orders:7"),
+			value:  []byte(`{"v":1,"kind":"contribution","row":"row","tags":{"plan":"x"}}`),
+			reason: []string{"not a record of the sink's targets topic", `key "orders:7" names no user or device`},
+		},
+		4: {
+			name:   "a record of the targets topic of a kind the sink does not write is dead-lettered, and the user's next record applies",
+			value:  []byte(`{"v":1,"kind":"wish","row":"row"}`),
+			reason: []string{"not a record of the sink's targets topic", `kind "wish"`},
+		},
+		5: {
+			name:   "a record of the targets topic whose key does not match its value is dead-lettered, and the user's next record applies",
+			value:  []byte(`{"v":1,"kind":"member","device":"dev-5"}`),
+			reason: []string{"not a record of the sink's targets topic", "does not match its value"},
 		},
 	}
 
@@ -167,6 +215,29 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 
 	want := map[string]map[string]string{}
 	var msgs []kafka.Message
+
+	// The records that are not the sink's go in before any event, so
+	// that the contribution of their case's user, which the sink writes
+	// from the user's event, follows each in its partition.
+	partitions := waitForTopic(t, s.kafka.Brokers(), targetsTopic, 60*time.Second)
+	var foreign []kafka.Message
+	targetUsers := make([]string, len(targetCases))
+	for no, c := range targetCases {
+		if c.name == "" {
+			continue
+		}
+		key := c.key
+		if key == nil {
+			key = []byte(fmt.Sprintf("user:tgt-%d\x00c\x00row", no))
+		}
+		targetCases[no].key = key
+		user := userBeside(key, fmt.Sprintf("tgt-%d", no), partitions)
+		targetUsers[no] = user
+		foreign = append(foreign, kafka.Message{Key: key, Value: c.value})
+		msgs = append(msgs, kafka.Message{Key: str(user), Value: encode(userEvent(str(user), str("kept")), nil)})
+		want[user] = map[string]string{"plan": "kept"}
+	}
+	s.produce(t, targetsTopic, foreign...)
 	for no, c := range cases {
 		if c.name == "" {
 			continue
@@ -175,19 +246,16 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 		if key == nil && c.value != nil {
 			key = str(fmt.Sprintf("msg-%d", no))
 		}
-		neighbourKey := key
-		if neighbourKey == nil {
-			neighbourKey = str(fmt.Sprintf("msg-%d", no)) // the tombstone's partition is as good as any
+		place := key
+		if place == nil {
+			place = str(fmt.Sprintf("msg-%d", no)) // the tombstone's partition is as good as any
 		}
-		for _, side := range []string{"before", "after"} {
+		neighbour := func(side string) kafka.Message {
 			id := fmt.Sprintf("msg-%d-%s", no, side)
 			want[id] = map[string]string{"plan": "kept"}
+			return kafka.Message{Key: keyBeside(place, id, usersPartitions), Value: encode(userEvent(str(id), str("kept")), nil)}
 		}
-		msgs = append(msgs,
-			kafka.Message{Key: neighbourKey, Value: encode(userEvent(str(fmt.Sprintf("msg-%d-before", no)), str("kept")), nil)},
-			kafka.Message{Key: key, Value: c.value},
-			kafka.Message{Key: neighbourKey, Value: encode(userEvent(str(fmt.Sprintf("msg-%d-after", no)), str("kept")), nil)},
-		)
+		msgs = append(msgs, neighbour("before"), kafka.Message{Key: key, Value: c.value}, neighbour("after"))
 		for id, tags := range c.tags {
 			want[id] = tags
 		}
@@ -245,10 +313,73 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 			}
 		})
 	}
+	for no, c := range targetCases {
+		if c.name == "" {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			dls := byKey[string(c.key)]
+			delete(byKey, string(c.key))
+			if len(dls) != 1 {
+				t.Fatalf("%d dead letters, want 1: %v", len(dls), dls)
+			}
+			dl := dls[0]
+			if dl.stage != "decode" || dl.header(sink.HeaderTopic) != targetsTopic || dl.header(sink.HeaderOffset) == "" {
+				t.Errorf("stage %q, from %s@%s: want decode, from %s", dl.stage, dl.header(sink.HeaderTopic), dl.header(sink.HeaderOffset), targetsTopic)
+			}
+			if !bytes.Equal(dl.Value, c.value) {
+				t.Errorf("the dead letter holds %q, want the record as it was, %q", dl.Value, c.value)
+			}
+			for _, r := range c.reason {
+				if !strings.Contains(dl.reason, r) {
+					t.Errorf("the dead letter's reason lacks %q:\n%s", r, dl.reason)
+				}
+			}
+			if got := s.userTags(targetUsers[no]); got["plan"] != "kept" {
+				t.Errorf("the contribution after it was not applied: user %q has tags %v", targetUsers[no], got)
+			}
+		})
+	}
 	for key, dls := range byKey {
-		t.Errorf("dead letters of no case (key %s): %v", key, dls)
+		t.Errorf("dead letters of no case (key %q): %v", key, dls)
 	}
 	if !daemon.running() {
 		t.Fatalf("the daemon stopped:\n%s", tail(daemon.output(), 4<<10))
+	}
+}
+
+// keyBeside returns a key of a row of its own, named after id, that
+// murmur2 puts in the partition (of partitions) that key is in: a
+// neighbour that must get past the message of key in its partition.
+func keyBeside(key []byte, id string, partitions int) []byte {
+	return str(nameBeside(kafka.Murmur2Balancer{Consistent: true}, key, id, partitions, func(name string) []byte { return str(name) }))
+}
+
+// userBeside returns the external id of a user, named after id, whose
+// records the sink writes to the partition of the targets topic (of
+// partitions) that a record keyed key is in.
+func userBeside(key []byte, id string, partitions int) string {
+	return nameBeside(broker.KeyPrefixBalancer{}, key, id, partitions, func(name string) []byte {
+		return []byte(transform.User(name).Key() + "\x00")
+	})
+}
+
+// nameBeside returns id, or id#n with the smallest n that it takes, such
+// that balance puts a message keyed keyOf(name) in the partition (of
+// partitions) that it puts one keyed key in.
+func nameBeside(balance kafka.Balancer, key []byte, id string, partitions int, keyOf func(string) []byte) string {
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	want := balance.Balance(kafka.Message{Key: key}, ps...)
+	for n := 0; ; n++ {
+		name := id
+		if n > 0 {
+			name = fmt.Sprintf("%s#%d", id, n)
+		}
+		if balance.Balance(kafka.Message{Key: keyOf(name)}, ps...) == want {
+			return name
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
@@ -27,6 +28,10 @@ const (
 )
 
 const dlqTopic = "cdc.dlq"
+
+// targetsTopic is the sink's targets topic: the contributions of the
+// rows to each user and device, which the target stage reads.
+const targetsTopic = "cdc.sink-targets"
 
 // stack is what one group runs its daemon against: a broker in the test
 // process (so the test reads the dead-letter topic and the group's
@@ -88,11 +93,16 @@ func (s *stack) waitForTags(t *testing.T, want map[string]map[string]string, tim
 }
 
 // produce writes messages to topic as they are, each to the partition
-// its key's murmur2 hash names, as the connector writes them.
+// its key's murmur2 hash names, as the connector writes them; to the
+// targets topic, to the partition of the target its key names, as the
+// sink writes them.
 func (s *stack) produce(t *testing.T, topic string, msgs ...kafka.Message) {
 	t.Helper()
 	w := broker.NewWriter(s.kafka.Brokers(), 100)
 	w.BatchBytes = 8 << 20 // room for the oversized cases; the topic decides
+	if topic == targetsTopic {
+		w.Balancer = broker.KeyPrefixBalancer{}
+	}
 	defer w.Close()
 	for i := range msgs {
 		msgs[i].Topic = topic
@@ -101,6 +111,24 @@ func (s *stack) produce(t *testing.T, topic string, msgs ...kafka.Message) {
 	defer cancel()
 	if err := w.WriteMessages(ctx, msgs...); err != nil {
 		t.Fatalf("produce to %s: %v", topic, err)
+	}
+}
+
+// waitForTopic waits until topic exists, as the daemon creates it, and
+// returns its number of partitions.
+func waitForTopic(t *testing.T, brokers []string, topic string, timeout time.Duration) int {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) > 0 {
+			return len(md.Topics[0].Partitions)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s does not exist after %s (metadata: %v)", topic, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -120,6 +148,18 @@ func (s *stack) createTopic(t *testing.T, topic string, partitions int, configs 
 	if err != nil {
 		t.Fatalf("create topic %s: %v", topic, err)
 	}
+}
+
+// targetRecord returns the first record of the targets topic whose key
+// is of target (as transform.Target's Key names it), waiting for the sink
+// to write it.
+func (s *stack) targetRecord(t *testing.T, target string) kafkatest.Record {
+	t.Helper()
+	of := func(r kafkatest.Record) bool { return desired.TargetOf(r.Key) == target }
+	recs := kafkatest.ReadUntil(t, s.kafka.Brokers(), []string{targetsTopic}, 30*time.Second, func(rs []kafkatest.Record) bool {
+		return slices.ContainsFunc(rs, of)
+	})
+	return recs[slices.IndexFunc(recs, of)]
 }
 
 // deadLetter is a message of the dead-letter topic.
@@ -220,14 +260,16 @@ func committed(t *testing.T, brokers []string, group, topic string) map[int]int6
 }
 
 // waitForCommitted waits until group has committed the end of every
-// partition of topics: each message is then applied, or held by the
-// dead-letter topic, so the dead-letter topic is final.
-func waitForCommitted(t *testing.T, brokers []string, group string, topics []string, timeout time.Duration) {
+// partition of the event topics, then of the targets topic: each message
+// is then applied, or held by the dead-letter topic, so the dead-letter
+// topic is final. An event's offset is committed once its contributions
+// are in the targets topic, a contribution's once OneSignal took it.
+func waitForCommitted(t *testing.T, brokers []string, group string, events []string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		var behind []string
-		for _, topic := range topics {
+		for _, topic := range append(slices.Clip(events), targetsTopic) {
 			done := committed(t, brokers, group, topic)
 			for p, end := range endOffsets(t, brokers, topic) {
 				if end > 0 && done[p] != end {
