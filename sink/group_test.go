@@ -111,3 +111,23 @@ func TestTwoSinksInOneGroupShareTheWorkAndConverge(t *testing.T) {
 		st.eventually("every user and device", all(conds...))
 	})
 }
+
+func TestARowWhoseMappedTagsAreAllNullCreatesItsUser(t *testing.T) {
+	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st.start(crm)
+	st.produce(
+		change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(1), after: contact(1, "no tags yet", nil, nil)},
+		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(2), after: contact(2, "nor here", nil, nil)},
+	)
+	st.eventually("both users", func(s onesignaltest.State) error {
+		for _, ext := range []string{"no tags yet", "nor here"} {
+			if _, ok := s.UserByExternalID(ext); !ok {
+				return fmt.Errorf("no user %q", ext)
+			}
+		}
+		return nil
+	})
+	if total, byRoute := st.requests(); total != 2 {
+		t.Errorf("%d requests for 2 new users, want one each: %v", total, byRoute)
+	}
+}
