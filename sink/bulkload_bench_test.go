@@ -74,12 +74,7 @@ func BenchmarkSinkBulkLoadNewUsers(b *testing.B) {
 			}
 		}
 		tick.Stop()
-		for !st.caughtUp(contactsTopic, st.topics.Targets) {
-			if time.Now().After(deadline) {
-				b.Fatalf("the sink has not committed every event and target record after %s", time.Since(start).Round(time.Second))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		st.waitCaughtUp(start, deadline.Sub(start))
 		took := time.Since(start)
 		b.StopTimer()
 
