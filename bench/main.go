@@ -5,9 +5,9 @@
 //   - the connector streaming against pg_recvlogical, its initial snapshot
 //     against COPY, and its peak RSS on a 1,000,000-row transaction
 //     (package connbench; bench/connector runs these alone, with profiles);
-//   - the sink's OneSignal calls per change and its sustained calls/s
-//     against the app limit (the go test benchmarks in sink/, package
-//     sinkbench);
+//   - the sink's OneSignal calls per change, its sustained calls/s
+//     against the app limit and its requests per new user in a bulk load
+//     (the go test benchmarks in sink/, package sinkbench);
 //   - the end-to-end latency, commit to OneSignal, of the built daemon at a
 //     steady 2,000 row changes/s, against pg_recvlogical's commit to
 //     decode (package latency).
@@ -59,7 +59,9 @@ type options struct {
 	phases  map[string]bool
 	conn    connbench.Options
 	latency latency.Options
-	write   string
+	// bulkUsers is how many new users the sink's bulk-load benchmark loads.
+	bulkUsers int
+	write     string
 }
 
 func main() {
@@ -73,6 +75,7 @@ func main() {
 	warmup := flag.Duration("latency-warmup", 5*time.Second, "load before the latency is measured")
 	users := flag.Int("latency-users", 500, "users the latency workload's changes go round-robin over")
 	latencyTxn := flag.Int("latency-txn", 10, "row changes per transaction of the latency workload")
+	bulkUsers := flag.Int("sink-bulk-users", 20_000, "new users the sink's bulk-load benchmark loads")
 	conns := flag.Int("latency-conns", 4, "connections of the latency workload's load generator")
 	drain := flag.Duration("latency-drain", time.Minute, "how long to wait for the last measured change to reach the emulator")
 	daemon := flag.String("daemon", "", "a built onesignal-cdc for the latency (default: build one from the repository)")
@@ -98,7 +101,8 @@ func main() {
 			Rate: *rate, Duration: *duration, Warmup: *warmup, Users: *users, Txn: *latencyTxn, Conns: *conns,
 			Daemon: *daemon, Drain: *drain, Timeout: 2 * time.Minute,
 		},
-		write: *write,
+		bulkUsers: *bulkUsers,
+		write:     *write,
 	}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); {
@@ -112,7 +116,7 @@ func main() {
 	if len(opts.phases) == 0 {
 		usage("-phases names no benchmark")
 	}
-	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 {
+	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 || *bulkUsers <= 0 {
 		usage("sizes, rates and durations must be positive")
 	}
 	explicit := map[string]bool{}
@@ -214,8 +218,8 @@ func run(ctx context.Context, opts options) (err error) {
 			r, err = cb.Memory(ctx)
 		case "sink":
 			var s *sinkbench.Result
-			if s, err = sinkbench.Run(ctx, srv.Root(), os.Stderr); err == nil {
-				results = append(results, sinkCalls{s}, sinkSustained{s})
+			if s, err = sinkbench.Run(ctx, srv.Root(), opts.bulkUsers, os.Stderr); err == nil {
+				results = append(results, sinkCalls{s}, sinkSustained{s}, sinkBulk{s})
 			}
 		case "latency":
 			r, err = latency.Run(ctx, srv, db, opts.latency)
@@ -264,13 +268,16 @@ func run(ctx context.Context, opts options) (err error) {
 	return nil
 }
 
-// sinkCalls and sinkSustained are the two lines of the sink's results;
-// the details are told once, with the first.
+// sinkCalls, sinkSustained and sinkBulk are the three lines of the sink's
+// results; the details are told once, with the first.
 type (
 	sinkCalls     struct{ *sinkbench.Result }
 	sinkSustained struct{ *sinkbench.Result }
+	sinkBulk      struct{ *sinkbench.Result }
 )
 
 func (s sinkCalls) Row() harness.Row     { return s.CallsRow() }
 func (s sinkSustained) Row() harness.Row { return s.SustainedRow() }
 func (s sinkSustained) Detail() string   { return "" }
+func (s sinkBulk) Row() harness.Row      { return s.BulkRow() }
+func (s sinkBulk) Detail() string        { return "" }
