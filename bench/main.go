@@ -8,6 +8,8 @@
 //   - the sink's OneSignal calls per change, its sustained calls/s
 //     against the app limit and its requests per new user in a bulk load
 //     (the go test benchmarks in sink/, package sinkbench);
+//   - the sink's peak RSS holding 1,000,000 users' desired states, the
+//     built daemon running as `onesignal-cdc sink` (package sinkmem);
 //   - the end-to-end latency, commit to OneSignal, of the built daemon at a
 //     steady 2,000 row changes/s, against pg_recvlogical's commit to
 //     decode (package latency).
@@ -42,10 +44,11 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/latency"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/sinkbench"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/sinkmem"
 )
 
 // The phases, in the order they run.
-var allPhases = []string{"stream", "snapshot", "memory", "sink", "latency"}
+var allPhases = []string{"stream", "snapshot", "memory", "sink", "sinkmem", "latency"}
 
 // The markers between which -write puts the results; the rest of the file
 // is left as it is.
@@ -61,6 +64,8 @@ type options struct {
 	latency latency.Options
 	// bulkUsers is how many new users the sink's bulk-load benchmark loads.
 	bulkUsers int
+	sinkmem   sinkmem.Options
+	daemon    string // -daemon: a built onesignal-cdc, or "" to build one
 	write     string
 }
 
@@ -76,11 +81,14 @@ func main() {
 	users := flag.Int("latency-users", 500, "users the latency workload's changes go round-robin over")
 	latencyTxn := flag.Int("latency-txn", 10, "row changes per transaction of the latency workload")
 	bulkUsers := flag.Int("sink-bulk-users", 20_000, "new users the sink's bulk-load benchmark loads")
+	sinkUsers := flag.Int("sink-users", 1_000_000, "distinct users whose desired states the sink's memory measurement has it hold")
+	var sinkEnv envList
+	flag.Var(&sinkEnv, "sinkmem-env", "an experiment: set `NAME=VALUE` in the environment of the sink whose memory is measured, only, e.g. GOMEMLIMIT=150MiB (repeatable)")
 	conns := flag.Int("latency-conns", 4, "connections of the latency workload's load generator")
 	drain := flag.Duration("latency-drain", time.Minute, "how long to wait for the last measured change to reach the emulator")
-	daemon := flag.String("daemon", "", "a built onesignal-cdc for the latency (default: build one from the repository)")
+	daemon := flag.String("daemon", "", "a built onesignal-cdc for the sink's memory and the latency (default: build one from the repository)")
 	write := flag.String("write", "docs/benchmarks.md", "write the results into `FILE` (markdown, relative to the repository), between its markers; '' only prints")
-	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait of the connector's measurements after this long")
+	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait of the connector's measurements, or on the sink's memory measurement, after this long")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -102,6 +110,8 @@ func main() {
 			Daemon: *daemon, Drain: *drain, Timeout: 2 * time.Minute,
 		},
 		bulkUsers: *bulkUsers,
+		sinkmem:   sinkmem.Options{Users: *sinkUsers, Env: sinkEnv, Timeout: *timeout, Stall: 2 * time.Minute},
+		daemon:    *daemon,
 		write:     *write,
 	}
 	for _, p := range strings.Split(*phases, ",") {
@@ -116,7 +126,7 @@ func main() {
 	if len(opts.phases) == 0 {
 		usage("-phases names no benchmark")
 	}
-	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 || *bulkUsers <= 0 {
+	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 || *bulkUsers <= 0 || *sinkUsers <= 0 {
 		usage("sizes, rates and durations must be positive")
 	}
 	explicit := map[string]bool{}
@@ -199,6 +209,19 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 
 	cb := &connbench.Bench{Opts: opts.conn, Srv: srv, DB: db}
+	var built time.Duration // building the daemon, when this run did
+	if opts.daemon == "" && (opts.phases["sinkmem"] || opts.phases["latency"]) {
+		dir, err := os.MkdirTemp("", "onesignal-cdc-bench-daemon")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		harness.Progress("building onesignal-cdc")
+		if opts.daemon, built, err = harness.BuildDaemon(ctx, srv.Root(), dir); err != nil {
+			return err
+		}
+	}
+	opts.sinkmem.Daemon, opts.latency.Daemon = opts.daemon, opts.daemon
 	var results []result
 	var loads []string // the 1-minute load as each phase starts
 	for _, phase := range allPhases {
@@ -221,6 +244,8 @@ func run(ctx context.Context, opts options) (err error) {
 			if s, err = sinkbench.Run(ctx, srv.Root(), opts.bulkUsers, os.Stderr); err == nil {
 				results = append(results, sinkCalls{s}, sinkSustained{s}, sinkBulk{s})
 			}
+		case "sinkmem":
+			r, err = sinkmem.Run(ctx, opts.sinkmem)
 		case "latency":
 			r, err = latency.Run(ctx, srv, db, opts.latency)
 		}
@@ -244,8 +269,14 @@ func run(ctx context.Context, opts options) (err error) {
 	if opts.phases["sink"] {
 		fmt.Fprintf(&b, "- %s\n", sinkbench.Setup())
 	}
+	if opts.phases["sinkmem"] {
+		fmt.Fprintf(&b, "- %s\n", sinkmem.Setup())
+	}
 	if opts.phases["latency"] {
 		fmt.Fprintf(&b, "- %s\n", latency.Setup())
+	}
+	if built > 0 {
+		fmt.Fprintf(&b, "- The daemon's binary was built from the repository for the run (`go build ./cmd/onesignal-cdc`, %s)\n", harness.Secs(built))
 	}
 	rows := make([]harness.Row, len(results))
 	for i, r := range results {
@@ -281,3 +312,16 @@ func (s sinkSustained) Row() harness.Row { return s.SustainedRow() }
 func (s sinkSustained) Detail() string   { return "" }
 func (s sinkBulk) Row() harness.Row      { return s.BulkRow() }
 func (s sinkBulk) Detail() string        { return "" }
+
+// envList is a repeatable NAME=VALUE flag.
+type envList []string
+
+func (l *envList) String() string { return strings.Join(*l, " ") }
+
+func (l *envList) Set(v string) error {
+	if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+		return fmt.Errorf("%q is not NAME=VALUE", v)
+	}
+	*l = append(*l, v)
+	return nil
+}
