@@ -80,14 +80,36 @@ func (r *Result) Detail() string {
 		"had committed the end of the event topic after %s and of its targets topic after %s (%s events/s, from its process start); "+
 		"it wrote %s records to %s and %s to %s, %d dead letters, sent %d requests to OneSignal (the emulator), and logged %d warnings and %d errors. "+
 		"Its RSS as it went (time: events committed, RSS): %s; peak (VmHWM) %s, %s at the end. "+
+		"%s "+
 		"sink.state_dir grew from empty to %s at the end (%s at most while it ran). The sink used %s of CPU (%s per user); the broker %s, its RSS %s before the sink started and %s at the end.",
 		harness.Thousands(r.opts.Users), harness.MiB(r.eventBytes), usersTopic, partitions, harness.Secs(r.produce),
 		harness.Secs(r.rowsDone), harness.Secs(r.took), harness.Thousands(int(float64(r.opts.Users)/r.took.Seconds())),
 		harness.Thousands(int(r.records[t.Targets])), t.Targets, harness.Thousands(int(r.records[t.Rows])), t.Rows, r.records[prefix+".dlq"], requests,
 		r.warnings, r.errors,
-		r.trajectory(), harness.MiB(r.peakRSS), harness.MiB(r.rssAtEnd),
+		r.trajectory(), harness.MiB(r.peakRSS), harness.MiB(r.rssAtEnd), r.atPeak(),
 		harness.MiB(r.stateAtEnd), harness.MiB(maxState),
 		harness.Secs(r.daemonCPU), harness.PerEvent(r.daemonCPU, r.opts.Users), harness.Secs(r.brokerCPU), harness.MiB(r.brokerRSSBefore), harness.MiB(r.brokerRSS))
+}
+
+// atPeak splits the highest RSS sampled between the Go runtime and the
+// rest: pebble's block cache and memtables (allocated outside the Go heap)
+// and the binary's code.
+func (r *Result) atPeak() string {
+	var p sample
+	for _, s := range r.samples {
+		if s.rss > p.rss {
+			p = s
+		}
+	}
+	if p.goMem.sys == 0 {
+		return "(The sink's /metrics could not be read for the Go runtime's share.)"
+	}
+	g := p.goMem
+	return fmt.Sprintf("At the highest RSS sampled, %s after %s: the Go runtime held about %s of it (%s from the OS less %s given back; heap spans in use %s, heap objects %s, live or not yet swept, the next GC due at %s; stacks %s), "+
+		"%s was mapped from files (the binary's code), and the rest, %s, is memory allocated outside the Go heap (pebble's block cache and memtables, at most 32 + 2 × 8 MiB by default).",
+		harness.MiB(p.rss), harness.Secs(p.at), harness.MiB(g.resident()), harness.MiB(g.sys), harness.MiB(g.released),
+		harness.MiB(g.heapInuse), harness.MiB(g.heapAlloc), harness.MiB(g.nextGC), harness.MiB(g.stacks),
+		harness.MiB(p.rssFile), harness.MiB(p.rss-g.resident()-p.rssFile))
 }
 
 // trajectory is the RSS at each quarter of the events committed, and at

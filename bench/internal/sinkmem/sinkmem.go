@@ -19,10 +19,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -95,8 +98,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	defer logFile.Close()
+	opsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(opts.Daemon, "sink", "--config", cfg)
-	cmd.Env = append(append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0"), opts.Env...)
+	cmd.Env = append(append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN="+opsAddr), opts.Env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	harness.Progress("sinkmem: running onesignal-cdc sink (player model, a devices table mapped and empty) until its group has committed every event and targets record")
 	daemon, err := harness.Start("onesignal-cdc sink", cmd)
@@ -113,7 +120,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}()
 
-	w := &watcher{cluster: cluster, daemon: daemon, stateDir: stateDir, users: opts.Users}
+	w := &watcher{cluster: cluster, daemon: daemon, stateDir: stateDir, users: opts.Users, metrics: "http://" + opsAddr + "/metrics"}
 	if err := w.wait(ctx, opts); err != nil {
 		return nil, err
 	}
@@ -177,14 +184,29 @@ type sample struct {
 	targets   int64         // records of the targets topic committed
 	targetEnd int64         // records in the targets topic
 	rss, hwm  int64
+	rssFile   int64 // of rss, mapped from files (the binary's code)
 	state     int64 // bytes in sink.state_dir
+	goMem     goMemory
 }
+
+// goMemory is what the Go runtime of the sink says of its memory, from
+// its /metrics (zero when the scrape failed).
+type goMemory struct {
+	sys, released  int64 // got from the OS; of which given back
+	heapInuse      int64
+	heapAlloc      int64 // live and not yet collected
+	nextGC, stacks int64
+}
+
+// resident is about how much of the Go runtime's memory is resident.
+func (m goMemory) resident() int64 { return m.sys - m.released }
 
 // watcher follows the sink's progress until it has committed everything.
 type watcher struct {
 	cluster    broker.Cluster
 	daemon     *harness.Process
 	stateDir   string
+	metrics    string // the sink's /metrics
 	users      int
 	samples    []sample
 	doneAt     time.Time // both topics committed to their ends
@@ -285,9 +307,13 @@ func (w *watcher) sample(ctx context.Context, targets string) (s sample, eventsD
 	if s.hwm, err = w.daemon.PeakRSS(); err != nil {
 		return s, false, false, err
 	}
+	if s.rssFile, err = w.daemon.Status("RssFile"); err != nil {
+		return s, false, false, err
+	}
 	if s.state, err = harness.DirSize(w.stateDir); err != nil {
 		return s, false, false, err
 	}
+	s.goMem = scrapeGoMemory(ctx, w.metrics)
 	return s, eventsDone, targetsDone, nil
 }
 
@@ -315,6 +341,49 @@ func (w *watcher) committed(ctx context.Context, topics ...string) (map[string]m
 		}
 	}
 	return out, nil
+}
+
+// freeAddr is a loopback address with a port free a moment ago, for the
+// sink's ops server, whose /metrics tell the Go runtime's memory.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// scrapeGoMemory reads the Go runtime's memory from the sink's /metrics.
+func scrapeGoMemory(ctx context.Context, url string) goMemory {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return goMemory{}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return goMemory{}
+	}
+	defer resp.Body.Close()
+	var m goMemory
+	fields := map[string]*int64{
+		"go_memstats_sys_bytes": &m.sys, "go_memstats_heap_released_bytes": &m.released,
+		"go_memstats_heap_inuse_bytes": &m.heapInuse, "go_memstats_heap_alloc_bytes": &m.heapAlloc,
+		"go_memstats_next_gc_bytes": &m.nextGC, "go_memstats_stack_sys_bytes": &m.stacks,
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if dst := fields[name]; ok && dst != nil {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+				*dst = int64(v)
+			}
+		}
+	}
+	return m
 }
 
 // topicBytes is the size of each topic's records as the broker counts
