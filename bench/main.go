@@ -16,7 +16,7 @@
 //
 // It starts a throwaway PostgreSQL through scripts/lib.sh, or uses the
 // server at $ONESIGNAL_CDC_BENCH_PG, in a database it creates and drops.
-// The default sizes take 5–10 minutes on two shared cores; the flags make
+// The default sizes take 8–12 minutes on two shared cores; the flags make
 // bigger runs.
 //
 // Usage:
