@@ -5,16 +5,18 @@
 //   - the connector streaming against pg_recvlogical, its initial snapshot
 //     against COPY, and its peak RSS on a 1,000,000-row transaction
 //     (package connbench; bench/connector runs these alone, with profiles);
-//   - the sink's OneSignal calls per change and its sustained calls/s
-//     against the app limit (the go test benchmarks in sink/, package
-//     sinkbench);
+//   - the sink's OneSignal calls per change, its sustained calls/s
+//     against the app limit and its requests per new user in a bulk load
+//     (the go test benchmarks in sink/, package sinkbench);
+//   - the sink's peak RSS holding 1,000,000 users' desired states, the
+//     built daemon running as `onesignal-cdc sink` (package sinkmem);
 //   - the end-to-end latency, commit to OneSignal, of the built daemon at a
 //     steady 2,000 row changes/s, against pg_recvlogical's commit to
 //     decode (package latency).
 //
 // It starts a throwaway PostgreSQL through scripts/lib.sh, or uses the
 // server at $ONESIGNAL_CDC_BENCH_PG, in a database it creates and drops.
-// The default sizes take 5–10 minutes on two shared cores; the flags make
+// The default sizes take 8–12 minutes on two shared cores; the flags make
 // bigger runs.
 //
 // Usage:
@@ -42,10 +44,11 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/latency"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/sinkbench"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/sinkmem"
 )
 
 // The phases, in the order they run.
-var allPhases = []string{"stream", "snapshot", "memory", "sink", "latency"}
+var allPhases = []string{"stream", "snapshot", "memory", "sink", "sinkmem", "latency"}
 
 // The markers between which -write puts the results; the rest of the file
 // is left as it is.
@@ -59,7 +62,11 @@ type options struct {
 	phases  map[string]bool
 	conn    connbench.Options
 	latency latency.Options
-	write   string
+	// bulkUsers is how many new users the sink's bulk-load benchmark loads.
+	bulkUsers int
+	sinkmem   sinkmem.Options
+	daemon    string // -daemon: a built onesignal-cdc, or "" to build one
+	write     string
 }
 
 func main() {
@@ -73,11 +80,15 @@ func main() {
 	warmup := flag.Duration("latency-warmup", 5*time.Second, "load before the latency is measured")
 	users := flag.Int("latency-users", 500, "users the latency workload's changes go round-robin over")
 	latencyTxn := flag.Int("latency-txn", 10, "row changes per transaction of the latency workload")
+	bulkUsers := flag.Int("sink-bulk-users", 20_000, "new users the sink's bulk-load benchmark loads")
+	sinkUsers := flag.Int("sink-users", 1_000_000, "distinct users whose desired states the sink's memory measurement has it hold")
+	var sinkEnv envList
+	flag.Var(&sinkEnv, "sinkmem-env", "an experiment: set `NAME=VALUE` in the environment of the sink whose memory is measured, only, e.g. GOMEMLIMIT=150MiB (repeatable)")
 	conns := flag.Int("latency-conns", 4, "connections of the latency workload's load generator")
 	drain := flag.Duration("latency-drain", time.Minute, "how long to wait for the last measured change to reach the emulator")
-	daemon := flag.String("daemon", "", "a built onesignal-cdc for the latency (default: build one from the repository)")
+	daemon := flag.String("daemon", "", "a built onesignal-cdc for the sink's memory and the latency (default: build one from the repository)")
 	write := flag.String("write", "docs/benchmarks.md", "write the results into `FILE` (markdown, relative to the repository), between its markers; '' only prints")
-	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait of the connector's measurements after this long")
+	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait of the connector's measurements, or on the sink's memory measurement, after this long")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -98,7 +109,10 @@ func main() {
 			Rate: *rate, Duration: *duration, Warmup: *warmup, Users: *users, Txn: *latencyTxn, Conns: *conns,
 			Daemon: *daemon, Drain: *drain, Timeout: 2 * time.Minute,
 		},
-		write: *write,
+		bulkUsers: *bulkUsers,
+		sinkmem:   sinkmem.Options{Users: *sinkUsers, Env: sinkEnv, Timeout: *timeout, Stall: 2 * time.Minute},
+		daemon:    *daemon,
+		write:     *write,
 	}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); {
@@ -112,7 +126,7 @@ func main() {
 	if len(opts.phases) == 0 {
 		usage("-phases names no benchmark")
 	}
-	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 {
+	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 || *bulkUsers <= 0 || *sinkUsers <= 0 {
 		usage("sizes, rates and durations must be positive")
 	}
 	explicit := map[string]bool{}
@@ -195,6 +209,19 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 
 	cb := &connbench.Bench{Opts: opts.conn, Srv: srv, DB: db}
+	var built time.Duration // building the daemon, when this run did
+	if opts.daemon == "" && (opts.phases["sinkmem"] || opts.phases["latency"]) {
+		dir, err := os.MkdirTemp("", "onesignal-cdc-bench-daemon")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		harness.Progress("building onesignal-cdc")
+		if opts.daemon, built, err = harness.BuildDaemon(ctx, srv.Root(), dir); err != nil {
+			return err
+		}
+	}
+	opts.sinkmem.Daemon, opts.latency.Daemon = opts.daemon, opts.daemon
 	var results []result
 	var loads []string // the 1-minute load as each phase starts
 	for _, phase := range allPhases {
@@ -214,9 +241,11 @@ func run(ctx context.Context, opts options) (err error) {
 			r, err = cb.Memory(ctx)
 		case "sink":
 			var s *sinkbench.Result
-			if s, err = sinkbench.Run(ctx, srv.Root(), os.Stderr); err == nil {
-				results = append(results, sinkCalls{s}, sinkSustained{s})
+			if s, err = sinkbench.Run(ctx, srv.Root(), opts.bulkUsers, os.Stderr); err == nil {
+				results = append(results, sinkCalls{s}, sinkSustained{s}, sinkBulk{s})
 			}
+		case "sinkmem":
+			r, err = sinkmem.Run(ctx, opts.sinkmem)
 		case "latency":
 			r, err = latency.Run(ctx, srv, db, opts.latency)
 		}
@@ -240,8 +269,14 @@ func run(ctx context.Context, opts options) (err error) {
 	if opts.phases["sink"] {
 		fmt.Fprintf(&b, "- %s\n", sinkbench.Setup())
 	}
+	if opts.phases["sinkmem"] {
+		fmt.Fprintf(&b, "- %s\n", sinkmem.Setup())
+	}
 	if opts.phases["latency"] {
 		fmt.Fprintf(&b, "- %s\n", latency.Setup())
+	}
+	if built > 0 {
+		fmt.Fprintf(&b, "- The daemon's binary was built from the repository for the run (`go build ./cmd/onesignal-cdc`, %s)\n", harness.Secs(built))
 	}
 	rows := make([]harness.Row, len(results))
 	for i, r := range results {
@@ -264,13 +299,29 @@ func run(ctx context.Context, opts options) (err error) {
 	return nil
 }
 
-// sinkCalls and sinkSustained are the two lines of the sink's results;
-// the details are told once, with the first.
+// sinkCalls, sinkSustained and sinkBulk are the three lines of the sink's
+// results; the details are told once, with the first.
 type (
 	sinkCalls     struct{ *sinkbench.Result }
 	sinkSustained struct{ *sinkbench.Result }
+	sinkBulk      struct{ *sinkbench.Result }
 )
 
 func (s sinkCalls) Row() harness.Row     { return s.CallsRow() }
 func (s sinkSustained) Row() harness.Row { return s.SustainedRow() }
 func (s sinkSustained) Detail() string   { return "" }
+func (s sinkBulk) Row() harness.Row      { return s.BulkRow() }
+func (s sinkBulk) Detail() string        { return "" }
+
+// envList is a repeatable NAME=VALUE flag.
+type envList []string
+
+func (l *envList) String() string { return strings.Join(*l, " ") }
+
+func (l *envList) Set(v string) error {
+	if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+		return fmt.Errorf("%q is not NAME=VALUE", v)
+	}
+	*l = append(*l, v)
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
@@ -47,7 +48,7 @@ var crm = &transform.Mapping{
 // stack is a Kafka (kfake, the real protocol), the emulator over HTTP, and
 // the sink's topics; sinks started on it are members of one group.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	model    string
 	brokers  []string
 	cluster  broker.Cluster
@@ -58,7 +59,7 @@ type stack struct {
 	lsn      atomic.Int64
 }
 
-func newStack(t *testing.T, model string, emu onesignaltest.Config) *stack {
+func newStack(t testing.TB, model string, emu onesignaltest.Config) *stack {
 	t.Helper()
 	b := kafkatest.Start(t)
 	st := &stack{t: t, model: model, brokers: b.Brokers(), cluster: broker.Plain(b.Brokers()), topics: sink.TopicsFor("crm")}
@@ -114,7 +115,7 @@ func (st *stack) start(mapping *transform.Mapping) *running {
 		Concurrency: 16, CommitInterval: 100 * time.Millisecond,
 		Retry:       retry.Policy{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond},
 		DeadLetters: dlq, DeadLetterTopic: "crm.dlq",
-	}, group, osAPI, mapping, zaptest.NewLogger(st.t))
+	}, group, osAPI, mapping, st.logger())
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var runErr error
@@ -133,6 +134,15 @@ func (st *stack) start(mapping *transform.Mapping) *running {
 	}
 	st.t.Cleanup(func() { r.stop() })
 	return r
+}
+
+// logger is the sink's logger: the test's, at every level for a test and
+// from warnings up for a benchmark, whose log is its report.
+func (st *stack) logger() *zap.Logger {
+	if _, ok := st.t.(*testing.B); ok {
+		return zaptest.NewLogger(st.t, zaptest.Level(zap.WarnLevel))
+	}
+	return zaptest.NewLogger(st.t)
 }
 
 // change is a row change of the CRM schema, positioned by commit.

@@ -152,6 +152,17 @@ func (p *Process) PeakRSS() (int64, error) {
 	return procStatus(p.cmd.Process.Pid, "VmHWM")
 }
 
+// RSS reads the process's resident memory now (VmRSS) while it runs.
+func (p *Process) RSS() (int64, error) {
+	return procStatus(p.cmd.Process.Pid, "VmRSS")
+}
+
+// Status reads a size field of the process's /proc/PID/status (VmRSS,
+// RssAnon, RssFile, …), in bytes, while it runs.
+func (p *Process) Status(field string) (int64, error) {
+	return procStatus(p.cmd.Process.Pid, field)
+}
+
 // procStatus reads a size field of /proc/PID/status, in bytes.
 func procStatus(pid int, field string) (int64, error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")

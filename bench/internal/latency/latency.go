@@ -69,15 +69,10 @@ func Run(ctx context.Context, srv *harness.Server, db *harness.DB, opts Options)
 
 	bin := opts.Daemon
 	if bin == "" {
-		bin = filepath.Join(dir, "onesignal-cdc")
 		harness.Progress("latency: building onesignal-cdc")
-		t := time.Now()
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/onesignal-cdc")
-		build.Dir, build.Stdout, build.Stderr = srv.Root(), os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return nil, fmt.Errorf("build onesignal-cdc: %w", err)
+		if bin, res.build, err = harness.BuildDaemon(ctx, srv.Root(), dir); err != nil {
+			return nil, err
 		}
-		res.build = time.Since(t)
 	}
 
 	err = db.Exec(ctx,
