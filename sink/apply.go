@@ -64,9 +64,9 @@ func (g *generation) work(ctx context.Context, stop context.CancelCauseFunc, rea
 // nothing left to send. It returns an error only when the sink must stop.
 func (g *generation) step(ctx context.Context, t *target) error {
 	s := g.s
-	m, force := g.sched.take(t)
+	tk := g.sched.take(t)
 	covered := g.sched.pendingNow(t)
-	r, err := g.plan(t, m, force)
+	r, err := g.plan(t, tk)
 	if err != nil {
 		if _, ok := errors.AsType[*tagLimitError](err); ok {
 			return g.refuse(ctx, t, "tags", err)
@@ -106,9 +106,9 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		g.sched.accepted(t, r)
 		// Plan again at once: when nothing is left, the messages are done
 		// now rather than after the next window.
-		m, force = g.sched.take(t)
+		tk = g.sched.take(t)
 		covered = g.sched.pendingNow(t)
-		next, err := g.plan(t, m, force)
+		next, err := g.plan(t, tk)
 		if err != nil && !errors.Is(err, errTagLimit) {
 			return err
 		}

@@ -47,3 +47,11 @@ func (c *lru[K, V]) put(k K, v V) {
 }
 
 func (c *lru[K, V]) len() int { return c.order.Len() }
+
+// remove forgets k.
+func (c *lru[K, V]) remove(k K) {
+	if e, ok := c.items[k]; ok {
+		c.order.Remove(e)
+		delete(c.items, k)
+	}
+}

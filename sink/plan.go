@@ -69,20 +69,20 @@ func (r *request) String() string { return r.kind.String() }
 const maxTagsPerRequest = 100
 
 // plan returns the next request that brings t closer to its desired state,
-// nil when OneSignal holds it (as far as the memory m tells). force is the
-// count of forced sends of a user's tags asked for, 0 for none.
-func (g *generation) plan(t *target, m memo, force uint64) (*request, error) {
+// nil when OneSignal holds it (as far as the memory in tk tells).
+func (g *generation) plan(t *target, tk taken) (*request, error) {
 	st, err := g.s.loadState(t.partition, t.key)
 	if err != nil {
 		return nil, err
 	}
 	if t.key.Device {
-		return g.planDevice(t, st, m), nil
+		return g.planDevice(t, st, tk.memo), nil
 	}
-	return g.planUser(t, st, m, force)
+	return g.planUser(t, st, tk)
 }
 
-func (g *generation) planUser(t *target, st *desired.State, m memo, force uint64) (*request, error) {
+func (g *generation) planUser(t *target, st *desired.State, tk taken) (*request, error) {
+	m, force := tk.memo, tk.force
 	s := g.s
 	u := st.User()
 	if lim := s.cfg.TagLimit; lim > 0 {
@@ -108,7 +108,8 @@ func (g *generation) planUser(t *target, st *desired.State, m memo, force uint64
 		return nil, nil
 	}
 	chunks := chunkTags(u.Tags)
-	if len(chunks) == 0 && !player && u.Live && u.Created {
+	created := u.Live && (u.Created || tk.created)
+	if len(chunks) == 0 && !player && created {
 		chunks = []map[string]string{{}} // a user with no tag to set still exists
 	}
 	for i, c := range chunks {
@@ -117,7 +118,7 @@ func (g *generation) planUser(t *target, st *desired.State, m memo, force uint64
 		if force == 0 && m.applied[part] == d {
 			continue
 		}
-		return &request{kind: callSetUser, target: t.key, tags: c, create: !player && u.Created && i == 0,
+		return &request{kind: callSetUser, target: t.key, tags: c, create: !player && created && i == 0,
 			version: u.Version, part: part, digest: d, force: force}, nil
 	}
 	return nil, nil

@@ -22,6 +22,7 @@ type target struct {
 	key       transform.Target
 	partition int        // of the targets topic, where its state is kept
 	pending   []*fetched // messages folded into its state, not yet done
+	created   bool       // a pending message is a contribution of an insert or a snapshot row
 	force     uint64     // links that asked for the user's tags to be sent again
 	forced    uint64     // how many of them a send accepted since covered
 	busy      bool       // a worker holds the target
@@ -89,12 +90,16 @@ func (s *scheduler) activate(key transform.Target, partition int) *target {
 
 // submit adds m, folded into key's state, to the target's messages, and
 // queues the target unless a worker holds it (which plans again when it
-// is done). force asks for the user's tags to be sent again.
-func (s *scheduler) submit(key transform.Target, partition int, m *fetched, force bool) {
+// is done). created says m is a contribution of an insert or a snapshot
+// row: until m is done, the user is probably new, even once a later
+// update replaced m's contribution in the state. force asks for the user's
+// tags to be sent again.
+func (s *scheduler) submit(key transform.Target, partition int, m *fetched, created, force bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.activate(key, partition)
 	t.pending = append(t.pending, m)
+	t.created = t.created || created
 	if force {
 		t.force++
 	}
@@ -204,17 +209,25 @@ func (s *scheduler) dispatch(ctx context.Context, ready chan<- *target) {
 	}
 }
 
-// take gives the worker handed t a copy of its memory and how many
-// forced sends of the user's tags were asked for (see accepted), and
-// marks it held.
-func (s *scheduler) take(t *target) (m memo, force uint64) {
+// taken is what a worker takes with a target: a copy of its memory, how
+// many forced sends of the user's tags were asked for (see accepted), and
+// whether a pending message is a new row's.
+type taken struct {
+	memo
+	force   uint64
+	created bool
+}
+
+// take gives the worker handed t what it needs to plan, and marks t held.
+func (s *scheduler) take(t *target) taken {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.queued, t.busy = false, true
-	if t.force == t.forced {
-		return t.memo.clone(), 0
+	tk := taken{memo: t.memo.clone(), created: t.created}
+	if t.force != t.forced {
+		tk.force = t.force
 	}
-	return t.memo.clone(), t.force
+	return tk
 }
 
 // sendingTags notes the version of the user's tags a worker is about to
@@ -333,6 +346,9 @@ func (s *scheduler) release(t *target, covered int, more bool) (done []*fetched)
 	if !more {
 		done = t.pending[:covered:covered]
 		t.pending = t.pending[covered:]
+		if len(t.pending) == 0 {
+			t.created = false
+		}
 	}
 	if more || len(t.pending) > 0 || t.force != t.forced {
 		s.enqueue(t)
@@ -340,10 +356,23 @@ func (s *scheduler) release(t *target, covered int, more bool) (done []*fetched)
 	}
 	t.pending = nil
 	s.s.idleMu.Lock()
-	s.s.idle.put(t.key, t.memo)
+	if t.memo.worthKeeping(s.clock.Now()) {
+		s.s.idle.put(t.key, t.memo)
+	} else {
+		s.s.idle.remove(t.key)
+	}
 	s.s.idleMu.Unlock()
 	delete(s.active, t.key)
 	return done
+}
+
+// worthKeeping reports whether m says more than a target never seen: a
+// window still closed, something applied, a membership answered or
+// written. The LRU keeps only such memos, so targets the sink never wrote
+// (a user with no device, in the player model) cost it nothing.
+func (m *memo) worthKeeping(now time.Time) bool {
+	return m.next.After(now) || len(m.applied) > 0 || len(m.records) > 0 || len(m.answered) > 0 ||
+		!m.memberFor.IsZero() || len(m.carried) > 0
 }
 
 // takePending removes and returns t's messages, to dead-letter them. A

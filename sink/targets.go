@@ -178,7 +178,7 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 	}
 	switch rec.Kind {
 	case desired.KindContribution, desired.KindReply:
-		g.sched.submit(t, m.msg.Partition, m, false)
+		g.sched.submit(t, m.msg.Partition, m, rec.Created, false)
 	case desired.KindMember:
 		if rec.Gone {
 			m.finish()
@@ -194,7 +194,7 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 			m.finish()
 			return nil
 		}
-		g.sched.submit(t, m.msg.Partition, m, true)
+		g.sched.submit(t, m.msg.Partition, m, false, true)
 	default:
 		m.finish()
 	}
