@@ -102,9 +102,12 @@ func (g *generation) planUser(t *target, st *desired.State, tk taken) (*request,
 			return &request{kind: callAddRecord, target: t.key, record: rec, tags: carry, version: u.Version}, nil
 		}
 	}
-	if player && s.devices && len(st.Devices()) == 0 && len(u.Records) == 0 {
-		// No device of the user's in the devices table: the tags wait in
-		// the state for the first link, which carries them.
+	if player && s.devices && len(u.Records) == 0 && !anyLinked(st) {
+		// No device of the user's in the devices table is linked yet: the
+		// tags wait in the state for the first link, which carries them.
+		// Written by external id now, they would reach no device (404),
+		// and a change after a device's owner answered it is sent once
+		// that link is accepted (targetRecord, KindLinked).
 		return nil, nil
 	}
 	chunks := chunkTags(u.Tags)
@@ -276,4 +279,15 @@ type tagLimitError struct {
 func (e *tagLimitError) Error() string {
 	return fmt.Sprintf("the rows would give %s %d tags, more than onesignal.tag_limit %d: map fewer tag columns, or raise the limit with your OneSignal plan",
 		e.to, e.count, e.limit)
+}
+
+// anyLinked reports whether a device that names the user its owner has had
+// a link to it accepted.
+func anyLinked(st *desired.State) bool {
+	for _, d := range st.Devices() {
+		if _, ok := st.Linked[d]; ok {
+			return true
+		}
+	}
+	return false
 }
