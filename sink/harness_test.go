@@ -20,6 +20,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/kv"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
@@ -310,7 +311,7 @@ func sortedKeys(m map[string]any) []string {
 }
 
 // contact is a contacts row's image.
-func contact(id int, ext string, plan any, score any) map[string]any {
+func contact(id int, ext any, plan any, score any) map[string]any {
 	return map[string]any{"Contact ID": id, "External Id": ext, "Plan": plan, "Score": score, "E-mail": nil}
 }
 
@@ -465,4 +466,89 @@ func all(conds ...func(onesignaltest.State) error) func(onesignaltest.State) err
 		}
 		return nil
 	}
+}
+
+// record is a message of one of the stack's topics, where it is.
+type record struct {
+	kafkatest.Record
+	rec *desired.Record // a targets record, decoded; nil for others
+}
+
+// read returns every message of topic written so far.
+func (st *stack) read(topic string) []record {
+	st.t.Helper()
+	var want int64
+	for p := range st.partitionsOf(topic) {
+		want += st.end(topic, p)
+	}
+	rs := kafkatest.ReadUntil(st.t, st.brokers, []string{topic}, 20*time.Second, func(rs []kafkatest.Record) bool { return int64(len(rs)) >= want })
+	out := make([]record, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, record{Record: r})
+		if topic == st.topics.Targets {
+			out[len(out)-1].rec, _ = desired.Decode(r.Key, r.Value)
+		}
+	}
+	return out
+}
+
+// partitionsOf is how many partitions topic has.
+func (st *stack) partitionsOf(topic string) int {
+	st.t.Helper()
+	if n, ok := st.parts[topic]; ok {
+		return n
+	}
+	n, err := st.cluster.PartitionCount(context.Background(), topic)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	return n
+}
+
+// contributionsTo returns the targets topic's contributions to the target,
+// in the order they were written.
+func (st *stack) contributionsTo(target transform.Target) []record {
+	st.t.Helper()
+	var out []record
+	for _, r := range st.read(st.topics.Targets) {
+		if r.rec != nil && r.rec.Target == target && r.rec.Kind == desired.KindContribution {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// deadLetters waits until the dead-letter topic holds n messages and
+// returns them.
+func (st *stack) deadLetters(n int) []kafkatest.Record {
+	st.t.Helper()
+	return kafkatest.ReadUntil(st.t, st.brokers, []string{"crm.dlq"}, 20*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= n })
+}
+
+func header(r kafkatest.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// commitsCatchUp writes an event that feeds no target and waits until
+// every event topic is committed to its end: the sink has then committed
+// at least once after everything done before the call was done.
+func (st *stack) commitsCatchUp() {
+	st.t.Helper()
+	n := int(st.lsn.Add(1))
+	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1_000_000 + n), after: contact(1_000_000+n, nil, "x", 0)})
+	waitFor(st.t, "the event topics committed to their ends", func() error {
+		for _, topic := range st.events {
+			for p, off := range st.committed(topic) {
+				if end := st.end(topic, p); max(off, 0) < end {
+					return fmt.Errorf("%s partition %d committed up to %d of %d", topic, p, off, end)
+				}
+			}
+		}
+		return nil
+	})
 }
