@@ -522,7 +522,13 @@ func (st *stack) contributionsTo(target transform.Target) []record {
 // returns them.
 func (st *stack) deadLetters(n int) []kafkatest.Record {
 	st.t.Helper()
-	return kafkatest.ReadUntil(st.t, st.brokers, []string{"crm.dlq"}, 20*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= n })
+	return st.deadLettersIn("crm.dlq", n)
+}
+
+// deadLettersIn is deadLetters of another dead-letter topic.
+func (st *stack) deadLettersIn(topic string, n int) []kafkatest.Record {
+	st.t.Helper()
+	return kafkatest.ReadUntil(st.t, st.brokers, []string{topic}, 20*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= n })
 }
 
 func header(r kafkatest.Record, key string) string {
