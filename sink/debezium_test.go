@@ -199,6 +199,27 @@ func TestTheSinkTurnsDebeziumColumnValuesIntoTags(t *testing.T) {
 	}
 }
 
+// TestTheSinkAppliesADebeziumChangeThatCommittedAfterTheSnapshotReadItsRow:
+// transaction 799 updates u9 before Debezium's snapshot takes its position
+// (the slot's consistent point, or for an incremental snapshot the
+// watermark) and commits after it. The snapshot reads u9 as it was, at
+// lsn 24030000; the stream then carries the update, committed later but
+// written earlier, at lsn 24029800. The update is u9's newest state.
+func TestTheSinkAppliesADebeziumChangeThatCommittedAfterTheSnapshotReadItsRow(t *testing.T) {
+	for _, mode := range converterModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			s := syncDebezium(t, dbzMapping, nil, map[string][]kafka.Message{
+				dbzUsers: debeziumFixture(t, "inflight.json", dbzUsers, mode.schemas),
+			})
+			want := map[string]string{"plan": "pro", "level": "2", "vip": "true", "geo": "DE"}
+			if got := tagsOf(s, "u9"); !maps.Equal(got, want) {
+				t.Errorf("u9 has tags %v, want %v: the update committed after the snapshot was lost", got, want)
+			}
+		})
+	}
+}
+
 // TestTheSinkAppliesEveryChangeOfADebeziumTableWithoutAPrimaryKey:
 // Debezium keys the messages of a table without a primary key with null.
 // Two transactions interleave: 900 updates u8, 901 then updates u7 and
