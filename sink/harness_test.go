@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
@@ -49,7 +50,7 @@ var crm = &transform.Mapping{
 // stack is a Kafka (kfake, the real protocol), the emulator over HTTP, and
 // the sink's topics; sinks started on it are members of one group.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	model    string
 	brokers  []string
 	cluster  broker.Cluster
@@ -65,7 +66,7 @@ type stack struct {
 // group is the sink's consumer group.
 const group = "crm-sink"
 
-func newStack(t *testing.T, model string, emu onesignaltest.Config) *stack {
+func newStack(t testing.TB, model string, emu onesignaltest.Config) *stack {
 	t.Helper()
 	b := kafkatest.Start(t)
 	st := &stack{t: t, model: model, brokers: b.Brokers(), cluster: broker.Plain(b.Brokers()), topics: sink.TopicsFor("crm")}
@@ -197,7 +198,11 @@ func (st *stack) startWith(mapping *transform.Mapping, opts options) *running {
 	if opts.config != nil {
 		opts.config(&cfg)
 	}
-	s := sink.New(cfg, group, osAPI, mapping, zaptest.NewLogger(st.t))
+	log := zaptest.NewLogger(st.t)
+	if _, ok := st.t.(*testing.B); ok {
+		log = zap.NewNop() // a benchmark measures the sink, not its log
+	}
+	s := sink.New(cfg, group, osAPI, mapping, log)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	r := &running{sink: s, api: osAPI, cancel: cancel, done: make(chan struct{}), stopped: func() {
 		targets.Close()
@@ -333,10 +338,15 @@ func (st *stack) eventually(what string, cond func(onesignaltest.State) error) {
 	waitFor(st.t, what, func() error { return cond(st.emu.State()) })
 }
 
-// waitFor waits until cond returns nil, failing with its last error.
+// waitFor waits until cond returns nil, failing with its last error
+// after 20 s (a benchmark's, 10 minutes).
 func waitFor(t testing.TB, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	patience := 20 * time.Second
+	if _, ok := t.(*testing.B); ok {
+		patience = 10 * time.Minute
+	}
+	deadline := time.Now().Add(patience)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = cond(); err == nil {
