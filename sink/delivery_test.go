@@ -271,3 +271,39 @@ func TestTheSinkStopsCleanlyWhenTheDaemonStopsItForAnotherComponentsFailure(t *t
 		t.Errorf("the sink returned %q, its parent's cause: the daemon would report the connector's failure as the sink's", err)
 	}
 }
+
+func TestWrongCredentialsForACoalescedRequestStopTheSinkAtItsFirstMessage(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	clock := sink.NewFakeClock()
+	rec := newRecorder(clock, func(_ context.Context, c call, next func() error) error {
+		if c.id == "u0" && c.tags["plan"] != "ok" {
+			return unauthorized401{}
+		}
+		return next()
+	})
+	r := st.startWith(crm, options{clock: clock, api: rec.wrap})
+	st.produce(
+		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(0), after: contact(0, "u0", "ok", 0)},
+		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "u1", "x", 1)},
+	)
+	st.waitDrained()
+	// Two changes within u0's second: one request, which OneSignal refuses.
+	st.produce(
+		change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(0), after: contact(0, "u0", "a", 0)},
+		change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(0), after: contact(0, "u0", "b", 0)},
+	)
+	waitFor(t, "both changes waiting for u0's window", func() error {
+		if n := r.sink.Waiting(); n != 2 {
+			return fmt.Errorf("%d messages waiting", n)
+		}
+		return nil
+	})
+	clock.Advance(time.Second)
+	err := r.wait(t)
+	first := st.contributionsTo(transform.User("u0"))[1]
+	if err == nil || !strings.Contains(err.Error(), "check onesignal.app_id and onesignal.api_key") || !strings.Contains(err.Error(), "message "+at(first.Record)) {
+		t.Fatalf("the sink stopped with %v, want the credentials and message %s named", err, at(first.Record))
+	}
+	st.notCommittedPast(first, "the first message of the request OneSignal refused")
+}
