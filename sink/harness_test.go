@@ -346,6 +346,12 @@ func waitFor(t testing.TB, what string, cond func() error) {
 	if _, ok := t.(*testing.B); ok {
 		patience = 10 * time.Minute
 	}
+	waitForWithin(t, what, patience, cond)
+}
+
+// waitForWithin is waitFor with a patience of its own.
+func waitForWithin(t testing.TB, what string, patience time.Duration, cond func() error) {
+	t.Helper()
 	deadline := time.Now().Add(patience)
 	var err error
 	for time.Now().Before(deadline) {

@@ -3,13 +3,17 @@ package sink_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
-// max_in_flight bounds what the sink holds; it must never stop it.
+// max_in_flight bounds what the sink holds; it must never stop it. Each
+// test's work takes about a second: a sink that has not finished in
+// stalled is stalled.
+const stalled = 8 * time.Second
 
 func TestTheSinkKeepsFetchingWhenItHasMorePartitionsThanMaxInFlight(t *testing.T) {
 	t.Parallel()
@@ -18,7 +22,7 @@ func TestTheSinkKeepsFetchingWhenItHasMorePartitionsThanMaxInFlight(t *testing.T
 	// busy at once; the devices partitions stay empty.
 	r := st.startWith(crm, options{config: func(c *sink.Config) { c.MaxInFlight = 4 }})
 	st.produce(users(20, "free")...)
-	waitFor(t, "every message committed", func() error {
+	waitForWithin(t, "every message committed", stalled, func() error {
 		if err := st.drained(); err != nil {
 			s := r.sink.Stats()
 			return fmt.Errorf("%w (%d fetched, %d done)", err, s.Fetched, s.Done)
@@ -42,7 +46,7 @@ func TestThePlayerModelLinksMoreDevicesAtOnceThanMaxInFlight(t *testing.T) {
 		conds = append(conds, ownedBy(dev, ext))
 	}
 	st.produce(cs...)
-	waitFor(t, "every device linked", func() error {
+	waitForWithin(t, "every device linked", stalled, func() error {
 		if err := all(conds...)(st.emu.State()); err != nil {
 			s := r.sink.Stats()
 			return fmt.Errorf("%w (%d fetched, %d done, %d waiting in the scheduler)", err, s.Fetched, s.Done, r.sink.Waiting())
