@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/kv"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
@@ -56,8 +58,13 @@ type stack struct {
 	url      string
 	producer *kafka.Writer
 	topics   sink.Topics
+	events   []string       // the event topics, which the group reads
+	parts    map[string]int // the partitions of the group's topics
 	lsn      atomic.Int64
 }
+
+// group is the sink's consumer group.
+const group = "crm-sink"
 
 func newStack(t testing.TB, model string, emu onesignaltest.Config) *stack {
 	t.Helper()
@@ -75,6 +82,8 @@ func newStack(t testing.TB, model string, emu onesignaltest.Config) *stack {
 	if err := (sink.Cluster{Cluster: st.cluster}).Prepare(ctx, st.topics, 4, []string{contactsTopic, devicesTopic}); err != nil {
 		t.Fatal(err)
 	}
+	st.events = []string{contactsTopic, devicesTopic}
+	st.parts = map[string]int{contactsTopic: 4, devicesTopic: 4, st.topics.Targets: 4}
 	st.producer = st.cluster.NewWriter(100)
 	t.Cleanup(func() { st.producer.Close() })
 	st.lsn.Store(1000)
@@ -83,19 +92,85 @@ func newStack(t testing.TB, model string, emu onesignaltest.Config) *stack {
 
 // running is a sink started by start.
 type running struct {
-	stop func() error // cancels it and returns what Run returned
-	sink *sink.Sink
-	api  onesignalAPI
+	sink      *sink.Sink
+	api       onesignalAPI
+	cancel    context.CancelCauseFunc
+	done      chan struct{} // closed when Run returned
+	err       error         // what Run returned, once done is closed
+	closeOnce sync.Once
+	stopped   func() // closes the sink's writers, once Run returned
 }
 
 type onesignalAPI interface {
 	sink.OneSignal
 }
 
+// stop cancels the sink and returns what Run returned.
+func (r *running) stop() error { return r.stopWith(nil) }
+
+// stopWith cancels the sink's context with cause, as the daemon does when
+// another component failed, and returns what Run returned.
+func (r *running) stopWith(cause error) error {
+	r.cancel(cause)
+	<-r.done
+	r.closeOnce.Do(r.stopped)
+	return r.err
+}
+
+// wait returns what Run returned once the sink stopped by itself, or fails
+// the test.
+func (r *running) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-r.done:
+		r.closeOnce.Do(r.stopped)
+		return r.err
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sink did not stop by itself")
+		return nil
+	}
+}
+
+// options change how start runs a sink; the zero value runs it as the
+// daemon would, on the wall clock.
+type options struct {
+	// clock times the sink's windows and retries and the client's rate
+	// limiter; nil: the wall clock.
+	clock sink.Clock
+	// rate is the app-wide rate limit in requests/s; 0: 900, the default.
+	rate float64
+	// apiKey is the key the client sends; "": the one the emulator takes.
+	apiKey string
+	// api, when set, is what the sink calls; it is given the client, to
+	// pass calls on to (a recorder's wrap).
+	api func(client sink.OneSignal) sink.OneSignal
+	// config changes the sink's configuration last.
+	config func(*sink.Config)
+}
+
 // start runs a sink of the stack's group.
 func (st *stack) start(mapping *transform.Mapping) *running {
 	st.t.Helper()
-	api, err := onesignal.New(onesignal.Config{BaseURL: st.url, AppID: appID, APIKey: apiKey, Limiter: sink.NewLimiter(nil, 900)})
+	return st.startWith(mapping, options{})
+}
+
+// startWith runs a sink of the stack's group with opts.
+func (st *stack) startWith(mapping *transform.Mapping, opts options) *running {
+	st.t.Helper()
+	clock := opts.clock
+	if clock == nil {
+		clock = sink.SystemClock{}
+	}
+	rate := opts.rate
+	if rate == 0 {
+		rate = 900
+	}
+	key := onesignal.Secret(apiKey)
+	if opts.apiKey != "" {
+		key = onesignal.Secret(opts.apiKey)
+	}
+	limiter := sink.NewLimiter(clock, rate)
+	api, err := onesignal.New(onesignal.Config{BaseURL: st.url, AppID: appID, APIKey: key, Limiter: limiter})
 	if err != nil {
 		st.t.Fatal(err)
 	}
@@ -103,46 +178,43 @@ func (st *stack) start(mapping *transform.Mapping) *running {
 	if st.model == sink.ModelPlayer {
 		osAPI = api.Players(false, false)
 	}
+	if opts.api != nil {
+		osAPI = opts.api(osAPI)
+	}
 	targets, rows := sink.Cluster{Cluster: st.cluster}.Writers()
 	dlq := st.cluster.NewWriter(10)
 	group := sink.Cluster{Cluster: st.cluster, Group: broker.GroupConfig{
-		ID: "crm-sink", Topics: []string{contactsTopic, devicesTopic, st.topics.Targets},
+		ID: group, Topics: append(slices.Clone(st.events), st.topics.Targets),
 		SessionTimeout: 6 * time.Second, HeartbeatInterval: time.Second, RebalanceTimeout: 10 * time.Second,
 	}}
-	s := sink.New(sink.Config{
+	cfg := sink.Config{
 		Model: st.model, TargetsTopic: st.topics.Targets, RowsTopic: st.topics.Rows,
 		Targets: targets, Rows: rows, Kafka: group, Store: kv.NewMemory(),
 		Concurrency: 16, CommitInterval: 100 * time.Millisecond,
 		Retry:       retry.Policy{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond},
 		DeadLetters: dlq, DeadLetterTopic: "crm.dlq",
-	}, group, osAPI, mapping, st.logger())
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var runErr error
-	wg.Go(func() { runErr = s.Run(ctx) })
-	r := &running{sink: s, api: osAPI}
-	var once sync.Once
-	r.stop = func() error {
-		once.Do(func() {
-			cancel()
-			wg.Wait()
-			targets.Close()
-			rows.Close()
-			dlq.Close()
-		})
-		return runErr
+		Clock: clock, Limiter: limiter,
 	}
+	if opts.config != nil {
+		opts.config(&cfg)
+	}
+	log := st.logger()
+	if _, ok := st.t.(*testing.B); ok {
+		log = zap.NewNop() // a benchmark measures the sink, not its log
+	}
+	s := sink.New(cfg, group, osAPI, mapping, log)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	r := &running{sink: s, api: osAPI, cancel: cancel, done: make(chan struct{}), stopped: func() {
+		targets.Close()
+		rows.Close()
+		dlq.Close()
+	}}
+	go func() {
+		defer close(r.done)
+		r.err = s.Run(ctx)
+	}()
 	st.t.Cleanup(func() { r.stop() })
 	return r
-}
-
-// logger is the sink's logger: the test's, at every level for a test and
-// from warnings up for a benchmark, whose log is its report.
-func (st *stack) logger() *zap.Logger {
-	if _, ok := st.t.(*testing.B); ok {
-		return zaptest.NewLogger(st.t, zaptest.Level(zap.WarnLevel))
-	}
-	return zaptest.NewLogger(st.t)
 }
 
 // change is a row change of the CRM schema, positioned by commit.
@@ -152,7 +224,10 @@ type change struct {
 	key    map[string]any // the primary key columns
 	before map[string]any // the old image; nil under REPLICA IDENTITY DEFAULT but for a delete's key
 	after  map[string]any
-	commit int64 // 0: the next position
+	commit int64 // 0: the next position; -1: none (an event without LSNs)
+	lsn    int64 // the change's own LSN; 0: commit
+	// headers go with the message (a redelivery's, say).
+	headers []kafka.Header
 }
 
 // produce writes the changes, in order, each keyed by its primary key as
@@ -161,16 +236,22 @@ func (st *stack) produce(cs ...change) {
 	st.t.Helper()
 	var msgs []kafka.Message
 	for _, c := range cs {
-		pos := c.commit
-		if pos == 0 {
+		pos, lsn := c.commit, c.lsn
+		switch pos {
+		case 0:
 			pos = st.lsn.Add(10)
+		case -1:
+			pos = 0
+		}
+		if lsn == 0 {
+			lsn = pos
 		}
 		table := "Contacts"
 		if c.topic == devicesTopic {
 			table = "devices"
 		}
 		ev := event.Envelope{Op: c.op, Before: row(c.before), After: row(c.after),
-			Source: event.Source{Connector: "postgresql", Schema: "crm", Table: table, Snapshot: "false", LSN: pos, CommitLSN: pos}}
+			Source: event.Source{Connector: "postgresql", Schema: "crm", Table: table, Snapshot: "false", LSN: lsn, CommitLSN: pos}}
 		if c.op == event.OpSnapshot {
 			ev.Source.Snapshot, ev.Source.CommitLSN = "true", 0
 		}
@@ -178,10 +259,31 @@ func (st *stack) produce(cs ...change) {
 			ev.Before = row(c.key)
 		}
 		key, _ := row(c.key).MarshalJSON()
-		msgs = append(msgs, kafka.Message{Topic: c.topic, Key: key, Value: ev.Encode(nil)})
+		msgs = append(msgs, kafka.Message{Topic: c.topic, Key: key, Value: ev.Encode(nil), Headers: c.headers})
 	}
 	if err := st.producer.WriteMessages(context.Background(), msgs...); err != nil {
 		st.t.Fatal(err)
+	}
+}
+
+// produceMessages writes msgs as they are, in order.
+func (st *stack) produceMessages(msgs ...kafka.Message) {
+	st.t.Helper()
+	if err := st.producer.WriteMessages(context.Background(), msgs...); err != nil {
+		st.t.Fatal(err)
+	}
+}
+
+// eventTopics creates more event topics, with partitions partitions each,
+// for the group of the sinks started after.
+func (st *stack) eventTopics(partitions int, topics ...string) {
+	st.t.Helper()
+	if err := st.cluster.EnsureTopics(context.Background(), partitions, topics...); err != nil {
+		st.t.Fatal(err)
+	}
+	for _, topic := range topics {
+		st.events = append(st.events, topic)
+		st.parts[topic] = partitions
 	}
 }
 
@@ -214,7 +316,7 @@ func sortedKeys(m map[string]any) []string {
 }
 
 // contact is a contacts row's image.
-func contact(id int, ext string, plan any, score any) map[string]any {
+func contact(id int, ext any, plan any, score any) map[string]any {
 	return map[string]any{"Contact ID": id, "External Id": ext, "Plan": plan, "Score": score, "E-mail": nil}
 }
 
@@ -233,15 +335,85 @@ func deviceKey(contactID int, dev string) map[string]any {
 // what it last saw.
 func (st *stack) eventually(what string, cond func(onesignaltest.State) error) {
 	st.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitFor(st.t, what, func() error { return cond(st.emu.State()) })
+}
+
+// waitFor waits until cond returns nil, failing with its last error
+// after 20 s (a benchmark's, 10 minutes).
+func waitFor(t testing.TB, what string, cond func() error) {
+	t.Helper()
+	patience := 20 * time.Second
+	if _, ok := t.(*testing.B); ok {
+		patience = 10 * time.Minute
+	}
+	waitForWithin(t, what, patience, cond)
+}
+
+// waitForWithin is waitFor with a patience of its own.
+func waitForWithin(t testing.TB, what string, patience time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
 	var err error
 	for time.Now().Before(deadline) {
-		if err = cond(st.emu.State()); err == nil {
+		if err = cond(); err == nil {
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	st.t.Fatalf("%s: %v", what, err)
+	t.Fatalf("%s: %v", what, err)
+}
+
+// committed returns the group's committed offsets of topic, by partition:
+// the next offset to read, -1 where it committed none.
+func (st *stack) committed(topic string) map[int]int64 {
+	st.t.Helper()
+	var ps []int
+	for p := range st.parts[topic] {
+		ps = append(ps, p)
+	}
+	resp, err := st.cluster.Client(10*time.Second).OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	out := make(map[int]int64, len(ps))
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			st.t.Fatal(p.Error)
+		}
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+// end returns the offset the next message written to topic's partition
+// will have.
+func (st *stack) end(topic string, partition int) int64 {
+	st.t.Helper()
+	n, err := st.cluster.EndOffset(context.Background(), topic, partition)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	return n
+}
+
+// drained reports a partition of the group's topics (the event topics and
+// the targets topic) whose committed offset is short of its end: nil once
+// every message written is done and committed.
+func (st *stack) drained() error {
+	for _, topic := range append(slices.Clone(st.events), st.topics.Targets) {
+		for p, off := range st.committed(topic) {
+			if end := st.end(topic, p); max(off, 0) < end {
+				return fmt.Errorf("%s partition %d committed up to %d of %d", topic, p, off, end)
+			}
+		}
+	}
+	return nil
+}
+
+// waitDrained waits until every message written is done and committed.
+func (st *stack) waitDrained() {
+	st.t.Helper()
+	waitFor(st.t, "every message committed", st.drained)
 }
 
 // hasTags checks that the user with external id ext has exactly tags: in
@@ -310,4 +482,104 @@ func all(conds ...func(onesignaltest.State) error) func(onesignaltest.State) err
 		}
 		return nil
 	}
+}
+
+// record is a message of one of the stack's topics, where it is.
+type record struct {
+	kafkatest.Record
+	rec *desired.Record // a targets record, decoded; nil for others
+}
+
+// read returns every message of topic written so far.
+func (st *stack) read(topic string) []record {
+	st.t.Helper()
+	var want int64
+	for p := range st.partitionsOf(topic) {
+		want += st.end(topic, p)
+	}
+	rs := kafkatest.ReadUntil(st.t, st.brokers, []string{topic}, 20*time.Second, func(rs []kafkatest.Record) bool { return int64(len(rs)) >= want })
+	out := make([]record, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, record{Record: r})
+		if topic == st.topics.Targets {
+			out[len(out)-1].rec, _ = desired.Decode(r.Key, r.Value)
+		}
+	}
+	return out
+}
+
+// partitionsOf is how many partitions topic has.
+func (st *stack) partitionsOf(topic string) int {
+	st.t.Helper()
+	if n, ok := st.parts[topic]; ok {
+		return n
+	}
+	n, err := st.cluster.PartitionCount(context.Background(), topic)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	return n
+}
+
+// contributionsTo returns the targets topic's contributions to the target,
+// in the order they were written.
+func (st *stack) contributionsTo(target transform.Target) []record {
+	st.t.Helper()
+	var out []record
+	for _, r := range st.read(st.topics.Targets) {
+		if r.rec != nil && r.rec.Target == target && r.rec.Kind == desired.KindContribution {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// deadLetters waits until the dead-letter topic holds n messages and
+// returns them.
+func (st *stack) deadLetters(n int) []kafkatest.Record {
+	st.t.Helper()
+	return st.deadLettersIn("crm.dlq", n)
+}
+
+// deadLettersIn is deadLetters of another dead-letter topic.
+func (st *stack) deadLettersIn(topic string, n int) []kafkatest.Record {
+	st.t.Helper()
+	return kafkatest.ReadUntil(st.t, st.brokers, []string{topic}, 20*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= n })
+}
+
+func header(r kafkatest.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// commitsCatchUp writes an event that feeds no target and waits until
+// every event topic is committed to its end: the sink has then committed
+// at least once after everything done before the call was done.
+func (st *stack) commitsCatchUp() {
+	st.t.Helper()
+	n := int(st.lsn.Add(1))
+	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1_000_000 + n), after: contact(1_000_000+n, nil, "x", 0)})
+	waitFor(st.t, "the event topics committed to their ends", func() error {
+		for _, topic := range st.events {
+			for p, off := range st.committed(topic) {
+				if end := st.end(topic, p); max(off, 0) < end {
+					return fmt.Errorf("%s partition %d committed up to %d of %d", topic, p, off, end)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// logger is the sink's logger: the test's, at every level for a test and
+// from warnings up for a benchmark, whose log is its report.
+func (st *stack) logger() *zap.Logger {
+	if _, ok := st.t.(*testing.B); ok {
+		return zaptest.NewLogger(st.t, zaptest.Level(zap.WarnLevel))
+	}
+	return zaptest.NewLogger(st.t)
 }
