@@ -185,9 +185,10 @@ type OneSignal struct {
 	// included; default 900, below OneSignal's 1,000. A 429 slows the sink
 	// down for a while.
 	RateLimit float64 `yaml:"rate_limit"`
-	// MaxInFlight is how many Kafka messages may be fetched and not yet
-	// applied; fetching waits at the cap, which bounds memory. Default
-	// 10000.
+	// MaxInFlight is how many Kafka messages each of the sink's two stages
+	// may hold fetched and not yet done (events on their way to the targets
+	// topic, targets records on their way to OneSignal); fetching waits at
+	// the cap, which bounds memory. Default 10000.
 	MaxInFlight int `yaml:"max_in_flight"`
 }
 

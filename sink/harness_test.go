@@ -371,7 +371,14 @@ func (st *stack) committed(topic string) map[int]int64 {
 	for p := range st.parts[topic] {
 		ps = append(ps, p)
 	}
-	resp, err := st.cluster.Client(10*time.Second).OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	var resp *kafka.OffsetFetchResponse
+	var err error
+	for range 5 { // a connection of the client's own may be cut by a test's fault
+		if resp, err = st.cluster.Client(10*time.Second).OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}}); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		st.t.Fatal(err)
 	}
@@ -389,11 +396,16 @@ func (st *stack) committed(topic string) map[int]int64 {
 // will have.
 func (st *stack) end(topic string, partition int) int64 {
 	st.t.Helper()
-	n, err := st.cluster.EndOffset(context.Background(), topic, partition)
-	if err != nil {
-		st.t.Fatal(err)
+	var err error
+	for range 5 { // a connection of the client's own may be cut by a test's fault
+		var n int64
+		if n, err = st.cluster.EndOffset(context.Background(), topic, partition); err == nil {
+			return n
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return n
+	st.t.Fatal(err)
+	return 0
 }
 
 // drained reports a partition of the group's topics (the event topics and

@@ -33,6 +33,10 @@ func (c Cluster) Run(ctx context.Context, handle func(ctx context.Context, gen *
 			}
 			return bg.Commit(ctx, out)
 		}}
+		gen.Previous = make(map[checkpoint.Partition]bool, len(bg.Previous))
+		for tp := range bg.Previous {
+			gen.Previous[checkpoint.Partition{Topic: tp.Topic, Partition: tp.Partition}] = true
+		}
 		for _, a := range bg.Assigned {
 			gen.Assigned = append(gen.Assigned, Assignment{Topic: a.Topic, Partition: a.Partition, Committed: a.Committed})
 		}

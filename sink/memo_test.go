@@ -36,8 +36,13 @@ func TestForgettingEffectsKeepsEachTargetsWindowButNotWhatWasApplied(t *testing.
 	s := New(Config{}, nil, nil, &transform.Mapping{}, zap.NewNop())
 	u := transform.User("u1")
 	next := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
-	s.idle.put(u, memo{next: next, applied: map[string][32]byte{"tags/0": digestTags("tags", map[string]string{"plan": "pro"})}})
-	s.forgetEffects()
+	v := transform.User("v1")
+	s.idle.put(u, memo{partition: 3, next: next, applied: map[string][32]byte{"tags/0": digestTags("tags", map[string]string{"plan": "pro"})}})
+	s.idle.put(v, memo{partition: 4, applied: map[string][32]byte{"tags/0": digestTags("tags", map[string]string{"plan": "pro"})}})
+	s.forgetEffects(map[int]bool{3: true})
+	if m, _ := s.idle.get(v); len(m.applied) == 0 {
+		t.Error("a target of a partition held all along lost its memory")
+	}
 	m, ok := s.idle.get(u)
 	if !ok || !m.next.Equal(next) {
 		t.Errorf("the memo %+v lost the target's window, want it kept: OneSignal's one-second limit still holds", m)

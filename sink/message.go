@@ -26,6 +26,9 @@ type progress struct {
 	claimed  bool // a dead letter is being written, and its writer finishes
 	finished bool
 	done     func() // marks the offset done and frees the in-flight slot
+	// unslot frees the in-flight slot early, without the offset being
+	// done; later calls, and done's, do nothing.
+	unslot func()
 }
 
 // claim reports whether the caller is the one to dead-letter the message:

@@ -178,7 +178,7 @@ func (g *generation) consumeRows(ctx context.Context, a Assignment) error {
 	s.readers.add(r)
 	defer func() { s.readers.remove(r); r.Close() }()
 	for {
-		m, err := g.fetch(ctx, r)
+		m, err := g.fetch(ctx, r, g.rowSlots)
 		if err != nil || m == nil {
 			return err
 		}
@@ -227,7 +227,7 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 		image = ev.Before
 	}
 	id := rowID(m.msg.Topic, m.msg.Key, image)
-	pos := positionOf(ev.Source, m.msg)
+	pos, ordered := positionOf(ev.Source, m.msg)
 	local := rowsKey(m.msg.Topic, m.msg.Partition, m.msg.Key)
 
 	var old transform.Projection
@@ -242,7 +242,15 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 			if err != nil {
 				return nil, err
 			}
-			if !pos.After(was) && !(pos == was && redelivered(m.msg)) {
+			switch {
+			case !ordered:
+				// A change of an unordered source follows the row's
+				// previous one in its partition: it is newer, whatever
+				// its LSN says, and its position is made to say so.
+				if !pos.After(was) {
+					pos = desired.Position{Commit: was.Commit, LSN: was.LSN + 1}
+				}
+			case !pos.After(was) && !(pos == was && redelivered(m.msg)):
 				s.stats.replays.Add(1)
 				m.finish() // a replay, or stale: the row's newer state is in
 				return nil, nil
@@ -439,20 +447,28 @@ func stopped(ctx context.Context, err error) error {
 }
 
 // positionOf is where the event's change stands in the source's order:
-// its transaction's commit LSN and its own LSN. A snapshot row has no
-// commit and counts as committed at its LSN. An event from Debezium has
-// only its change's LSN, which orders a row's changes (a row's next change
-// waits for the previous one's commit) but not always changes of different
-// rows; an event without any LSN takes its Kafka offset, which orders only
-// its own partition.
-func positionOf(src event.Source, msg kafka.Message) desired.Position {
+// its transaction's commit LSN and its own LSN, and ordered true. A
+// snapshot row has no commit and counts as committed at its LSN.
+//
+// An event from Debezium (its source has a "sequence") is not ordered: its
+// LSN is where the change was written, not where its transaction
+// committed, so a change committed after the snapshot read its row can
+// carry a lower LSN than the snapshot row. Its position is its LSN, which
+// orders the changes of different rows roughly, and the row stage keeps
+// each row's positions growing in its partition's order (Debezium keeps a
+// row's changes in order), never skipping one as a replay; a replay after
+// a restart of Debezium's is followed by the newer changes again. An event
+// without any LSN takes its Kafka offset, unordered too.
+func positionOf(src event.Source, msg kafka.Message) (desired.Position, bool) {
 	switch {
 	case src.LSN == 0:
-		return desired.Position{LSN: msg.Offset + 1}
+		return desired.Position{LSN: msg.Offset + 1}, false
+	case src.Sequence != "":
+		return desired.Position{Commit: src.LSN, LSN: src.LSN}, false
 	case src.CommitLSN == 0:
-		return desired.Position{Commit: src.LSN, LSN: src.LSN}
+		return desired.Position{Commit: src.LSN, LSN: src.LSN}, true
 	}
-	return desired.Position{Commit: src.CommitLSN, LSN: src.LSN}
+	return desired.Position{Commit: src.CommitLSN, LSN: src.LSN}, true
 }
 
 // HeaderRedelivery marks a message that `onesignal-cdc dlq replay` wrote

@@ -38,7 +38,8 @@ type target struct {
 // idle (in a bounded LRU): enough to skip a request that would change
 // nothing, and to keep the target's one-second window.
 type memo struct {
-	next time.Time // the earliest the next attempt may start
+	partition int       // of the targets topic: the memory is good while this member holds it
+	next      time.Time // the earliest the next attempt may start
 	// applied holds, per part of a target's desired state (a chunk of a
 	// user's tags, a device's owner), the digest of the value last
 	// accepted by OneSignal.
@@ -83,6 +84,7 @@ func (s *scheduler) activate(key transform.Target, partition int) *target {
 		s.s.idleMu.Lock()
 		t.memo, _ = s.s.idle.get(key)
 		s.s.idleMu.Unlock()
+		t.memo.partition = partition
 		s.active[key] = t
 	}
 	return t
@@ -279,6 +281,9 @@ func (s *scheduler) accepted(t *target, r *request) {
 		t.carried = nil
 	case callSetUser:
 		t.forced = max(t.forced, r.force)
+		if r.create {
+			t.created = false // it exists now
+		}
 	}
 }
 
@@ -312,6 +317,12 @@ func (s *scheduler) await(t *target, v desired.Position, covered int) {
 		return
 	}
 	t.waiting = true
+	// Its messages let go of their in-flight slots while it waits: the
+	// owner's answer comes through the same partitions, and must not wait
+	// for a slot that waiting devices hold.
+	for _, m := range t.pending {
+		m.unslot()
+	}
 }
 
 // retry lets go of t, which failed for now, to be taken again no sooner
@@ -385,15 +396,20 @@ func (s *scheduler) takePending(t *target) []*fetched {
 	return p
 }
 
-// forgetEffects drops what every target's memory says was applied, keeping
-// their windows: another member may have written them meanwhile.
-func (s *Sink) forgetEffects() {
+// forgetEffects drops what the memory says was applied to the targets of
+// the partitions given, keeping their windows: another member may have
+// written them meanwhile.
+func (s *Sink) forgetEffects(partitions map[int]bool) {
+	if len(partitions) == 0 {
+		return
+	}
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
 	for _, e := range s.idle.items {
 		m := &e.Value.(*lruEntry[transform.Target, memo]).val
-		next := m.next
-		*m = memo{next: next}
+		if partitions[m.partition] {
+			*m = memo{partition: m.partition, next: m.next}
+		}
 	}
 }
 

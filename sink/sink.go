@@ -105,6 +105,9 @@ type Group interface {
 type Generation struct {
 	ID       int32
 	Assigned []Assignment
+	// Previous holds the assigned partitions this member also held in the
+	// generation before: no other member wrote for their targets since.
+	Previous map[checkpoint.Partition]bool
 	// Commit commits, per partition, the offset of the next message to
 	// read.
 	Commit func(ctx context.Context, offsets map[checkpoint.Partition]int64) error
@@ -144,7 +147,8 @@ type Config struct {
 	// Concurrency is how many requests may be in flight at once, each to
 	// a different target; default 32.
 	Concurrency int
-	// MaxInFlight is how many messages may be fetched and not yet done;
+	// MaxInFlight is how many messages each stage may hold fetched and not
+	// yet done: the row stage's events, the target stage's records;
 	// default 10,000.
 	MaxInFlight int
 	// Memory is how many idle targets the scheduler remembers (their
@@ -269,7 +273,12 @@ type generation struct {
 	s       *Sink
 	gen     *Generation
 	offsets *checkpoint.Offsets
-	slots   chan struct{} // one per message fetched and not done
+	// rowSlots and targetSlots hold one token per message of the row
+	// stage and of the target stage fetched and not done (but for a
+	// device waiting for its owner's tags, whose messages let go of
+	// theirs: the owner's answer must get through): each stage has
+	// MaxInFlight.
+	rowSlots, targetSlots chan struct{}
 	sched   *scheduler
 	emitter *emitter
 	// writeCtx ends writeGrace after the generation: Kafka writes use it.
@@ -284,8 +293,18 @@ const writeGrace = 10 * time.Second
 
 func (s *Sink) generation(parent context.Context, gen *Generation) error {
 	ctx := parent
-	g := &generation{s: s, gen: gen, offsets: checkpoint.NewOffsets(), slots: make(chan struct{}, s.cfg.MaxInFlight)}
+	g := &generation{s: s, gen: gen, offsets: checkpoint.NewOffsets(),
+		rowSlots: make(chan struct{}, s.cfg.MaxInFlight), targetSlots: make(chan struct{}, s.cfg.MaxInFlight)}
 	g.sched = newScheduler(s)
+	// What the memory says was applied to the targets of a partition that
+	// another member held meanwhile may no longer be so.
+	gained := map[int]bool{}
+	for _, a := range gen.Assigned {
+		if a.Topic == s.cfg.TargetsTopic && !gen.Previous[checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}] {
+			gained[a.Partition] = true
+		}
+	}
+	s.forgetEffects(gained)
 	s.gen.Lock()
 	s.gen.generation = g
 	s.gen.Unlock()
@@ -346,26 +365,37 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 	return context.Cause(ctx) // a failure of the generation's own
 }
 
-// fetch reads r's next message once fewer than MaxInFlight are not done,
-// and tracks it; nil when ctx ended.
-func (g *generation) fetch(ctx context.Context, r PartitionReader) (*fetched, error) {
-	select {
-	case g.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil
-	}
+// fetch reads r's next message and tracks it once it has a token of
+// slots (fewer than MaxInFlight of its stage's messages are not done); nil
+// when ctx ended. Taking the token after the read, not before, keeps a
+// partition that has nothing to read from holding one.
+func (g *generation) fetch(ctx context.Context, r PartitionReader, slots chan struct{}) (*fetched, error) {
 	msg, err := g.read(ctx, r)
 	if err != nil || ctx.Err() != nil {
-		<-g.slots
 		return nil, err
+	}
+	return g.track(ctx, msg, slots), nil
+}
+
+// track takes a token of slots for msg, waiting for one, and starts
+// tracking its offset; nil when ctx ended first (the message is read again
+// by whoever gets its partition next).
+func (g *generation) track(ctx context.Context, msg kafka.Message, slots chan struct{}) *fetched {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil
 	}
 	g.s.stats.fetched.Add(1)
 	done := g.offsets.Track(msg.Topic, msg.Partition, msg.Offset)
-	return &fetched{msg: msg, progress: &progress{done: func() {
+	var once sync.Once
+	p := &progress{unslot: func() { once.Do(func() { <-slots }) }}
+	p.done = func() {
 		done()
 		g.s.stats.done.Add(1)
-		<-g.slots
-	}}}, nil
+		p.unslot()
+	}
+	return &fetched{msg: msg, progress: p}
 }
 
 // read fetches r's next message, riding out the errors a broker answers

@@ -92,7 +92,7 @@ func (g *generation) consumeTargets(ctx context.Context, a Assignment) error {
 	s.log.Info("target states restored", zap.String("topic", a.Topic), zap.Int("partition", a.Partition),
 		zap.Int("records", folded), zap.Duration("took", time.Since(started)))
 	for {
-		m, err := g.fetch(ctx, r)
+		m, err := g.fetch(ctx, r, g.targetSlots)
 		if err != nil || m == nil {
 			return err
 		}
@@ -106,21 +106,14 @@ func (g *generation) consumeTargets(ctx context.Context, a Assignment) error {
 }
 
 // admitFirst handles a record read during the restore that is past the
-// committed offset: it takes a slot and is tracked like a fetched one.
-// m.progress stays nil when ctx ended.
+// committed offset: it is tracked like a fetched one. m.progress stays nil
+// when ctx ended.
 func (g *generation) admitFirst(ctx context.Context, m *fetched) error {
-	select {
-	case g.slots <- struct{}{}:
-	case <-ctx.Done():
+	f := g.track(ctx, m.msg, g.targetSlots)
+	if f == nil {
 		return nil
 	}
-	g.s.stats.fetched.Add(1)
-	done := g.offsets.Track(m.msg.Topic, m.msg.Partition, m.msg.Offset)
-	m.progress = &progress{done: func() {
-		done()
-		g.s.stats.done.Add(1)
-		<-g.slots
-	}}
+	m.progress = f.progress
 	return g.targetRecord(ctx, m)
 }
 

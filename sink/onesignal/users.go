@@ -80,12 +80,15 @@ func (c *Client) SetTags(ctx context.Context, externalID string, tags map[string
 	}
 	if create && !c.exists.has(externalID) {
 		status, err := c.createUser(ctx, newUser)
-		if err != nil || status != http.StatusOK {
+		if err != nil {
 			return err
+		}
+		c.exists.add(externalID)
+		if status != http.StatusOK {
+			return nil
 		}
 		// 200 is "upsert with retrieval": the user was there, and
 		// OneSignal returned it without applying our properties.
-		c.exists.add(externalID)
 		if len(tags) == 0 {
 			return nil
 		}
