@@ -102,9 +102,12 @@ func (g *generation) planUser(t *target, st *desired.State, tk taken) (*request,
 			return &request{kind: callAddRecord, target: t.key, record: rec, tags: carry, version: u.Version}, nil
 		}
 	}
-	if player && s.devices && len(u.Records) == 0 && !anyLinked(st) {
-		// No device of the user's in the devices table is linked yet: the
-		// tags wait in the state for the first link, which carries them.
+	if player && s.devices && !s.records && !anyLinked(st) {
+		// No device of the user's in the devices table is linked yet, and
+		// the mapping gives users no email or SMS record (which would be
+		// devices of theirs, whose tags must follow, also once the address
+		// is gone from the row): the tags wait in the state for the first
+		// link, which carries them.
 		// Written by external id now, they would reach no device (404),
 		// and a change after a device's owner answered it is sent once
 		// that link is accepted (targetRecord, KindLinked).

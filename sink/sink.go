@@ -194,6 +194,9 @@ type Sink struct {
 	// a user without a device or record of its own is then not written
 	// to (no device of its carries the tags).
 	devices bool
+	// records says the mapping gives users email or SMS records: in the
+	// player model those are devices that carry the user's tags.
+	records bool
 	// deadLetterMu is held shared while a dead letter is written, and
 	// alone while one Kafka refused as too large is tried again by itself.
 	deadLetterMu sync.RWMutex
@@ -237,6 +240,7 @@ func New(cfg Config, group Group, api OneSignal, mapping *transform.Mapping, log
 	return &Sink{
 		cfg: cfg, group: group, api: api, mapping: mapping, log: log.Named("sink"),
 		devices: mapping.Devices != nil,
+		records: mapping.Users != nil && (mapping.Users.Email != "" || mapping.Users.Phone != ""),
 		idle:    newLRU[transform.Target, memo](cfg.Memory),
 	}
 }
