@@ -264,8 +264,10 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	if ev.Op == event.OpDelete && !known {
 		table, col := s.mapping.Identifies(ev)
 		return nil, g.reject(ctx, m, &rejected{stage: "transform", err: fmt.Errorf(
-			"message %s: %w: the delete of a %s row that the sink has not seen carries no %q column, so it names no user or device: "+
-				"snapshot the table again (onesignal-cdc snapshot --table %s) so the sink knows every row, or run ALTER TABLE %s REPLICA IDENTITY FULL",
+			"message %s: %w: the delete of a %s row that the sink has not seen carries no %q column, so it names no user or device. "+
+				"If the connector's initial snapshot was running, the row was deleted before the snapshot read it and never reached OneSignal: nothing is missing. "+
+				"Otherwise (postgres.snapshot: never, or the sink's topics were lost) run ALTER TABLE %s REPLICA IDENTITY FULL so deletes carry the old row, "+
+				"and snapshot the table again (onesignal-cdc snapshot --table %s) so the sink knows every row",
 			m.where(), transform.ErrBadRow, table, col, table, table)})
 	}
 	now, err := s.mapping.Project(ev, old)

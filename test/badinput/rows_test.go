@@ -151,7 +151,7 @@ var rowCases = []rowCase{
 		sql: []string{`DELETE FROM users WHERE id = 1901`},
 		reason: []string{
 			`the delete of a public.users row that the sink has not seen carries no "external_id" column`,
-			"snapshot the table again (onesignal-cdc snapshot --table public.users)", "or run ALTER TABLE public.users REPLICA IDENTITY FULL",
+			"run ALTER TABLE public.users REPLICA IDENTITY FULL", "snapshot the table again (onesignal-cdc snapshot --table public.users)",
 		},
 	},
 }
