@@ -283,8 +283,8 @@ type generation struct {
 	// theirs: the owner's answer must get through): each stage has
 	// MaxInFlight.
 	rowSlots, targetSlots chan struct{}
-	sched   *scheduler
-	emitter *emitter
+	sched                 *scheduler
+	emitter               *emitter
 	// writeCtx ends writeGrace after the generation: Kafka writes use it.
 	writeCtx context.Context
 	// stop ends the generation, and the sink, with an error.
