@@ -85,9 +85,9 @@ func TestAMappedColumnTheRowLacksIsABadRowNamingTheSetting(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ops, err := tt.mapping.Transform(tt.ev)
+			p, err := tt.mapping.Project(tt.ev, nil)
 			if !errors.Is(err, ErrBadRow) {
-				t.Fatalf("ops %+v, err %v; want a bad row", ops, err)
+				t.Fatalf("projection %+v, err %v; want a bad row", p, err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -111,25 +111,25 @@ func TestOnlyTheNewImageMustHoldEveryMappedColumn(t *testing.T) {
 	tests := []struct {
 		name string
 		ev   *event.Envelope
-		want []Op
+		want Projection
 	}{
-		{"an update with an unchanged TOAST tag, which stays as it is, and only the key in its old image",
+		{"an update with an unchanged TOAST tag, which is unknown, and only the key in its old image",
 			change("public.users", event.OpUpdate, row("external_id", `"ada"`), row("external_id", `"ada"`, "plan", `"pro"`, "bio", unavailable, "email", "null")),
-			[]Op{{Kind: SetTags, ExternalID: "ada", Tags: map[string]string{"plan": "pro"}}}},
+			Projection{{Target: User("ada"), Tags: map[string]string{"plan": "pro"}, Unknown: []string{"bio"}}}},
 		{"a delete whose old image holds only the key",
 			change("public.users", event.OpDelete, row("external_id", `"ada"`), nil),
-			[]Op{{Kind: SetTags, ExternalID: "ada", Tags: map[string]string{"plan": "", "bio": ""}}}},
-		{"a device update with an unchanged TOAST owner, which stays as it is, and only the key in its old image",
+			nil},
+		{"a device update with an unchanged TOAST owner, of a row never seen, and only the key in its old image",
 			change("public.devices", event.OpUpdate, row("player_id", `"p-1"`), row("player_id", `"p-1"`, "user_external_id", unavailable)),
 			nil},
 		{"a device delete whose old image holds only the key",
 			change("public.devices", event.OpDelete, row("player_id", `"p-1"`), nil),
-			[]Op{{Kind: Unlink, DeviceID: "p-1"}}},
+			nil},
 	}
 	for _, tt := range tests {
-		ops, err := m.Transform(tt.ev)
-		if err != nil || !reflect.DeepEqual(ops, tt.want) {
-			t.Errorf("%s: ops %+v, err %v; want %+v", tt.name, ops, err, tt.want)
+		p, err := m.Project(tt.ev, nil)
+		if err != nil || !reflect.DeepEqual(p, tt.want) {
+			t.Errorf("%s: projection %+v, err %v; want %+v", tt.name, p, err, tt.want)
 		}
 	}
 }

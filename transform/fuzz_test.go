@@ -9,11 +9,11 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
-// FuzzTransform: whatever event decodes, the transform does not panic,
-// gives the same operations twice (it is pure), and every operation
-// names its target: no tag edit or link without an external id, no link
-// or unlink without a device, no tag without a name.
-func FuzzTransform(f *testing.F) {
+// FuzzProject: whatever event decodes, the projection does not panic,
+// gives the same result twice (it is pure), and every part names its
+// target: no user or device without an id, no device without an owner, no
+// tag without a name.
+func FuzzProject(f *testing.F) {
 	ins, _ := filepath.Glob("testdata/*.in.json")
 	for _, in := range ins {
 		if b, err := os.ReadFile(in); err == nil {
@@ -27,25 +27,23 @@ func FuzzTransform(f *testing.F) {
 		if err != nil {
 			return
 		}
-		ops, err := testMapping.Transform(ev)
-		again, err2 := testMapping.Transform(ev)
-		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(ops, again) {
-			t.Fatalf("the same event gave different results:\n%v %v\n%v %v", ops, err, again, err2)
+		before, _ := testMapping.Previous(ev)
+		p, err := testMapping.Project(ev, before)
+		again, err2 := testMapping.Project(ev, before)
+		if (err == nil) != (err2 == nil) || !reflect.DeepEqual(p, again) {
+			t.Fatalf("the same event gave different results:\n%v %v\n%v %v", p, err, again, err2)
 		}
 		if err != nil {
 			return
 		}
-		for _, op := range ops {
-			switch op.Kind {
-			case SetTags, Link, AddEmail, AddSMS:
-				if op.ExternalID == "" {
-					t.Fatalf("%v without an external id from %s", op.Kind, data)
-				}
+		for _, part := range append(before, p...) {
+			if part.Target.ID == "" {
+				t.Fatalf("a part of %v without an id from %s", part.Target, data)
 			}
-			if (op.Kind == Link || op.Kind == Unlink) && op.DeviceID == "" {
-				t.Fatalf("%v without a device from %s", op.Kind, data)
+			if part.Target.Device && part.Owner == "" {
+				t.Fatalf("device %s without an owner from %s", part.Target.ID, data)
 			}
-			for k := range op.Tags {
+			for k := range part.Tags {
 				if k == "" {
 					t.Fatalf("a tag without a name from %s", data)
 				}

@@ -26,19 +26,28 @@ var testMapping = Mapping{
 	Devices: &DevicesMapping{Table: "public.devices", DeviceID: "player_id", ExternalID: "user_external_id"},
 }
 
-// opJSON is an Op as the golden files show it.
-type opJSON struct {
-	Kind       string            `json:"kind"`
-	ExternalID string            `json:"external_id,omitempty"`
-	DeviceID   string            `json:"device_id,omitempty"`
-	Tags       map[string]string `json:"tags,omitempty"`
-	Identifier string            `json:"identifier,omitempty"`
-	Previous   string            `json:"previous_external_id,omitempty"`
+// partJSON is a Part as the golden files show it.
+type partJSON struct {
+	Target  string            `json:"target"`
+	Tags    map[string]string `json:"tags,omitempty"`
+	Unknown []string          `json:"unknown,omitempty"`
+	Records []Record          `json:"records,omitempty"`
+	Owner   string            `json:"owner,omitempty"`
 }
 
-// TestTransformGolden runs every testdata/*.in.json event through the test
-// mapping and compares the operations (or the error) with *.out.json.
-func TestTransformGolden(t *testing.T) {
+func partsJSON(p Projection) []partJSON {
+	out := make([]partJSON, 0, len(p))
+	for _, part := range p {
+		out = append(out, partJSON{Target: part.Target.String(), Tags: part.Tags, Unknown: part.Unknown, Records: part.Records, Owner: part.Owner})
+	}
+	return out
+}
+
+// TestProjectGolden runs every testdata/*.in.json event through the test
+// mapping, as the sink does for a row it has not seen, and compares what
+// the event's old image says of OneSignal ("before") and the row's
+// projection after the change ("after"), or the error, with *.out.json.
+func TestProjectGolden(t *testing.T) {
 	ins, _ := filepath.Glob("testdata/*.in.json")
 	if len(ins) == 0 {
 		t.Fatal("no golden inputs in testdata/")
@@ -55,15 +64,12 @@ func TestTransformGolden(t *testing.T) {
 				t.Fatalf("decode %s: %v", in, err)
 			}
 			var got any
-			ops, err := testMapping.Transform(ev)
+			before, _ := testMapping.Previous(ev)
+			after, err := testMapping.Project(ev, before)
 			if err != nil {
 				got = map[string]any{"error": err.Error(), "bad_row": errors.Is(err, ErrBadRow)}
 			} else {
-				out := make([]opJSON, len(ops))
-				for i, op := range ops {
-					out[i] = opJSON{Kind: op.Kind.String(), ExternalID: op.ExternalID, DeviceID: op.DeviceID, Tags: op.Tags, Identifier: op.Identifier, Previous: op.PreviousExternalID}
-				}
-				got = out
+				got = map[string]any{"before": partsJSON(before), "after": partsJSON(after)}
 			}
 			gotJSON, _ := json.MarshalIndent(got, "", "  ")
 			gotJSON = append(gotJSON, '\n')

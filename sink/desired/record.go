@@ -158,6 +158,16 @@ func Decode(key, value []byte) (*Record, error) {
 	}
 	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
 		Records: v.Records, Owner: v.Owner, Device: v.Device}
+	// Empty is none, as the encoding writes it.
+	if len(r.Tags) == 0 {
+		r.Tags = nil
+	}
+	if len(r.Unknown) == 0 {
+		r.Unknown = nil
+	}
+	if len(r.Records) == 0 {
+		r.Records = nil
+	}
 	if v.Pos != nil {
 		r.Pos = *v.Pos
 	}
