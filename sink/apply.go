@@ -83,7 +83,7 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		}
 	}
 	if r.kind == callAwait {
-		g.sched.await(t, r.version, covered)
+		g.sched.await(t, r.owner, r.version, covered)
 		return nil
 	}
 	err = g.attempt(ctx, t, r)

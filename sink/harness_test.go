@@ -413,7 +413,12 @@ func (st *stack) end(topic string, partition int) int64 {
 // every message written is done and committed.
 func (st *stack) drained() error {
 	for _, topic := range append(slices.Clone(st.events), st.topics.Targets) {
-		for p, off := range st.committed(topic) {
+		committed := st.committed(topic)
+		for p := range st.parts[topic] {
+			off, ok := committed[p]
+			if !ok {
+				off = -1 // the group has committed nothing there, or does not exist yet
+			}
 			if end := st.end(topic, p); max(off, 0) < end {
 				return fmt.Errorf("%s partition %d committed up to %d of %d", topic, p, off, end)
 			}

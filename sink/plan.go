@@ -146,8 +146,8 @@ func (g *generation) planDevice(t *target, st *desired.State, m memo) *request {
 	}
 	// The player model: the device carries its owner's tags.
 	var clear []string // tags it carried that the new owner does not set
-	if st.Reply != nil && st.Reply.Owner != d.Owner {
-		clear = slices.Collect(maps.Keys(st.Reply.Tags))
+	if rep := st.Replies[previous]; previous != "" && rep != nil {
+		clear = slices.Collect(maps.Keys(rep.Tags))
 	}
 	clear = append(clear, m.carried...)
 	if d.Owner == "" {
@@ -161,9 +161,10 @@ func (g *generation) planDevice(t *target, st *desired.State, m memo) *request {
 		}
 		return r
 	}
-	if rep := st.Reply; rep == nil || rep.Owner != d.Owner || rep.For != d.Version {
+	rep := st.Replies[d.Owner]
+	if rep == nil || rep.For != d.Version {
 		r := &request{kind: callAwait, target: t.key, owner: d.Owner, version: d.Version}
-		if m.memberFor != d.Version {
+		if m.memberFor != d.Version || m.memberOf != d.Owner {
 			r.before = append(r.before, g.member(d.Owner, t.key.ID, d.Version, false))
 			if previous != "" && previous != d.Owner {
 				r.before = append(r.before, g.member(previous, t.key.ID, d.Version, true))
@@ -171,7 +172,6 @@ func (g *generation) planDevice(t *target, st *desired.State, m memo) *request {
 		}
 		return r
 	}
-	rep := st.Reply
 	tags := cleared(clear, rep.Tags)
 	r := &request{kind: callLink, target: t.key, owner: d.Owner, tags: tags, version: d.Version,
 		part: "owner", digest: digestTags("owner:"+d.Owner, tags)}
@@ -195,9 +195,9 @@ func (g *generation) member(user, device string, v desired.Position, gone bool) 
 	return targetMessage(g.s.cfg.TargetsTopic, &desired.Record{Target: transform.User(user), Kind: desired.KindMember, Device: device, Pos: v, Gone: gone})
 }
 
-// previousOwner is the owner a device had before, if its state tells: the
-// owner its newest gone contribution named, or the one that answered it
-// last; "" when that is owner itself or unknown.
+// previousOwner is the owner a device had before, if its state tells:
+// the owner its newest gone contribution named; "" when that is owner
+// itself or unknown.
 func previousOwner(st *desired.State, owner string) string {
 	var newest *desired.Contribution
 	for _, c := range st.Contributions {
@@ -205,17 +205,10 @@ func previousOwner(st *desired.State, owner string) string {
 			newest = c
 		}
 	}
-	prev := ""
-	if newest != nil {
-		prev = newest.Owner
-	}
-	if st.Reply != nil && st.Reply.Owner != owner && (prev == "" || prev == owner) {
-		prev = st.Reply.Owner
-	}
-	if prev == owner {
+	if newest == nil || newest.Owner == owner {
 		return ""
 	}
-	return prev
+	return newest.Owner
 }
 
 // cleared is tags plus "" for each name in clear that tags does not set.

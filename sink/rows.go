@@ -304,7 +304,7 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 		for _, tag := range part.Unknown {
 			tags[tag] = ""
 		}
-		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Owner: part.Owner, Source: src}
+		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Was: part.Tags, Owner: part.Owner, Source: src}
 		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
 	}
 	var entry []byte

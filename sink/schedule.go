@@ -50,9 +50,11 @@ type memo struct {
 	// is the version of the tags in the write in flight.
 	answered map[string]bool
 	sending  desired.Position
-	// Player model, a device: memberFor is the owner version whose
-	// membership it wrote; carried the tags its last link carried.
+	// Player model, a device: memberFor and memberOf are the owner
+	// version and owner whose membership it wrote; carried the tags its
+	// last link carried.
 	memberFor desired.Position
+	memberOf  string
 	carried   []string
 }
 
@@ -303,14 +305,14 @@ func (s *scheduler) pendingNow(t *target) int {
 	return len(t.pending)
 }
 
-// await notes that device t wrote its membership of owner version v and
+// await notes that device t wrote its membership of owner at version v and
 // waits for the owner's tags; the worker lets go of it, its messages
 // staying not done. covered is how many of its messages the plan saw: if
 // more came since, it is queued to plan again instead. A worker holds t.
-func (s *scheduler) await(t *target, v desired.Position, covered int) {
+func (s *scheduler) await(t *target, owner string, v desired.Position, covered int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t.memberFor = v
+	t.memberFor, t.memberOf = v, owner
 	t.busy = false
 	if len(t.pending) > covered {
 		s.enqueue(t)

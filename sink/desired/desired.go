@@ -58,6 +58,11 @@ type Contribution struct {
 	// another user or device now). Its Tags then name every tag it fed,
 	// each "", so they are deleted unless another row gives them.
 	Gone bool
+	// Was is, for a gone contribution, the tags the row gave the target
+	// before, with their values: the other half of a primary-key change
+	// (a create at the same position) takes from it a value it did not
+	// carry (unchanged TOAST).
+	Was map[string]string
 	// Created says the change was an insert or a snapshot row: the user
 	// is probably new to OneSignal.
 	Created bool
@@ -86,9 +91,10 @@ type Member struct {
 	Gone    bool
 }
 
-// Reply is, on a device in the player model, its owner's answer to the
+// Reply is, on a device in the player model, an owner's answer to the
 // device's membership: the owner's desired tags as of Version, for the
-// device's owner version For.
+// device's owner version For. It answers the device when both its owner
+// and For are the device's.
 type Reply struct {
 	Owner   string
 	For     Position
@@ -101,7 +107,10 @@ type Reply struct {
 type State struct {
 	Contributions map[string]*Contribution `json:"contributions,omitempty"` // by row
 	Members       map[string]*Member       `json:"members,omitempty"`       // by device id
-	Reply         *Reply                   `json:"reply,omitempty"`
+	// Replies are a device's owners' answers, by owner: one owner may
+	// answer again at a version another already answered (a device moved
+	// twice at one position, by the two halves of a key change).
+	Replies map[string]*Reply `json:"replies,omitempty"`
 	// Linked is, per device, the tags version the device's last accepted
 	// link carried.
 	Linked map[string]Position `json:"linked,omitempty"`
@@ -154,10 +163,13 @@ func (s *State) Apply(rec *Record) Outcome {
 		}
 		return Stale
 	case KindReply:
-		old := s.Reply
+		old := s.Replies[rec.Owner]
 		switch {
 		case old == nil || rec.For.After(old.For) || (rec.For == old.For && rec.Version.After(old.Version)):
-			s.Reply = &Reply{Owner: rec.Owner, For: rec.For, Version: rec.Version, Tags: rec.Tags}
+			if s.Replies == nil {
+				s.Replies = make(map[string]*Reply)
+			}
+			s.Replies[rec.Owner] = &Reply{Owner: rec.Owner, For: rec.For, Version: rec.Version, Tags: rec.Tags}
 			return Changed
 		case rec.For == old.For && rec.Version == old.Version:
 			return Unchanged
@@ -193,7 +205,7 @@ func (s *State) Current(target transform.Target, rec *Record) (*Record, bool) {
 			return &Record{Target: target, Kind: KindMember, Device: rec.Device, Pos: m.Version, Gone: m.Gone}, true
 		}
 	case KindReply:
-		if r := s.Reply; r != nil {
+		if r := s.Replies[rec.Owner]; r != nil {
 			return &Record{Target: target, Kind: KindReply, Owner: r.Owner, For: r.For, Version: r.Version, Tags: r.Tags}, true
 		}
 	case KindLinked:
@@ -244,6 +256,26 @@ func (s *State) User() User {
 			if !slices.Contains(u.Records, r) {
 				u.Records = append(u.Records, r)
 			}
+		}
+	}
+	// A tag that live rows name only as unknown keeps the value the row had
+	// before its primary key changed: the create of the new key comes with
+	// the old key's delete, at one position.
+	for tag := range unknown {
+		if _, set := u.Tags[tag]; set {
+			continue
+		}
+		for _, c := range live {
+			if !slices.Contains(c.Unknown, tag) {
+				continue
+			}
+			for _, g := range gone {
+				if v, ok := g.Was[tag]; ok && g.Pos == c.Pos {
+					u.Tags[tag] = v
+					break
+				}
+			}
+			break // the newest live row that names the tag decides
 		}
 	}
 	for _, c := range gone {
@@ -322,7 +354,7 @@ func (s *State) sorted(gone bool) []*Contribution {
 
 // Empty reports whether the state holds nothing.
 func (s *State) Empty() bool {
-	return len(s.Contributions) == 0 && len(s.Members) == 0 && s.Reply == nil && len(s.Linked) == 0
+	return len(s.Contributions) == 0 && len(s.Members) == 0 && len(s.Replies) == 0 && len(s.Linked) == 0
 }
 
 // clone returns a copy of the tag map, so a state's maps are never shared

@@ -41,6 +41,7 @@ type Record struct {
 	Row     string
 	Pos     Position // also KindMember: the device's owner version
 	Gone    bool     // also KindMember: the device no longer names the user
+	Was     map[string]string
 	Created bool
 	Tags    map[string]string // also KindReply: the owner's desired tags
 	Unknown []string
@@ -56,7 +57,7 @@ type Record struct {
 // ContributionRecord is the record of contribution c to target t.
 func ContributionRecord(t transform.Target, c *Contribution) *Record {
 	return &Record{
-		Target: t, Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone, Created: c.Created,
+		Target: t, Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone, Was: c.Was, Created: c.Created,
 		Tags: c.Tags, Unknown: c.Unknown, Records: c.Records, Owner: c.Owner, Source: c.Source,
 	}
 }
@@ -64,7 +65,7 @@ func ContributionRecord(t transform.Target, c *Contribution) *Record {
 // Contribution returns the contribution a KindContribution record holds.
 func (r *Record) Contribution() *Contribution {
 	return &Contribution{
-		Row: r.Row, Pos: r.Pos, Gone: r.Gone, Created: r.Created,
+		Row: r.Row, Pos: r.Pos, Gone: r.Gone, Was: clone(r.Was), Created: r.Created,
 		Tags: clone(r.Tags), Unknown: slices.Clone(r.Unknown), Records: slices.Clone(r.Records), Owner: r.Owner, Source: r.Source,
 	}
 }
@@ -80,7 +81,7 @@ func (r *Record) Key() []byte {
 	case KindMember:
 		k += "m\x00" + r.Device
 	case KindReply:
-		k += "r"
+		k += "r\x00" + r.Owner
 	case KindLinked:
 		k += "l\x00" + r.Device
 	}
@@ -103,6 +104,7 @@ type recordJSON struct {
 	Row     string             `json:"row,omitempty"`
 	Pos     *Position          `json:"pos,omitempty"`
 	Gone    bool               `json:"gone,omitempty"`
+	Was     map[string]string  `json:"was,omitempty"`
 	Created bool               `json:"created,omitempty"`
 	Tags    map[string]string  `json:"tags,omitempty"`
 	Unknown []string           `json:"unknown,omitempty"`
@@ -119,7 +121,7 @@ const recordVersion = 1
 
 // Value encodes the record's value.
 func (r *Record) Value() []byte {
-	v := recordJSON{V: recordVersion, Kind: r.Kind, Row: r.Row, Gone: r.Gone, Created: r.Created,
+	v := recordJSON{V: recordVersion, Kind: r.Kind, Row: r.Row, Gone: r.Gone, Was: r.Was, Created: r.Created,
 		Tags: r.Tags, Unknown: r.Unknown, Records: r.Records, Owner: r.Owner, Device: r.Device}
 	if r.Kind == KindContribution {
 		v.Source = &r.Source
@@ -156,11 +158,14 @@ func Decode(key, value []byte) (*Record, error) {
 	if v.V != recordVersion {
 		return nil, fmt.Errorf("%w: format version %d, this sink reads %d: run the sink's newer version", ErrNotARecord, v.V, recordVersion)
 	}
-	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
+	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Was: v.Was, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
 		Records: v.Records, Owner: v.Owner, Device: v.Device}
 	// Empty is none, as the encoding writes it.
 	if len(r.Tags) == 0 {
 		r.Tags = nil
+	}
+	if len(r.Was) == 0 {
+		r.Was = nil
 	}
 	if len(r.Unknown) == 0 {
 		r.Unknown = nil
@@ -206,13 +211,13 @@ func Decode(key, value []byte) (*Record, error) {
 type stateJSON struct {
 	Contributions []*Record           `json:"c,omitempty"`
 	Members       map[string]*Member  `json:"m,omitempty"`
-	Reply         *Reply              `json:"r,omitempty"`
+	Replies       map[string]*Reply   `json:"r,omitempty"`
 	Linked        map[string]Position `json:"l,omitempty"`
 }
 
 // EncodeState encodes s for the local store.
 func EncodeState(s *State) []byte {
-	v := stateJSON{Members: s.Members, Reply: s.Reply, Linked: s.Linked}
+	v := stateJSON{Members: s.Members, Replies: s.Replies, Linked: s.Linked}
 	rows := make([]string, 0, len(s.Contributions))
 	for row := range s.Contributions {
 		rows = append(rows, row)
@@ -220,7 +225,7 @@ func EncodeState(s *State) []byte {
 	slices.Sort(rows)
 	for _, row := range rows {
 		c := s.Contributions[row]
-		v.Contributions = append(v.Contributions, &Record{Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone,
+		v.Contributions = append(v.Contributions, &Record{Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone, Was: c.Was,
 			Created: c.Created, Tags: c.Tags, Unknown: c.Unknown, Records: c.Records, Owner: c.Owner, Source: c.Source})
 	}
 	b, err := json.Marshal(v)
@@ -236,7 +241,7 @@ func DecodeState(b []byte) (*State, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("desired: decode a stored state: %w", err)
 	}
-	s := &State{Members: v.Members, Reply: v.Reply, Linked: v.Linked}
+	s := &State{Members: v.Members, Replies: v.Replies, Linked: v.Linked}
 	for _, r := range v.Contributions {
 		if s.Contributions == nil {
 			s.Contributions = make(map[string]*Contribution, len(v.Contributions))
