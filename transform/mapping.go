@@ -15,10 +15,52 @@ type Mapping struct {
 	// Users maps a table of users: each row is one OneSignal user, found by
 	// its external id, whose data tags come from the listed columns.
 	Users *UsersMapping `yaml:"users"`
+	// Sources are more tables that give users tags, each finding its user
+	// by an external id column of its own or a foreign key to the users
+	// table. A user's tags are the union of what every source's rows give.
+	Sources []SourceMapping `yaml:"sources"`
 	// Devices maps a table of devices: each row links one OneSignal device
 	// (a player_id in the legacy API, a subscription id in the user model)
 	// to the user with that external id.
 	Devices *DevicesMapping `yaml:"devices"`
+}
+
+// Reference is a foreign key to the users table: Column holds the users
+// row's primary key (a single-column key).
+type Reference struct {
+	Column string `yaml:"column"` // the referencing column; required
+	Table  string `yaml:"table"`  // "schema.table", the mapping's users table; required
+}
+
+// SourceUser says how a source's row finds its user: exactly one of its
+// own column holding the external id, or a foreign key to the users table.
+type SourceUser struct {
+	ExternalID string     `yaml:"external_id"`
+	References *Reference `yaml:"references"`
+}
+
+// How a source's several rows of one user give a tag (SourceMapping.Many).
+const (
+	ManyLatest = "latest" // the row changed last gives it (default)
+	ManyCount  = "count"  // the number of the user's rows (that pass the filter)
+	ManyAny    = "any"    // "true" when any of the user's rows gives true
+)
+
+// SourceMapping is one more table that gives users tags.
+type SourceMapping struct {
+	Name  string     `yaml:"name"`  // for messages; default the table
+	Table string     `yaml:"table"` // "schema.table"; required
+	User  SourceUser `yaml:"user"`  // required
+	// Filter is a CEL condition over the row: a row for which it is false
+	// gives nothing, as if deleted. Default: every row.
+	Filter string `yaml:"filter"`
+	// Tags, Convert and Computed are as UsersMapping's.
+	Tags     map[string]string `yaml:"tags"`
+	Convert  map[string]string `yaml:"convert"`
+	Computed map[string]string `yaml:"computed"`
+	// Many is how several rows of one user give its tags: latest
+	// (default), count or any.
+	Many string `yaml:"many"`
 }
 
 // UsersMapping is the users table's role.
@@ -39,7 +81,32 @@ type UsersMapping struct {
 	// becomes an email or SMS record of the user. Optional.
 	Email string `yaml:"email"`
 	Phone string `yaml:"phone"`
+	// Filter is a CEL condition over the row: a row for which it is false
+	// is, for OneSignal, a deleted one (its tags removed, its records
+	// left). Default: every row.
+	Filter string `yaml:"filter"`
+	// Computed maps a tag to a CEL expression over the row (its value: a
+	// string, number or boolean; null deletes the tag).
+	Computed map[string]string `yaml:"computed"`
+	// Properties maps a user property to a column, or, written "=<CEL>",
+	// to an expression. User model: language (ISO 639-1), timezone_id
+	// (IANA), country (ISO 3166-1 alpha-2), lat, long; player model:
+	// language, timezone (seconds from UTC), country.
+	Properties map[string]string `yaml:"properties"`
+	// Aliases maps an alias label to the column holding the user's alias
+	// (user model; at most 20).
+	Aliases map[string]string `yaml:"aliases"`
+	// OnDelete is what a deleted (or filtered out) row does to its user:
+	// remove_tags (default: the mapped tags go, the user stays) or
+	// delete_user (OneSignal's delete user, user model only).
+	OnDelete string `yaml:"on_delete"`
 }
+
+// The choices of UsersMapping.OnDelete.
+const (
+	OnDeleteRemoveTags = "remove_tags"
+	OnDeleteDeleteUser = "delete_user"
+)
 
 // The conversions of UsersMapping.Convert.
 const (
@@ -51,7 +118,18 @@ const (
 type DevicesMapping struct {
 	Table      string `yaml:"table"`       // "schema.table"; required
 	DeviceID   string `yaml:"device_id"`   // column holding the player_id / subscription id; required
-	ExternalID string `yaml:"external_id"` // column holding the owner's external user id; required
+	ExternalID string `yaml:"external_id"` // column holding the owner's external user id; required unless Owner
+	// Owner finds the owner by a foreign key to the users table instead
+	// of an external id column.
+	Owner *DeviceOwner `yaml:"owner"`
+	// Filter is a CEL condition over the row: a row for which it is false
+	// links nothing (its device is unlinked). Default: every row.
+	Filter string `yaml:"filter"`
+}
+
+// DeviceOwner is how a device row names its owner by foreign key.
+type DeviceOwner struct {
+	References *Reference `yaml:"references"`
 }
 
 // Tables returns the qualified names of the mapped tables.
