@@ -41,17 +41,24 @@ type rowEntry struct {
 }
 
 type rowPart struct {
-	Target  string             `json:"target"`
-	Tags    map[string]string  `json:"tags,omitempty"`
-	Unknown []string           `json:"unknown,omitempty"`
-	Records []transform.Record `json:"records,omitempty"`
-	Owner   string             `json:"owner,omitempty"`
+	Target     string             `json:"target"`
+	Tags       map[string]string  `json:"tags,omitempty"`
+	Unknown    []string           `json:"unknown,omitempty"`
+	Records    []transform.Record `json:"records,omitempty"`
+	Owner      string             `json:"owner,omitempty"`
+	Props      map[string]string  `json:"props,omitempty"`
+	Aliases    map[string]string  `json:"aliases,omitempty"`
+	Many       string             `json:"many,omitempty"`
+	DeleteUser bool               `json:"delete_user,omitempty"`
+	Identity   string             `json:"identity,omitempty"`
+	Device     string             `json:"device,omitempty"`
 }
 
 func encodeRow(pos desired.Position, p transform.Projection) []byte {
 	e := rowEntry{V: 1, Pos: pos}
 	for _, part := range p {
-		e.Parts = append(e.Parts, rowPart{Target: part.Target.Key(), Tags: part.Tags, Unknown: part.Unknown, Records: part.Records, Owner: part.Owner})
+		e.Parts = append(e.Parts, rowPart{Target: part.Target.Key(), Tags: part.Tags, Unknown: part.Unknown, Records: part.Records, Owner: part.Owner,
+			Props: part.Props, Aliases: part.Aliases, Many: part.Many, DeleteUser: part.DeleteUser, Identity: part.Identity, Device: part.Device})
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -74,7 +81,8 @@ func decodeRow(b []byte) (desired.Position, transform.Projection, error) {
 		if !ok {
 			return desired.Position{}, nil, fmt.Errorf("row index entry names target %q", rp.Target)
 		}
-		p = append(p, transform.Part{Target: t, Tags: rp.Tags, Unknown: rp.Unknown, Records: rp.Records, Owner: rp.Owner})
+		p = append(p, transform.Part{Target: t, Tags: rp.Tags, Unknown: rp.Unknown, Records: rp.Records, Owner: rp.Owner,
+			Props: rp.Props, Aliases: rp.Aliases, Many: rp.Many, DeleteUser: rp.DeleteUser, Identity: rp.Identity, Device: rp.Device})
 	}
 	return e.Pos, p, nil
 }
@@ -271,6 +279,18 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 			m.where(), transform.ErrBadRow, table, col, table, table)})
 	}
 	now, err := s.mapping.Project(ev, old)
+	if problems, ok := errors.AsType[transform.Problems](err); ok {
+		// Values OneSignal would refuse are left out; the rest of the row
+		// goes on, and a copy of the event goes to the dead-letter topic
+		// naming each field and its rule.
+		if s.cfg.DeadLetters == nil {
+			return nil, &rejected{stage: "transform", err: fmt.Errorf("message %s: %w", m.where(), problems)}
+		}
+		if err := s.deadLetter(ctx, m.msg, &rejected{stage: "transform", err: fmt.Errorf("message %s: %w: %w", m.where(), transform.ErrBadRow, problems)}); err != nil {
+			return nil, err
+		}
+		err = nil
+	}
 	if err != nil {
 		return nil, g.reject(ctx, m, &rejected{stage: "transform", err: fmt.Errorf("message %s: %w", m.where(), err)})
 	}
@@ -287,7 +307,8 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	created := ev.Op == event.OpCreate || ev.Op == event.OpSnapshot
 	for _, part := range now {
 		c := &desired.Contribution{Row: id, Pos: pos, Created: created, Tags: part.Tags, Unknown: part.Unknown,
-			Records: part.Records, Owner: part.Owner, Source: src}
+			Records: part.Records, Owner: part.Owner, Source: src, Props: part.Props, Aliases: part.Aliases,
+			Many: part.Many, DeleteUser: part.DeleteUser, Identity: part.Identity, Device: part.Device}
 		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
 	}
 	for _, part := range old {
@@ -304,7 +325,8 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 		for _, tag := range part.Unknown {
 			tags[tag] = ""
 		}
-		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Was: part.Tags, Owner: part.Owner, Source: src}
+		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Was: part.Tags, Owner: part.Owner, Source: src,
+			Many: part.Many, DeleteUser: part.DeleteUser, Identity: part.Identity, Device: part.Device}
 		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
 	}
 	var entry []byte

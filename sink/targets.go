@@ -154,6 +154,10 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 	if err != nil {
 		return err
 	}
+	var before desired.Row
+	if t.Row {
+		before = st.Row()
+	}
 	outcome := st.Apply(rec)
 	if outcome == desired.Changed {
 		if err := s.saveState(m.msg.Partition, t, st); err != nil {
@@ -164,6 +168,16 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 		s.stats.stale.Add(1)
 		if cur, ok := st.Current(t, rec); ok {
 			g.emitter.emit([]kafka.Message{targetMessage(s.cfg.TargetsTopic, cur)}, m.progress)
+			return nil
+		}
+		m.finish()
+		return nil
+	}
+	if t.Row {
+		// A referenced row: what it resolves to goes on to users and
+		// devices; nothing of it is sent to OneSignal.
+		if fw := s.forwards(t, before, st.Row(), rec); len(fw) > 0 {
+			g.emitter.emit(fw, m.progress)
 			return nil
 		}
 		m.finish()
@@ -268,4 +282,55 @@ func (e *emitter) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// forwards are the records a referenced row's target writes on after rec
+// changed it from before to after: each referencing row's part, to the
+// user the referenced row names (or, for a devices row's part, to its
+// device, with that user as owner), positioned at the newer of the part's
+// and the referenced row's positions, so that an external id change of
+// the referenced row, or a change of the referencing row, is newer than
+// what was forwarded before. When the external id changed, the parts are
+// taken back from the user it named before.
+func (s *Sink) forwards(t transform.Target, before, after desired.Row, rec *desired.Record) []kafka.Message {
+	var parts []*desired.Contribution
+	if rec.Identity != "" || before.Identity != after.Identity {
+		parts = after.Referencing // the row's own changed: every part goes on again
+	} else if c := rec.Contribution(); c.Identity == "" {
+		parts = []*desired.Contribution{c}
+	}
+	var out []kafka.Message
+	send := func(to transform.Target, c *desired.Contribution, gone bool, owner string) {
+		f := *c
+		f.Gone, f.Owner, f.Identity, f.Device = gone || c.Gone, owner, "", ""
+		if after.Version.After(f.Pos) {
+			f.Pos = after.Version
+		}
+		if f.Gone {
+			f.Owner = owner // a device's gone part names the owner it had
+			tags := make(map[string]string, len(c.Tags))
+			for tag := range c.Tags {
+				tags[tag] = ""
+			}
+			f.Was, f.Tags = c.Tags, tags
+		}
+		out = append(out, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(to, &f)))
+	}
+	for _, c := range parts {
+		if c.Device != "" {
+			owner := after.Identity
+			if owner == "" {
+				owner = before.Identity
+			}
+			send(transform.Device(c.Device), c, after.Identity == "", owner)
+			continue
+		}
+		if before.Identity != "" && before.Identity != after.Identity {
+			send(transform.User(before.Identity), c, true, "")
+		}
+		if after.Identity != "" {
+			send(transform.User(after.Identity), c, false, "")
+		}
+	}
+	return out
 }

@@ -23,6 +23,9 @@ type Mapping struct {
 	// (a player_id in the legacy API, a subscription id in the user model)
 	// to the user with that external id.
 	Devices *DevicesMapping `yaml:"devices"`
+	// Eval evaluates the mapping's expressions (filters, computed tags,
+	// property expressions); set when the mapping is compiled.
+	Eval Evaluator `yaml:"-"`
 }
 
 // Reference is a foreign key to the users table: Column holds the users
@@ -30,6 +33,9 @@ type Mapping struct {
 type Reference struct {
 	Column string `yaml:"column"` // the referencing column; required
 	Table  string `yaml:"table"`  // "schema.table", the mapping's users table; required
+	// Key is the users table's column the reference holds (its primary key,
+	// or another unique column); required.
+	Key string `yaml:"key"`
 }
 
 // SourceUser says how a source's row finds its user: exactly one of its

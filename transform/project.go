@@ -1,10 +1,14 @@
 package transform
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
@@ -14,7 +18,11 @@ import (
 // its id. OneSignal's limit of one write per second applies per target.
 type Target struct {
 	Device bool
-	ID     string
+	// Row says the target is a referenced row, a users row that other
+	// tables' rows name by foreign key: ID is "<table>\x00<key>", and the
+	// sink resolves it to the row's user.
+	Row bool
+	ID  string
 }
 
 // User is the target of the user with external id id.
@@ -23,12 +31,16 @@ func User(id string) Target { return Target{ID: id} }
 // Device is the target of the device with id id.
 func Device(id string) Target { return Target{Device: true, ID: id} }
 
-// Key names the target in Kafka keys and stores: "user:<id>" or
-// "device:<id>". An id holds no NUL (PostgreSQL text cannot), so a key
-// can be followed by "\x00" and more.
+// Key names the target in Kafka keys and stores: "user:<id>",
+// "device:<id>" or "row:<table>\x01<key>". An id holds no NUL (PostgreSQL
+// text cannot, nor a table name or a key's JSON), so a key can be
+// followed by "\x00" and more.
 func (t Target) Key() string {
-	if t.Device {
+	switch {
+	case t.Device:
 		return "device:" + t.ID
+	case t.Row:
+		return "row:" + t.ID
 	}
 	return "user:" + t.ID
 }
@@ -41,12 +53,19 @@ func ParseTarget(key string) (Target, bool) {
 	if id, ok := strings.CutPrefix(key, "device:"); ok {
 		return Device(id), true
 	}
+	if id, ok := strings.CutPrefix(key, "row:"); ok && strings.Contains(id, "\x01") {
+		return Target{Row: true, ID: id}, true
+	}
 	return Target{}, false
 }
 
 func (t Target) String() string {
-	if t.Device {
+	switch {
+	case t.Device:
 		return "device " + t.ID
+	case t.Row:
+		table, key, _ := strings.Cut(t.ID, "\x01")
+		return "row " + key + " of " + table
 	}
 	return "user " + t.ID
 }
@@ -65,9 +84,12 @@ const (
 	ChannelSMS   = "sms"
 )
 
-// Part is what one row says of one target: for a user, its mapped tags and
-// records; for a device, its owner. Every field states the row's whole
-// view, so a newer part replaces an older one of the same row whole.
+// Part is what one row says of one target: for a user, its mapped tags,
+// records, properties and aliases; for a device, its owner; for a
+// referenced row (a users row other rows name by foreign key), the
+// external id it gives, or the part of a row that references it. Every
+// field states the row's whole view, so a newer part replaces an older one
+// of the same row whole.
 type Part struct {
 	Target Target
 	// Tags are a user's mapped tags, tag → value; "" deletes the tag.
@@ -80,11 +102,22 @@ type Part struct {
 	Records []Record
 	// Owner is a device's owner, by external id; never "".
 	Owner string
+	// Props and Aliases are a user's properties and aliases.
+	Props, Aliases map[string]string
+	// Many is how the source's several rows of one user give its tags
+	// (SourceMapping.Many); "" for the users table.
+	Many string
+	// DeleteUser: the users row's on_delete is delete_user.
+	DeleteUser bool
+	// Identity is, on a referenced row's target, the external id the users
+	// row gives; Device is, on one, the device of a referencing devices
+	// row, which the sink links to the referenced row's user.
+	Identity, Device string
 }
 
 // Projection is everything one row says of OneSignal: one part per target
-// the row feeds, sorted by target key. A deleted row, or one that names no
-// user or device, feeds nothing.
+// the row feeds, sorted by target key. A deleted row, one the filter
+// leaves out, or one that names no user or device, feeds nothing.
 type Projection []Part
 
 // Find returns the part of target t.
@@ -97,36 +130,77 @@ func (p Projection) Find(t Target) (Part, bool) {
 	return Part{}, false
 }
 
+// Problems are values a row gives that OneSignal would refuse (a language
+// that is not ISO 639-1, …): Project leaves them out and returns the
+// projection with them, the rest of the row's parts intact.
+type Problems []error
+
+func (p Problems) Error() string {
+	msgs := make([]string, len(p))
+	for i, e := range p {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (p Problems) Unwrap() []error { return p }
+
 // Project returns what the row says of OneSignal after change ev. prev is
 // what it said before, as the sink last recorded it (nil when the sink has
 // not seen the row, or it fed nothing); values the change did not carry
 // (unchanged TOAST) are taken from prev. A tag that prev gave a target and
 // the row no longer gives it is deleted ("" in Tags), so a flattened key
-// that disappears goes too.
+// that disappears goes too. now is the change's time (its commit), which
+// expressions see as now.
 //
 // A TRUNCATE says nothing of any row: it gives no projection and no error.
+// A *Problems error comes with a projection to use: the values it names
+// are left out.
 func (m *Mapping) Project(ev *event.Envelope, prev Projection) (Projection, error) {
 	if ev.Op == event.OpTruncate || ev.Op == event.OpDelete {
 		return nil, nil
 	}
+	table := ev.Source.Schema + "." + ev.Source.Table
+	now := time.UnixMilli(ev.Source.TsMs).UTC()
 	var out Projection
-	var err error
-	switch table := ev.Source.Schema + "." + ev.Source.Table; {
-	case m.Users != nil && table == m.Users.Table:
-		if err := m.Users.checkImage(ev.After); err != nil {
+	var problems Problems
+	mapped := false
+	if u := m.Users; u != nil && table == u.Table {
+		mapped = true
+		if err := u.checkImage(ev.After); err != nil {
 			return nil, err
 		}
-		out, err = m.Users.project(ev.After, prev)
-	case m.Devices != nil && table == m.Devices.Table:
-		if err := m.Devices.checkImage(ev.After); err != nil {
+		parts, probs, err := m.usersParts(ev.After, prev, now)
+		if err != nil {
 			return nil, err
 		}
-		out, err = m.Devices.project(ev.After, prev)
-	default:
-		return nil, fmt.Errorf("%w: table %q is not in the mapping: add it to mapping.users or mapping.devices, or stop publishing it", ErrBadRow, table)
+		out, problems = append(out, parts...), append(problems, probs...)
 	}
-	if err != nil {
-		return nil, err
+	for i := range m.Sources {
+		src := &m.Sources[i]
+		if src.Table != table {
+			continue
+		}
+		mapped = true
+		parts, err := m.sourceParts(i, ev.After, prev, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, parts...)
+	}
+	if d := m.Devices; d != nil && table == d.Table {
+		mapped = true
+		if err := d.checkImage(ev.After); err != nil {
+			return nil, err
+		}
+		parts, err := m.deviceParts(ev.After, prev, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, parts...)
+	}
+	if !mapped {
+		return nil, fmt.Errorf("%w: table %q is not in the mapping: add it to mapping.users, mapping.sources or mapping.devices, or stop publishing it", ErrBadRow, table)
 	}
 	for i := range out {
 		if was, ok := prev.Find(out[i].Target); ok {
@@ -137,25 +211,93 @@ func (m *Mapping) Project(ev *event.Envelope, prev Projection) (Projection, erro
 			}
 		}
 	}
+	slices.SortFunc(out, func(a, b Part) int { return strings.Compare(a.Target.Key(), b.Target.Key()) })
+	if len(problems) > 0 {
+		return out, problems
+	}
 	return out, nil
+}
+
+// passes reports whether row passes the filter at key ("" when none is
+// set); a filter that reads a value the change did not carry keeps the
+// row's previous verdict: was, whether it fed anything before.
+func (m *Mapping) passes(key, filter string, row event.Row, now time.Time, was bool) (bool, error) {
+	if filter == "" {
+		return true, nil
+	}
+	if m.Eval == nil {
+		return false, fmt.Errorf("the mapping's expressions were not compiled (validate the mapping first)")
+	}
+	ok, err := m.Eval.Filter(key, row, now)
+	if errors.Is(err, ErrUnknown) {
+		return was, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: %s: %v", ErrBadRow, key, err)
+	}
+	return ok, nil
 }
 
 // Previous returns what the old image of a change (its "before" row) says
 // of OneSignal, for a row the sink has not seen: under REPLICA IDENTITY
 // FULL the whole row, otherwise its primary key, whose columns may name the
 // target. ok is false when the image names no target. Values the image does
-// not hold are unknown.
+// not hold are unknown; filters and expressions are not applied.
 func (m *Mapping) Previous(ev *event.Envelope) (p Projection, ok bool) {
 	if ev.Before == nil {
 		return nil, false
 	}
-	switch table := ev.Source.Schema + "." + ev.Source.Table; {
-	case m.Users != nil && table == m.Users.Table:
-		p, _ = m.Users.project(ev.Before, nil)
-	case m.Devices != nil && table == m.Devices.Table:
-		p, _ = m.Devices.project(ev.Before, nil)
+	table := ev.Source.Schema + "." + ev.Source.Table
+	if u := m.Users; u != nil && table == u.Table {
+		if id, known, _ := textColumn(ev.Before, u.ExternalID); known && id != "" {
+			part := Part{Target: User(id), Tags: map[string]string{}}
+			_ = u.tagger().give(ev.Before, Part{}, &part, unknowing{}, time.Time{})
+			for _, rec := range []struct{ col, channel string }{{u.Email, ChannelEmail}, {u.Phone, ChannelSMS}} {
+				if addr, known, _ := textColumn(ev.Before, rec.col); rec.col != "" && known && addr != "" {
+					part.Records = append(part.Records, Record{Channel: rec.channel, Identifier: addr})
+				}
+			}
+			slices.Sort(part.Unknown)
+			p = append(p, part)
+			for _, key := range m.referencedKeys() {
+				if v, ok := ev.Before.Get(key); ok && !event.IsUnavailable(v) && !isNull(v) {
+					p = append(p, Part{Target: RowOf(u.Table, key, v), Identity: id})
+				}
+			}
+		}
+	}
+	for i := range m.Sources {
+		if src := &m.Sources[i]; src.Table == table {
+			if t, ok := src.userTarget(ev.Before); ok {
+				part := Part{Target: t, Tags: map[string]string{}, Many: src.Many}
+				_ = src.tagger(i).give(ev.Before, Part{}, &part, unknowing{}, time.Time{})
+				slices.Sort(part.Unknown)
+				p = append(p, part)
+			}
+		}
+	}
+	if d := m.Devices; d != nil && table == d.Table {
+		if dev, known, _ := textColumn(ev.Before, d.DeviceID); known && dev != "" {
+			if d.Owner != nil && d.Owner.References != nil {
+				ref := d.Owner.References
+				if v, ok := ev.Before.Get(ref.Column); ok && !event.IsUnavailable(v) && !isNull(v) {
+					p = append(p, Part{Target: RowOf(ref.Table, ref.Key, v), Device: dev})
+				}
+			} else if owner, known, _ := textColumn(ev.Before, d.ExternalID); known && owner != "" {
+				p = append(p, Part{Target: Device(dev), Owner: owner})
+			}
+		}
 	}
 	return p, len(p) > 0
+}
+
+// unknowing evaluates nothing: every expression's value is unknown, as in
+// an old image, where the sink cannot tell what a computed tag was.
+type unknowing struct{}
+
+func (unknowing) Filter(string, event.Row, time.Time) (bool, error) { return true, nil }
+func (unknowing) Value(string, event.Row, time.Time) (json.RawMessage, error) {
+	return nil, ErrUnknown
 }
 
 // Identifies reports why a delete of a row the sink has not seen cannot be
@@ -168,49 +310,78 @@ func (m *Mapping) Identifies(ev *event.Envelope) (table, column string) {
 	case m.Devices != nil && table == m.Devices.Table:
 		return table, m.Devices.DeviceID
 	}
+	for i := range m.Sources {
+		if s := &m.Sources[i]; s.Table == table {
+			if s.User.References != nil {
+				return table, s.User.References.Column
+			}
+			return table, s.User.ExternalID
+		}
+	}
 	return table, ""
 }
 
-// project reads a users row. A column absent from the image (an old image
-// holds only the primary key under REPLICA IDENTITY DEFAULT; a new one has
-// every column, checkImage saw to it), or whose value was not sent, is
-// left unknown; prev fills in what it knew of the row, also when the row
-// named another user then: an unchanged value is the row's, whichever
-// user the row feeds.
-func (u *UsersMapping) project(row event.Row, prev Projection) (Projection, error) {
+// referencedKeys are the users table's columns that sources and the
+// devices name it by, sorted, without repeats.
+func (m *Mapping) referencedKeys() []string {
+	var keys []string
+	add := func(r *Reference) {
+		if r != nil && m.Users != nil && r.Table == m.Users.Table && !slices.Contains(keys, r.Key) {
+			keys = append(keys, r.Key)
+		}
+	}
+	for i := range m.Sources {
+		add(m.Sources[i].User.References)
+	}
+	if m.Devices != nil && m.Devices.Owner != nil {
+		add(m.Devices.Owner.References)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// RowOf is the target of the row of table whose column key holds value (a
+// JSON value as the connector writes it), which other rows reference.
+func RowOf(table, key string, value json.RawMessage) Target {
+	return Target{Row: true, ID: table + "\x01" + key + "\x01" + string(bytes.TrimSpace(value))}
+}
+
+func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
+
+// usersParts reads a users row: its user's part, and the part of its own
+// target for each column other rows reference it by. A column absent from
+// the image (an old image holds only the primary key under REPLICA
+// IDENTITY DEFAULT; a new one has every column, checkImage saw to it), or
+// whose value was not sent, is left unknown; prev fills in what it knew of
+// the row, also when the row named another user then: an unchanged value
+// is the row's, whichever user the row feeds.
+func (m *Mapping) usersParts(row event.Row, prev Projection, now time.Time) (Projection, Problems, error) {
+	u := m.Users
 	id, known, err := textColumn(row, u.ExternalID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var was Part
+	for _, p := range prev {
+		if !p.Target.Device && !p.Target.Row {
+			was = p // a users row feeds one user
+		}
 	}
 	if !known {
 		// The external id itself was not sent (TOAST): the row still
 		// belongs to the user it did.
-		for _, p := range prev {
-			if !p.Target.Device {
-				id, known = p.Target.ID, true
-			}
-		}
+		id, known = was.Target.ID, was.Target.ID != ""
 	}
 	if !known || id == "" {
-		return nil, nil // no user to address: the row feeds nothing
+		return nil, nil, nil // no user to address: the row feeds nothing
 	}
-	target := User(id)
-	was, found := prev.Find(target)
-	for _, p := range prev {
-		if !found && !p.Target.Device { // the external id changed: a users row feeds one user
-			was = p
-		}
+	ok, err := m.passes("mapping.users.filter", u.Filter, row, now, len(prev) > 0)
+	if err != nil || !ok {
+		return nil, nil, err // filtered out: for OneSignal, deleted
 	}
-	part := Part{Target: target, Tags: make(map[string]string, len(u.Tags))}
-	for _, col := range sortedKeys(u.Tags) {
-		v, ok := row.Get(col)
-		if !ok || event.IsUnavailable(v) {
-			u.keep(col, was, &part)
-			continue
-		}
-		if err := u.convert(col, v, part.Tags); err != nil {
-			return nil, fmt.Errorf("%w: %s.%s: %v", ErrBadRow, u.Table, col, err)
-		}
+	part := Part{Target: User(id), Tags: make(map[string]string, len(u.Tags)), DeleteUser: u.OnDelete == OnDeleteDeleteUser}
+	if err := u.tagger().give(row, was, &part, m.Eval, now); err != nil {
+		return nil, nil, err
 	}
 	for _, rec := range []struct{ col, channel string }{{u.Email, ChannelEmail}, {u.Phone, ChannelSMS}} {
 		if rec.col == "" {
@@ -218,7 +389,7 @@ func (u *UsersMapping) project(row event.Row, prev Projection) (Projection, erro
 		}
 		addr, known, err := textColumn(row, rec.col)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !known {
 			for _, r := range was.Records {
@@ -232,42 +403,164 @@ func (u *UsersMapping) project(row event.Row, prev Projection) (Projection, erro
 			part.Records = append(part.Records, Record{Channel: rec.channel, Identifier: addr})
 		}
 	}
+	problems, err := m.properties(row, was, &part, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.Sort(part.Unknown)
+	out := Projection{part}
+	for _, key := range m.referencedKeys() {
+		v, ok := row.Get(key)
+		if !ok || event.IsUnavailable(v) || isNull(v) {
+			continue
+		}
+		out = append(out, Part{Target: RowOf(u.Table, key, v), Identity: id})
+	}
+	return out, problems, nil
+}
+
+// properties puts the user's properties and aliases the row gives into
+// part; a value OneSignal would refuse is left out, and named in the
+// problems returned.
+func (m *Mapping) properties(row event.Row, was Part, part *Part, now time.Time) (Problems, error) {
+	u := m.Users
+	var problems Problems
+	for _, name := range sortedKeys(u.Properties) {
+		src := u.Properties[name]
+		key := "mapping.users.properties." + name
+		var v json.RawMessage
+		if expr, ok := strings.CutPrefix(src, "="); ok && expr != "" {
+			val, err := evaluate(m.Eval, key, row, now)
+			if errors.Is(err, ErrUnknown) {
+				if old, ok := was.Props[name]; ok {
+					part.Props = put(part.Props, name, old)
+				}
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", ErrBadRow, key, err)
+			}
+			v = val
+		} else {
+			val, ok := row.Get(src)
+			if !ok || event.IsUnavailable(val) {
+				if old, ok := was.Props[name]; ok {
+					part.Props = put(part.Props, name, old)
+				}
+				continue
+			}
+			v = val
+		}
+		s, err := tagValue(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %v", key, err))
+			continue
+		}
+		if s == "" {
+			continue // NULL: the property is left as it is
+		}
+		if err := checkProperty(name, s); err != nil {
+			problems = append(problems, fmt.Errorf("%s: %q %v", key, s, err))
+			continue
+		}
+		part.Props = put(part.Props, name, s)
+	}
+	for _, label := range sortedKeys(u.Aliases) {
+		key := "mapping.users.aliases." + label
+		v, known, err := textColumn(row, u.Aliases[label])
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %v", key, err))
+			continue
+		}
+		if !known {
+			if old, ok := was.Aliases[label]; ok {
+				part.Aliases = put(part.Aliases, label, old)
+			}
+			continue
+		}
+		if v == "" {
+			continue
+		}
+		if err := checkAlias(v); err != nil {
+			problems = append(problems, fmt.Errorf("%s: %q %v", key, v, err))
+			continue
+		}
+		part.Aliases = put(part.Aliases, label, v)
+	}
+	return problems, nil
+}
+
+func put(m map[string]string, k, v string) map[string]string {
+	if m == nil {
+		m = make(map[string]string)
+	}
+	m[k] = v
+	return m
+}
+
+// userTarget is the target a source row feeds: its user by external id,
+// or the users row it references; ok is false when the row names none.
+func (s *SourceMapping) userTarget(row event.Row) (Target, bool) {
+	if r := s.User.References; r != nil {
+		v, ok := row.Get(r.Column)
+		if !ok || event.IsUnavailable(v) || isNull(v) {
+			return Target{}, false
+		}
+		return RowOf(r.Table, r.Key, v), true
+	}
+	id, known, _ := textColumn(row, s.User.ExternalID)
+	if !known || id == "" {
+		return Target{}, false
+	}
+	return User(id), true
+}
+
+// sourceParts reads a row of source i: the part of its user (or of the
+// users row it references).
+func (m *Mapping) sourceParts(i int, row event.Row, prev Projection, now time.Time) (Projection, error) {
+	src := &m.Sources[i]
+	col := src.User.ExternalID
+	if src.User.References != nil {
+		col = src.User.References.Column
+	}
+	if err := needColumn(src.Table, row, col, fmt.Sprintf("mapping.sources[%d].user", i)); err != nil {
+		return nil, err
+	}
+	for c := range src.Tags {
+		if err := needColumn(src.Table, row, c, fmt.Sprintf("mapping.sources[%d].tags", i)); err != nil {
+			return nil, err
+		}
+	}
+	target, ok := src.userTarget(row)
+	if !ok {
+		// The column was not sent (TOAST) or names no one.
+		v, present := row.Get(col)
+		if !present || !event.IsUnavailable(v) || len(prev) == 0 {
+			return nil, nil
+		}
+		target = prev[0].Target
+	}
+	pass, err := m.passes(fmt.Sprintf("mapping.sources[%d].filter", i), src.Filter, row, now, len(prev) > 0)
+	if err != nil || !pass {
+		return nil, err
+	}
+	was, _ := prev.Find(target)
+	if was.Target.ID == "" && len(prev) > 0 {
+		was = prev[0] // the row names another user now: its unchanged values are its own
+	}
+	part := Part{Target: target, Tags: map[string]string{}, Many: src.Many}
+	if err := src.tagger(i).give(row, was, &part, m.Eval, now); err != nil {
+		return nil, err
+	}
 	slices.Sort(part.Unknown)
 	return Projection{part}, nil
 }
 
-// keep carries over what was said of column col's tag before, when the
-// change did not carry its value; without it the tag is unknown. A
-// flattened column's tags are those named "<tag>_…".
-func (u *UsersMapping) keep(col string, was Part, part *Part) {
-	name := u.tagName(col)
-	if u.Convert[col] == ConvertFlatten {
-		found := false
-		for tag, v := range was.Tags {
-			if strings.HasPrefix(tag, name+"_") {
-				part.Tags[tag], found = v, true
-			}
-		}
-		for _, tag := range was.Unknown {
-			if tag == name || strings.HasPrefix(tag, name+"_") {
-				part.Unknown, found = append(part.Unknown, tag), true
-			}
-		}
-		if !found && was.Target.ID == "" {
-			part.Unknown = append(part.Unknown, name)
-		}
-		return
-	}
-	if v, ok := was.Tags[name]; ok {
-		part.Tags[name] = v
-		return
-	}
-	part.Unknown = append(part.Unknown, name)
-}
-
-// project reads a devices row. A row without an owner feeds nothing; a row
-// without a device id is refused, since a device row must name its device.
-func (d *DevicesMapping) project(row event.Row, prev Projection) (Projection, error) {
+// deviceParts reads a devices row. A row without an owner feeds nothing; a
+// row without a device id is refused, since a device row must name its
+// device.
+func (m *Mapping) deviceParts(row event.Row, prev Projection, now time.Time) (Projection, error) {
+	d := m.Devices
 	dev, known, err := textColumn(row, d.DeviceID)
 	if err != nil {
 		return nil, err
@@ -276,6 +569,8 @@ func (d *DevicesMapping) project(row event.Row, prev Projection) (Projection, er
 		for _, p := range prev {
 			if p.Target.Device {
 				dev, known = p.Target.ID, true
+			} else if p.Device != "" {
+				dev, known = p.Device, true
 			}
 		}
 		if !known {
@@ -284,6 +579,29 @@ func (d *DevicesMapping) project(row event.Row, prev Projection) (Projection, er
 	}
 	if dev == "" {
 		return nil, fmt.Errorf("%w: a %s row has no %q (it is NULL or empty): every device row needs its player_id or subscription id", ErrBadRow, d.Table, d.DeviceID)
+	}
+	pass, err := m.passes("mapping.devices.filter", d.Filter, row, now, len(prev) > 0)
+	if err != nil || !pass {
+		return nil, err // filtered out: its device is unlinked
+	}
+	if d.Owner != nil && d.Owner.References != nil {
+		ref := d.Owner.References
+		v, ok := row.Get(ref.Column)
+		if !ok {
+			return nil, needColumn(d.Table, row, ref.Column, "mapping.devices.owner.references.column")
+		}
+		if event.IsUnavailable(v) {
+			for _, p := range prev {
+				if p.Device == dev {
+					return Projection{p}, nil
+				}
+			}
+			return nil, nil
+		}
+		if isNull(v) {
+			return nil, nil // logged out
+		}
+		return Projection{{Target: RowOf(ref.Table, ref.Key, v), Device: dev}}, nil
 	}
 	owner, known, err := textColumn(row, d.ExternalID)
 	if err != nil {
@@ -313,6 +631,8 @@ func (p Projection) Clone() Projection {
 		out[i].Tags = maps.Clone(part.Tags)
 		out[i].Unknown = slices.Clone(part.Unknown)
 		out[i].Records = slices.Clone(part.Records)
+		out[i].Props = maps.Clone(part.Props)
+		out[i].Aliases = maps.Clone(part.Aliases)
 	}
 	return out
 }

@@ -17,6 +17,8 @@ import (
 	"cmp"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
@@ -71,6 +73,21 @@ type Contribution struct {
 	Records []transform.Record
 	Owner   string
 	Source  Source
+	// Props and Aliases are a user's properties (language, country, …) and
+	// aliases the row gives.
+	Props, Aliases map[string]string
+	// Many is how the user's several rows of the contribution's source give
+	// its tags: "" or "latest", "count", "any".
+	Many string
+	// DeleteUser says the user goes when no row gives it anything any more
+	// and this row's contribution is the newest gone (on_delete:
+	// delete_user).
+	DeleteUser bool
+	// On a referenced row's target: Identity is the row's own external id
+	// (the users row's contribution; a gone one names the id it gave);
+	// Device names the device of a referencing devices row's part, which
+	// goes to that device with the referenced row's user as its owner.
+	Identity, Device string
 }
 
 // newer reports whether c is to win over d, another contribution of the
@@ -234,6 +251,12 @@ type User struct {
 	// Created says the newest live contribution came from an insert or a
 	// snapshot row.
 	Created bool
+	// Props and Aliases are the user's properties and aliases, each from the
+	// newest live contribution that gives it.
+	Props, Aliases map[string]string
+	// Delete says the user is to be deleted: no live contribution, and the
+	// newest gone one asks for it (on_delete: delete_user).
+	Delete bool
 }
 
 // User returns the desired state of a user target.
@@ -243,8 +266,13 @@ func (s *State) User() User {
 	gone := s.sorted(true)
 	u.Tags = make(map[string]string)
 	unknown := map[string]bool{}
+	counted := map[string]string{} // tag → its source's many, for count and any
 	for _, c := range live { // newest first: the first to know a tag wins
 		for tag, v := range c.Tags {
+			if c.Many == transform.ManyCount || c.Many == transform.ManyAny {
+				counted[tag] = c.Many
+				continue
+			}
 			if _, set := u.Tags[tag]; !set {
 				u.Tags[tag] = v
 			}
@@ -257,6 +285,18 @@ func (s *State) User() User {
 				u.Records = append(u.Records, r)
 			}
 		}
+		u.Props = firstOf(u.Props, c.Props)
+		u.Aliases = firstOf(u.Aliases, c.Aliases)
+	}
+	for _, c := range gone {
+		if c.Many == transform.ManyCount || c.Many == transform.ManyAny {
+			for tag := range c.Tags {
+				counted[tag] = c.Many
+			}
+		}
+	}
+	for tag, many := range counted {
+		u.Tags[tag] = aggregate(tag, many, live)
 	}
 	// A tag that live rows name only as unknown keeps the value the row had
 	// before its primary key changed: the create of the new key comes with
@@ -287,6 +327,8 @@ func (s *State) User() User {
 	}
 	if len(live) > 0 {
 		u.Live, u.Created = true, live[0].Created
+	} else if len(gone) > 0 {
+		u.Delete = gone[0].DeleteUser
 	}
 	for _, c := range s.Contributions {
 		if c.Pos.After(u.Version) {
@@ -296,6 +338,78 @@ func (s *State) User() User {
 	return u
 }
 
+// aggregate is tag's value over the live contributions that give it, for
+// a source whose several rows of one user count (the number of rows that
+// give it a value) or any ("true" when one gives "true").
+func aggregate(tag, many string, live []*Contribution) string {
+	n, anyTrue := 0, false
+	for _, c := range live {
+		v, ok := c.Tags[tag]
+		if !ok || v == "" {
+			continue
+		}
+		n++
+		anyTrue = anyTrue || v == "true"
+	}
+	if many == transform.ManyCount {
+		return strconv.Itoa(n)
+	}
+	return strconv.FormatBool(anyTrue)
+}
+
+// firstOf adds to into the keys of from it does not have yet.
+func firstOf(into, from map[string]string) map[string]string {
+	for k, v := range from {
+		if into == nil {
+			into = make(map[string]string, len(from))
+		}
+		if _, set := into[k]; !set {
+			into[k] = v
+		}
+	}
+	return into
+}
+
+// Row is the desired state of a referenced row's target: the external id
+// the row gives its user, and the parts of the rows that reference it.
+type Row struct {
+	// Identity is the external id of the referenced row, from its newest
+	// live contribution; "" while the row is not there.
+	Identity string
+	// Version is the newest position of the row's own contributions.
+	Version Position
+	// Referencing are the referencing rows' contributions, live and gone.
+	Referencing []*Contribution
+}
+
+// Row returns the desired state of a referenced row's target.
+func (s *State) Row() Row {
+	var r Row
+	var own []*Contribution
+	for _, c := range s.Contributions {
+		if c.Identity != "" { // the row's own: a gone one names the id it gave
+			own = append(own, c)
+			continue
+		}
+		r.Referencing = append(r.Referencing, c)
+	}
+	slices.SortFunc(r.Referencing, func(a, b *Contribution) int { return strings.Compare(a.Row, b.Row) })
+	for _, c := range own {
+		if c.Pos.After(r.Version) {
+			r.Version = c.Pos
+		}
+	}
+	var newest *Contribution
+	for _, c := range own {
+		if newest == nil || c.newer(newest) {
+			newest = c
+		}
+	}
+	if newest != nil && !newest.Gone {
+		r.Identity = newest.Identity
+	}
+	return r
+}
 // Device is a device's desired state: its owner, "" for none.
 type Device struct {
 	Owner string

@@ -49,7 +49,11 @@ type Record struct {
 	Owner   string // also KindReply: the user answering
 	Source  Source
 
-	Device  string   // KindMember, KindLinked
+	Props, Aliases   map[string]string
+	Many             string
+	DeleteUser       bool
+	Identity, Device string // also KindMember, KindLinked: Device
+
 	For     Position // KindReply: the device owner version answered
 	Version Position // KindReply: the tags' version; KindLinked: that the link carried
 }
@@ -59,6 +63,7 @@ func ContributionRecord(t transform.Target, c *Contribution) *Record {
 	return &Record{
 		Target: t, Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone, Was: c.Was, Created: c.Created,
 		Tags: c.Tags, Unknown: c.Unknown, Records: c.Records, Owner: c.Owner, Source: c.Source,
+		Props: c.Props, Aliases: c.Aliases, Many: c.Many, DeleteUser: c.DeleteUser, Identity: c.Identity, Device: c.Device,
 	}
 }
 
@@ -67,6 +72,7 @@ func (r *Record) Contribution() *Contribution {
 	return &Contribution{
 		Row: r.Row, Pos: r.Pos, Gone: r.Gone, Was: clone(r.Was), Created: r.Created,
 		Tags: clone(r.Tags), Unknown: slices.Clone(r.Unknown), Records: slices.Clone(r.Records), Owner: r.Owner, Source: r.Source,
+		Props: clone(r.Props), Aliases: clone(r.Aliases), Many: r.Many, DeleteUser: r.DeleteUser, Identity: r.Identity, Device: r.Device,
 	}
 }
 
@@ -112,6 +118,11 @@ type recordJSON struct {
 	Owner   string             `json:"owner,omitempty"`
 	Source  *Source            `json:"src,omitempty"`
 	Device  string             `json:"device,omitempty"`
+	Props   map[string]string  `json:"props,omitempty"`
+	Aliases map[string]string  `json:"aliases,omitempty"`
+	Many    string             `json:"many,omitempty"`
+	Delete  bool               `json:"delete_user,omitempty"`
+	Ident   string             `json:"identity,omitempty"`
 	For     *Position          `json:"for,omitempty"`
 	Version *Position          `json:"version,omitempty"`
 }
@@ -122,7 +133,8 @@ const recordVersion = 1
 // Value encodes the record's value.
 func (r *Record) Value() []byte {
 	v := recordJSON{V: recordVersion, Kind: r.Kind, Row: r.Row, Gone: r.Gone, Was: r.Was, Created: r.Created,
-		Tags: r.Tags, Unknown: r.Unknown, Records: r.Records, Owner: r.Owner, Device: r.Device}
+		Tags: r.Tags, Unknown: r.Unknown, Records: r.Records, Owner: r.Owner, Device: r.Device,
+		Props: r.Props, Aliases: r.Aliases, Many: r.Many, Delete: r.DeleteUser, Ident: r.Identity}
 	if r.Kind == KindContribution {
 		v.Source = &r.Source
 	}
@@ -159,13 +171,20 @@ func Decode(key, value []byte) (*Record, error) {
 		return nil, fmt.Errorf("%w: format version %d, this sink reads %d: run the sink's newer version", ErrNotARecord, v.V, recordVersion)
 	}
 	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Was: v.Was, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
-		Records: v.Records, Owner: v.Owner, Device: v.Device}
+		Records: v.Records, Owner: v.Owner, Device: v.Device,
+		Props: v.Props, Aliases: v.Aliases, Many: v.Many, DeleteUser: v.Delete, Identity: v.Ident}
 	// Empty is none, as the encoding writes it.
 	if len(r.Tags) == 0 {
 		r.Tags = nil
 	}
 	if len(r.Was) == 0 {
 		r.Was = nil
+	}
+	if len(r.Props) == 0 {
+		r.Props = nil
+	}
+	if len(r.Aliases) == 0 {
+		r.Aliases = nil
 	}
 	if len(r.Unknown) == 0 {
 		r.Unknown = nil
@@ -225,8 +244,7 @@ func EncodeState(s *State) []byte {
 	slices.Sort(rows)
 	for _, row := range rows {
 		c := s.Contributions[row]
-		v.Contributions = append(v.Contributions, &Record{Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone, Was: c.Was,
-			Created: c.Created, Tags: c.Tags, Unknown: c.Unknown, Records: c.Records, Owner: c.Owner, Source: c.Source})
+		v.Contributions = append(v.Contributions, ContributionRecord(transform.Target{}, c))
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
