@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,10 +247,7 @@ func (st *stack) produce(cs ...change) {
 		if lsn == 0 {
 			lsn = pos
 		}
-		table := "Contacts"
-		if c.topic == devicesTopic {
-			table = "devices"
-		}
+		table := strings.TrimPrefix(c.topic, "crm.crm.") // the connector's topics are <prefix>.<schema>.<table>
 		ev := event.Envelope{Op: c.op, Before: row(c.before), After: row(c.after),
 			Source: event.Source{Connector: "postgresql", Schema: "crm", Table: table, Snapshot: "false", LSN: lsn, CommitLSN: pos}}
 		if c.op == event.OpSnapshot {

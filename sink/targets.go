@@ -294,35 +294,38 @@ func (e *emitter) run(ctx context.Context) {
 // taken back from the user it named before.
 func (s *Sink) forwards(t transform.Target, before, after desired.Row, rec *desired.Record) []kafka.Message {
 	var parts []*desired.Contribution
-	if rec.Identity != "" || before.Identity != after.Identity {
-		parts = after.Referencing // the row's own changed: every part goes on again
-	} else if c := rec.Contribution(); c.Identity == "" {
-		parts = []*desired.Contribution{c}
+	if before.Identity != after.Identity {
+		parts = after.Referencing // the row names another user now: every part goes again
+	} else if rec.Identity == "" {
+		for _, c := range after.Referencing {
+			if c.Row == rec.Row {
+				parts = append(parts, c) // as the state holds it: the newest of the row
+			}
+		}
 	}
 	var out []kafka.Message
 	send := func(to transform.Target, c *desired.Contribution, gone bool, owner string) {
 		f := *c
 		f.Gone, f.Owner, f.Identity, f.Device = gone || c.Gone, owner, "", ""
-		if after.Version.After(f.Pos) {
-			f.Pos = after.Version
-		}
-		if f.Gone {
-			f.Owner = owner // a device's gone part names the owner it had
+		f.Pos = c.Pos.Through(after.Version)
+		if f.Gone && !c.Gone {
 			tags := make(map[string]string, len(c.Tags))
 			for tag := range c.Tags {
 				tags[tag] = ""
 			}
 			f.Was, f.Tags = c.Tags, tags
+			f.Props, f.Aliases, f.Records = nil, nil, nil
 		}
 		out = append(out, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(to, &f)))
 	}
 	for _, c := range parts {
 		if c.Device != "" {
-			owner := after.Identity
-			if owner == "" {
-				owner = before.Identity
+			switch {
+			case after.Identity != "":
+				send(transform.Device(c.Device), c, false, after.Identity)
+			case before.Identity != "":
+				send(transform.Device(c.Device), c, true, before.Identity)
 			}
-			send(transform.Device(c.Device), c, after.Identity == "", owner)
 			continue
 		}
 		if before.Identity != "" && before.Identity != after.Identity {

@@ -25,19 +25,39 @@ import (
 
 // Position orders the source's changes: by the commit of their
 // transaction, then by their own WAL record.
+//
+// A part forwarded through a referenced row (a subscriptions row's tags,
+// which reach their user through the users row they name) is positioned
+// at the newer of its own change and the referenced row's, and then by its
+// own: ThenCommit and ThenLSN. Both halves only grow as either row
+// changes, so a later forward of one part is always newer than an earlier
+// one, even when the referenced row's change is the newer of the two in
+// both.
 type Position struct {
-	Commit int64 `json:"c"`
-	LSN    int64 `json:"l"`
+	Commit     int64 `json:"c"`
+	LSN        int64 `json:"l"`
+	ThenCommit int64 `json:"tc,omitempty"`
+	ThenLSN    int64 `json:"tl,omitempty"`
 }
 
 // After reports whether p is later than q.
-func (p Position) After(q Position) bool {
-	return p.Commit > q.Commit || (p.Commit == q.Commit && p.LSN > q.LSN)
-}
+func (p Position) After(q Position) bool { return p.Compare(q) > 0 }
 
 // Compare orders positions: -1, 0 or +1.
 func (p Position) Compare(q Position) int {
-	return cmp.Or(cmp.Compare(p.Commit, q.Commit), cmp.Compare(p.LSN, q.LSN))
+	return cmp.Or(cmp.Compare(p.Commit, q.Commit), cmp.Compare(p.LSN, q.LSN),
+		cmp.Compare(p.ThenCommit, q.ThenCommit), cmp.Compare(p.ThenLSN, q.ThenLSN))
+}
+
+// Through is the position of a part at p forwarded through a referenced
+// row at version row.
+func (p Position) Through(row Position) Position {
+	out := p
+	if row.After(p) {
+		out = row
+	}
+	out.ThenCommit, out.ThenLSN = p.Commit, p.LSN
+	return out
 }
 
 // IsZero reports whether p is no position at all.
@@ -267,7 +287,7 @@ func (s *State) User() User {
 	u.Tags = make(map[string]string)
 	unknown := map[string]bool{}
 	counted := map[string]string{} // tag → its source's many, for count and any
-	for _, c := range live { // newest first: the first to know a tag wins
+	for _, c := range live {       // newest first: the first to know a tag wins
 		for tag, v := range c.Tags {
 			if c.Many == transform.ManyCount || c.Many == transform.ManyAny {
 				counted[tag] = c.Many
@@ -410,6 +430,7 @@ func (s *State) Row() Row {
 	}
 	return r
 }
+
 // Device is a device's desired state: its owner, "" for none.
 type Device struct {
 	Owner string

@@ -13,7 +13,7 @@ import (
 var alice = transform.User("team/ops-7")
 
 func contrib(row string, commit int64, tags map[string]string) *Record {
-	return &Record{Target: alice, Kind: KindContribution, Row: row, Pos: Position{commit, commit}, Tags: tags}
+	return &Record{Target: alice, Kind: KindContribution, Row: row, Pos: Position{Commit: commit, LSN: commit}, Tags: tags}
 }
 
 func gone(row string, commit int64, tags ...string) *Record {
@@ -68,7 +68,7 @@ func TestAStaleContributionChangesNothingAndIsReportedStale(t *testing.T) {
 		t.Errorf("plan %q, want pro", got)
 	}
 	cur, ok := s.Current(alice, contrib("r1", 3, nil))
-	if !ok || cur.Pos != (Position{5, 5}) || cur.Tags["plan"] != "pro" {
+	if !ok || cur.Pos != (Position{Commit: 5, LSN: 5}) || cur.Tags["plan"] != "pro" {
 		t.Errorf("current record %+v, want the one at 5", cur)
 	}
 }
@@ -90,8 +90,8 @@ func TestTheNewestLiveRowWinsATagTwoRowsGive(t *testing.T) {
 }
 
 func TestBetweenRowsOfOneSnapshotChunkTheGreaterRowWins(t *testing.T) {
-	a := &Record{Target: transform.Device("d1"), Kind: KindContribution, Row: "a", Pos: Position{7, 7}, Owner: "u1"}
-	b := &Record{Target: transform.Device("d1"), Kind: KindContribution, Row: "b", Pos: Position{7, 7}, Owner: "u2"}
+	a := &Record{Target: transform.Device("d1"), Kind: KindContribution, Row: "a", Pos: Position{Commit: 7, LSN: 7}, Owner: "u1"}
+	b := &Record{Target: transform.Device("d1"), Kind: KindContribution, Row: "b", Pos: Position{Commit: 7, LSN: 7}, Owner: "u2"}
 	for _, order := range [][]*Record{{a, b}, {b, a}} {
 		if got := fold(order...).Device().Owner; got != "u2" {
 			t.Errorf("owner %q, want u2 whatever the order", got)
@@ -101,16 +101,16 @@ func TestBetweenRowsOfOneSnapshotChunkTheGreaterRowWins(t *testing.T) {
 
 func TestADeviceMovedByAKeyChangeEndsWithItsNewOwnerWhicheverHalfComesFirst(t *testing.T) {
 	dev := transform.Device("player 9")
-	link := &Record{Target: dev, Kind: KindContribution, Row: "[1,9]", Pos: Position{1, 1}, Owner: "alice"}
-	del := &Record{Target: dev, Kind: KindContribution, Row: "[1,9]", Pos: Position{5, 5}, Gone: true}
-	create := &Record{Target: dev, Kind: KindContribution, Row: "[2,9]", Pos: Position{5, 5}, Owner: "bob"}
+	link := &Record{Target: dev, Kind: KindContribution, Row: "[1,9]", Pos: Position{Commit: 1, LSN: 1}, Owner: "alice"}
+	del := &Record{Target: dev, Kind: KindContribution, Row: "[1,9]", Pos: Position{Commit: 5, LSN: 5}, Gone: true}
+	create := &Record{Target: dev, Kind: KindContribution, Row: "[2,9]", Pos: Position{Commit: 5, LSN: 5}, Owner: "bob"}
 	for _, order := range [][]*Record{{link, del, create}, {link, create, del}, {create, link, del}} {
 		got := fold(order...).Device()
-		if got.Owner != "bob" || got.Version != (Position{5, 5}) {
+		if got.Owner != "bob" || got.Version != (Position{Commit: 5, LSN: 5}) {
 			t.Errorf("device %+v, want bob at 5/5", got)
 		}
 	}
-	if got := fold(link, del).Device(); got.Owner != "" || got.Version != (Position{5, 5}) {
+	if got := fold(link, del).Device(); got.Owner != "" || got.Version != (Position{Commit: 5, LSN: 5}) {
 		t.Errorf("after the delete alone: %+v, want no owner at 5/5", got)
 	}
 }
@@ -190,7 +190,7 @@ func describe(rs []*Record) []string {
 func TestAMembershipIsKeptByTheDevicesOwnerVersion(t *testing.T) {
 	s := &State{}
 	m := func(v int64, g bool) *Record {
-		return &Record{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{v, v}, Gone: g}
+		return &Record{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{Commit: v, LSN: v}, Gone: g}
 	}
 	if s.Apply(m(5, false)) != Changed || s.Apply(m(3, true)) != Stale || s.Apply(m(5, false)) != Unchanged {
 		t.Fatal("membership outcomes wrong")
@@ -206,13 +206,13 @@ func TestAMembershipIsKeptByTheDevicesOwnerVersion(t *testing.T) {
 
 func TestRecordsRoundTripThroughTheirKafkaForm(t *testing.T) {
 	recs := []*Record{
-		{Target: alice, Kind: KindContribution, Row: "db.public.users\x00{\"Contact ID\":7}", Pos: Position{100, 90}, Created: true,
+		{Target: alice, Kind: KindContribution, Row: "db.public.users\x00{\"Contact ID\":7}", Pos: Position{Commit: 100, LSN: 90}, Created: true,
 			Tags: map[string]string{"plan": "pro", "émoji 🎉": ""}, Unknown: []string{"bio"},
 			Records: []transform.Record{{Channel: transform.ChannelEmail, Identifier: "a@example.com"}}, Source: Source{"t", 3, 42}},
-		{Target: transform.Device("p/1 %?"), Kind: KindContribution, Row: "r", Pos: Position{1, 1}, Owner: "alice", Source: Source{"t", 0, 0}},
-		{Target: alice, Kind: KindMember, Device: "p1", Pos: Position{3, 2}, Gone: true},
-		{Target: transform.Device("p1"), Kind: KindReply, Owner: alice.ID, For: Position{3, 2}, Version: Position{9, 9}, Tags: map[string]string{"plan": "pro"}},
-		{Target: alice, Kind: KindLinked, Device: "p1", Version: Position{9, 9}},
+		{Target: transform.Device("p/1 %?"), Kind: KindContribution, Row: "r", Pos: Position{Commit: 1, LSN: 1}, Owner: "alice", Source: Source{"t", 0, 0}},
+		{Target: alice, Kind: KindMember, Device: "p1", Pos: Position{Commit: 3, LSN: 2}, Gone: true},
+		{Target: transform.Device("p1"), Kind: KindReply, Owner: alice.ID, For: Position{Commit: 3, LSN: 2}, Version: Position{Commit: 9, LSN: 9}, Tags: map[string]string{"plan": "pro"}},
+		{Target: alice, Kind: KindLinked, Device: "p1", Version: Position{Commit: 9, LSN: 9}},
 	}
 	for _, r := range recs {
 		got, err := Decode(r.Key(), r.Value())
@@ -243,8 +243,8 @@ func TestDecodeRefusesWhatIsNotARecord(t *testing.T) {
 
 func TestAStateRoundTripsThroughTheLocalStore(t *testing.T) {
 	s := fold(contrib("r1", 1, map[string]string{"plan": "pro"}), gone("r2", 2, "geo"),
-		&Record{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{4, 4}},
-		&Record{Target: alice, Kind: KindLinked, Device: "d1", Version: Position{2, 2}})
+		&Record{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{Commit: 4, LSN: 4}},
+		&Record{Target: alice, Kind: KindLinked, Device: "d1", Version: Position{Commit: 2, LSN: 2}})
 	got, err := DecodeState(EncodeState(s))
 	if err != nil {
 		t.Fatal(err)
@@ -256,11 +256,44 @@ func TestAStateRoundTripsThroughTheLocalStore(t *testing.T) {
 
 func TestADevicesVersionGrowsWhenItGoesBackToAnEarlierOwner(t *testing.T) {
 	dev := transform.Device("d1")
-	a := &Record{Target: dev, Kind: KindContribution, Row: "a", Pos: Position{1, 1}, Owner: "alice"}
-	b := &Record{Target: dev, Kind: KindContribution, Row: "b", Pos: Position{5, 5}, Owner: "bob"}
-	bGone := &Record{Target: dev, Kind: KindContribution, Row: "b", Pos: Position{8, 8}, Gone: true}
+	a := &Record{Target: dev, Kind: KindContribution, Row: "a", Pos: Position{Commit: 1, LSN: 1}, Owner: "alice"}
+	b := &Record{Target: dev, Kind: KindContribution, Row: "b", Pos: Position{Commit: 5, LSN: 5}, Owner: "bob"}
+	bGone := &Record{Target: dev, Kind: KindContribution, Row: "b", Pos: Position{Commit: 8, LSN: 8}, Gone: true}
 	got := fold(a, b, bGone).Device()
-	if got.Owner != "alice" || got.Version != (Position{8, 8}) {
+	if got.Owner != "alice" || got.Version != (Position{Commit: 8, LSN: 8}) {
 		t.Errorf("device %+v, want alice at 8/8", got)
+	}
+}
+
+func TestAPartForwardedThroughAReferencedRowIsNewerEachTimeEitherRowChanges(t *testing.T) {
+	part1, part2 := Position{Commit: 100, LSN: 100}, Position{Commit: 200, LSN: 200}
+	row := Position{Commit: 300, LSN: 300}
+	first, late := part1.Through(row), part2.Through(row)
+	if !late.After(first) {
+		t.Errorf("the part's later change forwarded at %v is not after its earlier one at %v", late, first)
+	}
+	if moved := part2.Through(Position{Commit: 400, LSN: 400}); !moved.After(late) {
+		t.Errorf("a forward after the referenced row changed again, %v, is not after %v", moved, late)
+	}
+	if got := (Position{Commit: 500, LSN: 500}).Through(row); got.Commit != 500 {
+		t.Errorf("a part newer than its referenced row is forwarded at %v, want its own position first", got)
+	}
+}
+
+func TestASourceOfManyRowsCountsItsLiveRowsAndAnySaysWhetherOneIsTrue(t *testing.T) {
+	many := func(r *Record, how string) *Record { r.Many = how; return r }
+	s := fold(
+		many(contrib("sub-1", 10, map[string]string{"subs": "a"}), transform.ManyCount),
+		many(contrib("sub-2", 11, map[string]string{"subs": "b"}), transform.ManyCount),
+		many(contrib("sub-3", 12, map[string]string{"subs": "c"}), transform.ManyCount),
+		many(gone("sub-2", 20, "subs"), transform.ManyCount),
+		many(contrib("vip-1", 13, map[string]string{"vip": "false"}), transform.ManyAny),
+		many(contrib("vip-2", 14, map[string]string{"vip": "true"}), transform.ManyAny),
+	)
+	if got := s.User().Tags["subs"]; got != "2" {
+		t.Errorf("subs = %q, want 2", got)
+	}
+	if got := s.User().Tags["vip"]; got != "true" {
+		t.Errorf("vip = %q, want true", got)
 	}
 }

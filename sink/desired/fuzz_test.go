@@ -12,7 +12,7 @@ func FuzzDecode(f *testing.F) {
 	for _, r := range []*Record{
 		contrib("r1", 1, map[string]string{"plan": "pro"}),
 		gone("r2", 2, "plan"),
-		{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{3, 2}},
+		{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{Commit: 3, LSN: 2}},
 	} {
 		f.Add(r.Key(), r.Value())
 	}
