@@ -64,8 +64,11 @@ func (t Target) String() string {
 	case t.Device:
 		return "device " + t.ID
 	case t.Row:
-		table, key, _ := strings.Cut(t.ID, "\x01")
-		return "row " + key + " of " + table
+		parts := strings.SplitN(t.ID, "\x01", 3)
+		if len(parts) == 3 {
+			return fmt.Sprintf("row of %s where %q = %s", parts[0], parts[1], parts[2])
+		}
+		return "row " + t.ID
 	}
 	return "user " + t.ID
 }
@@ -250,7 +253,7 @@ func (m *Mapping) Previous(ev *event.Envelope) (p Projection, ok bool) {
 	table := ev.Source.Schema + "." + ev.Source.Table
 	if u := m.Users; u != nil && table == u.Table {
 		if id, known, _ := textColumn(ev.Before, u.ExternalID); known && id != "" {
-			part := Part{Target: User(id), Tags: map[string]string{}}
+			part := Part{Target: User(id), Tags: map[string]string{}, DeleteUser: u.OnDelete == OnDeleteDeleteUser}
 			_ = u.tagger().give(ev.Before, Part{}, &part, unknowing{}, time.Time{})
 			for _, rec := range []struct{ col, channel string }{{u.Email, ChannelEmail}, {u.Phone, ChannelSMS}} {
 				if addr, known, _ := textColumn(ev.Before, rec.col); rec.col != "" && known && addr != "" {

@@ -120,6 +120,18 @@ func (u *UsersMapping) checkImage(after event.Row) error {
 	if err := needColumn(u.Table, after, u.Email, "mapping.users.email"); err != nil {
 		return err
 	}
+	for _, name := range sortedKeys(u.Properties) {
+		if col := u.Properties[name]; !strings.HasPrefix(col, "=") {
+			if err := needColumn(u.Table, after, col, "mapping.users.properties."+name); err != nil {
+				return err
+			}
+		}
+	}
+	for _, label := range sortedKeys(u.Aliases) {
+		if err := needColumn(u.Table, after, u.Aliases[label], "mapping.users.aliases."+label); err != nil {
+			return err
+		}
+	}
 	return needColumn(u.Table, after, u.Phone, "mapping.users.phone")
 }
 

@@ -26,19 +26,47 @@ var testMapping = Mapping{
 	Devices: &DevicesMapping{Table: "public.devices", DeviceID: "player_id", ExternalID: "user_external_id"},
 }
 
+// crmTestMapping is the golden files' mapping for inputs named crm_*: a
+// CRM's contacts with properties and an alias, orders that name their
+// user by external id, subscriptions and devices that name their contact
+// by foreign key.
+var crmTestMapping = Mapping{
+	Users: &UsersMapping{
+		Table: "crm.Contacts", ExternalID: "External Id",
+		Tags:       map[string]string{"Plan": "plan"},
+		Properties: map[string]string{"language": "lang", "country": "Country Code"},
+		Aliases:    map[string]string{"crm_id": "CRM Ref"},
+		OnDelete:   OnDeleteDeleteUser,
+	},
+	Sources: []SourceMapping{
+		{Table: "crm.orders", User: SourceUser{ExternalID: "customer"}, Tags: map[string]string{"total": "last_order_total"}},
+		{Table: "crm.Subscriptions", User: SourceUser{References: &Reference{Column: "Contact", Table: "crm.Contacts", Key: "Contact ID"}},
+			Tags: map[string]string{"Sub ID": "subscriptions"}, Many: ManyCount},
+	},
+	Devices: &DevicesMapping{Table: "crm.devices", DeviceID: "device_id",
+		Owner: &DeviceOwner{References: &Reference{Column: "contact_id", Table: "crm.Contacts", Key: "Contact ID"}}},
+}
+
 // partJSON is a Part as the golden files show it.
 type partJSON struct {
-	Target  string            `json:"target"`
-	Tags    map[string]string `json:"tags,omitempty"`
-	Unknown []string          `json:"unknown,omitempty"`
-	Records []Record          `json:"records,omitempty"`
-	Owner   string            `json:"owner,omitempty"`
+	Target     string            `json:"target"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	Unknown    []string          `json:"unknown,omitempty"`
+	Records    []Record          `json:"records,omitempty"`
+	Owner      string            `json:"owner,omitempty"`
+	Props      map[string]string `json:"properties,omitempty"`
+	Aliases    map[string]string `json:"aliases,omitempty"`
+	Many       string            `json:"many,omitempty"`
+	DeleteUser bool              `json:"delete_user,omitempty"`
+	Identity   string            `json:"identity,omitempty"`
+	Device     string            `json:"device,omitempty"`
 }
 
 func partsJSON(p Projection) []partJSON {
 	out := make([]partJSON, 0, len(p))
 	for _, part := range p {
-		out = append(out, partJSON{Target: part.Target.String(), Tags: part.Tags, Unknown: part.Unknown, Records: part.Records, Owner: part.Owner})
+		out = append(out, partJSON{Target: part.Target.String(), Tags: part.Tags, Unknown: part.Unknown, Records: part.Records, Owner: part.Owner,
+			Props: part.Props, Aliases: part.Aliases, Many: part.Many, DeleteUser: part.DeleteUser, Identity: part.Identity, Device: part.Device})
 	}
 	return out
 }
@@ -63,12 +91,20 @@ func TestProjectGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("decode %s: %v", in, err)
 			}
+			m := &testMapping
+			if strings.HasPrefix(name, "crm_") {
+				m = &crmTestMapping
+			}
 			var got any
-			before, _ := testMapping.Previous(ev)
-			after, err := testMapping.Project(ev, before)
-			if err != nil {
+			before, _ := m.Previous(ev)
+			after, err := m.Project(ev, before)
+			var problems Problems
+			switch {
+			case errors.As(err, &problems):
+				got = map[string]any{"before": partsJSON(before), "after": partsJSON(after), "problems": problems.Error()}
+			case err != nil:
 				got = map[string]any{"error": err.Error(), "bad_row": errors.Is(err, ErrBadRow)}
-			} else {
+			default:
 				got = map[string]any{"before": partsJSON(before), "after": partsJSON(after)}
 			}
 			gotJSON, _ := json.MarshalIndent(got, "", "  ")
