@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
 // noDeviceError is a tag change by external id that found no device
@@ -221,7 +222,7 @@ func (g *generation) call(ctx context.Context, r *request) error {
 	api := g.s.api
 	switch r.kind {
 	case callSetUser:
-		return api.SetTags(ctx, r.target.ID, r.tags, r.create)
+		return api.SetUser(ctx, r.target.ID, onesignal.UserWrite{Tags: r.tags, Create: r.create})
 	case callAddRecord:
 		return api.AddRecord(ctx, r.target.ID, r.record.Channel, r.record.Identifier, r.tags)
 	case callLink:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
 // call is one call a recorder received.
@@ -16,10 +17,11 @@ type call struct {
 	op         string // set_tags, add_email, add_sms, link or unlink
 	id         string // the external id or device id
 	tags       map[string]string
-	create     bool      // set_tags: the user is probably new
-	owner      string    // link: the new owner; unlink: the previous one
-	identifier string    // add_email, add_sms: the address or number
-	start, end time.Time // by the recorder's clock
+	create     bool                // set_tags: the user is probably new
+	user       onesignal.UserWrite // set_tags: the whole write, passed on
+	owner      string              // link: the new owner; unlink: the previous one
+	identifier string              // add_email, add_sms: the address or number
+	start, end time.Time           // by the recorder's clock
 	err        error
 }
 
@@ -53,8 +55,9 @@ func (r *recorder) wrap(client sink.OneSignal) sink.OneSignal {
 	return r
 }
 
-func (r *recorder) SetTags(ctx context.Context, ext string, tags map[string]string, create bool) error {
-	return r.do(ctx, call{target: "user " + ext, op: "set_tags", id: ext, tags: maps.Clone(tags), create: create})
+func (r *recorder) SetUser(ctx context.Context, ext string, w onesignal.UserWrite) error {
+	w.Tags = maps.Clone(w.Tags)
+	return r.do(ctx, call{target: "user " + ext, op: "set_tags", id: ext, tags: w.Tags, create: w.Create, user: w})
 }
 
 func (r *recorder) AddRecord(ctx context.Context, ext, channel, identifier string, tags map[string]string) error {
@@ -77,7 +80,7 @@ func (r *recorder) forward(ctx context.Context, c call) error {
 	}
 	switch c.op {
 	case "set_tags":
-		return api.SetTags(ctx, c.id, c.tags, c.create)
+		return api.SetUser(ctx, c.id, c.user)
 	case "add_email", "add_sms":
 		return api.AddRecord(ctx, c.id, c.op[len("add_"):], c.identifier, c.tags)
 	case "link":

@@ -43,6 +43,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/kv"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -54,10 +55,11 @@ import (
 // so, and tell with NoDevice() bool that a tag change by external id found
 // no device carrying it (player model), which the sink counts as done.
 type OneSignal interface {
-	// SetTags sets the user's tags; "" deletes one, tags not named are
-	// left alone. create says the user is probably new: the user model
-	// then creates it first, also when every tag is a deletion.
-	SetTags(ctx context.Context, externalID string, tags map[string]string, create bool) error
+	// SetUser writes the user's tags ("" deletes one, tags not named are
+	// left alone), and in the user model its properties and aliases.
+	// w.Create says the user is probably new: the user model then creates
+	// it first, also when every tag is a deletion.
+	SetUser(ctx context.Context, externalID string, w onesignal.UserWrite) error
 	// AddRecord gives the user an email ("email") or SMS ("sms") record,
 	// with the user's tags in the player model (nil in the user model).
 	AddRecord(ctx context.Context, externalID, channel, identifier string, tags map[string]string) error

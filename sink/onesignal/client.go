@@ -77,7 +77,14 @@ type Client struct {
 	appPath string // "/apps/{escaped app_id}"
 	appID   string
 	key     Secret
-	exists  *known // users seen to exist, so a create-first call updates them instead
+	exists  known // users seen to exist, so a create-first call updates them instead
+	// aliases holds, by external ID, a fingerprint of the aliases last
+	// written to the user, so that a write that names the same aliases
+	// again does not repeat them (a second write to the user).
+	aliases *memo[string]
+	// pending holds, by external ID, how far a write that takes more than
+	// one request got: its repeat goes on from there.
+	pending *memo[progress]
 }
 
 // caller sends requests to one OneSignal host with one key; both models'
@@ -103,7 +110,8 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{caller: c, appPath: "/apps/" + pathSegment(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey, exists: newKnown(knownUsers)}, nil
+	return &Client{caller: c, appPath: "/apps/" + pathSegment(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey,
+		exists: newKnown(knownUsers), aliases: newMemo[string](knownUsers), pending: newMemo[progress](knownUsers)}, nil
 }
 
 // Players returns a player-model client for the same app, key, base URL
@@ -191,18 +199,25 @@ func pathSegment(s string) string {
 // if not nil, is sent as JSON. It returns the status of a 2xx answer, having
 // read its body, or an *APIError or *TransportError.
 func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int, error) {
+	status, _, err := c.exchange(ctx, endpoint, path, body)
+	return status, err
+}
+
+// exchange is call, also returning the body of a 2xx answer (nil when it
+// was too long to keep whole).
+func (c *caller) exchange(ctx context.Context, endpoint, path string, body any) (int, []byte, error) {
 	method, _, _ := strings.Cut(endpoint, " ")
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, fmt.Errorf("%s: encode request: %w", endpoint, err)
+			return 0, nil, fmt.Errorf("%s: encode request: %w", endpoint, err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return 0, fmt.Errorf("%s: build request: %w", endpoint, stripURL(err))
+		return 0, nil, fmt.Errorf("%s: build request: %w", endpoint, stripURL(err))
 	}
 	req.Header.Set("Authorization", c.auth)
 	req.Header.Set("Accept", "application/json")
@@ -212,13 +227,13 @@ func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int
 	var sent time.Time
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		sent = c.limiter.Now()
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, &TransportError{Endpoint: endpoint, Err: stripURL(err)}
+		return 0, nil, &TransportError{Endpoint: endpoint, Err: stripURL(err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusTooManyRequests && c.limiter != nil {
@@ -233,17 +248,18 @@ func (c *caller) call(ctx context.Context, endpoint, path string, body any) (int
 		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	}
 	if err != nil {
-		return 0, &TransportError{Endpoint: endpoint, Err: fmt.Errorf("read %d response: %w", resp.StatusCode, stripURL(err))}
+		return 0, nil, &TransportError{Endpoint: endpoint, Err: fmt.Errorf("read %d response: %w", resp.StatusCode, stripURL(err))}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		return 0, c.apiError(endpoint, resp, kept)
+		return 0, nil, c.apiError(endpoint, resp, kept)
 	}
-	if whole {
-		if err := c.checkSuccess(endpoint, resp, kept); err != nil {
-			return 0, err
-		}
+	if !whole {
+		return resp.StatusCode, nil, nil
 	}
-	return resp.StatusCode, nil
+	if err := c.checkSuccess(endpoint, resp, kept); err != nil {
+		return 0, nil, err
+	}
+	return resp.StatusCode, kept, nil
 }
 
 // checkSuccess looks into a 2xx answer's body, which OneSignal sends as
@@ -302,38 +318,60 @@ func stripURL(err error) error {
 	return err
 }
 
-// knownUsers is how many users a Client remembers as existing.
+// knownUsers is how many users a Client remembers things of: that they
+// exist, the aliases it gave them, a write it is halfway through.
 const knownUsers = 10000
 
-// known is a bounded set of strings, forgetting the oldest first. Safe
-// for concurrent use.
-type known struct {
+// memo is a bounded map from strings, forgetting the oldest key first (a
+// key removed and set again may be forgotten early: what it holds only
+// spares requests). Safe for concurrent use.
+type memo[V any] struct {
 	mu    sync.Mutex
 	order []string // a ring
 	next  int
-	set   map[string]bool
+	m     map[string]V
 }
 
-func newKnown(size int) *known {
-	return &known{order: make([]string, size), set: make(map[string]bool, size)}
+func newMemo[V any](size int) *memo[V] {
+	return &memo[V]{order: make([]string, size), m: make(map[string]V, size)}
 }
 
-func (k *known) has(s string) bool {
+func (k *memo[V]) get(s string) (V, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.set[s]
+	v, ok := k.m[s]
+	return v, ok
 }
 
-func (k *known) add(s string) {
+func (k *memo[V]) has(s string) bool {
+	_, ok := k.get(s)
+	return ok
+}
+
+func (k *memo[V]) set(s string, v V) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.set[s] {
+	if _, ok := k.m[s]; ok {
+		k.m[s] = v
 		return
 	}
 	if old := k.order[k.next]; old != "" {
-		delete(k.set, old)
+		delete(k.m, old)
 	}
 	k.order[k.next] = s
-	k.set[s] = true
+	k.m[s] = v
 	k.next = (k.next + 1) % len(k.order)
 }
+
+func (k *memo[V]) remove(s string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, s)
+}
+
+// known is a bounded set of strings.
+type known struct{ *memo[struct{}] }
+
+func newKnown(size int) known { return known{newMemo[struct{}](size)} }
+
+func (k known) add(s string) { k.set(s, struct{}{}) }

@@ -6,8 +6,17 @@
 // Key …"; the player model sends a legacy REST API key ("Authorization:
 // Basic …") only when told to (PlayerConfig.LegacyKey, Client.Players),
 // as OneSignal retires those keys in Q1 2026. Both know four operations:
-// set a user's data tags, give a device to a user, take it away again,
-// and add an email or SMS record of a user.
+// set a user's data tags (SetUser), give a device to a user, take it away
+// again, and add an email or SMS record of a user.
+//
+// The user model's SetUser also writes the user's properties (language,
+// timezone_id, country, lat, long) with the tags, and its custom aliases
+// (in create user's identity, or in a request of their own: one write to
+// the user per attempt, the rest deferred); DeleteUser deletes a user. The
+// player model's properties are a device's (language, timezone in seconds
+// from UTC, country): SetDevice and LinkDevice send them in PUT
+// /players/{player_id}, as the edit by external user id takes only tags;
+// it has no aliases and no user to delete.
 //
 // Each call is one attempt: a short, fixed sequence of HTTP requests with no
 // retries and no sleeping. Retrying is the caller's job, and every error says

@@ -5,10 +5,15 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // The player model's endpoints, by template.
@@ -79,6 +84,59 @@ type device struct {
 	ExternalUserIDAuthHash string            `json:"external_user_id_auth_hash,omitempty"`
 	IdentifierAuthHash     string            `json:"identifier_auth_hash,omitempty"`
 	Tags                   map[string]string `json:"tags,omitempty"`
+	// The device's properties: a pointer to "" clears language or
+	// country, and Timezone is a number or null (cleared).
+	Language *string         `json:"language,omitempty"`
+	Timezone json.RawMessage `json:"timezone,omitempty"`
+	Country  *string         `json:"country,omitempty"`
+}
+
+// PropTimezone is the player model's timezone of a device: its offset from
+// UTC in whole seconds, in text ("-18000"). Its language and country are
+// PropLanguage and PropCountry, named as in the user model.
+const PropTimezone = "timezone"
+
+// DeviceProperties are the properties DeviceWrite.Properties takes, by
+// the names of PUT /players/{player_id}.
+var DeviceProperties = []string{PropLanguage, PropTimezone, PropCountry}
+
+// DeviceWrite is what SetDevice and LinkDevice write to one device.
+type DeviceWrite struct {
+	// Tags are data tags; "" deletes one. Tags not named are left alone.
+	Tags map[string]string
+	// Properties are the device's language (ISO 639-1), timezone (offset
+	// from UTC in whole seconds, in text: "3600") and country (ISO 3166-1
+	// alpha-2) (DeviceProperties); "" clears one (timezone goes as null).
+	// Properties not named are left alone. The client checks the names and
+	// that timezone is a whole number, not the values' standards.
+	Properties map[string]string
+}
+
+// apply puts w's tags and properties into d.
+func (w DeviceWrite) apply(d *device) error {
+	d.Tags = w.Tags
+	for _, name := range slices.Sorted(maps.Keys(w.Properties)) {
+		v := w.Properties[name]
+		switch name {
+		case PropLanguage:
+			d.Language = &v
+		case PropCountry:
+			d.Country = &v
+		case PropTimezone:
+			if v == "" {
+				d.Timezone = json.RawMessage("null")
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("property timezone is not a whole number of seconds from UTC")
+			}
+			d.Timezone = json.RawMessage(strconv.Itoa(n))
+		default:
+			return fmt.Errorf("property %q is not one PUT /players/{player_id} takes: use %s", name, strings.Join(DeviceProperties, ", "))
+		}
+	}
+	return nil
 }
 
 // hash is the identity verification hash of v, when the app verifies.
@@ -91,18 +149,33 @@ func (c *PlayerClient) hash(v string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// SetTags edits the data tags of the devices whose external_user_id is
+// SetTags is SetUser with tags only.
+func (c *PlayerClient) SetTags(ctx context.Context, externalID string, tags map[string]string, create bool) error {
+	return c.SetUser(ctx, externalID, UserWrite{Tags: tags, Create: create})
+}
+
+// SetUser edits the data tags of the devices whose external_user_id is
 // externalID (PUT /apps/{app_id}/users/{external_user_id}, a "/" in the id
 // sent as %2F); a tag whose value is "" is deleted. When no device carries
 // the id, OneSignal has nowhere to put the tags: the error's NoDevice()
 // says so, and the caller keeps the tags for the device linked later.
 //
-// create is for the user model's benefit; the player model has no user to
-// create.
-func (c *PlayerClient) SetTags(ctx context.Context, externalID string, tags map[string]string, _ bool) error {
-	if externalID == "" {
-		return errors.New("set tags: the external ID is empty")
+// Only w.Tags go. The edit by external user id takes nothing but tags, so
+// the player model's properties go to each device (SetDevice, LinkDevice),
+// and w.Properties must be empty; the player model has no aliases, and
+// w.Aliases must be empty too: either is a permanent error otherwise.
+// w.Create is for the user model's benefit; the player model has no user
+// to create.
+func (c *PlayerClient) SetUser(ctx context.Context, externalID string, w UserWrite) error {
+	switch {
+	case externalID == "":
+		return errors.New("set user: the external ID is empty")
+	case len(w.Properties) > 0:
+		return errors.New("set user: the player model edits only tags by external user id: its language, timezone and country go to each device (SetDevice, LinkDevice)")
+	case len(w.Aliases) > 0:
+		return errors.New("set user: the player model has no aliases")
 	}
+	tags := w.Tags
 	if len(tags) == 0 {
 		return nil
 	}
@@ -117,18 +190,47 @@ func (c *PlayerClient) SetTags(ctx context.Context, externalID string, tags map[
 	return err
 }
 
-// LinkSubscription sets the device's external_user_id (PUT
-// /players/{player_id}), with tags, the user's tags that no device of it
-// has yet, in the same request. A device OneSignal does not know is a
-// permanent error.
+// LinkSubscription is LinkDevice with tags only.
 func (c *PlayerClient) LinkSubscription(ctx context.Context, playerID, externalID string, tags map[string]string) error {
+	return c.LinkDevice(ctx, playerID, externalID, DeviceWrite{Tags: tags})
+}
+
+// LinkDevice sets the device's external_user_id (PUT /players/{player_id}),
+// with w, the user's tags that no device of it has yet and the device's
+// properties, in the same request. A device OneSignal does not know is a
+// permanent error.
+func (c *PlayerClient) LinkDevice(ctx context.Context, playerID, externalID string, w DeviceWrite) error {
 	if playerID == "" {
 		return errors.New("link device: the player ID is empty")
 	}
 	if externalID == "" {
 		return errors.New("link device: the external ID is empty")
 	}
-	return c.editDevice(ctx, playerID, device{ExternalUserID: &externalID, ExternalUserIDAuthHash: c.hash(externalID), Tags: tags})
+	d := device{ExternalUserID: &externalID, ExternalUserIDAuthHash: c.hash(externalID)}
+	if err := w.apply(&d); err != nil {
+		return fmt.Errorf("link device: %w", err)
+	}
+	return c.editDevice(ctx, playerID, d)
+}
+
+// SetDevice writes w's tags and properties to the device (PUT
+// /players/{player_id}), leaving its external_user_id alone; nothing is
+// sent when w names nothing. The properties are the device's own; tags
+// live on the user since OneSignal's user model (as in the emulator), so
+// the user's other devices may show them too. A device OneSignal does not
+// know is a permanent error.
+func (c *PlayerClient) SetDevice(ctx context.Context, playerID string, w DeviceWrite) error {
+	if playerID == "" {
+		return errors.New("set device: the player ID is empty")
+	}
+	if len(w.Tags) == 0 && len(w.Properties) == 0 {
+		return nil
+	}
+	var d device
+	if err := w.apply(&d); err != nil {
+		return fmt.Errorf("set device: %w", err)
+	}
+	return c.editDevice(ctx, playerID, d)
 }
 
 // UnlinkSubscription clears the device's external_user_id (PUT

@@ -294,3 +294,99 @@ func TestUserModelAddsEmailAndSMSSubscriptions(t *testing.T) {
 		}
 	}
 }
+
+func TestPlayersSetDeviceWritesLanguageTimezoneAndCountry(t *testing.T) {
+	t.Parallel()
+	emu, c := newPlayers(t, onesignaltest.Config{}, false)
+	const dev = "dev/ü?%41"
+	emu.AddSubscription(onesignaltest.Subscription{ID: dev})
+	ctx := t.Context()
+	if err := c.SetDevice(ctx, dev, onesignal.DeviceWrite{Properties: map[string]string{"language": "de", "timezone": "-18000", "country": "DE"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := player(t, emu, dev)
+	if p.Language != "de" || p.Timezone == nil || *p.Timezone != -18000 || p.Country != "DE" {
+		t.Errorf("device = %+v, want de, -18000, DE", p)
+	}
+	// "" clears, a property not named stays, tags go in the same request.
+	if err := c.SetDevice(ctx, dev, onesignal.DeviceWrite{Tags: tags("plan", "pro"), Properties: map[string]string{"language": "", "timezone": ""}}); err != nil {
+		t.Fatal(err)
+	}
+	p = player(t, emu, dev)
+	if p.Language != "" || p.Timezone != nil || p.Country != "DE" || p.Tags["plan"] != "pro" {
+		t.Errorf("device = %+v, want only country DE and tag plan=pro", p)
+	}
+	if err := c.SetDevice(ctx, dev, onesignal.DeviceWrite{}); err != nil {
+		t.Errorf("an empty write: %v", err)
+	}
+	if n := emu.Stats().Requests["PUT /players/{player_id}"][200]; n != 2 {
+		t.Errorf("PUT /players requests = %d, want 2: nothing is sent for an empty write", n)
+	}
+	if err := c.SetDevice(ctx, "nope", onesignal.DeviceWrite{Properties: map[string]string{"country": "FR"}}); err == nil {
+		t.Error("a device OneSignal does not know was written")
+	}
+}
+
+func TestPlayersLinkDeviceCarriesTagsAndPropertiesInOneRequest(t *testing.T) {
+	t.Parallel()
+	emu, c := newPlayers(t, onesignaltest.Config{}, false)
+	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	err := c.LinkDevice(t.Context(), "dev-1", "team/ä?%", onesignal.DeviceWrite{
+		Tags: tags("plan", "pro"), Properties: map[string]string{"timezone": "3600", "country": "AT"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := player(t, emu, "dev-1")
+	if externalID(p) != "team/ä?%" || p.Tags["plan"] != "pro" || p.Timezone == nil || *p.Timezone != 3600 || p.Country != "AT" {
+		t.Errorf("device = %+v", p)
+	}
+	if n := emu.Stats().Requests["PUT /players/{player_id}"][200]; n != 1 {
+		t.Errorf("PUT /players requests = %d, want 1", n)
+	}
+}
+
+func TestPlayersRefuseWhatThePlayerModelCannotTake(t *testing.T) {
+	t.Parallel()
+	emu, c := newPlayers(t, onesignaltest.Config{}, false)
+	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	ctx := t.Context()
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"properties by external id", c.SetUser(ctx, "ada", onesignal.UserWrite{Tags: tags("a", "1"), Properties: map[string]string{"language": "de"}}),
+			"its language, timezone and country go to each device"},
+		{"aliases", c.SetUser(ctx, "ada", onesignal.UserWrite{Aliases: map[string]string{"crm": "1"}}), "the player model has no aliases"},
+		{"a timezone with a fraction", c.SetDevice(ctx, "dev-1", onesignal.DeviceWrite{Properties: map[string]string{"timezone": "1.5"}}),
+			"property timezone is not a whole number of seconds from UTC"},
+		{"the user model's timezone_id", c.LinkDevice(ctx, "dev-1", "ada", onesignal.DeviceWrite{Properties: map[string]string{"timezone_id": "Europe/Oslo"}}),
+			`property "timezone_id" is not one PUT /players/{player_id} takes: use language, timezone, country`},
+		{"lat", c.SetDevice(ctx, "dev-1", onesignal.DeviceWrite{Properties: map[string]string{"lat": "1"}}), `property "lat" is not one`},
+		{"an empty player id", c.SetDevice(ctx, "", onesignal.DeviceWrite{Tags: tags("a", "1")}), "the player ID is empty"},
+	}
+	for _, tt := range tests {
+		if tt.err == nil || !strings.Contains(tt.err.Error(), tt.want) {
+			t.Errorf("%s: error = %v, want it to say %q", tt.name, tt.err, tt.want)
+		}
+	}
+	if st := emu.Stats(); len(st.Requests) != 0 {
+		t.Errorf("requests = %v, want none", st.Requests)
+	}
+}
+
+func TestPlayersSetUserSendsTagsByExternalID(t *testing.T) {
+	t.Parallel()
+	emu, c := newPlayers(t, onesignaltest.Config{}, false)
+	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	if err := c.LinkSubscription(t.Context(), "dev-1", "team/ä?%", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetUser(t.Context(), "team/ä?%", onesignal.UserWrite{Tags: tags("plan", "pro"), Create: true}); err != nil {
+		t.Fatal(err)
+	}
+	if p := player(t, emu, "dev-1"); p.Tags["plan"] != "pro" {
+		t.Errorf("tags = %v, want plan=pro", p.Tags)
+	}
+}

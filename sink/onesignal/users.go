@@ -16,9 +16,9 @@ const (
 	epAddRecord  = "POST /apps/{app_id}/users/by/external_id/{external_id}/subscriptions"
 )
 
-type properties struct {
-	Tags map[string]string `json:"tags"`
-}
+// properties is the user model's PropertiesObject: "tags" and the
+// properties SetUser writes, by their API names.
+type properties map[string]any
 
 type updateUserRequest struct {
 	Properties properties `json:"properties"`
@@ -26,8 +26,12 @@ type updateUserRequest struct {
 
 type createUserRequest struct {
 	Identity      map[string]string `json:"identity"`
-	Properties    *properties       `json:"properties,omitempty"`
+	Properties    properties        `json:"properties,omitempty"`
 	Subscriptions []subscriptionRef `json:"subscriptions,omitempty"`
+}
+
+type identityRequest struct {
+	Identity map[string]string `json:"identity"`
 }
 
 type subscriptionRef struct {
@@ -44,85 +48,10 @@ type transferRequest struct {
 	Identity map[string]string `json:"identity"`
 }
 
-// SetTags sets the data tags of the user whose external_id is externalID;
-// a tag whose value is "" is deleted, tags not named are left alone.
-//
-// create says the user is probably new (its row was just inserted or
-// snapshotted): the user is then created with the tags in one request
-// (create user upserts), and created even when every tag is a deletion,
-// since the row says the user exists. Should the user exist already,
-// OneSignal answers 200 with the user as it was, without our tags; the
-// client remembers that the user exists and asks, with a *DeferredError,
-// for the attempt to be repeated once the user's one-second window has
-// passed, which then updates it.
-//
-// Without create, the user is updated; a missing one is created with the
-// tags that are set (the deletions are left out: there is nothing to
-// delete), and not at all when every tag is a deletion.
-//
-// The tags go in one request, and OneSignal accepts at most 100 tag
-// changes per request (400 otherwise). Splitting them is the caller's
-// choice to make: OneSignal also allows one write per second per user, so
-// several requests in one attempt would trip its rate limit.
+// SetTags sets the data tags of the user whose external_id is externalID:
+// SetUser with tags only.
 func (c *Client) SetTags(ctx context.Context, externalID string, tags map[string]string, create bool) error {
-	if externalID == "" {
-		return errors.New("set tags: the external ID is empty")
-	}
-	stored := make(map[string]string, len(tags))
-	for k, v := range tags {
-		if v != "" {
-			stored[k] = v
-		}
-	}
-	newUser := createUserRequest{Identity: map[string]string{"external_id": externalID}}
-	if len(stored) > 0 {
-		newUser.Properties = &properties{Tags: stored}
-	}
-	if create && !c.exists.has(externalID) {
-		status, err := c.createUser(ctx, newUser)
-		if err != nil {
-			return err
-		}
-		c.exists.add(externalID)
-		if status != http.StatusOK {
-			return nil
-		}
-		// 200 is "upsert with retrieval": the user was there, and
-		// OneSignal returned it without applying our properties.
-		if len(tags) == 0 {
-			return nil
-		}
-		return &DeferredError{Endpoint: epCreateUser, Reason: "the user existed already; its tags are updated once its one-second window has passed", After: time.Second}
-	}
-	if len(tags) == 0 {
-		return nil
-	}
-	path := "/users/by/external_id/" + pathSegment(externalID)
-	update := func() error {
-		_, err := c.call(ctx, epUpdateUser, path, updateUserRequest{Properties: properties{Tags: tags}})
-		return err
-	}
-	err := update()
-	if !hasStatus(err, http.StatusNotFound) {
-		if err == nil {
-			c.exists.add(externalID)
-		}
-		return err
-	}
-	if len(stored) == 0 {
-		return nil
-	}
-	status, err := c.createUser(ctx, newUser)
-	if err != nil {
-		return err
-	}
-	if status == http.StatusOK {
-		// Someone created the user between our two requests, and OneSignal
-		// returned it without applying our properties. It exists now, so
-		// the update will take.
-		return update()
-	}
-	return nil
+	return c.SetUser(ctx, externalID, UserWrite{Tags: tags, Create: create})
 }
 
 // LinkSubscription makes the subscription (a device, in the dashboard's
@@ -248,13 +177,19 @@ func (c *Client) AddRecord(ctx context.Context, externalID, channel, identifier 
 // createUser creates a user that names no subscription, so a 404 cannot
 // be about a missing resource: it means the route is not there, and the
 // error says so and is fatal. (UnlinkSubscription names a subscription, and
-// its 404 is the ordinary, permanent one.)
+// its 404 is the ordinary, permanent one.) It returns the answer's status.
 func (c *Client) createUser(ctx context.Context, req createUserRequest) (int, error) {
-	status, err := c.call(ctx, epCreateUser, "/users", req)
+	status, _, err := c.createUserBody(ctx, req)
+	return status, err
+}
+
+// createUserBody is createUser, also returning the answer's body.
+func (c *Client) createUserBody(ctx context.Context, req createUserRequest) (int, []byte, error) {
+	status, body, err := c.exchange(ctx, epCreateUser, c.appPath+"/users", req)
 	if apiErr, ok := errors.AsType[*APIError](err); ok && apiErr.StatusCode == http.StatusNotFound {
 		apiErr.noUsersEndpoint = true
 	}
-	return status, err
+	return status, body, err
 }
 
 func hasStatus(err error, status int) bool {

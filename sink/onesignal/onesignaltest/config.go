@@ -43,6 +43,13 @@ type Config struct {
 	// email or SMS record. Default false: hashes are accepted and dropped.
 	IdentityVerification bool
 
+	// DeleteDelay is how long after a delete user (DELETE
+	// /apps/{app_id}/users/by/{alias_label}/{alias_id}) the user goes:
+	// OneSignal accepts the request at once and deletes "shortly after".
+	// Until then the user is there as before, and what is written to it is
+	// lost with it. The time is the Clock's. Default 0: at once.
+	DeleteDelay time.Duration
+
 	// RateLimits enforces OneSignal's write limits. Default: off.
 	RateLimits RateLimits
 
@@ -82,6 +89,9 @@ func (c Config) Validate() error {
 	}
 	if c.TagLimit < 0 {
 		errs = append(errs, fmt.Errorf("onesignaltest: TagLimit is %d: use 0 for no cap", c.TagLimit))
+	}
+	if c.DeleteDelay < 0 {
+		errs = append(errs, fmt.Errorf("onesignaltest: DeleteDelay is %s: use 0 to delete users at once", c.DeleteDelay))
 	}
 	if c.RateLimits.AppPerSecond < 0 || c.RateLimits.TargetPerSecond < 0 {
 		errs = append(errs, errors.New("onesignaltest: a negative rate limit: use 0 for OneSignal's"))

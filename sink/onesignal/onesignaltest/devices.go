@@ -38,6 +38,11 @@ type Player struct {
 	// InvalidIdentifier is always false: the emulator has no notion of
 	// unsubscribed devices.
 	InvalidIdentifier bool `json:"invalid_identifier"`
+	// Language, Timezone (seconds from UTC) and Country are the device's
+	// own, as PUT and POST /players set them; left out when not set.
+	Language string `json:"language,omitempty"`
+	Timezone *int   `json:"timezone,omitempty"`
+	Country  string `json:"country,omitempty"`
 }
 
 // DeviceType returns the player model's device_type for the
@@ -70,7 +75,8 @@ func playerOf(sub Subscription, owner User) Player {
 	if !ok {
 		code = -1
 	}
-	p := Player{ID: sub.ID, Identifier: sub.Token, DeviceType: code, Tags: maps.Clone(owner.Tags)}
+	p := Player{ID: sub.ID, Identifier: sub.Token, DeviceType: code, Tags: maps.Clone(owner.Tags),
+		Language: sub.Language, Timezone: clonePtr(sub.Timezone), Country: sub.Country}
 	if ext, ok := owner.Identity[externalIDLabel]; ok {
 		p.ExternalUserID = &ext
 	}

@@ -5,9 +5,11 @@
 // It emulates the part of the user-model API the daemon uses, with the
 // status codes, bodies and rules that OneSignal documents and its SDKs rely
 // on: create user as an upsert with retrieval, view and update a user by any
-// alias, add a subscription (email, SMS) to a user, and transfer a
-// subscription, deleting the previous owner when it is
-// left with neither subscriptions nor aliases. Every request is
+// alias (tags and the properties language, timezone_id, country, lat and
+// long), view, add, change and delete a user's aliases, delete a user, add a
+// subscription (email, SMS) to a user, and transfer a subscription,
+// deleting the previous owner when it is left with neither subscriptions
+// nor aliases. Every request is
 // applied whole, under one lock, so the state is never half-updated, and
 // State returns a copy that later requests cannot change.
 //
@@ -17,8 +19,9 @@
 // id (PUT /apps/{app_id}/users/{external_user_id}). A player is a
 // subscription: its identifier is the token, its device_type stands for the
 // subscription type (Email is 11, SMS 14), and its external_user_id and tags
-// are those of the user that owns it. State.Player shows a subscription the
-// way GET /players/{id} does.
+// are those of the user that owns it; its language, timezone and country
+// are its own. State.Player shows a subscription the way GET /players/{id}
+// does.
 //
 // Requests must carry the key as a current App API key, "Authorization:
 // Key <key>" (also "key <key>"), on every route of either model. A wrong
@@ -84,8 +87,47 @@
 //     subscriptions in still answers 201, not 202.
 //   - Tag values are strings. "" and null delete a tag, and are not stored
 //     by create user. A number, boolean, array or object is refused with 400.
-//   - Update user answers 202 echoing the properties sent. Properties other
-//     than tags are accepted and dropped.
+//   - Update user answers 202 echoing the properties sent (a property
+//     cleared as null).
+//   - Of the properties besides tags, language, timezone_id, country (JSON
+//     strings) and lat, long (JSON numbers) are kept on the user and shown
+//     by view user and State; "" (for a string) and null clear one, one not
+//     named stays. Another JSON type is refused with 400 "properties.<name>
+//     must be a string." (or "a number."). Their values are not checked:
+//     OneSignal documents no answer to a language that is not ISO 639-1, a
+//     timezone_id that is not IANA's, a country that is not ISO 3166-1
+//     alpha-2 or a lat or long out of range, and most likely stores what it
+//     gets; the emulator stores it. (The sink checks them itself.) The other
+//     properties (first_active, amount_spent, …) are accepted and dropped.
+//   - Aliases: create user takes any number of them in identity, and PATCH
+//     …/users/by/{alias_label}/{alias_id}/identity with {"identity": {…}}
+//     adds aliases, or changes the id of a label the user has, answering
+//     200 {"identity": {every alias}}; an alias another user has is 409
+//     with meta.conflicting_aliases, external_id included, and nothing is
+//     applied. onesignal_id cannot be set (400). GET …/identity shows the
+//     aliases. DELETE …/identity/{alias_label_to_delete} removes one at
+//     once and answers 200 with the aliases left; a label the user does not
+//     have answers the same (OneSignal's answer is not documented);
+//     onesignal_id cannot be deleted (400 "onesignal_id cannot be
+//     deleted."); a user left with onesignal_id only stays, with its
+//     subscriptions. Both are writes to the user.
+//   - Alias limits: at most 20 custom aliases (those besides onesignal_id and
+//     external_id) per user, the docs' number (OneSignal's agent plugin says
+//     10), and at most 128 characters (runes) in a custom alias's label and
+//     in its id; over either, 400 {"errors":["…"]} saying which, and
+//     nothing is applied. A user over 20 may still change and drop aliases.
+//     external_id's length is not checked (no limit is documented).
+//   - Delete user (DELETE /apps/{app_id}/users/by/{alias_label}/{alias_id})
+//     answers 200 {} (the spec shows no body) and takes the user's aliases,
+//     properties and every subscription it owns with it, as the docs say:
+//     its devices and email and SMS records are gone (GET /players/{id} is
+//     404), and a (type, token) of one is free for a new subscription.
+//     OneSignal deletes asynchronously, "shortly after"; the emulator does
+//     at once, unless Config.DeleteDelay holds the user back that long (on
+//     the Clock): until then it is found, written to and returned by a
+//     create user that matches it (200), and what is written is lost with
+//     it; State marks it Deleting. Deleting again answers 200; an unknown
+//     user 404. It is a write to the user.
 //
 // In the player model:
 //
@@ -137,12 +179,18 @@
 //     identity verification on.", a wrong one 400 "<field> does not match:
 //     …". Edit tags by external user id needs none (not confirmed either
 //     way), nor does the user model.
-//   - Fields of a device other than identifier, external_user_id and tags
-//     (language, timezone, session_count, device_type on edit, …) are
-//     accepted and dropped; an empty identifier
-//     on edit leaves it alone. A player shows id, identifier, device_type,
-//     tags, external_user_id (null when none) and invalid_identifier
-//     (always false).
+//   - A device keeps its language and country (JSON strings; "" and null
+//     clear one) and its timezone (a whole number of seconds from UTC;
+//     null clears it), per device, not on the user; one left out stays.
+//     Another JSON type, or a timezone with a fraction, is refused with 400
+//     {"errors":["timezone must be a whole number of seconds from
+//     UTC."],"success":false} (or "… must be a string."). Their values are
+//     not checked, as in the user model. The other fields (session_count,
+//     lat, long, device_type on edit, …) are accepted and dropped; an empty
+//     identifier on edit leaves it alone. A player shows id, identifier,
+//     device_type, tags, external_user_id (null when none),
+//     invalid_identifier (always false), and language, timezone and country
+//     when set.
 //   - GET /players takes a limit from 1 up (above 300 is 300; default 300)
 //     and an offset from 0 (default 0), and pages through all devices,
 //     sorted by id. Its 80,000-user cutoff is not emulated.
@@ -156,7 +204,7 @@
 //     that, and more than it had, is refused with 400 {"errors":["App is
 //     limited to a maximum of N tags on a given player"],"success":false}.
 //     A user already over the cap may still change and delete tags.
-//   - With RateLimits on, every write (POST, PUT or PATCH) costs the app one
+//   - With RateLimits on, every write (POST, PUT, PATCH or DELETE) costs the app one
 //     of its 1,000 per second when it arrives, before its body is read;
 //     reads are not limited. A write also costs one of the 1 per second of
 //     the user or subscription it addresses, when that exists on arrival

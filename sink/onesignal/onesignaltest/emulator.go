@@ -46,6 +46,16 @@ func New(cfg Config) *Emulator {
 	return e
 }
 
+// lock takes the mutex, then carries out the deletions of users that are
+// due (Config.DeleteDelay), so that every request and every method sees
+// them done.
+func (e *Emulator) lock() {
+	e.mu.Lock()
+	if len(e.store.deleting) > 0 {
+		e.store.purge(e.now())
+	}
+}
+
 // Handler serves the OneSignal API routes the emulator knows, and its own
 // /emulator/ admin routes.
 func (e *Emulator) Handler() http.Handler { return e.handler }
@@ -53,7 +63,8 @@ func (e *Emulator) Handler() http.Handler { return e.handler }
 // AddSubscription seeds a device as the SDK does on install: the
 // subscription is created with a new anonymous user owning it, whose
 // onesignal_id is returned. An empty ID gets a random one, an empty Type is
-// "AndroidPush", an empty Token is the ID; OneSignalID is ignored. Seeding
+// "AndroidPush", an empty Token is the ID; OneSignalID is ignored; the
+// player model's Language, Timezone and Country are the device's. Seeding
 // an ID that exists changes nothing and returns its current owner.
 func (e *Emulator) AddSubscription(sub Subscription) (onesignalID string) {
 	stored, _ := e.addSubscription(sub)
@@ -65,7 +76,7 @@ func (e *Emulator) AddSubscription(sub Subscription) (onesignalID string) {
 // already there is returned unchanged. It spares a benchmark or a test the
 // create-user requests, and their cost in rate limit.
 func (e *Emulator) AddUser(externalID string, tags map[string]string) (onesignalID string) {
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	if u := e.store.userBy(externalIDLabel, externalID); u != nil {
 		return u.id
@@ -90,14 +101,14 @@ func (e *Emulator) addSubscription(sub Subscription) (Subscription, bool) {
 	if sub.Token == "" {
 		sub.Token = sub.ID
 	}
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	return e.store.seed(sub)
 }
 
 // State returns a deep copy of everything the emulator holds.
 func (e *Emulator) State() State {
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	return e.store.snapshot()
 }
@@ -105,7 +116,7 @@ func (e *Emulator) State() State {
 // Reset forgets every user and subscription, what the rate limits have
 // counted and the Stats. The faults and the answers stay as they are.
 func (e *Emulator) Reset() {
-	e.mu.Lock()
+	e.mu.Lock() // not lock: the store goes whole
 	defer e.mu.Unlock()
 	e.store = newStore()
 	if e.limits != nil {

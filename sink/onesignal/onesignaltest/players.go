@@ -18,9 +18,8 @@ import (
 // external_user_id the owner's external_id alias and its tags the owner's.
 
 // playerRequest is the body of POST /players and PUT /players/{id}: the
-// fields the emulator keeps. The Player's others (language, timezone,
-// session_count, the identity-verification hashes, …) are accepted and
-// dropped.
+// fields the emulator keeps or checks. The Player's others (session_count,
+// game_version, lat, long, …) are accepted and dropped.
 type playerRequest struct {
 	AppID      string  `json:"app_id"`
 	DeviceType *int    `json:"device_type"`
@@ -28,6 +27,11 @@ type playerRequest struct {
 	// ExternalUserID is nil when absent or null: both leave it alone.
 	ExternalUserID *string                    `json:"external_user_id"`
 	Tags           map[string]json.RawMessage `json:"tags"`
+	// The device's fields the emulator keeps (see devicePropChanges);
+	// nil when absent.
+	Language json.RawMessage `json:"language"`
+	Timezone json.RawMessage `json:"timezone"`
+	Country  json.RawMessage `json:"country"`
 	// The identity verification hashes, checked with
 	// Config.IdentityVerification.
 	ExternalUserIDAuthHash string `json:"external_user_id_auth_hash"`
@@ -40,23 +44,39 @@ type successBody struct {
 	ID      string `json:"id,omitempty"`
 }
 
+// playerWrite is a player write, decoded and checked.
+type playerWrite struct {
+	playerRequest
+	tags  map[string]*string
+	props propChanges
+}
+
 // readPlayer decodes a player write and checks what every one has: the
-// app and the tags. It answers and returns false when the request goes no
-// further.
-func (e *Emulator) readPlayer(w http.ResponseWriter, r *http.Request) (playerRequest, map[string]*string, bool) {
-	var req playerRequest
-	if !decode(w, r, &req) || !e.admitLegacyApp(w, req.AppID) {
-		return req, nil, false
+// app, the tags and the device's fields. It answers and returns false when
+// the request goes no further.
+func (e *Emulator) readPlayer(w http.ResponseWriter, r *http.Request) (playerWrite, bool) {
+	var req playerWrite
+	if !decode(w, r, &req.playerRequest) || !e.admitLegacyApp(w, req.AppID) {
+		return req, false
 	}
 	tags, ok := legacyTags(w, req.Tags)
-	return req, tags, ok && checkTagChanges(w, tags)
+	if !ok || !checkTagChanges(w, tags) {
+		return req, false
+	}
+	props, msg := devicePropChanges(req.playerRequest)
+	if msg != "" {
+		writeTagError(w, msg) // the player era's envelope, with "success": false
+		return req, false
+	}
+	req.tags, req.props = tags, props
+	return req, true
 }
 
 // addPlayer is POST /players. A device whose type and identifier are
 // already there is edited instead, and its id returned; else a device is
 // created, owned by the user with the external_user_id, or by a new user.
 func (e *Emulator) addPlayer(w http.ResponseWriter, r *http.Request) {
-	req, tags, ok := e.readPlayer(w, r)
+	req, ok := e.readPlayer(w, r)
 	if !ok {
 		return
 	}
@@ -74,17 +94,17 @@ func (e *Emulator) addPlayer(w http.ResponseWriter, r *http.Request) {
 		writeMessages(w, http.StatusBadRequest, "identifier is required: the email address or phone number.")
 		return
 	}
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	st := e.store
 	if sub := st.subscriptionByToken(typ, identifier); sub != nil {
-		if e.editDevice(w, sub, req, tags) {
+		if e.editDevice(w, sub, req) {
 			writeJSON(w, http.StatusOK, successBody{Success: true, ID: sub.id})
 		}
 		return
 	}
 	ext := deref(req.ExternalUserID)
-	if !e.verify(w, req, typ, identifier, "") {
+	if !e.verify(w, req.playerRequest, typ, identifier, "") {
 		return
 	}
 	owner := st.ownerFor(ext)
@@ -92,7 +112,7 @@ func (e *Emulator) addPlayer(w http.ResponseWriter, r *http.Request) {
 	if owner != nil {
 		current = owner.tags
 	}
-	if !e.checkTagLimit(w, current, tags) {
+	if !e.checkTagLimit(w, current, req.tags) {
 		return
 	}
 	if owner == nil && ext != "" {
@@ -101,20 +121,22 @@ func (e *Emulator) addPlayer(w http.ResponseWriter, r *http.Request) {
 		owner = st.newUser(nil)
 	}
 	sub := st.newSubscription(newUUID(), typ, identifier, owner)
-	st.setTags(owner, tags)
+	sub.setDevice(req.props)
+	st.setTags(owner, req.tags)
 	writeJSON(w, http.StatusOK, successBody{Success: true, ID: sub.id})
 }
 
 // editPlayer is PUT /players/{player_id}: set or clear the device's
 // external_user_id (see planExternalID), then merge the tags into its new
-// owner's. device_type is accepted and ignored; an empty identifier leaves
-// the identifier alone.
+// owner's and set the device's language, timezone and country.
+// device_type is accepted and ignored; an empty identifier leaves the
+// identifier alone.
 func (e *Emulator) editPlayer(w http.ResponseWriter, r *http.Request) {
-	req, tags, ok := e.readPlayer(w, r)
+	req, ok := e.readPlayer(w, r)
 	if !ok {
 		return
 	}
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	sub := e.store.subs[r.PathValue("player_id")]
 	if sub == nil {
@@ -125,20 +147,20 @@ func (e *Emulator) editPlayer(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if e.editDevice(w, sub, req, tags) {
+	if e.editDevice(w, sub, req) {
 		writeJSON(w, http.StatusOK, successBody{Success: true})
 	}
 }
 
 // editDevice applies a player write to an existing device, whole or not at
 // all. It answers with an error and returns false when it refuses.
-func (e *Emulator) editDevice(w http.ResponseWriter, sub *subscription, req playerRequest, tags map[string]*string) bool {
+func (e *Emulator) editDevice(w http.ResponseWriter, sub *subscription, req playerWrite) bool {
 	st := e.store
 	identifier := sub.token
 	if id := deref(req.Identifier); id != "" {
 		identifier = id
 	}
-	if !e.verify(w, req, sub.typ, identifier, st.users[sub.owner].aliases[externalIDLabel]) {
+	if !e.verify(w, req.playerRequest, sub.typ, identifier, st.users[sub.owner].aliases[externalIDLabel]) {
 		return false
 	}
 	if !e.admitTarget(w, subscriptionTarget(sub)) {
@@ -148,14 +170,15 @@ func (e *Emulator) editDevice(w http.ResponseWriter, sub *subscription, req play
 	if req.ExternalUserID != nil {
 		m = st.planExternalID(sub, *req.ExternalUserID)
 	}
-	if !e.checkTagLimit(w, m.tags(), tags) {
+	if !e.checkTagLimit(w, m.tags(), req.tags) {
 		return false
 	}
 	owner := st.apply(sub, m)
 	if id := deref(req.Identifier); id != "" && id != sub.token {
 		st.setToken(sub, id)
 	}
-	st.setTags(owner, tags)
+	sub.setDevice(req.props)
+	st.setTags(owner, req.tags)
 	return true
 }
 
@@ -175,7 +198,7 @@ func (e *Emulator) editTagsByExternalID(w http.ResponseWriter, r *http.Request) 
 	if !ok || !checkTagChanges(w, tags) {
 		return
 	}
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	u := e.store.userBy(externalIDLabel, r.PathValue("external_user_id"))
 	if u == nil || len(u.subs) == 0 {
@@ -195,7 +218,7 @@ func (e *Emulator) editTagsByExternalID(w http.ResponseWriter, r *http.Request) 
 
 // viewPlayer is GET /players/{player_id}?app_id=….
 func (e *Emulator) viewPlayer(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	sub := e.store.subs[r.PathValue("player_id")]
 	if sub == nil {
@@ -217,7 +240,7 @@ func (e *Emulator) viewPlayers(w http.ResponseWriter, r *http.Request) {
 		writeMessages(w, http.StatusBadRequest, msg)
 		return
 	}
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	ids := slices.Sorted(maps.Keys(e.store.subs))
 	page := struct {

@@ -32,6 +32,8 @@ func (e *Emulator) routes() http.Handler {
 	api := []middleware{e.observe, e.count, e.answer, e.inject}
 	read := slices.Concat(api, []middleware{e.authenticate, e.checkApp})
 	write := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkApp, requireJSON})
+	// A delete has no body to declare.
+	del := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkApp})
 	// The player model names the app in the query or the body (the
 	// handlers check it) or, editing tags by external id, in the path;
 	// it answers an app it does not know with a 400, not a 403.
@@ -45,6 +47,10 @@ func (e *Emulator) routes() http.Handler {
 	handle("POST /apps/{app_id}/users", e.createUser, write)
 	handle("GET /apps/{app_id}/users/by/{alias_label}/{alias_id}", e.viewUser, read)
 	handle("PATCH /apps/{app_id}/users/by/{alias_label}/{alias_id}", e.updateUser, write)
+	handle("DELETE /apps/{app_id}/users/by/{alias_label}/{alias_id}", e.deleteUser, del)
+	handle("GET /apps/{app_id}/users/by/{alias_label}/{alias_id}/identity", e.viewIdentity, read)
+	handle("PATCH /apps/{app_id}/users/by/{alias_label}/{alias_id}/identity", e.updateIdentity, write)
+	handle("DELETE /apps/{app_id}/users/by/{alias_label}/{alias_id}/identity/{alias_label_to_delete}", e.deleteAlias, del)
 	handle("PATCH /apps/{app_id}/subscriptions/{subscription_id}/owner", e.transferSubscription, write)
 	handle("POST /apps/{app_id}/users/by/{alias_label}/{alias_id}/subscriptions", e.createSubscription, write)
 	for _, p := range legacyPrefixes {

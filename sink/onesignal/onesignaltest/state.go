@@ -19,6 +19,18 @@ type User struct {
 	Identity      map[string]string `json:"identity"`      // all aliases, onesignal_id included
 	Tags          map[string]string `json:"tags"`          // never nil
 	Subscriptions []string          `json:"subscriptions"` // subscription ids, sorted
+
+	// The user's properties besides tags, as create user and update user
+	// set them; "" and nil when not set.
+	Language   string   `json:"language,omitempty"`
+	TimezoneID string   `json:"timezone_id,omitempty"`
+	Country    string   `json:"country,omitempty"`
+	Lat        *float64 `json:"lat,omitempty"`
+	Long       *float64 `json:"long,omitempty"`
+
+	// Deleting says a delete user was accepted for the user and is not
+	// carried out yet (Config.DeleteDelay).
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 // Subscription is one device (push token), email address or phone number:
@@ -29,6 +41,13 @@ type Subscription struct {
 	Type        string `json:"type"` // e.g. "AndroidPush", "iOSPush", "Email", "SMS"
 	Token       string `json:"token"`
 	OneSignalID string `json:"onesignal_id"` // its owner
+
+	// The player model's fields of the device that PUT and POST /players
+	// set; "" and nil when not set. (The user model keeps language and
+	// country on the user, in its properties.)
+	Language string `json:"language,omitempty"`
+	Timezone *int   `json:"timezone,omitempty"` // seconds from UTC
+	Country  string `json:"country,omitempty"`
 }
 
 // UserByExternalID finds the user whose external_id alias is ext.
@@ -75,10 +94,29 @@ func (s *store) snapshot() State {
 func (s *store) userState(u *user) User {
 	subs := append([]string{}, u.subs...) // [] in JSON, never null
 	slices.Sort(subs)
-	return User{OneSignalID: u.id, Identity: s.identity(u), Tags: maps.Clone(u.tags), Subscriptions: subs}
+	_, deleting := s.deleting[u.id]
+	return User{
+		OneSignalID: u.id, Identity: s.identity(u), Tags: maps.Clone(u.tags), Subscriptions: subs,
+		Language: u.props.language, TimezoneID: u.props.timezoneID, Country: u.props.country,
+		Lat: clonePtr(u.props.lat), Long: clonePtr(u.props.long),
+		Deleting: deleting,
+	}
 }
 
 // subscriptionState copies sub.
 func (s *store) subscriptionState(sub *subscription) Subscription {
-	return Subscription{ID: sub.id, Type: sub.typ, Token: sub.token, OneSignalID: sub.owner}
+	return Subscription{
+		ID: sub.id, Type: sub.typ, Token: sub.token, OneSignalID: sub.owner,
+		Language: sub.device.language, Timezone: clonePtr(sub.device.timezone), Country: sub.device.country,
+	}
+}
+
+// clonePtr returns a pointer to a copy of *p, nil for nil: a State shares
+// no memory with the store.
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 )
 
 // store is the emulator's data: users, their aliases and tags, and
@@ -15,18 +16,38 @@ type store struct {
 	subs    map[string]*subscription // by subscription id
 	aliases map[alias]string         // every alias but onesignal_id → onesignal_id
 	tokens  map[token]string         // (type, token) → subscription id
+	// deleting holds the users a delete user accepted and the emulator
+	// has not carried out yet (Config.DeleteDelay), by onesignal_id: when
+	// they go.
+	deleting map[string]time.Time
 }
 
 type user struct {
 	id      string            // onesignal_id
 	aliases map[string]string // label → id; onesignal_id is not in here
 	tags    map[string]string
+	props   userProps
 	subs    []string // subscription ids, in the order they came
+}
+
+// userProps are the user model's properties besides tags that the
+// emulator keeps; "" and nil are not set.
+type userProps struct {
+	language, timezoneID, country string
+	lat, long                     *float64
 }
 
 type subscription struct {
 	id, typ, token string
 	owner          string // onesignal_id
+	device         deviceProps
+}
+
+// deviceProps are the player model's fields of a device that the
+// emulator keeps besides its identifier; "" and nil are not set.
+type deviceProps struct {
+	language, country string
+	timezone          *int // seconds from UTC
 }
 
 type alias struct{ label, id string }
@@ -40,10 +61,11 @@ const (
 
 func newStore() *store {
 	return &store{
-		users:   map[string]*user{},
-		subs:    map[string]*subscription{},
-		aliases: map[alias]string{},
-		tokens:  map[token]string{},
+		users:    map[string]*user{},
+		subs:     map[string]*subscription{},
+		aliases:  map[alias]string{},
+		tokens:   map[token]string{},
+		deleting: map[string]time.Time{},
 	}
 }
 
@@ -75,11 +97,50 @@ func (s *store) addAlias(u *user, label, id string) {
 	s.aliases[alias{label, id}] = u.id
 }
 
+// removeAlias takes the alias with label from u, if it has one.
+func (s *store) removeAlias(u *user, label string) {
+	id, ok := u.aliases[label]
+	if !ok {
+		return
+	}
+	delete(u.aliases, label)
+	delete(s.aliases, alias{label, id})
+}
+
+// deleteUser forgets u, which must own no subscription.
 func (s *store) deleteUser(u *user) {
 	for label, id := range u.aliases {
 		delete(s.aliases, alias{label, id})
 	}
 	delete(s.users, u.id)
+	delete(s.deleting, u.id)
+}
+
+// eraseUser forgets u and every subscription it owns, as OneSignal's
+// delete user does.
+func (s *store) eraseUser(u *user) {
+	for _, id := range u.subs {
+		sub := s.subs[id]
+		if tok := (token{sub.typ, sub.token}); s.tokens[tok] == sub.id {
+			delete(s.tokens, tok)
+		}
+		delete(s.subs, id)
+	}
+	u.subs = nil
+	s.deleteUser(u)
+}
+
+// purge carries out the deletions that are due at now.
+func (s *store) purge(now time.Time) {
+	for id, at := range s.deleting {
+		if at.After(now) {
+			continue
+		}
+		if u := s.users[id]; u != nil {
+			s.eraseUser(u)
+		}
+		delete(s.deleting, id)
+	}
 }
 
 // setTags merges tags into u's; nil or "" deletes a tag.
@@ -149,12 +210,12 @@ func (s *store) identity(u *user) map[string]string {
 // the subscription as stored and whether it is new.
 func (s *store) seed(sub Subscription) (Subscription, bool) {
 	if old := s.subs[sub.ID]; old != nil {
-		return Subscription{ID: old.id, Type: old.typ, Token: old.token, OneSignalID: old.owner}, false
+		return s.subscriptionState(old), false
 	}
 	u := s.newUser(nil)
-	s.newSubscription(sub.ID, sub.Type, sub.Token, u)
-	sub.OneSignalID = u.id
-	return sub, true
+	stored := s.newSubscription(sub.ID, sub.Type, sub.Token, u)
+	stored.device = deviceProps{language: sub.Language, country: sub.Country, timezone: clonePtr(sub.Timezone)}
+	return s.subscriptionState(stored), true
 }
 
 // newUUID returns a random (version 4) UUID, the form of OneSignal's IDs.

@@ -16,21 +16,29 @@ var subscriptionTypes = []string{
 
 // createUser is POST /apps/{app_id}/users. It is an upsert with retrieval:
 // when an alias in identity already belongs to a user, that user is
-// returned (200) and nothing in the request is applied, not its tags, not
-// its other aliases, not its subscriptions. Otherwise the user is created
-// (201), taking over the subscriptions it names.
+// returned (200) and nothing in the request is applied, not its tags nor
+// other properties, not its other aliases, not its subscriptions.
+// Otherwise the user is created (201) with the aliases, tags and
+// properties, taking over the subscriptions it names.
 func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request) {
 	var req createUserRequest
 	if !decode(w, r, &req) {
 		return
 	}
-	for label, id := range req.Identity {
-		if label == "" || id == "" {
-			writeMessages(w, http.StatusBadRequest, "Alias labels and alias ids must not be empty.")
-			return
-		}
+	if msg := checkAliases(req.Identity); msg != "" {
+		writeMessages(w, http.StatusBadRequest, msg)
+		return
+	}
+	if msg := checkAliasCount(nil, req.Identity); msg != "" {
+		writeMessages(w, http.StatusBadRequest, msg)
+		return
 	}
 	if req.Properties != nil && !checkTagChanges(w, req.Properties.Tags) {
+		return
+	}
+	props, msg := userPropChanges(req.Properties)
+	if msg != "" {
+		writeMessages(w, http.StatusBadRequest, msg)
 		return
 	}
 	for i, s := range req.Subscriptions {
@@ -47,7 +55,7 @@ func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	st := e.store
 
@@ -96,6 +104,7 @@ func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request) {
 	if req.Properties != nil {
 		st.setTags(u, req.Properties.Tags)
 	}
+	u.setProps(props)
 	for _, s := range req.Subscriptions {
 		sub := st.subs[s.ID]
 		if s.ID == "" {
@@ -112,7 +121,7 @@ func (e *Emulator) createUser(w http.ResponseWriter, r *http.Request) {
 
 // viewUser is GET /apps/{app_id}/users/by/{alias_label}/{alias_id}.
 func (e *Emulator) viewUser(w http.ResponseWriter, r *http.Request) {
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	u := e.store.userBy(r.PathValue("alias_label"), r.PathValue("alias_id"))
 	if u == nil {
@@ -123,8 +132,10 @@ func (e *Emulator) viewUser(w http.ResponseWriter, r *http.Request) {
 }
 
 // updateUser is PATCH /apps/{app_id}/users/by/{alias_label}/{alias_id}. Of
-// the properties only tags are kept (others are accepted and dropped); a tag
-// set to "" or null is deleted. The answer, 202, echoes the properties sent.
+// the properties, tags, language, timezone_id, country, lat and long are
+// kept (others are accepted and dropped); a tag set to "" or null is
+// deleted, and so is a property. The answer, 202, echoes the properties
+// sent (a property cleared as null).
 func (e *Emulator) updateUser(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Properties *propertiesRequest `json:"properties"`
@@ -139,7 +150,12 @@ func (e *Emulator) updateUser(w http.ResponseWriter, r *http.Request) {
 	if !checkTagChanges(w, tags) {
 		return
 	}
-	e.mu.Lock()
+	props, msg := userPropChanges(req.Properties)
+	if msg != "" {
+		writeMessages(w, http.StatusBadRequest, msg)
+		return
+	}
+	e.lock()
 	defer e.mu.Unlock()
 	u := e.store.userBy(r.PathValue("alias_label"), r.PathValue("alias_id"))
 	if u == nil {
@@ -156,6 +172,8 @@ func (e *Emulator) updateUser(w http.ResponseWriter, r *http.Request) {
 			echo["tags"] = req.Properties.Tags
 		}
 	}
+	u.setProps(props)
+	props.echo(echo)
 	writeJSON(w, http.StatusAccepted, map[string]any{"properties": echo})
 }
 
@@ -171,7 +189,7 @@ func (e *Emulator) transferSubscription(w http.ResponseWriter, r *http.Request) 
 		writeMessages(w, http.StatusBadRequest, "identity must have exactly one property.")
 		return
 	}
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	sub := e.store.subs[r.PathValue("subscription_id")]
 	if sub == nil {
@@ -210,7 +228,7 @@ func (e *Emulator) createSubscription(w http.ResponseWriter, r *http.Request) {
 		writeMessages(w, http.StatusBadRequest, "subscription needs a type (one of the subscription types) and a token.")
 		return
 	}
-	e.mu.Lock()
+	e.lock()
 	defer e.mu.Unlock()
 	st := e.store
 	u := st.userBy(r.PathValue("alias_label"), r.PathValue("alias_id"))
@@ -237,7 +255,11 @@ func (e *Emulator) createSubscription(w http.ResponseWriter, r *http.Request) {
 // userBody renders u as the API's User object.
 func (s *store) userBody(u *user) userBody {
 	b := userBody{
-		Properties:    propertiesBody{Tags: maps.Clone(u.tags)},
+		Properties: propertiesBody{
+			Tags:     maps.Clone(u.tags),
+			Language: u.props.language, TimezoneID: u.props.timezoneID, Country: u.props.country,
+			Lat: clonePtr(u.props.lat), Long: clonePtr(u.props.long),
+		},
 		Identity:      s.identity(u),
 		Subscriptions: []subscriptionBody{},
 	}

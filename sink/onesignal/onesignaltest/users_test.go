@@ -174,7 +174,7 @@ func TestUpdateUserMergesTags(t *testing.T) {
 	a.send(http.MethodPost, usersPath, `{"identity":{"external_id":"alice"},"properties":{"tags":{"a":"1","b":"2","c":"3"}}}`).must(t, http.StatusCreated)
 	r := a.send(http.MethodPatch, userPath("external_id", "alice"), `{"properties":{"tags":{"a":"10","b":"","c":null,"d":"4"},"language":"nb"}}`).
 		must(t, http.StatusAccepted)
-	if want := `{"properties":{"tags":{"a":"10","b":"","c":null,"d":"4"}}}`; r.body != want {
+	if want := `{"properties":{"language":"nb","tags":{"a":"10","b":"","c":null,"d":"4"}}}`; r.body != want {
 		t.Errorf("body = %s, want %s", r.body, want)
 	}
 	alice, _ := a.emu.State().UserByExternalID("alice")

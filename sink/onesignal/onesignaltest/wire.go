@@ -49,7 +49,12 @@ type (
 		Subscriptions []subscriptionBody `json:"subscriptions"`
 	}
 	propertiesBody struct {
-		Tags map[string]string `json:"tags"`
+		Tags       map[string]string `json:"tags"`
+		Language   string            `json:"language,omitempty"`
+		TimezoneID string            `json:"timezone_id,omitempty"`
+		Country    string            `json:"country,omitempty"`
+		Lat        *float64          `json:"lat,omitempty"`
+		Long       *float64          `json:"long,omitempty"`
 	}
 	subscriptionBody struct {
 		ID    string `json:"id,omitempty"`
@@ -57,9 +62,16 @@ type (
 		Token string `json:"token,omitempty"`
 	}
 	// propertiesRequest reads tags as *string: null deletes like "", and a
-	// number, bool, array or object is refused by the decoder.
+	// number, bool, array or object is refused by the decoder. The other
+	// properties the emulator keeps are read by userPropChanges; the rest
+	// (first_active, amount_spent, …) are accepted and dropped.
 	propertiesRequest struct {
-		Tags map[string]*string `json:"tags"`
+		Tags       map[string]*string `json:"tags"`
+		Language   json.RawMessage    `json:"language"`
+		TimezoneID json.RawMessage    `json:"timezone_id"`
+		Country    json.RawMessage    `json:"country"`
+		Lat        json.RawMessage    `json:"lat"`
+		Long       json.RawMessage    `json:"long"`
 	}
 	createUserRequest struct {
 		Identity      map[string]string  `json:"identity"`
