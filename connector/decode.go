@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
@@ -81,6 +82,21 @@ type change struct {
 	// event and were sent as event.Oversized (see encodeWithin), for the
 	// stream to report.
 	oversized []string
+	// newKey and oldKey are, on the two halves of a primary-key change, the
+	// key the row has after it (on the delete) and before it (on the
+	// create): Debezium's __debezium.newkey and __debezium.oldkey headers.
+	newKey, oldKey []byte
+}
+
+// headers are the Kafka headers the change's message carries.
+func (c *change) headers() []kafka.Header {
+	switch {
+	case c.newKey != nil:
+		return []kafka.Header{{Key: event.HeaderNewKey, Value: c.newKey}}
+	case c.oldKey != nil:
+		return []kafka.Header{{Key: event.HeaderOldKey, Value: c.oldKey}}
+	}
+	return nil
 }
 
 // decode interprets one pgoutput message that started at walStart.
@@ -213,7 +229,9 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 			del, create := ev, ev
 			del.Op, del.After = event.OpDelete, nil
 			create.Op, create.Before = event.OpCreate, nil
-			return step{kind: stepChanges, changes: []*change{d.change(rel, &del), d.change(rel, &create)}}, nil
+			delCh, createCh := d.change(rel, &del), d.change(rel, &create)
+			delCh.newKey, createCh.oldKey = createCh.key, delCh.key
+			return step{kind: stepChanges, changes: []*change{delCh, createCh}}, nil
 		}
 	}
 	return step{kind: stepChanges, changes: []*change{d.change(rel, &ev)}}, nil

@@ -167,6 +167,14 @@ func TestDecodeUpdateOfTheKeyIsADeleteUnderTheOldKeyAndACreateUnderTheNew(t *tes
 	if create.Op != event.OpCreate || create.Before != nil || string(st.changes[1].key) != `{"id":42}` {
 		t.Errorf("second event: op %s before %v key %s; want a create under the new key", create.Op, create.Before, st.changes[1].key)
 	}
+	// Debezium's headers say the two are one row's key change, not a
+	// delete and an insert: a sink that deletes users on delete must not.
+	if h := st.changes[0].headers(); len(h) != 1 || h[0].Key != event.HeaderNewKey || string(h[0].Value) != `{"id":42}` {
+		t.Errorf("the delete's headers are %v, want %s = the new key", h, event.HeaderNewKey)
+	}
+	if h := st.changes[1].headers(); len(h) != 1 || h[0].Key != event.HeaderOldKey || string(h[0].Value) != `{"id":41}` {
+		t.Errorf("the create's headers are %v, want %s = the old key", h, event.HeaderOldKey)
+	}
 }
 
 func TestDecodeDeleteUnderReplicaIdentityFullCarriesTheWholeRow(t *testing.T) {

@@ -273,7 +273,7 @@ func (s *session) read(ctx context.Context) error {
 				for _, ch := range st.changes {
 					s.noteInWindows(ch)
 					txn.Add()
-					msg := kafka.Message{Topic: ch.topic, Key: ch.key, Value: ch.value}
+					msg := kafka.Message{Topic: ch.topic, Key: ch.key, Value: ch.value, Headers: ch.headers()}
 					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.op, committed: s.dec.commitTime}); err != nil {
 						return err
 					}

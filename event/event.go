@@ -28,6 +28,16 @@ const (
 	OpTruncate Op = "t" // the table was truncated; no row images
 )
 
+// The Kafka headers of a primary-key change, which the connector writes as
+// a delete under the old key and a create under the new one, as Debezium
+// names them: the delete carries the new key, the create the old one (each
+// as the message key is written), so that a consumer can tell the row
+// moved rather than went.
+const (
+	HeaderNewKey = "__debezium.newkey"
+	HeaderOldKey = "__debezium.oldkey"
+)
+
 // Unavailable is the value carried by a column whose value Postgres did not
 // send: an unchanged TOASTed value in an update or delete under REPLICA
 // IDENTITY DEFAULT. It is Debezium's placeholder, so a consumer can tell

@@ -87,7 +87,9 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		g.sched.await(t, r.owner, r.version, covered)
 		return nil
 	}
-	err = g.attempt(ctx, t, r)
+	if r.kind != callAnswer { // an answer is done once its records are written
+		err = g.attempt(ctx, t, r)
+	}
 	if ctx.Err() != nil {
 		return nil // stopping: the messages stay not done
 	}
@@ -222,11 +224,13 @@ func (g *generation) call(ctx context.Context, r *request) error {
 	api := g.s.api
 	switch r.kind {
 	case callSetUser:
-		return api.SetUser(ctx, r.target.ID, onesignal.UserWrite{Tags: r.tags, Create: r.create})
+		return api.SetUser(ctx, r.target.ID, onesignal.UserWrite{Tags: r.tags, Properties: r.props, Aliases: r.aliases, Create: r.create})
+	case callDeleteUser:
+		return api.DeleteUser(ctx, r.target.ID)
 	case callAddRecord:
 		return api.AddRecord(ctx, r.target.ID, r.record.Channel, r.record.Identifier, r.tags)
 	case callLink:
-		return api.LinkSubscription(ctx, r.target.ID, r.owner, r.tags)
+		return api.LinkDevice(ctx, r.target.ID, r.owner, onesignal.DeviceWrite{Tags: r.tags, Properties: r.props})
 	case callUnlink:
 		return api.UnlinkSubscription(ctx, r.target.ID, r.owner, r.tags)
 	}

@@ -16,11 +16,13 @@ import (
 type callKind int
 
 const (
-	callSetUser   callKind = iota + 1 // a user's tags (a chunk of them)
-	callAddRecord                     // a user's email or SMS record
-	callLink                          // a device to its owner
-	callUnlink                        // a device away from its owner
-	callAwait                         // no request: a device writes its membership and waits for its owner's tags
+	callSetUser    callKind = iota + 1 // a user's tags (a chunk of them)
+	callAddRecord                      // a user's email or SMS record
+	callLink                           // a device to its owner
+	callUnlink                         // a device away from its owner
+	callAwait                          // no request: a device writes its membership and waits for its owner's tags
+	callDeleteUser                     // a user deleted (on_delete: delete_user)
+	callAnswer                         // no request: a player-model user answers its devices again, with new properties
 )
 
 func (k callKind) String() string {
@@ -35,6 +37,10 @@ func (k callKind) String() string {
 		return "unlink"
 	case callAwait:
 		return "await_owner_tags"
+	case callDeleteUser:
+		return "delete_user"
+	case callAnswer:
+		return "answer_devices"
 	}
 	return fmt.Sprintf("call(%d)", int(k))
 }
@@ -45,9 +51,13 @@ type request struct {
 	kind   callKind
 	target transform.Target
 	tags   map[string]string
-	create bool             // callSetUser: the user is probably new
-	record transform.Record // callAddRecord
-	owner  string           // callLink: the new owner; callUnlink: the one it had, if known
+	create bool // callSetUser: the user is probably new
+	// props and aliases are a user's properties and aliases (callSetUser,
+	// the first chunk), or in the player model a device's properties
+	// (callLink).
+	props, aliases map[string]string
+	record         transform.Record // callAddRecord
+	owner          string           // callLink: the new owner; callUnlink: the one it had, if known
 	// version is the desired state's version the request carries: a
 	// user's tags, a device's owner.
 	version desired.Position
@@ -85,12 +95,21 @@ func (g *generation) planUser(t *target, st *desired.State, tk taken) (*request,
 	m, force := tk.memo, tk.force
 	s := g.s
 	u := st.User()
+	player := s.cfg.Model == ModelPlayer
+	if u.Delete && !player {
+		// on_delete: delete_user, and the users row is gone: the user
+		// goes, with its tags, records and devices.
+		d := digestOf("deleted")
+		if m.applied[partUser] == d {
+			return nil, nil
+		}
+		return &request{kind: callDeleteUser, target: t.key, version: u.Version, part: partUser, digest: d}, nil
+	}
 	if lim := s.cfg.TagLimit; lim > 0 {
 		if n := countSet(u.Tags); n > lim {
 			return nil, &tagLimitError{to: t.key, count: n, limit: lim}
 		}
 	}
-	player := s.cfg.Model == ModelPlayer
 	var carry map[string]string
 	if player {
 		carry = u.Tags
@@ -111,23 +130,53 @@ func (g *generation) planUser(t *target, st *desired.State, tk taken) (*request,
 		// Written by external id now, they would reach no device (404),
 		// and a change after a device's owner answered it is sent once
 		// that link is accepted (targetRecord, KindLinked).
-		return nil, nil
+		return g.planAnswer(t, st, u, m), nil
 	}
 	chunks := chunkTags(u.Tags)
 	created := u.Live && (u.Created || tk.created)
-	if len(chunks) == 0 && !player && created {
-		chunks = []map[string]string{{}} // a user with no tag to set still exists
+	if len(chunks) == 0 && !player && (created || len(u.Props) > 0 || len(u.Aliases) > 0) {
+		chunks = []map[string]string{{}} // a user with no tag to set still exists, or has properties
 	}
 	for i, c := range chunks {
 		part := fmt.Sprintf("tags/%d", i)
-		d := digestTags("tags", c)
+		var props, aliases map[string]string
+		if i == 0 && !player {
+			props, aliases = u.Props, u.Aliases // with the first chunk: one write to the user
+		}
+		d := digestOf("tags", c, props, aliases)
 		if force == 0 && m.applied[part] == d {
 			continue
 		}
-		return &request{kind: callSetUser, target: t.key, tags: c, create: !player && created && i == 0,
+		return &request{kind: callSetUser, target: t.key, tags: c, props: props, aliases: aliases, create: !player && created && i == 0,
 			version: u.Version, part: part, digest: d, force: force}, nil
 	}
+	if player {
+		return g.planAnswer(t, st, u, m), nil
+	}
 	return nil, nil
+}
+
+// partUser is the part of a user's state that says it was deleted.
+const partUser = "user"
+
+// planAnswer is, in the player model, the answer a user gives its devices
+// again when its properties changed: properties go to each device with its
+// link (PUT /players/{id}), there being no edit of them by external id. nil
+// when the devices have them.
+func (g *generation) planAnswer(t *target, st *desired.State, u desired.User, m memo) *request {
+	if len(u.Props) == 0 {
+		return nil
+	}
+	d := digestOf("props", u.Props)
+	if m.applied["props"] == d {
+		return nil
+	}
+	r := &request{kind: callAnswer, target: t.key, version: u.Version, part: "props", digest: d}
+	for _, dev := range st.Devices() {
+		r.before = append(r.before, targetMessage(g.s.cfg.TargetsTopic, &desired.Record{Target: transform.Device(dev), Kind: desired.KindReply,
+			Owner: t.key.ID, For: st.Members[dev].Version, Version: u.Version, Tags: u.Tags, Props: u.Props}))
+	}
+	return r
 }
 
 func (g *generation) planDevice(t *target, st *desired.State, m memo) *request {
@@ -173,8 +222,8 @@ func (g *generation) planDevice(t *target, st *desired.State, m memo) *request {
 		return r
 	}
 	tags := cleared(clear, rep.Tags)
-	r := &request{kind: callLink, target: t.key, owner: d.Owner, tags: tags, version: d.Version,
-		part: "owner", digest: digestTags("owner:"+d.Owner, tags)}
+	r := &request{kind: callLink, target: t.key, owner: d.Owner, tags: tags, props: rep.Props, version: d.Version,
+		part: "owner", digest: digestOf("owner:"+d.Owner, tags, rep.Props)}
 	for tag, v := range tags {
 		if v != "" {
 			r.carried = append(r.carried, tag)
@@ -244,10 +293,19 @@ func chunkTags(tags map[string]string) []map[string]string {
 
 // digestTags is a digest of what a request sets: a label and tags.
 func digestTags(label string, tags map[string]string) [sha256.Size]byte {
+	return digestOf(label, tags)
+}
+
+// digestOf is a digest of what a request sets: a label and maps (tags,
+// properties, aliases), each told apart from the next.
+func digestOf(label string, ms ...map[string]string) [sha256.Size]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d:%s", len(label), label)
-	for _, k := range slices.Sorted(maps.Keys(tags)) {
-		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(tags[k]), tags[k])
+	for i, m := range ms {
+		fmt.Fprintf(h, "|%d/%d|", i, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(m[k]), m[k])
+		}
 	}
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])

@@ -14,9 +14,10 @@ import (
 // call is one call a recorder received.
 type call struct {
 	target     string // "user <external id>" or "device <id>"
-	op         string // set_tags, add_email, add_sms, link or unlink
+	op         string // set_tags, add_email, add_sms, link, unlink or delete_user
 	id         string // the external id or device id
 	tags       map[string]string
+	props      map[string]string   // link: the device's properties (player model)
 	create     bool                // set_tags: the user is probably new
 	user       onesignal.UserWrite // set_tags: the whole write, passed on
 	owner      string              // link: the new owner; unlink: the previous one
@@ -64,8 +65,12 @@ func (r *recorder) AddRecord(ctx context.Context, ext, channel, identifier strin
 	return r.do(ctx, call{target: "user " + ext, op: "add_" + channel, id: ext, identifier: identifier, tags: maps.Clone(tags)})
 }
 
-func (r *recorder) LinkSubscription(ctx context.Context, dev, ext string, tags map[string]string) error {
-	return r.do(ctx, call{target: "device " + dev, op: "link", id: dev, owner: ext, tags: maps.Clone(tags)})
+func (r *recorder) LinkDevice(ctx context.Context, dev, ext string, w onesignal.DeviceWrite) error {
+	return r.do(ctx, call{target: "device " + dev, op: "link", id: dev, owner: ext, tags: maps.Clone(w.Tags), props: maps.Clone(w.Properties)})
+}
+
+func (r *recorder) DeleteUser(ctx context.Context, ext string) error {
+	return r.do(ctx, call{target: "user " + ext, op: "delete_user", id: ext})
 }
 
 func (r *recorder) UnlinkSubscription(ctx context.Context, dev, previous string, tags map[string]string) error {
@@ -84,7 +89,9 @@ func (r *recorder) forward(ctx context.Context, c call) error {
 	case "add_email", "add_sms":
 		return api.AddRecord(ctx, c.id, c.op[len("add_"):], c.identifier, c.tags)
 	case "link":
-		return api.LinkSubscription(ctx, c.id, c.owner, c.tags)
+		return api.LinkDevice(ctx, c.id, c.owner, onesignal.DeviceWrite{Tags: c.tags, Properties: c.props})
+	case "delete_user":
+		return api.DeleteUser(ctx, c.id)
 	}
 	return api.UnlinkSubscription(ctx, c.id, c.owner, c.tags)
 }

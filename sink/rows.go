@@ -311,6 +311,13 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 			Many: part.Many, DeleteUser: part.DeleteUser, Identity: part.Identity, Device: part.Device}
 		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
 	}
+	// A users row that names another user now, or the delete half of a
+	// primary-key change, moved: the user it named is not deleted for it
+	// (on_delete: delete_user), only untagged.
+	moved := hasHeader(m.msg, event.HeaderNewKey)
+	for _, part := range now {
+		moved = moved || (part.DeleteUser && !part.Target.Device && !part.Target.Row)
+	}
 	for _, part := range old {
 		if _, still := now.Find(part.Target); still {
 			continue
@@ -326,7 +333,7 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 			tags[tag] = ""
 		}
 		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Was: part.Tags, Owner: part.Owner, Source: src,
-			Many: part.Many, DeleteUser: part.DeleteUser, Identity: part.Identity, Device: part.Device}
+			Many: part.Many, DeleteUser: part.DeleteUser && !moved, Identity: part.Identity, Device: part.Device}
 		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
 	}
 	var entry []byte
@@ -502,9 +509,12 @@ func positionOf(src event.Source, msg kafka.Message) (desired.Position, bool) {
 // newer change of its row or key came since.
 const HeaderRedelivery = "onesignal_cdc.redelivery.of"
 
-func redelivered(m kafka.Message) bool {
+func redelivered(m kafka.Message) bool { return hasHeader(m, HeaderRedelivery) }
+
+// hasHeader reports whether m carries a header named key.
+func hasHeader(m kafka.Message, key string) bool {
 	for _, h := range m.Headers {
-		if h.Key == HeaderRedelivery {
+		if h.Key == key {
 			return true
 		}
 	}

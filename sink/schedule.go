@@ -272,6 +272,15 @@ func (s *scheduler) accepted(t *target, r *request) {
 		t.applied[r.part] = r.digest
 	}
 	switch r.kind {
+	case callDeleteUser:
+		// Nothing of the user is in OneSignal now: what is sent next is
+		// sent whole.
+		t.applied = map[string][sha256.Size]byte{partUser: r.digest}
+		t.records, t.created = nil, false
+	case callSetUser, callAddRecord:
+		delete(t.applied, partUser)
+	}
+	switch r.kind {
 	case callAddRecord:
 		if t.records == nil {
 			t.records = make(map[transform.Record]bool)

@@ -63,13 +63,17 @@ type OneSignal interface {
 	// AddRecord gives the user an email ("email") or SMS ("sms") record,
 	// with the user's tags in the player model (nil in the user model).
 	AddRecord(ctx context.Context, externalID, channel, identifier string, tags map[string]string) error
-	// LinkSubscription makes the device the user's, with the user's tags
-	// in the player model (nil in the user model).
-	LinkSubscription(ctx context.Context, deviceID, externalID string, tags map[string]string) error
+	// LinkDevice makes the device the user's, with the user's tags and
+	// properties in the player model (none in the user model, where they
+	// live on the user).
+	LinkDevice(ctx context.Context, deviceID, externalID string, w onesignal.DeviceWrite) error
 	// UnlinkSubscription takes the device from its user,
 	// previousExternalID ("" when not known), clearing tags in the player
 	// model.
 	UnlinkSubscription(ctx context.Context, deviceID, previousExternalID string, tags map[string]string) error
+	// DeleteUser deletes the user, with its subscriptions (user model;
+	// OneSignal deletes asynchronously).
+	DeleteUser(ctx context.Context, externalID string) error
 }
 
 // Writer writes messages, returning once Kafka acknowledged them.

@@ -193,7 +193,7 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 		}
 		u := st.User()
 		reply := &desired.Record{Target: transform.Device(rec.Device), Kind: desired.KindReply, Owner: t.ID,
-			For: rec.Pos, Version: u.Version, Tags: u.Tags}
+			For: rec.Pos, Version: u.Version, Tags: u.Tags, Props: u.Props}
 		g.sched.answered(t, rec.Device, u.Version)
 		g.emitter.emit([]kafka.Message{targetMessage(s.cfg.TargetsTopic, reply)}, m.progress)
 	case desired.KindLinked:

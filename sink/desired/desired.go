@@ -99,9 +99,8 @@ type Contribution struct {
 	// Many is how the user's several rows of the contribution's source give
 	// its tags: "" or "latest", "count", "any".
 	Many string
-	// DeleteUser says the user goes when no row gives it anything any more
-	// and this row's contribution is the newest gone (on_delete:
-	// delete_user).
+	// DeleteUser says the row is of a table whose on_delete is
+	// delete_user: while none of its rows names the user, the user goes.
 	DeleteUser bool
 	// On a referenced row's target: Identity is the row's own external id
 	// (the users row's contribution; a gone one names the id it gave);
@@ -137,6 +136,9 @@ type Reply struct {
 	For     Position
 	Version Position
 	Tags    map[string]string
+	// Props are the owner's properties (language, timezone, country),
+	// which the device's link carries.
+	Props map[string]string `json:"props,omitempty"`
 }
 
 // State is everything held of one target. The zero value is an empty
@@ -206,7 +208,7 @@ func (s *State) Apply(rec *Record) Outcome {
 			if s.Replies == nil {
 				s.Replies = make(map[string]*Reply)
 			}
-			s.Replies[rec.Owner] = &Reply{Owner: rec.Owner, For: rec.For, Version: rec.Version, Tags: rec.Tags}
+			s.Replies[rec.Owner] = &Reply{Owner: rec.Owner, For: rec.For, Version: rec.Version, Tags: rec.Tags, Props: rec.Props}
 			return Changed
 		case rec.For == old.For && rec.Version == old.Version:
 			return Unchanged
@@ -243,7 +245,7 @@ func (s *State) Current(target transform.Target, rec *Record) (*Record, bool) {
 		}
 	case KindReply:
 		if r := s.Replies[rec.Owner]; r != nil {
-			return &Record{Target: target, Kind: KindReply, Owner: r.Owner, For: r.For, Version: r.Version, Tags: r.Tags}, true
+			return &Record{Target: target, Kind: KindReply, Owner: r.Owner, For: r.For, Version: r.Version, Tags: r.Tags, Props: r.Props}, true
 		}
 	case KindLinked:
 		if v, ok := s.Linked[rec.Device]; ok {
@@ -274,8 +276,9 @@ type User struct {
 	// Props and Aliases are the user's properties and aliases, each from the
 	// newest live contribution that gives it.
 	Props, Aliases map[string]string
-	// Delete says the user is to be deleted: no live contribution, and the
-	// newest gone one asks for it (on_delete: delete_user).
+	// Delete says the user is to be deleted: its users row, whose
+	// on_delete is delete_user, is gone (deleted, filtered out, or naming
+	// another user now), and no live row of that table names it.
 	Delete bool
 }
 
@@ -347,9 +350,16 @@ func (s *State) User() User {
 	}
 	if len(live) > 0 {
 		u.Live, u.Created = true, live[0].Created
-	} else if len(gone) > 0 {
-		u.Delete = gone[0].DeleteUser
 	}
+	// The user goes with its users row (on_delete: delete_user), whatever
+	// other tables still say of it: a gone row asks for it, and no live
+	// one of that table is there.
+	deleter, liveDeleter := false, false
+	for _, c := range s.Contributions {
+		deleter = deleter || c.DeleteUser
+		liveDeleter = liveDeleter || (c.DeleteUser && !c.Gone)
+	}
+	u.Delete = deleter && !liveDeleter
 	for _, c := range s.Contributions {
 		if c.Pos.After(u.Version) {
 			u.Version = c.Pos

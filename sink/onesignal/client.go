@@ -85,6 +85,9 @@ type Client struct {
 	// pending holds, by external ID, how far a write that takes more than
 	// one request got: its repeat goes on from there.
 	pending *memo[progress]
+	// deleted are users this client deleted: OneSignal deletes them
+	// asynchronously, so a write to one waits until it is gone.
+	deleted known
 }
 
 // caller sends requests to one OneSignal host with one key; both models'
@@ -111,7 +114,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return &Client{caller: c, appPath: "/apps/" + pathSegment(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey,
-		exists: newKnown(knownUsers), aliases: newMemo[string](knownUsers), pending: newMemo[progress](knownUsers)}, nil
+		exists: newKnown(knownUsers), aliases: newMemo[string](knownUsers), pending: newMemo[progress](knownUsers),
+		deleted: newKnown(knownUsers)}, nil
 }
 
 // Players returns a player-model client for the same app, key, base URL

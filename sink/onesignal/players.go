@@ -300,3 +300,10 @@ func (c *PlayerClient) CheckCredentials(ctx context.Context) error {
 	}
 	return err
 }
+
+// DeleteUser is refused: the player model has no user to delete, only
+// devices that carry an external_user_id (on_delete: delete_user needs the
+// user model).
+func (c *PlayerClient) DeleteUser(ctx context.Context, externalID string) error {
+	return errors.New("delete user: the player model has no users to delete (a player is a device): set onesignal.model: user, or mapping.users.on_delete: remove_tags")
+}

@@ -21,6 +21,7 @@ const (
 	epSetAliases  = "PATCH /apps/{app_id}/users/by/external_id/{external_id}/identity"
 	epDeleteAlias = "DELETE /apps/{app_id}/users/by/external_id/{external_id}/identity/{alias_label}"
 	epDeleteUser  = "DELETE /apps/{app_id}/users/by/external_id/{external_id}"
+	epViewUser    = "GET /apps/{app_id}/users/by/external_id/{id}"
 )
 
 // The user model's properties besides tags that SetUser writes, by their
@@ -96,6 +97,9 @@ type progress struct {
 func (c *Client) SetUser(ctx context.Context, externalID string, w UserWrite) error {
 	if externalID == "" {
 		return errors.New("set user: the external ID is empty")
+	}
+	if err := c.awaitDeleted(ctx, externalID); err != nil {
+		return err
 	}
 	update, create, err := userProperties(w)
 	if err != nil {
@@ -251,7 +255,39 @@ func (c *Client) DeleteUser(ctx context.Context, externalID string) error {
 	c.exists.remove(externalID)
 	c.aliases.remove(externalID)
 	c.pending.remove(externalID)
+	c.deleted.add(externalID)
 	return nil
+}
+
+// awaitDeleted returns a *DeferredError while a user this client deleted
+// is still there: OneSignal deletes "shortly after" it answers, and a
+// write meanwhile (a create user included, which finds the user) would be
+// lost with it. It asks OneSignal (view user) only for users it deleted,
+// the last 10,000; after a restart it does not know of them.
+func (c *Client) awaitDeleted(ctx context.Context, externalID string) error {
+	if !c.deleted.has(externalID) {
+		return nil
+	}
+	_, err := c.call(ctx, epViewUser, "/users/by/external_id/"+pathSegment(externalID), nil)
+	switch {
+	case hasStatus(err, http.StatusNotFound):
+		c.deleted.remove(externalID)
+		return nil
+	case err != nil:
+		return err
+	}
+	return &DeferredError{Endpoint: epViewUser, Reason: "the user is still being deleted (OneSignal deletes asynchronously); the write follows once it is gone", After: time.Second}
+}
+
+// LinkDevice is LinkSubscription, for the sink's one interface over both
+// models: w.Tags must be empty (a subscription takes its user's tags), and
+// w.Properties too (the user model keeps language, timezone and country on
+// the user: SetUser).
+func (c *Client) LinkDevice(ctx context.Context, subscriptionID, externalID string, w DeviceWrite) error {
+	if len(w.Properties) > 0 {
+		return errors.New("link subscription: the user model keeps properties on the user, not on a subscription")
+	}
+	return c.LinkSubscription(ctx, subscriptionID, externalID, w.Tags)
 }
 
 // userProperties renders w's tags and properties as an update user's

@@ -346,3 +346,23 @@ func TestDeleteUserIsAWriteToTheUser(t *testing.T) {
 		t.Errorf("a delete within the user's second: %v, want a retryable 429 after 1s", err)
 	}
 }
+
+func TestAWriteToAUserTheClientDeletedWaitsUntilOneSignalHasDeletedIt(t *testing.T) {
+	t.Parallel()
+	l := newLimited(t, func(c *onesignaltest.Config) { c.DeleteDelay = 5 * time.Second })
+	l.set(t, oddExt, onesignal.UserWrite{Tags: tags("plan", "pro"), Create: true})
+	l.advance(time.Second)
+	if err := l.c.DeleteUser(t.Context(), oddExt); err != nil {
+		t.Fatal(err)
+	}
+	l.advance(time.Second)
+	err := l.c.SetUser(t.Context(), oddExt, onesignal.UserWrite{Tags: tags("plan", "gold"), Create: true})
+	if d, ok := errors.AsType[*onesignal.DeferredError](err); !ok || !strings.Contains(d.Reason, "still being deleted") {
+		t.Fatalf("a write while OneSignal deletes the user: %v, want it deferred until the user is gone", err)
+	}
+	l.advance(5 * time.Second)
+	l.set(t, oddExt, onesignal.UserWrite{Tags: tags("plan", "gold"), Create: true})
+	if u := l.user(t, oddExt); u.Tags["plan"] != "gold" || u.Deleting {
+		t.Errorf("the user after its delete = %+v, want created again with plan gold", u)
+	}
+}

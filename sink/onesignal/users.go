@@ -82,6 +82,9 @@ func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalI
 	if len(tags) > 0 {
 		return errors.New("link subscription: the user model carries no tags with a link: a subscription takes its user's tags")
 	}
+	if err := c.awaitDeleted(ctx, externalID); err != nil {
+		return err
+	}
 	path := "/subscriptions/" + pathSegment(subscriptionID) + "/owner"
 	req := transferRequest{Identity: map[string]string{"external_id": externalID}}
 	_, err := c.call(ctx, epTransfer, path, req)
@@ -150,6 +153,9 @@ func (c *Client) AddRecord(ctx context.Context, externalID, channel, identifier 
 	case len(tags) > 0:
 		return errors.New("add record: the user model carries no tags with a record: a subscription takes its user's tags")
 	}
+	if err := c.awaitDeleted(ctx, externalID); err != nil {
+		return err
+	}
 	sub := subscriptionRef{Type: typ, Token: identifier}
 	path := "/users/by/external_id/" + pathSegment(externalID) + "/subscriptions"
 	_, err := c.call(ctx, epAddRecord, path, createSubscriptionRequest{Subscription: sub})
@@ -201,7 +207,7 @@ func hasStatus(err error, status int) bool {
 // means the app ID and key were accepted, and the error of any other answer
 // says what is wrong. It costs one read request.
 func (c *Client) CheckCredentials(ctx context.Context) error {
-	_, err := c.call(ctx, "GET /apps/{app_id}/users/by/external_id/{id}", "/users/by/external_id/onesignal-cdc-credentials-check", nil)
+	_, err := c.call(ctx, epViewUser, "/users/by/external_id/onesignal-cdc-credentials-check", nil)
 	if apiErr, ok := errors.AsType[*APIError](err); ok && apiErr.StatusCode == http.StatusNotFound {
 		return nil
 	}
