@@ -45,6 +45,9 @@ func validate(ctx context.Context, cmd *command, args []string, stdout io.Writer
 		return errConfigInvalid
 	}
 	fmt.Fprintf(stdout, "%s: the configuration is valid\n", *path)
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+	}
 	if !*online {
 		return nil
 	}
