@@ -6,6 +6,7 @@ package transform
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -772,4 +773,39 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// Expression is one of the mapping's compiled expressions, with the table
+// whose rows it reads and the setting that holds it.
+type Expression struct {
+	Table   string
+	Setting string // such as "mapping.users.computed.vip"
+	Program *expr.Program
+}
+
+// Expressions returns every compiled expression of the mapping, in the
+// order of the settings, for the checks against the tables' columns.
+func (m *Mapping) Expressions() []Expression {
+	var out []Expression
+	add := func(table, at string, c *Compiled) {
+		if c.Filter != nil {
+			out = append(out, Expression{table, at + ".filter", c.Filter})
+		}
+		for _, tag := range slices.Sorted(maps.Keys(c.Computed)) {
+			out = append(out, Expression{table, at + ".computed." + tag, c.Computed[tag]})
+		}
+		for _, prop := range slices.Sorted(maps.Keys(c.Properties)) {
+			out = append(out, Expression{table, at + ".properties." + prop, c.Properties[prop]})
+		}
+	}
+	if u := m.Users; u != nil {
+		add(u.Table, "mapping.users", u.Compiled())
+	}
+	for i := range m.Sources {
+		add(m.Sources[i].Table, fmt.Sprintf("mapping.sources[%d]", i), m.Sources[i].Compiled())
+	}
+	if d := m.Devices; d != nil {
+		add(d.Table, "mapping.devices", d.Compiled())
+	}
+	return out
 }
