@@ -60,4 +60,3 @@ func TestCheckEvaluatesEveryExpressionOverTheTablesColumnTypesAndNULLs(t *testin
 		fix:     `write row.consent == true, which is false for NULL`,
 	})
 }
-
