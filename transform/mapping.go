@@ -137,6 +137,16 @@ type DevicesMapping struct {
 	compiled *Compiled // by Validate
 }
 
+// OwnerReference is the foreign key that finds a device's owner, or nil
+// when the owner is found by mapping.devices.external_id: an owner whose
+// references are left empty ({column: "", table: ""}) is not set.
+func (d *DevicesMapping) OwnerReference() *Reference {
+	if d.Owner == nil || d.Owner.References == nil || *d.Owner.References == (Reference{}) {
+		return nil
+	}
+	return d.Owner.References
+}
+
 // DeviceOwner is how a device row names its owner by foreign key.
 type DeviceOwner struct {
 	References *Reference `yaml:"references"`
@@ -241,8 +251,8 @@ func (m *Mapping) Columns() map[string]map[string]string {
 	if d := m.Devices; d != nil {
 		add(d.Table, d.DeviceID, "mapping.devices.device_id")
 		add(d.Table, d.ExternalID, "mapping.devices.external_id")
-		if d.Owner != nil && d.Owner.References != nil {
-			add(d.Table, d.Owner.References.Column, "mapping.devices.owner.references.column")
+		if r := d.OwnerReference(); r != nil {
+			add(d.Table, r.Column, "mapping.devices.owner.references.column")
 		}
 		addExprs(d.Table, "mapping.devices", d.Filter, nil, nil, d.Compiled())
 	}
@@ -673,15 +683,14 @@ func (m *Mapping) validateDevices(d *DevicesMapping, bad badFunc, at func(...any
 	if d.DeviceID == "" {
 		bad(at("devices", "device_id"), " is empty: name the column that holds the player_id or subscription id")
 	}
+	ref := d.OwnerReference()
 	switch {
-	case d.ExternalID == "" && d.Owner == nil:
+	case d.ExternalID == "" && ref == nil:
 		bad(at("devices", "external_id"), " is empty: name the column that holds the owner's external user id, or set mapping.devices.owner.references to a foreign key to the users table")
-	case d.ExternalID != "" && d.Owner != nil:
+	case d.ExternalID != "" && ref != nil:
 		bad(at("devices", "owner"), "is set with mapping.devices.external_id: keep one way for a device to find its owner")
-	case d.Owner != nil && d.Owner.References == nil:
-		bad(at("devices", "owner"), "has no references: write owner: {references: {column: user_id, table: %s}}", m.usersTable())
-	case d.Owner != nil:
-		m.checkReference(d.Owner.References, bad, at("devices", "owner", "references"))
+	case ref != nil:
+		m.checkReference(ref, bad, at("devices", "owner", "references"))
 	}
 	if d.DeviceID != "" && d.DeviceID == d.ExternalID {
 		bad(at("devices", "external_id"), "%q is the device id column: name the column that holds the owner's external user id", d.ExternalID)

@@ -19,7 +19,7 @@ func TestEveryMappingErrorNamesItsSetting(t *testing.T) {
 	}
 	want := map[string]bool{
 		"mapping.users.filter": true, "mapping.users.computed.x": true, "mapping.sources[0].user.references.table": true,
-		"mapping.sources[0].many": true, "mapping.devices.owner": true,
+		"mapping.sources[0].many": true, "mapping.devices.external_id": true,
 	}
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 		var se *SettingError
