@@ -534,6 +534,13 @@ func explainYAML(err error, data []byte) error {
 	errs := make([]error, 0, len(te.Errors))
 	for _, e := range te.Errors {
 		if m := unknownField.FindStringSubmatch(e); m != nil {
+			if key, _, glued := strings.Cut(m[2], ":"); glued && key != "" {
+				// "dsn:postgres://…": a value without the space YAML needs,
+				// which may be a secret: not shown.
+				errs = append(errs, fmt.Errorf("line %s: unknown key %q: to give %s a value, write a space after the colon (%s: …); or check the key's spelling and nesting against docs/configuration.md",
+					m[1], key+":…", key, key))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("line %s: unknown key %q: check its spelling and nesting against docs/configuration.md", m[1], m[2]))
 			continue
 		}

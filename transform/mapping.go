@@ -442,7 +442,8 @@ func (m *Mapping) ValidateFor(lim Limits) error {
 			return
 		}
 		if prev, ok := roles[table]; ok {
-			bad(path, "%s and %s both use table %q: map two different tables (a table has one role; give its tags in one place)", prev, key, table)
+			bad(at(), "%s and %s both use table %q: map two different tables (a table has one role; give its tags in one place)",
+				strings.TrimPrefix(prev, "mapping."), strings.TrimPrefix(key, "mapping."), table)
 			return
 		}
 		roles[table] = key

@@ -24,7 +24,6 @@ import (
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/env"
 	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
 	"github.com/google/cel-go/interpreter"
 
@@ -192,14 +191,15 @@ func nullableBranches(a *ast.AST) {
 		if len(args) != 3 {
 			return
 		}
-		for i, j := range []int{2, 1} {
-			branch, other := args[i+1], args[j]
-			if isNull(other) && !isNull(branch) {
+		// args: the condition, then the branches at 1 and 2.
+		for _, pair := range [][2]int{{1, 2}, {2, 1}} {
+			branch, other := pair[0], pair[1]
+			if isNull(args[other]) && !isNull(args[branch]) {
 				next++
-				if r, ok := info.GetOffsetRange(branch.ID()); ok {
+				if r, ok := info.GetOffsetRange(args[branch].ID()); ok {
 					info.SetOffsetRange(next, r)
 				}
-				args[i+1] = fac.NewCall(next, dynWrapper, branch)
+				args[branch] = fac.NewCall(next, dynWrapper, args[branch])
 			}
 		}
 	}))
@@ -276,5 +276,3 @@ func (a *activation) ResolveName(name string) (any, bool) {
 }
 
 func (a *activation) Parent() interpreter.Activation { return nil }
-
-var _ ref.Val = (*rowMap)(nil)

@@ -28,6 +28,11 @@ type rowMap struct {
 
 func newRow(r event.Row) *rowMap { return &rowMap{row: r} }
 
+var (
+	_ traits.Mapper = (*rowMap)(nil)
+	_ traits.Mapper = (*object)(nil)
+)
+
 func (m *rowMap) Find(key ref.Val) (ref.Val, bool) {
 	name, ok := key.(types.String)
 	if !ok {
