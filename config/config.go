@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,8 @@ type Config struct {
 	Mapping   transform.Mapping `yaml:"mapping"`
 	Log       Log               `yaml:"log"`
 	Ops       Ops               `yaml:"ops"`
+
+	warnings []string // what ParseFor found deprecated
 }
 
 // SinkOptions are how the sink keeps its state (docs/architecture.md):
@@ -173,9 +176,14 @@ type OneSignal struct {
 	// CAFile is a PEM CA bundle trusted for the API besides the system's,
 	// for a TLS-intercepting proxy or a private emulator. Default "".
 	CAFile string `yaml:"ca_file"`
-	// TagLimit is the most data tags one user may hold in your plan; a row
-	// that would give a user more is dead-lettered with the reason instead
-	// of being sent. Default 0: not checked here, OneSignal decides.
+	// MaxTags is the most data tags one user may hold in your plan (10 on
+	// the free plan): a mapping that can give a user more is refused when
+	// the configuration loads (a flatten column counts as unbounded), and
+	// a row that would give a user more is dead-lettered naming the tags
+	// instead of being sent. Default 0: not checked here, OneSignal decides.
+	MaxTags int `yaml:"max_tags"`
+	// TagLimit is the old name of MaxTags, still read, with a deprecation
+	// warning at start; setting both is an error. Default 0.
 	TagLimit int `yaml:"tag_limit"`
 	// Concurrency is how many requests may be in flight at once, each to
 	// a different user or device; default 128, enough for the default
@@ -334,7 +342,12 @@ func ParseFor(r io.Reader, role Role) (*Config, error) {
 		cfg.Ops.Listen = v
 	}
 	if err := errors.Join(append(errs, cfg.ValidateFor(role))...); err != nil {
-		return nil, err
+		return nil, withLines(err, data)
+	}
+	if cfg.OneSignal.TagLimit != 0 {
+		cfg.OneSignal.MaxTags, cfg.OneSignal.TagLimit = cfg.OneSignal.TagLimit, 0
+		cfg.warnings = append(cfg.warnings, lineOf(data, []any{"onesignal", "tag_limit"})+
+			"onesignal.tag_limit is deprecated: rename it onesignal.max_tags, which means the same; tag_limit will go in a later release")
 	}
 	if cfg.Kafka.StateTopic == "" {
 		cfg.Kafka.StateTopic = cfg.Kafka.TopicPrefix + ".connector-state"
@@ -343,6 +356,105 @@ func ParseFor(r io.Reader, role Role) (*Config, error) {
 		cfg.Kafka.DeadLetterTopic = cfg.Kafka.TopicPrefix + ".dlq"
 	}
 	return &cfg, nil
+}
+
+// Warnings returns what the file holds that still works but should change,
+// such as a deprecated key, one sentence each, for the log at start.
+func (c *Config) Warnings() []string { return slices.Clone(c.warnings) }
+
+// setting is an error about one setting, which can name its path (the
+// keys from the top, a list's index as an int).
+type setting interface {
+	error
+	Setting() []any
+}
+
+// keyError is a config error about the setting at path.
+type keyError struct {
+	path []any
+	msg  string
+}
+
+func (e *keyError) Error() string  { return e.msg }
+func (e *keyError) Setting() []any { return e.path }
+
+// withLines puts, in front of each error about a setting, the line of
+// the file where the setting is (or, when it is missing, its nearest
+// parent), as yaml's own errors have.
+func withLines(err error, data []byte) error {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return err
+	}
+	var out []error
+	var walk func(err error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		if s, ok := err.(setting); ok {
+			if line := lineAt(&doc, s.Setting()); line > 0 {
+				out = append(out, fmt.Errorf("line %d: %w", line, err))
+				return
+			}
+		}
+		out = append(out, err)
+	}
+	walk(err)
+	return errors.Join(out...)
+}
+
+// lineOf is "line N: " for the setting at path, or "" when the file does
+// not hold it.
+func lineOf(data []byte, path []any) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return ""
+	}
+	if line := lineAt(&doc, path); line > 0 {
+		return fmt.Sprintf("line %d: ", line)
+	}
+	return ""
+}
+
+// lineAt is the line of the key at path in doc, or of the deepest key on
+// the way that is there; 0 when not even the first is.
+func lineAt(doc *yaml.Node, path []any) int {
+	n, line := doc, 0
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, p := range path {
+		found := false
+		switch {
+		case n.Kind == yaml.MappingNode:
+			key, ok := p.(string)
+			if !ok {
+				return line
+			}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == key {
+					line, n, found = n.Content[i].Line, n.Content[i+1], true
+					break
+				}
+			}
+		case n.Kind == yaml.SequenceNode:
+			i, ok := p.(int)
+			if ok && i >= 0 && i < len(n.Content) {
+				line, n, found = n.Content[i].Line, n.Content[i], true
+			}
+		}
+		if !found {
+			return line
+		}
+		for n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+	}
+	return line
 }
 
 // unreadable stands for a secret whose file could not be read.
@@ -422,6 +534,13 @@ func explainYAML(err error, data []byte) error {
 	errs := make([]error, 0, len(te.Errors))
 	for _, e := range te.Errors {
 		if m := unknownField.FindStringSubmatch(e); m != nil {
+			if key, _, glued := strings.Cut(m[2], ":"); glued && key != "" {
+				// "dsn:postgres://…": a value without the space YAML needs,
+				// which may be a secret: not shown.
+				errs = append(errs, fmt.Errorf("line %s: unknown key %q: to give %s a value, write a space after the colon (%s: …); or check the key's spelling and nesting against docs/configuration.md",
+					m[1], key+":…", key, key))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("line %s: unknown key %q: check its spelling and nesting against docs/configuration.md", m[1], m[2]))
 			continue
 		}
@@ -585,10 +704,20 @@ func (c *Config) ValidateFor(role Role) error {
 	if sasl := c.Kafka.SASL; sasl.Mechanism != "" && (sasl.Username == "" || sasl.Password == "") {
 		bad("kafka.sasl.mechanism %s needs kafka.sasl.username and a password (kafka.sasl.password, password_file or $ONESIGNAL_CDC_KAFKA_SASL_PASSWORD)", sasl.Mechanism)
 	}
-	if role&Sink != 0 {
-		c.OneSignal.validate(bad)
+	badAt := func(path []any, format string, a ...any) {
+		errs = append(errs, &keyError{path: path, msg: fmt.Sprintf(format, a...)})
 	}
-	if err := c.Mapping.Validate(); err != nil {
+	if role&Sink != 0 {
+		c.OneSignal.validate(bad, badAt)
+	}
+	lim := transform.Limits{Model: c.OneSignal.Model}
+	if role&Sink != 0 {
+		lim.MaxTags, lim.MaxTagsKey = c.OneSignal.MaxTags, "onesignal.max_tags"
+		if c.OneSignal.MaxTags == 0 && c.OneSignal.TagLimit > 0 {
+			lim.MaxTags, lim.MaxTagsKey = c.OneSignal.TagLimit, "onesignal.tag_limit"
+		}
+	}
+	if err := c.Mapping.ValidateFor(lim); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.Log.Level {
@@ -609,7 +738,7 @@ func (c *Config) ValidateFor(role Role) error {
 	return errors.Join(errs...)
 }
 
-func (o *OneSignal) validate(bad func(string, ...any)) {
+func (o *OneSignal) validate(bad func(string, ...any), badAt func([]any, string, ...any)) {
 	if u, err := url.Parse(o.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("onesignal.base_url %q is not an http(s) URL", o.BaseURL)
 	} else if u.Scheme == "http" && !o.AllowInsecureHTTP && !loopback(u.Hostname()) {
@@ -633,8 +762,14 @@ func (o *OneSignal) validate(bad func(string, ...any)) {
 			bad("onesignal.ca_file: %v: give a readable PEM CA bundle", err)
 		}
 	}
+	if o.MaxTags < 0 {
+		badAt([]any{"onesignal", "max_tags"}, "onesignal.max_tags %d must be 0 (not checked) or your plan's tags per user, such as 10", o.MaxTags)
+	}
 	if o.TagLimit < 0 {
-		bad("onesignal.tag_limit %d must be 0 (not checked) or your plan's tags per user", o.TagLimit)
+		badAt([]any{"onesignal", "tag_limit"}, "onesignal.tag_limit %d must be 0 (not checked) or your plan's tags per user; and rename it max_tags", o.TagLimit)
+	}
+	if o.MaxTags != 0 && o.TagLimit != 0 {
+		badAt([]any{"onesignal", "tag_limit"}, "onesignal.tag_limit and onesignal.max_tags are both set: keep max_tags (tag_limit is its old name)")
 	}
 	if o.IdentityVerification && o.Model == ModelUser {
 		bad("onesignal.identity_verification is for the player model: the user model's identity verification signs the SDKs' requests (JWT), and server calls with an App API key send no hash: remove it, or set onesignal.model: player")

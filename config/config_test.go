@@ -409,3 +409,58 @@ func minimal(t *testing.T) string {
 	}
 	return string(b)
 }
+
+func TestTagLimitIsReadAsMaxTagsWithADeprecationWarning(t *testing.T) {
+	cfg, err := Load("testdata/player_properties.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OneSignal.MaxTags != 2 || cfg.OneSignal.TagLimit != 0 {
+		t.Errorf("max_tags %d, tag_limit %d; want the old key's 2 in max_tags", cfg.OneSignal.MaxTags, cfg.OneSignal.TagLimit)
+	}
+	w := cfg.Warnings()
+	if len(w) != 1 || !strings.Contains(w[0], "line 9: onesignal.tag_limit is deprecated: rename it onesignal.max_tags") {
+		t.Errorf("warnings %q", w)
+	}
+	if cfg, err := Load("testdata/crm.good.yml"); err != nil || len(cfg.Warnings()) != 0 || cfg.OneSignal.MaxTags != 10 {
+		t.Errorf("max_tags alone: %v, %v", err, cfg)
+	}
+}
+
+func TestTheMappingsExpressionsAreCompiledOnceAtLoad(t *testing.T) {
+	cfg, err := Load("testdata/crm.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := cfg.Mapping.Users.Compiled()
+	if u.Filter == nil || len(u.Computed) != 3 || len(u.Properties) != 1 || u.Properties["country"] == nil {
+		t.Fatalf("users compiled %+v", u)
+	}
+	if u != cfg.Mapping.Users.Compiled() {
+		t.Errorf("Compiled compiles again")
+	}
+	if s := cfg.Mapping.Sources[0].Compiled(); s.Filter == nil || s.Computed["renews_in_days"] == nil {
+		t.Errorf("source compiled %+v", s)
+	}
+	if d := cfg.Mapping.Devices.Compiled(); d.Filter == nil {
+		t.Errorf("devices compiled %+v", d)
+	}
+	cols := cfg.Mapping.Columns()
+	for table, want := range map[string]map[string]string{
+		"public.users": {"deleted_at": "mapping.users.filter", "created_at": "mapping.users.computed.days_since_signup",
+			"first_name": "mapping.users.computed.initials", "country_code": "mapping.users.properties.country", "lang": "mapping.users.properties.language",
+			"Contact ID": "mapping.users.aliases.crm_id", "plan": "mapping.users.tags and mapping.users.filter"},
+		"public.subscriptions": {"user_id": "mapping.sources[0].user.references.column", "status": "mapping.sources[0].filter", "plan": "mapping.sources[0].tags"},
+		"public.orders":        {"customer_ext_id": "mapping.sources[1].user.external_id"},
+		"public.devices":       {"contact_id": "mapping.devices.owner.references.column", "active": "mapping.devices.filter"},
+	} {
+		for col, key := range want {
+			if got := cols[table][col]; got != key {
+				t.Errorf("%s.%s: %q, want %q", table, col, got, key)
+			}
+		}
+	}
+	if got := strings.Join(cfg.Mapping.Tables(), " "); got != "public.users public.subscriptions public.orders public.devices" {
+		t.Errorf("tables %s", got)
+	}
+}

@@ -16,6 +16,10 @@ func FuzzParse(f *testing.F) {
 		"ops:\n  listen: 9090\n",
 		"\t",
 		"onesignal:\n  api_key: hunter2\n  api_key_file: /x\n",
+		"onesignal:\n  max_tags: 2\n  tag_limit: 3\nmapping:\n  users: {table: public.users, external_id: id, tags: {a: ''}, computed: {b: 'row.a + 1', c: 'row.'}}\n",
+		"mapping:\n  users: {table: public.users, external_id: id, filter: 'row.x IS NULL', properties: {language: '=row.l'}, aliases: {crm: c}, on_delete: delete_user}\n",
+		"mapping:\n  sources:\n    - {table: public.s, user: {references: {column: u, table: public.users}}, tags: {a: ''}, many: count}\n    - {table: public.s, user: {}}\n",
+		"mapping:\n  devices: {table: public.d, device_id: d, owner: {references: {column: c, table: public.u}}, filter: 'row.active'}\n",
 	} {
 		f.Add(s)
 	}

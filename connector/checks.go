@@ -114,6 +114,9 @@ func (c *checker) run(ctx context.Context) error {
 	if err := c.checkTables(ctx); err != nil {
 		return err
 	}
+	if err := c.checkExpressions(ctx); err != nil {
+		return err
+	}
 	if err := c.checkPublication(ctx); err != nil {
 		return err
 	}

@@ -41,7 +41,11 @@ type Config struct {
 	// each with the setting that names it (column → "mapping.users.tags",
 	// as transform.Mapping.Columns gives them). Check reports every one a
 	// table lacks. Nil: columns are not checked.
-	Columns        map[string]map[string]string
+	Columns map[string]map[string]string
+	// Expressions are the mapping's expressions; Check evaluates each
+	// over rows of its table's column types, NULLs included, and reports
+	// the type errors and unhandled NULLs. Nil: not checked.
+	Expressions    []Expression
 	TopicPrefix    string        // topics are <prefix>.<schema>.<table>
 	StatusInterval time.Duration // how often to report the confirmed LSN
 	// HeartbeatInterval is how often the connector writes a logical

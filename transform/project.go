@@ -228,10 +228,7 @@ func (m *Mapping) passes(key, filter string, row event.Row, now time.Time, was b
 	if filter == "" {
 		return true, nil
 	}
-	if m.Eval == nil {
-		return false, fmt.Errorf("the mapping's expressions were not compiled (validate the mapping first)")
-	}
-	ok, err := m.Eval.Filter(key, row, now)
+	ok, err := m.evaluator().Filter(key, row, now)
 	if errors.Is(err, ErrUnknown) {
 		return was, nil
 	}
@@ -383,7 +380,7 @@ func (m *Mapping) usersParts(row event.Row, prev Projection, now time.Time) (Pro
 		return nil, nil, err // filtered out: for OneSignal, deleted
 	}
 	part := Part{Target: User(id), Tags: make(map[string]string, len(u.Tags)), DeleteUser: u.OnDelete == OnDeleteDeleteUser}
-	if err := u.tagger().give(row, was, &part, m.Eval, now); err != nil {
+	if err := u.tagger().give(row, was, &part, m.evaluator(), now); err != nil {
 		return nil, nil, err
 	}
 	for _, rec := range []struct{ col, channel string }{{u.Email, ChannelEmail}, {u.Phone, ChannelSMS}} {
@@ -433,7 +430,7 @@ func (m *Mapping) properties(row event.Row, was Part, part *Part, now time.Time)
 		key := "mapping.users.properties." + name
 		var v json.RawMessage
 		if expr, ok := strings.CutPrefix(src, "="); ok && expr != "" {
-			val, err := evaluate(m.Eval, key, row, now)
+			val, err := evaluate(m.evaluator(), key, row, now)
 			if errors.Is(err, ErrUnknown) {
 				if old, ok := was.Props[name]; ok {
 					part.Props = put(part.Props, name, old)
@@ -552,7 +549,7 @@ func (m *Mapping) sourceParts(i int, row event.Row, prev Projection, now time.Ti
 		was = prev[0] // the row names another user now: its unchanged values are its own
 	}
 	part := Part{Target: target, Tags: map[string]string{}, Many: src.Many}
-	if err := src.tagger(i).give(row, was, &part, m.Eval, now); err != nil {
+	if err := src.tagger(i).give(row, was, &part, m.evaluator(), now); err != nil {
 		return nil, err
 	}
 	slices.Sort(part.Unknown)

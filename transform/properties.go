@@ -10,13 +10,6 @@ import (
 	"golang.org/x/text/language"
 )
 
-// The user properties a mapping may set, by API model (UsersMapping's
-// Properties).
-var (
-	UserModelProperties   = []string{"language", "timezone_id", "country", "lat", "long"}
-	PlayerModelProperties = []string{"language", "timezone", "country"}
-)
-
 // checkProperty reports what is wrong with value as property name, the
 // rule OneSignal's API documents for it.
 func checkProperty(name, value string) error {

@@ -39,6 +39,9 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 		return usageError{err}
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush of stderr
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	version := buildVersion()
 
 	// The ops server starts first and stops last, so /livez answers while
@@ -138,6 +141,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			Publication:       cfg.Postgres.Publication,
 			Tables:            cfg.Mapping.Tables(),
 			Columns:           cfg.Mapping.Columns(),
+			Expressions:       expressions(cfg),
 			TopicPrefix:       cfg.Kafka.TopicPrefix,
 			StatusInterval:    cfg.Postgres.StatusInterval,
 			HeartbeatInterval: cfg.Postgres.HeartbeatInterval,
@@ -208,7 +212,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			MaxInFlight:     cfg.OneSignal.MaxInFlight,
 			DeadLetters:     cluster.ExplainWrites(dlq),
 			DeadLetterTopic: cfg.Kafka.DeadLetterTopic,
-			TagLimit:        cfg.OneSignal.TagLimit,
+			TagLimit:        cfg.OneSignal.MaxTags,
 			Limiter:         limiter,
 			DeadLettered:    sinkOps.DeadLettered(),
 		}, group, forModel(cfg, api), &cfg.Mapping, log)

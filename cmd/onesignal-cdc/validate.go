@@ -45,6 +45,9 @@ func validate(ctx context.Context, cmd *command, args []string, stdout io.Writer
 		return errConfigInvalid
 	}
 	fmt.Fprintf(stdout, "%s: the configuration is valid\n", *path)
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", *path, w)
+	}
 	if !*online {
 		return nil
 	}
@@ -93,7 +96,7 @@ func checkPostgres(ctx context.Context, cfg *config.Config) (warnings []string, 
 	defer conn.Close(context.WithoutCancel(ctx))
 	findings, err := connector.Check(ctx, conn, connector.Config{
 		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables(), Columns: cfg.Mapping.Columns(),
-		InitialSnapshot: cfg.Postgres.Snapshot == "initial",
+		Expressions: expressions(cfg), InitialSnapshot: cfg.Postgres.Snapshot == "initial",
 	})
 	if err != nil {
 		return nil, err
@@ -102,6 +105,15 @@ func checkPostgres(ctx context.Context, cfg *config.Config) (warnings []string, 
 		return nil, findings
 	}
 	return replicaIdentityWarnings(ctx, conn, cfg)
+}
+
+// expressions are the mapping's expressions, for the connector's checks.
+func expressions(cfg *config.Config) []connector.Expression {
+	var out []connector.Expression
+	for _, e := range cfg.Mapping.Expressions() {
+		out = append(out, connector.Expression{Table: e.Table, Setting: e.Setting, Program: e.Program})
+	}
+	return out
 }
 
 // replicaIdentityWarnings names the mapped tables whose deletes and key

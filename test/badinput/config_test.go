@@ -85,8 +85,8 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 		},
 		{
 			name: "an unknown key in mapping.devices is named with its line",
-			yaml: okPostgres + okOneSignal + okMapping + "  devices: {table: public.devices, device_id: player_id, external_id: user_external_id, owner: x}\n",
-			want: []string{`line 5: unknown key "owner"`},
+			yaml: okPostgres + okOneSignal + okMapping + "  devices: {table: public.devices, device_id: player_id, external_id: user_external_id, owner_id: x}\n",
+			want: []string{`line 5: unknown key "owner_id"`},
 		},
 		{
 			name: "a key given twice names both lines",
