@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
@@ -170,4 +171,41 @@ func TestADeviceOwnedByForeignKeyFollowsItsContact(t *testing.T) {
 // exactly tags (in the player model, where tags live on devices, dev's).
 func (st *stack) userWith(dev, ext string, tags map[string]string) func(onesignaltest.State) error {
 	return all(ownedBy(dev, ext), st.hasTags(ext, tags))
+}
+
+func TestARowThatStopsMatchingItsFilterIsDeletedForOneSignalAndComesBackWhole(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		st.withSources()
+		st.addDevices("f-1")
+		u := *crm.Users
+		u.Filter = `row.Plan != "internal"`
+		m := &transform.Mapping{Users: &u, Devices: &transform.DevicesMapping{
+			Table: "crm.devices", DeviceID: "device_id", Owner: &transform.DeviceOwner{References: &transform.Reference{Column: "contact_id", Table: "crm.Contacts", Key: "Contact ID"}},
+		}, Sources: []transform.SourceMapping{
+			{Table: "crm.Subscriptions", User: transform.SourceUser{References: contactRef}, Tags: map[string]string{"Plan Name": "plan_name"},
+				Filter: `row["Plan Name"] != "trial"`},
+		}}
+		if err := m.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		st.start(m)
+		st.produce(
+			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "Ana Ü", "pro", 1)},
+			change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, "f-1"), after: device(1, "f-1", "")},
+			change{topic: subscriptionsTopic, op: event.OpCreate, key: subscriptionKey(1), after: subscription(1, 1, "gold")},
+		)
+		st.eventually("the user", st.userWith("f-1", "Ana Ü", map[string]string{"plan": "pro", "score": "1", "plan_name": "gold"}))
+		st.produce(change{topic: subscriptionsTopic, op: event.OpUpdate, key: subscriptionKey(1), after: subscription(1, 1, "trial")})
+		st.eventually("the filtered-out subscription's tag gone", st.userWith("f-1", "Ana Ü", map[string]string{"plan": "pro", "score": "1"}))
+		st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "Ana Ü", "internal", 1)})
+		st.eventually("the filtered-out contact's device unlinked", ownedBy("f-1", ""))
+		if st.model == sink.ModelUser {
+			st.eventually("and its tags gone", st.hasTags("Ana Ü", map[string]string{}))
+		}
+		st.produce(
+			change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "Ana Ü", "pro", 2)},
+			change{topic: subscriptionsTopic, op: event.OpUpdate, key: subscriptionKey(1), after: subscription(1, 1, "gold")},
+		)
+		st.eventually("everything back", st.userWith("f-1", "Ana Ü", map[string]string{"plan": "pro", "score": "2", "plan_name": "gold"}))
+	})
 }
