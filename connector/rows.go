@@ -21,7 +21,8 @@ import (
 // (`onesignal-cdc mapping preview` and `mapping diff`). It reads in one
 // READ ONLY, REPEATABLE READ transaction: it can change nothing, and every
 // table is read as of one moment, so a row and the row it references
-// agree. It is not safe for concurrent use.
+// agree. It is not safe for concurrent use, and after an error (which
+// aborts the transaction) only Close is of use.
 type Reader struct {
 	conn   *pgx.Conn
 	tx     pgx.Tx
