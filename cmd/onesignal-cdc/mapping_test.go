@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,13 +24,13 @@ import (
 // owner by external id; ids with "/", "%", "?", spaces and Unicode.
 const crmSchema = `
 CREATE SCHEMA crm;
-CREATE TABLE crm."Contacts" ("Contact ID" int PRIMARY KEY, "External Id" text, "Plan" text, "Score" int, "E-mail" text, "Lang" text);
+CREATE TABLE crm."Contacts" ("Contact ID" int PRIMARY KEY, "External Id" text, "Plan" text, "Score" int, "E-mail" text, "Lang" text, "Region" text);
 CREATE TABLE crm.subscriptions (id int PRIMARY KEY, "Contact" int REFERENCES crm."Contacts", plan_name text);
 CREATE TABLE crm.devices (device_id text PRIMARY KEY, ext_id text);
 INSERT INTO crm."Contacts" VALUES
-  (1, 'ada/1 %? é', 'pro', 7, 'ada@example.com', 'fr'),
-  (2, NULL, 'free', 1, NULL, NULL),
-  (3, 'bob 🙂', 'free', 3, NULL, 'klingon');
+  (1, 'ada/1 %? é', 'pro', 7, 'ada@example.com', 'fr', 'EU'),
+  (2, NULL, 'free', 1, NULL, NULL, 'US'),
+  (3, 'bob 🙂', 'free', 3, NULL, 'klingon', NULL);
 INSERT INTO crm.subscriptions VALUES (10, 1, 'gold'), (11, 3, 'silver');
 INSERT INTO crm.devices VALUES ('dév/1 ?%', 'ada/1 %? é');
 `
@@ -371,5 +372,113 @@ func TestMappingPreviewRefusesAWhereThatIsNotSQLAndOneThatWrites(t *testing.T) {
 	var n int
 	if err := db.Conn(t).QueryRow(t.Context(), `SELECT count(*) FROM crm."Contacts"`).Scan(&n); err != nil || n != 3 {
 		t.Errorf("the contacts are %d (%v), want the 3 untouched", n, err)
+	}
+}
+
+// mappingFile writes a file that holds only a mapping: section.
+func mappingFile(t *testing.T, mapping string) string {
+	t.Helper()
+	return writeFile(t, strings.TrimPrefix(mapping, "\n"))
+}
+
+func TestMappingDiffCountsTheUsersAMappingChangeWouldChange(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, crmSchema)
+	renamed := strings.Replace(crmMapping, "tags: {Plan: plan, Score: \"\"}", "tags: {Plan: tier, Score: \"\"}", 1)
+	added := strings.Replace(crmMapping, "tags: {Plan: plan, Score: \"\"}", "tags: {Plan: plan, Score: \"\", Region: region}", 1)
+	removed := `
+mapping:
+  users:
+    table: crm.Contacts
+    external_id: External Id
+    tags: {Plan: plan, Score: ""}
+    email: E-mail
+`
+	for _, model := range []string{"user", "player"} {
+		t.Run(model, func(t *testing.T) {
+			old := writeFile(t, crmConfig(db.DSN, model, untouchable(t), crmMapping))
+			cases := []struct {
+				what string
+				args []string
+				want []string
+			}{
+				{"a tag renamed", []string{old, mappingFile(t, renamed)}, []string{
+					"crm.Contacts 3, crm.subscriptions 2, crm.devices 1",
+					"  crm.Contacts: changed: snapshotted again\n",
+					"Users: 2 would change (2 fed before, 2 after).",
+					"  tags: added for 2, changed for 0, removed for 2\n",
+					`  user "ada/1 %? é": tag plan "pro" → (none); tag tier (none) → "pro"` + "\n",
+					`  user "bob 🙂": tag plan "free" → (none); tag tier (none) → "free"` + "\n",
+					"Devices: 0 would change owner (1 linked before, 1 after).",
+				}},
+				{"a column added, the flags after the files, the mappings in mapping files", []string{
+					"--config", old, mappingFile(t, crmMapping), mappingFile(t, added), "--limit", "1"}, []string{
+					"  crm.Contacts: changed: snapshotted again\n",
+					"Users: 1 would change",
+					"  tags: added for 1, changed for 0, removed for 0\n",
+					`  user "ada/1 %? é": tag region (none) → "EU"` + "\n",
+				}},
+				{"a source and the devices removed", []string{old, mappingFile(t, removed), "--limit", "1"}, []string{
+					"  crm.subscriptions: no longer mapped\n",
+					"  crm.devices: no longer mapped\n",
+					"Users: 2 would change",
+					"  tags: added for 0, changed for 0, removed for 2\n",
+					`  user "ada/1 %? é": tag sub_plan "gold" → (none)` + "\n",
+					"  … and 1 more\n",
+					"Devices: 1 would change owner (1 linked before, 0 after).",
+					`  device "dév/1 ?%": owner "ada/1 %? é" → (none)`,
+				}},
+				{"nothing changed", []string{old, old}, []string{
+					"no table's mapping changed: the connector snapshots none again",
+					"Users: 0 would change (2 fed before, 2 after).",
+				}},
+			}
+			for _, tc := range cases {
+				var stdout, stderr bytes.Buffer
+				if code := run(append([]string{"mapping", "diff"}, tc.args...), &stdout, &stderr); code != 0 {
+					t.Errorf("%s: exit %d\n%s", tc.what, code, stderr.String())
+					continue
+				}
+				t.Logf("%s:\n%s", tc.what, stdout.String())
+				for _, w := range tc.want {
+					if !strings.Contains(stdout.String(), w) {
+						t.Errorf("%s: the diff lacks %q:\n%s", tc.what, w, stdout.String())
+					}
+				}
+				if strings.Contains(stdout.String(), crmAPIKey) {
+					t.Errorf("%s: the diff shows the API key", tc.what)
+				}
+			}
+		})
+	}
+}
+
+func TestMappingDiffRefusesUnreadableAndInvalidFilesWithTheConfigsOwnErrors(t *testing.T) {
+	t.Parallel()
+	old := writeFile(t, crmConfig("postgres://cdc@127.0.0.1:1/app", "user", "https://api.onesignal.com", crmMapping))
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	cases := []struct {
+		what string
+		args []string
+		want string
+	}{
+		{"OLD missing", []string{missing, old}, "missing.yaml: no such file"},
+		{"NEW missing", []string{old, missing}, "missing.yaml: no such file"},
+		{"an unknown key in a mapping file", []string{old, mappingFile(t, "\nmapping:\n  users:\n    table: crm.Contacts\n    externl_id: External Id\n")},
+			`line 4: unknown key "externl_id"`},
+		{"a mapping file that fails a check", []string{old, mappingFile(t, "\nmapping:\n  users: {table: Contacts, external_id: id}\n")},
+			`mapping.users.table: "Contacts" is not "schema.table"`},
+		{"a configuration file with a bad value", []string{old, writeFile(t, "postgres:\n  dsn: postgres://cdc@db/app\n  status_interval: 500\n"+crmMapping)},
+			"line 3: postgres.status_interval: 500 has no unit"},
+		{"not YAML", []string{old, writeFile(t, "mapping: [\n")}, "did not find expected node content"},
+		{"no database: mapping files and no --config", []string{mappingFile(t, crmMapping), mappingFile(t, crmMapping)}, "onesignal-cdc.yaml: no such file"},
+	}
+	for _, tc := range cases {
+		var stdout, stderr bytes.Buffer
+		code := run(append([]string{"mapping", "diff"}, tc.args...), &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", tc.what, code, stderr.String(), tc.want)
+		}
 	}
 }
