@@ -16,6 +16,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // The preview's CRM-shaped schema: contacts with a surrogate key and the
@@ -26,13 +27,13 @@ const crmSchema = `
 CREATE SCHEMA crm;
 CREATE TABLE crm."Contacts" ("Contact ID" int PRIMARY KEY, "External Id" text, "Plan" text, "Score" int, "E-mail" text, "Lang" text, "Region" text);
 CREATE TABLE crm.subscriptions (id int PRIMARY KEY, "Contact" int REFERENCES crm."Contacts", plan_name text);
-CREATE TABLE crm.devices (device_id text PRIMARY KEY, ext_id text);
+CREATE TABLE crm.devices (device_id text PRIMARY KEY, ext_id text, "Contact" int);
 INSERT INTO crm."Contacts" VALUES
   (1, 'ada/1 %? é', 'pro', 7, 'ada@example.com', 'fr', 'EU'),
   (2, NULL, 'free', 1, NULL, NULL, 'US'),
   (3, 'bob 🙂', 'free', 3, NULL, 'klingon', NULL);
 INSERT INTO crm.subscriptions VALUES (10, 1, 'gold'), (11, 3, 'silver');
-INSERT INTO crm.devices VALUES ('dév/1 ?%', 'ada/1 %? é');
+INSERT INTO crm.devices VALUES ('dév/1 ?%', 'ada/1 %? é', 1);
 `
 
 const (
@@ -338,6 +339,39 @@ func TestMappingPreviewSaysWhyARowGivesNothingOrIsDeadLettered(t *testing.T) {
 			out.writeText(&text, cfg)
 			if want := `dead-lettered (transform): `; !strings.Contains(text.String(), want) {
 				t.Errorf("the text lacks %q:\n%s", want, text.String())
+			}
+		})
+	}
+}
+
+func TestMappingPreviewLinksADeviceToTheUserOfTheContactItReferences(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, crmSchema+`INSERT INTO crm.devices VALUES ('d2', NULL, 2);`)
+	for _, model := range []string{"user", "player"} {
+		t.Run(model, func(t *testing.T) {
+			cfg, err := config.LoadFor(writeFile(t, crmConfig(db.DSN, model, untouchable(t), crmMapping)), config.Database)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The owner by foreign key (mapping.devices.owner), which the
+			// configuration's checks do not take yet on this branch.
+			cfg.Mapping.Devices.ExternalID = ""
+			cfg.Mapping.Devices.Owner = &transform.DeviceOwner{References: &transform.Reference{Column: "Contact", Table: "crm.Contacts", Key: "Contact ID"}}
+			out, err := preview(t.Context(), cfg, previewOptions{table: "crm.devices", limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dev := findRow(t, out.rows, "crm.devices", `{"device_id":"dév/1 ?%"}`).target(t, "device", "dév/1 ?%")
+			if !strings.Contains(dev.Via, `owner "ada/1 %? é", through the crm.Contacts row whose "Contact ID" is 1`) || len(dev.Requests) == 0 {
+				t.Errorf("the device: %+v, want it linked to the contact's user", dev)
+			}
+			if got := findRow(t, out.rows, "crm.Contacts", `{"Contact ID":1}`); got.ReadFor == "" {
+				t.Errorf("the contact does not say it was read for the device's reference: %+v", got)
+			}
+			orphan := findRow(t, out.rows, "crm.devices", `{"device_id":"d2"}`)
+			if len(orphan.Targets) != 0 || len(orphan.Notes) != 1 || !strings.Contains(orphan.Notes[0], `the crm.Contacts row whose "Contact ID" is 2, which is not there or names no user: device "d2" is linked to no one`) {
+				t.Errorf("a device whose contact has no external id: %+v", orphan)
 			}
 		})
 	}
