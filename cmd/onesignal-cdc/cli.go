@@ -60,6 +60,26 @@ var commands = []*command{
 		details: "Skips a dead letter that a newer event of the same key superseded, and\n" +
 			"remembers (in a consumer group) how far it got.",
 		example: "onesignal-cdc dlq replay --config onesignal-cdc.yaml --dry-run"},
+	{name: "mapping preview", synopsis: "[--config FILE] [--table SCHEMA.TABLE [--where SQL]] [--limit N] [--json]",
+		summary: "the OneSignal requests the sink would send for some rows; sends nothing",
+		details: "Reads rows of the mapped tables (--limit per table, in primary-key order) and\n" +
+			"runs them through the sink itself, in this process, against a OneSignal\n" +
+			"emulator that holds nothing yet but the rows' devices; prints each row and\n" +
+			"the requests (method, path, body) made for the users and devices it feeds,\n" +
+			"in onesignal.model. Nothing reaches onesignal.base_url or Kafka.\n" +
+			"--where is an SQL condition over --table's columns: it runs as the\n" +
+			"configured PostgreSQL user, in a read-only transaction.",
+		example: "onesignal-cdc mapping preview --config onesignal-cdc.yaml --table public.users --where \"plan = 'pro'\" --limit 3"},
+	{name: "mapping diff", synopsis: "OLD.yaml NEW.yaml [--config FILE] [--limit N]",
+		summary: "how many users and devices a mapping change would change, with examples",
+		details: "OLD and NEW are configuration files, or files holding only a mapping:\n" +
+			"section. Reads every row of the tables either maps (read-only), computes\n" +
+			"each user's and device's desired state under both, and reports what differs\n" +
+			"(tags, records, properties, aliases, owners), with up to --limit examples\n" +
+			"of each, and the tables whose mapping changed: those the connector snapshots\n" +
+			"again when it starts with the new mapping. The database is --config's when\n" +
+			"the flag is given, else OLD's (when OLD is a configuration file).",
+		example: "onesignal-cdc mapping diff onesignal-cdc.yaml new-mapping.yaml --limit 5"},
 	{name: "emulator", synopsis: "[flags]",
 		summary: "a local OneSignal API emulator, for development and tests",
 		example: "onesignal-cdc emulator --listen 127.0.0.1:8089 --api-key emulator-key"},
@@ -73,8 +93,9 @@ var commands = []*command{
 
 // groups are the words that only introduce commands: `slot status`.
 var groups = map[string]string{
-	"slot": "the connector's replication slot",
-	"dlq":  "the dead-letter topic",
+	"slot":    "the connector's replication slot",
+	"dlq":     "the dead-letter topic",
+	"mapping": "what a mapping makes of your rows, before it runs",
 }
 
 // lookup finds the command that args start with and returns the arguments
@@ -134,22 +155,44 @@ func (f *flagSet) config() *string {
 // parse parses args. It returns errHelpShown once it printed the help, or a
 // usageError.
 func (f *flagSet) parse(args []string) error {
-	err := f.Parse(args)
+	_, err := f.parseWith(args, nil)
+	return err
+}
+
+// parseWith parses args that hold, among the flags, the arguments names
+// name (such as OLD.yaml), and returns them. Flags may come before,
+// between and after them.
+func (f *flagSet) parseWith(args []string, names []string) ([]string, error) {
+	var positional []string
+	rest := args
+	for {
+		err := f.Parse(rest)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			f.cmd.help(f.stdout, f.FlagSet)
+			return nil, errHelpShown
+		case err != nil:
+			return nil, f.usageError(f.problem(err, args))
+		}
+		if f.NArg() == 0 || len(positional) == len(names) {
+			break
+		}
+		positional = append(positional, f.Arg(0))
+		rest = f.Args()[1:]
+	}
 	switch {
-	case errors.Is(err, flag.ErrHelp):
-		f.cmd.help(f.stdout, f.FlagSet)
-		return errHelpShown
-	case err != nil:
-		return f.usageError(f.problem(err, args))
 	case f.NArg() > 0:
 		arg := f.Arg(0)
 		hint := ""
-		if strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
+		if len(names) == 0 && (strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml")) {
 			hint = fmt.Sprintf("; to name the configuration file: --config %s", arg)
 		}
-		return f.usageError(fmt.Sprintf("unexpected argument %q%s", arg, hint))
+		return nil, f.usageError(fmt.Sprintf("unexpected argument %q%s", arg, hint))
+	case len(positional) < len(names):
+		missing := names[len(positional):]
+		return nil, f.usageError(fmt.Sprintf("missing %s: give %s", strings.Join(missing, " and "), strings.Join(names, " ")))
 	}
-	return nil
+	return positional, nil
 }
 
 func (f *flagSet) usageError(problem string) error {

@@ -62,6 +62,8 @@ func TestEachCommandsHelpListsOnlyItsOwnFlags(t *testing.T) {
 		{[]string{"dlq", "replay", "--help"}, []string{"--dry-run ", "--from-beginning "}, nil},
 		{[]string{"emulator", "--help"}, []string{"--listen ADDRESS ", "(default 127.0.0.1:8089)", "--api-key KEY ", "(default emulator-key)"}, []string{"--config"}},
 		{[]string{"run", "--help"}, []string{"--config FILE "}, []string{"--online", "--yes"}},
+		{[]string{"mapping", "preview", "--help"}, []string{"--table SCHEMA.TABLE ", "--where SQL ", "--limit N ", "(default 10)", "--json ", "read-only transaction"}, []string{"--yes"}},
+		{[]string{"mapping", "diff", "--help"}, []string{"OLD.yaml NEW.yaml", "--limit N ", "files holding only a mapping:"}, []string{"--where", "--table"}},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer
@@ -102,7 +104,7 @@ func TestExitCodesAreTheSameForEveryCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What each command needs besides --config to get as far as reading it.
-	needs := map[string][]string{"snapshot": {"--all"}, "slot drop": {"--yes"}}
+	needs := map[string][]string{"snapshot": {"--all"}, "slot drop": {"--yes"}, "mapping diff": {unknownKey, unknownKey}}
 	for _, c := range commands {
 		words := strings.Fields(c.name)
 		cmd := func(more ...string) []string { return append(words[:len(words):len(words)], more...) }
@@ -121,6 +123,10 @@ func TestExitCodesAreTheSameForEveryCommand(t *testing.T) {
 		if c.name == "help" {
 			// help's one argument is a command: more is left over.
 			cases[3] = tc{"an argument left over", cmd("run", "extra"), 2, `onesignal-cdc run: unexpected argument "extra"`}
+		}
+		if c.name == "mapping diff" {
+			// Its two files come first: a third is left over.
+			cases[3] = tc{"an argument left over", cmd("old.yaml", "new.yaml", "extra"), 2, `onesignal-cdc mapping diff: unexpected argument "extra" (see onesignal-cdc mapping diff --help)`}
 		}
 		if c.name != "emulator" && c.name != "version" && c.name != "help" {
 			cases = append(cases,
@@ -169,6 +175,8 @@ func TestTheTopLevelTakesHelpVersionAndNamesWhatItDoesNotKnow(t *testing.T) {
 		{[]string{"slot"}, 2, "", "onesignal-cdc slot needs a command: status or drop (see onesignal-cdc slot --help)"},
 		{[]string{"slot", "bogus"}, 2, "", `unknown command "slot bogus"`},
 		{[]string{"dlq"}, 2, "", "onesignal-cdc dlq needs a command: replay"},
+		{[]string{"mapping"}, 2, "", "onesignal-cdc mapping needs a command: preview or diff"},
+		{[]string{"mapping", "diff", "old.yaml"}, 2, "", "onesignal-cdc mapping diff: missing NEW.yaml: give OLD.yaml NEW.yaml (see onesignal-cdc mapping diff --help)"},
 		{[]string{"slot", "--help"}, 0, "onesignal-cdc slot: the connector's replication slot\n\nCommands:\n  onesignal-cdc slot status ", ""},
 		{[]string{"help", "dlq"}, 0, "  onesignal-cdc dlq replay ", ""},
 	}

@@ -92,6 +92,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return slot(ctx, cmd, rest, stdout)
 	case "dlq replay":
 		return dlq(ctx, cmd, rest, stdout)
+	case "mapping preview":
+		return mappingPreview(ctx, cmd, rest, stdout)
+	case "mapping diff":
+		return mappingDiff(ctx, cmd, rest, stdout)
 	case "emulator":
 		return emulator(ctx, cmd, rest, stdout)
 	case "version":
