@@ -20,30 +20,6 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
-// mappedTables are the tables the mapping reads: the users table, the
-// sources' tables and the devices table, in that order, each once.
-//
-// TODO: transform.Mapping.Tables leaves the sources out on this branch;
-// once it names them, use it.
-func mappedTables(m *transform.Mapping) []string {
-	var ts []string
-	add := func(t string) {
-		if t != "" && !slices.Contains(ts, t) {
-			ts = append(ts, t)
-		}
-	}
-	if m.Users != nil {
-		add(m.Users.Table)
-	}
-	for _, s := range m.Sources {
-		add(s.Table)
-	}
-	if m.Devices != nil {
-		add(m.Devices.Table)
-	}
-	return ts
-}
-
 // previewed is a row the preview read, with what the mapping makes of it.
 type previewed struct {
 	row connector.Row
@@ -73,7 +49,7 @@ func mappingPreview(ctx context.Context, cmd *command, args []string, stdout io.
 	if m := cfg.OneSignal.Model; m != config.ModelUser && m != config.ModelPlayer {
 		return usageError{fmt.Errorf("onesignal.model %q is not %s or %s: the preview shows the requests of one of the two", m, config.ModelUser, config.ModelPlayer)}
 	}
-	tables := mappedTables(&cfg.Mapping)
+	tables := cfg.Mapping.Tables()
 	switch {
 	case *limit < 1:
 		return fs.usageError(fmt.Sprintf("--limit %d: want at least 1 row", *limit))
@@ -103,7 +79,7 @@ type previewOptions struct {
 // preview reads the rows, runs them through the sink and attributes its
 // requests to them.
 func preview(ctx context.Context, cfg *config.Config, opts previewOptions) (*report, error) {
-	tables := mappedTables(&cfg.Mapping)
+	tables := cfg.Mapping.Tables()
 	if opts.table != "" {
 		tables = []string{opts.table}
 	}

@@ -11,12 +11,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/config"
-	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // The preview's CRM-shaped schema: contacts with a surrogate key and the
@@ -278,19 +275,6 @@ func TestMappingPreviewReadsOnlyTheRowsOfTableWhereAndLimitAndTheContactsTheyRef
 	}
 }
 
-// standIn evaluates the test's one filter, `row.Plan != "free"`, until
-// the mapping's expressions compile when the configuration loads.
-type standIn struct{}
-
-func (standIn) Filter(key string, row event.Row, _ time.Time) (bool, error) {
-	v, _ := row.Get("Plan")
-	return key != "mapping.users.filter" || string(v) != `"free"`, nil
-}
-
-func (standIn) Value(string, event.Row, time.Time) (json.RawMessage, error) {
-	return json.RawMessage("null"), nil
-}
-
 func TestMappingPreviewSaysWhyARowGivesNothingOrIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
@@ -301,9 +285,6 @@ func TestMappingPreviewSaysWhyARowGivesNothingOrIsDeadLettered(t *testing.T) {
 			cfg, err := config.LoadFor(writeFile(t, crmConfig(db.DSN, model, untouchable(t), mapping)), config.Database)
 			if err != nil {
 				t.Fatal(err)
-			}
-			if cfg.Mapping.Eval == nil {
-				cfg.Mapping.Eval = standIn{}
 			}
 			out, err := preview(t.Context(), cfg, previewOptions{table: "crm.Contacts", limit: 10})
 			if err != nil {
@@ -350,14 +331,12 @@ func TestMappingPreviewLinksADeviceToTheUserOfTheContactItReferences(t *testing.
 	db.Exec(t, crmSchema+`INSERT INTO crm.devices VALUES ('d2', NULL, 2);`)
 	for _, model := range []string{"user", "player"} {
 		t.Run(model, func(t *testing.T) {
-			cfg, err := config.LoadFor(writeFile(t, crmConfig(db.DSN, model, untouchable(t), crmMapping)), config.Database)
+			byKey := strings.Replace(crmMapping, "devices: {table: crm.devices, device_id: device_id, external_id: ext_id}",
+				`devices: {table: crm.devices, device_id: device_id, owner: {references: {column: Contact, table: crm.Contacts, key: "Contact ID"}}}`, 1)
+			cfg, err := config.LoadFor(writeFile(t, crmConfig(db.DSN, model, untouchable(t), byKey)), config.Database)
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The owner by foreign key (mapping.devices.owner), which the
-			// configuration's checks do not take yet on this branch.
-			cfg.Mapping.Devices.ExternalID = ""
-			cfg.Mapping.Devices.Owner = &transform.DeviceOwner{References: &transform.Reference{Column: "Contact", Table: "crm.Contacts", Key: "Contact ID"}}
 			out, err := preview(t.Context(), cfg, previewOptions{table: "crm.devices", limit: 10})
 			if err != nil {
 				t.Fatal(err)

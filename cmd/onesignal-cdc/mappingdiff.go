@@ -79,7 +79,7 @@ func mappingDiff(ctx context.Context, cmd *command, args []string, stdout io.Wri
 	}
 	defer reader.Close(ctx)
 	var tables []string
-	for _, t := range append(mappedTables(oldM), mappedTables(newM)...) {
+	for _, t := range append(oldM.Tables(), newM.Tables()...) {
 		if !slices.Contains(tables, t) {
 			tables = append(tables, t)
 		}
@@ -91,7 +91,7 @@ func mappingDiff(ctx context.Context, cmd *command, args []string, stdout io.Wri
 			counts[t]++
 			id := base.Kafka.TopicPrefix + "." + r.Table + "\x00" + string(r.Key)
 			for i, m := range []*transform.Mapping{oldM, newM} {
-				if slices.Contains(mappedTables(m), t) {
+				if slices.Contains(m.Tables(), t) {
 					sides[i].add(m, id, r)
 				}
 			}
@@ -273,7 +273,7 @@ type tableChange struct{ Table, How string }
 // each table instead.
 func changedTables(old, new *transform.Mapping) []tableChange {
 	var out []tableChange
-	o, n := mappedTables(old), mappedTables(new)
+	o, n := old.Tables(), new.Tables()
 	for _, t := range o {
 		switch {
 		case !slices.Contains(n, t):
