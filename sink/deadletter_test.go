@@ -276,7 +276,7 @@ func TestADesiredStateOverTheTagLimitIsDeadLetteredWithTheReason(t *testing.T) {
 	)
 	dead := st.deadLetters(1)
 	st.waitDrained()
-	if reason := header(dead[0], sink.HeaderMessage); !strings.Contains(reason, "2 tags, more than onesignal.tag_limit 1") {
+	if reason := header(dead[0], sink.HeaderMessage); !strings.Contains(reason, "2 tags (plan, score), more than onesignal.max_tags 1") {
 		t.Errorf("dead letter reason %q, want the count and the limit", reason)
 	}
 	if source(dead[0]) != at(st.eventOf(1).Record) {

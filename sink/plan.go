@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/segmentio/kafka-go"
 
@@ -107,7 +108,7 @@ func (g *generation) planUser(t *target, st *desired.State, tk taken) (*request,
 	}
 	if lim := s.cfg.TagLimit; lim > 0 {
 		if n := countSet(u.Tags); n > lim {
-			return nil, &tagLimitError{to: t.key, count: n, limit: lim}
+			return nil, &tagLimitError{to: t.key, tags: setTags(u.Tags), limit: lim}
 		}
 	}
 	var carry map[string]string
@@ -323,16 +324,30 @@ func countSet(tags map[string]string) int {
 	return n
 }
 
-// tagLimitError is a desired state with more tags than onesignal.tag_limit:
+// tagLimitError is a desired state with more tags than onesignal.max_tags:
 // permanent, so its messages are dead-lettered.
 type tagLimitError struct {
-	to           transform.Target
-	count, limit int
+	to    transform.Target
+	tags  []string // the tags set, sorted
+	limit int
 }
 
 func (e *tagLimitError) Error() string {
-	return fmt.Sprintf("the rows would give %s %d tags, more than onesignal.tag_limit %d: map fewer tag columns, or raise the limit with your OneSignal plan",
-		e.to, e.count, e.limit)
+	return fmt.Sprintf("the rows would give %s %d tags (%s), more than onesignal.max_tags %d: map fewer tag columns, filter the rows that give them, or raise the limit with your OneSignal plan",
+		e.to, len(e.tags), strings.Join(e.tags, ", "), e.limit)
+}
+
+// setTags are the names of the tags that are set rather than deleted,
+// sorted.
+func setTags(tags map[string]string) []string {
+	var out []string
+	for k, v := range tags {
+		if v != "" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // anyLinked reports whether a device that names the user its owner has had

@@ -175,7 +175,7 @@ type Config struct {
 	// Clock times the per-target window and the retry backoff; default
 	// the system clock. Commits use the wall clock.
 	Clock Clock
-	// TagLimit is the most tags a user may hold (onesignal.tag_limit); a
+	// TagLimit is the most tags a user may hold (onesignal.max_tags); a
 	// desired state over it is dead-lettered. Default 0: not checked.
 	TagLimit int
 	// Limiter, when set, is the rate limiter the OneSignal client takes
