@@ -370,7 +370,8 @@ func (s *State) User() User {
 
 // aggregate is tag's value over the live contributions that give it, for
 // a source whose several rows of one user count (the number of rows that
-// give it a value) or any ("true" when one gives "true").
+// give it a value) or any ("true" when one gives "true"); "" (no tag) when
+// no live row gives it.
 func aggregate(tag, many string, live []*Contribution) string {
 	n, anyTrue := 0, false
 	for _, c := range live {
@@ -381,7 +382,10 @@ func aggregate(tag, many string, live []*Contribution) string {
 		n++
 		anyTrue = anyTrue || v == "true"
 	}
-	if many == transform.ManyCount {
+	switch {
+	case n == 0:
+		return "" // no row gives it: no tag, as for a user that never had one
+	case many == transform.ManyCount:
 		return strconv.Itoa(n)
 	}
 	return strconv.FormatBool(anyTrue)
