@@ -108,13 +108,14 @@ type Connector struct {
 
 	// What the publication carries of each table (publication.go): plans
 	// are made at setup and every heartbeat, and followed by the snapshot
-	// and the decoder; notes are what was last logged of each; applied
-	// the entries this connector last gave tables.
+	// and the decoder; notes are what was last logged of each; stuck the
+	// entries that still differed after the connector changed them
+	// (ensurePublication, which never runs twice at once, keeps it).
 	planner planner
 	pubMu   sync.Mutex
 	plans   map[string]*tablePlan
 	notes   map[string]string
-	applied map[string]string
+	stuck   map[string]string
 }
 
 // New returns a connector writing through w.
@@ -144,7 +145,7 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Connector{cfg: cfg, w: w, log: log.Named("connector"), now: time.Now, obs: obs, notes: map[string]string{}, applied: map[string]string{}}
+	return &Connector{cfg: cfg, w: w, log: log.Named("connector"), now: time.Now, obs: obs, notes: map[string]string{}, stuck: map[string]string{}}
 }
 
 // Run prepares the publication and slot, then streams until ctx ends,

@@ -473,7 +473,7 @@ func (d difference) describe(p *tablePlan, pub string, e published) string {
 	}
 	if len(d.extra) > 0 {
 		if e.columns == nil {
-			parts = append(parts, "it publishes every column, where the mapping reads only "+quotedList(p.columns)+": PostgreSQL decodes the others for nothing (the connector leaves them out of its events)")
+			parts = append(parts, "it publishes every column, where the connector needs only "+quotedList(p.columns)+": PostgreSQL decodes the others for nothing (the connector leaves them out of its events)")
 		} else {
 			parts = append(parts, "it publishes "+quotedList(d.extra)+", which the mapping does not read: PostgreSQL decodes them for nothing (the connector leaves them out of its events)")
 		}
@@ -831,10 +831,8 @@ func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error
 		if !e.named || v.info.version < 150000 || !compare(p, v.cats[t], e).any() || !v.mayChange(t) {
 			continue
 		}
-		if c.applied[t] == p.spec() {
-			// Changed so before, and the catalog still says otherwise:
-			// changing it again every heartbeat would not help.
-			continue
+		if c.stuck[t] == stuckKey(p, e) {
+			continue // changed so before, and the catalog still said this: again would not help
 		}
 		changed = append(changed, p)
 	}
@@ -866,10 +864,19 @@ func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error
 		if err != nil {
 			return &fatalError{fmt.Errorf("change the column lists and row filters of publication %q: %w (run as the owner of the publication and of the tables: %s)", pub, err, sql)}
 		}
+		now, err := namedEntries(ctx, conn, pub)
+		if err != nil {
+			return err
+		}
 		for _, p := range changed {
 			t := p.qualified()
 			was := v.entries[t]
-			c.applied[t] = p.spec()
+			if e := now[t]; compare(p, v.cats[t], e).any() {
+				c.stuck[t] = stuckKey(p, e)
+				c.log.Warn("the publication's entry of a mapped table still differs from what the connector set; leaving it as it is",
+					zap.String("publication", pub), zap.String("table", t), zap.String("set", p.spec()),
+					zap.Strings("columns", orAll(e.columns)), zap.String("row_filter", e.filter))
+			}
 			c.log.Info("changed the publication's column list and row filter of a mapped table",
 				zap.String("publication", pub), zap.String("table", t),
 				zap.Strings("columns_were", orAll(was.columns)), zap.Strings("columns", orAll(p.columns)),
@@ -901,6 +908,12 @@ func changeEntries(ctx context.Context, conn *pgx.Conn, qpub string, plans []*ta
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// stuckKey names a plan and the entry the catalog showed after the
+// connector gave the table that plan.
+func stuckKey(p *tablePlan, e published) string {
+	return p.spec() + "\x00" + strings.Join(e.columns, "\x00") + "\x00" + e.filter
 }
 
 func specList(plans []*tablePlan) string {

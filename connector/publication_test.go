@@ -191,3 +191,35 @@ func TestTheFixChangesOnlyTheMappedTablesEntries(t *testing.T) {
 		t.Errorf("fix:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestATableIsSnapshottedAgainWhenWhatItsRowsWereReadUnderChanged(t *testing.T) {
+	t.Parallel()
+	was := map[string]TableMark{
+		"public.contacts": {Mapping: "m1"},
+		"public.devices":  {Mapping: "d1", Filter: `"active"`},
+		"public.orders":   {Mapping: "o1"},
+		"public.gone":     {Mapping: "g1"},
+	}
+	now := map[string]TableMark{
+		"public.contacts":      {Mapping: "m2"},
+		"public.devices":       {Mapping: "d1"},
+		"public.orders":        {Mapping: "o1", Filter: `"paid"`},
+		"public.subscriptions": {Mapping: "s1"},
+	}
+	tables, why := remapped(was, now)
+	if want := []string{"public.contacts", "public.devices", "public.subscriptions"}; !reflect.DeepEqual(tables, want) {
+		t.Errorf("tables %q, want %q (a filter that begins to be pushed down changes nothing the sink saw)", tables, want)
+	}
+	for table, reason := range map[string]string{
+		"public.contacts":      "the mapping of the table changed",
+		"public.devices":       "the publication's row filter of the table changed",
+		"public.subscriptions": "the table is new to the mapping",
+	} {
+		if !strings.Contains(why[table], reason) {
+			t.Errorf("%s: why %q, want %q", table, why[table], reason)
+		}
+	}
+	if tables, _ := remapped(nil, now); tables != nil {
+		t.Errorf("with no marks recorded: %q, want none (the first run records them)", tables)
+	}
+}
