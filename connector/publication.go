@@ -160,8 +160,8 @@ type where struct {
 // planTable decides what to publish of a table with catalog t, given what
 // the mapping asks for. filterCols are the columns the row filter reads
 // (known false when they cannot be told); norm is the filter as PostgreSQL
-// writes it back ("" when it could not be read).
-func planTable(schema, name string, t *tableCatalog, want Publish, w where, filterCols []string, known bool, norm string) tablePlan {
+// writes it back, "" when PostgreSQL refused it, saying refusal.
+func planTable(schema, name string, t *tableCatalog, want Publish, w where, filterCols []string, known bool, norm, refusal string) tablePlan {
 	p := tablePlan{schema: schema, name: name, key: t.key}
 	if want.Columns != nil {
 		need := map[string]bool{}
@@ -216,7 +216,7 @@ func planTable(schema, name string, t *tableCatalog, want Publish, w where, filt
 		p.notes = append(p.notes, fmt.Sprintf("the filter reads %s, which the replica identity (%s) does not hold; PostgreSQL would refuse every UPDATE and DELETE of the table with such a row filter, so it is not pushed down"+instead,
 			quotedList(outside), identityName(t)))
 	case norm == "":
-		p.notes = append(p.notes, fmt.Sprintf("PostgreSQL does not accept the filter's SQL form (%s) for this table, so it is not pushed down"+instead, want.RowFilter))
+		p.notes = append(p.notes, fmt.Sprintf("PostgreSQL does not accept the filter's SQL form (%s) for this table (%s), so it is not pushed down"+instead, want.RowFilter, refusal))
 	default:
 		p.filter, p.norm = want.RowFilter, norm
 	}
@@ -250,8 +250,12 @@ func quotedList(cols []string) string {
 // row filter so that a plan made every heartbeat costs no DDL.
 type planner struct {
 	mu    sync.Mutex
-	norms map[string]string // by table, filter and column signature: the normalized filter, "" when refused
+	norms map[string]normalized // by table, filter and column signature
 }
+
+// normalized is a row filter as PostgreSQL writes it back, or why it
+// refused it.
+type normalized struct{ norm, refusal string }
 
 // plan returns the plan of table ("schema.table"), nil when it does not
 // exist.
@@ -264,34 +268,36 @@ func (pl *planner) plan(ctx context.Context, conn *pgx.Conn, table string, want 
 	var (
 		cols  []string
 		known bool
-		norm  string
+		n     normalized
 	)
 	if want.RowFilter != "" && w.version >= 150000 && w.wholly == "" {
 		cols, known = filterColumns(want.RowFilter)
-		if norm, err = pl.normalize(ctx, conn, cat, schema, name, want.RowFilter); err != nil {
+		if n, err = pl.normalize(ctx, conn, cat, schema, name, want.RowFilter); err != nil {
 			return nil, nil, err
 		}
 	}
-	p := planTable(schema, name, cat, want, w, cols, known, norm)
+	p := planTable(schema, name, cat, want, w, cols, known, n.norm, n.refusal)
 	p.normKey = normKey(schema, name, want.RowFilter, cat)
 	return &p, cat, nil
 }
 
 // normalize returns filter as PostgreSQL writes a row filter back
-// (pg_get_expr), "" when PostgreSQL does not accept it for the table: it
+// (pg_get_expr), or why PostgreSQL does not accept it for the table: it
 // is parsed as a CHECK constraint of a temporary copy of the table, in a
-// transaction rolled back at once.
-func (pl *planner) normalize(ctx context.Context, conn *pgx.Conn, t *tableCatalog, schema, name, filter string) (string, error) {
+// transaction rolled back at once (which takes the TEMPORARY privilege on
+// the database and SELECT on the table; without them, the filter is not
+// pushed down).
+func (pl *planner) normalize(ctx context.Context, conn *pgx.Conn, t *tableCatalog, schema, name, filter string) (normalized, error) {
 	key := normKey(schema, name, filter, t)
 	pl.mu.Lock()
-	norm, ok := pl.norms[key]
+	n, ok := pl.norms[key]
 	pl.mu.Unlock()
 	if ok {
-		return norm, nil
+		return n, nil
 	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return "", fmt.Errorf("check the row filter of %s.%s: %w", schema, name, err)
+		return n, fmt.Errorf("check the row filter of %s.%s: %w", schema, name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a rollback that fails leaves nothing behind either
 	err = execOne(ctx, tx.Conn(), `CREATE TEMPORARY TABLE onesignal_cdc_row_filter (LIKE `+pgx.Identifier{schema, name}.Sanitize()+`) ON COMMIT DROP`)
@@ -299,36 +305,37 @@ func (pl *planner) normalize(ctx context.Context, conn *pgx.Conn, t *tableCatalo
 		err = execOne(ctx, tx.Conn(), `ALTER TABLE pg_temp.onesignal_cdc_row_filter ADD CONSTRAINT row_filter CHECK (`+filter+`) NOT VALID`)
 	}
 	if err == nil {
-		err = tx.QueryRow(ctx, `SELECT pg_get_expr(conbin, conrelid) FROM pg_constraint WHERE conrelid = 'pg_temp.onesignal_cdc_row_filter'::regclass AND conname = 'row_filter'`).Scan(&norm)
+		err = tx.QueryRow(ctx, `SELECT pg_get_expr(conbin, conrelid) FROM pg_constraint WHERE conrelid = 'pg_temp.onesignal_cdc_row_filter'::regclass AND conname = 'row_filter'`).Scan(&n.norm)
 	}
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && !transient(err):
-		norm = "" // refused: a syntax error, a column it lacks, a type mismatch
+		// A syntax error, a column it lacks, a type mismatch, a privilege.
+		n = normalized{refusal: pgErr.Message}
 	case err != nil:
-		return "", fmt.Errorf("check the row filter of %s.%s: %w", schema, name, err)
+		return n, fmt.Errorf("check the row filter of %s.%s: %w", schema, name, err)
 	}
 	pl.mu.Lock()
 	if pl.norms == nil {
-		pl.norms = map[string]string{}
+		pl.norms = map[string]normalized{}
 	}
-	pl.norms[key] = norm
+	pl.norms[key] = n
 	pl.mu.Unlock()
-	return norm, nil
+	return n, nil
 }
 
 func normKey(schema, name, filter string, t *tableCatalog) string {
 	return schema + "." + name + "\x00" + filter + "\x00" + t.signature
 }
 
-// refuse remembers that PostgreSQL refused p's row filter.
-func (pl *planner) refuse(p *tablePlan) {
+// refuse remembers that PostgreSQL refused p's row filter, saying why.
+func (pl *planner) refuse(p *tablePlan, why string) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	if pl.norms == nil {
-		pl.norms = map[string]string{}
+		pl.norms = map[string]normalized{}
 	}
-	pl.norms[p.normKey] = ""
+	pl.norms[p.normKey] = normalized{refusal: why}
 }
 
 // execOne runs one statement through the extended protocol, which refuses
@@ -945,7 +952,7 @@ func (c *Connector) dropRefusedFilters(plans []*tablePlan, run func() error) err
 	for _, p := range plans {
 		if p.filter != "" {
 			filtered = append(filtered, p.qualified())
-			c.planner.refuse(p)
+			c.planner.refuse(p, pgErr.Message)
 			p.notes = append(p.notes, fmt.Sprintf("PostgreSQL refused the filter's SQL form (%s) as a row filter (%s), so it is not pushed down: the transform applies the mapping's filter instead", p.filter, pgErr.Message))
 			p.filter, p.norm = "", ""
 		}

@@ -89,7 +89,7 @@ func TestAPlanPublishesTheMappedColumnsThePrimaryKeyAndTheReplicaIdentity(t *tes
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := planTable("public", "contacts", tt.cat, want, tt.w, nil, true, "")
+			p := planTable("public", "contacts", tt.cat, want, tt.w, nil, true, "", "")
 			if !reflect.DeepEqual(p.columns, tt.columns) || !reflect.DeepEqual(p.read, tt.read) {
 				t.Errorf("columns %q, read %q; want %q, %q", p.columns, p.read, tt.columns, tt.read)
 			}
@@ -98,7 +98,7 @@ func TestAPlanPublishesTheMappedColumnsThePrimaryKeyAndTheReplicaIdentity(t *tes
 			}
 		})
 	}
-	if p := planTable("public", "contacts", crm("d"), Publish{}, pg15, nil, true, ""); p.columns != nil || p.read != nil {
+	if p := planTable("public", "contacts", crm("d"), Publish{}, pg15, nil, true, "", ""); p.columns != nil || p.read != nil {
 		t.Errorf("without columns to publish: columns %q, read %q; want every column", p.columns, p.read)
 	}
 }
@@ -125,7 +125,7 @@ func TestARowFilterIsPushedDownOnlyWhenItReadsReplicaIdentityColumns(t *testing.
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := planTable("public", "contacts", crm(tt.identity), Publish{RowFilter: tt.filter}, pg15, tt.cols, tt.known, tt.norm)
+			p := planTable("public", "contacts", crm(tt.identity), Publish{RowFilter: tt.filter}, pg15, tt.cols, tt.known, tt.norm, "")
 			if pushed := p.filter != ""; pushed != tt.pushed {
 				t.Fatalf("pushed down: %v, want %v (notes %q)", pushed, tt.pushed, p.notes)
 			}
@@ -137,7 +137,7 @@ func TestARowFilterIsPushedDownOnlyWhenItReadsReplicaIdentityColumns(t *testing.
 			}
 		})
 	}
-	p := planTable("public", "contacts", crm("f"), Publish{RowFilter: `"plan" = 'x'`}, where{version: 140011}, []string{"plan"}, true, "")
+	p := planTable("public", "contacts", crm("f"), Publish{RowFilter: `"plan" = 'x'`}, where{version: 140011}, []string{"plan"}, true, "", "")
 	if p.filter != "" || !strings.Contains(strings.Join(p.notes, ""), "PostgreSQL before 15 has no row filters") {
 		t.Errorf("PostgreSQL 14: filter %q, notes %q; want none, and a note saying why", p.filter, p.notes)
 	}
@@ -146,9 +146,9 @@ func TestARowFilterIsPushedDownOnlyWhenItReadsReplicaIdentityColumns(t *testing.
 func TestAPublicationEntryThatLosesChangesIsHarmfulAndOneThatDecodesTooMuchIsNot(t *testing.T) {
 	t.Parallel()
 	def := crm("d")
-	plan := planTable("public", "contacts", def, Publish{Columns: []string{"plan", "external_id"}}, where{version: 150004}, nil, true, "")
+	plan := planTable("public", "contacts", def, Publish{Columns: []string{"plan", "external_id"}}, where{version: 150004}, nil, true, "", "")
 	filtered := planTable("public", "contacts", crm("f"), Publish{Columns: []string{"plan", "external_id"}, RowFilter: `"plan" <> 'internal'`},
-		where{version: 150004}, []string{"plan"}, true, `(plan <> 'internal'::text)`)
+		where{version: 150004}, []string{"plan"}, true, `(plan <> 'internal'::text)`, "")
 	tests := []struct {
 		name    string
 		plan    tablePlan
@@ -184,7 +184,7 @@ func TestAPublicationEntryThatLosesChangesIsHarmfulAndOneThatDecodesTooMuchIsNot
 
 func TestTheFixChangesOnlyTheMappedTablesEntries(t *testing.T) {
 	t.Parallel()
-	plan := planTable("public", "contacts", crm("d"), Publish{Columns: []string{"plan", "external_id"}}, where{version: 150004}, nil, true, "")
+	plan := planTable("public", "contacts", crm("d"), Publish{Columns: []string{"plan", "external_id"}}, where{version: 150004}, nil, true, "", "")
 	want := `BEGIN; ALTER PUBLICATION "my pub" DROP TABLE "public"."contacts"; ` +
 		`ALTER PUBLICATION "my pub" ADD TABLE "public"."contacts" ("Contact ID", "external_id", "plan"); COMMIT;`
 	if got := fixStatement("my pub", []*tablePlan{&plan}); got != want {
