@@ -55,19 +55,29 @@ func (fs Findings) Error() string {
 // connection, which a later attempt may get past. Setup calls it on every
 // connect; a command that validates a configuration can call it alone.
 func Check(ctx context.Context, conn *pgx.Conn, cfg Config) (Findings, error) {
+	problems, _, err := Inspect(ctx, conn, cfg)
+	return problems, err
+}
+
+// Inspect is Check, and also returns warnings: what lets the connector
+// work, but not as well as it could, and that it cannot mend itself (a
+// publication someone else owns that publishes columns the mapping does
+// not read).
+func Inspect(ctx context.Context, conn *pgx.Conn, cfg Config) (problems, warnings Findings, err error) {
 	c := &checker{conn: conn, cfg: cfg}
 	if err := c.run(ctx); err != nil {
-		return nil, fmt.Errorf("check the source database: %w", err)
+		return nil, nil, fmt.Errorf("check the source database: %w", err)
 	}
-	return c.found, nil
+	return c.found, c.warned, nil
 }
 
 // checker holds what Check learned about the server, the role and the
 // tables, for the later checks that depend on it.
 type checker struct {
-	conn  *pgx.Conn
-	cfg   Config
-	found Findings
+	conn   *pgx.Conn
+	cfg    Config
+	found  Findings
+	warned Findings
 
 	version       int // server_version_num, e.g. 150004
 	database      string
@@ -100,6 +110,10 @@ type tableInfo struct {
 
 func (c *checker) add(problem, fix string) {
 	c.found = append(c.found, Finding{Problem: problem, Fix: fix})
+}
+
+func (c *checker) warn(problem, fix string) {
+	c.warned = append(c.warned, Finding{Problem: problem, Fix: fix})
 }
 
 func (c *checker) run(ctx context.Context) error {
@@ -411,19 +425,26 @@ func relkindName(kind string) string {
 
 func (c *checker) checkPublication(ctx context.Context) error {
 	pub := pgx.Identifier{c.cfg.Publication}.Sanitize()
-	var (
-		all, insert, update, del, ownsPub bool
-		owner                             string
-	)
-	err := c.conn.QueryRow(ctx, `
-		SELECT puballtables, pubinsert, pubupdate, pubdelete,
-		       pg_get_userbyid(pubowner)::text, pg_has_role(pubowner, 'USAGE')
-		FROM pg_publication WHERE pubname = $1`,
-		c.cfg.Publication).Scan(&all, &insert, &update, &del, &owner, &ownsPub)
-	if errors.Is(err, pgx.ErrNoRows) {
-		c.checkCreatePublication(pub)
+	names := make([]string, len(c.tables))
+	for i, t := range c.tables {
+		names[i] = t.schema + "." + t.name
+	}
+	var pl planner
+	v, err := pl.view(ctx, c.conn, c.cfg.Publication, names, c.cfg.Publish)
+	if err != nil {
+		return err
+	}
+	if !v.info.exists {
+		c.checkCreatePublication(pub, names, v)
 		return nil
 	}
+	var (
+		insert, update, del bool
+		owner               = v.info.owner
+		ownsPub             = v.info.owns
+	)
+	err = c.conn.QueryRow(ctx, `SELECT pubinsert, pubupdate, pubdelete FROM pg_publication WHERE pubname = $1`,
+		c.cfg.Publication).Scan(&insert, &update, &del)
 	if err != nil {
 		return fmt.Errorf("look up publication %q: %w", c.cfg.Publication, err)
 	}
@@ -442,30 +463,43 @@ func (c *checker) checkPublication(ctx context.Context) error {
 			c.cfg.Publication, strings.Join(missing, " or ")),
 			"as its owner ("+owner+") run ALTER PUBLICATION "+pub+" SET (publish = 'insert, update, delete');")
 	}
-	if all {
+	if v.info.all {
 		return nil
 	}
-
-	rows, err := c.conn.Query(ctx, `SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1`, c.cfg.Publication)
-	if err != nil {
-		return fmt.Errorf("list tables of publication %q: %w", c.cfg.Publication, err)
-	}
-	covered, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (t [2]string, err error) {
-		err = r.Scan(&t[0], &t[1])
-		return t, err
-	})
-	if err != nil {
-		return fmt.Errorf("list tables of publication %q: %w", c.cfg.Publication, err)
-	}
 	for _, t := range c.tables {
-		if containsTable(covered, t) || c.super || ownsPub && t.owned {
+		name := t.schema + "." + t.name
+		if v.covered[name] || c.super || ownsPub && t.owned {
 			continue // covered, or setup adds it
 		}
 		ident := pgx.Identifier{t.schema, t.name}.Sanitize()
+		spec := ident
+		if p := v.plans[name]; p != nil {
+			spec = p.spec()
+		}
 		c.add(fmt.Sprintf("publication %q does not cover table %s.%s, and role %q cannot add it: "+
 			"that takes a superuser, or the owner of both the publication (%s) and the table (%s)",
 			c.cfg.Publication, t.schema, t.name, c.role, owner, t.owner),
-			"an admin must run ALTER PUBLICATION "+pub+" ADD TABLE "+ident+";")
+			"an admin must run ALTER PUBLICATION "+pub+" ADD TABLE "+spec+";")
+	}
+	if v.info.version < 150000 {
+		return nil
+	}
+	for _, t := range c.tables {
+		name := t.schema + "." + t.name
+		p, e := v.plans[name], v.entries[name]
+		if p == nil || !e.named || v.mayChange(name) {
+			continue // not listed by name (it cannot say more), or setup changes it
+		}
+		d := compare(p, v.cats[name], e)
+		if !d.any() {
+			continue
+		}
+		fix := fmt.Sprintf("as the owner of the publication (%s) and of the table (%s) run %s", owner, t.owner, fixStatement(c.cfg.Publication, []*tablePlan{p}))
+		if d.harmful() {
+			c.add(d.describe(p, c.cfg.Publication, e), fix)
+		} else {
+			c.warn(d.describe(p, c.cfg.Publication, e), fix)
+		}
 	}
 	return nil
 }
@@ -473,14 +507,12 @@ func (c *checker) checkPublication(ctx context.Context) error {
 // checkCreatePublication reports when setup could not create the missing
 // publication: CREATE PUBLICATION … FOR TABLE takes CREATE on the database
 // and ownership of every table.
-func (c *checker) checkCreatePublication(pub string) {
+func (c *checker) checkCreatePublication(pub string, names []string, v *pubView) {
 	if len(c.tables) == 0 || c.super {
 		return
 	}
 	var notOwned []string
-	names := make([]string, len(c.tables))
-	for i, t := range c.tables {
-		names[i] = t.schema + "." + t.name
+	for _, t := range c.tables {
 		if !t.owned {
 			notOwned = append(notOwned, fmt.Sprintf("%s.%s (owned by %s)", t.schema, t.name, t.owner))
 		}
@@ -495,9 +527,17 @@ func (c *checker) checkCreatePublication(pub string) {
 	if len(lacks) == 0 {
 		return
 	}
+	specs := tableList(names)
+	if len(v.plans) == len(names) {
+		plans := make([]*tablePlan, len(names))
+		for i, n := range names {
+			plans[i] = v.plans[n]
+		}
+		specs = specList(plans)
+	}
 	c.add(fmt.Sprintf("publication %q does not exist, and role %q cannot create it: it lacks %s",
 		c.cfg.Publication, c.role, strings.Join(lacks, " and ")),
-		"an admin must run CREATE PUBLICATION "+pub+" FOR TABLE "+tableList(names)+";")
+		"an admin must run CREATE PUBLICATION "+pub+" FOR TABLE "+specs+";")
 }
 
 func (c *checker) checkSlot() {

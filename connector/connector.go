@@ -45,7 +45,20 @@ type Config struct {
 	// Expressions are the mapping's expressions; Check evaluates each
 	// over rows of its table's column types, NULLs included, and reports
 	// the type errors and unhandled NULLs. Nil: not checked.
-	Expressions    []Expression
+	Expressions []Expression
+	// Publish says, per table of Tables, what the mapping reads of it
+	// (transform.Mapping.Publish): from PostgreSQL 15 on the publication
+	// lists those columns, with the primary key and the replica identity,
+	// and carries the row filter where PostgreSQL allows it; where it
+	// cannot list them, the connector leaves the other columns out of its
+	// events. A table missing: every column and every row.
+	Publish map[string]Publish
+	// Fingerprints are, per table of Tables, a hash of what the mapping
+	// reads of it (transform.Mapping.Fingerprint), kept in the state: a
+	// table whose fingerprint changed since the last run, or that is new
+	// to the mapping, is snapshotted again at start, beside the stream.
+	// Nil: not tracked.
+	Fingerprints   map[string]string
 	TopicPrefix    string        // topics are <prefix>.<schema>.<table>
 	StatusInterval time.Duration // how often to report the confirmed LSN
 	// HeartbeatInterval is how often the connector writes a logical
@@ -96,6 +109,17 @@ type Connector struct {
 	now   func() time.Time
 	state *stateKeeper // loaded by setup when cfg.State is set
 	obs   Observer
+
+	// What the publication carries of each table (publication.go): plans
+	// are made at setup and every heartbeat, and followed by the snapshot
+	// and the decoder; notes are what was last logged of each; stuck the
+	// entries that still differed after the connector changed them
+	// (ensurePublication, which never runs twice at once, keeps it).
+	planner planner
+	pubMu   sync.Mutex
+	plans   map[string]*tablePlan
+	notes   map[string]string
+	stuck   map[string]string
 }
 
 // New returns a connector writing through w.
@@ -125,7 +149,7 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Connector{cfg: cfg, w: w, log: log.Named("connector"), now: time.Now, obs: obs}
+	return &Connector{cfg: cfg, w: w, log: log.Named("connector"), now: time.Now, obs: obs, notes: map[string]string{}, stuck: map[string]string{}}
 }
 
 // Run prepares the publication and slot, then streams until ctx ends,
@@ -285,63 +309,20 @@ func (c *Connector) setup(ctx context.Context) error {
 		return fmt.Errorf("connect to postgres: %w%s", err, loginFix(err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	findings, err := Check(ctx, conn, c.cfg)
+	findings, warnings, err := Inspect(ctx, conn, c.cfg)
 	if err != nil {
 		return err
 	}
 	if len(findings) > 0 {
 		return &fatalError{findings}
 	}
+	for _, w := range warnings {
+		c.log.Warn(w.Problem, zap.String("fix", w.Fix))
+	}
 	if err := c.ensurePublication(ctx, conn); err != nil {
 		return err
 	}
 	return c.ensureSlot(ctx, conn)
-}
-
-func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
-	var allTables bool
-	err := conn.QueryRow(ctx, `SELECT puballtables FROM pg_publication WHERE pubname = $1`, c.cfg.Publication).Scan(&allTables)
-	if errors.Is(err, pgx.ErrNoRows) {
-		sql := "CREATE PUBLICATION " + pgx.Identifier{c.cfg.Publication}.Sanitize() + " FOR TABLE " + tableList(c.cfg.Tables)
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return &fatalError{fmt.Errorf("create publication %q: %w (create it yourself as a superuser or the tables' owner: %s)", c.cfg.Publication, err, sql)}
-		}
-		c.log.Info("created publication", zap.String("publication", c.cfg.Publication), zap.Strings("tables", c.cfg.Tables))
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("look up publication %q: %w", c.cfg.Publication, err)
-	}
-	if allTables {
-		return nil
-	}
-	rows, err := conn.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1`, c.cfg.Publication)
-	if err != nil {
-		return fmt.Errorf("list tables of publication %q: %w", c.cfg.Publication, err)
-	}
-	have, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("list tables of publication %q: %w", c.cfg.Publication, err)
-	}
-	var missing []string
-	for _, t := range c.cfg.Tables {
-		if !contains(have, t) {
-			missing = append(missing, t)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	sql := "ALTER PUBLICATION " + pgx.Identifier{c.cfg.Publication}.Sanitize() + " ADD TABLE " + tableList(missing)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		return &fatalError{fmt.Errorf("add tables to publication %q: %w (run as the tables' owner: %s)", c.cfg.Publication, err, sql)}
-	}
-	// At start this is set-up; while streaming it means a mapped table was
-	// dropped and created again, and rows written to it before now were not
-	// published.
-	c.log.Warn("added tables to the publication; rows they received while outside it were not streamed",
-		zap.String("publication", c.cfg.Publication), zap.Strings("tables", missing))
-	return nil
 }
 
 // ensureSlot creates the slot when it is missing, unless the state says the
@@ -366,10 +347,16 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		}
 		if c.state != nil {
 			err := c.state.update(ctx, func(st *State) {
-				if st.Reset || c.cfg.InitialSnapshot {
-					st.Snapshots = allTables(c.cfg.Tables)
+				switch {
+				case st.Reset:
+					st.Snapshots = allTables(c.cfg.Tables, nil)
+				case c.cfg.InitialSnapshot:
+					// The sink has seen no row: the rows the publication's
+					// row filter leaves out can be left out here too.
+					st.Snapshots = allTables(c.cfg.Tables, c.pushedFilter)
 				}
 				st.Reset = false
+				st.Tables = c.marks()
 			})
 			if err != nil {
 				return err
@@ -404,10 +391,14 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		}
 		return c.state.update(ctx, func(st *State) {
 			if len(tables) > 0 {
-				st.Snapshots = allTables(tables)
+				st.Snapshots = allTables(tables, nil)
 			}
 			st.Reset = false
+			st.Tables = c.marks()
 		})
+	}
+	if c.state != nil {
+		return c.snapshotRemapped(ctx)
 	}
 	return nil
 }
@@ -449,12 +440,16 @@ func (c *Connector) lostState(ctx context.Context, conn *pgx.Conn) ([]string, er
 	return tables, nil
 }
 
-// allTables is a snapshot of every table from its start.
-func allTables(tables []string) map[string]*Progress {
+// allTables is a snapshot of every table from its start, of the rows
+// where(table) keeps (nil, or "": every row).
+func allTables(tables []string, where func(string) string) map[string]*Progress {
 	m := make(map[string]*Progress, len(tables))
 	now := time.Now().UTC()
 	for _, t := range tables {
 		m[t] = &Progress{Requested: now}
+		if where != nil {
+			m[t].Where = where(t)
+		}
 	}
 	return m
 }

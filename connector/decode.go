@@ -26,6 +26,12 @@ type relation struct {
 	// key once the session looked it up, until then the replica identity
 	// columns (none under REPLICA IDENTITY FULL, which flags every column).
 	key []string
+	// keep says, by column, whether events carry it (nil: all): where the
+	// publication cannot list columns, the decoder leaves out those the
+	// mapping does not read. pad are the columns the mapping reads that
+	// the relation lacks, which events carry as not sent.
+	keep []bool
+	pad  []string
 }
 
 // decoder turns pgoutput messages into change events. It is not safe for
@@ -36,6 +42,9 @@ type decoder struct {
 	version     string // source.version
 	now         func() time.Time
 	relations   map[uint32]*relation
+	// columns, if set, names the columns the events of a table carry
+	// ("schema.table"; nil: every column).
+	columns func(table string) []string
 
 	// the transaction being decoded
 	inTx       bool
@@ -120,6 +129,9 @@ func (d *decoder) decode(walStart pglogrepl.LSN, data []byte) (step, error) {
 		return step{kind: stepCommit, end: m.TransactionEndLSN}, nil
 	case *pglogrepl.RelationMessage:
 		rel := newRelation(m, d.topicPrefix)
+		if d.columns != nil {
+			rel.project(d.columns(rel.name))
+		}
 		d.relations[m.RelationID] = rel
 		return step{kind: stepRelation, rel: m.RelationID, topic: rel.topic}, nil
 	case *pglogrepl.InsertMessage:
@@ -179,6 +191,30 @@ func newRelation(m *pglogrepl.RelationMessage, prefix string) *relation {
 	return r
 }
 
+// project makes the relation's events carry only the columns read, and
+// the primary-key and replica-identity columns whatever read says: they
+// name the row. A column of read that the relation lacks is one that
+// PostgreSQL did not publish when the change was made: the publication
+// listed columns without it then (the connector changes the list when the
+// mapping changes), or the table did not have it yet. Events carry it as
+// not sent, the way an unchanged TOAST value is, so the sink keeps what it
+// knew of it instead of refusing the row; the re-snapshot that follows a
+// mapping change sends its value.
+func (r *relation) project(read []string) {
+	if read == nil {
+		return
+	}
+	r.keep = make([]bool, len(r.columns))
+	for i, c := range r.columns {
+		r.keep[i] = slices.Contains(read, c.Name) || slices.Contains(r.key, c.Name)
+	}
+	for _, name := range read {
+		if !slices.ContainsFunc(r.columns, func(c *pglogrepl.RelationMessageColumn) bool { return c.Name == name }) {
+			r.pad = append(r.pad, name)
+		}
+	}
+}
+
 // setPrimaryKey makes the named columns the Kafka key of relation relID.
 func (d *decoder) setPrimaryKey(relID uint32, cols []string) {
 	rel, ok := d.relations[relID]
@@ -186,10 +222,13 @@ func (d *decoder) setPrimaryKey(relID uint32, cols []string) {
 		return
 	}
 	rel.key = rel.key[:0]
-	for _, c := range rel.columns { // column order, as snapshot keys use
+	for i, c := range rel.columns { // column order, as snapshot keys use
 		for _, k := range cols {
 			if c.Name == k {
 				rel.key = append(rel.key, k)
+				if rel.keep != nil {
+					rel.keep[i] = true
+				}
 			}
 		}
 	}
@@ -217,6 +256,9 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 		}
 		if oldType == 'O' {
 			fillUnchangedToast(ev.After, ev.Before)
+		}
+		for _, name := range rel.pad {
+			ev.After = append(ev.After, event.Field{Name: name, Value: event.UnavailableValue()})
 		}
 	}
 	if op == event.OpUpdate && ev.Before != nil && len(rel.key) > 0 {
@@ -355,7 +397,7 @@ func (r *relation) image(t *pglogrepl.TupleData, keyOnly bool) (event.Row, error
 	row := make(event.Row, 0, len(t.Columns))
 	for i, col := range t.Columns {
 		meta := r.columns[i]
-		if keyOnly && meta.Flags&1 == 0 {
+		if keyOnly && meta.Flags&1 == 0 || r.keep != nil && !r.keep[i] {
 			continue
 		}
 		var v json.RawMessage

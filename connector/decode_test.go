@@ -3,6 +3,7 @@ package connector
 import (
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,4 +258,40 @@ func TestDecodeRefusesATruncateClaimingMoreRelationsThanItCarries(t *testing.T) 
 	if _, err := d.decode(0x120, pgout{}.u8('T').i32(1<<30).u8(0).i32(16384)); err == nil {
 		t.Fatal("no error")
 	}
+}
+
+// Where the publication cannot list columns, the decoder leaves out those
+// the mapping does not read, keeping the key; a mapped column the
+// relation lacks (not yet published when the change was made) is there,
+// as not sent.
+func TestDecodeKeepsOnlyTheColumnsReadAndMarksTheMissingOnesNotSent(t *testing.T) {
+	d := newDecoder("app", "cdc", "v1.2.3", time.Now)
+	d.columns = func(table string) []string {
+		if table != "public.users" {
+			t.Errorf("columns asked for %q", table)
+		}
+		return []string{"email", "score", "plan"}
+	}
+	mustStep(t, d, 0x100, relationMsg(16384, "public", "users", usersCols...))
+	mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000)))
+	ins := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("42"), s("a@example.com"), s("t"), s("12.50"), s(`{"lang": "de"}`))
+	ev := decodeEvent(t, mustStep(t, d, 0x120, ins))
+	if got, want := columnNames(ev.After), []string{"id", "email", "score", "plan"}; !slices.Equal(got, want) {
+		t.Errorf("after carries %q, want %q", got, want)
+	}
+	if v, _ := ev.After.Get("plan"); !event.IsUnavailable(v) {
+		t.Errorf("plan is %s, want the not-sent placeholder", v)
+	}
+	del := tuple(pgout{}.u8('D').i32(16384).u8('K'), s("42"), nil, nil, nil, nil)
+	if got := columnNames(decodeEvent(t, mustStep(t, d, 0x130, del)).Before); !slices.Equal(got, []string{"id"}) {
+		t.Errorf("a delete's old key carries %q, want the key", got)
+	}
+}
+
+func columnNames(row event.Row) []string {
+	var out []string
+	for _, f := range row {
+		out = append(out, f.Name)
+	}
+	return out
 }

@@ -58,6 +58,10 @@ type State struct {
 	Slot string `json:"slot"`
 	// Snapshots are the tables whose snapshot is not finished.
 	Snapshots map[string]*Progress `json:"snapshots,omitempty"`
+	// Tables are, per mapped table, what its rows in Kafka were read
+	// under: at start, a table whose mapping changed since is snapshotted
+	// again (tables.go).
+	Tables map[string]TableMark `json:"tables,omitempty"`
 	// Reset allows creating a new slot after the old one was lost; set by
 	// `onesignal-cdc snapshot --reset`, cleared once the slot exists.
 	Reset bool `json:"reset,omitempty"`
@@ -74,6 +78,12 @@ type Progress struct {
 	// Requested is when this snapshot was asked for; a new request while
 	// one runs starts it over, and the running one must not overwrite it.
 	Requested time.Time `json:"requested"`
+	// Where is the row filter this snapshot applies: the publication's,
+	// for the initial snapshot of a new slot only, when the sink has seen
+	// no row of the table. Every other snapshot reads every row, so that a
+	// row the filter now leaves out reaches the sink and loses what it
+	// gave before. "": every row.
+	Where string `json:"where,omitempty"`
 }
 
 // stateKeeper serialises changes to the state and saves each one.
@@ -345,7 +355,7 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 		if err != nil {
 			return err
 		}
-		ch, last, err := s.read(ctx, conn, db, table, key, keyTypes, after, low)
+		ch, last, err := s.read(ctx, conn, db, table, key, keyTypes, after, p.Where, low)
 		if err != nil {
 			return err
 		}
@@ -376,14 +386,15 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 }
 
 // read selects the chunk after the key values after, in text form so its
-// rows encode exactly as the stream's do. It returns the chunk and the key
-// of its last row.
+// rows encode exactly as the stream's do: the columns the stream's events
+// carry, and of the rows filter keeps ("": every row). It returns the
+// chunk and the key of its last row.
 //
 // The rows' events carry the low watermark's LSN: the chunk shows the
 // table as it was at or after that point.
-func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string, key, keyTypes []string, after []string, low pglogrepl.LSN) (*chunk, []string, error) {
+func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string, key, keyTypes []string, after []string, filter string, low pglogrepl.LSN) (*chunk, []string, error) {
 	schema, name, _ := strings.Cut(table, ".")
-	var where string
+	var conds []string
 	var params [][]byte
 	if len(after) == len(key) && len(after) > 0 {
 		cols, ph := make([]string, len(key)), make([]string, len(key))
@@ -392,14 +403,25 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string
 			ph[i] = fmt.Sprintf("$%d::%s", i+1, keyTypes[i])
 			params = append(params, []byte(after[i]))
 		}
-		where = " WHERE (" + strings.Join(cols, ", ") + ") > (" + strings.Join(ph, ", ") + ")"
+		conds = append(conds, "("+strings.Join(cols, ", ")+") > ("+strings.Join(ph, ", ")+")")
+	}
+	if filter != "" {
+		conds = append(conds, "("+filter+")")
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
 	}
 	order := make([]string, len(key))
 	for i, k := range key {
 		order[i] = pgx.Identifier{k}.Sanitize()
 	}
-	sql := fmt.Sprintf("SELECT * FROM %s%s ORDER BY %s LIMIT %d",
-		pgx.Identifier{schema, name}.Sanitize(), where, strings.Join(order, ", "), s.c.cfg.SnapshotChunkSize)
+	selected := "*"
+	if read := s.c.readColumns(table); read != nil {
+		selected = identList(read)
+	}
+	sql := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT %d",
+		selected, pgx.Identifier{schema, name}.Sanitize(), where, strings.Join(order, ", "), s.c.cfg.SnapshotChunkSize)
 
 	rr := conn.PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
 	fields := rr.FieldDescriptions()

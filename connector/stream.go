@@ -87,6 +87,7 @@ func (c *Connector) stream(ctx context.Context) error {
 		windows:  make(map[string]*window),
 		chunks:   make(map[string]*chunk),
 	}
+	s.dec.columns = c.readColumns
 	defer func() {
 		if s.lookup != nil {
 			s.lookup.Close(context.WithoutCancel(ctx))

@@ -22,7 +22,27 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
+
+// publishOf is what the connector publishes of each mapped table.
+func publishOf(m *transform.Mapping) map[string]connector.Publish {
+	out := map[string]connector.Publish{}
+	for _, t := range m.Tables() {
+		cols, filter := m.Publish(t)
+		out[t] = connector.Publish{Columns: cols, RowFilterFor: filter}
+	}
+	return out
+}
+
+// fingerprintsOf is the mapping's fingerprint of each mapped table.
+func fingerprintsOf(m *transform.Mapping) map[string]string {
+	out := map[string]string{}
+	for _, t := range m.Tables() {
+		out[t] = m.Fingerprint(t)
+	}
+	return out
+}
 
 func daemon(ctx context.Context, cmd *command, args []string, roles config.Role, stdout, stderr io.Writer) error {
 	fs := cmd.flags(stdout)
@@ -142,6 +162,8 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			Tables:            cfg.Mapping.Tables(),
 			Columns:           cfg.Mapping.Columns(),
 			Expressions:       expressions(cfg),
+			Publish:           publishOf(&cfg.Mapping),
+			Fingerprints:      fingerprintsOf(&cfg.Mapping),
 			TopicPrefix:       cfg.Kafka.TopicPrefix,
 			StatusInterval:    cfg.Postgres.StatusInterval,
 			HeartbeatInterval: cfg.Postgres.HeartbeatInterval,

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -266,11 +264,8 @@ type tableChange struct{ Table, How string }
 
 // changedTables are the tables whose mapping differs: those the connector
 // snapshots again when it starts with the new mapping (added ones it
-// snapshots for the first time).
-//
-// TODO: compare transform.Mapping.Fingerprint(table) once it lands: it is
-// what the connector keeps to decide; this compares the settings that read
-// each table instead.
+// snapshots for the first time). It compares what the connector keeps to
+// decide, each table's transform.Mapping.Fingerprint.
 func changedTables(old, new *transform.Mapping) []tableChange {
 	var out []tableChange
 	o, n := old.Tables(), new.Tables()
@@ -278,7 +273,7 @@ func changedTables(old, new *transform.Mapping) []tableChange {
 		switch {
 		case !slices.Contains(n, t):
 			out = append(out, tableChange{t, "no longer mapped"})
-		case !reflect.DeepEqual(tableSettings(old, t), tableSettings(new, t)):
+		case old.Fingerprint(t) != new.Fingerprint(t):
 			out = append(out, tableChange{t, "changed: snapshotted again"})
 		}
 	}
@@ -288,42 +283,6 @@ func changedTables(old, new *transform.Mapping) []tableChange {
 		}
 	}
 	return out
-}
-
-// tableSettings is what the mapping says of table t, as JSON: every
-// setting that reads its rows, and for the users table the columns other
-// rows reference it by. A source's name, used only in messages, is left
-// out.
-func tableSettings(m *transform.Mapping, t string) string {
-	var s struct {
-		Users      *transform.UsersMapping   `json:"users,omitempty"`
-		Referenced []string                  `json:"referenced,omitempty"`
-		Sources    []transform.SourceMapping `json:"sources,omitempty"`
-		Devices    *transform.DevicesMapping `json:"devices,omitempty"`
-	}
-	if m.Users != nil && m.Users.Table == t {
-		s.Users = m.Users
-		for _, src := range m.Sources {
-			if r := src.User.References; r != nil && r.Table == t && !slices.Contains(s.Referenced, r.Key) {
-				s.Referenced = append(s.Referenced, r.Key)
-			}
-		}
-		if d := m.Devices; d != nil && d.Owner != nil && d.Owner.References != nil && d.Owner.References.Table == t && !slices.Contains(s.Referenced, d.Owner.References.Key) {
-			s.Referenced = append(s.Referenced, d.Owner.References.Key)
-		}
-		slices.Sort(s.Referenced)
-	}
-	for _, src := range m.Sources {
-		if src.Table == t {
-			src.Name = ""
-			s.Sources = append(s.Sources, src)
-		}
-	}
-	if m.Devices != nil && m.Devices.Table == t {
-		s.Devices = m.Devices
-	}
-	b, _ := json.Marshal(s)
-	return string(b)
 }
 
 type diffReport struct {

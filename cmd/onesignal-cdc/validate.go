@@ -94,9 +94,10 @@ func checkPostgres(ctx context.Context, cfg *config.Config) (warnings []string, 
 		return nil, fmt.Errorf("cannot connect (%w): check postgres.dsn and that the server accepts this client", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	findings, err := connector.Check(ctx, conn, connector.Config{
+	findings, notes, err := connector.Inspect(ctx, conn, connector.Config{
 		Slot: cfg.Postgres.Slot, Publication: cfg.Postgres.Publication, Tables: cfg.Mapping.Tables(), Columns: cfg.Mapping.Columns(),
-		Expressions: expressions(cfg), InitialSnapshot: cfg.Postgres.Snapshot == "initial",
+		Expressions: expressions(cfg), Publish: publishOf(&cfg.Mapping),
+		InitialSnapshot: cfg.Postgres.Snapshot == "initial",
 	})
 	if err != nil {
 		return nil, err
@@ -104,7 +105,11 @@ func checkPostgres(ctx context.Context, cfg *config.Config) (warnings []string, 
 	if len(findings) > 0 {
 		return nil, findings
 	}
-	return replicaIdentityWarnings(ctx, conn, cfg)
+	for _, n := range notes {
+		warnings = append(warnings, n.String())
+	}
+	more, err := replicaIdentityWarnings(ctx, conn, cfg)
+	return append(warnings, more...), err
 }
 
 // expressions are the mapping's expressions, for the connector's checks.

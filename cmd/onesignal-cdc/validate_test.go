@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
@@ -245,6 +247,47 @@ func TestValidateWarnsOfReplicaIdentityOnlyWhereTheRowIndexCannotHelp(t *testing
 		}
 		if tc.warns && !strings.Contains(stdout.String(), "REPLICA IDENTITY FULL") {
 			t.Errorf("%s: the warning names no fix:\n%s", tc.name, stdout.String())
+		}
+	}
+}
+
+// A publication an admin owns, which lists columns other than the
+// mapping's: one that leaves out a mapped column is a problem, one that
+// publishes more than the mapping reads a warning, each with the
+// statement that mends it.
+func TestValidateReportsAPublicationWhoseColumnListDiffers(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: validAppID, APIKey: "right"})
+	db.Exec(t, `CREATE TABLE users ("Contact ID" bigint PRIMARY KEY, external_id text, plan text, password text)`)
+	role := db.Name + "_cdc"
+	db.Exec(t, `CREATE ROLE `+role+` LOGIN REPLICATION PASSWORD 'pw'`)
+	t.Cleanup(func() { db.Exec(t, `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	cfg := strings.Replace(validConfig(strings.Replace(db.DSN, "postgres@", role+":pw@", 1), url, "right"),
+		"postgres:\n", "postgres:\n  slot: "+db.Name+"\n  publication: "+db.Name+"\n", 1)
+	pub := pgx.Identifier{db.Name}.Sanitize()
+	const fix = `ALTER PUBLICATION "%[1]s" DROP TABLE "public"."users"; ALTER PUBLICATION "%[1]s" ADD TABLE "public"."users" ("Contact ID", "external_id", "plan"); COMMIT;`
+	for _, tc := range []struct {
+		name, publication string
+		exit              int
+		want              string
+	}{
+		{"a mapped column left out", `CREATE PUBLICATION ` + pub + ` FOR TABLE users ("Contact ID", external_id)`, 1,
+			`its column list leaves out "plan", which the connector needs`},
+		{"every column", `CREATE PUBLICATION ` + pub + ` FOR TABLE users`, 0,
+			`postgres: warning: publication "` + db.Name + `" differs from what the connector needs of table public.users: it publishes every column, where the connector needs only "Contact ID", "external_id", "plan"`},
+		{"the mapped columns", `CREATE PUBLICATION ` + pub + ` FOR TABLE users ("Contact ID", external_id, plan)`, 0, "postgres: ok"},
+	} {
+		db.Exec(t, `DROP PUBLICATION IF EXISTS `+pub+`; `+tc.publication)
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"validate", "--online", "--config", writeFile(t, cfg)}, &stdout, &stderr)
+		if code != tc.exit || !strings.Contains(stdout.String(), tc.want) {
+			t.Errorf("%s: exit %d, want %d and %q:\n%s%s", tc.name, code, tc.exit, tc.want, stdout.String(), stderr.String())
+		}
+		if tc.exit != 0 || strings.Contains(tc.want, "warning") {
+			if f := fmt.Sprintf(fix, db.Name); !strings.Contains(stdout.String(), f) {
+				t.Errorf("%s: the output lacks the fix %q:\n%s", tc.name, f, stdout.String())
+			}
 		}
 	}
 }
