@@ -176,3 +176,42 @@ func TestPlayerModelTagsWrittenBeforeTheFirstDeviceReachItWithTheLink(t *testing
 		}
 	}
 }
+
+// TestADeviceMovedTwiceByKeyChangesEndsWithItsNewOwnerWhateverOrderTheHalvesCome
+// (player model): a device whose row's key changes twice (contact 1 → 2
+// → 3, each owner another user) gets the halves of the two key changes
+// on different partitions: here the old row's delete of the first change
+// comes last. Meanwhile the device names the first owner again at the
+// second change's position, writes its membership there, and links; when
+// the second change's new row comes, its owner differs but the position
+// is the same. The device must still end with the new row's owner.
+// Found by the chaos harness (seed 2, player model): devices waited for
+// their new owner's tags for good, their messages never done, the group
+// never caught up.
+func TestADeviceMovedTwiceByKeyChangesEndsWithItsNewOwnerWhateverOrderTheHalvesCome(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, sink.ModelPlayer, onesignaltest.Config{})
+	st.addDevices("p-1")
+	st.start(crm)
+	st.produce(
+		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "A", "free", 1)},
+		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(2), after: contact(2, "B", "pro", 2)},
+		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(3), after: contact(3, "C", "team", 3)},
+		change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, "p-1"), after: device(1, "p-1", "A"), commit: 5000},
+	)
+	st.eventually("A's device", ownedBy("p-1", "A"))
+	// UPDATE devices SET contact_id = 2, ext_id = 'B': the create of key
+	// (2, p-1) comes; the delete of key (1, p-1) is late.
+	st.produce(change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(2, "p-1"), after: device(2, "p-1", "B"), commit: 6000})
+	st.eventually("B's device", ownedBy("p-1", "B"))
+	// UPDATE devices SET contact_id = 3, ext_id = 'C': the delete of key
+	// (2, p-1) comes first. The row of key 1, whose delete is still on its
+	// way, names A.
+	st.produce(change{topic: devicesTopic, op: event.OpDelete, key: deviceKey(2, "p-1"), commit: 7000})
+	st.eventually("A's device again, for now", ownedBy("p-1", "A"))
+	st.produce(
+		change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(3, "p-1"), after: device(3, "p-1", "C"), commit: 7000},
+		change{topic: devicesTopic, op: event.OpDelete, key: deviceKey(1, "p-1"), commit: 6000},
+	)
+	st.eventually("C's device, with C's tags", all(ownedBy("p-1", "C"), deviceTags("p-1", map[string]string{"plan": "team", "score": "3"})))
+}
