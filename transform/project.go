@@ -174,7 +174,9 @@ func (m *Mapping) Identifies(ev *event.Envelope) (table, column string) {
 // project reads a users row. A column absent from the image (an old image
 // holds only the primary key under REPLICA IDENTITY DEFAULT; a new one has
 // every column, checkImage saw to it), or whose value was not sent, is
-// left unknown; prev fills in what it knew of the same user.
+// left unknown; prev fills in what it knew of the row, also when the row
+// named another user then: an unchanged value is the row's, whichever
+// user the row feeds.
 func (u *UsersMapping) project(row event.Row, prev Projection) (Projection, error) {
 	id, known, err := textColumn(row, u.ExternalID)
 	if err != nil {
@@ -193,7 +195,12 @@ func (u *UsersMapping) project(row event.Row, prev Projection) (Projection, erro
 		return nil, nil // no user to address: the row feeds nothing
 	}
 	target := User(id)
-	was, _ := prev.Find(target)
+	was, found := prev.Find(target)
+	for _, p := range prev {
+		if !found && !p.Target.Device { // the external id changed: a users row feeds one user
+			was = p
+		}
+	}
 	part := Part{Target: target, Tags: make(map[string]string, len(u.Tags))}
 	for _, col := range sortedKeys(u.Tags) {
 		v, ok := row.Get(col)

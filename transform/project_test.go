@@ -78,6 +78,13 @@ func TestProjectOnACRMSchema(t *testing.T) {
 			want: Projection{{Target: User("Müller 3"), Tags: map[string]string{"plan": "pro", "bio": "x"}}},
 		},
 		{
+			name: "a new external id takes the row's unchanged TOAST values to the new user",
+			ev:   changeOf("Contacts", event.OpUpdate, nil, image("Contact ID", 7, "External Id", "Müller 3", "Plan", "pro", "Bio", event.Unavailable, "Prefs", event.Unavailable, "E-mail", event.Unavailable)),
+			prev: prev,
+			want: Projection{{Target: User("Müller 3"), Tags: map[string]string{"plan": "pro", "bio": "long text", "prefs_lang": "de", "prefs_tz": "CET"},
+				Records: []Record{{ChannelEmail, "a@example.com"}}}},
+		},
+		{
 			name: "a NULL external id feeds no one",
 			ev:   changeOf("Contacts", event.OpUpdate, nil, image("Contact ID", 7, "External Id", nil, "Plan", "pro", "Bio", "x", "Prefs", nil, "E-mail", nil)),
 			prev: prev,
