@@ -205,3 +205,29 @@ func TestAnExternalIDChangeCarriesTheTOASTTagItLeftUnchangedToTheNewUser(t *test
 		st.eventually("B with the bio", all(st.hasTags("B", map[string]string{"plan": "pro", "score": "7", "bio": bio}), ownedBy("p-1", "B")))
 	})
 }
+
+// TestAnExternalIDGivenToARowThatHadNoneCarriesTheTOASTTagItLeftUnchanged:
+// a row without an external id feeds no user, and an UPDATE that gives it
+// one and leaves a TOASTed column alone carries the column as the
+// unchanged-TOAST placeholder. The sink saw the row (a snapshot row), so
+// the new user must get the tag. Found by the chaos harness (seed 11,
+// user model: 17 users ended without their "Bio" tag, their rows
+// inserted without an external id and given one later).
+func TestAnExternalIDGivenToARowThatHadNoneCarriesTheTOASTTagItLeftUnchanged(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		users := *crm.Users
+		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
+		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
+		bio := "a bio PostgreSQL stored out of line (TOAST)"
+		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+
+		st.addDevices("p-1")
+		st.start(mapping)
+		st.produce(
+			change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(1), after: withBio(contact(1, "", "pro", 7), bio)},
+			change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: withBio(contact(1, "B", "pro", 7), event.Unavailable)},
+			change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, "p-1"), after: device(1, "p-1", "B")},
+		)
+		st.eventually("B with the bio", all(st.hasTags("B", map[string]string{"plan": "pro", "score": "7", "bio": bio}), ownedBy("p-1", "B")))
+	})
+}
