@@ -98,7 +98,7 @@ func check(t *testing.T, r *Report) {
 	}
 	for _, k := range kindNames {
 		if k == kindMoveByKey && r.Model == ModelPlayer {
-			continue // left out of the player model (Options.PlayerDeviceKeyMoves)
+			continue // left out of the player model (Options.KnownBugDeviceKeyMoves)
 		}
 		if r.Kinds[k] == 0 {
 			problems = append(problems, fmt.Sprintf("the workload committed no statement of kind %q: the run proves nothing about it", k))
