@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
@@ -51,6 +52,7 @@ type stack struct {
 	model    string
 	brokers  []string
 	cluster  broker.Cluster
+	kfake    *kfake.Cluster // to inject faults
 	emu      *onesignaltest.Emulator
 	url      string
 	producer *kafka.Writer
@@ -61,7 +63,7 @@ type stack struct {
 func newStack(t *testing.T, model string, emu onesignaltest.Config) *stack {
 	t.Helper()
 	b := kafkatest.Start(t)
-	st := &stack{t: t, model: model, brokers: b.Brokers(), cluster: broker.Plain(b.Brokers()), topics: sink.TopicsFor("crm")}
+	st := &stack{t: t, model: model, brokers: b.Brokers(), cluster: broker.Plain(b.Brokers()), kfake: b.Cluster(), topics: sink.TopicsFor("crm")}
 	emu.AppID, emu.APIKey = appID, apiKey
 	st.emu = onesignaltest.New(emu)
 	srv := httptest.NewServer(st.emu.Handler())
