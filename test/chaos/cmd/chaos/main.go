@@ -15,9 +15,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,6 +79,17 @@ func main() {
 	}
 
 	h := &harness{}
+	// Ctrl-C or SIGTERM ends the run early: the cleanups stop the daemons
+	// (each in a process group of its own) and PostgreSQL, which would
+	// otherwise outlive the harness.
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-interrupted
+		fmt.Fprintf(os.Stderr, "chaos: %v: stopping the daemons and PostgreSQL\n", sig)
+		h.cleanup()
+		os.Exit(2)
+	}()
 	timeline, err := os.Create(filepath.Join(*logs, "timeline.txt"))
 	if err != nil {
 		fail(err)
