@@ -286,3 +286,36 @@ func TestAnEmailRecordEndsWithTheUserWhoseRowHoldsItsAddressWhenTheOldUserLags(t
 	write(&desired.Record{Target: transform.User("A"), Kind: desired.KindContribution, Row: row, Pos: changed, Gone: true})
 	st.eventually("the record with B, whose row holds the address", owner("B"))
 }
+
+// TestAChangeBackAfterARequestWhoseAnswerWasLostIsSent: a request that
+// OneSignal applied but whose answer was cut leaves OneSignal in a state
+// the sink cannot know; if the rows then change back to what the sink
+// last had accepted, that state must still be sent, not skipped as
+// already applied. Found by the chaos harness (seed 12, player model, 15
+// minutes: a device OneSignal ended linked to a former owner, from a
+// link whose answer was cut, while its row had no owner, which the sink
+// had set before).
+func TestAChangeBackAfterARequestWhoseAnswerWasLostIsSent(t *testing.T) {
+	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st.start(crm)
+	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "A", "pro", 1)})
+	st.eventually("A's first tags", st.hasTags("A", map[string]string{"plan": "pro", "score": "1"}))
+	// The next request is applied, and its answer cut.
+	if err := st.emu.SetFaults(onesignaltest.Faults{Drop: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "A", "team", 2)})
+	st.eventually("the update applied, its answer lost", func(s onesignaltest.State) error {
+		if st.emu.Stats().Faults.Drops == 0 {
+			return fmt.Errorf("no answer cut yet")
+		}
+		return st.hasTags("A", map[string]string{"plan": "team", "score": "2"})(s)
+	})
+	if err := st.emu.SetFaults(onesignaltest.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	// The row goes back to what OneSignal last accepted from the sink,
+	// before the sink's retry (a second away, the user's window).
+	st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "A", "pro", 1)})
+	st.eventually("A's tags as the row has them", st.hasTags("A", map[string]string{"plan": "pro", "score": "1"}))
+}
