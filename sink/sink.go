@@ -285,6 +285,10 @@ const writeGrace = 10 * time.Second
 func (s *Sink) generation(parent context.Context, gen *Generation) error {
 	ctx := parent
 	g := &generation{s: s, gen: gen, offsets: checkpoint.NewOffsets(), slots: make(chan struct{}, s.cfg.MaxInFlight)}
+	// Between two generations another member may have held, and written,
+	// any target this one holds now: what the memory says OneSignal
+	// accepted is no longer known to hold.
+	s.forgetEffects()
 	g.sched = newScheduler(s)
 	s.gen.Lock()
 	s.gen.generation = g
