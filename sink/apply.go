@@ -136,6 +136,11 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		}
 		return fmt.Errorf("%s, so the sink stops with %s and everything after it uncommitted: %s: %w", what, first, fix, err)
 	case retry.Retryable(err):
+		// The request may have been applied (an answer cut, a timeout):
+		// what OneSignal holds of its part is unknown now, so the part is
+		// sent again even if the desired state goes back to what was last
+		// accepted.
+		g.sched.forget(t, r.part)
 		wait := g.backoff(t, err)
 		s.stats.retries.Add(1)
 		s.log.Warn("onesignal call failed; retrying", zap.Stringer("target", t.key), zap.Stringer("op", r), zap.Error(err), zap.Duration("wait", wait))

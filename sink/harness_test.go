@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -55,6 +56,7 @@ type stack struct {
 	model    string
 	brokers  []string
 	cluster  broker.Cluster
+	kfake    *kfake.Cluster // to inject faults
 	emu      *onesignaltest.Emulator
 	url      string
 	producer *kafka.Writer
@@ -70,7 +72,7 @@ const group = "crm-sink"
 func newStack(t testing.TB, model string, emu onesignaltest.Config) *stack {
 	t.Helper()
 	b := kafkatest.Start(t)
-	st := &stack{t: t, model: model, brokers: b.Brokers(), cluster: broker.Plain(b.Brokers()), topics: sink.TopicsFor("crm")}
+	st := &stack{t: t, model: model, brokers: b.Brokers(), cluster: broker.Plain(b.Brokers()), kfake: b.Cluster(), topics: sink.TopicsFor("crm")}
 	emu.AppID, emu.APIKey = appID, apiKey
 	st.emu = onesignaltest.New(emu)
 	srv := httptest.NewServer(st.emu.Handler())

@@ -133,9 +133,12 @@ func (s *Sink) restoreRows(ctx context.Context, topic string, partition int) err
 	batch := s.cfg.Store.NewBatch()
 	n := 0
 	for {
-		msg, err := r.FetchMessage(ctx)
+		msg, err := s.read(ctx, r)
 		if err != nil {
 			return fmt.Errorf("restore the row index from %s partition %d: %w", s.cfg.RowsTopic, partition, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if key, ok := bytes.CutPrefix(msg.Key, prefix); ok {
 			if len(msg.Value) == 0 {

@@ -411,8 +411,16 @@ func (g *generation) track(ctx context.Context, msg kafka.Message, slots chan st
 // read fetches r's next message, riding out the errors a broker answers
 // during a disk or leadership hiccup and network faults.
 func (g *generation) read(ctx context.Context, r PartitionReader) (kafka.Message, error) {
+	return g.s.read(ctx, r)
+}
+
+// read fetches r's next message, riding out the errors a broker answers
+// during a disk or leadership hiccup and network faults, for every reader
+// of the sink's: the event topics, and the restores of its own topics.
+// It returns no error when ctx ended.
+func (s *Sink) read(ctx context.Context, r PartitionReader) (kafka.Message, error) {
 	var msg kafka.Message
-	err := g.s.cfg.Retry.Do(ctx, func() error {
+	err := s.cfg.Retry.Do(ctx, func() error {
 		var err error
 		msg, err = r.FetchMessage(ctx)
 		if err != nil && ctx.Err() == nil && retriableFetch(err) {
@@ -420,7 +428,7 @@ func (g *generation) read(ctx context.Context, r PartitionReader) (kafka.Message
 		}
 		return err
 	}, func(err error, wait time.Duration) {
-		g.s.log.Warn("fetch from kafka failed; retrying", zap.Error(err), zap.Duration("wait", wait))
+		s.log.Warn("fetch from kafka failed; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})
 	if err != nil {
 		if ctx.Err() != nil {

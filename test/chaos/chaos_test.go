@@ -3,9 +3,11 @@ package chaos
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,56 +41,89 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// TestChaos is the harness's short schedule: 65 s of workload with a
-// fault every 2.5 s (26 of them: two shuffled decks, so every kind twice
-// and ten kills), then the settling and the checks. The seed
-// fixes what is injected and when; how the pipeline answers varies with
-// the machine, and the test holds whatever it does.
+// TestChaos is the harness's short schedule, once per API generation: 33 s
+// of workload with a fault every 2.2 s (15 of them: one shuffled deck, so
+// every kind once, six kills and a SIGTERM of a sink), then the settling
+// and the checks. Two runs of 33 s keep the suite's chaos time where one
+// run of 65 s had it. The player model's run has the emulator answer 200
+// to tags for an id no device carries (the API spec's answer; the long
+// run, docs/reliability.md, has the docs' 404). The seed fixes what is
+// injected and when; how the pipeline answers varies with the machine,
+// and the test holds whatever it does.
 func TestChaos(t *testing.T) {
-	r := Run(t, Options{
-		Binary:   binary,
-		Seed:     1,
-		Duration: 65 * time.Second,
-		Gap:      2500 * time.Millisecond,
-		Users:    300,
-		Devices:  150,
-		Pace:     40 * time.Millisecond,
-		Settle:   3 * time.Minute,
-		Logf:     t.Logf,
-	})
-	t.Logf("report:\n%s", r)
+	for _, run := range []struct {
+		model string
+		seed  uint64
+		ok200 bool
+	}{{ModelUser, 1, false}, {ModelPlayer, 2, true}} {
+		t.Run(run.model, func(t *testing.T) {
+			r := Run(t, Options{
+				Binary:             binary,
+				Model:              run.model,
+				NoPlayersAnswersOK: run.ok200,
+				Seed:               run.seed,
+				Duration:           33 * time.Second,
+				Gap:                2200 * time.Millisecond,
+				Users:              300,
+				Devices:            150,
+				Pace:               40 * time.Millisecond,
+				Settle:             3 * time.Minute,
+				Logf:               t.Logf,
+			})
+			t.Logf("report:\n%s", r)
+			check(t, r)
+		})
+	}
+}
+
+// check fails t with everything that makes r a failure, or a run that
+// proves too little.
+func check(t *testing.T, r *Report) {
 	problems := r.Problems()
-	if kills := r.Kills["connector"] + r.Kills["sink"]; kills < 10 {
-		problems = append(problems, fmt.Sprintf("%d kills, want at least 10: the run proves too little", kills))
+	kills := 0
+	for _, n := range r.Kills {
+		kills += n
+	}
+	if kills < 6 {
+		problems = append(problems, fmt.Sprintf("%d kills, want at least 6: the run proves too little", kills))
 	}
 	for _, f := range Faults {
 		if r.Injected[f] == 0 {
 			problems = append(problems, fmt.Sprintf("no %q was injected: the run proves nothing about it", f))
 		}
 	}
-	if r.Big == 0 || r.Schema == 0 || r.Toast == 0 {
-		problems = append(problems, fmt.Sprintf("the workload wrote %d big transactions, %d schema changes and %d TOAST values: want each", r.Big, r.Schema, r.Toast))
+	if r.Big == 0 || r.Schema == 0 || r.Toast == 0 || r.Aborted == 0 {
+		problems = append(problems, fmt.Sprintf("the workload wrote %d big transactions, %d schema changes, %d TOAST values and %d aborted transactions: want each",
+			r.Big, r.Schema, r.Toast, r.Aborted))
+	}
+	for _, k := range kindNames {
+		if k == kindMoveByKey && r.Model == ModelPlayer {
+			continue // left out of the player model (Options.KnownBugDeviceKeyMoves)
+		}
+		if r.Kinds[k] == 0 {
+			problems = append(problems, fmt.Sprintf("the workload committed no statement of kind %q: the run proves nothing about it", k))
+		}
 	}
 	if len(problems) > 0 {
 		kept := keepLogs(t, r)
-		for role, path := range r.Logs {
-			t.Logf("%s log (last 6 kB; all of it in %s):\n%s", role, kept, tailFile(path, 6000))
+		for _, role := range slices.Sorted(maps.Keys(r.Logs)) {
+			t.Logf("%s log (last 6 kB; all of it in %s):\n%s", role, kept, tailFile(r.Logs[role], 6000))
 		}
-		t.Errorf("chaos run with seed %d failed:\n%s", r.Seed, strings.Join(problems, "\n"))
+		t.Errorf("chaos run with seed %d in the %s model failed:\n%s", r.Seed, r.Model, strings.Join(problems, "\n"))
 	}
 }
 
 // keepLogs copies the run's logs out of the test's temporary directory,
 // which goes when the test ends, and returns where they are.
 func keepLogs(t *testing.T, r *Report) string {
-	dir, err := os.MkdirTemp("", fmt.Sprintf("onesignal-cdc-chaos-seed%d-", r.Seed))
+	dir, err := os.MkdirTemp("", fmt.Sprintf("onesignal-cdc-chaos-%s-seed%d-", r.Model, r.Seed))
 	if err != nil {
 		return err.Error()
 	}
 	src := filepath.Dir(r.Logs["connector"])
 	entries, _ := os.ReadDir(src)
 	for _, e := range entries {
-		if e.IsDir() || e.Name() == "config.yaml" {
+		if e.IsDir() || strings.HasSuffix(e.Name(), ".yaml") {
 			continue
 		}
 		in, err := os.Open(filepath.Join(src, e.Name()))

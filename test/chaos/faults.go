@@ -25,7 +25,8 @@ type Fault string
 
 const (
 	KillConnector      Fault = "kill connector"        // SIGKILL, then start it again
-	KillSink           Fault = "kill sink"             // SIGKILL, then start it again
+	KillSink           Fault = "kill sink"             // SIGKILL of one of the two sinks, then start it again
+	TermSink           Fault = "terminate sink"        // SIGTERM of one of the two sinks (it leaves its group), then start it again
 	TerminateWalsender Fault = "terminate walsender"   // pg_terminate_backend on the slot's active_pid
 	RestartPostgres    Fault = "restart postgres"      // pg_ctl restart, -m fast or -m immediate (a crash)
 	KafkaProduce       Fault = "kafka produce errors"  // every produce request fails for a while
@@ -37,17 +38,18 @@ const (
 )
 
 // Faults lists every kind, in the order reports show them.
-var Faults = []Fault{KillConnector, KillSink, TerminateWalsender, RestartPostgres, KafkaProduce, KafkaFetch, API5xx, API429, APIReset, APIDrop}
+var Faults = []Fault{KillConnector, KillSink, TermSink, TerminateWalsender, RestartPostgres, KafkaProduce, KafkaFetch, API5xx, API429, APIReset, APIDrop}
 
 // deck is one round of the schedule: every kind of fault at least once,
 // the connector's kill four times, since a crash is what the
-// acknowledgement chain is most exposed to. The schedule deals shuffled
-// decks one after the other, so every stretch of 13 faults holds each
-// kind. The sink is killed once a deck: each kill costs the sink its
-// consumer group's session timeout (30 s) before the next process gets
-// its partitions, and sinkKills waits for that.
+// acknowledgement chain is most exposed to, and a sink's twice. The
+// schedule deals shuffled decks one after the other, so every stretch of
+// 15 faults holds each kind. A sink kill costs the killed process's
+// partitions the consumer group's session timeout (10 s) before they move,
+// and runSinkFaults waits for the group to hold both sinks again before
+// the next.
 var deck = []Fault{
-	KillConnector, KillConnector, KillConnector, KillConnector, KillSink,
+	KillConnector, KillConnector, KillConnector, KillConnector, KillSink, KillSink, TermSink,
 	TerminateWalsender, RestartPostgres, KafkaProduce, KafkaFetch,
 	API5xx, API429, APIReset, APIDrop,
 }
@@ -95,8 +97,9 @@ type injector struct {
 	kafka     *kfake.Cluster
 	emu       *onesignaltest.Emulator
 	connector *daemon
-	sink      *daemon
+	sinks     []*daemon // the sink processes, members of one consumer group
 	note      func(format string, args ...any)
+	elapsed   func() time.Duration
 
 	mu       sync.Mutex
 	injected map[Fault]int
@@ -108,13 +111,27 @@ type injector struct {
 
 	phases chan Fault // API phases waiting their turn
 	phaser sync.WaitGroup
-	// sinkKills are the sink kills waiting for the sink's consumer group
-	// to be whole (see runSinkKills), unless sinkKillsAnytime.
-	sinkKills        chan struct{}
+	// sinkFaults are the sink kills and terminations waiting for the
+	// sinks' consumer group to be whole (see runSinkFaults), unless
+	// sinkKillsAnytime.
+	sinkFaults       chan Fault
 	sinkKillsAnytime bool
+	sinkEvents       []sinkEvent // the sink faults done, in order
 	brokers          []string
 	group            string
 	phaseRNG         *rand.Rand // runPhases' own: it runs beside inject
+	sinkRNG          *rand.Rand // runSinkFaults' own
+}
+
+// sinkEvent is a sink process killed or terminated, and when its group
+// held both sinks again.
+type sinkEvent struct {
+	fault   Fault
+	role    string
+	at      time.Duration // from the start of the run
+	whole   time.Duration // when the group was next seen stable with every sink in it; 0: not within 3 min
+	stall   time.Duration // filled in at the end (see stalls)
+	stalled int           // the targets partition that stalled longest
 }
 
 // inject makes one fault happen, on the caller's goroutine (the test's:
@@ -125,18 +142,24 @@ func (in *injector) inject(ctx context.Context, f Fault) {
 	switch f {
 	case KillConnector:
 		ok = in.killUntilDone(ctx, in.connector)
-	case KillSink:
+	case KillSink, TermSink:
 		if !in.sinkKillsAnytime {
 			select {
-			case in.sinkKills <- struct{}{}:
+			case in.sinkFaults <- f:
 				in.note("%s queued", f)
 			default:
 				in.count(f, false)
-				in.note("%s missed: %d sink kills queued already", f, cap(in.sinkKills))
+				in.note("%s missed: %d sink faults queued already", f, cap(in.sinkFaults))
 			}
 			return
 		}
-		ok = in.killUntilDone(ctx, in.sink)
+		d := in.sinks[in.rng.IntN(len(in.sinks))]
+		if f == TermSink {
+			ok = d.terminateRunning()
+		} else {
+			ok = in.killUntilDone(ctx, d)
+		}
+		detail = d.role
 	case TerminateWalsender:
 		ok, detail = in.terminateWalsender(ctx)
 	case RestartPostgres:
@@ -322,30 +345,86 @@ func (in *injector) runPhases(ctx context.Context) {
 	}
 }
 
-// runSinkKills kills the sink for each request queued by inject, one
-// after the other, until the queue closes, each once the sink's consumer
-// group is stable with one member: the running process holds every
-// partition. A process killed while it is still joining stays a member
-// of kfake's group, partitions and all, for minutes (see the report), so
-// the harness kills a sink that works; sinkKillsAnytime kills on the spot
-// instead.
-func (in *injector) runSinkKills(ctx context.Context) {
+// runSinkFaults kills or terminates a sink for each fault queued by
+// inject, one after the other, until the queue closes: each once the
+// sinks' consumer group is stable with every sink in it, so that the
+// process hit holds partitions. A process killed while it is still
+// joining stays a member of kfake's group, partitions and all, for
+// minutes (see docs/reliability.md), so the harness hits a sink that
+// works; sinkKillsAnytime hits on the spot instead. After each it waits
+// for the group to be whole again, with the new process in it, and notes
+// when: the end of the window in which stalls measures the fault's stall.
+func (in *injector) runSinkFaults(ctx context.Context) {
 	c := &kafka.Client{Addr: kafka.TCP(in.brokers...), Timeout: 5 * time.Second}
-	for range in.sinkKills {
+	var members []string
+	for f := range in.sinkFaults {
 		began := time.Now()
 		whole := false
 		for !whole && time.Since(began) < 3*time.Minute && ctx.Err() == nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(250 * time.Millisecond):
+			whole, members = in.groupWhole(ctx, c, nil)
+			if !whole {
+				sleep(ctx, 250*time.Millisecond)
 			}
-			resp, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{in.group}})
-			whole = err == nil && len(resp.Groups) == 1 && resp.Groups[0].GroupState == "Stable" && len(resp.Groups[0].Members) == 1
 		}
-		ok := in.killUntilDone(ctx, in.sink)
-		in.count(KillSink, ok)
-		in.note("%s (after %s waiting for its group to be stable with one member%s)", KillSink,
+		d := in.sinks[in.sinkRNG.IntN(len(in.sinks))]
+		var ok bool
+		if f == TermSink {
+			ok = d.terminateRunning()
+		} else {
+			ok = in.killUntilDone(ctx, d)
+		}
+		in.count(f, ok)
+		ev := sinkEvent{fault: f, role: d.role, at: in.elapsed()}
+		in.note("%s %s (after %s waiting for its group to be stable with both sinks%s)", f, d.role,
 			time.Since(began).Round(100*time.Millisecond), map[bool]string{true: "", false: ": it was not"}[whole])
+		if !ok {
+			continue
+		}
+		for after := time.Now(); time.Since(after) < 3*time.Minute && ctx.Err() == nil; {
+			if now, _ := in.groupWhole(ctx, c, members); now {
+				ev.whole = in.elapsed()
+				break
+			}
+			sleep(ctx, 250*time.Millisecond)
+		}
+		in.mu.Lock()
+		in.sinkEvents = append(in.sinkEvents, ev)
+		in.mu.Unlock()
+		if ev.whole > 0 {
+			in.note("group whole again %s after the %s of %s", (ev.whole - ev.at).Round(100*time.Millisecond), f, d.role)
+		} else {
+			in.note("group not whole again within 3 min of the %s of %s", f, d.role)
+		}
+	}
+}
+
+// groupWhole reports whether the sinks' group is stable with one member
+// per sink, and none of them in before (the members of an earlier
+// look); and returns its members.
+func (in *injector) groupWhole(ctx context.Context, c *kafka.Client, before []string) (bool, []string) {
+	resp, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{in.group}})
+	if err != nil || len(resp.Groups) != 1 || resp.Groups[0].GroupState != "Stable" || len(resp.Groups[0].Members) != len(in.sinks) {
+		return false, nil
+	}
+	var members []string
+	for _, m := range resp.Groups[0].Members {
+		members = append(members, m.MemberID)
+	}
+	// A new process is a new member: while the killed one's session
+	// lasts, the old membership still looks whole.
+	newcomer := before == nil
+	for _, m := range members {
+		if !slices.Contains(before, m) {
+			newcomer = true
+		}
+	}
+	return newcomer, members
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
 	}
 }
 
@@ -394,7 +473,7 @@ func randomDuration(rng *rand.Rand, lo, hi time.Duration) time.Duration {
 // ones from starting.
 func (in *injector) stop() {
 	close(in.phases)
-	close(in.sinkKills)
+	close(in.sinkFaults)
 	in.phaser.Wait()
 	in.mu.Lock()
 	in.quiet = true
@@ -409,8 +488,8 @@ func (in *injector) stop() {
 	_ = in.emu.SetFaults(onesignaltest.Faults{})
 }
 
-func (in *injector) counts() (injected, missed, hits map[Fault]int) {
+func (in *injector) counts() (injected, missed, hits map[Fault]int, sinkEvents []sinkEvent) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return maps.Clone(in.injected), maps.Clone(in.missed), maps.Clone(in.hits)
+	return maps.Clone(in.injected), maps.Clone(in.missed), maps.Clone(in.hits), slices.Clone(in.sinkEvents)
 }

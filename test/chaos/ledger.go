@@ -367,6 +367,28 @@ func groupLag(ctx context.Context, c *kafka.Client, group string, topics []strin
 	return behind, nil
 }
 
+// committedOffsets returns group's committed offsets of topic, by
+// partition.
+func committedOffsets(ctx context.Context, c *kafka.Client, group, topic string) (map[int]int64, error) {
+	n, err := endOffsets(ctx, c, []string{topic})
+	if err != nil {
+		return nil, err
+	}
+	req := &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
+	for tp := range n {
+		req.Topics[topic] = append(req.Topics[topic], int(tp.partition))
+	}
+	resp, err := c.OffsetFetch(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("offsets of group %s: %w", group, err)
+	}
+	out := map[int]int64{}
+	for _, p := range resp.Topics[topic] {
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out, nil
+}
+
 // messagesIn is how many messages topics have ever held.
 func messagesIn(ctx context.Context, c *kafka.Client, topics ...string) (int64, error) {
 	ends, err := endOffsets(ctx, c, topics)

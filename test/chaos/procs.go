@@ -12,13 +12,15 @@ import (
 	"time"
 )
 
-// daemon runs one role of onesignal-cdc (connector or sink) the way a
+// daemon runs one process of onesignal-cdc (the connector, or one of the
+// sinks) the way a
 // supervisor such as Kubernetes does: it starts the process again whenever
 // it ends, whether the harness killed it or it exited by itself. An exit
 // the harness did not cause is recorded: the daemon is meant to ride out
 // every fault the harness injects without exiting.
 type daemon struct {
-	role    string
+	role    string // names the process: connector, sink-1, sink-2
+	command string // the subcommand: connector or sink
 	binary  string
 	config  string
 	logPath string // one file for every run of the role, each run headed by a line
@@ -28,16 +30,18 @@ type daemon struct {
 	cur        *proc
 	starts     int
 	kills      int
+	terms      int      // stopped by SIGTERM mid-run
 	unexpected []string // the exits the harness did not cause
 	stopErrs   []string // a non-zero exit after the final SIGTERM
 }
 
 // proc is one run of the binary.
 type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd.Wait returned; err is set then
-	err    error
-	killed atomic.Bool // the harness sent SIGKILL
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once cmd.Wait returned; err is set then
+	err     error
+	killed  atomic.Bool // the harness sent SIGKILL
+	stopped atomic.Bool // the harness sent SIGTERM
 }
 
 // supervise starts the process and starts it again after every exit,
@@ -54,15 +58,16 @@ func (d *daemon) supervise(ctx context.Context) {
 				d.terminate(p)
 				return
 			}
-			if !p.killed.Load() {
+			if !p.killed.Load() && !p.stopped.Load() {
 				d.record(fmt.Sprintf("exited by itself (%v) at +%s; its log ends with:\n%s",
 					p.err, d.elapsed().Round(100*time.Millisecond), indent(tailFile(d.logPath, 1500))))
 			}
 		}
-		// A killed process comes back at once, as under a supervisor with
-		// no backoff; one that failed by itself gets a second's pause.
+		// A killed or stopped process comes back at once, as under a
+		// supervisor with no backoff; one that failed by itself gets a
+		// second's pause.
 		pause := 50 * time.Millisecond
-		if err != nil || !p.killed.Load() {
+		if err != nil || !p.killed.Load() && !p.stopped.Load() {
 			pause = time.Second
 		}
 		select {
@@ -83,8 +88,8 @@ func (d *daemon) spawn() (*proc, error) {
 		return nil, err
 	}
 	defer log.Close() // the child holds its own descriptor
-	fmt.Fprintf(log, "=== chaos: onesignal-cdc %s, run %d, at +%s\n", d.role, n, d.elapsed().Round(time.Millisecond))
-	cmd := exec.Command(d.binary, d.role, "--config", d.config)
+	fmt.Fprintf(log, "=== chaos: onesignal-cdc %s (%s), run %d, at +%s\n", d.command, d.role, n, d.elapsed().Round(time.Millisecond))
+	cmd := exec.Command(d.binary, d.command, "--config", d.config)
 	// ops.listen is "" in the configuration; the variable would override it.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ONESIGNAL_CDC_") {
@@ -134,6 +139,45 @@ func (d *daemon) kill() bool {
 	return true
 }
 
+// terminateRunning stops the running process with SIGTERM, as a rolling
+// update does, and waits for it to be gone; the supervisor starts it
+// again. A stop that takes more than 30 s, or ends with a status other
+// than 0, is recorded. It reports false when no process was running.
+func (d *daemon) terminateRunning() bool {
+	d.mu.Lock()
+	p := d.cur
+	d.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+	}
+	p.stopped.Store(true)
+	p.signal(syscall.SIGTERM)
+	var stopErr string
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			stopErr = fmt.Sprintf("exited with %v after a SIGTERM at +%s", p.err, d.elapsed().Round(100*time.Millisecond))
+		}
+	case <-time.After(30 * time.Second):
+		p.killed.Store(true)
+		p.signal(syscall.SIGKILL)
+		<-p.exited
+		stopErr = fmt.Sprintf("did not stop within 30 s of a SIGTERM at +%s", d.elapsed().Round(100*time.Millisecond))
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.terms++
+	if stopErr != "" {
+		d.stopErrs = append(d.stopErrs, stopErr)
+	}
+	return true
+}
+
 // terminate stops p with SIGTERM, as at the end of the run, and SIGKILL
 // when it takes more than 30 s.
 func (d *daemon) terminate(p *proc) {
@@ -165,12 +209,13 @@ func (d *daemon) record(what string) {
 	d.unexpected = append(d.unexpected, what)
 }
 
-// counts returns how many times the harness killed the role and the exits
-// it did not cause.
-func (d *daemon) counts() (kills int, unexpected, stopErrs []string) {
+// counts returns how many times the harness killed the role and stopped
+// it with SIGTERM mid-run, the exits it did not cause, and the stops that
+// went wrong.
+func (d *daemon) counts() (kills, terms int, unexpected, stopErrs []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.kills, append([]string(nil), d.unexpected...), append([]string(nil), d.stopErrs...)
+	return d.kills, d.terms, append([]string(nil), d.unexpected...), append([]string(nil), d.stopErrs...)
 }
 
 // tailFile returns the last n bytes of a file, from a line start.

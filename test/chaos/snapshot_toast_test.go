@@ -32,7 +32,7 @@ import (
 // before the connector started and updated during the snapshot).
 func TestTheSnapshotKeepsTheTOASTValueOfARowUpdatedInItsChunkWindow(t *testing.T) {
 	db := pgtest.NewDB(t)
-	db.Exec(t, schema)
+	db.Exec(t, externalIDKeyedSchema)
 	const rows = 1000
 	// 3.2 kB of text, stored out of line (STORAGE EXTERNAL): a TOAST value.
 	db.Exec(t, `INSERT INTO users (external_id, plan, score, bio) SELECT 'u-' || i, 'free', 0, repeat(md5(i::text), 100) FROM generate_series(1, $1) i`, rows)

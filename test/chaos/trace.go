@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,25 +18,30 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
 // apiTrace writes a line per API request to a file: when, what, the
 // answer, and the body with long strings cut short. With it, a mismatch
-// comes with the requests that touched its user or device.
+// comes with the requests that touched its user or device. It also notes
+// when each partition of the sink's targets topic had a request, for
+// stalls.
 type apiTrace struct {
-	elapsed func() time.Duration
-	mu      sync.Mutex
-	f       *os.File
-	w       *bufio.Writer
+	elapsed    func() time.Duration
+	partitions int // of the sink's targets topic
+	mu         sync.Mutex
+	f          *os.File
+	w          *bufio.Writer
+	requests   [][]time.Duration // by targets partition: when a request for one of its targets arrived
 }
 
-func newAPITrace(path string, elapsed func() time.Duration) (*apiTrace, error) {
+func newAPITrace(path string, partitions int, elapsed func() time.Duration) (*apiTrace, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	return &apiTrace{elapsed: elapsed, f: f, w: bufio.NewWriterSize(f, 1<<16)}, nil
+	return &apiTrace{elapsed: elapsed, partitions: partitions, f: f, w: bufio.NewWriterSize(f, 1<<16), requests: make([][]time.Duration, partitions)}, nil
 }
 
 func (a *apiTrace) wrap(next http.Handler) http.Handler {
@@ -46,6 +53,7 @@ func (a *apiTrace) wrap(next http.Handler) http.Handler {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		rec := &statusRecorder{ResponseWriter: w}
+		target, hasTarget := targetOf(r, body)
 		defer func() {
 			status := fmt.Sprint(rec.status)
 			if rec.status == 0 {
@@ -53,10 +61,126 @@ func (a *apiTrace) wrap(next http.Handler) http.Handler {
 			}
 			a.mu.Lock()
 			fmt.Fprintf(a.w, "+%8.3fs %s %s -> %s %s\n", at.Seconds(), r.Method, r.URL.Path, status, abbreviateJSON(body))
+			if hasTarget {
+				p := targetPartition(target, a.partitions)
+				a.requests[p] = append(a.requests[p], at)
+			}
 			a.mu.Unlock()
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// targetOf names the sink's target a request is for, as the targets
+// topic keys it (transform.Target.Key): "user:<external id>" or
+// "device:<id>". Requests that name none (a credentials check) report
+// false.
+func targetOf(r *http.Request, body []byte) (string, bool) {
+	var seg []string
+	for _, s := range strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/") {
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return "", false
+		}
+		seg = append(seg, u)
+	}
+	route := r.Method + " " + strings.Join(routeOf(seg), "/")
+	switch route {
+	case "PATCH apps/*/users/by/external_id/*", "POST apps/*/users/by/external_id/*/subscriptions":
+		return "user:" + seg[4], true
+	case "PUT apps/*/users/*":
+		return "user:" + seg[3], true
+	case "PATCH apps/*/subscriptions/*/owner":
+		return "device:" + seg[3], true
+	case "PUT players/*":
+		return "device:" + seg[1], true
+	case "POST apps/*/users": // create user: a user's, or an unlink's (a new anonymous user for the device)
+		var req struct {
+			Identity      map[string]string `json:"identity"`
+			Subscriptions []struct {
+				ID string `json:"id"`
+			} `json:"subscriptions"`
+		}
+		if json.Unmarshal(body, &req) != nil {
+			return "", false
+		}
+		if ext := req.Identity["external_id"]; ext != "" {
+			return "user:" + ext, true
+		}
+		if len(req.Subscriptions) > 0 && req.Subscriptions[0].ID != "" {
+			return "device:" + req.Subscriptions[0].ID, true
+		}
+	case "POST players": // an email or SMS record, the user's
+		var req struct {
+			ExternalUserID string `json:"external_user_id"`
+		}
+		if json.Unmarshal(body, &req) == nil && req.ExternalUserID != "" {
+			return "user:" + req.ExternalUserID, true
+		}
+	}
+	return "", false
+}
+
+// routeOf replaces the ids in a path's segments by "*".
+func routeOf(seg []string) []string {
+	out := slices.Clone(seg)
+	for i := range out {
+		switch {
+		case i > 0 && (seg[i-1] == "apps" || seg[i-1] == "players" || seg[i-1] == "subscriptions" || seg[i-1] == "external_id"):
+			out[i] = "*"
+		case i == 3 && seg[0] == "apps" && seg[2] == "users" && seg[3] != "by":
+			out[i] = "*"
+		}
+	}
+	return out
+}
+
+// targetPartition is the targets topic's partition of a target, as the
+// sink's writer places it.
+func targetPartition(target string, partitions int) int {
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	return broker.KeyPrefixBalancer{}.Balance(kafka.Message{Key: []byte(target)}, ps...)
+}
+
+// stall is the longest time, within [from, to), that one of the targets
+// partitions went without a request, counted from from; and which.
+func (a *apiTrace) stall(from, to time.Duration) (time.Duration, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var longest time.Duration
+	which := -1
+	for p, times := range a.requests {
+		last := from
+		for _, at := range times { // sorted by sortRequests
+			if at < from {
+				continue
+			}
+			if at >= to {
+				break
+			}
+			if gap := at - last; gap > longest {
+				longest, which = gap, p
+			}
+			last = at
+		}
+		if gap := to - last; gap > longest {
+			longest, which = gap, p
+		}
+	}
+	return longest, which
+}
+
+// sortRequests orders each partition's request times: handlers that ran
+// side by side appended them slightly out of order.
+func (a *apiTrace) sortRequests() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, times := range a.requests {
+		slices.Sort(times)
+	}
 }
 
 func (a *apiTrace) close() {
@@ -82,12 +206,23 @@ func (a *apiTrace) lines(ids []string) map[string][]string {
 	for sc.Scan() {
 		line := sc.Text()
 		for _, id := range ids {
-			if mentions(line, id) {
+			if mentionsAnyForm(line, id) {
 				out[id] = append(out[id], line)
 			}
 		}
 	}
 	return out
+}
+
+// mentionsAnyForm reports whether line names id as it is or as JSON
+// writes it (json.Marshal escapes & < > and control characters).
+func mentionsAnyForm(line, id string) bool {
+	if mentions(line, id) {
+		return true
+	}
+	b, _ := json.Marshal(id)
+	escaped := string(b[1 : len(b)-1])
+	return escaped != id && mentions(line, escaped)
 }
 
 // mentions reports whether line names id as a whole: u-5 is not in u-50.
@@ -168,22 +303,69 @@ func shorten(v any) any {
 	return v
 }
 
-// kafkaHistory reads the change topics whole and returns, for each of
-// ids, the events whose key names it, in partition order.
+// kafkaHistory reads the change topics and returns, for each of ids
+// (external ids, device ids, addresses), the events of every row that
+// ever named it in an image: a delete under REPLICA IDENTITY DEFAULT, and
+// an update that left it alone, do not name it. Each row's events in
+// partition order.
 func kafkaHistory(ctx context.Context, brokers, topics, ids []string) (map[string][]string, error) {
-	ends, err := endOffsets(ctx, &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}, topics)
+	rowsOf := map[string][]string{} // topic NUL key → the ids its events name
+	err := readTopics(ctx, brokers, topics, func(r *kgo.Record) {
+		row := r.Topic + "\x00" + string(r.Key)
+		for _, id := range ids {
+			if (mentionsAnyForm(string(r.Key), id) || mentionsAnyForm(string(r.Value), id)) && !slices.Contains(rowsOf[row], id) {
+				rowsOf[row] = append(rowsOf[row], id)
+			}
+		}
+	})
 	if err != nil {
 		return nil, err
+	}
+	out := map[string][]string{}
+	err = readTopics(ctx, brokers, topics, func(r *kgo.Record) {
+		for _, id := range rowsOf[r.Topic+"\x00"+string(r.Key)] {
+			out[id] = append(out[id], describeRecord(r))
+		}
+	})
+	return out, err
+}
+
+// targetsHistory reads the sink's targets topic and returns, for each of
+// targets ("user:<external id>" or "device:<id>"), its records there:
+// the contributions of rows, and in the player model the memberships,
+// replies and links. committed are the group's offsets of the topic, by
+// partition: a record at or past its partition's is not done.
+func targetsHistory(ctx context.Context, brokers []string, targets []string, committed map[int]int64) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := readTopics(ctx, brokers, []string{targetsTopic}, func(r *kgo.Record) {
+		target, rest, _ := strings.Cut(string(r.Key), "\x00")
+		if !slices.Contains(targets, target) {
+			return
+		}
+		done := "done"
+		if r.Offset >= committed[int(r.Partition)] {
+			done = "NOT DONE"
+		}
+		out[target] = append(out[target], fmt.Sprintf("targets/%d@%d (%s) %q %s", r.Partition, r.Offset, done,
+			strings.ReplaceAll(rest, "\x00", " "), abbreviateJSON(r.Value)))
+	})
+	return out, err
+}
+
+// readTopics calls f with every record topics hold now, in partition order.
+func readTopics(ctx context.Context, brokers, topics []string, f func(*kgo.Record)) error {
+	ends, err := endOffsets(ctx, &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}, topics)
+	if err != nil {
+		return err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	next := map[topicPartition]int64{}
-	out := map[string][]string{}
 	caughtUp := func() bool {
 		for tp, end := range ends {
 			if next[tp] < end {
@@ -195,18 +377,14 @@ func kafkaHistory(ctx context.Context, brokers, topics, ids []string) (map[strin
 	for !caughtUp() {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return out, ctx.Err()
+			return ctx.Err()
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			next[topicPartition{r.Topic, r.Partition}] = r.Offset + 1
-			for _, id := range ids {
-				if mentions(string(r.Key), id) {
-					out[id] = append(out[id], describeRecord(r))
-				}
-			}
+			f(r)
 		})
 	}
-	return out, nil
+	return nil
 }
 
 func describeRecord(r *kgo.Record) string {

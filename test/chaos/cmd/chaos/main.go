@@ -1,7 +1,7 @@
 // Command chaos runs the crash and fault harness (package chaos) for as
 // long as asked, and prints its report:
 //
-//	go run ./test/chaos/cmd/chaos -duration 15m -seed 7
+//	go run ./test/chaos/cmd/chaos -duration 15m -seed 7 -model user
 //
 // It builds onesignal-cdc from this module (without the race detector
 // unless -race), starts a private PostgreSQL cluster with the binaries in
@@ -15,9 +15,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +29,8 @@ import (
 
 func main() {
 	duration := flag.Duration("duration", 10*time.Minute, "how long the workload and the faults go on")
+	model := flag.String("model", chaos.ModelUser, "the OneSignal API generation: user or player")
+	ok200 := flag.Bool("no-players-200", false, "player model: the emulator answers 200 to tags for an external id no device carries (the API spec's answer), not 404 (the docs')")
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()%1e6), "seed of the schedule, the workload and the faults (printed, to repeat a run)")
 	gap := flag.Duration("gap", 5*time.Second, "time between two faults, on average")
 	users := flag.Int("users", 2000, "users in the table before the connector starts")
@@ -38,8 +42,15 @@ func main() {
 	binary := flag.String("binary", "", "run this onesignal-cdc instead of building one")
 	logs := flag.String("logs", "", "directory for the daemons' logs and the timeline (default: a new one under /tmp)")
 	quiet := flag.Bool("quiet", false, "print only the report, not the timeline as it happens")
-	sinkKillsAnytime := flag.Bool("sink-kills-anytime", false, "kill the sink when the schedule says, even while it joins its consumer group (kfake then keeps the dead member for minutes)")
+	bugTOAST := flag.Bool("known-bug-toast", false, "also change the primary key of users whose Bio is a TOAST value, and give such users without an external id one: the sink gets both wrong today")
+	bugDeviceKeyMoves := flag.Bool("known-bug-device-key-moves", false, "player model: also move devices by a change of their composite key, which the sink gets wrong today")
+	bugRecordMoves := flag.Bool("known-bug-record-moves", false, "also change the external id of users with an email address, whose record the sink can leave with the old user today")
+	sinkKillsAnytime := flag.Bool("sink-kills-anytime", false, "kill or stop a sink when the schedule says, even while it joins its consumer group (kfake then keeps the dead member for minutes)")
 	flag.Parse()
+	if *model != chaos.ModelUser && *model != chaos.ModelPlayer {
+		fmt.Fprintf(os.Stderr, "chaos: -model %q: use user or player\n", *model)
+		os.Exit(2)
+	}
 
 	if os.Getenv(pgtest.EnvBin) == "" {
 		os.Setenv(pgtest.EnvBin, "/usr/lib/postgresql/15/bin")
@@ -68,6 +79,17 @@ func main() {
 	}
 
 	h := &harness{}
+	// Ctrl-C or SIGTERM ends the run early: the cleanups stop the daemons
+	// (each in a process group of its own) and PostgreSQL, which would
+	// otherwise outlive the harness.
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-interrupted
+		fmt.Fprintf(os.Stderr, "chaos: %v: stopping the daemons and PostgreSQL\n", sig)
+		h.cleanup()
+		os.Exit(2)
+	}()
 	timeline, err := os.Create(filepath.Join(*logs, "timeline.txt"))
 	if err != nil {
 		fail(err)
@@ -80,13 +102,13 @@ func main() {
 			fmt.Fprintln(os.Stderr, line)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "chaos: seed %d, duration %s, logs in %s\n", *seed, *duration, *logs)
+	fmt.Fprintf(os.Stderr, "chaos: seed %d, model %s, duration %s, logs in %s\n", *seed, *model, *duration, *logs)
 	var report *chaos.Report
 	h.run(func() {
 		report = chaos.Run(h, chaos.Options{
-			Binary: *binary, Seed: *seed, Duration: *duration, Gap: *gap,
+			Binary: *binary, Model: *model, NoPlayersAnswersOK: *ok200, Seed: *seed, Duration: *duration, Gap: *gap,
 			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery,
-			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime,
+			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime, KnownBugTOAST: *bugTOAST, KnownBugDeviceKeyMoves: *bugDeviceKeyMoves, KnownBugRecordMoves: *bugRecordMoves,
 		})
 	})
 	fmt.Println(report)
