@@ -319,3 +319,30 @@ func TestAChangeBackAfterARequestWhoseAnswerWasLostIsSent(t *testing.T) {
 	st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "A", "pro", 1)})
 	st.eventually("A's tags as the row has them", st.hasTags("A", map[string]string{"plan": "pro", "score": "1"}))
 }
+
+// TestARowThatStartsMatchingItsFilterCarriesTheTOASTTagItLeftUnchanged: a
+// row the filter leaves out feeds no user; the sink still holds what it
+// gives, so the UPDATE that makes it match, leaving a TOASTed column
+// alone, sends the column's tag with the rest.
+func TestARowThatStartsMatchingItsFilterCarriesTheTOASTTagItLeftUnchanged(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		users := *crm.Users
+		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
+		users.Filter = `row.Plan != "internal"`
+		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
+		if err := mapping.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		bio := "a bio PostgreSQL stored out of line (TOAST)"
+		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+
+		st.addDevices("p-1")
+		st.start(mapping)
+		st.produce(
+			change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(1), after: withBio(contact(1, "B", "internal", 7), bio)},
+			change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, "p-1"), after: device(1, "p-1", "B")},
+			change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: withBio(contact(1, "B", "pro", 7), event.Unavailable)},
+		)
+		st.eventually("B with the bio", all(st.hasTags("B", map[string]string{"plan": "pro", "score": "7", "bio": bio}), ownedBy("p-1", "B")))
+	})
+}

@@ -308,7 +308,7 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	w := &rowWork{m: m}
 	src := desired.Source{Topic: m.msg.Topic, Partition: m.msg.Partition, Offset: m.msg.Offset}
 	created := ev.Op == event.OpCreate || ev.Op == event.OpSnapshot
-	for _, part := range now {
+	for _, part := range now.Fed() { // held parts stay in the row index
 		c := &desired.Contribution{Row: id, Pos: pos, Created: created, Tags: part.Tags, Unknown: part.Unknown,
 			Records: part.Records, Owner: part.Owner, Source: src, Props: part.Props, Aliases: part.Aliases,
 			Many: part.Many, DeleteUser: part.DeleteUser, Identity: part.Identity, Device: part.Device}
@@ -318,10 +318,10 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	// primary-key change, moved: the user it named is not deleted for it
 	// (on_delete: delete_user), only untagged.
 	moved := hasHeader(m.msg, event.HeaderNewKey)
-	for _, part := range now {
+	for _, part := range now.Fed() {
 		moved = moved || (part.DeleteUser && !part.Target.Device && !part.Target.Row)
 	}
-	for _, part := range old {
+	for _, part := range old.Fed() {
 		if _, still := now.Find(part.Target); still {
 			continue
 		}

@@ -67,11 +67,11 @@ func TestARowTheFilterLeavesOutFeedsNothingAndOneThatPassesAgainFeedsEverything(
 		t.Fatalf("a passing row: %v, %v", before, err)
 	}
 	out, err := m.Project(contactEvent(event.OpUpdate, contactRow("ana", "pro", 1, "2026-01-01T00:00:00Z")), before)
-	if err != nil || len(out) != 0 {
+	if err != nil || len(out.Fed()) != 0 {
 		t.Errorf("a soft-deleted row projects %v, %v; want nothing (its tags go)", out, err)
 	}
 	internal, _ := m.Project(contactEvent(event.OpUpdate, contactRow("ana", "internal", 1, nil)), nil)
-	if len(internal) != 0 {
+	if len(internal.Fed()) != 0 {
 		t.Errorf("an internal row projects %v, want nothing", internal)
 	}
 	again, err := m.Project(contactEvent(event.OpUpdate, contactRow("ana", "gold", 1, nil)), nil)
@@ -89,7 +89,7 @@ func TestAFilterOverAnUnchangedTOASTValueKeepsTheRowsVerdict(t *testing.T) {
 	if err != nil || len(p) == 0 {
 		t.Errorf("a row the sink knew fed its user, with the filter unknown: %v, %v; want it still fed", p, err)
 	}
-	if p, _ := m.Project(contactEvent(event.OpUpdate, row), nil); len(p) != 0 {
+	if p, _ := m.Project(contactEvent(event.OpUpdate, row), nil); len(p.Fed()) != 0 {
 		t.Errorf("a row the sink did not know, with the filter unknown: %v; want nothing", p)
 	}
 }

@@ -22,7 +22,13 @@ type Target struct {
 	// tables' rows name by foreign key: ID is "<table>\x00<key>", and the
 	// sink resolves it to the row's user.
 	Row bool
-	ID  string
+	// Held says the part feeds no one: it holds what a row that names no
+	// target (no external id yet, or left out by its filter) gives, so
+	// that a later change which leaves a TOAST value unchanged, and makes
+	// the row feed a target, still has the value. ID names the part of
+	// the mapping that read it ("users", "sources[0]").
+	Held bool
+	ID   string
 }
 
 // User is the target of the user with external id id.
@@ -31,8 +37,17 @@ func User(id string) Target { return Target{ID: id} }
 // Device is the target of the device with id id.
 func Device(id string) Target { return Target{Device: true, ID: id} }
 
+// held is the target of what role ("users", "sources[0]") read of a row
+// that feeds no one.
+func held(role string) Target { return Target{Held: true, ID: role} }
+
+// The roles a held part names.
+const heldUsers = "users"
+
+func heldSource(i int) string { return fmt.Sprintf("sources[%d]", i) }
+
 // Key names the target in Kafka keys and stores: "user:<id>",
-// "device:<id>" or "row:<table>\x01<key>". An id holds no NUL (PostgreSQL
+// "device:<id>", "row:<table>\x01<key>" or, for a held part, "held:<role>". An id holds no NUL (PostgreSQL
 // text cannot, nor a table name or a key's JSON), so a key can be
 // followed by "\x00" and more.
 func (t Target) Key() string {
@@ -41,6 +56,8 @@ func (t Target) Key() string {
 		return "device:" + t.ID
 	case t.Row:
 		return "row:" + t.ID
+	case t.Held:
+		return "held:" + t.ID
 	}
 	return "user:" + t.ID
 }
@@ -56,6 +73,9 @@ func ParseTarget(key string) (Target, bool) {
 	if id, ok := strings.CutPrefix(key, "row:"); ok && strings.Contains(id, "\x01") {
 		return Target{Row: true, ID: id}, true
 	}
+	if role, ok := strings.CutPrefix(key, "held:"); ok {
+		return held(role), true
+	}
 	return Target{}, false
 }
 
@@ -69,6 +89,8 @@ func (t Target) String() string {
 			return fmt.Sprintf("row of %s where %q = %s", parts[0], parts[1], parts[2])
 		}
 		return "row " + t.ID
+	case t.Held:
+		return "what the row gives " + t.ID + " while it feeds no one"
 	}
 	return "user " + t.ID
 }
@@ -120,8 +142,42 @@ type Part struct {
 
 // Projection is everything one row says of OneSignal: one part per target
 // the row feeds, sorted by target key. A deleted row, one the filter
-// leaves out, or one that names no user or device, feeds nothing.
+// leaves out, or one that names no user or device, feeds nothing; the
+// latter two keep what they give in held parts (Target.Held), which the
+// sink's row index stores and nothing forwards (Fed leaves them out).
 type Projection []Part
+
+// Fed is p without its held parts: the parts that reach a target.
+func (p Projection) Fed() Projection {
+	var out Projection
+	for i, part := range p {
+		switch {
+		case part.Target.Held && out == nil:
+			out = append(make(Projection, 0, len(p)-1), p[:i]...)
+		case part.Target.Held:
+		case out != nil:
+			out = append(out, part)
+		}
+	}
+	if out == nil {
+		return p // no held part
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// feeds reports whether p has a part that reaches a target: whether the
+// row passed its filters, for a filter that cannot tell now.
+func (p Projection) feeds() bool {
+	for _, part := range p {
+		if !part.Target.Held {
+			return true
+		}
+	}
+	return false
+}
 
 // Find returns the part of target t.
 func (p Projection) Find(t Target) (Part, bool) {
@@ -363,23 +419,34 @@ func (m *Mapping) usersParts(row event.Row, prev Projection, now time.Time) (Pro
 	}
 	var was Part
 	for _, p := range prev {
-		if !p.Target.Device && !p.Target.Row {
-			was = p // a users row feeds one user
+		if !p.Target.Device && !p.Target.Row && (!p.Target.Held || p.Target.ID == heldUsers) {
+			was = p // a users row feeds one user, or holds what it gives
 		}
 	}
-	if !known {
+	if !known && !was.Target.Held {
 		// The external id itself was not sent (TOAST): the row still
 		// belongs to the user it did.
 		id, known = was.Target.ID, was.Target.ID != ""
 	}
+	target := User(id)
 	if !known || id == "" {
-		return nil, nil, nil // no user to address: the row feeds nothing
+		target = held(heldUsers) // no user to address: the row feeds no one
+	} else {
+		ok, err := m.passes("mapping.users.filter", u.Filter, row, now, prev.feeds())
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			target = held(heldUsers) // filtered out: for OneSignal, deleted
+		}
 	}
-	ok, err := m.passes("mapping.users.filter", u.Filter, row, now, len(prev) > 0)
-	if err != nil || !ok {
-		return nil, nil, err // filtered out: for OneSignal, deleted
+	part := Part{Target: target, Tags: make(map[string]string, len(u.Tags)), DeleteUser: u.OnDelete == OnDeleteDeleteUser}
+	if target.Held {
+		// What the row gives is kept, not sent: a value the row cannot
+		// give (a computed tag that fails) is not an error until it feeds
+		// someone.
+		return m.holdUser(row, was, part, now), nil, nil
 	}
-	part := Part{Target: User(id), Tags: make(map[string]string, len(u.Tags)), DeleteUser: u.OnDelete == OnDeleteDeleteUser}
 	if err := u.tagger().give(row, was, &part, m.evaluator(), now); err != nil {
 		return nil, nil, err
 	}
@@ -417,6 +484,42 @@ func (m *Mapping) usersParts(row event.Row, prev Projection, now time.Time) (Pro
 		out = append(out, Part{Target: RowOf(u.Table, key, v), Identity: id})
 	}
 	return out, problems, nil
+}
+
+// holdUser is the held part of a users row that feeds no one: its tags,
+// records, properties and aliases, as far as the row gives them; nil when
+// it gives none, or an expression fails on it.
+func (m *Mapping) holdUser(row event.Row, was Part, part Part, now time.Time) Projection {
+	u := m.Users
+	part.DeleteUser = false
+	if err := u.tagger().give(row, was, &part, m.evaluator(), now); err != nil {
+		return nil
+	}
+	for _, rec := range []struct{ col, channel string }{{u.Email, ChannelEmail}, {u.Phone, ChannelSMS}} {
+		if rec.col == "" {
+			continue
+		}
+		addr, known, err := textColumn(row, rec.col)
+		switch {
+		case err != nil:
+		case !known:
+			for _, r := range was.Records {
+				if r.Channel == rec.channel {
+					part.Records = append(part.Records, r)
+				}
+			}
+		case addr != "":
+			part.Records = append(part.Records, Record{Channel: rec.channel, Identifier: addr})
+		}
+	}
+	if _, err := m.properties(row, was, &part, now); err != nil {
+		return nil
+	}
+	slices.Sort(part.Unknown)
+	if len(part.Tags) == 0 && len(part.Unknown) == 0 && len(part.Records) == 0 && len(part.Props) == 0 && len(part.Aliases) == 0 {
+		return nil
+	}
+	return Projection{part}
 }
 
 // properties puts the user's properties and aliases the row gives into
@@ -531,26 +634,51 @@ func (m *Mapping) sourceParts(i int, row event.Row, prev Projection, now time.Ti
 			return nil, err
 		}
 	}
+	// What the row gave before: its part of a target, or what it held.
+	var fed []Part
+	for _, p := range prev {
+		if !p.Target.Held {
+			fed = append(fed, p)
+		}
+	}
+	wasHeld, _ := prev.Find(held(heldSource(i)))
 	target, ok := src.userTarget(row)
 	if !ok {
 		// The column was not sent (TOAST) or names no one.
-		v, present := row.Get(col)
-		if !present || !event.IsUnavailable(v) || len(prev) == 0 {
-			return nil, nil
+		target = held(heldSource(i))
+		if v, present := row.Get(col); present && event.IsUnavailable(v) && len(fed) > 0 {
+			target = fed[0].Target
 		}
-		target = prev[0].Target
 	}
-	pass, err := m.passes(fmt.Sprintf("mapping.sources[%d].filter", i), src.Filter, row, now, len(prev) > 0)
-	if err != nil || !pass {
-		return nil, err
+	if !target.Held {
+		pass, err := m.passes(fmt.Sprintf("mapping.sources[%d].filter", i), src.Filter, row, now, prev.feeds())
+		if err != nil {
+			return nil, err
+		}
+		if !pass {
+			target = held(heldSource(i)) // filtered out: its tags go
+		}
 	}
 	was, _ := prev.Find(target)
-	if was.Target.ID == "" && len(prev) > 0 {
-		was = prev[0] // the row names another user now: its unchanged values are its own
+	switch {
+	case was.Target.ID != "":
+	case wasHeld.Target.Held:
+		was = wasHeld // the row fed no one before: what it held is its own
+	case len(fed) > 0:
+		was = fed[0] // the row names another user now: its unchanged values are its own
 	}
 	part := Part{Target: target, Tags: map[string]string{}, Many: src.Many}
 	if err := src.tagger(i).give(row, was, &part, m.evaluator(), now); err != nil {
+		if target.Held {
+			return nil, nil // not an error until the row feeds someone
+		}
 		return nil, err
+	}
+	if target.Held {
+		part.Many = ""
+		if len(part.Tags) == 0 && len(part.Unknown) == 0 {
+			return nil, nil
+		}
 	}
 	slices.Sort(part.Unknown)
 	return Projection{part}, nil
@@ -580,7 +708,7 @@ func (m *Mapping) deviceParts(row event.Row, prev Projection, now time.Time) (Pr
 	if dev == "" {
 		return nil, fmt.Errorf("%w: a %s row has no %q (it is NULL or empty): every device row needs its player_id or subscription id", ErrBadRow, d.Table, d.DeviceID)
 	}
-	pass, err := m.passes("mapping.devices.filter", d.Filter, row, now, len(prev) > 0)
+	pass, err := m.passes("mapping.devices.filter", d.Filter, row, now, prev.feeds())
 	if err != nil || !pass {
 		return nil, err // filtered out: its device is unlinked
 	}

@@ -110,10 +110,67 @@ func TestProjectOnACRMSchema(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tc.want) {
+			if got := got.Fed(); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("projection\n got  %+v\n want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A row that feeds no one, for want of an external id or because its
+// filter leaves it out, holds what it gives: the change that makes it
+// feed a user, and leaves a TOAST value unchanged, still gives the value.
+func TestARowThatFeedsNoOneHoldsItsValuesForTheChangeThatMakesItFeedSomeone(t *testing.T) {
+	filtered := crm
+	users := *crm.Users
+	users.Filter = "row.Plan != 'internal'"
+	filtered.Users = &users
+	if err := filtered.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bio := "a bio stored out of line"
+	for _, tc := range []struct {
+		name          string
+		first, second event.Row
+	}{
+		{
+			name:   "an external id given later",
+			first:  image("Contact ID", 7, "External Id", nil, "Plan", "pro", "Bio", bio, "Prefs", nil, "E-mail", "a@example.com"),
+			second: image("Contact ID", 7, "External Id", "B", "Plan", "pro", "Bio", event.Unavailable, "Prefs", nil, "E-mail", event.Unavailable),
+		},
+		{
+			name:   "a filter that starts matching",
+			first:  image("Contact ID", 7, "External Id", "B", "Plan", "internal", "Bio", bio, "Prefs", nil, "E-mail", "a@example.com"),
+			second: image("Contact ID", 7, "External Id", "B", "Plan", "pro", "Bio", event.Unavailable, "Prefs", nil, "E-mail", event.Unavailable),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first, err := filtered.Project(changeOf("Contacts", event.OpSnapshot, nil, tc.first), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fed := first.Fed(); len(fed) != 0 {
+				t.Fatalf("the first image feeds %+v, want no one", fed)
+			}
+			second, err := filtered.Project(changeOf("Contacts", event.OpUpdate, nil, tc.second), first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Projection{{Target: User("B"), Tags: map[string]string{"plan": "pro", "bio": bio}, Records: []Record{{ChannelEmail, "a@example.com"}}}}
+			if !reflect.DeepEqual(second, want) {
+				t.Errorf("projection\n got  %+v\n want %+v", second, want)
+			}
+		})
+	}
+}
+
+func TestAHeldPartNamesItsTargetInKeysAndWords(t *testing.T) {
+	h := held(heldSource(2))
+	if back, ok := ParseTarget(h.Key()); !ok || back != h {
+		t.Errorf("ParseTarget(%q) = %v, %v; want %v", h.Key(), back, ok, h)
+	}
+	if (Projection{{Target: h}, {Target: User("a")}}).Fed()[0].Target != User("a") {
+		t.Error("Fed keeps a held part")
 	}
 }
 

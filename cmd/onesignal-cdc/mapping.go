@@ -112,6 +112,7 @@ func preview(ctx context.Context, cfg *config.Config, opts previewOptions) (*rep
 	var devices []string
 	for _, p := range rows {
 		p.proj, p.projErr = cfg.Mapping.Project(p.row.Event, nil)
+		p.proj = p.proj.Fed() // what a row holds while it feeds no one is sent nowhere
 		for _, part := range p.proj {
 			switch {
 			case part.Target.Device:

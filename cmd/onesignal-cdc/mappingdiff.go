@@ -156,7 +156,7 @@ func (s *side) add(m *transform.Mapping, id string, r connector.Row) {
 		s.refused = append(s.refused, rowName(r)+": "+err.Error())
 		return
 	}
-	if len(parts) > 0 {
+	if parts = parts.Fed(); len(parts) > 0 {
 		s.rows = append(s.rows, desired.Projected{Row: id, Parts: parts})
 	}
 }

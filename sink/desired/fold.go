@@ -42,7 +42,7 @@ func Fold(rows []Projected) Final {
 		st.Apply(ContributionRecord(t, c))
 	}
 	for _, r := range rows {
-		for _, p := range r.Parts {
+		for _, p := range r.Parts.Fed() {
 			give(p.Target, &Contribution{Row: r.Row, Created: true, Tags: p.Tags, Unknown: p.Unknown, Records: p.Records,
 				Owner: p.Owner, Props: p.Props, Aliases: p.Aliases, Many: p.Many, DeleteUser: p.DeleteUser,
 				Identity: p.Identity, Device: p.Device})
