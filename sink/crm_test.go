@@ -346,3 +346,36 @@ func TestARowThatStartsMatchingItsFilterCarriesTheTOASTTagItLeftUnchanged(t *tes
 		st.eventually("B with the bio", all(st.hasTags("B", map[string]string{"plan": "pro", "score": "7", "bio": bio}), ownedBy("p-1", "B")))
 	})
 }
+
+// TestADeviceWhoseKeyChangesButNotItsOwnerStillGetsItsOwnersLaterTags: an
+// UPDATE of a device row's composite key that keeps its owner is a delete
+// of the old key and a create of the new one, at one position. When the
+// delete is applied first (the device unlinked for a moment), the owner
+// hears that the device left it and, at the same position, that it came
+// back: the device is still the owner's, and the owner's later tags reach
+// it. Found by test/e2e's three-sink kill test (player model: a device
+// kept a tag value from before its key change).
+func TestADeviceWhoseKeyChangesButNotItsOwnerStillGetsItsOwnersLaterTags(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		// Without email or SMS records, a player-model user with no device
+		// of its own has nothing its tags could reach: they wait.
+		users := *crm.Users
+		users.Email = ""
+		st.addDevices("p-1")
+		st.start(&transform.Mapping{Users: &users, Devices: crm.Devices})
+		st.produce(
+			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "Zoë 🚀 4", "pro", 1)},
+			change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(1, "p-1"), after: device(1, "p-1", "Zoë 🚀 4")},
+		)
+		st.eventually("the device with its owner's tags", all(ownedBy("p-1", "Zoë 🚀 4"), st.hasTags("Zoë 🚀 4", map[string]string{"plan": "pro", "score": "1"})))
+		// UPDATE devices SET contact_id = 2: the delete half first, long
+		// enough to be applied, then the create half, at one position.
+		pos := st.lsn.Add(100)
+		st.produce(change{topic: devicesTopic, op: event.OpDelete, key: deviceKey(1, "p-1"), commit: pos})
+		st.eventually("the device unlinked by the delete half", ownedBy("p-1", ""))
+		st.produce(change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(2, "p-1"), after: device(2, "p-1", "Zoë 🚀 4"), commit: pos})
+		st.eventually("the device back with its owner", ownedBy("p-1", "Zoë 🚀 4"))
+		st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "Zoë 🚀 4", "pro", 2)})
+		st.eventually("the owner's new tags on the device", all(ownedBy("p-1", "Zoë 🚀 4"), st.hasTags("Zoë 🚀 4", map[string]string{"plan": "pro", "score": "2"})))
+	})
+}

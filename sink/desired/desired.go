@@ -189,9 +189,13 @@ func (s *State) Apply(rec *Record) Outcome {
 		}
 		return Stale
 	case KindMember:
+		// At one version the device still names the user when any record
+		// says so: a primary-key change of a devices row that keeps its
+		// owner is a delete and a create at one position, and the delete,
+		// applied first, said for a moment that the device had left.
 		old := s.Members[rec.Device]
 		switch {
-		case old == nil || rec.Pos.After(old.Version) || (rec.Pos == old.Version && rec.Gone && !old.Gone):
+		case old == nil || rec.Pos.After(old.Version) || (rec.Pos == old.Version && !rec.Gone && old.Gone):
 			if s.Members == nil {
 				s.Members = make(map[string]*Member)
 			}
