@@ -657,7 +657,7 @@ func (m *Mapping) validateSource(i int, s *SourceMapping, bad badFunc, at func(.
 	switch u := s.User; {
 	case u.ExternalID == "" && u.References == nil:
 		bad(at("sources", i, "user"), "says neither how a row finds its user: set user.external_id to the column holding the user's external id, "+
-			"or user.references to a foreign key to the users table, e.g. {column: user_id, table: %s}", m.usersTable())
+			"or user.references to a foreign key to the users table, e.g. {column: user_id, table: %s, key: id}", m.usersTable())
 	case u.ExternalID != "" && u.References != nil:
 		bad(at("sources", i, "user"), "sets both external_id and references: keep one way for a row to find its user")
 	case u.References != nil:
