@@ -18,31 +18,6 @@ import (
 // the code: the event can never be applied as it is.
 var ErrBadRow = errors.New("row cannot be mapped")
 
-// convert puts the tags that column col's value v becomes into tags.
-func (u *UsersMapping) convert(col string, v json.RawMessage, tags map[string]string) error {
-	name := u.tagName(col)
-	switch u.Convert[col] {
-	case ConvertUnixSeconds:
-		s, err := unixSeconds(v)
-		if err != nil {
-			return err
-		}
-		tags[name] = s
-	case ConvertFlatten:
-		return flatten(name, v, tags)
-	default:
-		s, err := tagValue(v)
-		if errors.Is(err, errOversized) {
-			return err
-		}
-		if err != nil {
-			return fmt.Errorf("%v, or set mapping.users.convert.%s: flatten", err, col)
-		}
-		tags[name] = s
-	}
-	return nil
-}
-
 // unixSeconds renders a date or timestamp (as the connector writes them:
 // ISO 8601, in UTC when it has no zone) as Unix seconds. NULL stays ""
 // (the tag is deleted); a number is taken to be Unix seconds already.
