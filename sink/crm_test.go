@@ -329,7 +329,8 @@ func TestARowThatStartsMatchingItsFilterCarriesTheTOASTTagItLeftUnchanged(t *tes
 		users := *crm.Users
 		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
 		users.Filter = `row.Plan != "internal"`
-		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
+		devices := *crm.Devices // Validate compiles into the mapping: a copy of its own
+		mapping := &transform.Mapping{Users: &users, Devices: &devices}
 		if err := mapping.Validate(); err != nil {
 			t.Fatal(err)
 		}

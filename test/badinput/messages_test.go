@@ -101,7 +101,7 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 			value: encode(userEvent(str("msg-5"), str("pro")), func(e *event.Envelope) {
 				e.Source.Table = "orders"
 			}),
-			stage: "transform", reason: []string{`table "public.orders" is not in the mapping: add it to mapping.users or mapping.devices, or stop publishing it`},
+			stage: "transform", reason: []string{`table "public.orders" is not in the mapping: add it to mapping.users, mapping.sources or mapping.devices, or stop publishing it`},
 		},
 		6: {
 			name: "an event with an op code that is not Debezium's is dead-lettered, naming the codes",
