@@ -971,3 +971,19 @@ func headerValues(r kafkatest.Record) [][]byte {
 	}
 	return out
 }
+
+// TestCRM12AnExternalIDChangeTakesTheAliasToTheNewUser: in the user model
+// a contact whose external id changes (A becomes B) gives B its tags,
+// properties and crm_id alias, and A keeps none of its tags. OneSignal
+// lets one alias belong to one user only: the alias has to leave A for B
+// to have it.
+func TestCRM12AnExternalIDChangeTakesTheAliasToTheNewUser(t *testing.T) {
+	t.Parallel()
+	r := newCRM12Run(t, sink.ModelUser, crm12Options{})
+	r.contacts(1, 3)
+	r.subscription(11, 1, "active", "pro")
+	r.start()
+	r.converge()
+	r.exec(`UPDATE contacts SET "External Id" = 'renamed/' || "External Id" WHERE "Contact ID" = $1`, contactKey(1))
+	r.converge()
+}
