@@ -987,3 +987,20 @@ func TestCRM12AnExternalIDChangeTakesTheAliasToTheNewUser(t *testing.T) {
 	r.exec(`UPDATE contacts SET "External Id" = 'renamed/' || "External Id" WHERE "Contact ID" = $1`, contactKey(1))
 	r.converge()
 }
+
+// TestCRM12TheDevicesOfAUserDeletedByOnDeleteAreNotDeadLettered: OneSignal
+// deletes a user with its subscriptions. A contact deleted with its device
+// rows (ON DELETE CASCADE), or soft-deleted with its device rows left,
+// deletes its user (on_delete: delete_user) and unlinks its devices: the
+// unlink of a device that went with its user has nothing left to do, and is
+// no dead letter, whichever of the two requests OneSignal gets first.
+func TestCRM12TheDevicesOfAUserDeletedByOnDeleteAreNotDeadLettered(t *testing.T) {
+	t.Parallel()
+	r := newCRM12Run(t, sink.ModelUser, crm12Options{onDelete: "delete_user"})
+	r.contacts(1, 5)
+	r.start()
+	r.converge()
+	r.exec(`DELETE FROM contacts WHERE "Contact ID" IN ($1, $2)`, contactKey(1), contactKey(2))
+	r.exec(`UPDATE contacts SET deleted_at = now() WHERE "Contact ID" IN ($1, $2)`, contactKey(3), contactKey(4))
+	r.converge()
+}
