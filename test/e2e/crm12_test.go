@@ -1004,3 +1004,22 @@ func TestCRM12TheDevicesOfAUserDeletedByOnDeleteAreNotDeadLettered(t *testing.T)
 	r.exec(`UPDATE contacts SET deleted_at = now() WHERE "Contact ID" IN ($1, $2)`, contactKey(3), contactKey(4))
 	r.converge()
 }
+
+// TestCRM12PlayerModelDevicesShowEveryCountOfTheSnapshotsSubscriptions: in
+// the player model a device's link carries its owner's tags, and tags that
+// come after the link (a subscription's counts, which reach the user
+// through its contact's row) are sent once the link is in. Contacts with
+// devices and several active subscriptions each, all in the initial
+// snapshot: every device ends with every count.
+func TestCRM12PlayerModelDevicesShowEveryCountOfTheSnapshotsSubscriptions(t *testing.T) {
+	t.Parallel()
+	r := newCRM12Run(t, sink.ModelPlayer, crm12Options{})
+	r.contacts(1, 30)
+	for i := 1; i <= 30; i++ {
+		r.subscription(10*i+1, i, "active", "pro")
+		r.subscription(10*i+2, i, "active", "basic")
+		r.subscription(10*i+3, i, "active", "pro")
+	}
+	r.start()
+	r.converge()
+}
