@@ -17,7 +17,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
@@ -1022,4 +1024,30 @@ func TestCRM12PlayerModelDevicesShowEveryCountOfTheSnapshotsSubscriptions(t *tes
 	}
 	r.start()
 	r.converge()
+}
+
+// TestCRM12TheDocumentedCRMExampleMapsTheTablesAsTheseTestsDo: the mapping
+// of docs/examples/crm.yaml is the one these tests run in the user model
+// with on_delete: delete_user, so the example is known to work on the
+// schema its comments show.
+func TestCRM12TheDocumentedCRMExampleMapsTheTablesAsTheseTestsDo(t *testing.T) {
+	// Not parallel: it sets the secrets the example takes from the
+	// environment.
+	t.Setenv("ONESIGNAL_CDC_POSTGRES_DSN", "postgres://cdc@db/app")
+	t.Setenv("ONESIGNAL_CDC_ONESIGNAL_API_KEY", "key")
+	example, err := config.Load(filepath.Join("..", "..", "docs", "examples", "crm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &crm12Run{t: t, model: sink.ModelUser, onDelete: "delete_user", maxTags: crm12Tags,
+		db: &pgtest.DB{Name: "slot", DSN: "postgres://cdc@db/app"}, url: "http://127.0.0.1:9", brokers: []string{"127.0.0.1:9"}}
+	tested, err := config.Load(r.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := yaml.Marshal(example.Mapping)
+	b, _ := yaml.Marshal(tested.Mapping)
+	if !bytes.Equal(a, b) {
+		t.Errorf("docs/examples/crm.yaml maps\n%s\nand the tests map\n%s", a, b)
+	}
 }
