@@ -15,7 +15,10 @@ import (
 
 // TestQuickstartSyncsTheSampleRows runs the README's first command as a
 // newcomer would, with --exit-after-sync, on the binary under test, and
-// checks that its summary shows OneSignal holding what the sample rows say.
+// checks that its summary shows OneSignal holding what the sample rows say:
+// tags from the users and the count of their orders (a second table, by
+// foreign key), a computed tag, no user for an internal account (the
+// filter) nor for the deleted user (on_delete: delete_user).
 // The script brings its own PostgreSQL, emulator and embedded broker, so
 // this test needs nothing from the environment but bash.
 func TestQuickstartSyncsTheSampleRows(t *testing.T) {
@@ -57,17 +60,26 @@ func TestQuickstartSyncsTheSampleRows(t *testing.T) {
 	}
 
 	for _, line := range []struct{ shows, pattern string }{
-		{"a row that predates the slot, touched", `ada +country=GB level=42 plan=pro`},
-		{"an inserted user", `barbara +country=US level=88 plan=pro`},
-		{"a changed plan", `grace +country=US level=17 plan=pro`},
-		{"a country set to NULL as a removed tag", `linus +level=73 plan=free`},
-		{"a deleted user left with no tags", `ken +\(no tags\)`},
+		{"a row that predates the slot, an order of it cancelled", `ada +country=GB level=42 orders=1 plan=pro vip=no`},
+		{"an inserted user, and its order", `barbara +country=US level=88 orders=1 plan=pro vip=yes`},
+		{"an inserted user without orders", `dennis +country=US level=31 plan=free vip=no`},
+		{"a changed plan", `grace +country=US level=17 orders=1 plan=pro vip=no`},
+		{"a country set to NULL as a removed tag", `linus +level=73 plan=free vip=yes`},
+		{"a row the changes left alone", `margaret +country=US level=58 orders=1 plan=pro vip=yes`},
+		{"a deleted user gone from OneSignal", `ken +no user: its row was deleted \(on_delete: delete_user\)`},
+		{"an internal account filtered out", `qa-bot +no user: plan internal: the filter leaves it out`},
 		{"a linked device", `5f1c9e2a-7d34-4b8e-a6f0-3c2d1e000001 +ada`},
 		{"a linked device", `5f1c9e2a-7d34-4b8e-a6f0-3c2d1e000002 +grace`},
 		{"an unlinked device", `5f1c9e2a-7d34-4b8e-a6f0-3c2d1e000003 +\(an anonymous user: unlinked\)`},
 	} {
 		if !regexp.MustCompile(`(?m)^ +` + line.pattern + `$`).Match(out.Bytes()) {
 			t.Errorf("the summary does not show %s: no line matches %q", line.shows, line.pattern)
+		}
+	}
+
+	for _, id := range []string{"ken", "qa-bot"} {
+		if regexp.MustCompile(`(?m)^  ` + id + ` +(\(no tags\)|\w+=)`).Match(out.Bytes()) {
+			t.Errorf("the summary lists %s among OneSignal's users, whom the rows leave out", id)
 		}
 	}
 
