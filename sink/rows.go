@@ -335,7 +335,7 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 		for _, tag := range part.Unknown {
 			tags[tag] = ""
 		}
-		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Was: part.Tags, Owner: part.Owner, Source: src,
+		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Was: part.Tags, Aliases: part.Aliases, Owner: part.Owner, Source: src,
 			Many: part.Many, DeleteUser: part.DeleteUser && !moved, Identity: part.Identity, Device: part.Device}
 		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
 	}

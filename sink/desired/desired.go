@@ -94,7 +94,8 @@ type Contribution struct {
 	Owner   string
 	Source  Source
 	// Props and Aliases are a user's properties (language, country, …) and
-	// aliases the row gives.
+	// aliases the row gives; a gone contribution's Aliases are those it
+	// gave, which the user loses unless another row gives them.
 	Props, Aliases map[string]string
 	// Many is how the user's several rows of the contribution's source give
 	// its tags: "" or "latest", "count", "any".
@@ -319,6 +320,17 @@ func (s *State) User() User {
 		if c.Many == transform.ManyCount || c.Many == transform.ManyAny {
 			for tag := range c.Tags {
 				counted[tag] = c.Many
+			}
+		}
+		// An alias a row gave and no live row gives goes ("" deletes it):
+		// after an external-id change the old user must let it go, or
+		// OneSignal refuses it to the new one.
+		for label := range c.Aliases {
+			if _, set := u.Aliases[label]; !set {
+				if u.Aliases == nil {
+					u.Aliases = map[string]string{}
+				}
+				u.Aliases[label] = ""
 			}
 		}
 	}

@@ -297,3 +297,20 @@ func TestASourceOfManyRowsCountsItsLiveRowsAndAnySaysWhetherOneIsTrue(t *testing
 		t.Errorf("vip = %q, want true", got)
 	}
 }
+
+func TestAnAliasNoLiveRowGivesGoesAndOneALiveRowGivesStays(t *testing.T) {
+	withAlias := func(r *Record, label, id string) *Record {
+		r.Aliases = map[string]string{label: id}
+		return r
+	}
+	// The row named alice, then another user: alice lets go of crm_id.
+	moved := fold(withAlias(contrib("users\x00{\"id\":1}", 10, nil), "crm_id", "1"), withAlias(gone("users\x00{\"id\":1}", 20), "crm_id", "1"))
+	if got, want := moved.User().Aliases, map[string]string{"crm_id": ""}; !reflect.DeepEqual(got, want) {
+		t.Errorf("aliases after the row moved away = %v, want %v", got, want)
+	}
+	// A primary-key change: the new row gives it again, at one position.
+	kept := fold(withAlias(gone("users\x00{\"id\":1}", 20), "crm_id", "1"), withAlias(contrib("users\x00{\"id\":2}", 20, nil), "crm_id", "2"))
+	if got, want := kept.User().Aliases, map[string]string{"crm_id": "2"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("aliases after a key change = %v, want %v", got, want)
+	}
+}

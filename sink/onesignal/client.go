@@ -88,6 +88,10 @@ type Client struct {
 	// deleted are users this client deleted: OneSignal deletes them
 	// asynchronously, so a write to one waits until it is gone.
 	deleted known
+	// conflicts holds, by external ID, when OneSignal first refused the
+	// user an alias as another user's.
+	conflicts *memo[time.Time]
+	aliasWait time.Duration // AliasConflictWait; shorter in tests
 }
 
 // caller sends requests to one OneSignal host with one key; both models'
@@ -106,6 +110,14 @@ type caller struct {
 	legacyKey bool
 }
 
+// now is the limiter's clock, or the wall clock without a limiter.
+func (c *caller) now() time.Time {
+	if c.limiter != nil {
+		return c.limiter.Now()
+	}
+	return time.Now()
+}
+
 // New checks cfg and returns a client. Every problem in cfg is reported at
 // once, each with what to do about it.
 func New(cfg Config) (*Client, error) {
@@ -115,7 +127,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{caller: c, appPath: "/apps/" + pathSegment(cfg.AppID), appID: cfg.AppID, key: cfg.APIKey,
 		exists: newKnown(knownUsers), aliases: newMemo[string](knownUsers), pending: newMemo[progress](knownUsers),
-		deleted: newKnown(knownUsers)}, nil
+		deleted: newKnown(knownUsers), conflicts: newMemo[time.Time](knownUsers), aliasWait: AliasConflictWait}, nil
 }
 
 // Players returns a player-model client for the same app, key, base URL

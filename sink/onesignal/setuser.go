@@ -88,7 +88,10 @@ type progress struct {
 // next. The client remembers the aliases it wrote to each user (the last
 // 10,000 users), so a write that names them again does not repeat them;
 // after a restart they are written once more. An alias another user has
-// is OneSignal's 409: permanent.
+// is OneSignal's 409: the user is created without its aliases, and their
+// request is repeated (a *DeferredError) for AliasConflictWait, for the
+// other user to let them go (the user a row named before its external id
+// changed loses them in a write of its own); then the 409 is permanent.
 //
 // The tags go in one request, and OneSignal accepts at most 100 tag
 // changes per request (400 otherwise). Splitting them is the caller's
@@ -108,14 +111,18 @@ func (c *Client) SetUser(ctx context.Context, externalID string, w UserWrite) er
 	if err := checkAliasLabels(w.Aliases); err != nil {
 		return fmt.Errorf("set user: %w", err)
 	}
+	// A user whose aliases OneSignal found another's is created without
+	// them: they follow in a request of their own, which waits.
+	_, conflicted := c.conflicts.get(externalID)
 	newUser := createUserRequest{Identity: map[string]string{"external_id": externalID}, Properties: create}
 	for label, id := range w.Aliases {
-		if id != "" {
+		if id != "" && !conflicted {
 			newUser.Identity[label] = id
 		}
 	}
-	stores := len(create) > 0 || len(newUser.Identity) > 1
+	stores := len(create) > 0 || len(newUser.Identity) > 1 || slices.ContainsFunc(slices.Collect(maps.Values(w.Aliases)), func(id string) bool { return id != "" })
 	aliasPrint := fingerprint(w.Aliases)
+	write := fingerprint(map[string]any{"tags": w.Tags, "properties": w.Properties, "aliases": w.Aliases})
 	created := func() {
 		c.exists.add(externalID)
 		c.pending.remove(externalID)
@@ -123,19 +130,45 @@ func (c *Client) SetUser(ctx context.Context, externalID string, w UserWrite) er
 			c.aliases.set(externalID, aliasPrint)
 		}
 	}
+	// createdWithout: the user was created with its tags and properties
+	// but not its aliases, which another user had; they are left to do.
+	createdWithout := func() error {
+		c.exists.add(externalID)
+		done := 0
+		if len(update) > 0 {
+			done = 1 // userSteps' first request, the update, is applied
+		}
+		c.pending.set(externalID, progress{write: write, done: done})
+		return &DeferredError{Endpoint: epSetAliases, Reason: "the user is created; its aliases follow once its one-second window has passed", After: time.Second}
+	}
+	// refusedAliases: OneSignal refused to create the user with aliases
+	// another user has; the next attempt creates it without them.
+	refusedAliases := func(err error) error {
+		c.conflicts.set(externalID, c.now())
+		return &DeferredError{Endpoint: epCreateUser, Reason: "an alias is another user's (" + err.Error() + "); the user is created without its aliases, which follow once the other user lets them go", After: time.Second}
+	}
 
 	if w.Create && !c.exists.has(externalID) {
 		status, body, err := c.createUserBody(ctx, newUser)
+		if aliasConflict(err) && !conflicted {
+			return refusedAliases(err)
+		}
 		if err != nil {
 			return err
 		}
 		if status != http.StatusOK {
-			created()
-			return nil
+			if !conflicted {
+				created()
+				return nil
+			}
+			return createdWithout()
 		}
 		// 200 is "upsert with retrieval": the user was there, and
 		// OneSignal returned it without applying anything.
 		if err := retrievedOther(body, newUser.Identity); err != nil {
+			if !conflicted {
+				return refusedAliases(err) // another user has an alias: it waits
+			}
 			return err
 		}
 		c.exists.add(externalID)
@@ -149,7 +182,6 @@ func (c *Client) SetUser(ctx context.Context, externalID string, w UserWrite) er
 	if len(steps) == 0 {
 		return nil
 	}
-	write := fingerprint(map[string]any{"tags": w.Tags, "properties": w.Properties, "aliases": w.Aliases})
 	start := 0
 	if p, ok := c.pending.get(externalID); ok && p.write == write && p.done < len(steps) {
 		start = p.done
@@ -159,19 +191,43 @@ func (c *Client) SetUser(ctx context.Context, externalID string, w UserWrite) er
 	switch {
 	case step.endpoint == epDeleteAlias && hasStatus(err, http.StatusNotFound):
 		err = nil // the alias is not there, or not the user: either way it is gone
+	case step.endpoint == epSetAliases && aliasConflict(err):
+		// Another user has the alias: most often the user a row named
+		// before its external id changed, whose write that lets it go
+		// is on its way. Wait for it, for a while.
+		since, ok := c.conflicts.get(externalID)
+		if !ok {
+			since = c.now()
+			c.conflicts.set(externalID, since)
+		}
+		if c.now().Sub(since) < c.aliasWait {
+			c.pending.set(externalID, progress{write: write, done: start})
+			return &DeferredError{Endpoint: epSetAliases, Reason: "an alias is another user's (" + err.Error() + "); it is set once the other user lets it go", After: 2 * time.Second}
+		}
+		c.conflicts.remove(externalID)
+		return fmt.Errorf("%w: another user has held the alias for %s: remove it from that user (or fix the rows that give it twice)", err, c.aliasWait)
 	case hasStatus(err, http.StatusNotFound):
 		if !stores {
 			return nil
 		}
 		status, body, cerr := c.createUserBody(ctx, newUser)
+		if aliasConflict(cerr) && !conflicted {
+			return refusedAliases(cerr)
+		}
 		if cerr != nil {
 			return cerr
 		}
 		if status != http.StatusOK {
+			if conflicted {
+				return createdWithout()
+			}
 			created()
 			return nil
 		}
 		if cerr := retrievedOther(body, newUser.Identity); cerr != nil {
+			if !conflicted {
+				return refusedAliases(cerr)
+			}
 			return cerr
 		}
 		// Someone created the user between our two requests, and
@@ -190,8 +246,21 @@ func (c *Client) SetUser(ctx context.Context, externalID string, w UserWrite) er
 	c.pending.remove(externalID)
 	if len(w.Aliases) > 0 {
 		c.aliases.set(externalID, aliasPrint)
+		c.conflicts.remove(externalID)
 	}
 	return nil
+}
+
+// AliasConflictWait is how long SetUser waits for another user to let go
+// of an alias it should set (409 "aliases belong to different users")
+// before the conflict is permanent.
+const AliasConflictWait = 5 * time.Minute
+
+// aliasConflict reports whether err is OneSignal's refusal of an alias
+// that another user has.
+func aliasConflict(err error) bool {
+	apiErr, ok := errors.AsType[*APIError](err)
+	return ok && apiErr.StatusCode == http.StatusConflict && apiErr.mentions("alias")
 }
 
 // userStep is one request of a SetUser to a user that exists.

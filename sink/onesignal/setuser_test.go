@@ -230,9 +230,10 @@ func TestSetUserDeletesAliasesOneAttemptEach(t *testing.T) {
 	}
 }
 
-func TestSetUserRefusesAnAliasThatAnotherUserHas(t *testing.T) {
+func TestSetUserRefusesAnAliasThatAnotherUserHasOnceItHasWaitedForIt(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t, nil)
+	onesignal.SetAliasConflictWait(l.c, 0) // waited already
 	l.set(t, "bob", onesignal.UserWrite{Aliases: map[string]string{"crm_id": "7"}, Create: true})
 	l.emu.AddUser("ada", nil)
 
@@ -243,22 +244,54 @@ func TestSetUserRefusesAnAliasThatAnotherUserHas(t *testing.T) {
 		t.Errorf("409 is retryable or fatal: %v", err)
 	}
 	// A new user: create user returns bob (upsert with retrieval by the
-	// alias), which is not her.
-	err = l.c.SetUser(t.Context(), "eve", onesignal.UserWrite{Tags: tags("plan", "pro"), Aliases: map[string]string{"crm_id": "7"}, Create: true})
-	if err == nil || !strings.Contains(err.Error(), "alias crm_id belongs to another OneSignal user") {
-		t.Fatalf("error = %v, want one naming crm_id as another user's", err)
+	// alias), which is not her. She is created without the alias, whose
+	// own request is then refused for good.
+	w := onesignal.UserWrite{Tags: tags("plan", "pro"), Aliases: map[string]string{"crm_id": "7"}, Create: true}
+	for range 5 {
+		l.advance(time.Second)
+		err = l.c.SetUser(t.Context(), "eve", w)
+		if _, deferred := errors.AsType[*onesignal.DeferredError](err); !deferred {
+			break
+		}
 	}
-	if _, ok := errors.AsType[interface {
-		error
-		Retryable() bool
-	}](err); ok {
-		t.Errorf("error %v (%T) says whether to retry: it is permanent", err, err)
+	if apiErr := requireAPIError(t, err, 409); apiErr.Retryable() || !strings.Contains(err.Error(), "another user has held the alias") {
+		t.Errorf("error = %v, want a permanent 409 saying another user holds the alias", err)
 	}
-	if _, ok := l.emu.State().UserByExternalID("eve"); ok {
-		t.Error("eve was created")
+	if eve := l.user(t, "eve"); !maps.Equal(eve.Tags, tags("plan", "pro")) || len(customAliases(eve)) != 0 {
+		t.Errorf("eve = tags %v, aliases %v; want her tags without the alias", eve.Tags, customAliases(eve))
 	}
 	if bob := l.user(t, "bob"); len(bob.Tags) != 0 {
 		t.Errorf("bob got eve's tags: %v", bob.Tags)
+	}
+}
+
+// After an external-id change (bob becomes eve) the new user's write can
+// come before the old one's that lets go of the alias: the new user is
+// created with its tags, and its alias waits for bob to let it go.
+func TestSetUserWaitsForAnotherUserToLetGoOfAnAlias(t *testing.T) {
+	t.Parallel()
+	l := newLimited(t, nil)
+	l.set(t, "bob", onesignal.UserWrite{Tags: tags("plan", "pro"), Aliases: map[string]string{"crm_id": "7"}, Create: true})
+	l.advance(time.Second)
+
+	eve := onesignal.UserWrite{Tags: tags("plan", "pro"), Aliases: map[string]string{"crm_id": "7"}, Create: true}
+	var waits int
+	for ; waits < 5; waits++ {
+		err := l.c.SetUser(t.Context(), "eve", eve)
+		deferred, ok := errors.AsType[*onesignal.DeferredError](err)
+		if !ok {
+			t.Fatalf("attempt %d: %v, want a wait for bob to let go of crm_id", waits+1, err)
+		}
+		l.advance(deferred.RetryAfterDuration())
+	}
+	if got := l.user(t, "eve"); !maps.Equal(got.Tags, tags("plan", "pro")) || len(customAliases(got)) != 0 {
+		t.Errorf("eve = tags %v, aliases %v; want her tags, without the alias bob holds", got.Tags, customAliases(got))
+	}
+	l.set(t, "bob", onesignal.UserWrite{Tags: map[string]string{"plan": ""}, Aliases: map[string]string{"crm_id": ""}})
+	l.advance(time.Second)
+	l.set(t, "eve", eve)
+	if got, want := customAliases(l.user(t, "eve")), map[string]string{"crm_id": "7"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("eve's aliases = %v, want %v once bob let go", got, want)
 	}
 }
 

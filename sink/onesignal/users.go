@@ -111,6 +111,9 @@ func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalI
 // request by type and token; that it accepts an existing one by id is not
 // confirmed against the real API (the emulator in onesignaltest does).
 //
+// A subscription OneSignal does not have (404 "Subscription not found")
+// counts as unlinked: no user has it.
+//
 // previousExternalID is not needed: the user model has no identity
 // verification hash for server calls. Tags are not either: they live on
 // the user, not on the subscription.
@@ -122,6 +125,11 @@ func (c *Client) UnlinkSubscription(ctx context.Context, subscriptionID, previou
 		Identity:      map[string]string{},
 		Subscriptions: []subscriptionRef{{ID: subscriptionID}},
 	})
+	if apiErr, ok := errors.AsType[*APIError](err); ok && apiErr.StatusCode == http.StatusNotFound && apiErr.mentions("subscription") {
+		// The subscription is gone (deleted with its user, on_delete:
+		// delete_user, or by the app): no user has it, as asked.
+		return nil
+	}
 	return err
 }
 
