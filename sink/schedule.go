@@ -45,6 +45,9 @@ type memo struct {
 	// accepted by OneSignal.
 	applied map[string][sha256.Size]byte
 	records map[transform.Record]bool // a user's records accepted
+	// again are a user's records to write again once an attempt in
+	// flight is done: another user wrote one after this one did.
+	again map[transform.Record]bool
 	// Player model, a user: answered holds the devices whose membership
 	// it answered while no older write of its tags was in flight; sending
 	// is the version of the tags in the write in flight.
@@ -110,6 +113,21 @@ func (s *scheduler) submit(key transform.Target, partition int, m *fetched, crea
 	t.waiting = false
 	if !t.busy && !t.queued {
 		s.enqueue(t)
+	}
+}
+
+// again makes user write record once more: its memory of having written
+// it goes, also from an attempt in flight.
+func (s *scheduler) again(user transform.Target, partition int, r transform.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.activate(user, partition)
+	delete(t.records, r)
+	if t.busy {
+		if t.again == nil {
+			t.again = make(map[transform.Record]bool)
+		}
+		t.again[r] = true
 	}
 }
 
@@ -282,6 +300,10 @@ func (s *scheduler) accepted(t *target, r *request) {
 	}
 	switch r.kind {
 	case callAddRecord:
+		if t.again[r.record] {
+			delete(t.again, r.record) // asked for again while on its way
+			break
+		}
 		if t.records == nil {
 			t.records = make(map[transform.Record]bool)
 		}
@@ -429,6 +451,7 @@ func (s *Sink) forgetEffects(partitions map[int]bool) {
 func (m memo) clone() memo {
 	m.applied = maps.Clone(m.applied)
 	m.records = maps.Clone(m.records)
+	m.again = maps.Clone(m.again)
 	m.answered = maps.Clone(m.answered)
 	return m
 }

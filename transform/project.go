@@ -22,7 +22,11 @@ type Target struct {
 	// tables' rows name by foreign key: ID is "<table>\x00<key>", and the
 	// sink resolves it to the row's user.
 	Row bool
-	ID  string
+	// Record says the target is an email or SMS record, by channel and
+	// address (ID is "<channel>\x01<address>"): the sink's one writer of
+	// the record's owner, which the rows naming the address decide.
+	Record bool
+	ID     string
 }
 
 // User is the target of the user with external id id.
@@ -31,16 +35,32 @@ func User(id string) Target { return Target{ID: id} }
 // Device is the target of the device with id id.
 func Device(id string) Target { return Target{Device: true, ID: id} }
 
+// RecordTarget is the target of email or SMS record r.
+func RecordTarget(r Record) Target {
+	return Target{Record: true, ID: r.Channel + "\x01" + r.Identifier}
+}
+
+// Rec returns the record a record target names.
+func (t Target) Rec() (Record, bool) {
+	if !t.Record {
+		return Record{}, false
+	}
+	channel, id, ok := strings.Cut(t.ID, "\x01")
+	return Record{Channel: channel, Identifier: id}, ok
+}
+
 // Key names the target in Kafka keys and stores: "user:<id>",
-// "device:<id>" or "row:<table>\x01<key>". An id holds no NUL (PostgreSQL
-// text cannot, nor a table name or a key's JSON), so a key can be
-// followed by "\x00" and more.
+// "device:<id>", "row:<table>\x01<key>" or "record:<channel>\x01<address>".
+// An id holds no NUL (PostgreSQL text cannot, nor a table name or a key's
+// JSON), so a key can be followed by "\x00" and more.
 func (t Target) Key() string {
 	switch {
 	case t.Device:
 		return "device:" + t.ID
 	case t.Row:
 		return "row:" + t.ID
+	case t.Record:
+		return "record:" + t.ID
 	}
 	return "user:" + t.ID
 }
@@ -56,6 +76,11 @@ func ParseTarget(key string) (Target, bool) {
 	if id, ok := strings.CutPrefix(key, "row:"); ok && strings.Contains(id, "\x01") {
 		return Target{Row: true, ID: id}, true
 	}
+	if id, ok := strings.CutPrefix(key, "record:"); ok {
+		if channel, addr, ok := strings.Cut(id, "\x01"); ok && (channel == ChannelEmail || channel == ChannelSMS) && addr != "" {
+			return Target{Record: true, ID: id}, true
+		}
+	}
 	return Target{}, false
 }
 
@@ -69,6 +94,11 @@ func (t Target) String() string {
 			return fmt.Sprintf("row of %s where %q = %s", parts[0], parts[1], parts[2])
 		}
 		return "row " + t.ID
+	case t.Record:
+		if r, ok := t.Rec(); ok {
+			return r.Channel + " record " + r.Identifier
+		}
+		return "record " + t.ID
 	}
 	return "user " + t.ID
 }
