@@ -45,8 +45,9 @@ type memo struct {
 	// accepted by OneSignal.
 	applied map[string][sha256.Size]byte
 	records map[transform.Record]bool // a user's records accepted
-	// again are a user's records to write again once an attempt in
-	// flight is done: another user wrote one after this one did.
+	// again are a user's records whose write in flight, if one is, is not
+	// to count as the user's last: another user wrote the record after
+	// this one did. Cleared when a worker next takes the target.
 	again map[transform.Record]bool
 	// Player model, a user: answered holds the devices whose membership
 	// it answered while no older write of its tags was in flight; sending
@@ -245,6 +246,7 @@ func (s *scheduler) take(t *target) taken {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.queued, t.busy = false, true
+	t.again = nil // it spoke of the attempt before
 	tk := taken{memo: t.memo.clone(), created: t.created}
 	if t.force != t.forced {
 		tk.force = t.force
