@@ -141,6 +141,13 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		// sent again even if the desired state goes back to what was last
 		// accepted.
 		g.sched.forget(t, r.part)
+		if r.kind == callAddRecord {
+			// The record may be this user's now: its target is told, as
+			// of an accepted write, in case the user is not its owner.
+			if err := g.write(g.writeCtx, s.cfg.Targets, "targets", r.after); err != nil {
+				return stopped(ctx, err)
+			}
+		}
 		wait := g.backoff(t, err)
 		s.stats.retries.Add(1)
 		s.log.Warn("onesignal call failed; retrying", zap.Stringer("target", t.key), zap.Stringer("op", r), zap.Error(err), zap.Duration("wait", wait))

@@ -1,8 +1,11 @@
 package sink_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,43 +251,44 @@ func TestAnExternalIDGivenToARowThatHadNoneCarriesTheTOASTTagItLeftUnchanged(t *
 // 17,023 email records ended with the user that held the address before
 // an external-id change).
 func TestAnEmailRecordEndsWithTheUserWhoseRowHoldsItsAddressWhenTheOldUserLags(t *testing.T) {
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
-	st.start(crm)
-	targets, _ := sink.Cluster{Cluster: st.cluster}.Writers()
-	defer targets.Close()
-	write := func(rec *desired.Record) {
-		t.Helper()
-		if err := targets.WriteMessages(context.Background(), kafka.Message{Topic: st.topics.Targets, Key: rec.Key(), Value: rec.Value()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const address = "a@example.com"
-	row := contactsTopic + "\x00" + `{"Contact ID":1}`
-	record := []transform.Record{{Channel: transform.ChannelEmail, Identifier: address}}
-	created := desired.Position{Commit: 100, LSN: 90}  // INSERT … ('A', 'a@example.com')
-	changed := desired.Position{Commit: 200, LSN: 190} // UPDATE … SET "External Id" = 'B'
-	owner := func(want string) func(onesignaltest.State) error {
-		return func(s onesignaltest.State) error {
-			for _, sub := range s.Subscriptions {
-				if sub.Type == "Email" && sub.Token == address {
-					if got := s.ExternalIDOf(sub.ID); got != want {
-						return fmt.Errorf("the record of %s belongs to %q, want %q", address, got, want)
-					}
-					return nil
-				}
+	forEachModel(t, func(t *testing.T, st *stack) {
+		st.start(crm)
+		targets, _ := sink.Cluster{Cluster: st.cluster}.Writers()
+		defer targets.Close()
+		write := func(rec *desired.Record) {
+			t.Helper()
+			if err := targets.WriteMessages(context.Background(), kafka.Message{Topic: st.topics.Targets, Key: rec.Key(), Value: rec.Value()}); err != nil {
+				t.Fatal(err)
 			}
-			return fmt.Errorf("no record of %s", address)
 		}
-	}
-	// B's partition is up to date: B has the row's part, and the record.
-	write(&desired.Record{Target: transform.User("B"), Kind: desired.KindContribution, Row: row, Pos: changed, Records: record})
-	st.eventually("B's record", owner("B"))
-	// A's partition, behind, takes in the row's insert, then the
-	// retraction of the external-id change.
-	write(&desired.Record{Target: transform.User("A"), Kind: desired.KindContribution, Row: row, Pos: created, Created: true, Records: record})
-	time.Sleep(2 * time.Second)
-	write(&desired.Record{Target: transform.User("A"), Kind: desired.KindContribution, Row: row, Pos: changed, Gone: true})
-	st.eventually("the record with B, whose row holds the address", owner("B"))
+		const address = "a@example.com"
+		row := contactsTopic + "\x00" + `{"Contact ID":1}`
+		record := []transform.Record{{Channel: transform.ChannelEmail, Identifier: address}}
+		created := desired.Position{Commit: 100, LSN: 90}  // INSERT … ('A', 'a@example.com')
+		changed := desired.Position{Commit: 200, LSN: 190} // UPDATE … SET "External Id" = 'B'
+		owner := func(want string) func(onesignaltest.State) error {
+			return func(s onesignaltest.State) error {
+				for _, sub := range s.Subscriptions {
+					if sub.Type == "Email" && sub.Token == address {
+						if got := s.ExternalIDOf(sub.ID); got != want {
+							return fmt.Errorf("the record of %s belongs to %q, want %q", address, got, want)
+						}
+						return nil
+					}
+				}
+				return fmt.Errorf("no record of %s", address)
+			}
+		}
+		// B's partition is up to date: B has the row's part, and the record.
+		write(&desired.Record{Target: transform.User("B"), Kind: desired.KindContribution, Row: row, Pos: changed, Records: record})
+		st.eventually("B's record", owner("B"))
+		// A's partition, behind, takes in the row's insert, then the
+		// retraction of the external-id change.
+		write(&desired.Record{Target: transform.User("A"), Kind: desired.KindContribution, Row: row, Pos: created, Created: true, Records: record})
+		time.Sleep(2 * time.Second)
+		write(&desired.Record{Target: transform.User("A"), Kind: desired.KindContribution, Row: row, Pos: changed, Gone: true})
+		st.eventually("the record with B, whose row holds the address", owner("B"))
+	})
 }
 
 // TestAChangeBackAfterARequestWhoseAnswerWasLostIsSent: a request that
@@ -379,4 +383,58 @@ func TestADeviceWhoseKeyChangesButNotItsOwnerStillGetsItsOwnersLaterTags(t *test
 		st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "Zoë 🚀 4", "pro", 2)})
 		st.eventually("the owner's new tags on the device", all(ownedBy("p-1", "Zoë 🚀 4"), st.hasTags("Zoë 🚀 4", map[string]string{"plan": "pro", "score": "2"})))
 	})
+}
+
+// TestARecordAnotherUserWroteAfterItsOwnerGoesBackToTheOwner: a user that
+// is not a record's owner can still write it, from a grant it has not yet
+// seen taken back (a sink frozen past its session that wakes mid-write,
+// or a write whose answer was lost). It tells the record's target, which
+// has the owner write the record again, after it: the last write is the
+// owner's. The test writes such a grant to A, whose rows never named the
+// address.
+func TestARecordAnotherUserWroteAfterItsOwnerGoesBackToTheOwner(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		const address = "a@example.com"
+		var byA atomic.Int64
+		st.emu.OnArrival(func(a onesignaltest.Arrival) {
+			if a.Status/100 == 2 && bytes.Contains(a.Body, []byte(address)) &&
+				(strings.Contains(a.Path, "/external_id/A/") || bytes.Contains(a.Body, []byte(`"external_id":"A"`)) || bytes.Contains(a.Body, []byte(`"external_user_id":"A"`))) {
+				byA.Add(1)
+			}
+		})
+		st.start(crm)
+		c := contact(1, "B", "pro", 1)
+		c["E-mail"] = address
+		st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: c})
+		st.eventually("B's record", recordOwnedBy(address, "B"))
+		targets, _ := sink.Cluster{Cluster: st.cluster}.Writers()
+		defer targets.Close()
+		record := transform.Record{Channel: transform.ChannelEmail, Identifier: address}
+		stale := &desired.Record{Target: transform.User("A"), Kind: desired.KindGrant, Record: record, Pos: desired.Position{Commit: 1, LSN: 1}}
+		if err := targets.WriteMessages(context.Background(), kafka.Message{Topic: st.topics.Targets, Key: stale.Key(), Value: stale.Value()}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "A's write of the record", func() error {
+			if byA.Load() == 0 {
+				return fmt.Errorf("A has not written %s", address)
+			}
+			return nil
+		})
+		st.eventually("the record with B again", recordOwnedBy(address, "B"))
+	})
+}
+
+// recordOwnedBy holds when the email record of address belongs to want.
+func recordOwnedBy(address, want string) func(onesignaltest.State) error {
+	return func(s onesignaltest.State) error {
+		for _, sub := range s.Subscriptions {
+			if sub.Type == "Email" && sub.Token == address {
+				if got := s.ExternalIDOf(sub.ID); got != want {
+					return fmt.Errorf("the record of %s belongs to %q, want %q", address, got, want)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no record of %s", address)
+	}
 }

@@ -52,6 +52,49 @@ func TestANewUserCostsOneRequestInTheUserModel(t *testing.T) {
 	}
 }
 
+// TestANewUserWithAnEmailCostsTwoRequestsAndNo429: the record, which its
+// own target gives the user to write, goes in the user's own window: in
+// the user model after the create with the tags (a record first would cost
+// a 404, a create with the record, then an update with the tags: three);
+// in the player model first, carrying the tags, then the tags by external
+// id.
+func TestANewUserWithAnEmailCostsTwoRequestsAndNo429(t *testing.T) {
+	for _, model := range models {
+		t.Run(model, func(t *testing.T) {
+			t.Parallel()
+			st := newStack(t, model, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}})
+			st.start(crm)
+			const users = 50
+			var cs []change
+			for i := range users {
+				c := contact(i, fmt.Sprintf("new %d", i), "pro", i)
+				c["E-mail"] = fmt.Sprintf("new%d@example.com", i)
+				cs = append(cs, change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(i), after: c})
+			}
+			st.produce(cs...)
+			st.eventually("every user's record", func(s onesignaltest.State) error {
+				n := 0
+				for _, sub := range s.Subscriptions {
+					if sub.Type == "Email" && s.ExternalIDOf(sub.ID) != "" {
+						n++
+					}
+				}
+				if n < users {
+					return fmt.Errorf("%d records of %d", n, users)
+				}
+				return nil
+			})
+			st.waitDrained()
+			if total, byRoute := st.requests(); total != 2*users {
+				t.Errorf("%d requests for %d new users with an email, want two each: %v", total, users, byRoute)
+			}
+			if n := st.emu.Stats().TooManyRequests; n != 0 {
+				t.Errorf("%d answers were 429", n)
+			}
+		})
+	}
+}
+
 func TestARestartedSinkRebuildsItsStateFromKafkaAndStillFindsTheRowsTargets(t *testing.T) {
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("p-1", "p-2")

@@ -86,8 +86,11 @@ func (g *generation) plan(t *target, tk taken) (*request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.key.Device {
+	switch {
+	case t.key.Device:
 		return g.planDevice(t, st, tk.memo), nil
+	case t.key.Record || t.key.Row:
+		return nil, nil // never scheduled: they write records, not requests
 	}
 	return g.planUser(t, st, tk)
 }
@@ -115,11 +118,42 @@ func (g *generation) planUser(t *target, st *desired.State, tk taken) (*request,
 	if player {
 		carry = u.Tags
 	}
-	// Records first: in the player model a record is a device the tags
-	// then reach; in the user model one creates a missing user.
-	for _, rec := range u.Records {
+	chunks := chunkTags(u.Tags)
+	created := u.Live && (u.Created || tk.created)
+	if len(chunks) == 0 && !player && (created || len(u.Props) > 0 || len(u.Aliases) > 0) {
+		chunks = []map[string]string{{}} // a user with no tag to set still exists, or has properties
+	}
+	setUser := func(i int) *request {
+		c := chunks[i]
+		part := fmt.Sprintf("tags/%d", i)
+		var props, aliases map[string]string
+		if i == 0 && !player {
+			props, aliases = u.Props, u.Aliases // with the first chunk: one write to the user
+		}
+		d := digestOf("tags", c, props, aliases)
+		if force == 0 && m.applied[part] == d {
+			return nil
+		}
+		return &request{kind: callSetUser, target: t.key, tags: c, props: props, aliases: aliases, create: !player && created && i == 0,
+			version: u.Version, part: part, digest: d, force: force}
+	}
+	granted := st.Granted()
+	if !player && created && len(chunks) > 0 && len(granted) > 0 {
+		// A new user is created with its tags first (one request), and
+		// its records follow: a record first would cost a 404 and a
+		// create, and then the tags an update.
+		if r := setUser(0); r != nil {
+			return r, nil
+		}
+	}
+	// Records first otherwise: in the player model a record is a device
+	// the tags then reach. Only the records whose targets gave them to
+	// this user: a record has one writer of its owner, the newest row
+	// that names its address, whichever partition its old user lags on.
+	for _, rec := range granted {
 		if !m.records[rec] {
-			return &request{kind: callAddRecord, target: t.key, record: rec, tags: carry, version: u.Version}, nil
+			held := targetMessage(s.cfg.TargetsTopic, &desired.Record{Target: transform.RecordTarget(rec), Kind: desired.KindHeld, Owner: t.key.ID})
+			return &request{kind: callAddRecord, target: t.key, record: rec, tags: carry, version: u.Version, after: []kafka.Message{held}}, nil
 		}
 	}
 	if player && s.devices && !s.records && !anyLinked(st) {
@@ -133,23 +167,10 @@ func (g *generation) planUser(t *target, st *desired.State, tk taken) (*request,
 		// that link is accepted (targetRecord, KindLinked).
 		return g.planAnswer(t, st, u, m), nil
 	}
-	chunks := chunkTags(u.Tags)
-	created := u.Live && (u.Created || tk.created)
-	if len(chunks) == 0 && !player && (created || len(u.Props) > 0 || len(u.Aliases) > 0) {
-		chunks = []map[string]string{{}} // a user with no tag to set still exists, or has properties
-	}
-	for i, c := range chunks {
-		part := fmt.Sprintf("tags/%d", i)
-		var props, aliases map[string]string
-		if i == 0 && !player {
-			props, aliases = u.Props, u.Aliases // with the first chunk: one write to the user
+	for i := range chunks {
+		if r := setUser(i); r != nil {
+			return r, nil
 		}
-		d := digestOf("tags", c, props, aliases)
-		if force == 0 && m.applied[part] == d {
-			continue
-		}
-		return &request{kind: callSetUser, target: t.key, tags: c, props: props, aliases: aliases, create: !player && created && i == 0,
-			version: u.Version, part: part, digest: d, force: force}, nil
 	}
 	if player {
 		return g.planAnswer(t, st, u, m), nil

@@ -45,6 +45,10 @@ type memo struct {
 	// accepted by OneSignal.
 	applied map[string][sha256.Size]byte
 	records map[transform.Record]bool // a user's records accepted
+	// again are a user's records whose write in flight, if one is, is not
+	// to count as the user's last: another user wrote the record after
+	// this one did. Cleared when a worker next takes the target.
+	again map[transform.Record]bool
 	// Player model, a user: answered holds the devices whose membership
 	// it answered while no older write of its tags was in flight; sending
 	// is the version of the tags in the write in flight.
@@ -110,6 +114,21 @@ func (s *scheduler) submit(key transform.Target, partition int, m *fetched, crea
 	t.waiting = false
 	if !t.busy && !t.queued {
 		s.enqueue(t)
+	}
+}
+
+// again makes user write record once more: its memory of having written
+// it goes, also from an attempt in flight.
+func (s *scheduler) again(user transform.Target, partition int, r transform.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.activate(user, partition)
+	delete(t.records, r)
+	if t.busy {
+		if t.again == nil {
+			t.again = make(map[transform.Record]bool)
+		}
+		t.again[r] = true
 	}
 }
 
@@ -227,6 +246,7 @@ func (s *scheduler) take(t *target) taken {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.queued, t.busy = false, true
+	t.again = nil // it spoke of the attempt before
 	tk := taken{memo: t.memo.clone(), created: t.created}
 	if t.force != t.forced {
 		tk.force = t.force
@@ -282,6 +302,10 @@ func (s *scheduler) accepted(t *target, r *request) {
 	}
 	switch r.kind {
 	case callAddRecord:
+		if t.again[r.record] {
+			delete(t.again, r.record) // asked for again while on its way
+			break
+		}
 		if t.records == nil {
 			t.records = make(map[transform.Record]bool)
 		}
@@ -429,6 +453,7 @@ func (s *Sink) forgetEffects(partitions map[int]bool) {
 func (m memo) clone() memo {
 	m.applied = maps.Clone(m.applied)
 	m.records = maps.Clone(m.records)
+	m.again = maps.Clone(m.again)
 	m.answered = maps.Clone(m.answered)
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -155,8 +156,17 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 		return err
 	}
 	var before desired.Row
-	if t.Row {
+	var owner desired.RecordOwner // a record's, before rec
+	var named []transform.Record  // the records the row named before, of a user's contribution
+	switch {
+	case t.Row:
 		before = st.Row()
+	case t.Record:
+		owner = st.RecordOwner()
+	case !t.Device && rec.Kind == desired.KindContribution:
+		if c := st.Contributions[rec.Row]; c != nil && !c.Gone {
+			named = c.Records
+		}
 	}
 	outcome := st.Apply(rec)
 	if outcome == desired.Changed {
@@ -183,9 +193,41 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 		m.finish()
 		return nil
 	}
+	if t.Record {
+		// A record: it says who writes it; nothing of it is sent to
+		// OneSignal from here.
+		if gs := s.grants(t, owner, st, rec); len(gs) > 0 {
+			g.emitter.emit(gs, m.progress)
+			return nil
+		}
+		m.finish()
+		return nil
+	}
 	switch rec.Kind {
-	case desired.KindContribution, desired.KindReply:
+	case desired.KindContribution:
+		if outcome == desired.Changed {
+			if fw := s.recordParts(t, named, st.Contributions[rec.Row]); len(fw) > 0 {
+				// The records the row names hear of it before the user
+				// is sent anything: the message is done once both are.
+				partition, created := m.msg.Partition, rec.Created
+				g.emitter.emit(fw, &progress{done: func() { g.sched.submit(t, partition, m, created, false) }})
+				return nil
+			}
+		}
 		g.sched.submit(t, m.msg.Partition, m, rec.Created, false)
+	case desired.KindReply:
+		g.sched.submit(t, m.msg.Partition, m, false, false)
+	case desired.KindGrant:
+		switch {
+		case rec.Again:
+			// Another user wrote the record after this one did: this
+			// one writes it again, to be the last.
+			g.sched.again(t, m.msg.Partition, rec.Record)
+		case outcome != desired.Changed || rec.Gone:
+			m.finish() // a record taken back stays in OneSignal as it is
+			return nil
+		}
+		g.sched.submit(t, m.msg.Partition, m, false, false)
 	case desired.KindMember:
 		if rec.Gone {
 			m.finish()
@@ -282,6 +324,71 @@ func (e *emitter) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// recordParts are the contributions a user's target writes on to the
+// email and SMS records that row c names, c having replaced the row's
+// part that named records named (nil: none, or it was gone): each record
+// the row names now is the user's as of c's position, and each it named
+// before and no longer does is gone from the row, at that position. So a
+// record's target hears of every change of each row that names its
+// address, from whichever users the row named, and the newest live
+// contribution names its owner (docs/architecture.md, "A record is a
+// target of its own").
+func (s *Sink) recordParts(t transform.Target, named []transform.Record, c *desired.Contribution) []kafka.Message {
+	var out []kafka.Message
+	var now []transform.Record
+	if !c.Gone {
+		now = c.Records
+	}
+	part := func(r transform.Record, gone bool) {
+		f := &desired.Contribution{Row: c.Row, Pos: c.Pos, Gone: gone, Created: c.Created && !gone, Owner: t.ID, Source: c.Source}
+		out = append(out, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(transform.RecordTarget(r), f)))
+	}
+	for _, r := range now {
+		part(r, false)
+	}
+	for _, r := range named {
+		if !slices.Contains(now, r) {
+			part(r, true)
+		}
+	}
+	return out
+}
+
+// grants are the records a record's target writes after rec: when its
+// owner changed from before, a grant to the new owner and the old one's
+// taken back, both at the record's version; when a user that is not its
+// owner held it (wrote it after the owner did, or may have), a grant to
+// the owner to write it again.
+func (s *Sink) grants(t transform.Target, before desired.RecordOwner, st *desired.State, rec *desired.Record) []kafka.Message {
+	r, ok := t.Rec()
+	if !ok {
+		return nil
+	}
+	after := st.RecordOwner()
+	grant := func(to string, gone, again bool) kafka.Message {
+		return targetMessage(s.cfg.TargetsTopic, &desired.Record{Target: transform.User(to), Kind: desired.KindGrant,
+			Record: r, Pos: after.Version, Gone: gone, Again: again})
+	}
+	var out []kafka.Message
+	switch rec.Kind {
+	case desired.KindContribution:
+		if before.Owner == after.Owner {
+			return nil
+		}
+		if after.Owner != "" {
+			out = append(out, grant(after.Owner, false, false))
+		}
+		if before.Owner != "" {
+			out = append(out, grant(before.Owner, true, false))
+		}
+	case desired.KindHeld:
+		if after.Owner != "" && after.Owner != rec.Owner {
+			out = append(out, grant(after.Owner, false, true))
+		}
+	}
+	return out
 }
 
 // forwards are the records a referenced row's target writes on after rec

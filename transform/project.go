@@ -28,7 +28,11 @@ type Target struct {
 	// the row feed a target, still has the value. ID names the part of
 	// the mapping that read it ("users", "sources[0]").
 	Held bool
-	ID   string
+	// Record says the target is an email or SMS record, by channel and
+	// address (ID is "<channel>\x01<address>"): the sink's one writer of
+	// the record's owner, which the rows naming the address decide.
+	Record bool
+	ID     string
 }
 
 // User is the target of the user with external id id.
@@ -46,10 +50,25 @@ const heldUsers = "users"
 
 func heldSource(i int) string { return fmt.Sprintf("sources[%d]", i) }
 
+// RecordTarget is the target of email or SMS record r.
+func RecordTarget(r Record) Target {
+	return Target{Record: true, ID: r.Channel + "\x01" + r.Identifier}
+}
+
+// Rec returns the record a record target names.
+func (t Target) Rec() (Record, bool) {
+	if !t.Record {
+		return Record{}, false
+	}
+	channel, id, ok := strings.Cut(t.ID, "\x01")
+	return Record{Channel: channel, Identifier: id}, ok
+}
+
 // Key names the target in Kafka keys and stores: "user:<id>",
-// "device:<id>", "row:<table>\x01<key>" or, for a held part, "held:<role>". An id holds no NUL (PostgreSQL
-// text cannot, nor a table name or a key's JSON), so a key can be
-// followed by "\x00" and more.
+// "device:<id>", "row:<table>\x01<key>", "record:<channel>\x01<address>"
+// or, for a held part, "held:<role>". An id holds no NUL (PostgreSQL text
+// cannot, nor a table name or a key's JSON), so a key can be followed by
+// "\x00" and more.
 func (t Target) Key() string {
 	switch {
 	case t.Device:
@@ -58,6 +77,8 @@ func (t Target) Key() string {
 		return "row:" + t.ID
 	case t.Held:
 		return "held:" + t.ID
+	case t.Record:
+		return "record:" + t.ID
 	}
 	return "user:" + t.ID
 }
@@ -76,6 +97,11 @@ func ParseTarget(key string) (Target, bool) {
 	if role, ok := strings.CutPrefix(key, "held:"); ok {
 		return held(role), true
 	}
+	if id, ok := strings.CutPrefix(key, "record:"); ok {
+		if channel, addr, ok := strings.Cut(id, "\x01"); ok && (channel == ChannelEmail || channel == ChannelSMS) && addr != "" {
+			return Target{Record: true, ID: id}, true
+		}
+	}
 	return Target{}, false
 }
 
@@ -91,6 +117,11 @@ func (t Target) String() string {
 		return "row " + t.ID
 	case t.Held:
 		return "what the row gives " + t.ID + " while it feeds no one"
+	case t.Record:
+		if r, ok := t.Rec(); ok {
+			return r.Channel + " record " + r.Identifier
+		}
+		return "record " + t.ID
 	}
 	return "user " + t.ID
 }

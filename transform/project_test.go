@@ -200,12 +200,18 @@ func TestPreviousFindsTheTargetsAFullOldImageNames(t *testing.T) {
 }
 
 func TestATargetKeyParsesBack(t *testing.T) {
-	for _, tg := range []Target{User("a/b c%?"), Device("🎉"), User("")} {
+	email := Record{Channel: ChannelEmail, Identifier: "a@example.com"}
+	for _, tg := range []Target{User("a/b c%?"), Device("🎉"), User(""), RecordTarget(email), RecordTarget(Record{Channel: ChannelSMS, Identifier: "+15551234567"})} {
 		if got, ok := ParseTarget(tg.Key()); !ok || got != tg {
 			t.Errorf("%v → %q → %v %v", tg, tg.Key(), got, ok)
 		}
 	}
-	if _, ok := ParseTarget("group:x"); ok {
-		t.Error("an unknown kind parsed")
+	if r, ok := RecordTarget(email).Rec(); !ok || r != email {
+		t.Errorf("a record's target names %v %v, want %v", r, ok, email)
+	}
+	for _, key := range []string{"group:x", "record:a@example.com", "record:fax\x01123", "record:email\x01"} {
+		if _, ok := ParseTarget(key); ok {
+			t.Errorf("%q parsed", key)
+		}
 	}
 }

@@ -154,6 +154,18 @@ type State struct {
 	// Linked is, per device, the tags version the device's last accepted
 	// link carried.
 	Linked map[string]Position `json:"linked,omitempty"`
+	// Grants are, on a user, the email and SMS records that their
+	// targets gave it to write, or took back, by the record target's ID.
+	Grants map[string]*Grant `json:"grants,omitempty"`
+}
+
+// Grant is, on a user, what an email or SMS record's target said of the
+// record: the user's to write as of the record's Version, or, Gone, no
+// longer.
+type Grant struct {
+	Record  transform.Record `json:"r"`
+	Version Position         `json:"v"`
+	Gone    bool             `json:"g,omitempty"`
 }
 
 // Outcome says what a record did to the state.
@@ -179,7 +191,10 @@ func (s *State) Apply(rec *Record) Outcome {
 		c := rec.Contribution()
 		old := s.Contributions[c.Row]
 		switch {
-		case old == nil || c.newer(old):
+		case old == nil || c.newer(old) || (rec.Target.Record && old.Pos == c.Pos && old.Gone && !c.Gone):
+			// On a record's target, one row's change can come from two
+			// users, the one the row leaves (gone) and the one it names
+			// now: at one position, the live one is the row's.
 			if s.Contributions == nil {
 				s.Contributions = make(map[string]*Contribution)
 			}
@@ -216,6 +231,23 @@ func (s *State) Apply(rec *Record) Outcome {
 			s.Replies[rec.Owner] = &Reply{Owner: rec.Owner, For: rec.For, Version: rec.Version, Tags: rec.Tags, Props: rec.Props}
 			return Changed
 		case rec.For == old.For && rec.Version == old.Version:
+			return Unchanged
+		}
+		return Stale
+	case KindGrant:
+		id := transform.RecordTarget(rec.Record).ID
+		old := s.Grants[id]
+		switch {
+		// The record's target is its grants' one writer, in order: at one
+		// version (an owner replaced by an older row's, the record's
+		// newest change being a gone row's) the later grant is the newer.
+		case old == nil || rec.Pos.After(old.Version) || (rec.Pos == old.Version && rec.Gone != old.Gone):
+			if s.Grants == nil {
+				s.Grants = make(map[string]*Grant)
+			}
+			s.Grants[id] = &Grant{Record: rec.Record, Version: rec.Pos, Gone: rec.Gone}
+			return Changed
+		case rec.Pos == old.Version:
 			return Unchanged
 		}
 		return Stale
@@ -256,6 +288,10 @@ func (s *State) Current(target transform.Target, rec *Record) (*Record, bool) {
 		if v, ok := s.Linked[rec.Device]; ok {
 			return &Record{Target: target, Kind: KindLinked, Device: rec.Device, Version: v}, true
 		}
+	case KindGrant:
+		if g := s.Grants[transform.RecordTarget(rec.Record).ID]; g != nil {
+			return &Record{Target: target, Kind: KindGrant, Record: g.Record, Pos: g.Version, Gone: g.Gone}, true
+		}
 	}
 	return nil, false
 }
@@ -268,7 +304,9 @@ type User struct {
 	// unknown is left out, to stay as it is.
 	Tags map[string]string
 	// Records are the live contributions' email and SMS records, newest
-	// contribution first.
+	// contribution first: what the user's rows name. Which of them the
+	// sink writes to the user is the records' own targets' to say
+	// (Granted).
 	Records []transform.Record
 	// Version is the newest position among the contributions: a later
 	// Version is a newer desired state.
@@ -461,6 +499,37 @@ func (s *State) Row() Row {
 	return r
 }
 
+// Granted returns the email and SMS records whose targets gave them to
+// the user to write, sorted.
+func (s *State) Granted() []transform.Record {
+	var out []transform.Record
+	for _, g := range s.Grants {
+		if !g.Gone {
+			out = append(out, g.Record)
+		}
+	}
+	slices.SortFunc(out, func(a, b transform.Record) int {
+		return cmp.Or(strings.Compare(a.Channel, b.Channel), strings.Compare(a.Identifier, b.Identifier))
+	})
+	return out
+}
+
+// RecordOwner is an email or SMS record's desired state: the user to hold
+// it, "" for none known (the rows that named the address are gone, or
+// name another now).
+type RecordOwner struct {
+	Owner string
+	// Version is the newest position among the contributions.
+	Version Position
+}
+
+// RecordOwner returns the desired state of a record's target: the owner
+// that the newest live contribution names, as a device's.
+func (s *State) RecordOwner() RecordOwner {
+	d := s.Device()
+	return RecordOwner{Owner: d.Owner, Version: d.Version}
+}
+
 // Device is a device's desired state: its owner, "" for none.
 type Device struct {
 	Owner string
@@ -519,7 +588,7 @@ func (s *State) sorted(gone bool) []*Contribution {
 
 // Empty reports whether the state holds nothing.
 func (s *State) Empty() bool {
-	return len(s.Contributions) == 0 && len(s.Members) == 0 && len(s.Replies) == 0 && len(s.Linked) == 0
+	return len(s.Contributions) == 0 && len(s.Members) == 0 && len(s.Replies) == 0 && len(s.Linked) == 0 && len(s.Grants) == 0
 }
 
 // clone returns a copy of the tag map, so a state's maps are never shared

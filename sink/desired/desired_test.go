@@ -213,6 +213,10 @@ func TestRecordsRoundTripThroughTheirKafkaForm(t *testing.T) {
 		{Target: alice, Kind: KindMember, Device: "p1", Pos: Position{Commit: 3, LSN: 2}, Gone: true},
 		{Target: transform.Device("p1"), Kind: KindReply, Owner: alice.ID, For: Position{Commit: 3, LSN: 2}, Version: Position{Commit: 9, LSN: 9}, Tags: map[string]string{"plan": "pro"}},
 		{Target: alice, Kind: KindLinked, Device: "p1", Version: Position{Commit: 9, LSN: 9}},
+		{Target: transform.RecordTarget(address), Kind: KindContribution, Row: "r", Pos: Position{Commit: 2, LSN: 1}, Gone: true, Owner: "bob", Source: Source{"t", 1, 7}},
+		{Target: alice, Kind: KindGrant, Record: address, Pos: Position{Commit: 9, LSN: 9}, Again: true},
+		{Target: alice, Kind: KindGrant, Record: transform.Record{Channel: transform.ChannelSMS, Identifier: "+15551234567"}, Pos: Position{Commit: 9, LSN: 9}, Gone: true},
+		{Target: transform.RecordTarget(address), Kind: KindHeld, Owner: alice.ID},
 	}
 	for _, r := range recs {
 		got, err := Decode(r.Key(), r.Value())
@@ -234,6 +238,11 @@ func TestDecodeRefusesWhatIsNotARecord(t *testing.T) {
 		"an unknown kind":            {string(good.Key()), `{"v":1,"kind":"gossip"}`},
 		"a key that is not its own":  {"user:bob\x00c\x00r2", string(good.Value())},
 		"a member of a device":       {"device:d\x00m\x00x", `{"v":1,"kind":"member","device":"x"}`},
+		"a grant of no record":       {"user:bob\x00g\x00\x01", `{"v":1,"kind":"grant"}`},
+		"a grant of a fax":           {"user:bob\x00g\x00fax\x01123", `{"v":1,"kind":"grant","record":{"channel":"fax","id":"123"}}`},
+		"a grant to a record":        {"record:email\x01a@b\x00g\x00email\x01a@b", `{"v":1,"kind":"grant","record":{"channel":"email","id":"a@b"}}`},
+		"a held record of a user":    {"user:bob\x00h\x00bob", `{"v":1,"kind":"held","owner":"bob"}`},
+		"a record of no channel":     {"record:a@b\x00h\x00bob", `{"v":1,"kind":"held","owner":"bob"}`},
 	} {
 		if _, err := Decode([]byte(kv[0]), []byte(kv[1])); !errors.Is(err, ErrNotARecord) {
 			t.Errorf("%s: error %v, want ErrNotARecord", name, err)
@@ -312,5 +321,66 @@ func TestAnAliasNoLiveRowGivesGoesAndOneALiveRowGivesStays(t *testing.T) {
 	kept := fold(withAlias(gone("users\x00{\"id\":1}", 20), "crm_id", "1"), withAlias(contrib("users\x00{\"id\":2}", 20, nil), "crm_id", "2"))
 	if got, want := kept.User().Aliases, map[string]string{"crm_id": "2"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("aliases after a key change = %v, want %v", got, want)
+	}
+}
+
+var address = transform.Record{Channel: transform.ChannelEmail, Identifier: "a@example.com"}
+
+// TestARecordBelongsToTheRowsNewestUserWhateverOrderItsPartsCome: an
+// UPDATE of the external id (A becomes B) of a row naming an address
+// reaches the record's target from two users, B's part and A's gone one,
+// at one position; A's part of the row's insert may come last, from a
+// partition that lags. Every order gives B, and the row's delete, from B,
+// leaves the record no owner.
+func TestARecordBelongsToTheRowsNewestUserWhateverOrderItsPartsCome(t *testing.T) {
+	rt := transform.RecordTarget(address)
+	part := func(owner string, commit int64, gone bool) *Record {
+		return &Record{Target: rt, Kind: KindContribution, Row: "r", Pos: Position{Commit: commit, LSN: commit}, Owner: owner, Gone: gone}
+	}
+	insert, moved, left := part("A", 1, false), part("B", 2, false), part("A", 2, true)
+	for _, order := range [][]*Record{
+		{insert, moved, left}, {insert, left, moved}, {moved, insert, left}, {moved, left, insert}, {left, insert, moved}, {left, moved, insert},
+	} {
+		if got := fold(order...).RecordOwner(); got.Owner != "B" || got.Version != (Position{Commit: 2, LSN: 2}) {
+			t.Errorf("record %+v, want B at 2/2", got)
+		}
+	}
+	if got := fold(insert, moved, left, part("B", 3, true)).RecordOwner(); got.Owner != "" {
+		t.Errorf("after the row's delete: owner %q, want none", got.Owner)
+	}
+	// Two rows naming one address: the newer row's user.
+	other := &Record{Target: rt, Kind: KindContribution, Row: "s", Pos: Position{Commit: 5, LSN: 5}, Owner: "C"}
+	if got := fold(other, insert, moved, left).RecordOwner(); got.Owner != "C" {
+		t.Errorf("owner %q, want C, whose row changed last", got.Owner)
+	}
+}
+
+func TestAUserWritesTheRecordsGrantedToItUntilTheyAreTakenBack(t *testing.T) {
+	grant := func(commit int64, gone bool) *Record {
+		return &Record{Target: alice, Kind: KindGrant, Record: address, Pos: Position{Commit: commit, LSN: commit}, Gone: gone}
+	}
+	sms := &Record{Target: alice, Kind: KindGrant, Record: transform.Record{Channel: transform.ChannelSMS, Identifier: "+15551234567"}, Pos: Position{Commit: 1, LSN: 1}}
+	s := fold(grant(1, false), sms)
+	if got := s.Granted(); !reflect.DeepEqual(got, []transform.Record{address, sms.Record}) {
+		t.Errorf("granted %v", got)
+	}
+	if s.Apply(grant(3, true)) != Changed || s.Apply(grant(2, false)) != Stale {
+		t.Error("a grant older than the taking back is not stale")
+	}
+	if got := s.Granted(); !reflect.DeepEqual(got, []transform.Record{sms.Record}) {
+		t.Errorf("granted after the taking back: %v", got)
+	}
+	// At one version, the record's target wrote the later one last.
+	if s.Apply(grant(3, false)) != Changed || len(s.Granted()) != 2 {
+		t.Errorf("a grant again at the version it was taken back: granted %v", s.Granted())
+	}
+	again := grant(3, false)
+	again.Again = true
+	if s.Apply(again) != Unchanged {
+		t.Error("a grant written again changes the state")
+	}
+	back, err := DecodeState(EncodeState(s))
+	if err != nil || !reflect.DeepEqual(back.Granted(), s.Granted()) {
+		t.Errorf("the grants do not survive the local store: %v, %v", back, err)
 	}
 }

@@ -3,6 +3,8 @@ package desired
 import (
 	"reflect"
 	"testing"
+
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // FuzzDecode: whatever the targets topic holds, Decode does not panic, and
@@ -13,6 +15,8 @@ func FuzzDecode(f *testing.F) {
 		contrib("r1", 1, map[string]string{"plan": "pro"}),
 		gone("r2", 2, "plan"),
 		{Target: alice, Kind: KindMember, Device: "d1", Pos: Position{Commit: 3, LSN: 2}},
+		{Target: alice, Kind: KindGrant, Record: transform.Record{Channel: transform.ChannelEmail, Identifier: "a@b"}, Pos: Position{Commit: 3, LSN: 2}},
+		{Target: transform.Target{Record: true, ID: "sms\x01+1555"}, Kind: KindHeld, Owner: "x"},
 	} {
 		f.Add(r.Key(), r.Value())
 	}

@@ -28,6 +28,14 @@ const (
 	// link of one of its devices with its tags of a version (written by
 	// the device's target).
 	KindLinked Kind = "linked"
+	// KindGrant tells a user that an email or SMS record is its to write,
+	// as of the record's version Pos, or (Gone) no longer is; Again asks
+	// for it to be written once more, although the user wrote it before
+	// (written by the record's target).
+	KindGrant Kind = "grant"
+	// KindHeld tells a record's target that OneSignal accepted (or may
+	// have) the record with user Owner (written by the user's target).
+	KindHeld Kind = "held"
 )
 
 // Record is one message of the targets topic. Which fields are set
@@ -56,6 +64,10 @@ type Record struct {
 
 	For     Position // KindReply: the device owner version answered
 	Version Position // KindReply: the tags' version; KindLinked: that the link carried
+
+	// KindGrant: the record granted (with Pos, Gone), and Again.
+	Record transform.Record
+	Again  bool
 }
 
 // ContributionRecord is the record of contribution c to target t.
@@ -90,6 +102,10 @@ func (r *Record) Key() []byte {
 		k += "r\x00" + r.Owner
 	case KindLinked:
 		k += "l\x00" + r.Device
+	case KindGrant:
+		k += "g\x00" + r.Record.Channel + "\x01" + r.Record.Identifier
+	case KindHeld:
+		k += "h\x00" + r.Owner
 	}
 	return []byte(k)
 }
@@ -125,6 +141,8 @@ type recordJSON struct {
 	Ident   string             `json:"identity,omitempty"`
 	For     *Position          `json:"for,omitempty"`
 	Version *Position          `json:"version,omitempty"`
+	Record  *transform.Record  `json:"record,omitempty"`
+	Again   bool               `json:"again,omitempty"`
 }
 
 // recordVersion is the value format written; a reader refuses newer ones.
@@ -134,9 +152,12 @@ const recordVersion = 1
 func (r *Record) Value() []byte {
 	v := recordJSON{V: recordVersion, Kind: r.Kind, Row: r.Row, Gone: r.Gone, Was: r.Was, Created: r.Created,
 		Tags: r.Tags, Unknown: r.Unknown, Records: r.Records, Owner: r.Owner, Device: r.Device,
-		Props: r.Props, Aliases: r.Aliases, Many: r.Many, Delete: r.DeleteUser, Ident: r.Identity}
+		Props: r.Props, Aliases: r.Aliases, Many: r.Many, Delete: r.DeleteUser, Ident: r.Identity, Again: r.Again}
 	if r.Kind == KindContribution {
 		v.Source = &r.Source
+	}
+	if r.Record != (transform.Record{}) {
+		v.Record = &r.Record
 	}
 	for _, p := range []struct {
 		dst **Position
@@ -172,7 +193,10 @@ func Decode(key, value []byte) (*Record, error) {
 	}
 	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Was: v.Was, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
 		Records: v.Records, Owner: v.Owner, Device: v.Device,
-		Props: v.Props, Aliases: v.Aliases, Many: v.Many, DeleteUser: v.Delete, Identity: v.Ident}
+		Props: v.Props, Aliases: v.Aliases, Many: v.Many, DeleteUser: v.Delete, Identity: v.Ident, Again: v.Again}
+	if v.Record != nil {
+		r.Record = *v.Record
+	}
 	// Empty is none, as the encoding writes it.
 	if len(r.Tags) == 0 {
 		r.Tags = nil
@@ -217,6 +241,14 @@ func Decode(key, value []byte) (*Record, error) {
 		if !r.Target.Device {
 			return nil, fmt.Errorf("%w: a tags reply must be a device's", ErrNotARecord)
 		}
+	case KindGrant:
+		if _, ok := transform.ParseTarget(transform.RecordTarget(r.Record).Key()); !ok || r.Target.Device || r.Target.Row || r.Target.Record {
+			return nil, fmt.Errorf("%w: a grant must be a user's and name an email or SMS record", ErrNotARecord)
+		}
+	case KindHeld:
+		if !r.Target.Record || r.Owner == "" {
+			return nil, fmt.Errorf("%w: a held record must be a record's and name its user", ErrNotARecord)
+		}
 	default:
 		return nil, fmt.Errorf("%w: kind %q", ErrNotARecord, r.Kind)
 	}
@@ -232,11 +264,12 @@ type stateJSON struct {
 	Members       map[string]*Member  `json:"m,omitempty"`
 	Replies       map[string]*Reply   `json:"r,omitempty"`
 	Linked        map[string]Position `json:"l,omitempty"`
+	Grants        map[string]*Grant   `json:"g,omitempty"`
 }
 
 // EncodeState encodes s for the local store.
 func EncodeState(s *State) []byte {
-	v := stateJSON{Members: s.Members, Replies: s.Replies, Linked: s.Linked}
+	v := stateJSON{Members: s.Members, Replies: s.Replies, Linked: s.Linked, Grants: s.Grants}
 	rows := make([]string, 0, len(s.Contributions))
 	for row := range s.Contributions {
 		rows = append(rows, row)
@@ -259,7 +292,7 @@ func DecodeState(b []byte) (*State, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("desired: decode a stored state: %w", err)
 	}
-	s := &State{Members: v.Members, Replies: v.Replies, Linked: v.Linked}
+	s := &State{Members: v.Members, Replies: v.Replies, Linked: v.Linked, Grants: v.Grants}
 	for _, r := range v.Contributions {
 		if s.Contributions == nil {
 			s.Contributions = make(map[string]*Contribution, len(v.Contributions))
@@ -285,6 +318,16 @@ func (r *Record) Describe() string {
 		fmt.Fprintf(&b, " of device %s", r.Device)
 	case KindReply:
 		fmt.Fprintf(&b, " from user %s", r.Owner)
+	case KindGrant:
+		fmt.Fprintf(&b, " of %s %s at %d/%d", r.Record.Channel, r.Record.Identifier, r.Pos.Commit, r.Pos.LSN)
+		if r.Gone {
+			b.WriteString(" (taken back)")
+		}
+		if r.Again {
+			b.WriteString(" (again)")
+		}
+	case KindHeld:
+		fmt.Fprintf(&b, " by user %s", r.Owner)
 	}
 	return b.String()
 }

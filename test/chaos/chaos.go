@@ -87,10 +87,6 @@ type Options struct {
 	// (TestADeviceMovedTwiceByKeyChangesEndsWithItsNewOwnerWhateverOrderTheHalvesCome);
 	// the user model has them always.
 	KnownBugDeviceKeyMoves bool
-	// KnownBugRecordMoves: external-id changes of users with an email
-	// address
-	// (TestAnEmailRecordEndsWithTheUserWhoseRowHoldsItsAddressWhenTheOldUserLags).
-	KnownBugRecordMoves bool
 	// SinkKillsAnytime kills or stops a sink when the schedule says, even
 	// while it is still joining its consumer group; by default a sink
 	// fault waits until the group is stable with both sinks in it.
@@ -334,9 +330,6 @@ func Run(t testing.TB, o Options) *Report {
 	if o.Model == ModelPlayer && !o.KnownBugDeviceKeyMoves {
 		h.r.LeftOut = append(h.r.LeftOut, "moves of devices by a change of their composite key (-known-bug-device-key-moves)")
 	}
-	if !o.KnownBugRecordMoves {
-		h.r.LeftOut = append(h.r.LeftOut, "external-id changes of users with an email address (-known-bug-record-moves)")
-	}
 	h.setUp()
 	h.chaos()
 	h.settle()
@@ -436,7 +429,7 @@ func (h *run) setUp() {
 	h.rng = rand.New(rand.NewPCG(o.Seed, 0x6368616f73))
 	h.ledger = newLedger(h.kafka.Brokers(), changeTopics, h.elapsed)
 	h.work = newWorkload(h.rng.Uint64(), h.db.DSN, h.ledger, h.elapsed, h.devices, o.Pace)
-	h.work.knownBugTOAST, h.work.knownBugRecordMoves = o.KnownBugTOAST, o.KnownBugRecordMoves
+	h.work.knownBugTOAST = o.KnownBugTOAST
 	h.work.noDeviceKeyMoves = o.Model == ModelPlayer && !o.KnownBugDeviceKeyMoves
 	if err := h.work.seed(ctx, setup, o.Users); err != nil {
 		t.Fatalf("chaos: seed the users: %v", err)

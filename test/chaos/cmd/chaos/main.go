@@ -44,7 +44,6 @@ func main() {
 	quiet := flag.Bool("quiet", false, "print only the report, not the timeline as it happens")
 	bugTOAST := flag.Bool("known-bug-toast", false, "also change the primary key of users whose Bio is a TOAST value, and give such users without an external id one: the sink gets both wrong today")
 	bugDeviceKeyMoves := flag.Bool("known-bug-device-key-moves", false, "player model: also move devices by a change of their composite key, which the sink gets wrong today")
-	bugRecordMoves := flag.Bool("known-bug-record-moves", false, "also change the external id of users with an email address, whose record the sink can leave with the old user today")
 	sinkKillsAnytime := flag.Bool("sink-kills-anytime", false, "kill or stop a sink when the schedule says, even while it joins its consumer group (kfake then keeps the dead member for minutes)")
 	flag.Parse()
 	if *model != chaos.ModelUser && *model != chaos.ModelPlayer {
@@ -108,7 +107,7 @@ func main() {
 		report = chaos.Run(h, chaos.Options{
 			Binary: *binary, Model: *model, NoPlayersAnswersOK: *ok200, Seed: *seed, Duration: *duration, Gap: *gap,
 			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery,
-			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime, KnownBugTOAST: *bugTOAST, KnownBugDeviceKeyMoves: *bugDeviceKeyMoves, KnownBugRecordMoves: *bugRecordMoves,
+			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime, KnownBugTOAST: *bugTOAST, KnownBugDeviceKeyMoves: *bugDeviceKeyMoves,
 		})
 	})
 	fmt.Println(report)
