@@ -73,20 +73,6 @@ type Options struct {
 	// Settle bounds each wait after the faults (the slot catching up, the
 	// group catching up, OneSignal converging).
 	Settle time.Duration
-	// The shapes of change the sink gets wrong today, each with a failing
-	// test in package sink, are left out of the workload unless asked for,
-	// so that a run shows what else goes wrong. Default false: left out.
-	//
-	// KnownBugTOAST: primary-key changes of users whose "Bio" is a TOAST
-	// value (TestAPrimaryKeyChangeKeepsTheTOASTTagItLeftUnchanged), and
-	// external ids given to such users that had none
-	// (TestAnExternalIDGivenToARowThatHadNoneCarriesTheTOASTTagItLeftUnchanged).
-	KnownBugTOAST bool
-	// KnownBugDeviceKeyMoves: in the player model, moves of devices by a
-	// change of their composite key
-	// (TestADeviceMovedTwiceByKeyChangesEndsWithItsNewOwnerWhateverOrderTheHalvesCome);
-	// the user model has them always.
-	KnownBugDeviceKeyMoves bool
 	// SinkKillsAnytime kills or stops a sink when the schedule says, even
 	// while it is still joining its consumer group; by default a sink
 	// fault waits until the group is stable with both sinks in it.
@@ -324,12 +310,6 @@ func Run(t testing.TB, o Options) *Report {
 	}
 	h := &run{t: t, o: o, began: time.Now()}
 	h.r = &Report{Seed: o.Seed, Model: o.Model, NoPlayersAnswersOK: o.NoPlayersAnswersOK, Duration: o.Duration, Settled: map[string]time.Duration{}, Logs: map[string]string{}}
-	if !o.KnownBugTOAST {
-		h.r.LeftOut = append(h.r.LeftOut, "primary-key changes of users whose Bio is a TOAST value, and first external ids given to them (-known-bug-toast)")
-	}
-	if o.Model == ModelPlayer && !o.KnownBugDeviceKeyMoves {
-		h.r.LeftOut = append(h.r.LeftOut, "moves of devices by a change of their composite key (-known-bug-device-key-moves)")
-	}
 	h.setUp()
 	h.chaos()
 	h.settle()
@@ -429,8 +409,6 @@ func (h *run) setUp() {
 	h.rng = rand.New(rand.NewPCG(o.Seed, 0x6368616f73))
 	h.ledger = newLedger(h.kafka.Brokers(), changeTopics, h.elapsed)
 	h.work = newWorkload(h.rng.Uint64(), h.db.DSN, h.ledger, h.elapsed, h.devices, o.Pace)
-	h.work.knownBugTOAST = o.KnownBugTOAST
-	h.work.noDeviceKeyMoves = o.Model == ModelPlayer && !o.KnownBugDeviceKeyMoves
 	if err := h.work.seed(ctx, setup, o.Users); err != nil {
 		t.Fatalf("chaos: seed the users: %v", err)
 	}

@@ -97,9 +97,6 @@ func check(t *testing.T, r *Report) {
 			r.Big, r.Schema, r.Toast, r.Aborted))
 	}
 	for _, k := range kindNames {
-		if k == kindMoveByKey && r.Model == ModelPlayer {
-			continue // left out of the player model (Options.KnownBugDeviceKeyMoves)
-		}
 		if r.Kinds[k] == 0 {
 			problems = append(problems, fmt.Sprintf("the workload committed no statement of kind %q: the run proves nothing about it", k))
 		}

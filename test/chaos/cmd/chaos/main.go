@@ -42,8 +42,6 @@ func main() {
 	binary := flag.String("binary", "", "run this onesignal-cdc instead of building one")
 	logs := flag.String("logs", "", "directory for the daemons' logs and the timeline (default: a new one under /tmp)")
 	quiet := flag.Bool("quiet", false, "print only the report, not the timeline as it happens")
-	bugTOAST := flag.Bool("known-bug-toast", false, "also change the primary key of users whose Bio is a TOAST value, and give such users without an external id one: the sink gets both wrong today")
-	bugDeviceKeyMoves := flag.Bool("known-bug-device-key-moves", false, "player model: also move devices by a change of their composite key, which the sink gets wrong today")
 	sinkKillsAnytime := flag.Bool("sink-kills-anytime", false, "kill or stop a sink when the schedule says, even while it joins its consumer group (kfake then keeps the dead member for minutes)")
 	flag.Parse()
 	if *model != chaos.ModelUser && *model != chaos.ModelPlayer {
@@ -107,7 +105,7 @@ func main() {
 		report = chaos.Run(h, chaos.Options{
 			Binary: *binary, Model: *model, NoPlayersAnswersOK: *ok200, Seed: *seed, Duration: *duration, Gap: *gap,
 			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery,
-			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime, KnownBugTOAST: *bugTOAST, KnownBugDeviceKeyMoves: *bugDeviceKeyMoves,
+			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime,
 		})
 	})
 	fmt.Println(report)
