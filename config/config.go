@@ -581,6 +581,11 @@ func explainTypeError(e string, doc *yaml.Node) string {
 		}
 	}
 	found := "`" + value + "`"
+	if noun == "a section" {
+		// A section's misplaced value may be its secret written on one
+		// line (postgres: dsn:…): name its kind, never its text.
+		found = "a single value"
+	}
 	switch tag {
 	case "seq":
 		found = "a list"

@@ -176,6 +176,11 @@ func (s *Server) Run(ctx context.Context) error {
 	defer wg.Wait()
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
+	// The sink's first poll and sample are cheap and in memory: taken
+	// before serving, the first scrape already has them. The slot is
+	// read in the background, as it asks PostgreSQL.
+	s.pollSink()
+	s.sample()
 	wg.Go(func() { s.watch(bg) })
 
 	served := make(chan error, 1)
@@ -216,8 +221,6 @@ func (s *Server) watch(ctx context.Context) {
 	sampleTick := time.NewTicker(sampleInterval)
 	defer sampleTick.Stop()
 	s.refreshSlot(ctx, 0)
-	s.pollSink()
-	s.sample()
 	for {
 		select {
 		case <-ctx.Done():
