@@ -311,6 +311,7 @@ func (s *session) read(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("parse XLogData: %w", err)
 			}
+			s.dec.general = len(s.windows) > 0 // noteInWindows matches row images
 			st, err := s.dec.decode(xld.WALStart, xld.WALData)
 			if err != nil {
 				return &fatalError{err}
