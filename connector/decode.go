@@ -62,8 +62,8 @@ type decoder struct {
 	// The fast path's buffers (rowcodec.go): the event and key being
 	// encoded, the block they are copied to, and the step it returns.
 	buf, keyBuf, slab []byte
-	one              change
-	oneStep          []*change
+	one               change
+	oneStep           []*change
 }
 
 func newDecoder(db, topicPrefix, version string, now func() time.Time) *decoder {
