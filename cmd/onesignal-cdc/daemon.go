@@ -147,7 +147,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 
 	var components []component
 	if roles&config.Connector != 0 {
-		w := cluster.NewWriter(broker.WriterBatchSize)
+		w := cluster.NewConnectorWriter()
 		defer w.Close()
 		state, err := cluster.OpenStateStore(ctx, cfg.Kafka.StateTopic)
 		if err != nil {

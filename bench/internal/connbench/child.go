@@ -50,7 +50,6 @@ type childConfig struct {
 // and config defaults).
 const (
 	partitions  = 6                      // kafka.partitions default
-	writerBatch = broker.WriterBatchSize // broker.NewWriter(brokers, broker.WriterBatchSize) in the daemon
 	heartbeat   = 10 * time.Second       // postgres.heartbeat_interval default
 )
 
@@ -133,11 +132,10 @@ func runConnector(ctx context.Context, cfg childConfig) error {
 	if err := broker.EnsureTopics(ctx, cfg.Brokers, partitions, topics...); err != nil {
 		return err
 	}
-	batch := writerBatch
+	w := broker.NewConnectorWriter(cfg.Brokers) // as the daemon's connector writes
 	if cfg.WriterBatch > 0 {
-		batch = cfg.WriterBatch
+		w.BatchSize = cfg.WriterBatch
 	}
-	w := broker.NewWriter(cfg.Brokers, batch)
 	defer w.Close()
 	var cw writerFunc = w.WriteMessages
 	if cfg.Stats {
