@@ -49,8 +49,8 @@ type childConfig struct {
 // Settings the daemon uses that the benchmark copies (cmd/onesignal-cdc
 // and config defaults).
 const (
-	partitions  = 6                      // kafka.partitions default
-	heartbeat   = 10 * time.Second       // postgres.heartbeat_interval default
+	partitions = 6                // kafka.partitions default
+	heartbeat  = 10 * time.Second // postgres.heartbeat_interval default
 )
 
 // RunChild runs this binary as one of the benchmark's helper processes:
