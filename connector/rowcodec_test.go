@@ -177,3 +177,43 @@ func BenchmarkDecodeInsert(b *testing.B) {
 		})
 	}
 }
+
+func TestTheSnapshotCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
+	names, oids := make([]string, len(everyType)), make([]uint32, len(everyType))
+	for i, c := range everyType {
+		names[i], oids[i] = c.name, uint32(c.oid)
+	}
+	for _, key := range [][]string{{"Contact ID"}, {"Contact ID", "MixedCase"}, {"MixedCase", "t"}, nil, {"not selected"}} {
+		for i, row := range everyTypeRows() {
+			vals := make([][]byte, len(row))
+			for j, v := range row {
+				if v != nil && v != toast {
+					vals[j] = []byte(*v)
+				}
+			}
+			c := newSnapshotCodec(names, oids, key, "v1.2.3", "cdc", "app", "Sales", "Contacts ☃")
+			got, ok := c.row(vals, 0x1234, 1_700_000_000_123)
+			if !ok {
+				t.Fatalf("key %q, row %d: the codec refused a row under the limit", key, i)
+			}
+			want := snapshotRow(names, oids, vals, key, 0x1234, 1_700_000_000_123, "v1.2.3", "cdc", "app", "Sales", "Contacts ☃")
+			if !bytes.Equal(got.value, want.value) {
+				t.Errorf("key %q, row %d: values differ\ncodec:   %s\ngeneral: %s", key, i, got.value, want.value)
+			}
+			if !bytes.Equal(got.key, want.key) || (got.key == nil) != (want.key == nil) {
+				t.Errorf("key %q, row %d: codec key %q, general %q", key, i, got.key, want.key)
+			}
+			if got.match != want.match {
+				t.Errorf("key %q, row %d: codec match %q, general %q", key, i, got.match, want.match)
+			}
+		}
+	}
+}
+
+func TestTheSnapshotCodecRefusesAnEventOverTheLimit(t *testing.T) {
+	c := newSnapshotCodec([]string{"id", "a", "b"}, []uint32{oidInt8, oidText, oidText}, []string{"id"}, "v", "cdc", "app", "public", "t")
+	big := []byte(strings.Repeat("x", maxEventBytes/2))
+	if _, ok := c.row([][]byte{[]byte("1"), big, big}, 1, 1); ok {
+		t.Error("the codec encoded an event over the limit, which encodeWithin must shorten")
+	}
+}

@@ -230,6 +230,10 @@ type snapshotter struct {
 	// window, so none stays open for a high watermark that never comes.
 	mu   sync.Mutex
 	ours map[string]bool
+
+	// general makes every row take the general path (tests compare the
+	// two).
+	general bool
 }
 
 func newSnapshotter(c *Connector, state *stateKeeper) *snapshotter {
@@ -437,36 +441,52 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string
 	ch.pending.Store(1)
 	var last []string
 	now := time.Now().UnixMilli()
+	names, oids := make([]string, len(fields)), make([]uint32, len(fields))
+	for i, f := range fields {
+		names[i], oids[i] = f.Name, f.DataTypeOID
+	}
+	codec := newSnapshotCodec(names, oids, key, s.c.cfg.Version, s.c.cfg.TopicPrefix, db, schema, name)
 	for rr.NextRow() {
 		vals := rr.Values()
-		row := make(event.Row, len(fields))
-		for i, f := range fields {
-			v := json.RawMessage("null")
-			if vals[i] != nil {
-				v = textToJSON(f.DataTypeOID, vals[i])
-			}
-			row[i] = event.Field{Name: f.Name, Value: v}
-		}
 		last = last[:0]
 		for _, i := range keyIdx {
 			last = append(last, string(vals[i]))
 		}
-		ev := event.Envelope{
-			Op:    event.OpSnapshot,
-			After: row,
-			Source: event.Source{
-				Version: s.c.cfg.Version, Connector: "postgresql", Name: s.c.cfg.TopicPrefix, TsMs: now,
-				Snapshot: "true", DB: db, Schema: schema, Table: name, LSN: int64(low),
-			},
-			TsMs: now,
+		if r, ok := codec.row(vals, low, now); ok && !s.general {
+			ch.rows = append(ch.rows, r)
+			continue
 		}
-		value, _ := encodeWithin(&ev, maxEventBytes, key)
-		ch.rows = append(ch.rows, snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: value})
+		ch.rows = append(ch.rows, snapshotRow(names, oids, vals, key, low, now, s.c.cfg.Version, s.c.cfg.TopicPrefix, db, schema, name))
 	}
 	if _, err := rr.Close(); err != nil {
 		return nil, nil, fmt.Errorf("read chunk: %w", err)
 	}
 	return ch, append([]string(nil), last...), nil
+}
+
+// snapshotRow encodes a snapshot row through event.Row and encodeWithin:
+// the general path, for an event over the limit (snapshotCodec does the
+// rest).
+func snapshotRow(names []string, oids []uint32, vals [][]byte, key []string, low pglogrepl.LSN, now int64, version, prefix, db, schema, table string) snapRow {
+	row := make(event.Row, len(names))
+	for i := range names {
+		v := json.RawMessage("null")
+		if vals[i] != nil {
+			v = textToJSON(oids[i], vals[i])
+		}
+		row[i] = event.Field{Name: names[i], Value: v}
+	}
+	ev := event.Envelope{
+		Op:    event.OpSnapshot,
+		After: row,
+		Source: event.Source{
+			Version: version, Connector: "postgresql", Name: prefix, TsMs: now,
+			Snapshot: "true", DB: db, Schema: schema, Table: table, LSN: int64(low),
+		},
+		TsMs: now,
+	}
+	value, _ := encodeWithin(&ev, maxEventBytes, key)
+	return snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: value}
 }
 
 // keyJSON is the Kafka key of a row whose primary key is key.
