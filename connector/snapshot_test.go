@@ -156,6 +156,15 @@ func firstDifference(got, want map[string]string) string {
 
 func TestInitialSnapshotUnderConcurrentWritesEndsEqualToTheTable(t *testing.T) {
 	t.Parallel()
+	for _, parallel := range []int{1, 4} {
+		t.Run(fmt.Sprintf("%d chunks at once", parallel), func(t *testing.T) {
+			t.Parallel()
+			testSnapshotUnderConcurrentWrites(t, parallel)
+		})
+	}
+}
+
+func testSnapshotUnderConcurrentWrites(t *testing.T, parallel int) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
 	const n = 20000
@@ -163,7 +172,9 @@ func TestInitialSnapshotUnderConcurrentWritesEndsEqualToTheTable(t *testing.T) {
 	kafka := kafkatest.Start(t)
 
 	stop := make(chan struct{})
-	startConnectorWith(t, db, kafka, snapshotConfig(t, db, kafka))
+	cfg := snapshotConfig(t, db, kafka)
+	cfg.SnapshotParallelism = parallel
+	startConnectorWith(t, db, kafka, cfg)
 	wait := churn(t, db, n, stop)
 	time.Sleep(3 * time.Second) // the churn runs while the chunks are read
 	close(stop)
@@ -174,6 +185,35 @@ func TestInitialSnapshotUnderConcurrentWritesEndsEqualToTheTable(t *testing.T) {
 		t.Errorf("%d snapshot events for %d rows", ops[event.OpSnapshot], n)
 	}
 	t.Logf("events by op: %v", ops)
+}
+
+// A snapshot reading several chunks at once, stopped part way, resumes
+// from the chunks Kafka held, not from the start, and ends equal to the
+// table.
+func TestAParallelSnapshotStoppedPartWayResumesWhereItWas(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	const n = 40000
+	db.Exec(t, `INSERT INTO users SELECT 'u' || lpad(i::text, 6, '0'), 'free', i FROM generate_series(0, $1 - 1) i`, n)
+	kafka := kafkatest.Start(t)
+	cfg := snapshotConfig(t, db, kafka)
+	cfg.SnapshotParallelism = 4
+	stopConnector := startConnectorWith(t, db, kafka, cfg)
+	var before int
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 60*time.Second, func(rs []kafkatest.Record) bool {
+		before = len(rs)
+		return len(rs) >= n/4
+	})
+	stopConnector()
+	db.Exec(t, `UPDATE users SET plan = 'pro' WHERE score % 7 = 0`)
+
+	startConnectorWith(t, db, kafka, cfg)
+	ops := converge(t, db, kafka)
+	if ops[event.OpSnapshot] >= n+before {
+		t.Errorf("%d snapshot events for %d rows, %d of them before the stop: the snapshot started over", ops[event.OpSnapshot], n, before)
+	}
+	t.Logf("events by op: %v (%d before the stop)", ops, before)
 }
 
 func TestASignalResnapshotsATableWhileStreaming(t *testing.T) {
