@@ -76,9 +76,9 @@ type Postgres struct {
 	Snapshot string `yaml:"snapshot"`
 	// SnapshotChunkSize is how many rows one snapshot chunk reads; default 10000.
 	SnapshotChunkSize int `yaml:"snapshot_chunk_size"`
-	// SnapshotParallelism is how many snapshot chunks are read at once,
-	// over all tables (several tables, or several chunks of one large
-	// table), each on a connection of its own; default 1, at most 64.
+	// SnapshotParallelism is how many chunks of one table the snapshot
+	// reads at once, each on a connection of its own; tables are read side
+	// by side, each so. Default 1, at most 64.
 	SnapshotParallelism int `yaml:"snapshot_parallelism"`
 }
 
@@ -679,7 +679,7 @@ func (c *Config) ValidateFor(role Role) error {
 		bad("postgres.snapshot_chunk_size %d must be at least 1 (default 10000)", c.Postgres.SnapshotChunkSize)
 	}
 	if c.Postgres.SnapshotParallelism < 1 || c.Postgres.SnapshotParallelism > maxSnapshotParallelism {
-		bad("postgres.snapshot_parallelism %d must be from 1 to %d (default 1): it is how many snapshot chunks are read at once, each on a connection of its own", c.Postgres.SnapshotParallelism, maxSnapshotParallelism)
+		bad("postgres.snapshot_parallelism %d must be from 1 to %d (default 1): it is how many chunks of a table the snapshot reads at once, each on a connection of its own", c.Postgres.SnapshotParallelism, maxSnapshotParallelism)
 	}
 	if len(c.Kafka.Brokers) == 0 && role != Database {
 		bad("kafka.brokers is empty: list your Kafka brokers as host:port, e.g. [kafka-1:9092, kafka-2:9092], or write [embedded] for the development broker (in this process, in memory, for onesignal-cdc run only)")

@@ -78,9 +78,9 @@ type Config struct {
 	InitialSnapshot bool
 	// SnapshotChunkSize is how many rows one snapshot chunk reads; default 10000.
 	SnapshotChunkSize int
-	// SnapshotParallelism is how many snapshot chunks are read at once,
-	// over all tables (several tables, or several chunks of one), each on
-	// a connection of its own; default 1.
+	// SnapshotParallelism is how many chunks of one table the snapshot
+	// reads at once, each on a connection of its own (tables are read side
+	// by side, each so); default 1.
 	SnapshotParallelism int
 	QueueSize           int // events buffered between the WAL reader and Kafka; default 4096
 	BatchSize           int // most events per Kafka write; default 1000

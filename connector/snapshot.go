@@ -234,14 +234,10 @@ type snapshotter struct {
 	// general makes every row take the general path (tests compare the
 	// two).
 	general bool
-	// slots bounds the chunks read at once, over all tables
-	// (Config.SnapshotParallelism).
-	slots chan struct{}
 }
 
 func newSnapshotter(c *Connector, state *stateKeeper) *snapshotter {
-	return &snapshotter{c: c, state: state, chunks: make(chan *chunk, max(4, c.cfg.SnapshotParallelism)), wake: make(chan struct{}, 1), ours: make(map[string]bool),
-		slots: make(chan struct{}, max(c.cfg.SnapshotParallelism, 1))}
+	return &snapshotter{c: c, state: state, chunks: make(chan *chunk, max(4, c.cfg.SnapshotParallelism)), wake: make(chan struct{}, 1), ours: make(map[string]bool)}
 }
 
 // claim records a watermark id before it is written.
@@ -315,8 +311,8 @@ const chunksInFlight = 2
 // where the next chunks end (the key of every SnapshotChunkSize-th row,
 // from the primary key's index), then reads the ranges between those keys
 // side by side. The ranges do not overlap and cover every key, so each row
-// is read by one chunk, within that chunk's window; how many chunks are
-// read at once over all tables is bounded by the snapshotter's slots.
+// is read by one chunk, within that chunk's window. Tables are snapshotted
+// side by side, each with its own chunks.
 func (s *snapshotter) table(ctx context.Context, table string) error {
 	conn, err := s.c.connect(ctx)
 	if err != nil {
@@ -418,13 +414,6 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 		var wg sync.WaitGroup
 		for i, r := range ranges {
 			wg.Go(func() {
-				select {
-				case s.slots <- struct{}{}:
-				case <-ctx.Done():
-					errs[i] = ctx.Err()
-					return
-				}
-				defer func() { <-s.slots }()
 				c, err := getConn()
 				if err != nil {
 					errs[i] = err
