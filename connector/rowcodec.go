@@ -284,7 +284,7 @@ type snapshotCodec struct {
 	// the event around its row and its numbers
 	head, sourceHead, sourceMid []byte
 
-	buf, keyBuf, slab []byte
+	buf, keyBuf, matchBuf, slab []byte
 }
 
 func newSnapshotCodec(fields []string, oids []uint32, key []string, version, prefix, db, schema, table string) *snapshotCodec {
@@ -366,7 +366,7 @@ func (c *snapshotCodec) row(vals [][]byte, lsn pglogrepl.LSN, now int64) (r snap
 	r.value = c.carve(b)
 	// matchKey: each key column's JSON value and a NUL, in key order. The
 	// values are in the event: find them again by rendering each.
-	var m []byte
+	m := c.matchBuf[:0]
 	for _, i := range c.keyIdx {
 		if i >= 0 {
 			if vals[i] == nil {
@@ -377,7 +377,7 @@ func (c *snapshotCodec) row(vals [][]byte, lsn pglogrepl.LSN, now int64) (r snap
 		}
 		m = append(m, 0)
 	}
-	r.match = string(m)
+	r.match, c.matchBuf = string(m), m
 	return r, true
 }
 

@@ -593,11 +593,11 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db string, q chu
 		names[i], oids[i] = f.Name, f.DataTypeOID
 	}
 	codec := newSnapshotCodec(names, oids, key, s.c.cfg.Version, s.c.cfg.TopicPrefix, db, schema, name)
+	lastKey := make([][]byte, len(keyIdx)) // the key of the row read last, in text form
 	for rr.NextRow() {
 		vals := rr.Values()
-		last = last[:0]
-		for _, i := range keyIdx {
-			last = append(last, string(vals[i]))
+		for n, i := range keyIdx {
+			lastKey[n] = append(lastKey[n][:0], vals[i]...)
 		}
 		if r, ok := codec.row(vals, low, now); ok && !s.general {
 			ch.rows = append(ch.rows, r)
@@ -608,7 +608,12 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db string, q chu
 	if _, err := rr.Close(); err != nil {
 		return nil, nil, fmt.Errorf("read chunk: %w", err)
 	}
-	return ch, append([]string(nil), last...), nil
+	if len(ch.rows) > 0 {
+		for _, k := range lastKey {
+			last = append(last, string(k))
+		}
+	}
+	return ch, last, nil
 }
 
 // snapshotRow encodes a snapshot row through event.Row and encodeWithin:
