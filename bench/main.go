@@ -43,6 +43,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/connbench"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/latency"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/peers"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/sinkbench"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/sinkmem"
 )
@@ -89,7 +90,15 @@ func main() {
 	daemon := flag.String("daemon", "", "a built onesignal-cdc for the sink's memory and the latency (default: build one from the repository)")
 	write := flag.String("write", "docs/benchmarks.md", "write the results into `FILE` (markdown, relative to the repository), between its markers; '' only prints")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait of the connector's measurements, or on the sink's memory measurement, after this long")
+	snapParallel := flag.String("snapshot-parallelism", "1,2", "the postgres.snapshot_parallelism values the connector's snapshot is measured at, comma-separated; the first is the table's")
+	peersFlag := flag.Bool("peers", false, "also stream the workload with github.com/xataio/pgstream "+peers.PgstreamVersion+" (wal2json, installed if missing), built once in a scratch module (10–15 minutes the first time) and cached")
+	pgstreamBin := flag.String("pgstream", "", "a built pgstream binary for -peers (default: build and cache one)")
 	flag.Parse()
+	parallelism, err := connbench.ParseParallelism(*snapParallel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -104,7 +113,7 @@ func main() {
 
 	opts := options{
 		phases: map[string]bool{},
-		conn:   connbench.Options{Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout},
+		conn:   connbench.Options{Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout, SnapshotParallelism: parallelism, Peers: *peersFlag, PgstreamBin: *pgstreamBin},
 		latency: latency.Options{
 			Rate: *rate, Duration: *duration, Warmup: *warmup, Users: *users, Txn: *latencyTxn, Conns: *conns,
 			Daemon: *daemon, Drain: *drain, Timeout: 2 * time.Minute,
@@ -234,7 +243,13 @@ func run(ctx context.Context, opts options) (err error) {
 		var err error
 		switch phase {
 		case "stream":
-			r, err = cb.Streaming(ctx)
+			var sr *connbench.StreamResult
+			if sr, err = cb.Streaming(ctx); err == nil {
+				results = append(results, sr)
+				if _, ok := sr.PeerRow(); ok {
+					results = append(results, streamPeer{sr})
+				}
+			}
 		case "snapshot":
 			r, err = cb.Snapshot(ctx)
 		case "memory":
@@ -306,6 +321,13 @@ type (
 	sinkSustained struct{ *sinkbench.Result }
 	sinkBulk      struct{ *sinkbench.Result }
 )
+
+// streamPeer is pgstream's line beside the connector's (-peers); its
+// details are in the streaming paragraph.
+type streamPeer struct{ *connbench.StreamResult }
+
+func (s streamPeer) Row() harness.Row { r, _ := s.PeerRow(); return r }
+func (s streamPeer) Detail() string   { return "" }
 
 func (s sinkCalls) Row() harness.Row     { return s.CallsRow() }
 func (s sinkSustained) Row() harness.Row { return s.SustainedRow() }

@@ -14,11 +14,20 @@ import (
 // Keyless events (a table without a key) keep their order: they all go to
 // one partition instead of a random one each.
 func TestTheWriterPutsKeylessMessagesInOnePartitionInOrder(t *testing.T) {
+	for name, newWriter := range map[string]func([]string) *kafka.Writer{
+		"NewWriter":          func(b []string) *kafka.Writer { return broker.NewWriter(b, broker.WriterBatchSize) },
+		"NewConnectorWriter": broker.NewConnectorWriter,
+	} {
+		t.Run(name, func(t *testing.T) { testKeylessInOrder(t, newWriter) })
+	}
+}
+
+func testKeylessInOrder(t *testing.T, newWriter func([]string) *kafka.Writer) {
 	b := kafkatest.Start(t)
 	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 6, "keyless"); err != nil {
 		t.Fatal(err)
 	}
-	w := broker.NewWriter(b.Brokers(), broker.WriterBatchSize)
+	w := newWriter(b.Brokers())
 	defer w.Close()
 	for i := range 20 {
 		if err := w.WriteMessages(t.Context(), kafka.Message{Topic: "keyless", Value: fmt.Appendf(nil, "%d", i)}); err != nil {
@@ -32,6 +41,50 @@ func TestTheWriterPutsKeylessMessagesInOnePartitionInOrder(t *testing.T) {
 		}
 		if string(r.Value) != fmt.Sprint(i) {
 			t.Fatalf("message %d is %s: out of order", i, r.Value)
+		}
+	}
+}
+
+// The connector's writer sends each write's batches at once and counts a
+// topic's partitions from a cached answer, and still puts a key's messages
+// in the partition murmur2 gives it, as the plain writer does.
+func TestTheConnectorWriterPartitionsKeysAsThePlainWriterDoes(t *testing.T) {
+	b := kafkatest.Start(t)
+	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 6, "plain", "connector"); err != nil {
+		t.Fatal(err)
+	}
+	plain, conn := broker.NewWriter(b.Brokers(), broker.WriterBatchSize), broker.NewConnectorWriter(b.Brokers())
+	defer plain.Close()
+	defer conn.Close()
+	var msgs [2][]kafka.Message
+	for i := range 200 {
+		for j, topic := range []string{"plain", "connector"} {
+			msgs[j] = append(msgs[j], kafka.Message{Topic: topic, Key: fmt.Appendf(nil, `{"id":%d}`, i), Value: fmt.Appendf(nil, "%d", i)})
+		}
+	}
+	started := time.Now()
+	for i := 0; i < 200; i += 50 {
+		if err := conn.WriteMessages(t.Context(), msgs[1][i:i+50]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(started); took > 2*time.Second {
+		t.Errorf("four writes took %s", took)
+	}
+	if err := plain.WriteMessages(t.Context(), msgs[0]...); err != nil {
+		t.Fatal(err)
+	}
+	recs := kafkatest.ReadUntil(t, b.Brokers(), []string{"plain", "connector"}, 20*time.Second, func(rs []kafkatest.Record) bool { return len(rs) == 400 })
+	partition := map[string]map[string]int32{}
+	for _, r := range recs {
+		if partition[r.Topic] == nil {
+			partition[r.Topic] = map[string]int32{}
+		}
+		partition[r.Topic][string(r.Key)] = r.Partition
+	}
+	for key, p := range partition["plain"] {
+		if got := partition["connector"][key]; got != p {
+			t.Errorf("key %s: partition %d from the connector's writer, %d from the plain one", key, got, p)
 		}
 	}
 }

@@ -76,7 +76,15 @@ type Postgres struct {
 	Snapshot string `yaml:"snapshot"`
 	// SnapshotChunkSize is how many rows one snapshot chunk reads; default 10000.
 	SnapshotChunkSize int `yaml:"snapshot_chunk_size"`
+	// SnapshotParallelism is how many chunks of one table the snapshot
+	// reads at once, each on a connection of its own; tables are read side
+	// by side, each so. Default 1, at most 64.
+	SnapshotParallelism int `yaml:"snapshot_parallelism"`
 }
+
+// maxSnapshotParallelism bounds postgres.snapshot_parallelism: every chunk
+// read at once holds a connection and a backend of the source database.
+const maxSnapshotParallelism = 64
 
 // Embedded is the value of kafka.brokers that runs an in-process broker.
 const Embedded = "embedded"
@@ -242,12 +250,13 @@ func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
 func Default() Config {
 	return Config{
 		Postgres: Postgres{
-			Slot:              "onesignal_cdc",
-			Publication:       "onesignal_cdc",
-			StatusInterval:    10 * time.Second,
-			HeartbeatInterval: 10 * time.Second,
-			Snapshot:          "initial",
-			SnapshotChunkSize: 10000,
+			Slot:                "onesignal_cdc",
+			Publication:         "onesignal_cdc",
+			StatusInterval:      10 * time.Second,
+			HeartbeatInterval:   10 * time.Second,
+			Snapshot:            "initial",
+			SnapshotChunkSize:   10000,
+			SnapshotParallelism: 1,
 		},
 		Kafka: Kafka{
 			EmbeddedListen: "127.0.0.1:0",
@@ -673,6 +682,9 @@ func (c *Config) ValidateFor(role Role) error {
 	}
 	if c.Postgres.SnapshotChunkSize < 1 {
 		bad("postgres.snapshot_chunk_size %d must be at least 1 (default 10000)", c.Postgres.SnapshotChunkSize)
+	}
+	if c.Postgres.SnapshotParallelism < 1 || c.Postgres.SnapshotParallelism > maxSnapshotParallelism {
+		bad("postgres.snapshot_parallelism %d must be from 1 to %d (default 1): it is how many chunks of a table the snapshot reads at once, each on a connection of its own", c.Postgres.SnapshotParallelism, maxSnapshotParallelism)
 	}
 	if len(c.Kafka.Brokers) == 0 && role != Database {
 		bad("kafka.brokers is empty: list your Kafka brokers as host:port, e.g. [kafka-1:9092, kafka-2:9092], or write [embedded] for the development broker (in this process, in memory, for onesignal-cdc run only)")

@@ -78,8 +78,12 @@ type Config struct {
 	InitialSnapshot bool
 	// SnapshotChunkSize is how many rows one snapshot chunk reads; default 10000.
 	SnapshotChunkSize int
-	QueueSize         int // events buffered between the WAL reader and Kafka; default 4096
-	BatchSize         int // most events per Kafka write; default 1000
+	// SnapshotParallelism is how many chunks of one table the snapshot
+	// reads at once, each on a connection of its own (tables are read side
+	// by side, each so); default 1.
+	SnapshotParallelism int
+	QueueSize           int // events buffered between the WAL reader and Kafka; default 4096
+	BatchSize           int // most events per Kafka write; default 1000
 	// Lanes is how many Kafka writes may be in flight at once, each for
 	// its own share of the keys; default 4.
 	Lanes int
@@ -138,6 +142,9 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 	}
 	if cfg.SnapshotChunkSize <= 0 {
 		cfg.SnapshotChunkSize = 10000
+	}
+	if cfg.SnapshotParallelism <= 0 {
+		cfg.SnapshotParallelism = 1
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second

@@ -32,6 +32,9 @@ type relation struct {
 	// the relation lacks, which events carry as not sent.
 	keep []bool
 	pad  []string
+	// codec encodes the relation's common row changes (rowcodec.go); nil
+	// until first used, and again when the key changes.
+	codec *rowCodec
 }
 
 // decoder turns pgoutput messages into change events. It is not safe for
@@ -51,6 +54,16 @@ type decoder struct {
 	xid        uint32
 	commitTime time.Time
 	commitLSN  pglogrepl.LSN
+
+	// general makes every message take the general path, as the session
+	// wants while a snapshot window is open (it matches rows by their
+	// images) and tests do to compare the two paths.
+	general bool
+	// The fast path's buffers (rowcodec.go): the event and key being
+	// encoded, the block they are copied to, and the step it returns.
+	buf, keyBuf, slab []byte
+	one               change
+	oneStep           []*change
 }
 
 func newDecoder(db, topicPrefix, version string, now func() time.Time) *decoder {
@@ -110,6 +123,9 @@ func (c *change) headers() []kafka.Header {
 
 // decode interprets one pgoutput message that started at walStart.
 func (d *decoder) decode(walStart pglogrepl.LSN, data []byte) (step, error) {
+	if st, ok := d.fastRow(walStart, data); ok {
+		return st, nil
+	}
 	msg, err := parse(data)
 	if err != nil {
 		return step{}, fmt.Errorf("parse pgoutput message at %s: %w", walStart, err)
@@ -221,7 +237,7 @@ func (d *decoder) setPrimaryKey(relID uint32, cols []string) {
 	if !ok {
 		return
 	}
-	rel.key = rel.key[:0]
+	rel.key, rel.codec = rel.key[:0], nil
 	for i, c := range rel.columns { // column order, as snapshot keys use
 		for _, k := range cols {
 			if c.Name == k {

@@ -12,7 +12,9 @@ import (
 
 // FuzzDecode feeds the pgoutput decoder arbitrary messages after a
 // relation and a begin. It must never panic, and every event it makes is
-// valid JSON that event.Decode reads back, with a key that is valid JSON.
+// valid JSON that event.Decode reads back, with a key that is valid JSON;
+// the row codec's fast path (rowcodec.go) and the general path make the
+// same events, or both refuse the message.
 func FuzzDecode(f *testing.F) {
 	insert := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("7"), s("a@b.c"), s("t"), s("1.5"), s(`{"a":1}`))
 	update := tuple(tuple(pgout{}.u8('U').i32(16384).u8('O'), s("7"), nil, s("f"), nil, nil).u8('N'), s("7"), toast, s("t"), s("2"), s("[]"))
@@ -36,10 +38,23 @@ func FuzzDecode(f *testing.F) {
 		if _, err := d.decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
 			t.Fatal(err)
 		}
+		g := newDecoder("app", "cdc", "v1.2.3", func() time.Time { return time.UnixMilli(1) })
+		g.general = true
+		if _, err := g.decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
+			t.Fatal(err)
+		}
 		st, err := d.decode(pglogrepl.LSN(0x120), msg)
+		gst, gerr := g.decode(pglogrepl.LSN(0x120), msg)
+		if (err == nil) != (gerr == nil) {
+			t.Fatalf("fast path error %v, general path error %v", err, gerr)
+		}
 		if err != nil {
 			return
 		}
+		assertSameChanges(t, st, gst)
 		for _, c := range st.changes {
 			if _, err := event.Decode(c.value); err != nil {
 				t.Fatalf("the decoder made an event that does not decode: %v\n%s", err, c.value)

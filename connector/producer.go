@@ -45,15 +45,16 @@ type producer struct {
 const maxBatchBytes = 512 << 10
 
 // run writes until in is closed and drained (nil) or ctx ends, or a lane
-// fails for good.
-func (p *producer) run(ctx context.Context, in <-chan outgoing) error {
+// fails for good. Events come in runs (the reader hands them over a run at
+// a time, so that a channel operation is not paid per event), in order.
+func (p *producer) run(ctx context.Context, in <-chan []outgoing) error {
 	lanes := max(p.lanes, 1)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	chans := make([]chan outgoing, lanes)
+	chans := make([]chan []outgoing, lanes)
 	var wg sync.WaitGroup
 	for i := range chans {
-		chans[i] = make(chan outgoing, p.batchSize)
+		chans[i] = make(chan []outgoing, max(p.batchSize/handoff, 4))
 		wg.Go(func() {
 			if err := p.lane(ctx, chans[i]); err != nil {
 				cancel(err)
@@ -71,22 +72,28 @@ func (p *producer) run(ctx context.Context, in <-chan outgoing) error {
 	return err
 }
 
-// dispatch hands each event to its lane.
-func (p *producer) dispatch(ctx context.Context, in <-chan outgoing, lanes []chan outgoing) error {
-	send := func(lane chan outgoing, o outgoing) error {
+// handoff is how many events the reader hands the producer at once, at
+// most: enough that the channel operations and goroutine wake-ups are a
+// small part of an event's cost, few enough that the queue's bound in
+// events stays close to Config.QueueSize.
+const handoff = 64
+
+// dispatch hands each event to its lane, in runs.
+func (p *producer) dispatch(ctx context.Context, in <-chan []outgoing, lanes []chan []outgoing) error {
+	send := func(lane chan []outgoing, run []outgoing) error {
 		select {
-		case lane <- o:
+		case lane <- run:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	// barrier returns once every lane in ls wrote what it was given.
-	barrier := func(ls []chan outgoing) error {
+	barrier := func(ls []chan []outgoing) error {
 		var done sync.WaitGroup
 		done.Add(len(ls))
 		for _, l := range ls {
-			if err := send(l, outgoing{flushed: &done}); err != nil {
+			if err := send(l, []outgoing{{flushed: &done}}); err != nil {
 				return err
 			}
 		}
@@ -99,30 +106,52 @@ func (p *producer) dispatch(ctx context.Context, in <-chan outgoing, lanes []cha
 			return ctx.Err()
 		}
 	}
+	runs := make([][]outgoing, len(lanes))
+	flush := func() error {
+		for i, r := range runs {
+			if len(r) > 0 {
+				if err := send(lanes[i], r); err != nil {
+					return err
+				}
+				runs[i] = nil
+			}
+		}
+		return nil
+	}
 	for {
-		var o outgoing
+		var batch []outgoing
 		var ok bool
 		select {
-		case o, ok = <-in:
+		case batch, ok = <-in:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		if !ok {
 			return nil
 		}
-		if len(o.msg.Key) == 0 && o.op == event.OpTruncate {
-			if err := barrier(lanes); err != nil {
-				return err
+		for _, o := range batch {
+			if len(o.msg.Key) == 0 && o.op == event.OpTruncate {
+				if err := flush(); err != nil {
+					return err
+				}
+				if err := barrier(lanes); err != nil {
+					return err
+				}
+				if err := send(lanes[0], []outgoing{o}); err != nil {
+					return err
+				}
+				if err := barrier(lanes[:1]); err != nil {
+					return err
+				}
+				continue
 			}
-			if err := send(lanes[0], o); err != nil {
-				return err
+			i := laneOf(o.msg.Key, len(lanes))
+			if runs[i] == nil {
+				runs[i] = make([]outgoing, 0, len(batch))
 			}
-			if err := barrier(lanes[:1]); err != nil {
-				return err
-			}
-			continue
+			runs[i] = append(runs[i], o)
 		}
-		if err := send(lanes[laneOf(o.msg.Key, len(lanes))], o); err != nil {
+		if err := flush(); err != nil {
 			return err
 		}
 	}
@@ -138,54 +167,62 @@ func laneOf(key []byte, n int) int {
 }
 
 // lane writes the events of in, batched, one write at a time.
-func (p *producer) lane(ctx context.Context, in <-chan outgoing) error {
+func (p *producer) lane(ctx context.Context, in <-chan []outgoing) error {
 	batch := make([]outgoing, 0, p.batchSize)
 	msgs := make([]kafka.Message, 0, p.batchSize)
 	policy := retry.Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
+	var rest []outgoing // received, not yet in a batch
 	for {
-		var o outgoing
-		var ok bool
-		select {
-		case o, ok = <-in:
-		case <-ctx.Done():
-			return ctx.Err()
+		if len(rest) == 0 {
+			var ok bool
+			select {
+			case rest, ok = <-in:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if !ok {
+				return nil
+			}
 		}
-		if !ok {
-			return nil
-		}
-		if o.flushed != nil {
-			o.flushed.Done() // nothing pending: every earlier event is written
-			continue
-		}
-		batch, msgs = append(batch[:0], o), append(msgs[:0], o.msg)
-		size := len(o.msg.Value) + len(o.msg.Key)
+		batch, msgs = batch[:0], msgs[:0]
+		size := 0
 		var flushed *sync.WaitGroup
 		closed := false
 	fill:
-		for len(batch) < p.batchSize && size < maxBatchBytes {
-			select {
-			case o, ok := <-in:
-				if !ok {
-					closed = true
-					break fill
-				}
+		for {
+			for len(rest) > 0 && len(batch) < p.batchSize && size < maxBatchBytes {
+				o := rest[0]
+				rest = rest[1:]
 				if o.flushed != nil {
-					flushed = o.flushed
+					flushed = o.flushed // everything before it is in batch
 					break fill
 				}
 				batch, msgs = append(batch, o), append(msgs, o.msg)
 				size += len(o.msg.Value) + len(o.msg.Key)
+			}
+			if len(rest) > 0 || len(batch) >= p.batchSize || size >= maxBatchBytes {
+				break
+			}
+			select {
+			case r, ok := <-in:
+				if !ok {
+					closed = true
+					break fill
+				}
+				rest = r
 			default:
 				break fill
 			}
 		}
-		if err := p.write(ctx, policy, batch, msgs); err != nil {
-			return err
+		if len(batch) > 0 {
+			if err := p.write(ctx, policy, batch, msgs); err != nil {
+				return err
+			}
 		}
 		if flushed != nil {
 			flushed.Done()
 		}
-		if closed {
+		if closed && len(rest) == 0 {
 			return nil
 		}
 	}

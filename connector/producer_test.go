@@ -50,7 +50,7 @@ func TestTheProducerKeepsEachKeysEventsInOrderAcrossLanesAndRetries(t *testing.T
 	w := &flakyWriter{}
 	p := &producer{w: w, log: zaptest.NewLogger(t), batchSize: 7, lanes: 4, obs: nopObserver{}}
 	tracker := checkpoint.NewLSNTracker(0)
-	in := make(chan outgoing, 16)
+	in := make(chan []outgoing, 16)
 	done := make(chan error, 1)
 	go func() { done <- p.run(t.Context(), in) }()
 
@@ -64,12 +64,12 @@ func TestTheProducerKeepsEachKeysEventsInOrderAcrossLanesAndRetries(t *testing.T
 			// before it, everything after it after.
 			m := kafka.Message{Topic: "t", Value: []byte("truncate")}
 			txn.Add()
-			in <- outgoing{msg: m, txn: txn, op: event.OpTruncate}
+			in <- []outgoing{{msg: m, txn: txn, op: event.OpTruncate}}
 			sent = append(sent, m)
 		}
 		m := kafka.Message{Topic: "t", Key: []byte(key), Value: fmt.Appendf(nil, "%d", i/keys)}
 		txn.Add()
-		in <- outgoing{msg: m, txn: txn, op: event.OpUpdate}
+		in <- []outgoing{{msg: m, txn: txn, op: event.OpUpdate}}
 		sent = append(sent, m)
 	}
 	tracker.Commit(txn, 100)

@@ -230,10 +230,14 @@ type snapshotter struct {
 	// window, so none stays open for a high watermark that never comes.
 	mu   sync.Mutex
 	ours map[string]bool
+
+	// general makes every row take the general path (tests compare the
+	// two).
+	general bool
 }
 
 func newSnapshotter(c *Connector, state *stateKeeper) *snapshotter {
-	return &snapshotter{c: c, state: state, chunks: make(chan *chunk, 4), wake: make(chan struct{}, 1), ours: make(map[string]bool)}
+	return &snapshotter{c: c, state: state, chunks: make(chan *chunk, max(4, c.cfg.SnapshotParallelism)), wake: make(chan struct{}, 1), ours: make(map[string]bool)}
 }
 
 // claim records a watermark id before it is written.
@@ -295,11 +299,20 @@ func (s *snapshotter) run(ctx context.Context) error {
 }
 
 // chunksInFlight is how many chunks of one table may be read ahead of the
-// one Kafka is taking: reading the next overlaps producing the last.
+// one Kafka is taking, beyond those read at once: reading the next
+// overlaps producing the last.
 const chunksInFlight = 2
 
 // table snapshots one table, chunk by chunk, from its saved progress.
 // Progress is saved in chunk order, each once Kafka holds the chunk.
+//
+// With SnapshotParallelism above 1 it reads several chunks at once, each
+// on a connection of its own between its own watermarks: it first finds
+// where the next chunks end (the key of every SnapshotChunkSize-th row,
+// from the primary key's index), then reads the ranges between those keys
+// side by side. The ranges do not overlap and cover every key, so each row
+// is read by one chunk, within that chunk's window. Tables are snapshotted
+// side by side, each with its own chunks.
 func (s *snapshotter) table(ctx context.Context, table string) error {
 	conn, err := s.c.connect(ctx)
 	if err != nil {
@@ -313,6 +326,33 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 	p, ok := s.state.pending()[table]
 	if !ok {
 		return nil // finished meanwhile (a repeated signal)
+	}
+	parallel := max(s.c.cfg.SnapshotParallelism, 1)
+	// The connections chunks are read on: conn, and one more for each
+	// chunk read at once beyond the first, opened when first needed.
+	pool := make(chan *pgx.Conn, parallel+1)
+	pool <- conn
+	var openMu sync.Mutex
+	var opened []*pgx.Conn
+	defer func() {
+		for _, c := range opened {
+			c.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	getConn := func() (*pgx.Conn, error) {
+		select {
+		case c := <-pool:
+			return c, nil
+		default:
+		}
+		c, err := s.c.connect(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		openMu.Lock()
+		opened = append(opened, c)
+		openMu.Unlock()
+		return c, nil
 	}
 	type flight struct {
 		ch       *chunk
@@ -348,31 +388,62 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 	}
 	started, after, rows := time.Now(), p.After, p.Rows
 	db := conn.Config().Database
+	q := chunkQuery{table: table, key: key, keyTypes: keyTypes, filter: p.Where, columns: s.c.readColumns(table), size: s.c.cfg.SnapshotChunkSize}
 	for {
-		id := randomID()
-		s.claim(id)
-		low, err := emitMessage(ctx, conn, watermarkPrefix, "L "+id+" "+table)
-		if err != nil {
-			return err
+		// The next round: bounded ranges, then (when the table ends within
+		// the round) one range open at the end, as with one chunk at a time.
+		var ranges [][2][]string // (from, to]; to nil: open, LIMIT size
+		from := after
+		for parallel > 1 && len(ranges) < parallel {
+			to, err := q.boundary(ctx, conn, from)
+			if err != nil {
+				return err
+			}
+			if to == nil {
+				break
+			}
+			ranges = append(ranges, [2][]string{from, to})
+			from = to
 		}
-		ch, last, err := s.read(ctx, conn, db, table, key, keyTypes, after, p.Where, low)
-		if err != nil {
-			return err
+		if len(ranges) < parallel {
+			ranges = append(ranges, [2][]string{from, nil})
 		}
-		ch.id = id
-		select {
-		case s.chunks <- ch:
-		case <-ctx.Done():
+		chunks := make([]*chunk, len(ranges))
+		lasts := make([][]string, len(ranges))
+		errs := make([]error, len(ranges))
+		var wg sync.WaitGroup
+		for i, r := range ranges {
+			wg.Go(func() {
+				c, err := getConn()
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				defer func() { pool <- c }()
+				chunks[i], lasts[i], errs[i] = s.chunk(ctx, c, db, q, r[0], r[1])
+			})
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
 			return nil
 		}
-		if _, err := emitMessage(ctx, conn, watermarkPrefix, "H "+id); err != nil {
+		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		final := len(ch.rows) < s.c.cfg.SnapshotChunkSize
-		rows += int64(len(ch.rows))
-		after = last
-		flights = append(flights, flight{ch: ch, final: final, progress: Progress{After: last, Rows: rows, Requested: p.Requested}})
-		for len(flights) > 0 && (final || len(flights) >= chunksInFlight) {
+		final := false
+		for i, ch := range chunks {
+			rows += int64(len(ch.rows))
+			last := ranges[i][1]
+			if last == nil { // the open range
+				last = lasts[i]
+				final = len(ch.rows) < q.size
+			}
+			if last != nil {
+				after = last
+			}
+			flights = append(flights, flight{ch: ch, final: final, progress: Progress{After: after, Rows: rows, Requested: p.Requested}})
+		}
+		for len(flights) > 0 && (final || len(flights) >= chunksInFlight+parallel-1) {
 			current, err := settle()
 			if err != nil || !current {
 				return err
@@ -385,43 +456,123 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 	}
 }
 
-// read selects the chunk after the key values after, in text form so its
-// rows encode exactly as the stream's do: the columns the stream's events
-// carry, and of the rows filter keeps ("": every row). It returns the
-// chunk and the key of its last row.
+// chunk reads one chunk on conn between its watermarks and hands it to the
+// reader: the rows after the key values from and up to to (nil: the next
+// q.size rows).
+func (s *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, db string, q chunkQuery, from, to []string) (*chunk, []string, error) {
+	id := randomID()
+	s.claim(id)
+	low, err := emitMessage(ctx, conn, watermarkPrefix, "L "+id+" "+q.table)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, last, err := s.read(ctx, conn, db, q, from, to, low)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch.id = id
+	select {
+	case s.chunks <- ch:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	if _, err := emitMessage(ctx, conn, watermarkPrefix, "H "+id); err != nil {
+		return nil, nil, err
+	}
+	return ch, last, nil
+}
+
+// chunkQuery is what the SELECTs of a table's chunks are made of.
+type chunkQuery struct {
+	table         string
+	key, keyTypes []string
+	filter        string   // "": every row
+	columns       []string // nil: every column
+	size          int
+}
+
+// where renders the condition of the rows after the key values from and
+// up to to (either nil: no bound), with the parameters it takes.
+func (q chunkQuery) where(from, to []string) (string, [][]byte) {
+	var conds []string
+	var params [][]byte
+	cols := make([]string, len(q.key))
+	for i, k := range q.key {
+		cols[i] = pgx.Identifier{k}.Sanitize()
+	}
+	bound := func(op string, vals []string) {
+		if len(vals) != len(q.key) || len(vals) == 0 {
+			return
+		}
+		ph := make([]string, len(q.key))
+		for i := range q.key {
+			params = append(params, []byte(vals[i]))
+			ph[i] = fmt.Sprintf("$%d::%s", len(params), q.keyTypes[i])
+		}
+		conds = append(conds, "("+strings.Join(cols, ", ")+") "+op+" ("+strings.Join(ph, ", ")+")")
+	}
+	bound(">", from)
+	bound("<=", to)
+	if q.filter != "" {
+		conds = append(conds, "("+q.filter+")")
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), params
+}
+
+func (q chunkQuery) order() string {
+	order := make([]string, len(q.key))
+	for i, k := range q.key {
+		order[i] = pgx.Identifier{k}.Sanitize()
+	}
+	return strings.Join(order, ", ")
+}
+
+func (q chunkQuery) from() string {
+	schema, name, _ := strings.Cut(q.table, ".")
+	return pgx.Identifier{schema, name}.Sanitize()
+}
+
+// boundary returns the key (text form) of the q.size-th row after from, or
+// nil when fewer rows follow: where the next chunk of q.size rows ends.
+func (q chunkQuery) boundary(ctx context.Context, conn *pgx.Conn, from []string) ([]string, error) {
+	where, params := q.where(from, nil)
+	sql := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s OFFSET %d LIMIT 1", identList(q.key), q.from(), where, q.order(), q.size-1)
+	rr := conn.PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
+	var to []string
+	for rr.NextRow() {
+		for _, v := range rr.Values() {
+			to = append(to, string(v))
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, fmt.Errorf("find the end of the next chunk: %w", err)
+	}
+	return to, nil
+}
+
+// read selects the chunk after the key values from and up to to (nil: the
+// next q.size rows), in text form so its rows encode exactly as the
+// stream's do: the columns the stream's events carry, and of the rows the
+// filter keeps. It returns the chunk and the key of its last row.
 //
 // The rows' events carry the low watermark's LSN: the chunk shows the
 // table as it was at or after that point.
-func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string, key, keyTypes []string, after []string, filter string, low pglogrepl.LSN) (*chunk, []string, error) {
+func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db string, q chunkQuery, from, to []string, low pglogrepl.LSN) (*chunk, []string, error) {
+	table, key := q.table, q.key
 	schema, name, _ := strings.Cut(table, ".")
-	var conds []string
-	var params [][]byte
-	if len(after) == len(key) && len(after) > 0 {
-		cols, ph := make([]string, len(key)), make([]string, len(key))
-		for i, k := range key {
-			cols[i] = pgx.Identifier{k}.Sanitize()
-			ph[i] = fmt.Sprintf("$%d::%s", i+1, keyTypes[i])
-			params = append(params, []byte(after[i]))
-		}
-		conds = append(conds, "("+strings.Join(cols, ", ")+") > ("+strings.Join(ph, ", ")+")")
-	}
-	if filter != "" {
-		conds = append(conds, "("+filter+")")
-	}
-	where := ""
-	if len(conds) > 0 {
-		where = " WHERE " + strings.Join(conds, " AND ")
-	}
-	order := make([]string, len(key))
-	for i, k := range key {
-		order[i] = pgx.Identifier{k}.Sanitize()
-	}
+	where, params := q.where(from, to)
 	selected := "*"
-	if read := s.c.readColumns(table); read != nil {
-		selected = identList(read)
+	if q.columns != nil {
+		selected = identList(q.columns)
 	}
-	sql := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT %d",
-		selected, pgx.Identifier{schema, name}.Sanitize(), where, strings.Join(order, ", "), s.c.cfg.SnapshotChunkSize)
+	limit := ""
+	if to == nil {
+		limit = fmt.Sprintf(" LIMIT %d", q.size)
+	}
+	sql := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s%s", selected, q.from(), where, q.order(), limit)
 
 	rr := conn.PgConn().ExecParams(ctx, sql, params, nil, nil, nil)
 	fields := rr.FieldDescriptions()
@@ -437,36 +588,57 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db, table string
 	ch.pending.Store(1)
 	var last []string
 	now := time.Now().UnixMilli()
+	names, oids := make([]string, len(fields)), make([]uint32, len(fields))
+	for i, f := range fields {
+		names[i], oids[i] = f.Name, f.DataTypeOID
+	}
+	codec := newSnapshotCodec(names, oids, key, s.c.cfg.Version, s.c.cfg.TopicPrefix, db, schema, name)
+	lastKey := make([][]byte, len(keyIdx)) // the key of the row read last, in text form
 	for rr.NextRow() {
 		vals := rr.Values()
-		row := make(event.Row, len(fields))
-		for i, f := range fields {
-			v := json.RawMessage("null")
-			if vals[i] != nil {
-				v = textToJSON(f.DataTypeOID, vals[i])
-			}
-			row[i] = event.Field{Name: f.Name, Value: v}
+		for n, i := range keyIdx {
+			lastKey[n] = append(lastKey[n][:0], vals[i]...)
 		}
-		last = last[:0]
-		for _, i := range keyIdx {
-			last = append(last, string(vals[i]))
+		if r, ok := codec.row(vals, low, now); ok && !s.general {
+			ch.rows = append(ch.rows, r)
+			continue
 		}
-		ev := event.Envelope{
-			Op:    event.OpSnapshot,
-			After: row,
-			Source: event.Source{
-				Version: s.c.cfg.Version, Connector: "postgresql", Name: s.c.cfg.TopicPrefix, TsMs: now,
-				Snapshot: "true", DB: db, Schema: schema, Table: name, LSN: int64(low),
-			},
-			TsMs: now,
-		}
-		value, _ := encodeWithin(&ev, maxEventBytes, key)
-		ch.rows = append(ch.rows, snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: value})
+		ch.rows = append(ch.rows, snapshotRow(names, oids, vals, key, low, now, s.c.cfg.Version, s.c.cfg.TopicPrefix, db, schema, name))
 	}
 	if _, err := rr.Close(); err != nil {
 		return nil, nil, fmt.Errorf("read chunk: %w", err)
 	}
-	return ch, append([]string(nil), last...), nil
+	if len(ch.rows) > 0 {
+		for _, k := range lastKey {
+			last = append(last, string(k))
+		}
+	}
+	return ch, last, nil
+}
+
+// snapshotRow encodes a snapshot row through event.Row and encodeWithin:
+// the general path, for an event over the limit (snapshotCodec does the
+// rest).
+func snapshotRow(names []string, oids []uint32, vals [][]byte, key []string, low pglogrepl.LSN, now int64, version, prefix, db, schema, table string) snapRow {
+	row := make(event.Row, len(names))
+	for i := range names {
+		v := json.RawMessage("null")
+		if vals[i] != nil {
+			v = textToJSON(oids[i], vals[i])
+		}
+		row[i] = event.Field{Name: names[i], Value: v}
+	}
+	ev := event.Envelope{
+		Op:    event.OpSnapshot,
+		After: row,
+		Source: event.Source{
+			Version: version, Connector: "postgresql", Name: prefix, TsMs: now,
+			Snapshot: "true", DB: db, Schema: schema, Table: table, LSN: int64(low),
+		},
+		TsMs: now,
+	}
+	value, _ := encodeWithin(&ev, maxEventBytes, key)
+	return snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: value}
 }
 
 // keyJSON is the Kafka key of a row whose primary key is key.

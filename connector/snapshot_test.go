@@ -156,6 +156,15 @@ func firstDifference(got, want map[string]string) string {
 
 func TestInitialSnapshotUnderConcurrentWritesEndsEqualToTheTable(t *testing.T) {
 	t.Parallel()
+	for _, parallel := range []int{1, 4} {
+		t.Run(fmt.Sprintf("%d chunks at once", parallel), func(t *testing.T) {
+			t.Parallel()
+			testSnapshotUnderConcurrentWrites(t, parallel)
+		})
+	}
+}
+
+func testSnapshotUnderConcurrentWrites(t *testing.T, parallel int) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
 	const n = 20000
@@ -163,7 +172,9 @@ func TestInitialSnapshotUnderConcurrentWritesEndsEqualToTheTable(t *testing.T) {
 	kafka := kafkatest.Start(t)
 
 	stop := make(chan struct{})
-	startConnectorWith(t, db, kafka, snapshotConfig(t, db, kafka))
+	cfg := snapshotConfig(t, db, kafka)
+	cfg.SnapshotParallelism = parallel
+	startConnectorWith(t, db, kafka, cfg)
 	wait := churn(t, db, n, stop)
 	time.Sleep(3 * time.Second) // the churn runs while the chunks are read
 	close(stop)
@@ -174,6 +185,71 @@ func TestInitialSnapshotUnderConcurrentWritesEndsEqualToTheTable(t *testing.T) {
 		t.Errorf("%d snapshot events for %d rows", ops[event.OpSnapshot], n)
 	}
 	t.Logf("events by op: %v", ops)
+}
+
+// A snapshot stopped part way, reading one chunk or several at once,
+// resumes from the chunks Kafka held, not from the start, and ends equal
+// to the table.
+func TestAParallelSnapshotStoppedPartWayResumesWhereItWas(t *testing.T) {
+	t.Parallel()
+	for _, parallel := range []int{1, 4} {
+		t.Run(fmt.Sprintf("%d chunks at once", parallel), func(t *testing.T) {
+			t.Parallel()
+			testSnapshotResumes(t, parallel)
+		})
+	}
+}
+
+func testSnapshotResumes(t *testing.T, parallel int) {
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int)`)
+	// Small enough that converge's replays of the whole topic (once per
+	// fetch) finish in time on a loaded machine.
+	const n = 12000
+	db.Exec(t, `INSERT INTO users SELECT 'u' || lpad(i::text, 6, '0'), 'free', i FROM generate_series(0, $1 - 1) i`, n)
+	kafka := kafkatest.Start(t)
+	cfg := snapshotConfig(t, db, kafka)
+	cfg.SnapshotParallelism = parallel
+	stopConnector := startConnectorWith(t, db, kafka, cfg)
+	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 60*time.Second, func(rs []kafkatest.Record) bool {
+		return len(rs) >= n/3
+	})
+	stopConnector()
+
+	// Where the stop left the snapshot: the rows Kafka held in whole
+	// chunks, saved in the state; and a WAL position after every event of
+	// the first run, since a snapshot event carries its low watermark's.
+	data, err := cfg.State.Load(context.Background(), db.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st connector.State
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	p := st.Snapshots["public.users"]
+	if p == nil || p.Rows == 0 {
+		t.Fatalf("after the stop the state holds %+v for the table: no progress saved to resume from", p)
+	}
+	var mark int64
+	if err := db.Conn(t).QueryRow(context.Background(), `SELECT (pg_current_wal_lsn() - '0/0')::bigint`).Scan(&mark); err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(t, `UPDATE users SET plan = 'pro' WHERE score % 7 = 0`)
+
+	startConnectorWith(t, db, kafka, cfg)
+	ops := converge(t, db, kafka)
+	recs := kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= ops[event.OpSnapshot] })
+	again := 0
+	for _, ev := range decodeAll(t, recs) {
+		if ev.Op == event.OpSnapshot && ev.Source.LSN > mark {
+			again++
+		}
+	}
+	if again == 0 || again > n-int(p.Rows) {
+		t.Errorf("after the restart the snapshot read %d rows; %d of %d were in Kafka in whole chunks, so want 1 to %d", again, p.Rows, n, n-int(p.Rows))
+	}
+	t.Logf("events by op: %v; %d rows saved at the stop, %d read after it", ops, p.Rows, again)
 }
 
 func TestASignalResnapshotsATableWhileStreaming(t *testing.T) {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/connbench"
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/peers"
 )
 
 func main() {
@@ -48,7 +49,15 @@ func main() {
 	flag.Var(&connectorEnv, "connector-env", "set `NAME=VALUE` in the connector process's environment only, e.g. GOGC=400 (repeatable)")
 	writerBatch := flag.Int("writer-batch", 0, "experiment: the connector's Kafka writer BatchSize (default: the daemon's, broker.WriterBatchSize)")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait after this long")
+	snapParallel := flag.String("snapshot-parallelism", "1,2", "the postgres.snapshot_parallelism values the snapshot is measured at, comma-separated; the first is the table's")
+	peersFlag := flag.Bool("peers", false, "also stream the workload with github.com/xataio/pgstream "+peers.PgstreamVersion+" (built once in a scratch module and cached)")
+	pgstreamBin := flag.String("pgstream", "", "a built pgstream binary for -peers (default: build and cache one)")
 	flag.Parse()
+	parallelism, err := connbench.ParseParallelism(*snapParallel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -64,7 +73,7 @@ func main() {
 	opts := connbench.Options{
 		Rows: *rows, Txn: *txn, BigTxn: *rows,
 		CPUProfile: *cpuProfile, BlockProfile: *blockProfile, Diagnose: *diagnose,
-		ConnectorEnv: connectorEnv, WriterBatch: *writerBatch, Timeout: *timeout,
+		ConnectorEnv: connectorEnv, WriterBatch: *writerBatch, Timeout: *timeout, SnapshotParallelism: parallelism, Peers: *peersFlag, PgstreamBin: *pgstreamBin,
 	}
 	run := map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
@@ -129,6 +138,9 @@ func runBench(ctx context.Context, opts connbench.Options, run map[string]bool) 
 			return fmt.Errorf("streaming: %w", err)
 		}
 		results = append(results, r)
+		if _, ok := r.PeerRow(); ok {
+			results = append(results, streamPeer{r})
+		}
 	}
 	if run["snapshot"] {
 		r, err := b.Snapshot(ctx)
@@ -160,7 +172,9 @@ func runBench(ctx context.Context, opts connbench.Options, run map[string]bool) 
 	}
 	out.WriteString("\n" + harness.Table(rows) + "\nDetails:\n\n")
 	for _, r := range results {
-		out.WriteString("- " + r.Detail() + "\n")
+		if d := r.Detail(); d != "" {
+			out.WriteString("- " + d + "\n")
+		}
 	}
 	fmt.Print(out.String())
 	return nil
@@ -178,3 +192,9 @@ func (l *envList) Set(v string) error {
 	*l = append(*l, v)
 	return nil
 }
+
+// streamPeer is pgstream's line beside the connector's (-peers).
+type streamPeer struct{ *connbench.StreamResult }
+
+func (s streamPeer) Row() harness.Row { r, _ := s.PeerRow(); return r }
+func (s streamPeer) Detail() string   { return "" }

@@ -147,7 +147,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 
 	var components []component
 	if roles&config.Connector != 0 {
-		w := cluster.NewWriter(broker.WriterBatchSize)
+		w := cluster.NewConnectorWriter()
 		defer w.Close()
 		state, err := cluster.OpenStateStore(ctx, cfg.Kafka.StateTopic)
 		if err != nil {
@@ -170,11 +170,12 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			CreateTopic: func(ctx context.Context, topic string) error {
 				return cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topic)
 			},
-			State:             state,
-			InitialSnapshot:   cfg.Postgres.Snapshot == "initial",
-			SnapshotChunkSize: cfg.Postgres.SnapshotChunkSize,
-			Observer:          connOps.Observer(),
-			Version:           version,
+			State:               state,
+			InitialSnapshot:     cfg.Postgres.Snapshot == "initial",
+			SnapshotChunkSize:   cfg.Postgres.SnapshotChunkSize,
+			SnapshotParallelism: cfg.Postgres.SnapshotParallelism,
+			Observer:            connOps.Observer(),
+			Version:             version,
 		}, cluster.ExplainWrites(w), log))
 	}
 	if roles&config.Sink != 0 {

@@ -44,14 +44,15 @@ type childConfig struct {
 	WriterBatch int `json:"writer_batch,omitempty"`
 	// Stats prints, at exit, how the Kafka writes went.
 	Stats bool `json:"stats,omitempty"`
+	// SnapshotParallelism is postgres.snapshot_parallelism.
+	SnapshotParallelism int `json:"snapshot_parallelism,omitempty"`
 }
 
 // Settings the daemon uses that the benchmark copies (cmd/onesignal-cdc
 // and config defaults).
 const (
-	partitions  = 6                      // kafka.partitions default
-	writerBatch = broker.WriterBatchSize // broker.NewWriter(brokers, broker.WriterBatchSize) in the daemon
-	heartbeat   = 10 * time.Second       // postgres.heartbeat_interval default
+	partitions = 6                // kafka.partitions default
+	heartbeat  = 10 * time.Second // postgres.heartbeat_interval default
 )
 
 // RunChild runs this binary as one of the benchmark's helper processes:
@@ -69,6 +70,12 @@ func RunChild(ctx context.Context, kind string) error {
 			return fmt.Errorf("$%s: %w", envChild, err)
 		}
 		return runConnector(ctx, cfg)
+	case "copy":
+		var cfg copyConfig
+		if err := json.Unmarshal([]byte(os.Getenv(envCopy)), &cfg); err != nil {
+			return fmt.Errorf("$%s: %w", envCopy, err)
+		}
+		return runCopyProducer(ctx, cfg)
 	}
 	return fmt.Errorf("unknown child %q", kind)
 }
@@ -115,7 +122,8 @@ func runConnector(ctx context.Context, cfg childConfig) error {
 		CreateTopic: func(ctx context.Context, topic string) error {
 			return broker.EnsureTopics(ctx, cfg.Brokers, partitions, topic)
 		},
-		InitialSnapshot: cfg.Snapshot,
+		InitialSnapshot:     cfg.Snapshot,
+		SnapshotParallelism: cfg.SnapshotParallelism,
 	}
 	// An experiment knob: -connector-env ONESIGNAL_CDC_BENCH_LANES=N sets
 	// how many Kafka writes the connector keeps in flight.
@@ -133,11 +141,10 @@ func runConnector(ctx context.Context, cfg childConfig) error {
 	if err := broker.EnsureTopics(ctx, cfg.Brokers, partitions, topics...); err != nil {
 		return err
 	}
-	batch := writerBatch
+	w := broker.NewConnectorWriter(cfg.Brokers) // as the daemon's connector writes
 	if cfg.WriterBatch > 0 {
-		batch = cfg.WriterBatch
+		w.BatchSize = cfg.WriterBatch
 	}
-	w := broker.NewWriter(cfg.Brokers, batch)
 	defer w.Close()
 	var cw writerFunc = w.WriteMessages
 	if cfg.Stats {

@@ -3,15 +3,18 @@ package connbench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
+	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/peers"
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
 )
@@ -46,6 +49,7 @@ type StreamResult struct {
 	write            time.Duration
 	baseline, conn   run
 	discard          *run // -diagnose: the connector without Kafka
+	peer             *run // -peers: pgstream
 }
 
 // SnapshotResult is the snapshot measurement: COPY against the
@@ -53,7 +57,15 @@ type StreamResult struct {
 type SnapshotResult struct {
 	rows       int
 	tableBytes int64
-	copy, conn run
+	copy       run     // COPY into nothing, for scale
+	copyKafka  copyRun // the baseline: COPY's rows through a minimal producer into Kafka
+	conns      []snapshotRun
+}
+
+// snapshotRun is the connector's snapshot at one postgres.snapshot_parallelism.
+type snapshotRun struct {
+	parallel int
+	run
 }
 
 // MemoryResult is the memory measurement: the connector's peak RSS while
@@ -96,6 +108,22 @@ func (b *Bench) Streaming(ctx context.Context) (*StreamResult, error) {
 		}
 	}
 
+	peerSlot := b.DB.Slot("stream_pgstream")
+	var pgstream string
+	if b.Opts.Peers {
+		var err error
+		if pgstream, err = peers.BuildPgstream(ctx, b.Opts.PgstreamBin); err != nil {
+			return nil, err
+		}
+		if err := peers.EnsureWal2json(ctx, b.Srv, b.DB); err != nil {
+			return nil, err
+		}
+		defer b.DB.DropSlots(context.WithoutCancel(ctx), peerSlot) //nolint:errcheck // the database's drop retries
+		if err := peers.InitPgstream(ctx, pgstream, b.DB.DSN, peerSlot); err != nil {
+			return nil, err
+		}
+	}
+
 	res := &StreamResult{rows: b.Opts.Rows, txn: b.Opts.Txn}
 	txns := (b.Opts.Rows + b.Opts.Txn - 1) / b.Opts.Txn
 	harness.Progress("streaming: writing %d row changes in %d transactions of up to %d rows, nothing reading", b.Opts.Rows, txns, b.Opts.Txn)
@@ -133,6 +161,15 @@ func (b *Bench) Streaming(ctx context.Context) (*StreamResult, error) {
 		}
 		res.discard = &d
 		harness.Progress("streaming (diagnosis): without Kafka the connector took %s (%.0f rows/s)", d.elapsed.Round(time.Millisecond), d.rate(res.rows))
+	}
+	if b.Opts.Peers {
+		harness.Progress("streaming (peers): pgstream %s drains the same WAL into a fresh broker", peers.PgstreamVersion)
+		p, err := b.runPgstream(ctx, pgstream, peerSlot, end)
+		if err != nil {
+			return nil, fmt.Errorf("pgstream: %w", err)
+		}
+		res.peer = &p
+		harness.Progress("streaming (peers): pgstream had every event in Kafka after %s (%.0f rows/s)", p.inKafka.Round(time.Millisecond), float64(res.rows)/p.inKafka.Seconds())
 	}
 	return res, nil
 }
@@ -174,17 +211,26 @@ func (b *Bench) Snapshot(ctx context.Context) (*SnapshotResult, error) {
 	if tag.RowsAffected() != int64(b.Opts.Rows) {
 		return nil, fmt.Errorf("COPY read %d rows, want %d", tag.RowsAffected(), b.Opts.Rows)
 	}
-	harness.Progress("snapshot: COPY took %s (%.0f rows/s); now the connector's initial snapshot", res.copy.elapsed.Round(time.Millisecond), res.copy.rate(res.rows))
-
-	slot := b.DB.Slot("snapshot_connector")                // the connector creates it
-	defer b.DB.DropSlots(context.WithoutCancel(ctx), slot) //nolint:errcheck // the database's drop retries
-	res.conn, err = b.runConnector(ctx, connectorRun{
-		slot: slot, publication: pub, table: table, events: int64(b.Opts.Rows), snapshot: true, phase: "snapshot",
-	})
-	if err != nil {
+	harness.Progress("snapshot: COPY into nothing took %s (%.0f rows/s); now COPY through a minimal kafka-go producer into a broker", res.copy.elapsed.Round(time.Millisecond), res.copy.rate(res.rows))
+	if res.copyKafka, err = b.copyToKafka(ctx, table); err != nil {
 		return nil, err
 	}
-	harness.Progress("snapshot: the connector took %s (%.0f rows/s)", res.conn.elapsed.Round(time.Millisecond), res.conn.rate(res.rows))
+	harness.Progress("snapshot: COPY into Kafka took %s (%.0f rows/s), the COPY's backend %s of CPU", res.copyKafka.elapsed.Round(time.Millisecond), res.copyKafka.rate(res.rows), res.copyKafka.serverCPU)
+
+	for _, parallel := range b.Opts.snapshotParallelism() {
+		harness.Progress("snapshot: the connector's initial snapshot, postgres.snapshot_parallelism %d", parallel)
+		slot := b.DB.Slot(fmt.Sprintf("snapshot_connector_%d", parallel)) // the connector creates it
+		r, err := b.runConnector(ctx, connectorRun{
+			slot: slot, publication: pub, table: table, events: int64(b.Opts.Rows), snapshot: true, phase: fmt.Sprintf("snapshot-p%d", parallel),
+			snapshotParallelism: parallel,
+		})
+		_ = b.DB.DropSlots(context.WithoutCancel(ctx), slot)
+		if err != nil {
+			return nil, err
+		}
+		res.conns = append(res.conns, snapshotRun{parallel: parallel, run: r})
+		harness.Progress("snapshot: the connector took %s (%.0f rows/s), %s of CPU", r.elapsed.Round(time.Millisecond), r.rate(res.rows), r.cpu.Round(time.Millisecond))
+	}
 	return res, nil
 }
 
@@ -248,6 +294,8 @@ type connectorRun struct {
 	snapshot bool
 	discard  bool   // no broker: events are acknowledged as they are written
 	phase    string // names the profiles
+	// snapshotParallelism is postgres.snapshot_parallelism (0: the default).
+	snapshotParallelism int
 }
 
 func (b *Bench) runConnector(ctx context.Context, cr connectorRun) (run, error) {
@@ -269,6 +317,7 @@ func (b *Bench) runConnector(ctx context.Context, cr connectorRun) (run, error) 
 		TopicPrefix: topicPrefix, StateTopic: stateTopic, Snapshot: cr.snapshot, StatusInterval: statusInterval,
 		CPUProfile: b.profile(b.Opts.CPUProfile, cr.phase), BlockProfile: b.profile(b.Opts.BlockProfile, cr.phase),
 		Discard: cr.discard, WriterBatch: b.Opts.WriterBatch, Stats: b.Opts.Diagnose,
+		SnapshotParallelism: cr.snapshotParallelism,
 	}
 	var kc *kafka.Client
 	if br != nil {
@@ -413,4 +462,85 @@ func waitSnapshot(ctx context.Context, brokers []string, slot string, timeout ti
 		case <-tick.C:
 		}
 	}
+}
+
+// runPgstream streams the workload with pgstream into a fresh broker: done
+// when Kafka holds an event per row change and its slot confirmed end.
+func (b *Bench) runPgstream(ctx context.Context, bin, slot string, end pglogrepl.LSN) (run, error) {
+	br, err := harness.StartBroker(ctx)
+	if err != nil {
+		return run{}, err
+	}
+	defer br.Stop(10 * time.Second) //nolint:errcheck // stopped below; this is for the error paths
+	const topic = topicPrefix + ".pgstream"
+	p, err := peers.StartPgstream(bin, peers.PgstreamEnv(b.DB.DSN, slot, strings.Join(br.Brokers, ","), topic, partitions))
+	if err != nil {
+		return run{}, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = p.Stop(10 * time.Second)
+		}
+	}()
+	kc := &kafka.Client{Addr: kafka.TCP(br.Brokers...), Timeout: 5 * time.Second}
+	var r run
+	var nextCount time.Time
+	check := func() error {
+		if err := p.Exited(); err != nil {
+			return err
+		}
+		if r.inKafka == 0 && time.Now().After(nextCount) {
+			nextCount = time.Now().Add(100 * time.Millisecond)
+			if n, err := kafkaCount(ctx, kc, topic); err == nil && n >= int64(b.Opts.Rows) {
+				r.inKafka = time.Since(p.Started)
+			}
+		}
+		return nil
+	}
+	// Done when Kafka holds every event and the slot confirmed the end, or
+	// 5 s after Kafka held everything: pgstream confirms what it wrote on
+	// its own schedule, which may stop short of the WAL's end.
+	errConfirmLate := errors.New("not confirmed")
+	var confirmWait time.Time
+	done, err := b.DB.WaitSlot(ctx, slot, end, b.Opts.Timeout, func() error {
+		if err := check(); err != nil {
+			return err
+		}
+		if r.inKafka != 0 && confirmWait.IsZero() {
+			confirmWait = time.Now().Add(5 * time.Second)
+		}
+		if !confirmWait.IsZero() && time.Now().After(confirmWait) {
+			return errConfirmLate
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errConfirmLate):
+	case err != nil:
+		return run{}, err
+	default:
+		for deadline := time.Now().Add(b.Opts.Timeout); r.inKafka == 0; {
+			if err := check(); err != nil {
+				return run{}, err
+			}
+			if time.Now().After(deadline) {
+				return run{}, fmt.Errorf("kafka did not get an event per row change within %s", b.Opts.Timeout)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		r.elapsed = done.Sub(p.Started)
+	}
+	if r.peak, err = p.PeakRSS(); err != nil {
+		return run{}, err
+	}
+	if r.events, err = kafkaCount(ctx, kc, topic); err != nil {
+		return run{}, err
+	}
+	_ = p.Stop(30 * time.Second)
+	stopped = true
+	r.cpu, r.maxRSS = p.Usage()
+	_ = br.Stop(10 * time.Second)
+	r.brokerCPU, _ = br.Usage()
+	return r, nil
 }

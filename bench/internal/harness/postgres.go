@@ -93,6 +93,9 @@ func findLib() (string, error) {
 	}
 }
 
+// LibSh is the path of scripts/lib.sh, for a bash script to source.
+func (s *Server) LibSh() string { return s.lib }
+
 // Root is the repository's top directory.
 func (s *Server) Root() string { return filepath.Dir(filepath.Dir(s.lib)) }
 

@@ -105,6 +105,12 @@ func (p *Process) Exited() error {
 	}
 }
 
+// Err is how the process ended (nil: exit status 0), once Done is closed.
+func (p *Process) Err() error {
+	<-p.done
+	return p.err
+}
+
 // Done is closed when the process has ended.
 func (p *Process) Done() <-chan struct{} { return p.done }
 

@@ -1,0 +1,48 @@
+package connbench
+
+import (
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func TestParseParallelismReadsAListAndRefusesWhatIsOutOfRange(t *testing.T) {
+	got, err := ParseParallelism("1, 4,16")
+	if err != nil || !slices.Equal(got, []int{1, 4, 16}) {
+		t.Errorf("ParseParallelism(1, 4,16) = %v, %v", got, err)
+	}
+	for _, bad := range []string{"0", "65", "two", "1,,2", ""} {
+		if _, err := ParseParallelism(bad); err == nil {
+			t.Errorf("ParseParallelism(%q) took it", bad)
+		}
+	}
+}
+
+func TestTheCopyProducerMakesOneMessagePerLineKeyedByItsFirstColumn(t *testing.T) {
+	out := make(chan []kafka.Message, 10)
+	l := &lineSplitter{topic: "t", out: out}
+	for _, part := range []string{"1\ta\tb\n2\tc", "\td\n", "3\te\n"} {
+		if _, err := l.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.flush()
+	close(out)
+	var got []string
+	for b := range out {
+		for _, m := range b {
+			got = append(got, string(m.Key)+"|"+string(m.Value))
+		}
+	}
+	if want := []string{"1|1\ta\tb", "2|2\tc\td", "3|3\te"}; !slices.Equal(got, want) {
+		t.Errorf("messages %q, want %q", got, want)
+	}
+}
+
+func TestBackendCPUReadsThisProcesssCPUTime(t *testing.T) {
+	if _, err := backendCPU(uint32(os.Getpid())); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,96 @@
+package broker
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
+)
+
+// ConnectorBatchTimeout is how long the connector's writer lets a
+// partition's batch wait for more messages. The connector batches itself
+// (up to Config.BatchSize events per write, per lane), so kafka-go's own
+// wait only delays each write: with the default 2 ms, every write waited
+// out the timer (its share of a partition is below WriterBatchSize), which
+// capped four lanes of 50-event writes at about 55,000 events/s in
+// bench/connector. A microsecond is long enough for the call that started
+// the batch to put all its messages of the partition in it: kafka-go holds
+// the partition's lock while it does, and the timer needs that lock to send
+// the batch.
+const ConnectorBatchTimeout = time.Microsecond
+
+// NewConnectorWriter is the connector's writer: NewWriter with
+// WriterBatchSize, batches sent as soon as the write that made them is in
+// them, and the topic's partition count looked up once a second rather
+// than once per message.
+func (c Cluster) NewConnectorWriter() *kafka.Writer {
+	w := c.NewWriter(WriterBatchSize)
+	w.BatchTimeout = ConnectorBatchTimeout
+	w.Transport = &partitionCounts{RoundTripper: w.Transport, ttl: time.Second}
+	return w
+}
+
+// NewConnectorWriter is Cluster.NewConnectorWriter on a plaintext cluster.
+func NewConnectorWriter(brokers []string) *kafka.Writer {
+	return Plain(brokers).NewConnectorWriter()
+}
+
+// partitionCounts answers kafka-go's writer, which asks the transport for
+// the topic's metadata once for every message it writes (to count the
+// topic's partitions), from a copy at most ttl old. The transport caches
+// metadata too, but builds a filtered copy of it for every question: a
+// tenth of the connector's CPU in kafka-go under bench/connector. Every
+// other request goes through.
+type partitionCounts struct {
+	kafka.RoundTripper
+	ttl time.Duration
+
+	mu     sync.Mutex
+	topics map[string]cachedMetadata
+}
+
+type cachedMetadata struct {
+	resp *metadataAPI.Response
+	at   time.Time
+}
+
+func (p *partitionCounts) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	m, ok := req.(*metadataAPI.Request)
+	if !ok || len(m.TopicNames) != 1 {
+		return p.RoundTripper.RoundTrip(ctx, addr, req)
+	}
+	topic := m.TopicNames[0]
+	p.mu.Lock()
+	c, hit := p.topics[topic]
+	p.mu.Unlock()
+	if hit && time.Since(c.at) < p.ttl {
+		return c.resp, nil
+	}
+	resp, err := p.RoundTripper.RoundTrip(ctx, addr, req)
+	if err != nil {
+		return nil, err
+	}
+	if r, ok := resp.(*metadataAPI.Response); ok && complete(r, topic) {
+		p.mu.Lock()
+		if p.topics == nil {
+			p.topics = make(map[string]cachedMetadata)
+		}
+		p.topics[topic] = cachedMetadata{resp: r, at: time.Now()}
+		p.mu.Unlock()
+	}
+	return resp, nil
+}
+
+// complete reports whether r describes topic without an error, which is
+// all that may be kept: an error is asked again.
+func complete(r *metadataAPI.Response, topic string) bool {
+	for _, t := range r.Topics {
+		if t.Name == topic {
+			return t.ErrorCode == 0 && len(t.Partitions) > 0
+		}
+	}
+	return false
+}

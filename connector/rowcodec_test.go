@@ -1,0 +1,219 @@
+package connector
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// everyType is a table with a column of each type the codec renders its own
+// way (types.go), arrays of them, and names that need quoting.
+var everyType = []col{
+	{"Contact ID", oidInt8, true}, {"i2", oidInt2, false}, {"i4", oidInt4, false}, {"o", oidOID, false},
+	{"b", oidBool, false}, {"by", oidBytea, false}, {"t", oidText, false}, {"j", oidJSON, false},
+	{"jb", oidJSONB, false}, {"f4", oidFloat4, false}, {"f8", oidFloat8, false}, {"n", oidNumeric, false},
+	{"ts", oidTimestamp, false}, {"tstz", oidTimestamptz, false}, {"d", 1082, false}, {"uuid", 2950, false},
+	{"i4a", 1007, false}, {"ta", 1009, false}, {"jba", 3807, false}, {"bya", 1001, false},
+	{"tstza", 1185, false}, {"ba", 1000, false}, {"na", 1231, false}, {"enum", 99999, false},
+	{`Naïve "quoted" <Name> ☃`, oidText, false}, {"MixedCase", oidInt4, false},
+}
+
+// everyTypeRows are rows of everyType: typical values, NULLs, unchanged
+// TOAST, Unicode, and values that do not parse as their type.
+func everyTypeRows() [][]*string {
+	typical := []*string{s("42"), s("-7"), s("2147483647"), s("16384"),
+		s("t"), s(`\x00ff10`), s("héllo \"wörld\" <&> \u2028 ☃"), s(` {"a": [1, 2.5e3, null]} `),
+		s(`{"plan": "pro", "visits": 3}`), s("1.5"), s("-0.25e-7"), s("123456789012345678901234567890.123456789"),
+		s("2024-05-01 12:00:00.123456"), s("2024-05-01 23:30:00+05:30"), s("2024-05-01"), s("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+		s("{1,2,NULL,-3}"), s(`{"a b",NULL,"c\"d",e,"NULL"}`), s(`{"{\"k\": 1}","[]"}`), s(`{"\\x00ff","\\x"}`),
+		s(`{"2024-05-01 00:30:00+02","1999-12-31 23:59:59.5-08"}`), s("{t,f}"), s("{1.5,NaN}"), s("sad"),
+		s("Ünïcødé 日本語 🙂"), s("0")}
+	odd := []*string{s("007"), s("1e5"), s("99999999999999999999"), s("x"),
+		s("maybe"), s(`\xzz`), s("\xff\xfe\x00\x1f"), s("{"),
+		s(`[1,`), s("NaN"), s("Infinity"), s("NaN"),
+		s("infinity"), s("2024-05-01 12:00:00 BC"), s("epoch"), s(""),
+		s("[0:1]={1,2}"), s("{{a,b},{c,d}}"), s("{"), s(`{"\\x0"}`),
+		s("{-infinity}"), s("{maybe}"), s("{}"), s(strings.Repeat("ø", 3000)),
+		s("\t\n"), s("-0")}
+	nulls := make([]*string, len(everyType))
+	nulls[0] = s("43")
+	toasted := make([]*string, len(everyType))
+	for i := range toasted {
+		toasted[i] = toast
+	}
+	toasted[0] = s("44")
+	return [][]*string{typical, odd, nulls, toasted}
+}
+
+func TestTheRowCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
+	const rel = 16390
+	keyOnly := func(row []*string) []*string {
+		k := make([]*string, len(row))
+		k[0] = row[0]
+		return k
+	}
+	type setup struct {
+		name    string
+		cols    []col
+		columns []string // the columns read (nil: all)
+		pk      []string // the primary key looked up (nil: the replica identity)
+	}
+	noKey := append([]col(nil), everyType...)
+	noKey[0].key = false
+	for _, su := range []setup{
+		{name: "every column", cols: everyType},
+		{name: "some columns read, one the table lacks", cols: everyType, columns: []string{"t", "jb", "tstz", "gone"}},
+		{name: "only columns the table lacks", cols: everyType, columns: []string{"gone"}},
+		{name: "a primary key unlike the replica identity", cols: everyType, pk: []string{"Contact ID", "MixedCase"}},
+		{name: "no key", cols: noKey},
+	} {
+		for i, row := range everyTypeRows() {
+			var msgs [][]byte
+			msgs = append(msgs,
+				tuple(pgout{}.u8('I').i32(rel).u8('N'), row...),
+				tuple(pgout{}.u8('U').i32(rel).u8('N'), row...),
+				tuple(pgout{}.u8('D').i32(rel).u8('K'), keyOnly(row)...),
+				// The general path's own: a key change, REPLICA IDENTITY FULL.
+				tuple(tuple(pgout{}.u8('U').i32(rel).u8('K'), s("1")).u8('N'), row...),
+				tuple(pgout{}.u8('D').i32(rel).u8('O'), row...),
+			)
+			for j, msg := range msgs {
+				t.Run(fmt.Sprintf("%s/row %d/message %d", su.name, i, j), func(t *testing.T) {
+					var got [2]step
+					var errs [2]error
+					for k, general := range []bool{false, true} {
+						d := newDecoder("app", "cdc", "v1.2.3", func() time.Time { return time.UnixMilli(1_700_000_000_123) })
+						if su.columns != nil {
+							d.columns = func(string) []string { return su.columns }
+						}
+						mustStep(t, d, 0x100, relationMsg(rel, "Sales", "Contacts ☃", su.cols...))
+						if su.pk != nil {
+							d.setPrimaryKey(rel, su.pk)
+						}
+						mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000)))
+						d.general = general
+						got[k], errs[k] = d.decode(pglogrepl.LSN(0x120+j), msg)
+						if errs[k] == nil {
+							// Own them: the fast path reuses its step.
+							changes := make([]*change, len(got[k].changes))
+							for n, c := range got[k].changes {
+								cc := *c
+								changes[n] = &cc
+							}
+							got[k].changes = changes
+						}
+					}
+					if (errs[0] == nil) != (errs[1] == nil) {
+						t.Fatalf("fast path error %v, general path error %v", errs[0], errs[1])
+					}
+					if errs[0] != nil {
+						return
+					}
+					assertSameChanges(t, got[0], got[1])
+				})
+			}
+		}
+	}
+}
+
+func assertSameChanges(t *testing.T, fast, general step) {
+	t.Helper()
+	if fast.kind != general.kind || len(fast.changes) != len(general.changes) {
+		t.Fatalf("fast path gave step %v with %d changes, general path %v with %d", fast.kind, len(fast.changes), general.kind, len(general.changes))
+	}
+	for i, f := range fast.changes {
+		g := general.changes[i]
+		if f.topic != g.topic || f.op != g.op || f.table != g.table {
+			t.Errorf("change %d: fast path topic %q op %q table %q, general path %q %q %q", i, f.topic, f.op, f.table, g.topic, g.op, g.table)
+		}
+		if !bytes.Equal(f.key, g.key) || (f.key == nil) != (g.key == nil) {
+			t.Errorf("change %d: fast path key %q, general path %q", i, f.key, g.key)
+		}
+		if !bytes.Equal(f.value, g.value) {
+			t.Errorf("change %d: values differ\nfast:    %s\ngeneral: %s", i, f.value, g.value)
+		}
+		if fmt.Sprint(f.headers()) != fmt.Sprint(g.headers()) {
+			t.Errorf("change %d: fast path headers %v, general path %v", i, f.headers(), g.headers())
+		}
+	}
+}
+
+func TestTheRowCodecHandsOversizedEventsToTheGeneralPath(t *testing.T) {
+	big := strings.Repeat("x", maxEventBytes/2)
+	for _, general := range []bool{false, true} {
+		d := newDecoder("app", "cdc", "v1", func() time.Time { return time.UnixMilli(1) })
+		mustStep(t, d, 0x100, relationMsg(16384, "public", "users", usersCols...))
+		mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000)))
+		d.general = general
+		st := mustStep(t, d, 0x120, tuple(pgout{}.u8('I').i32(16384).u8('N'), s("7"), s(big), s("t"), s("1"), s(`"`+big+`"`)))
+		if n := len(st.changes[0].value); n > maxEventBytes {
+			t.Errorf("general=%v: an event of %d bytes, over the limit of %d", general, n, maxEventBytes)
+		}
+	}
+}
+
+func BenchmarkDecodeInsert(b *testing.B) {
+	for _, general := range []bool{false, true} {
+		b.Run(fmt.Sprintf("general=%v", general), func(b *testing.B) {
+			d := newDecoder("app", "cdc", "v1", time.Now)
+			if _, err := d.decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := d.decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
+				b.Fatal(err)
+			}
+			d.general = general
+			msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("123456"), s("user123456@example.com"), s("t"), s("12.50"), s(`{"beta": true, "plan": "pro", "visits": 43}`))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.decode(0x120, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestTheSnapshotCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
+	names, oids := make([]string, len(everyType)), make([]uint32, len(everyType))
+	for i, c := range everyType {
+		names[i], oids[i] = c.name, uint32(c.oid)
+	}
+	for _, key := range [][]string{{"Contact ID"}, {"Contact ID", "MixedCase"}, {"MixedCase", "t"}, nil, {"not selected"}} {
+		for i, row := range everyTypeRows() {
+			vals := make([][]byte, len(row))
+			for j, v := range row {
+				if v != nil && v != toast {
+					vals[j] = []byte(*v)
+				}
+			}
+			c := newSnapshotCodec(names, oids, key, "v1.2.3", "cdc", "app", "Sales", "Contacts ☃")
+			got, ok := c.row(vals, 0x1234, 1_700_000_000_123)
+			if !ok {
+				t.Fatalf("key %q, row %d: the codec refused a row under the limit", key, i)
+			}
+			want := snapshotRow(names, oids, vals, key, 0x1234, 1_700_000_000_123, "v1.2.3", "cdc", "app", "Sales", "Contacts ☃")
+			if !bytes.Equal(got.value, want.value) {
+				t.Errorf("key %q, row %d: values differ\ncodec:   %s\ngeneral: %s", key, i, got.value, want.value)
+			}
+			if !bytes.Equal(got.key, want.key) || (got.key == nil) != (want.key == nil) {
+				t.Errorf("key %q, row %d: codec key %q, general %q", key, i, got.key, want.key)
+			}
+			if got.match != want.match {
+				t.Errorf("key %q, row %d: codec match %q, general %q", key, i, got.match, want.match)
+			}
+		}
+	}
+}
+
+func TestTheSnapshotCodecRefusesAnEventOverTheLimit(t *testing.T) {
+	c := newSnapshotCodec([]string{"id", "a", "b"}, []uint32{oidInt8, oidText, oidText}, []string{"id"}, "v", "cdc", "app", "public", "t")
+	big := []byte(strings.Repeat("x", maxEventBytes/2))
+	if _, ok := c.row([][]byte{[]byte("1"), big, big}, 1, 1); ok {
+		t.Error("the codec encoded an event over the limit, which encodeWithin must shorten")
+	}
+}
