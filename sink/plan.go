@@ -253,7 +253,7 @@ func (g *generation) planDevice(t *target, st *desired.State, m memo) *request {
 	}
 	slices.Sort(r.carried)
 	r.after = append(r.after, targetMessage(s.cfg.TargetsTopic, &desired.Record{
-		Target: transform.User(d.Owner), Kind: desired.KindLinked, Device: t.key.ID, Version: rep.Version}))
+		Target: transform.User(d.Owner), Kind: desired.KindLinked, Device: t.key.ID, Version: rep.Version, Tags: rep.Tags, Props: rep.Props}))
 	if m.applied["owner"] == r.digest {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -239,7 +240,12 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 		g.sched.answered(t, rec.Device, u.Version)
 		g.emitter.emit([]kafka.Message{targetMessage(s.cfg.TargetsTopic, reply)}, m.progress)
 	case desired.KindLinked:
-		if g.sched.linkedSafely(t, rec.Device, rec.Version, st.User().Version) {
+		// The link carried the owner's tags as of a version; at one
+		// version the tags can still differ (the rows of one snapshot
+		// chunk share a position), so they are compared too.
+		u := st.User()
+		safe := g.sched.linkedSafely(t, rec.Device, rec.Version, u.Version)
+		if safe && maps.Equal(rec.Tags, u.Tags) && maps.Equal(rec.Props, u.Props) {
 			m.finish()
 			return nil
 		}

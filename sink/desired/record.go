@@ -51,7 +51,7 @@ type Record struct {
 	Gone    bool     // also KindMember: the device no longer names the user
 	Was     map[string]string
 	Created bool
-	Tags    map[string]string // also KindReply: the owner's desired tags
+	Tags    map[string]string // also KindReply: the owner's desired tags; KindLinked: those the link carried
 	Unknown []string
 	Records []transform.Record
 	Owner   string // also KindReply: the user answering
