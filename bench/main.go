@@ -8,6 +8,8 @@
 //   - the sink's OneSignal calls per change, its sustained calls/s
 //     against the app limit and its requests per new user in a bulk load
 //     (the go test benchmarks in sink/, package sinkbench);
+//   - 1, 2 and 3 sinks of one group on one backlog: the group's calls/s
+//     against the app limit they share (sinkbench.RunGroup);
 //   - the sink's peak RSS holding 1,000,000 users' desired states, the
 //     built daemon running as `onesignal-cdc sink` (package sinkmem);
 //   - the end-to-end latency, commit to OneSignal, of the built daemon at a
@@ -48,7 +50,7 @@ import (
 )
 
 // The phases, in the order they run.
-var allPhases = []string{"stream", "snapshot", "memory", "sink", "sinkmem", "latency"}
+var allPhases = []string{"stream", "snapshot", "memory", "sink", "sinkgroup", "sinkmem", "latency"}
 
 // The markers between which -write puts the results; the rest of the file
 // is left as it is.
@@ -244,6 +246,17 @@ func run(ctx context.Context, opts options) (err error) {
 			if s, err = sinkbench.Run(ctx, srv.Root(), opts.bulkUsers, os.Stderr); err == nil {
 				results = append(results, sinkCalls{s}, sinkSustained{s}, sinkBulk{s})
 			}
+		case "sinkgroup":
+			var g *sinkbench.GroupResult
+			if g, err = sinkbench.RunGroup(ctx, srv.Root(), os.Stderr); err == nil {
+				for i, row := range g.Rows() {
+					detail := ""
+					if i == 0 {
+						detail = g.Detail()
+					}
+					results = append(results, fixedRow{row, detail})
+				}
+			}
 		case "sinkmem":
 			r, err = sinkmem.Run(ctx, opts.sinkmem)
 		case "latency":
@@ -312,6 +325,16 @@ func (s sinkSustained) Row() harness.Row { return s.SustainedRow() }
 func (s sinkSustained) Detail() string   { return "" }
 func (s sinkBulk) Row() harness.Row      { return s.BulkRow() }
 func (s sinkBulk) Detail() string        { return "" }
+
+// fixedRow is a line of the table worked out already, with its detail
+// ("" for none).
+type fixedRow struct {
+	row    harness.Row
+	detail string
+}
+
+func (f fixedRow) Row() harness.Row { return f.row }
+func (f fixedRow) Detail() string   { return f.detail }
 
 // envList is a repeatable NAME=VALUE flag.
 type envList []string

@@ -49,6 +49,9 @@ var agreedMetrics = []string{
 	"onesignal_cdc_sink_rate_limit_requests_per_second",
 	"onesignal_cdc_sink_consumer_lag_messages",
 	"onesignal_cdc_sink_in_flight_messages",
+	"onesignal_cdc_sink_rate_limit_share",
+	"onesignal_cdc_sink_group_members",
+	"onesignal_cdc_sink_assigned_partitions",
 }
 
 // fixedSlot is a SlotReader that reports the same slot every time.
@@ -117,8 +120,15 @@ func busyPipeline(t *testing.T) (*ops.Server, *ops.ConnectorMonitor, *ops.SinkMo
 	conn.Confirmed(connector.Position{Confirmed: 0x16B3748})
 	snk := srv.Sink(ops.SinkConfig{BaseURL: "https://api.onesignal.com"})
 	snk.Watch(func() sink.Stats {
-		return sink.Stats{Fetched: 12, Done: 10, Replays: 2, DeadLettered: 1, Retries: 4, RateLimitWaits: 3, RateLimitWaited: 1500 * time.Millisecond, Rate: 720}
-	}, func() kafka.ReaderStats { return kafka.ReaderStats{Fetches: 4, Lag: 42} })
+		return sink.Stats{Fetched: 12, Done: 10, Replays: 2, DeadLettered: 1, Retries: 4, RateLimitWaits: 3, RateLimitWaited: 1500 * time.Millisecond, Rate: 720,
+			RateShare: 0.5, RateLimit: 900, Generation: 3, Members: 2, Assigned: map[string]int{"cdc.public.users": 2, "cdc.sink-targets": 2}}
+	}, func() kafka.ReaderStats { return kafka.ReaderStats{Fetches: 4, Lag: 7} })
+	snk.WatchLag(func(context.Context) []sink.PartitionLag {
+		return []sink.PartitionLag{
+			{Topic: "cdc.public.users", Partition: 0, End: 100, Committed: 58, Lag: 42},
+			{Topic: "cdc.sink-targets", Partition: 1, End: 9, Committed: kafka.FirstOffset, Lag: 9},
+		}
+	})
 	return srv, conn, snk
 }
 
@@ -193,7 +203,11 @@ func TestMetricsCarryWhatTheComponentsReported(t *testing.T) {
 		`onesignal_cdc_sink_dead_lettered_total 1`,
 		`onesignal_cdc_sink_retries_total 4`,
 		`onesignal_cdc_sink_in_flight_messages 2`,
-		`onesignal_cdc_sink_consumer_lag_messages 42`,
+		`onesignal_cdc_sink_consumer_lag_messages{partition="0",topic="cdc.public.users"} 42`,
+		`onesignal_cdc_sink_consumer_lag_messages{partition="1",topic="cdc.sink-targets"} 9`,
+		`onesignal_cdc_sink_rate_limit_share 0.5`,
+		`onesignal_cdc_sink_group_members 2`,
+		`onesignal_cdc_sink_assigned_partitions{topic="cdc.sink-targets"} 2`,
 		`onesignal_cdc_sink_rate_limit_waits_total 3`,
 		`onesignal_cdc_sink_rate_limit_wait_seconds_total 1.5`,
 		`onesignal_cdc_sink_rate_limit_requests_per_second 720`,

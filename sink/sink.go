@@ -117,6 +117,38 @@ type Generation struct {
 	// Commit commits, per partition, the offset of the next message to
 	// read.
 	Commit func(ctx context.Context, offsets map[checkpoint.Partition]int64) error
+	// Members is how many members the group has in this generation, 0
+	// when not known.
+	Members int
+	// Partitions holds how many partitions each of the group's topics
+	// has; a topic is missing when that is not known.
+	Partitions map[string]int
+}
+
+// RateShare is this member's share of the app-wide rate limit in gen: the
+// share of the targets topic's partitions it holds, since every request
+// serves a target of one of them. The members' shares add up to 1 (range
+// assignment gives every partition to one member), so the group stays
+// under the limit; a member whose partitions run dry leaves its share
+// unused. Without the partition count it is 1/Members, and 1 without
+// that.
+func RateShare(gen *Generation, targetsTopic string) float64 {
+	held := 0
+	for _, a := range gen.Assigned {
+		if a.Topic == targetsTopic {
+			held++
+		}
+	}
+	if n := gen.Partitions[targetsTopic]; n > 0 {
+		return float64(held) / float64(n)
+	}
+	if held == 0 {
+		return 0
+	}
+	if gen.Members > 0 {
+		return 1 / float64(gen.Members)
+	}
+	return 1
 }
 
 // Assignment is a partition of this generation and its committed offset:
@@ -295,6 +327,13 @@ type generation struct {
 	writeCtx context.Context
 	// stop ends the generation, and the sink, with an error.
 	stop context.CancelCauseFunc
+	// share is this member's share of the rate limit (RateShare).
+	share float64
+	// committed is, per assigned partition, the group's committed offset
+	// (the next message to read; kafka.FirstOffset for none), as this
+	// member last committed it, for Lag.
+	committedMu sync.Mutex
+	committed   map[checkpoint.Partition]int64
 }
 
 // writeGrace is how long Kafka writes in flight may take to finish when a
@@ -306,6 +345,10 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 	g := &generation{s: s, gen: gen, offsets: checkpoint.NewOffsets(),
 		rowSlots: make(chan struct{}, s.cfg.MaxInFlight), targetSlots: make(chan struct{}, s.cfg.MaxInFlight)}
 	g.sched = newScheduler(s)
+	g.committed = make(map[checkpoint.Partition]int64, len(gen.Assigned))
+	for _, a := range gen.Assigned {
+		g.committed[checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}] = a.Committed
+	}
 	// What the memory says was applied to the targets of a partition that
 	// another member held meanwhile may no longer be so.
 	gained := map[int]bool{}
@@ -315,6 +358,10 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 		}
 	}
 	s.forgetEffects(gained)
+	g.share = RateShare(gen, s.cfg.TargetsTopic)
+	if s.cfg.Limiter != nil {
+		s.cfg.Limiter.SetShare(g.share)
+	}
 	s.gen.Lock()
 	s.gen.generation = g
 	s.gen.Unlock()
@@ -361,7 +408,8 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 			}
 		})
 	}
-	s.log.Info("generation started", zap.Int32("generation", gen.ID), zap.Int("partitions", len(gen.Assigned)))
+	s.log.Info("generation started", zap.Int32("generation", gen.ID), zap.Int("partitions", len(gen.Assigned)),
+		zap.Int("members", gen.Members), zap.Float64("rate_share", g.share))
 	<-ctx.Done()
 	cancelAPI()
 	wg.Wait()
@@ -469,4 +517,47 @@ func (g *generation) commit(ctx context.Context) {
 		return
 	}
 	g.offsets.Committed(ps)
+	g.committedMu.Lock()
+	for p, off := range offsets {
+		g.committed[p] = max(g.committed[p], off)
+	}
+	g.committedMu.Unlock()
+}
+
+// PartitionLag is how far the group's committed offset of a partition
+// this member holds is behind the partition's end: what
+// kafka-consumer-groups shows as LAG.
+type PartitionLag struct {
+	Topic     string
+	Partition int
+	End       int64 // the high watermark: the offset of the next message written
+	// Committed is the group's committed offset, the next message to
+	// read, or kafka.FirstOffset when none was committed (Lag then counts
+	// from offset 0).
+	Committed int64
+	Lag       int64
+}
+
+// Lag returns the committed-offset lag of every partition this member
+// holds, by topic then partition; nil between generations. A partition
+// whose end cannot be read now is left out.
+func (s *Sink) Lag(ctx context.Context) []PartitionLag {
+	s.gen.Lock()
+	g := s.gen.generation
+	s.gen.Unlock()
+	if g == nil {
+		return nil
+	}
+	out := make([]PartitionLag, 0, len(g.gen.Assigned))
+	for _, a := range g.gen.Assigned {
+		end, err := s.cfg.Kafka.EndOffset(ctx, a.Topic, a.Partition)
+		if err != nil {
+			continue
+		}
+		g.committedMu.Lock()
+		c := g.committed[checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}]
+		g.committedMu.Unlock()
+		out = append(out, PartitionLag{Topic: a.Topic, Partition: a.Partition, End: end, Committed: c, Lag: max(end-max(c, 0), 0)})
+	}
+	return out
 }

@@ -26,7 +26,17 @@ type Stats struct {
 	RateLimitWaits  int64
 	RateLimitWaited time.Duration
 	SlowDowns       int64   // 429s that lowered the rate
-	Rate            float64 // the rate limit now, in requests/s
+	Rate            float64 // this member's rate limit now, in requests/s
+	// RateShare is this member's share of the app-wide limit
+	// (RateShare), and RateLimit that limit, onesignal.rate_limit.
+	RateShare, RateLimit float64
+
+	// The running generation of the group, zero between generations:
+	// its number, how many members the group has (0: not known) and how
+	// many partitions of each topic this member holds.
+	Generation int32
+	Members    int
+	Assigned   map[string]int
 }
 
 type counters struct {
@@ -51,7 +61,17 @@ func (s *Sink) Stats() Stats {
 		st.RateLimitWaited = time.Duration(l.waited.Load())
 		st.SlowDowns = l.slowDowns.Load()
 		st.Rate = l.currentRate()
+		st.RateShare, st.RateLimit = l.Share()
 	}
+	s.gen.Lock()
+	if g := s.gen.generation; g != nil {
+		st.Generation, st.Members = g.gen.ID, g.gen.Members
+		st.Assigned = make(map[string]int)
+		for _, a := range g.gen.Assigned {
+			st.Assigned[a.Topic]++
+		}
+	}
+	s.gen.Unlock()
 	return st
 }
 

@@ -239,6 +239,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			DeadLettered:    sinkOps.DeadLettered(),
 		}, group, forModel(cfg, api), &cfg.Mapping, log)
 		sinkOps.Watch(s.Stats, s.ReaderStats)
+		sinkOps.WatchLag(s.Lag)
 		components = append(components, sinkOps.Wrap(s))
 	}
 	return runAll(ctx, components)
