@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
@@ -143,7 +141,7 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		g.sched.forget(t, r.part)
 		wait := g.backoff(t, err)
 		s.stats.retries.Add(1)
-		s.log.Warn("onesignal call failed; retrying", zap.Stringer("target", t.key), zap.Stringer("op", r), zap.Error(err), zap.Duration("wait", wait))
+		s.retryLog.note(r.String(), err)
 		g.sched.retry(t, wait)
 		return nil
 	}

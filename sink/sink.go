@@ -242,6 +242,8 @@ type Sink struct {
 	// windows and what was applied last.
 	idleMu sync.Mutex
 	idle   *lru[transform.Target, memo]
+	// retryLog counts retried requests, logged every retryLogInterval.
+	retryLog retryLog
 	// gen is the generation running, for Stats.
 	gen struct {
 		sync.Mutex
@@ -291,6 +293,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	logged := make(chan struct{})
+	defer func() { cancel(nil); <-logged }() // the last retries' line
+	go func() { defer close(logged); s.retryLog.run(ctx, s.log, retryLogInterval) }()
 	err := s.group.Run(ctx, func(gctx context.Context, gen *Generation) error {
 		err := s.generation(gctx, gen)
 		if err != nil {
