@@ -21,6 +21,9 @@ type Stats struct {
 	NoDevice      int64 // tag writes by external id that no device carried yet (player model)
 	Stale         int64 // targets records older than the state, healed
 	DeadLettered  int64 // messages written to the dead-letter topic
+	// Resumed counts targets whose backoff was cut short because an
+	// outage of OneSignal ended.
+	Resumed int64
 	// RateLimitWaits is how many HTTP requests waited for the app-wide rate
 	// limiter, and RateLimitWaited their total wait.
 	RateLimitWaits  int64
@@ -40,7 +43,7 @@ type Stats struct {
 }
 
 type counters struct {
-	fetched, done, contributions, replays, unmapped, requests, retries, noDevice, stale, deadLettered atomic.Int64
+	fetched, done, contributions, replays, unmapped, requests, retries, noDevice, stale, deadLettered, resumed atomic.Int64
 }
 
 // Stats returns the counts so far. Fetched is read before Done, so
@@ -56,6 +59,7 @@ func (s *Sink) Stats() Stats {
 	st.NoDevice = s.stats.noDevice.Load()
 	st.Stale = s.stats.stale.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()
+	st.Resumed = s.stats.resumed.Load()
 	if l := s.cfg.Limiter; l != nil {
 		st.RateLimitWaits = l.waits.Load()
 		st.RateLimitWaited = time.Duration(l.waited.Load())
