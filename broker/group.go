@@ -22,16 +22,18 @@ type GroupConfig struct {
 	Topics []string // every member of the group must subscribe to the same topics
 	// SessionTimeout is how long the coordinator waits for a heartbeat
 	// before it takes a member's partitions away: the failover time after
-	// a crash. Default 10 s, Kafka's default before 3.0: a Go process has
-	// no multi-second GC pauses to ride out (Kafka 3.0 raised its default
-	// to 45 s for the JVM's), ten missed heartbeats tolerate CPU throttling
-	// under a pod's CPU limit, and brokers refuse anything under their
-	// group.min.session.timeout.ms (6 s by default).
+	// a crash. Default 6 s, the least brokers accept by default (their
+	// group.min.session.timeout.ms), so that a crashed member's partitions
+	// move within 10 s (the session, a heartbeat to learn of the
+	// rebalance, the rejoin and the restore): a Go process has no
+	// multi-second GC pauses to ride out (Kafka 3.0 raised its default to
+	// 45 s for the JVM's), and eleven missed heartbeats tolerate CPU
+	// throttling under a pod's CPU limit.
 	SessionTimeout time.Duration
 	// HeartbeatInterval is how often the member heartbeats. kafka-go
 	// learns that the group is rebalancing only from a heartbeat's answer,
 	// so this is also how long a member may take to notice that another
-	// one left or joined. Default 1 s: a heartbeat is one small request.
+	// one left or joined. Default 500 ms: a heartbeat is one small request.
 	HeartbeatInterval time.Duration
 	// RebalanceTimeout is how long the coordinator waits, in a rebalance,
 	// for every member to end its generation and rejoin; a member slower
@@ -47,8 +49,8 @@ type GroupConfig struct {
 
 // The defaults of GroupConfig's durations.
 const (
-	DefaultSessionTimeout    = 10 * time.Second
-	DefaultHeartbeatInterval = time.Second
+	DefaultSessionTimeout    = 6 * time.Second
+	DefaultHeartbeatInterval = 500 * time.Millisecond
 	DefaultRebalanceTimeout  = 30 * time.Second
 )
 

@@ -467,8 +467,8 @@ func TestTheMappingsExpressionsAreCompiledOnceAtLoad(t *testing.T) {
 
 func TestTheSinkGroupTimeoutsDefaultToOnesThatFitKubernetesAndCanBeSet(t *testing.T) {
 	d := Default().Sink
-	if d.SessionTimeout != 10*time.Second || d.HeartbeatInterval != time.Second || d.RebalanceTimeout != 30*time.Second {
-		t.Errorf("defaults %+v, want 10s, 1s and 30s", d)
+	if d.SessionTimeout != 6*time.Second || d.HeartbeatInterval != 500*time.Millisecond || d.RebalanceTimeout != 30*time.Second {
+		t.Errorf("defaults %+v, want 6s, 500ms and 30s", d)
 	}
 	cfg, err := Load("testdata/sink_group.good.yml")
 	if err != nil {
