@@ -372,3 +372,29 @@ func (c Cluster) EndOffset(ctx context.Context, topic string, partition int) (in
 	}
 	return 0, fmt.Errorf("read the end offset of %s partition %d: the broker did not answer for it", topic, partition)
 }
+
+// EndOffsets returns the high watermarks of partitions in one request,
+// closing its connections after: for a caller that asks every few
+// seconds. A partition the broker did not answer for is left out.
+func (c Cluster) EndOffsets(ctx context.Context, partitions []TopicPartition) (map[TopicPartition]int64, error) {
+	transport := c.Transport()
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 10 * time.Second, Transport: transport}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, tp := range partitions {
+		req.Topics[tp.Topic] = append(req.Topics[tp.Topic], kafka.LastOffsetOf(tp.Partition))
+	}
+	resp, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("read the end offsets of %d partitions: %w", len(partitions), unprefixed(err))
+	}
+	out := make(map[TopicPartition]int64, len(partitions))
+	for topic, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error == nil {
+				out[TopicPartition{topic, p.Partition}] = p.LastOffset
+			}
+		}
+	}
+	return out, nil
+}

@@ -23,6 +23,23 @@ func (c Cluster) Reader(topic string, partition int, offset int64) PartitionRead
 	return c.PartitionReader(topic, partition, offset, c.Group.ErrorLogger)
 }
 
+// EndOffsets reads the partitions' ends in one request.
+func (c Cluster) EndOffsets(ctx context.Context, partitions []checkpoint.Partition) (map[checkpoint.Partition]int64, error) {
+	tps := make([]broker.TopicPartition, len(partitions))
+	for i, p := range partitions {
+		tps[i] = broker.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+	}
+	got, err := c.Cluster.EndOffsets(ctx, tps)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[checkpoint.Partition]int64, len(got))
+	for tp, end := range got {
+		out[checkpoint.Partition{Topic: tp.Topic, Partition: tp.Partition}] = end
+	}
+	return out, nil
+}
+
 // Run is the group's Run (see Group).
 func (c Cluster) Run(ctx context.Context, handle func(ctx context.Context, gen *Generation) error) error {
 	return c.RunGroup(ctx, c.Group, func(ctx context.Context, bg *broker.Generation) error {

@@ -529,6 +529,11 @@ func (g *generation) commit(ctx context.Context) {
 	g.committedMu.Unlock()
 }
 
+// endOffsets is a Kafka that reads many partitions' ends in one request.
+type endOffsets interface {
+	EndOffsets(ctx context.Context, partitions []checkpoint.Partition) (map[checkpoint.Partition]int64, error)
+}
+
 // PartitionLag is how far the group's committed offset of a partition
 // this member holds is behind the partition's end: what
 // kafka-consumer-groups shows as LAG.
@@ -553,15 +558,32 @@ func (s *Sink) Lag(ctx context.Context) []PartitionLag {
 	if g == nil {
 		return nil
 	}
+	ends := make(map[checkpoint.Partition]int64, len(g.gen.Assigned))
+	if many, ok := s.cfg.Kafka.(endOffsets); ok {
+		parts := make([]checkpoint.Partition, len(g.gen.Assigned))
+		for i, a := range g.gen.Assigned {
+			parts[i] = checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}
+		}
+		if got, err := many.EndOffsets(ctx, parts); err == nil {
+			ends = got
+		}
+	} else {
+		for _, a := range g.gen.Assigned {
+			if end, err := s.cfg.Kafka.EndOffset(ctx, a.Topic, a.Partition); err == nil {
+				ends[checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}] = end
+			}
+		}
+	}
 	out := make([]PartitionLag, 0, len(g.gen.Assigned))
+	g.committedMu.Lock()
+	defer g.committedMu.Unlock()
 	for _, a := range g.gen.Assigned {
-		end, err := s.cfg.Kafka.EndOffset(ctx, a.Topic, a.Partition)
-		if err != nil {
+		p := checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}
+		end, ok := ends[p]
+		if !ok {
 			continue
 		}
-		g.committedMu.Lock()
-		c := g.committed[checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}]
-		g.committedMu.Unlock()
+		c := g.committed[p]
 		out = append(out, PartitionLag{Topic: a.Topic, Partition: a.Partition, End: end, Committed: c, Lag: max(end-max(c, 0), 0)})
 	}
 	return out
