@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -640,6 +641,33 @@ func TestErrorsOnThePageLeaveOutGoMethodNames(t *testing.T) {
 		body := mustGet(t, base+path)
 		if strings.Contains(body, "(*Client)") || !strings.Contains(body, "create topic: dial tcp 127.0.0.1:9092: connect: connection refused") {
 			t.Errorf("%s shows the error with Go's method name, or not at all:\n%s", path, grep(body, "dial tcp"))
+		}
+	}
+}
+
+func TestTheStatusPageShowsTheGroupThisMembersShareAndItsPartitionsLag(t *testing.T) {
+	srv, _, _ := busyPipeline(t)
+	base := started(t, srv)
+	get(t, base+"/metrics") // the watcher polls the lag
+	var st ops.Status
+	if err := json.Unmarshal([]byte(mustGet(t, base+"/status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	s := st.Sink
+	if s == nil || s.Members != 2 || s.Generation != 3 || s.RateShare != 0.5 || s.GroupRateLimit != 900 {
+		t.Fatalf("sink %+v: want 2 members, generation 3, half of 900/s", s)
+	}
+	want := []ops.PartitionState{
+		{Topic: "cdc.public.users", Partition: 0, Committed: 58, End: 100, Lag: 42},
+		{Topic: "cdc.sink-targets", Partition: 1, Committed: -2, End: 9, Lag: 9},
+	}
+	if !reflect.DeepEqual(s.Partitions, want) || s.ConsumerLag == nil || *s.ConsumerLag != 51 {
+		t.Errorf("partitions %+v, lag %v; want %+v, 51", s.Partitions, s.ConsumerLag, want)
+	}
+	page := mustGet(t, base+"/")
+	for _, want := range []string{"2 members", "50 % of 900/s for the group", "<td>cdc.sink-targets</td><td>1</td><td>none</td><td>9</td><td>9</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the status page lacks %q", want)
 		}
 	}
 }
