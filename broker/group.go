@@ -355,7 +355,10 @@ func (c Cluster) PartitionReader(topic string, partition int, from int64, errs k
 // EndOffset returns a partition's high watermark: the offset its next
 // record will get, so the partition holds records below it.
 func (c Cluster) EndOffset(ctx context.Context, topic string, partition int) (int64, error) {
-	resp, err := c.Client(10*time.Second).ListOffsets(ctx, &kafka.ListOffsetsRequest{
+	transport := c.Transport()
+	defer transport.CloseIdleConnections() // each call's own: none left behind
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 10 * time.Second, Transport: transport}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
 		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(partition)}},
 	})
 	if err != nil {
