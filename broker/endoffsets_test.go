@@ -10,10 +10,10 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 )
 
-// TestEndOffsetsAskedEveryFewSecondsLeaveNoConnectionsBehind: the sink's
+// TestOffsetsAndPartitionCountsAskedOftenLeaveNoConnectionsBehind: the sink's
 // lag is read every 2 s; each read must close what it opened, or a
 // process that runs for days piles up connections and their buffers.
-func TestEndOffsetsAskedEveryFewSecondsLeaveNoConnectionsBehind(t *testing.T) {
+func TestOffsetsAndPartitionCountsAskedOftenLeaveNoConnectionsBehind(t *testing.T) {
 	b := kafkatest.Start(t)
 	c := broker.Plain(b.Brokers())
 	ctx := context.Background()
@@ -33,6 +33,9 @@ func TestEndOffsetsAskedEveryFewSecondsLeaveNoConnectionsBehind(t *testing.T) {
 		}
 		if _, err := c.EndOffset(ctx, "lagged", 1); err != nil {
 			t.Fatal(err)
+		}
+		if n, err := c.PartitionCount(ctx, "lagged"); err != nil || n != 3 {
+			t.Fatalf("%d partitions, %v", n, err)
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
