@@ -469,12 +469,7 @@ func (s *Sink) forgetEffects(partitions map[int]bool) {
 	}
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
-	for _, e := range s.idle.items {
-		m := &e.Value.(*lruEntry[transform.Target, memo]).val
-		if partitions[m.partition] {
-			*m = memo{partition: m.partition, next: m.next}
-		}
-	}
+	s.idle.forgetEffects(partitions)
 }
 
 // clone returns a copy of m's maps, so a worker's copy of a memo never

@@ -241,7 +241,7 @@ type Sink struct {
 	// idle remembers targets between generations: their one-second
 	// windows and what was applied last.
 	idleMu sync.Mutex
-	idle   *lru[transform.Target, memo]
+	idle   *idleMemory
 	// retryLog counts retried requests, logged every retryLogInterval.
 	retryLog retryLog
 	// gen is the generation running, for Stats.
@@ -281,7 +281,7 @@ func New(cfg Config, group Group, api OneSignal, mapping *transform.Mapping, log
 		cfg: cfg, group: group, api: api, mapping: mapping, log: log.Named("sink"),
 		devices: mapping.Devices != nil,
 		records: mapping.Users != nil && (mapping.Users.Email != "" || mapping.Users.Phone != ""),
-		idle:    newLRU[transform.Target, memo](cfg.Memory),
+		idle:    newIdleMemory(cfg.Memory),
 	}
 }
 
