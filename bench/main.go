@@ -12,6 +12,9 @@
 //     against the app limit they share (sinkbench.RunGroup);
 //   - the sink's peak RSS holding 1,000,000 users' desired states, the
 //     built daemon running as `onesignal-cdc sink` (package sinkmem);
+//   - the same with 1,000,000 new users in the user model and OneSignal
+//     answering 503 for the whole load, then their drain (sinkmem's
+//     RunAPIDown, the sinkdown phase);
 //   - the end-to-end latency, commit to OneSignal, of the built daemon at a
 //     steady 2,000 row changes/s, against pg_recvlogical's commit to
 //     decode (package latency).
@@ -50,7 +53,7 @@ import (
 )
 
 // The phases, in the order they run.
-var allPhases = []string{"stream", "snapshot", "memory", "sink", "sinkgroup", "sinkmem", "latency"}
+var allPhases = []string{"stream", "snapshot", "memory", "sink", "sinkgroup", "sinkmem", "sinkdown", "latency"}
 
 // The markers between which -write puts the results; the rest of the file
 // is left as it is.
@@ -67,6 +70,7 @@ type options struct {
 	// bulkUsers is how many new users the sink's bulk-load benchmark loads.
 	bulkUsers int
 	sinkmem   sinkmem.Options
+	sinkdown  sinkmem.Options
 	daemon    string // -daemon: a built onesignal-cdc, or "" to build one
 	write     string
 }
@@ -85,6 +89,7 @@ func main() {
 	bulkUsers := flag.Int("sink-bulk-users", 20_000, "new users the sink's bulk-load benchmark loads")
 	sinkUsers := flag.Int("sink-users", 1_000_000, "distinct users whose desired states the sink's memory measurement has it hold")
 	var sinkEnv envList
+	sinkDownUsers := flag.Int("sink-down-users", 1_000_000, "new users in the backlog of the sink's memory measurement with OneSignal down (sinkdown); its drain takes users ÷ 900/s")
 	flag.Var(&sinkEnv, "sinkmem-env", "an experiment: set `NAME=VALUE` in the environment of the sink whose memory is measured, only, e.g. GOMEMLIMIT=150MiB (repeatable)")
 	conns := flag.Int("latency-conns", 4, "connections of the latency workload's load generator")
 	drain := flag.Duration("latency-drain", time.Minute, "how long to wait for the last measured change to reach the emulator")
@@ -113,6 +118,7 @@ func main() {
 		},
 		bulkUsers: *bulkUsers,
 		sinkmem:   sinkmem.Options{Users: *sinkUsers, Env: sinkEnv, Timeout: *timeout, Stall: 2 * time.Minute},
+		sinkdown:  sinkmem.Options{Users: *sinkDownUsers, Env: sinkEnv, Timeout: max(*timeout, time.Duration(*sinkDownUsers/900+600)*time.Second)},
 		daemon:    *daemon,
 		write:     *write,
 	}
@@ -212,7 +218,7 @@ func run(ctx context.Context, opts options) (err error) {
 
 	cb := &connbench.Bench{Opts: opts.conn, Srv: srv, DB: db}
 	var built time.Duration // building the daemon, when this run did
-	if opts.daemon == "" && (opts.phases["sinkmem"] || opts.phases["latency"]) {
+	if opts.daemon == "" && (opts.phases["sinkmem"] || opts.phases["sinkdown"] || opts.phases["latency"]) {
 		dir, err := os.MkdirTemp("", "onesignal-cdc-bench-daemon")
 		if err != nil {
 			return err
@@ -223,7 +229,7 @@ func run(ctx context.Context, opts options) (err error) {
 			return err
 		}
 	}
-	opts.sinkmem.Daemon, opts.latency.Daemon = opts.daemon, opts.daemon
+	opts.sinkmem.Daemon, opts.sinkdown.Daemon, opts.latency.Daemon = opts.daemon, opts.daemon, opts.daemon
 	var results []result
 	var loads []string // the 1-minute load as each phase starts
 	for _, phase := range allPhases {
@@ -259,6 +265,8 @@ func run(ctx context.Context, opts options) (err error) {
 			}
 		case "sinkmem":
 			r, err = sinkmem.Run(ctx, opts.sinkmem)
+		case "sinkdown":
+			r, err = sinkmem.RunAPIDown(ctx, opts.sinkdown)
 		case "latency":
 			r, err = latency.Run(ctx, srv, db, opts.latency)
 		}
@@ -282,7 +290,7 @@ func run(ctx context.Context, opts options) (err error) {
 	if opts.phases["sink"] {
 		fmt.Fprintf(&b, "- %s\n", sinkbench.Setup())
 	}
-	if opts.phases["sinkmem"] {
+	if opts.phases["sinkmem"] || opts.phases["sinkdown"] {
 		fmt.Fprintf(&b, "- %s\n", sinkmem.Setup())
 	}
 	if opts.phases["latency"] {
