@@ -153,7 +153,8 @@ ops:
 	sinks[0] = start(t, "sink", "--config", cfg)
 	term := measure("SIGTERM of one sink", func() time.Time {
 		at := time.Now()
-		sinks[1].terminate(t)
+		took := sinks[1].terminate(t)
+		t.Logf("the sink stopped %s after SIGTERM", took.Round(10*time.Millisecond))
 		return at
 	}, 10*time.Second)
 	if kill > 10*time.Second {
