@@ -64,6 +64,12 @@ func parseGroup(out string) (*GroupResult, error) {
 			continue
 		}
 		logging = nil
+		if name, ok := strings.CutPrefix(line, "--- BENCH: "+benchGroup+"/members="); ok {
+			if n, err := strconv.Atoi(strings.TrimPrefix(benchName(benchGroup+"/members="+name), benchGroup+"/members=")); err == nil {
+				logging = &n
+			}
+			continue
+		}
 		f := strings.Fields(line)
 		if len(f) < 4 || !strings.HasPrefix(f[0], benchGroup+"/members=") {
 			continue
@@ -86,7 +92,6 @@ func parseGroup(out string) (*GroupResult, error) {
 			}
 		}
 		res.Members[n] = b
-		logging = &n
 	}
 	if len(res.Members) == 0 {
 		return nil, fmt.Errorf("go test printed no result for %s", benchGroup)
