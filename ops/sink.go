@@ -227,7 +227,7 @@ func (m *SinkMonitor) poll() {
 		lags := lagOf(ctx)
 		cancel()
 		m.mu.Lock()
-		m.lags, m.lagKnown = lags, true
+		m.lags, m.lagKnown = lags, lags != nil // nil: between generations, nothing held
 		m.mu.Unlock()
 	}
 	if reader == nil {
