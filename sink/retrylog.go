@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
 // retryLogInterval is how often the retries of OneSignal requests are
@@ -87,16 +89,27 @@ func (l *retryLog) run(ctx context.Context, log *zap.Logger, interval time.Durat
 	}
 }
 
-// retryCause names why a retried attempt failed: its HTTP status,
-// "timeout", or "network" for a connection that failed otherwise.
+// retryCause names why a retried attempt failed: its HTTP status;
+// "deferred" for one that did the first part of its work and waits for
+// the target's next window (a create that found the user); "timeout";
+// "network" for a request that got no complete answer otherwise; "other".
 func retryCause(err error) string {
 	if h, ok := errors.AsType[statusError](err); ok && h.HTTPStatus() > 0 {
 		return strconv.Itoa(h.HTTPStatus())
 	}
+	if _, ok := errors.AsType[*onesignal.DeferredError](err); ok {
+		return "deferred"
+	}
 	if ne, ok := errors.AsType[net.Error](err); (ok && ne.Timeout()) || errors.Is(err, context.DeadlineExceeded) {
 		return "timeout"
 	}
-	return "network"
+	if _, ok := errors.AsType[*onesignal.TransportError](err); ok {
+		return "network"
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return "network"
+	}
+	return "other"
 }
 
 // thousands writes n with commas: 1,234.

@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
 type httpStatusError int
@@ -25,14 +27,15 @@ func TestRetriesAreLoggedAsOneLinePerKindOfRequestWithCountsByCause(t *testing.T
 	for range 34 {
 		l.note("set_tags", context.DeadlineExceeded)
 	}
-	l.note("link", errors.New("connection reset by peer"))
+	l.note("link", &onesignal.TransportError{Endpoint: "PUT /players/{id}", Err: errors.New("connection reset by peer")})
+	l.note("link", &onesignal.DeferredError{Endpoint: "PUT /players/{id}", Reason: "the next window"})
 	l.flush(zap.New(core), 10*time.Second)
 	var got []string
 	for _, e := range logs.All() {
 		got = append(got, e.Message)
 	}
 	want := []string{
-		"retrying 1 link requests to OneSignal: network ×1",
+		"retrying 2 link requests to OneSignal: deferred ×1, network ×1",
 		"retrying 1,234 set_tags requests to OneSignal: 503 ×1,200, timeout ×34",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
