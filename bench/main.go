@@ -8,8 +8,13 @@
 //   - the sink's OneSignal calls per change, its sustained calls/s
 //     against the app limit and its requests per new user in a bulk load
 //     (the go test benchmarks in sink/, package sinkbench);
+//   - 1, 2 and 3 sinks of one group on one backlog: the group's calls/s
+//     against the app limit they share (sinkbench.RunGroup);
 //   - the sink's peak RSS holding 1,000,000 users' desired states, the
 //     built daemon running as `onesignal-cdc sink` (package sinkmem);
+//   - the same with 1,000,000 new users in the user model and OneSignal
+//     answering 503 for the whole load, then their drain (sinkmem's
+//     RunAPIDown, the sinkdown phase);
 //   - the end-to-end latency, commit to OneSignal, of the built daemon at a
 //     steady 2,000 row changes/s, against pg_recvlogical's commit to
 //     decode (package latency).
@@ -49,7 +54,7 @@ import (
 )
 
 // The phases, in the order they run.
-var allPhases = []string{"stream", "snapshot", "memory", "sink", "sinkmem", "latency"}
+var allPhases = []string{"stream", "snapshot", "memory", "sink", "sinkgroup", "sinkmem", "sinkdown", "latency"}
 
 // The markers between which -write puts the results; the rest of the file
 // is left as it is.
@@ -66,6 +71,7 @@ type options struct {
 	// bulkUsers is how many new users the sink's bulk-load benchmark loads.
 	bulkUsers int
 	sinkmem   sinkmem.Options
+	sinkdown  sinkmem.Options
 	daemon    string // -daemon: a built onesignal-cdc, or "" to build one
 	write     string
 }
@@ -84,6 +90,7 @@ func main() {
 	bulkUsers := flag.Int("sink-bulk-users", 20_000, "new users the sink's bulk-load benchmark loads")
 	sinkUsers := flag.Int("sink-users", 1_000_000, "distinct users whose desired states the sink's memory measurement has it hold")
 	var sinkEnv envList
+	sinkDownUsers := flag.Int("sink-down-users", 1_000_000, "new users in the backlog of the sink's memory measurement with OneSignal down (sinkdown); its drain takes users ÷ 900/s")
 	flag.Var(&sinkEnv, "sinkmem-env", "an experiment: set `NAME=VALUE` in the environment of the sink whose memory is measured, only, e.g. GOMEMLIMIT=150MiB (repeatable)")
 	conns := flag.Int("latency-conns", 4, "connections of the latency workload's load generator")
 	drain := flag.Duration("latency-drain", time.Minute, "how long to wait for the last measured change to reach the emulator")
@@ -120,6 +127,7 @@ func main() {
 		},
 		bulkUsers: *bulkUsers,
 		sinkmem:   sinkmem.Options{Users: *sinkUsers, Env: sinkEnv, Timeout: *timeout, Stall: 2 * time.Minute},
+		sinkdown:  sinkmem.Options{Users: *sinkDownUsers, Env: sinkEnv, Timeout: max(*timeout, time.Duration(*sinkDownUsers/900+600)*time.Second)},
 		daemon:    *daemon,
 		write:     *write,
 	}
@@ -219,7 +227,7 @@ func run(ctx context.Context, opts options) (err error) {
 
 	cb := &connbench.Bench{Opts: opts.conn, Srv: srv, DB: db}
 	var built time.Duration // building the daemon, when this run did
-	if opts.daemon == "" && (opts.phases["sinkmem"] || opts.phases["latency"]) {
+	if opts.daemon == "" && (opts.phases["sinkmem"] || opts.phases["sinkdown"] || opts.phases["latency"]) {
 		dir, err := os.MkdirTemp("", "onesignal-cdc-bench-daemon")
 		if err != nil {
 			return err
@@ -230,7 +238,7 @@ func run(ctx context.Context, opts options) (err error) {
 			return err
 		}
 	}
-	opts.sinkmem.Daemon, opts.latency.Daemon = opts.daemon, opts.daemon
+	opts.sinkmem.Daemon, opts.sinkdown.Daemon, opts.latency.Daemon = opts.daemon, opts.daemon, opts.daemon
 	var results []result
 	var loads []string // the 1-minute load as each phase starts
 	for _, phase := range allPhases {
@@ -259,8 +267,21 @@ func run(ctx context.Context, opts options) (err error) {
 			if s, err = sinkbench.Run(ctx, srv.Root(), opts.bulkUsers, os.Stderr); err == nil {
 				results = append(results, sinkCalls{s}, sinkSustained{s}, sinkBulk{s})
 			}
+		case "sinkgroup":
+			var g *sinkbench.GroupResult
+			if g, err = sinkbench.RunGroup(ctx, srv.Root(), os.Stderr); err == nil {
+				for i, row := range g.Rows() {
+					detail := ""
+					if i == 0 {
+						detail = g.Detail()
+					}
+					results = append(results, fixedRow{row, detail})
+				}
+			}
 		case "sinkmem":
 			r, err = sinkmem.Run(ctx, opts.sinkmem)
+		case "sinkdown":
+			r, err = sinkmem.RunAPIDown(ctx, opts.sinkdown)
 		case "latency":
 			r, err = latency.Run(ctx, srv, db, opts.latency)
 		}
@@ -284,7 +305,7 @@ func run(ctx context.Context, opts options) (err error) {
 	if opts.phases["sink"] {
 		fmt.Fprintf(&b, "- %s\n", sinkbench.Setup())
 	}
-	if opts.phases["sinkmem"] {
+	if opts.phases["sinkmem"] || opts.phases["sinkdown"] {
 		fmt.Fprintf(&b, "- %s\n", sinkmem.Setup())
 	}
 	if opts.phases["latency"] {
@@ -334,6 +355,16 @@ func (s sinkSustained) Row() harness.Row { return s.SustainedRow() }
 func (s sinkSustained) Detail() string   { return "" }
 func (s sinkBulk) Row() harness.Row      { return s.BulkRow() }
 func (s sinkBulk) Detail() string        { return "" }
+
+// fixedRow is a line of the table worked out already, with its detail
+// ("" for none).
+type fixedRow struct {
+	row    harness.Row
+	detail string
+}
+
+func (f fixedRow) Row() harness.Row { return f.row }
+func (f fixedRow) Detail() string   { return f.detail }
 
 // envList is a repeatable NAME=VALUE flag.
 type envList []string

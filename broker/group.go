@@ -22,16 +22,18 @@ type GroupConfig struct {
 	Topics []string // every member of the group must subscribe to the same topics
 	// SessionTimeout is how long the coordinator waits for a heartbeat
 	// before it takes a member's partitions away: the failover time after
-	// a crash. Default 10 s, Kafka's default before 3.0: a Go process has
-	// no multi-second GC pauses to ride out (Kafka 3.0 raised its default
-	// to 45 s for the JVM's), ten missed heartbeats tolerate CPU throttling
-	// under a pod's CPU limit, and brokers refuse anything under their
-	// group.min.session.timeout.ms (6 s by default).
+	// a crash. Default 6 s, the least brokers accept by default (their
+	// group.min.session.timeout.ms), so that a crashed member's partitions
+	// move within 10 s (the session, a heartbeat to learn of the
+	// rebalance, the rejoin and the restore): a Go process has no
+	// multi-second GC pauses to ride out (Kafka 3.0 raised its default to
+	// 45 s for the JVM's), and eleven missed heartbeats tolerate CPU
+	// throttling under a pod's CPU limit.
 	SessionTimeout time.Duration
 	// HeartbeatInterval is how often the member heartbeats. kafka-go
 	// learns that the group is rebalancing only from a heartbeat's answer,
 	// so this is also how long a member may take to notice that another
-	// one left or joined. Default 1 s: a heartbeat is one small request.
+	// one left or joined. Default 500 ms: a heartbeat is one small request.
 	HeartbeatInterval time.Duration
 	// RebalanceTimeout is how long the coordinator waits, in a rebalance,
 	// for every member to end its generation and rejoin; a member slower
@@ -47,8 +49,8 @@ type GroupConfig struct {
 
 // The defaults of GroupConfig's durations.
 const (
-	DefaultSessionTimeout    = 10 * time.Second
-	DefaultHeartbeatInterval = time.Second
+	DefaultSessionTimeout    = 6 * time.Second
+	DefaultHeartbeatInterval = 500 * time.Millisecond
 	DefaultRebalanceTimeout  = 30 * time.Second
 )
 
@@ -353,7 +355,10 @@ func (c Cluster) PartitionReader(topic string, partition int, from int64, errs k
 // EndOffset returns a partition's high watermark: the offset its next
 // record will get, so the partition holds records below it.
 func (c Cluster) EndOffset(ctx context.Context, topic string, partition int) (int64, error) {
-	resp, err := c.Client(10*time.Second).ListOffsets(ctx, &kafka.ListOffsetsRequest{
+	transport := c.Transport()
+	defer transport.CloseIdleConnections() // each call's own: none left behind
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 10 * time.Second, Transport: transport}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
 		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(partition)}},
 	})
 	if err != nil {
@@ -369,4 +374,30 @@ func (c Cluster) EndOffset(ctx context.Context, topic string, partition int) (in
 		return p.LastOffset, nil
 	}
 	return 0, fmt.Errorf("read the end offset of %s partition %d: the broker did not answer for it", topic, partition)
+}
+
+// EndOffsets returns the high watermarks of partitions in one request,
+// closing its connections after: for a caller that asks every few
+// seconds. A partition the broker did not answer for is left out.
+func (c Cluster) EndOffsets(ctx context.Context, partitions []TopicPartition) (map[TopicPartition]int64, error) {
+	transport := c.Transport()
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 10 * time.Second, Transport: transport}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, tp := range partitions {
+		req.Topics[tp.Topic] = append(req.Topics[tp.Topic], kafka.LastOffsetOf(tp.Partition))
+	}
+	resp, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("read the end offsets of %d partitions: %w", len(partitions), unprefixed(err))
+	}
+	out := make(map[TopicPartition]int64, len(partitions))
+	for topic, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error == nil {
+				out[TopicPartition{topic, p.Partition}] = p.LastOffset
+			}
+		}
+	}
+	return out, nil
 }

@@ -69,7 +69,10 @@ func checkCompacted(ctx context.Context, client *kafka.Client, topic string) err
 // PartitionCount returns how many partitions topic has; an error wrapping
 // kafka.UnknownTopicOrPartition when it does not exist.
 func (c Cluster) PartitionCount(ctx context.Context, topic string) (int, error) {
-	md, err := c.Client(10*time.Second).Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	transport := c.Transport()
+	defer transport.CloseIdleConnections() // asked at every generation: leave no connection behind
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: 10 * time.Second, Transport: transport}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return 0, fmt.Errorf("read the partitions of topic %q: %w", topic, unprefixed(err))
 	}

@@ -48,6 +48,36 @@ type SinkOptions struct {
 	// sink did not write is refused. Default "": a new directory under the
 	// system's temporary directory, removed at exit.
 	StateDir string `yaml:"state_dir"`
+	// SessionTimeout is how long the group's coordinator waits for a
+	// member's heartbeat before it gives the member's partitions to the
+	// others: the failover time after a crash (OOM kill, a lost node).
+	// Default 6s, the least brokers accept by default (their
+	// group.min.session.timeout.ms), for a failover within 10s.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// HeartbeatInterval is how often a member heartbeats, and so how soon
+	// it learns that the group rebalances (a member that left or joined);
+	// at most a third of session_timeout. Default 500ms.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// RebalanceTimeout is how long the coordinator waits in a rebalance
+	// for every member to stop its work and rejoin; a member slower than
+	// that is dropped. Default 30s, Kubernetes' default
+	// terminationGracePeriodSeconds.
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+}
+
+// validate reports the sink's options that cannot work.
+func (o SinkOptions) validate(bad func(format string, a ...any)) {
+	if o.SessionTimeout < time.Second {
+		bad("sink.session_timeout %s is too short: use at least 1s, and no less than the broker's group.min.session.timeout.ms (6s by default; default 6s)", o.SessionTimeout)
+	}
+	if o.HeartbeatInterval < 100*time.Millisecond {
+		bad("sink.heartbeat_interval %s is too short: use at least 100ms (default 500ms)", o.HeartbeatInterval)
+	} else if o.HeartbeatInterval*3 > o.SessionTimeout && o.SessionTimeout >= time.Second {
+		bad("sink.heartbeat_interval %s is more than a third of sink.session_timeout %s, so one late heartbeat ends the session: shorten the interval or lengthen the timeout (defaults 500ms and 6s)", o.HeartbeatInterval, o.SessionTimeout)
+	}
+	if o.RebalanceTimeout < time.Second {
+		bad("sink.rebalance_timeout %s is too short: use at least 1s, more than a sink needs to stop its work (default 30s)", o.RebalanceTimeout)
+	}
 }
 
 // Postgres is the source database.
@@ -274,6 +304,11 @@ func Default() Config {
 			Concurrency: 128,
 			RateLimit:   900,
 			MaxInFlight: 10000,
+		},
+		Sink: SinkOptions{
+			SessionTimeout:    6 * time.Second,
+			HeartbeatInterval: 500 * time.Millisecond,
+			RebalanceTimeout:  30 * time.Second,
 		},
 		Log: Log{Level: "info", Format: "json"},
 		Ops: Ops{Listen: ":9090"},
@@ -726,6 +761,7 @@ func (c *Config) ValidateFor(role Role) error {
 	}
 	if role&Sink != 0 {
 		c.OneSignal.validate(bad, badAt)
+		c.Sink.validate(bad)
 	}
 	lim := transform.Limits{Model: c.OneSignal.Model}
 	if role&Sink != 0 {

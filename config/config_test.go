@@ -464,3 +464,17 @@ func TestTheMappingsExpressionsAreCompiledOnceAtLoad(t *testing.T) {
 		t.Errorf("tables %s", got)
 	}
 }
+
+func TestTheSinkGroupTimeoutsDefaultToOnesThatFitKubernetesAndCanBeSet(t *testing.T) {
+	d := Default().Sink
+	if d.SessionTimeout != 6*time.Second || d.HeartbeatInterval != 500*time.Millisecond || d.RebalanceTimeout != 30*time.Second {
+		t.Errorf("defaults %+v, want 6s, 500ms and 30s", d)
+	}
+	cfg, err := Load("testdata/sink_group.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Sink; s.SessionTimeout != 6*time.Second || s.HeartbeatInterval != 500*time.Millisecond || s.RebalanceTimeout != 20*time.Second {
+		t.Errorf("loaded %+v, want 6s, 500ms and 20s", s)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,9 @@ var agreedMetrics = []string{
 	"onesignal_cdc_sink_rate_limit_requests_per_second",
 	"onesignal_cdc_sink_consumer_lag_messages",
 	"onesignal_cdc_sink_in_flight_messages",
+	"onesignal_cdc_sink_rate_limit_share",
+	"onesignal_cdc_sink_group_members",
+	"onesignal_cdc_sink_assigned_partitions",
 }
 
 // fixedSlot is a SlotReader that reports the same slot every time.
@@ -117,8 +121,15 @@ func busyPipeline(t *testing.T) (*ops.Server, *ops.ConnectorMonitor, *ops.SinkMo
 	conn.Confirmed(connector.Position{Confirmed: 0x16B3748})
 	snk := srv.Sink(ops.SinkConfig{BaseURL: "https://api.onesignal.com"})
 	snk.Watch(func() sink.Stats {
-		return sink.Stats{Fetched: 12, Done: 10, Replays: 2, DeadLettered: 1, Retries: 4, RateLimitWaits: 3, RateLimitWaited: 1500 * time.Millisecond, Rate: 720}
-	}, func() kafka.ReaderStats { return kafka.ReaderStats{Fetches: 4, Lag: 42} })
+		return sink.Stats{Fetched: 12, Done: 10, Replays: 2, DeadLettered: 1, Retries: 4, RateLimitWaits: 3, RateLimitWaited: 1500 * time.Millisecond, Rate: 720,
+			RateShare: 0.5, RateLimit: 900, Generation: 3, Members: 2, Assigned: map[string]int{"cdc.public.users": 2, "cdc.sink-targets": 2}}
+	}, func() kafka.ReaderStats { return kafka.ReaderStats{Fetches: 4, Lag: 7} })
+	snk.WatchLag(func(context.Context) []sink.PartitionLag {
+		return []sink.PartitionLag{
+			{Topic: "cdc.public.users", Partition: 0, End: 100, Committed: 58, Lag: 42},
+			{Topic: "cdc.sink-targets", Partition: 1, End: 9, Committed: kafka.FirstOffset, Lag: 9},
+		}
+	})
 	return srv, conn, snk
 }
 
@@ -193,7 +204,11 @@ func TestMetricsCarryWhatTheComponentsReported(t *testing.T) {
 		`onesignal_cdc_sink_dead_lettered_total 1`,
 		`onesignal_cdc_sink_retries_total 4`,
 		`onesignal_cdc_sink_in_flight_messages 2`,
-		`onesignal_cdc_sink_consumer_lag_messages 42`,
+		`onesignal_cdc_sink_consumer_lag_messages{partition="0",topic="cdc.public.users"} 42`,
+		`onesignal_cdc_sink_consumer_lag_messages{partition="1",topic="cdc.sink-targets"} 9`,
+		`onesignal_cdc_sink_rate_limit_share 0.5`,
+		`onesignal_cdc_sink_group_members 2`,
+		`onesignal_cdc_sink_assigned_partitions{topic="cdc.sink-targets"} 2`,
 		`onesignal_cdc_sink_rate_limit_waits_total 3`,
 		`onesignal_cdc_sink_rate_limit_wait_seconds_total 1.5`,
 		`onesignal_cdc_sink_rate_limit_requests_per_second 720`,
@@ -626,6 +641,33 @@ func TestErrorsOnThePageLeaveOutGoMethodNames(t *testing.T) {
 		body := mustGet(t, base+path)
 		if strings.Contains(body, "(*Client)") || !strings.Contains(body, "create topic: dial tcp 127.0.0.1:9092: connect: connection refused") {
 			t.Errorf("%s shows the error with Go's method name, or not at all:\n%s", path, grep(body, "dial tcp"))
+		}
+	}
+}
+
+func TestTheStatusPageShowsTheGroupThisMembersShareAndItsPartitionsLag(t *testing.T) {
+	srv, _, _ := busyPipeline(t)
+	base := started(t, srv)
+	get(t, base+"/metrics") // the watcher polls the lag
+	var st ops.Status
+	if err := json.Unmarshal([]byte(mustGet(t, base+"/status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	s := st.Sink
+	if s == nil || s.Members != 2 || s.Generation != 3 || s.RateShare != 0.5 || s.GroupRateLimit != 900 {
+		t.Fatalf("sink %+v: want 2 members, generation 3, half of 900/s", s)
+	}
+	want := []ops.PartitionState{
+		{Topic: "cdc.public.users", Partition: 0, Committed: 58, End: 100, Lag: 42},
+		{Topic: "cdc.sink-targets", Partition: 1, Committed: -2, End: 9, Lag: 9},
+	}
+	if !reflect.DeepEqual(s.Partitions, want) || s.ConsumerLag == nil || *s.ConsumerLag != 51 {
+		t.Errorf("partitions %+v, lag %v; want %+v, 51", s.Partitions, s.ConsumerLag, want)
+	}
+	page := mustGet(t, base+"/")
+	for _, want := range []string{"2 members", "50 % of 900/s for the group", "<td>cdc.sink-targets</td><td>1</td><td>none</td><td>9</td><td>9</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the status page lacks %q", want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,11 +48,13 @@ type SinkMonitor struct {
 	mu     sync.Mutex
 	stats  func() sink.Stats
 	reader func() kafka.ReaderStats
-	// lag is the reader's lag, read by poll: kafka-go's Stats resets its
-	// counters, so poll is its only caller.
-	lag, fetched int64
-	lagKnown     bool
-	applied      float64 // applied messages so far: never reported lower
+	// lagOf reads the committed-offset lag of the partitions the member
+	// holds; lags is its last answer, read by poll.
+	lagOf    func(ctx context.Context) []sink.PartitionLag
+	lags     []sink.PartitionLag
+	lagKnown bool
+	fetched  int64
+	applied  float64 // applied messages so far: never reported lower
 	// Errors the Kafka reader logged: how many since the last poll, the
 	// newest, and how many polls in a row saw some.
 	kafkaErrs   int
@@ -122,6 +125,21 @@ func (m *SinkMonitor) Watch(stats func() sink.Stats, reader func() kafka.ReaderS
 	defer m.mu.Unlock()
 	m.stats, m.reader = stats, reader
 }
+
+// WatchLag reads the committed-offset lag of the member's partitions with
+// lag (Sink.Lag) at each poll, for onesignal_cdc_sink_consumer_lag_messages
+// and the status page. On a nil monitor it does nothing.
+func (m *SinkMonitor) WatchLag(lag func(ctx context.Context) []sink.PartitionLag) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lagOf = lag
+}
+
+// lagTimeout bounds one poll's reading of the partitions' ends.
+const lagTimeout = 2 * time.Second
 
 // DeadLettered returns the function for sink.Config.DeadLettered: it
 // keeps the last keepDeadLetters dead letters, their reasons without
@@ -197,12 +215,21 @@ func (m *SinkMonitor) KafkaErrorLogger() kafka.Logger {
 // down: 2 polls, 2 to 4 seconds of errors.
 const kafkaDownAfter = 2
 
-// poll reads the Kafka reader's stats: its lag, and whether it kept
-// failing or fetched without an error since the last poll.
+// poll reads the committed-offset lag and the Kafka reader's stats:
+// whether it kept failing or fetched without an error since the last
+// poll.
 func (m *SinkMonitor) poll() {
 	m.mu.Lock()
-	reader, stats := m.reader, m.stats
+	reader, stats, lagOf := m.reader, m.stats, m.lagOf
 	m.mu.Unlock()
+	if lagOf != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), lagTimeout)
+		lags := lagOf(ctx)
+		cancel()
+		m.mu.Lock()
+		m.lags, m.lagKnown = lags, lags != nil // nil: between generations, nothing held
+		m.mu.Unlock()
+	}
 	if reader == nil {
 		return
 	}
@@ -212,7 +239,6 @@ func (m *SinkMonitor) poll() {
 		fetched = stats().Fetched
 	}
 	m.mu.Lock()
-	m.lag, m.lagKnown = rs.Lag, true
 	errs := max(int64(m.kafkaErrs), rs.Errors)
 	failing := errs > 0 && (rs.Fetches == 0 || 2*errs >= rs.Fetches)
 	progress := !failing && (rs.Fetches > 0 || rs.Messages > 0 || fetched > m.fetched)
@@ -295,8 +321,13 @@ type sinkView struct {
 	rate                          float64
 	slowDowns                     float64
 	inFlight                      float64
-	lag                           float64
+	lags                          []sink.PartitionLag
 	lagKnown                      bool
+	// The group, as this member sees it.
+	share, limit float64
+	generation   int32
+	members      int
+	assigned     map[string]int
 }
 
 // view reads the sink's counters. applied is done minus skipped minus
@@ -305,7 +336,7 @@ type sinkView struct {
 func (m *SinkMonitor) view() sinkView {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := sinkView{lag: float64(m.lag), lagKnown: m.lagKnown}
+	v := sinkView{lags: m.lags, lagKnown: m.lagKnown}
 	if m.stats == nil {
 		return v
 	}
@@ -321,6 +352,8 @@ func (m *SinkMonitor) view() sinkView {
 	v.rate = st.Rate
 	v.slowDowns = float64(st.SlowDowns)
 	v.inFlight = float64(max(st.Fetched-st.Done, 0))
+	v.share, v.limit = st.RateShare, st.RateLimit
+	v.generation, v.members, v.assigned = st.Generation, st.Members, st.Assigned
 	return v
 }
 
@@ -338,9 +371,12 @@ var (
 	sinkWaitsDesc        = sinkDesc("rate_limit_waits_total", "OneSignal API attempts that waited for the app-wide rate limiter.")
 	sinkWaitSecondsDesc  = sinkDesc("rate_limit_wait_seconds_total", "Total time API attempts waited for the app-wide rate limiter.")
 	sinkRateDesc         = sinkDesc("rate_limit_requests_per_second", "The rate limiter's current rate: onesignal.rate_limit, lowered for a while after a 429.")
-	sinkConsumerLagDesc  = sinkDesc("consumer_lag_messages", "Messages behind the end of the partition the Kafka reader read last (kafka-go's reader lag).")
+	sinkConsumerLagDesc  = sinkDesc("consumer_lag_messages", "Messages between the consumer group's committed offset and the end of each partition this member holds (what kafka-consumer-groups shows as LAG).", "topic", "partition")
 	sinkInFlightDesc     = sinkDesc("in_flight_messages", "Messages fetched from Kafka and not yet done.")
-	sinkCollectorMetrics = []*prometheus.Desc{sinkMessagesDesc, sinkRetriesDesc, sinkDeadDesc, sinkWaitsDesc, sinkWaitSecondsDesc, sinkRateDesc, sinkConsumerLagDesc, sinkInFlightDesc}
+	sinkShareDesc        = sinkDesc("rate_limit_share", "This member's share of onesignal.rate_limit: the share of the targets topic's partitions it holds.")
+	sinkMembersDesc      = sinkDesc("group_members", "Members of the sink's consumer group in this member's generation.")
+	sinkAssignedDesc     = sinkDesc("assigned_partitions", "Partitions of each topic assigned to this member.", "topic")
+	sinkCollectorMetrics = []*prometheus.Desc{sinkMessagesDesc, sinkRetriesDesc, sinkDeadDesc, sinkWaitsDesc, sinkWaitSecondsDesc, sinkRateDesc, sinkConsumerLagDesc, sinkInFlightDesc, sinkShareDesc, sinkMembersDesc, sinkAssignedDesc}
 )
 
 func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -351,11 +387,18 @@ func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 	v := c.m.view()
-	if v.lagKnown {
-		ch <- prometheus.MustNewConstMetric(sinkConsumerLagDesc, prometheus.GaugeValue, v.lag)
+	for _, l := range v.lags {
+		ch <- prometheus.MustNewConstMetric(sinkConsumerLagDesc, prometheus.GaugeValue, float64(l.Lag), l.Topic, strconv.Itoa(l.Partition))
 	}
 	if !v.known {
 		return
+	}
+	ch <- prometheus.MustNewConstMetric(sinkShareDesc, prometheus.GaugeValue, v.share)
+	if v.members > 0 {
+		ch <- prometheus.MustNewConstMetric(sinkMembersDesc, prometheus.GaugeValue, float64(v.members))
+	}
+	for topic, n := range v.assigned {
+		ch <- prometheus.MustNewConstMetric(sinkAssignedDesc, prometheus.GaugeValue, float64(n), topic)
 	}
 	ch <- prometheus.MustNewConstMetric(sinkMessagesDesc, prometheus.CounterValue, v.applied, "applied")
 	ch <- prometheus.MustNewConstMetric(sinkMessagesDesc, prometheus.CounterValue, v.skipped, "skipped")

@@ -69,15 +69,25 @@ type ConnectorView struct {
 
 // SinkView is the sink's figures.
 type SinkView struct {
-	RequestsPerSecond float64  `json:"requests_per_second"` // over the last minute
-	Requests          float64  `json:"requests"`
-	Applied           float64  `json:"applied"`
-	Skipped           float64  `json:"skipped"`
-	DeadLettered      float64  `json:"dead_lettered"`
-	Retries           float64  `json:"retries"`
-	InFlight          float64  `json:"in_flight"`
-	ConsumerLag       *float64 `json:"consumer_lag"`
-	RateLimit         float64  `json:"rate_limit"` // requests/s now
+	RequestsPerSecond float64 `json:"requests_per_second"` // over the last minute
+	Requests          float64 `json:"requests"`
+	Applied           float64 `json:"applied"`
+	Skipped           float64 `json:"skipped"`
+	DeadLettered      float64 `json:"dead_lettered"`
+	Retries           float64 `json:"retries"`
+	InFlight          float64 `json:"in_flight"`
+	// ConsumerLag is the committed-offset lag of the partitions this
+	// member holds, summed; Partitions has each.
+	ConsumerLag *float64         `json:"consumer_lag"`
+	Partitions  []PartitionState `json:"partitions"`
+	// The consumer group as this member sees it: its generation, how many
+	// members it has (0: not known), and this member's share of
+	// onesignal.rate_limit (GroupRateLimit).
+	Generation     int32   `json:"generation"`
+	Members        int     `json:"members"`
+	RateShare      float64 `json:"rate_share"`
+	GroupRateLimit float64 `json:"group_rate_limit"`
+	RateLimit      float64 `json:"rate_limit"` // this member's requests/s now
 	// RateLimitNote says why the rate is what it is: onesignal.rate_limit,
 	// or lowered after OneSignal's 429s (RateLimitSlowDowns of them).
 	RateLimitNote      string  `json:"rate_limit_note"`
@@ -85,6 +95,16 @@ type SinkView struct {
 	LastAPIStatus      string  `json:"last_api_status,omitempty"`
 	// LastDeadLetters are the last dead letters, newest first, with why.
 	LastDeadLetters []DeadLetterEvent `json:"last_dead_letters"`
+}
+
+// PartitionState is a partition this member holds, with the group's
+// committed offset and its lag behind the partition's end.
+type PartitionState struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Committed int64  `json:"committed"` // -2: none committed
+	End       int64  `json:"end"`
+	Lag       int64  `json:"lag"`
 }
 
 // MappingRow is one mapped table: where its changes go and what they
@@ -172,8 +192,14 @@ func (m *SinkMonitor) statusView(rate float64) *SinkView {
 		DeadLettered: sv.deadLetters, InFlight: sv.inFlight, RateLimit: sv.rate, RateLimitSlowDowns: sv.slowDowns}
 	v.Retries = sv.retries
 	if sv.lagKnown {
-		v.ConsumerLag = &sv.lag
+		var total float64
+		for _, l := range sv.lags {
+			total += float64(l.Lag)
+			v.Partitions = append(v.Partitions, PartitionState{Topic: l.Topic, Partition: l.Partition, Committed: l.Committed, End: l.End, Lag: l.Lag})
+		}
+		v.ConsumerLag = &total
 	}
+	v.Generation, v.Members, v.RateShare, v.GroupRateLimit = sv.generation, sv.members, sv.share, sv.limit
 	v.RateLimitNote = rateLimitNote(sv.rate, m.cfg.RateLimit, sv.slowDowns)
 	v.LastAPIStatus, _ = m.apiLast()
 	v.LastDeadLetters = m.lastDeadLetters()
@@ -322,6 +348,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"deref64":  func(p *int64) int64 { return *p },
 	"derefF":   func(p *float64) float64 { return *p },
 	"notLast":  func(i, n int) bool { return i < n-1 },
+	"percent":  func(v float64) string { return fmt.Sprintf("%.0f %%", v*100) },
 	"joinWith": strings.Join,
 }).Parse(statusHTML))
 

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
@@ -150,7 +148,7 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		}
 		wait := g.backoff(t, err)
 		s.stats.retries.Add(1)
-		s.log.Warn("onesignal call failed; retrying", zap.Stringer("target", t.key), zap.Stringer("op", r), zap.Error(err), zap.Duration("wait", wait))
+		s.retryLog.note(r.String(), err)
 		g.sched.retry(t, wait)
 		return nil
 	}

@@ -23,10 +23,35 @@ func (c Cluster) Reader(topic string, partition int, offset int64) PartitionRead
 	return c.PartitionReader(topic, partition, offset, c.Group.ErrorLogger)
 }
 
+// EndOffsets reads the partitions' ends in one request.
+func (c Cluster) EndOffsets(ctx context.Context, partitions []checkpoint.Partition) (map[checkpoint.Partition]int64, error) {
+	tps := make([]broker.TopicPartition, len(partitions))
+	for i, p := range partitions {
+		tps[i] = broker.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+	}
+	got, err := c.Cluster.EndOffsets(ctx, tps)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[checkpoint.Partition]int64, len(got))
+	for tp, end := range got {
+		out[checkpoint.Partition{Topic: tp.Topic, Partition: tp.Partition}] = end
+	}
+	return out, nil
+}
+
 // Run is the group's Run (see Group).
 func (c Cluster) Run(ctx context.Context, handle func(ctx context.Context, gen *Generation) error) error {
 	return c.RunGroup(ctx, c.Group, func(ctx context.Context, bg *broker.Generation) error {
-		gen := &Generation{ID: bg.ID, Commit: func(ctx context.Context, offsets map[checkpoint.Partition]int64) error {
+		parts := make(map[string]int, len(c.Group.Topics))
+		for _, topic := range c.Group.Topics {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if n, err := c.PartitionCount(pctx, topic); err == nil {
+				parts[topic] = n
+			}
+			cancel()
+		}
+		gen := &Generation{ID: bg.ID, Members: bg.Members, Partitions: parts, Commit: func(ctx context.Context, offsets map[checkpoint.Partition]int64) error {
 			out := make(map[broker.TopicPartition]int64, len(offsets))
 			for p, o := range offsets {
 				out[broker.TopicPartition{Topic: p.Topic, Partition: p.Partition}] = o

@@ -23,11 +23,17 @@ const (
 // requests takes two. A caller reserves a token at once and waits until
 // it would have been there, so waiters are served in the order they
 // asked. Safe for concurrent use.
+//
+// The limit is the whole consumer group's: each member takes its share
+// of it (SetShare, at each generation), so that the members' rates add up
+// to at most the configured one.
 type Limiter struct {
 	clock Clock
 
 	mu      sync.Mutex
-	ceiling float64   // configured requests/s
+	limit   float64   // the group's requests/s, as configured
+	share   float64   // this member's share of limit, 0 to 1
+	ceiling float64   // this member's requests/s: limit × share
 	rate    float64   // current requests/s, lowered by 429s
 	burst   float64   // most tokens saved up while idle
 	tokens  float64   // negative: reserved ahead
@@ -45,33 +51,85 @@ func NewLimiter(c Clock, rate float64) *Limiter {
 	if c == nil {
 		c = SystemClock{}
 	}
-	burst := max(1, math.Floor(rate/10))
-	return &Limiter{clock: c, ceiling: rate, rate: rate, burst: burst, tokens: burst, last: c.Now()}
+	burst := burstOf(rate)
+	return &Limiter{clock: c, limit: rate, share: 1, ceiling: rate, rate: rate, burst: burst, tokens: burst, last: c.Now()}
 }
+
+func burstOf(rate float64) float64 { return max(1, math.Floor(rate/10)) }
+
+// SetShare makes this member's rate share × the configured limit (share
+// from 0 to 1), keeping a slow-down in proportion. A member whose share
+// is 0 holds no partition that sends requests; one that asks anyway
+// waits until it has a share.
+func (l *Limiter) SetShare(share float64) {
+	share = min(max(share, 0), 1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refill(l.clock.Now())
+	ceiling := l.limit * share
+	if l.ceiling > 0 {
+		l.rate = l.rate * ceiling / l.ceiling
+	} else {
+		l.rate = ceiling
+	}
+	l.share, l.ceiling = share, ceiling
+	l.burst = burstOf(ceiling)
+	l.tokens = min(l.tokens, l.burst)
+}
+
+// Share returns this member's share of the configured limit and the
+// limit.
+func (l *Limiter) Share() (share, limit float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.share, l.limit
+}
+
+// noShareWait is how long a request waits before it asks again while
+// this member has no share of the limit.
+const noShareWait = time.Second
 
 // Wait takes a token, waiting for it if there is none; it fails only when
 // ctx ends.
 func (l *Limiter) Wait(ctx context.Context) error {
-	d := l.reserve()
-	if d <= 0 {
-		return ctx.Err()
+	for {
+		d, ok := l.take()
+		if !ok {
+			if err := sleep(ctx, l.clock, noShareWait); err != nil {
+				return err
+			}
+			continue
+		}
+		if d <= 0 {
+			return ctx.Err()
+		}
+		l.waits.Add(1)
+		l.waited.Add(int64(d))
+		return sleep(ctx, l.clock, d)
 	}
-	l.waits.Add(1)
-	l.waited.Add(int64(d))
-	return sleep(ctx, l.clock, d)
 }
 
 // reserve takes a token, maybe one not there yet, and returns how long
 // until it is.
 func (l *Limiter) reserve() time.Duration {
+	d, _ := l.take()
+	return d
+}
+
+// take is reserve, or false without taking a token while this member has
+// no share of the limit.
+func (l *Limiter) take() (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.refill(l.clock.Now())
+	if l.rate <= 0 {
+		return 0, false
+	}
 	l.tokens--
 	if l.tokens >= 0 {
-		return 0
+		return 0, true
 	}
-	return time.Duration(math.Ceil(-l.tokens / l.rate * float64(time.Second)))
+	return time.Duration(math.Ceil(-l.tokens / l.rate * float64(time.Second))), true
 }
 
 // SlowDown lowers the rate after a 429 to a request sent at sent. A 429 to

@@ -29,6 +29,8 @@ type target struct {
 	queued    bool       // in the due queue, or being handed to a worker
 	waiting   bool       // a device waiting for its owner's tags (player model)
 	attempts  int        // failed attempts in a row, for the backoff
+	backoff   bool       // queued to wait out a backoff after a failed attempt
+	window    time.Time  // when its one-second window opens, backoff aside
 	due       time.Time  // when the queue hands it out
 	seq       uint64     // queue order among targets due at once
 	memo
@@ -75,10 +77,21 @@ type scheduler struct {
 	active map[transform.Target]*target
 	queue  dueQueue
 	seq    uint64
+	// lastSuccess and failedSince are when OneSignal last accepted a
+	// request and whether one failed since: an outage ends with the first
+	// success after a failure and outageAfter without a success.
+	lastSuccess time.Time
+	failedSince bool
 }
 
+// outageAfter is how long requests must have failed, with no success,
+// for the next success to end an outage: the targets waiting out their
+// backoffs are then due at once (resume).
+const outageAfter = 2 * time.Second
+
 func newScheduler(s *Sink) *scheduler {
-	return &scheduler{s: s, clock: s.cfg.Clock, wake: make(chan struct{}, 1), active: make(map[transform.Target]*target)}
+	return &scheduler{s: s, clock: s.cfg.Clock, wake: make(chan struct{}, 1), active: make(map[transform.Target]*target),
+		lastSuccess: s.cfg.Clock.Now()}
 }
 
 // activate returns t's active entry, making one from its memory. The
@@ -245,7 +258,7 @@ type taken struct {
 func (s *scheduler) take(t *target) taken {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t.queued, t.busy = false, true
+	t.queued, t.busy, t.backoff = false, true, false
 	t.again = nil // it spoke of the attempt before
 	tk := taken{memo: t.memo.clone(), created: t.created}
 	if t.force != t.forced {
@@ -277,6 +290,7 @@ func (s *scheduler) attempted(t *target) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.next = s.clock.Now().Add(targetInterval)
+	t.window = t.next
 	t.sending = desired.Position{}
 }
 
@@ -284,6 +298,7 @@ func (s *scheduler) attempted(t *target) {
 func (s *scheduler) accepted(t *target, r *request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.succeeded()
 	t.attempts = 0
 	if r.part != "" {
 		if t.applied == nil {
@@ -365,11 +380,49 @@ func (s *scheduler) await(t *target, owner string, v desired.Position, covered i
 func (s *scheduler) retry(t *target, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.failedSince = true
 	if at := s.clock.Now().Add(wait); at.After(t.next) {
 		t.next = at
 	}
 	t.busy = false
+	t.backoff = true
 	s.enqueue(t)
+}
+
+// succeeded notes that OneSignal accepted a request. The first success
+// after an outage makes every target waiting out a backoff due at once,
+// its one-second window kept: OneSignal is back, and the rate limiter,
+// not the backoffs grown during the outage, paces the queued retries.
+// The caller holds mu.
+func (s *scheduler) succeeded() {
+	now := s.clock.Now()
+	outage := s.failedSince && now.Sub(s.lastSuccess) >= outageAfter
+	s.lastSuccess, s.failedSince = now, false
+	if !outage {
+		return
+	}
+	resumed := 0
+	for _, t := range s.queue {
+		if !t.backoff {
+			continue
+		}
+		t.backoff = false
+		t.next = t.window
+		t.due = now
+		if t.window.After(now) {
+			t.due = t.window
+		}
+		resumed++
+	}
+	if resumed == 0 {
+		return
+	}
+	heap.Init(&s.queue)
+	s.s.stats.resumed.Add(int64(resumed))
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // failures counts a failed attempt at t and returns how many failed in a
@@ -440,12 +493,7 @@ func (s *Sink) forgetEffects(partitions map[int]bool) {
 	}
 	s.idleMu.Lock()
 	defer s.idleMu.Unlock()
-	for _, e := range s.idle.items {
-		m := &e.Value.(*lruEntry[transform.Target, memo]).val
-		if partitions[m.partition] {
-			*m = memo{partition: m.partition, next: m.next}
-		}
-	}
+	s.idle.forgetEffects(partitions)
 }
 
 // clone returns a copy of m's maps, so a worker's copy of a memo never

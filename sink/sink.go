@@ -117,6 +117,38 @@ type Generation struct {
 	// Commit commits, per partition, the offset of the next message to
 	// read.
 	Commit func(ctx context.Context, offsets map[checkpoint.Partition]int64) error
+	// Members is how many members the group has in this generation, 0
+	// when not known.
+	Members int
+	// Partitions holds how many partitions each of the group's topics
+	// has; a topic is missing when that is not known.
+	Partitions map[string]int
+}
+
+// RateShare is this member's share of the app-wide rate limit in gen: the
+// share of the targets topic's partitions it holds, since every request
+// serves a target of one of them. The members' shares add up to 1 (range
+// assignment gives every partition to one member), so the group stays
+// under the limit; a member whose partitions run dry leaves its share
+// unused. Without the partition count it is 1/Members, and 1 without
+// that.
+func RateShare(gen *Generation, targetsTopic string) float64 {
+	held := 0
+	for _, a := range gen.Assigned {
+		if a.Topic == targetsTopic {
+			held++
+		}
+	}
+	if n := gen.Partitions[targetsTopic]; n > 0 {
+		return float64(held) / float64(n)
+	}
+	if held == 0 {
+		return 0
+	}
+	if gen.Members > 0 {
+		return 1 / float64(gen.Members)
+	}
+	return 1
 }
 
 // Assignment is a partition of this generation and its committed offset:
@@ -158,7 +190,11 @@ type Config struct {
 	// default 10,000.
 	MaxInFlight int
 	// Memory is how many idle targets the scheduler remembers (their
-	// one-second windows, what was applied last); default 100,000.
+	// one-second windows, what was applied last); default 50,000: far
+	// more than the targets written in a second at OneSignal's 1,000/s,
+	// so no window is forgotten while it is open, and 14 MB of compact
+	// memos. A target forgotten is only sent its state again if it comes
+	// back unchanged.
 	Memory int
 	// RowBatch is the most events the row stage writes at once; default
 	// 500.
@@ -209,7 +245,9 @@ type Sink struct {
 	// idle remembers targets between generations: their one-second
 	// windows and what was applied last.
 	idleMu sync.Mutex
-	idle   *lru[transform.Target, memo]
+	idle   *idleMemory
+	// retryLog counts retried requests, logged every retryLogInterval.
+	retryLog retryLog
 	// gen is the generation running, for Stats.
 	gen struct {
 		sync.Mutex
@@ -229,7 +267,7 @@ func New(cfg Config, group Group, api OneSignal, mapping *transform.Mapping, log
 		cfg.MaxInFlight = 10000
 	}
 	if cfg.Memory <= 0 {
-		cfg.Memory = 100000
+		cfg.Memory = 50000
 	}
 	if cfg.RowBatch <= 0 {
 		cfg.RowBatch = 500
@@ -247,7 +285,7 @@ func New(cfg Config, group Group, api OneSignal, mapping *transform.Mapping, log
 		cfg: cfg, group: group, api: api, mapping: mapping, log: log.Named("sink"),
 		devices: mapping.Devices != nil,
 		records: mapping.Users != nil && (mapping.Users.Email != "" || mapping.Users.Phone != ""),
-		idle:    newLRU[transform.Target, memo](cfg.Memory),
+		idle:    newIdleMemory(cfg.Memory),
 	}
 }
 
@@ -259,6 +297,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	logged := make(chan struct{})
+	defer func() { cancel(nil); <-logged }() // the last retries' line
+	go func() { defer close(logged); s.retryLog.run(ctx, s.log, retryLogInterval) }()
 	err := s.group.Run(ctx, func(gctx context.Context, gen *Generation) error {
 		err := s.generation(gctx, gen)
 		if err != nil {
@@ -295,6 +336,13 @@ type generation struct {
 	writeCtx context.Context
 	// stop ends the generation, and the sink, with an error.
 	stop context.CancelCauseFunc
+	// share is this member's share of the rate limit (RateShare).
+	share float64
+	// committed is, per assigned partition, the group's committed offset
+	// (the next message to read; kafka.FirstOffset for none), as this
+	// member last committed it, for Lag.
+	committedMu sync.Mutex
+	committed   map[checkpoint.Partition]int64
 }
 
 // writeGrace is how long Kafka writes in flight may take to finish when a
@@ -306,6 +354,10 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 	g := &generation{s: s, gen: gen, offsets: checkpoint.NewOffsets(),
 		rowSlots: make(chan struct{}, s.cfg.MaxInFlight), targetSlots: make(chan struct{}, s.cfg.MaxInFlight)}
 	g.sched = newScheduler(s)
+	g.committed = make(map[checkpoint.Partition]int64, len(gen.Assigned))
+	for _, a := range gen.Assigned {
+		g.committed[checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}] = a.Committed
+	}
 	// What the memory says was applied to the targets of a partition that
 	// another member held meanwhile may no longer be so.
 	gained := map[int]bool{}
@@ -315,6 +367,10 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 		}
 	}
 	s.forgetEffects(gained)
+	g.share = RateShare(gen, s.cfg.TargetsTopic)
+	if s.cfg.Limiter != nil {
+		s.cfg.Limiter.SetShare(g.share)
+	}
 	s.gen.Lock()
 	s.gen.generation = g
 	s.gen.Unlock()
@@ -361,7 +417,8 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 			}
 		})
 	}
-	s.log.Info("generation started", zap.Int32("generation", gen.ID), zap.Int("partitions", len(gen.Assigned)))
+	s.log.Info("generation started", zap.Int32("generation", gen.ID), zap.Int("partitions", len(gen.Assigned)),
+		zap.Int("members", gen.Members), zap.Float64("rate_share", g.share))
 	<-ctx.Done()
 	cancelAPI()
 	wg.Wait()
@@ -469,4 +526,69 @@ func (g *generation) commit(ctx context.Context) {
 		return
 	}
 	g.offsets.Committed(ps)
+	g.committedMu.Lock()
+	for p, off := range offsets {
+		g.committed[p] = max(g.committed[p], off)
+	}
+	g.committedMu.Unlock()
+}
+
+// endOffsets is a Kafka that reads many partitions' ends in one request.
+type endOffsets interface {
+	EndOffsets(ctx context.Context, partitions []checkpoint.Partition) (map[checkpoint.Partition]int64, error)
+}
+
+// PartitionLag is how far the group's committed offset of a partition
+// this member holds is behind the partition's end: what
+// kafka-consumer-groups shows as LAG.
+type PartitionLag struct {
+	Topic     string
+	Partition int
+	End       int64 // the high watermark: the offset of the next message written
+	// Committed is the group's committed offset, the next message to
+	// read, or kafka.FirstOffset when none was committed (Lag then counts
+	// from offset 0).
+	Committed int64
+	Lag       int64
+}
+
+// Lag returns the committed-offset lag of every partition this member
+// holds, by topic then partition; nil between generations. A partition
+// whose end cannot be read now is left out.
+func (s *Sink) Lag(ctx context.Context) []PartitionLag {
+	s.gen.Lock()
+	g := s.gen.generation
+	s.gen.Unlock()
+	if g == nil {
+		return nil
+	}
+	ends := make(map[checkpoint.Partition]int64, len(g.gen.Assigned))
+	if many, ok := s.cfg.Kafka.(endOffsets); ok {
+		parts := make([]checkpoint.Partition, len(g.gen.Assigned))
+		for i, a := range g.gen.Assigned {
+			parts[i] = checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}
+		}
+		if got, err := many.EndOffsets(ctx, parts); err == nil {
+			ends = got
+		}
+	} else {
+		for _, a := range g.gen.Assigned {
+			if end, err := s.cfg.Kafka.EndOffset(ctx, a.Topic, a.Partition); err == nil {
+				ends[checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}] = end
+			}
+		}
+	}
+	out := make([]PartitionLag, 0, len(g.gen.Assigned))
+	g.committedMu.Lock()
+	defer g.committedMu.Unlock()
+	for _, a := range g.gen.Assigned {
+		p := checkpoint.Partition{Topic: a.Topic, Partition: a.Partition}
+		end, ok := ends[p]
+		if !ok {
+			continue
+		}
+		c := g.committed[p]
+		out = append(out, PartitionLag{Topic: a.Topic, Partition: a.Partition, End: end, Committed: c, Lag: max(end-max(c, 0), 0)})
+	}
+	return out
 }

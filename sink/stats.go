@@ -21,16 +21,29 @@ type Stats struct {
 	NoDevice      int64 // tag writes by external id that no device carried yet (player model)
 	Stale         int64 // targets records older than the state, healed
 	DeadLettered  int64 // messages written to the dead-letter topic
+	// Resumed counts targets whose backoff was cut short because an
+	// outage of OneSignal ended.
+	Resumed int64
 	// RateLimitWaits is how many HTTP requests waited for the app-wide rate
 	// limiter, and RateLimitWaited their total wait.
 	RateLimitWaits  int64
 	RateLimitWaited time.Duration
 	SlowDowns       int64   // 429s that lowered the rate
-	Rate            float64 // the rate limit now, in requests/s
+	Rate            float64 // this member's rate limit now, in requests/s
+	// RateShare is this member's share of the app-wide limit
+	// (RateShare), and RateLimit that limit, onesignal.rate_limit.
+	RateShare, RateLimit float64
+
+	// The running generation of the group, zero between generations:
+	// its number, how many members the group has (0: not known) and how
+	// many partitions of each topic this member holds.
+	Generation int32
+	Members    int
+	Assigned   map[string]int
 }
 
 type counters struct {
-	fetched, done, contributions, replays, unmapped, requests, retries, noDevice, stale, deadLettered atomic.Int64
+	fetched, done, contributions, replays, unmapped, requests, retries, noDevice, stale, deadLettered, resumed atomic.Int64
 }
 
 // Stats returns the counts so far. Fetched is read before Done, so
@@ -46,12 +59,23 @@ func (s *Sink) Stats() Stats {
 	st.NoDevice = s.stats.noDevice.Load()
 	st.Stale = s.stats.stale.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()
+	st.Resumed = s.stats.resumed.Load()
 	if l := s.cfg.Limiter; l != nil {
 		st.RateLimitWaits = l.waits.Load()
 		st.RateLimitWaited = time.Duration(l.waited.Load())
 		st.SlowDowns = l.slowDowns.Load()
 		st.Rate = l.currentRate()
+		st.RateShare, st.RateLimit = l.Share()
 	}
+	s.gen.Lock()
+	if g := s.gen.generation; g != nil {
+		st.Generation, st.Members = g.gen.ID, g.gen.Members
+		st.Assigned = make(map[string]int)
+		for _, a := range g.gen.Assigned {
+			st.Assigned[a.Topic]++
+		}
+	}
+	s.gen.Unlock()
 	return st
 }
 

@@ -210,7 +210,10 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 		own := sink.TopicsFor(cfg.Kafka.TopicPrefix)
 		group := sink.Cluster{Cluster: cluster, Group: broker.GroupConfig{
 			ID: cfg.Kafka.ConsumerGroup, Topics: append(slices.Clone(topics), own.Targets),
-			ErrorLogger: sinkOps.KafkaErrorLogger(),
+			SessionTimeout:    cfg.Sink.SessionTimeout,
+			HeartbeatInterval: cfg.Sink.HeartbeatInterval,
+			RebalanceTimeout:  cfg.Sink.RebalanceTimeout,
+			ErrorLogger:       sinkOps.KafkaErrorLogger(),
 		}}
 		if err := group.Prepare(ctx, own, cfg.Kafka.Partitions, topics); err != nil {
 			return cluster.Explain(ctx, err)
@@ -240,6 +243,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			DeadLettered:    sinkOps.DeadLettered(),
 		}, group, forModel(cfg, api), &cfg.Mapping, log)
 		sinkOps.Watch(s.Stats, s.ReaderStats)
+		sinkOps.WatchLag(s.Lag)
 		components = append(components, sinkOps.Wrap(s))
 	}
 	return runAll(ctx, components)

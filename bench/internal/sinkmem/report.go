@@ -106,7 +106,7 @@ func (r *Result) atPeak() string {
 	}
 	g := p.goMem
 	return fmt.Sprintf("At the highest RSS sampled, %s after %s: the Go runtime held about %s of it (%s from the OS less %s given back; heap spans in use %s, heap objects %s, live or not yet swept, the next GC due at %s; stacks %s), "+
-		"%s was mapped from files (the binary's code), and the rest, %s, is memory allocated outside the Go heap (pebble's block cache and memtables, at most 32 + 2 × 8 MiB by default).",
+		"%s was mapped from files (the binary's code), and the rest, %s, is memory allocated outside the Go heap (pebble's block cache and memtables, at most 16 + 2 × 8 MiB by default).",
 		harness.MiB(p.rss), harness.Secs(p.at), harness.MiB(g.resident()), harness.MiB(g.sys), harness.MiB(g.released),
 		harness.MiB(g.heapInuse), harness.MiB(g.heapAlloc), harness.MiB(g.nextGC), harness.MiB(g.stacks),
 		harness.MiB(p.rssFile), harness.MiB(p.rss-g.resident()-p.rssFile))

@@ -42,6 +42,9 @@ var Known = map[string]Kind{
 	"onesignal_cdc_sink_rate_limit_requests_per_second": Gauge,
 	"onesignal_cdc_sink_consumer_lag_messages":          Gauge,
 	"onesignal_cdc_sink_in_flight_messages":             Gauge,
+	"onesignal_cdc_sink_rate_limit_share":               Gauge,
+	"onesignal_cdc_sink_group_members":                  Gauge,
+	"onesignal_cdc_sink_assigned_partitions":            Gauge,
 }
 
 var name = regexp.MustCompile(`\bonesignal_cdc_[a-zA-Z0-9_]+`)
