@@ -73,6 +73,12 @@ type Options struct {
 	// Settle bounds each wait after the faults (the slot catching up, the
 	// group catching up, OneSignal converging).
 	Settle time.Duration
+	// KnownBugTOASTKeyChange puts in the workload the one shape of change
+	// the sink gets wrong today: primary-key changes of users whose "Bio"
+	// is a TOAST value, which a later change of the row's external id
+	// leaves without the tag (docs/reliability.md, What it found). Default
+	// false: left out, so that a run shows what else goes wrong.
+	KnownBugTOASTKeyChange bool
 	// SinkKillsAnytime kills or stops a sink when the schedule says, even
 	// while it is still joining its consumer group; by default a sink
 	// fault waits until the group is stable with both sinks in it.
@@ -310,6 +316,9 @@ func Run(t testing.TB, o Options) *Report {
 	}
 	h := &run{t: t, o: o, began: time.Now()}
 	h.r = &Report{Seed: o.Seed, Model: o.Model, NoPlayersAnswersOK: o.NoPlayersAnswersOK, Duration: o.Duration, Settled: map[string]time.Duration{}, Logs: map[string]string{}}
+	if !o.KnownBugTOASTKeyChange {
+		h.r.LeftOut = append(h.r.LeftOut, "primary-key changes of users whose Bio is a TOAST value (-known-bug-toast-key-change)")
+	}
 	h.setUp()
 	h.chaos()
 	h.settle()
@@ -409,6 +418,7 @@ func (h *run) setUp() {
 	h.rng = rand.New(rand.NewPCG(o.Seed, 0x6368616f73))
 	h.ledger = newLedger(h.kafka.Brokers(), changeTopics, h.elapsed)
 	h.work = newWorkload(h.rng.Uint64(), h.db.DSN, h.ledger, h.elapsed, h.devices, o.Pace)
+	h.work.toastKeyChanges = o.KnownBugTOASTKeyChange
 	if err := h.work.seed(ctx, setup, o.Users); err != nil {
 		t.Fatalf("chaos: seed the users: %v", err)
 	}
