@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -85,21 +84,8 @@ func RunAPIDown(ctx context.Context, opts Options) (res *DownResult, err error) 
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "daemon.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	opsAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(opts.Daemon, "sink", "--config", cfg)
-	cmd.Env = append(append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN="+opsAddr), opts.Env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
 	harness.Progress("sinkdown: running onesignal-cdc sink (user model) with OneSignal answering 503 to everything")
-	daemon, err := harness.Start("onesignal-cdc sink", cmd)
+	daemon, logPath, opsAddr, err := startSink(opts, dir, cfg)
 	if err != nil {
 		return nil, err
 	}

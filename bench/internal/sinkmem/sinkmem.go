@@ -92,21 +92,8 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := os.WriteFile(cfg, []byte(daemonConfig(br.Brokers[0], emuSrv.URL(), stateDir)), 0o600); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "daemon.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	opsAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(opts.Daemon, "sink", "--config", cfg)
-	cmd.Env = append(append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN="+opsAddr), opts.Env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
 	harness.Progress("sinkmem: running onesignal-cdc sink (player model, a devices table mapped and empty) until its group has committed every event and targets record")
-	daemon, err := harness.Start("onesignal-cdc sink", cmd)
+	daemon, logPath, opsAddr, err := startSink(opts, dir, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +332,25 @@ func (w *watcher) committed(ctx context.Context, topics ...string) (map[string]m
 
 // freeAddr is a loopback address with a port free a moment ago, for the
 // sink's ops server, whose /metrics tell the Go runtime's memory.
+// startSink starts `onesignal-cdc sink --config cfg`, its log in
+// dir/daemon.log and its ops server on a free address, which it returns.
+func startSink(opts Options, dir, cfg string) (daemon *harness.Process, logPath, opsAddr string, err error) {
+	logPath = filepath.Join(dir, "daemon.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, "", "", err
+	}
+	defer logFile.Close() // the daemon holds its own copy
+	if opsAddr, err = freeAddr(); err != nil {
+		return nil, "", "", err
+	}
+	cmd := exec.Command(opts.Daemon, "sink", "--config", cfg)
+	cmd.Env = append(append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN="+opsAddr), opts.Env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	daemon, err = harness.Start("onesignal-cdc sink", cmd)
+	return daemon, logPath, opsAddr, err
+}
+
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
