@@ -542,6 +542,8 @@ var unknownField = regexp.MustCompile(`line (\d+): field (\S+) not found in type
 
 // typeError is one of yaml's type errors: the line, the YAML tag and
 // value found (no value for a list or a mapping), and the Go type wanted.
+var customTag = regexp.MustCompile(`^line (\d+): cannot unmarshal !`)
+
 var typeError = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
 
 // kinds say, for each Go type a key may take, what its value must be in
@@ -600,6 +602,11 @@ func explainYAML(err error, data []byte) error {
 func explainTypeError(e string, doc *yaml.Node) string {
 	m := typeError.FindStringSubmatch(e)
 	if m == nil {
+		if t := customTag.FindStringSubmatch(e); t != nil {
+			// A tag of the file's own (!name): it may be a value written
+			// as one, a secret included, so it is not shown.
+			return "line " + t[1] + ": a YAML tag (a word after !) is not something this file takes: write the value plainly, as docs/configuration.md shows"
+		}
 		return e
 	}
 	line, tag, value, goType := m[1], m[2], m[3], m[4]
