@@ -73,8 +73,8 @@ type progress struct {
 // it; the client remembers that the user exists and asks, with a
 // *DeferredError, for the attempt to be repeated once the user's
 // one-second window has passed, which then updates it. Should the user it
-// answers with be another's (one of the aliases is that user's), the error
-// is permanent and names the alias labels.
+// answers with be another's (one of the aliases is that user's), the user
+// is created without its aliases, as for a 409 below.
 //
 // Without w.Create, or for a user known to exist, the tags and properties
 // go in one update (PATCH …/users/by/external_id/{id}); a missing user is
