@@ -139,6 +139,9 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		// sent again even if the desired state goes back to what was last
 		// accepted.
 		g.sched.forget(t, r.part)
+		if r.kind == callAddRecord && len(r.tags) > 0 {
+			g.sched.forgetTagsOf(t) // the device may carry the write's tags now
+		}
 		if r.kind == callAddRecord {
 			// The record may be this user's now: its target is told, as
 			// of an accepted write, in case the user is not its owner.

@@ -4,7 +4,10 @@ import (
 	"container/heap"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"maps"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -317,6 +320,9 @@ func (s *scheduler) accepted(t *target, r *request) {
 	}
 	switch r.kind {
 	case callAddRecord:
+		if len(r.tags) > 0 {
+			forgetTags(t.applied, r.tags)
+		}
 		if t.again[r.record] {
 			delete(t.again, r.record) // asked for again while on its way
 			break
@@ -343,6 +349,37 @@ func (s *scheduler) forget(t *target, part string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(t.applied, part)
+}
+
+// forgetTagsOf is forgetTags for t, under mu.
+func (s *scheduler) forgetTagsOf(t *target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	forgetTags(t.applied, nil)
+}
+
+// forgetTags drops what the memory says of t's tags parts unless they
+// are tags, the tags a record was written with (player model: a device of
+// the user's, which then carries them). A record written with other tags
+// than the parts last sent (a rewrite after a stale write, its user's
+// tags gone meanwhile) set that device's tags to them, so the parts are
+// sent again even if the desired tags go back to what they say. A nil
+// tags forgets them all. A worker holds t, or mu is held.
+func forgetTags(applied map[string][sha256.Size]byte, tags map[string]string) {
+	same := tags != nil
+	chunks := chunkTags(tags)
+	for i, c := range chunks {
+		if applied[fmt.Sprintf("tags/%d", i)] != digestOf("tags", c, nil, nil) {
+			same = false
+		}
+	}
+	for part := range applied {
+		if n, ok := strings.CutPrefix(part, "tags/"); ok {
+			if i, err := strconv.Atoi(n); !same || err != nil || i >= len(chunks) {
+				delete(applied, part)
+			}
+		}
+	}
 }
 
 // pendingNow is how many messages t has; a plan made after it covers
