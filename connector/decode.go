@@ -108,11 +108,16 @@ type change struct {
 	// key the row has after it (on the delete) and before it (on the
 	// create): Debezium's __debezium.newkey and __debezium.oldkey headers.
 	newKey, oldKey []byte
+	// newRow is, on the delete half, the row after the change
+	// (event.HeaderNewRow); nil when it is larger than the header's bound.
+	newRow []byte
 }
 
 // headers are the Kafka headers the change's message carries.
 func (c *change) headers() []kafka.Header {
 	switch {
+	case c.newKey != nil && c.newRow != nil:
+		return []kafka.Header{{Key: event.HeaderNewKey, Value: c.newKey}, {Key: event.HeaderNewRow, Value: c.newRow}}
 	case c.newKey != nil:
 		return []kafka.Header{{Key: event.HeaderNewKey, Value: c.newKey}}
 	case c.oldKey != nil:
@@ -289,6 +294,9 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 			create.Op, create.Before = event.OpCreate, nil
 			delCh, createCh := d.change(rel, &del), d.change(rel, &create)
 			delCh.newKey, createCh.oldKey = createCh.key, delCh.key
+			if row, err := create.After.MarshalJSON(); err == nil && len(row) <= event.MaxNewRowHeader {
+				delCh.newRow = row
+			}
 			return step{kind: stepChanges, changes: []*change{delCh, createCh}}, nil
 		}
 	}

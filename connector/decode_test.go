@@ -170,8 +170,18 @@ func TestDecodeUpdateOfTheKeyIsADeleteUnderTheOldKeyAndACreateUnderTheNew(t *tes
 	}
 	// Debezium's headers say the two are one row's key change, not a
 	// delete and an insert: a sink that deletes users on delete must not.
-	if h := st.changes[0].headers(); len(h) != 1 || h[0].Key != event.HeaderNewKey || string(h[0].Value) != `{"id":42}` {
-		t.Errorf("the delete's headers are %v, want %s = the new key", h, event.HeaderNewKey)
+	// The delete also carries the new row, so the old key's consumer can
+	// tell where the row went.
+	h := st.changes[0].headers()
+	if len(h) != 2 || h[0].Key != event.HeaderNewKey || string(h[0].Value) != `{"id":42}` {
+		t.Fatalf("the delete's headers are %v, want %s = the new key and the new row", h, event.HeaderNewKey)
+	}
+	var newRow event.Row
+	if err := json.Unmarshal(h[1].Value, &newRow); h[1].Key != event.HeaderNewRow || err != nil {
+		t.Fatalf("the delete's second header is %s = %s (%v), want %s = the new row", h[1].Key, h[1].Value, err, event.HeaderNewRow)
+	}
+	if got, _ := json.Marshal(newRow); string(got) != mustJSON(t, create.After) {
+		t.Errorf("the new row header says %s, the create %s", got, mustJSON(t, create.After))
 	}
 	if h := st.changes[1].headers(); len(h) != 1 || h[0].Key != event.HeaderOldKey || string(h[0].Value) != `{"id":41}` {
 		t.Errorf("the create's headers are %v, want %s = the old key", h, event.HeaderOldKey)
@@ -294,4 +304,13 @@ func columnNames(row event.Row) []string {
 		out = append(out, f.Name)
 	}
 	return out
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -36,7 +36,17 @@ const (
 const (
 	HeaderNewKey = "__debezium.newkey"
 	HeaderOldKey = "__debezium.oldkey"
+	// HeaderNewRow is this connector's own: the delete half also carries
+	// the row after the change (its JSON object, as "after" is written),
+	// so that a consumer of the old key's partition can tell where the
+	// row went without the create half, on another partition. Left out
+	// when the row is larger than MaxNewRowHeader.
+	HeaderNewRow = "onesignal-cdc.newrow"
 )
+
+// MaxNewRowHeader bounds the HeaderNewRow header: a row larger than this is
+// not copied into the delete half of its key change.
+const MaxNewRowHeader = 64 << 10
 
 // Unavailable is the value carried by a column whose value Postgres did not
 // send: an unchanged TOASTed value in an update or delete under REPLICA

@@ -318,8 +318,20 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	// primary-key change, moved: the user it named is not deleted for it
 	// (on_delete: delete_user), only untagged.
 	moved := hasHeader(m.msg, event.HeaderNewKey)
+	var next, to string // see desired.Contribution
+	fed := now.Fed()
+	if moved {
+		next = rowID(m.msg.Topic, []byte(headerValue(m.msg, event.HeaderNewKey)), nil)
+		fed = s.newRowParts(m.msg, ev, old)
+	}
 	for _, part := range now.Fed() {
-		moved = moved || (part.DeleteUser && !part.Target.Device && !part.Target.Row)
+		moved = moved || (part.DeleteUser && isUser(part.Target))
+	}
+	for _, part := range fed {
+		if isUser(part.Target) {
+			to = part.Target.Key()
+			break
+		}
 	}
 	for _, part := range old.Fed() {
 		if _, still := now.Find(part.Target); still {
@@ -337,6 +349,9 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 		}
 		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Was: part.Tags, Aliases: part.Aliases, Owner: part.Owner, Source: src,
 			Many: part.Many, DeleteUser: part.DeleteUser && !moved, Identity: part.Identity, Device: part.Device}
+		if isUser(part.Target) {
+			c.Next, c.To = next, to
+		}
 		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(part.Target, c)))
 	}
 	var entry []byte
@@ -515,6 +530,30 @@ const HeaderRedelivery = "onesignal_cdc.redelivery.of"
 func redelivered(m kafka.Message) bool { return hasHeader(m, HeaderRedelivery) }
 
 // hasHeader reports whether m carries a header named key.
+// isUser reports whether t is a user's target.
+func isUser(t transform.Target) bool { return !t.Device && !t.Row && !t.Record && !t.Held }
+
+// newRowParts is what the row after a primary-key change feeds, read from
+// the delete half's event.HeaderNewRow (the create half is on another
+// partition): nil without the header, or when the row does not project.
+func (s *Sink) newRowParts(msg kafka.Message, ev *event.Envelope, old transform.Projection) transform.Projection {
+	b := headerValue(msg, event.HeaderNewRow)
+	if b == "" {
+		return nil
+	}
+	var row event.Row
+	if err := row.UnmarshalJSON([]byte(b)); err != nil {
+		return nil
+	}
+	next := *ev
+	next.Op, next.Before, next.After = event.OpUpdate, nil, row
+	p, err := s.mapping.Project(&next, old)
+	if _, problems := errors.AsType[transform.Problems](err); err != nil && !problems {
+		return nil
+	}
+	return p.Fed()
+}
+
 func hasHeader(m kafka.Message, key string) bool {
 	for _, h := range m.Headers {
 		if h.Key == key {

@@ -205,11 +205,25 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 		return nil
 	}
 	switch rec.Kind {
-	case desired.KindContribution:
+	case desired.KindContribution, desired.KindKept:
+		if outcome != desired.Changed && rec.Kind == desired.KindKept {
+			m.finish()
+			return nil
+		}
 		if outcome == desired.Changed {
-			if fw := s.recordParts(t, named, st.Contributions[rec.Row]); len(fw) > 0 {
-				// The records the row names hear of it before the user
-				// is sent anything: the message is done once both are.
+			var fw []kafka.Message
+			if rec.Kind == desired.KindContribution {
+				fw = s.recordParts(t, named, st.Contributions[rec.Row])
+			}
+			if h := st.Handover(rec); h != nil {
+				// What the user knew of a row that left it goes to the
+				// row's new user (unchanged TOAST values).
+				fw = append(fw, targetMessage(s.cfg.TargetsTopic, h))
+			}
+			if len(fw) > 0 {
+				// The records the row names, or its new user, hear of it
+				// before the user is sent anything: the message is done
+				// once both are.
 				partition, created := m.msg.Partition, rec.Created
 				g.emitter.emit(fw, &progress{done: func() { g.sched.submit(t, partition, m, created, false) }})
 				return nil

@@ -82,9 +82,14 @@ type Contribution struct {
 	Gone bool
 	// Was is, for a gone contribution, the tags the row gave the target
 	// before, with their values: the other half of a primary-key change
-	// (a create at the same position) takes from it a value it did not
-	// carry (unchanged TOAST).
+	// (the create of Next) takes from it a value it did not carry
+	// (unchanged TOAST).
 	Was map[string]string
+	// Next is, on the delete half of a primary-key change, the row of the
+	// new key. To is, on a gone contribution of a user, the user the row
+	// (or Next) feeds now: the values of the row's tags that the row's
+	// changes never carried go there (see Kept).
+	Next, To string
 	// Created says the change was an insert or a snapshot row: the user
 	// is probably new to OneSignal.
 	Created bool
@@ -157,6 +162,17 @@ type State struct {
 	// Grants are, on a user, the email and SMS records that their
 	// targets gave it to write, or took back, by the record target's ID.
 	Grants map[string]*Grant `json:"grants,omitempty"`
+	// Kept are, on a user, by row, the values of tags that the row's
+	// changes never carried (unchanged TOAST after its primary key
+	// changed), handed over by the user the row fed before.
+	Kept map[string]*Kept `json:"kept,omitempty"`
+}
+
+// Kept is what a user knew of a row's tags when the row left it for
+// another user: the values as of Pos.
+type Kept struct {
+	Pos  Position          `json:"p"`
+	Tags map[string]string `json:"t"`
 }
 
 // Grant is, on a user, what an email or SMS record's target said of the
@@ -251,6 +267,30 @@ func (s *State) Apply(rec *Record) Outcome {
 			return Unchanged
 		}
 		return Stale
+	case KindKept:
+		old := s.Kept[rec.Row]
+		switch {
+		case old == nil || rec.Pos.After(old.Pos):
+			if s.Kept == nil {
+				s.Kept = make(map[string]*Kept)
+			}
+			s.Kept[rec.Row] = &Kept{Pos: rec.Pos, Tags: clone(rec.Tags)}
+			return Changed
+		case rec.Pos == old.Pos:
+			// Two users may hand the same row over at one position (a
+			// later one knew more): what either knew holds.
+			grew := false
+			for tag, v := range rec.Tags {
+				if _, ok := old.Tags[tag]; !ok {
+					old.Tags[tag], grew = v, true
+				}
+			}
+			if grew {
+				return Changed
+			}
+			return Unchanged
+		}
+		return Stale
 	case KindLinked:
 		old, ok := s.Linked[rec.Device]
 		switch {
@@ -287,6 +327,10 @@ func (s *State) Current(target transform.Target, rec *Record) (*Record, bool) {
 	case KindLinked:
 		if v, ok := s.Linked[rec.Device]; ok {
 			return &Record{Target: target, Kind: KindLinked, Device: rec.Device, Version: v}, true
+		}
+	case KindKept:
+		if k := s.Kept[rec.Row]; k != nil {
+			return &Record{Target: target, Kind: KindKept, Row: rec.Row, Pos: k.Pos, Tags: k.Tags}, true
 		}
 	case KindGrant:
 		if g := s.Grants[transform.RecordTarget(rec.Record).ID]; g != nil {
@@ -376,8 +420,7 @@ func (s *State) User() User {
 		u.Tags[tag] = aggregate(tag, many, live)
 	}
 	// A tag that live rows name only as unknown keeps the value the row had
-	// before its primary key changed: the create of the new key comes with
-	// the old key's delete, at one position.
+	// before its primary key changed, or that the user it fed before knew.
 	for tag := range unknown {
 		if _, set := u.Tags[tag]; set {
 			continue
@@ -386,11 +429,8 @@ func (s *State) User() User {
 			if !slices.Contains(c.Unknown, tag) {
 				continue
 			}
-			for _, g := range gone {
-				if v, ok := g.Was[tag]; ok && g.Pos == c.Pos {
-					u.Tags[tag] = v
-					break
-				}
+			if v, ok := s.carried(gone, c.Row, c.Pos, tag, 0); ok {
+				u.Tags[tag] = v
 			}
 			break // the newest live row that names the tag decides
 		}
@@ -420,6 +460,100 @@ func (s *State) User() User {
 		}
 	}
 	return u
+}
+
+// maxCarried bounds how many primary-key changes back carried looks.
+const maxCarried = 16
+
+// carried is the value tag had in row as of pos when the row's changes
+// since it appeared never carried it (an unchanged TOAST value, after the
+// row's primary key changed or it came from another user): what the
+// user was handed over of the row (Kept), or what the delete half of the
+// key change that made the row gave (a gone contribution whose Next is
+// row), followed back through earlier key changes. Of those, the newest
+// not after pos decides. gone are the state's gone contributions, newest
+// first.
+func (s *State) carried(gone []*Contribution, row string, pos Position, tag string, depth int) (string, bool) {
+	var best Position
+	value, found := "", false
+	if k := s.Kept[row]; k != nil && !k.Pos.After(pos) {
+		if v, ok := k.Tags[tag]; ok {
+			best, value, found = k.Pos, v, true
+		}
+	}
+	for _, g := range gone {
+		// Records of a sink that wrote no Next: the two halves of a key
+		// change share their position.
+		if g.Row == row || !(g.Next == row && !g.Pos.After(pos) || g.Next == "" && g.Pos == pos) {
+			continue
+		}
+		if found && !g.Pos.After(best) {
+			break // newest first: no later one is newer
+		}
+		if v, ok := g.Was[tag]; ok {
+			return v, true
+		}
+		if _, fed := g.Tags[tag]; fed && depth < maxCarried {
+			if v, ok := s.carried(gone, g.Row, g.Pos, tag, depth+1); ok {
+				return v, true
+			}
+		}
+	}
+	return value, found
+}
+
+// Handover returns the record that hands what the user knew of a row's
+// tags over to the user the row feeds now, once rec (applied to s) made
+// it known: rec is a gone contribution that names its new user (To), or
+// a record that taught s a value of a row that left it before (the
+// delete half of the key change that made the row, or a hand-over from
+// the user the row fed before). The values are those the row's last
+// live contribution here gave, and those it did not carry that s can
+// tell. Nil when there is nothing to hand over.
+func (s *State) Handover(rec *Record) *Record {
+	var row string
+	switch {
+	case rec.Kind == KindContribution && rec.Gone && rec.To != "":
+		row = rec.Row
+	case rec.Kind == KindContribution && rec.Gone && rec.Next != "":
+		row = rec.Next
+	case rec.Kind == KindKept:
+		row = rec.Row
+	default:
+		return nil
+	}
+	c := s.Contributions[row]
+	if c == nil || !c.Gone || c.To == "" {
+		return nil
+	}
+	to, ok := transform.ParseTarget(c.To)
+	if !ok || to.Device || to.Row || to.Record || to.Held {
+		return nil
+	}
+	gone := s.sorted(true)
+	tags := maps.Clone(c.Was)
+	for tag := range c.Tags {
+		if _, known := tags[tag]; known {
+			continue
+		}
+		// Not in Was: a tag the row's contribution named unknown.
+		if v, ok := s.carried(gone, row, c.Pos, tag, 0); ok {
+			if tags == nil {
+				tags = map[string]string{}
+			}
+			tags[tag] = v
+		}
+	}
+	if len(tags) == 0 || c.Next == "" && len(tags) == len(c.Was) {
+		// Nothing, or (the same row, which carries Was itself) nothing
+		// the row's changes did not carry.
+		return nil
+	}
+	next := row
+	if c.Next != "" {
+		next = c.Next
+	}
+	return &Record{Target: to, Kind: KindKept, Row: next, Pos: c.Pos, Tags: tags}
 }
 
 // aggregate is tag's value over the live contributions that give it, for
@@ -588,7 +722,7 @@ func (s *State) sorted(gone bool) []*Contribution {
 
 // Empty reports whether the state holds nothing.
 func (s *State) Empty() bool {
-	return len(s.Contributions) == 0 && len(s.Members) == 0 && len(s.Replies) == 0 && len(s.Linked) == 0 && len(s.Grants) == 0
+	return len(s.Contributions) == 0 && len(s.Members) == 0 && len(s.Replies) == 0 && len(s.Linked) == 0 && len(s.Grants) == 0 && len(s.Kept) == 0
 }
 
 // clone returns a copy of the tag map, so a state's maps are never shared

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
@@ -79,6 +80,109 @@ func TestATagThatLiveRowsNameOnlyAsUnknownIsLeftOut(t *testing.T) {
 	s := fold(gone("r1", 4, "bio", "plan"), live)
 	if got := s.User().Tags; !maps.Equal(got, map[string]string{"plan": "pro"}) {
 		t.Errorf("tags %v, want bio left out", got)
+	}
+}
+
+// The rows of a CRM users table keyed by a surrogate key: a key change
+// leaves "bio", a TOAST value, unchanged, so the create of the new key
+// does not carry it.
+const (
+	oldRow   = "db.public.users\x00{\"Contact ID\":1}"
+	newRow   = "db.public.users\x00{\"Contact ID\":2}"
+	newerRow = "db.public.users\x00{\"Contact ID\":3}"
+)
+
+func keyChange(from, to string, commit int64, was map[string]string, unknown ...string) (del, create *Record) {
+	del = gone(from, commit, append(slices.Collect(maps.Keys(was)), unknown...)...)
+	del.Was, del.Next = was, to
+	create = contrib(to, commit, map[string]string{})
+	for tag, v := range was {
+		if !slices.Contains(unknown, tag) {
+			create.Tags[tag] = v
+		}
+	}
+	create.Unknown = unknown
+	return del, create
+}
+
+func TestAKeyChangedRowKeepsItsUnchangedTOASTValueThroughItsLaterUpdates(t *testing.T) {
+	insert := contrib(oldRow, 10, map[string]string{"bio": "long text", "plan": "pro"})
+	del, create := keyChange(oldRow, newRow, 20, map[string]string{"bio": "long text", "plan": "pro"}, "bio")
+	update := contrib(newRow, 30, map[string]string{"plan": "free"})
+	update.Unknown = []string{"bio"}
+	want := map[string]string{"bio": "long text", "plan": "free"}
+	for name, order := range map[string][]*Record{
+		"delete first": {insert, del, create, update},
+		"create first": {insert, create, update, del},
+	} {
+		if got := fold(order...).User().Tags; !maps.Equal(got, want) {
+			t.Errorf("%s: tags %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestAValueIsFollowedBackThroughSeveralKeyChanges(t *testing.T) {
+	del1, create1 := keyChange(oldRow, newRow, 20, map[string]string{"bio": "long text"}, "bio")
+	del2, create2 := keyChange(newRow, newerRow, 30, nil, "bio")
+	if got := fold(contrib(oldRow, 10, map[string]string{"bio": "long text"}), del1, create1, del2, create2).User().Tags; got["bio"] != "long text" {
+		t.Errorf("tags %v, want bio from the first key", got)
+	}
+}
+
+func TestTheNewestKeyChangeIntoARowDecidesItsUnchangedValue(t *testing.T) {
+	kept := &Record{Target: alice, Kind: KindKept, Row: newRow, Pos: Position{Commit: 20, LSN: 20}, Tags: map[string]string{"bio": "old"}}
+	deleted := gone(newRow, 25, "bio")
+	del, create := keyChange(oldRow, newRow, 30, map[string]string{"bio": "newer"}, "bio")
+	if got := fold(kept, deleted, del, create).User().Tags["bio"]; got != "newer" {
+		t.Errorf("bio %q, want the value the key change at 30 left", got)
+	}
+}
+
+func TestAUserHandsTheValuesARowNeverCarriedToTheUserTheRowMovesTo(t *testing.T) {
+	bob := transform.User("Müller 3")
+	insert := contrib(oldRow, 10, map[string]string{"bio": "long text", "plan": "pro"})
+	del, create := keyChange(oldRow, newRow, 20, map[string]string{"bio": "long text", "plan": "pro"}, "bio")
+	// The external id changes: the row leaves alice for bob, bio still
+	// not carried.
+	leave := gone(newRow, 30, "bio", "plan")
+	leave.Was, leave.To = map[string]string{"plan": "pro"}, bob.Key()
+	arrive := &Record{Target: bob, Kind: KindContribution, Row: newRow, Pos: Position{Commit: 30, LSN: 30}, Tags: map[string]string{"plan": "pro"}, Unknown: []string{"bio"}}
+	for name, order := range map[string][]*Record{
+		"in order":                      {insert, del, create, leave},
+		"the old key's delete the last": {insert, create, leave, del},
+	} {
+		s := &State{}
+		var handed []*Record
+		for _, r := range order {
+			if s.Apply(r) == Changed {
+				if h := s.Handover(r); h != nil {
+					handed = append(handed, h)
+				}
+			}
+		}
+		if len(handed) != 1 {
+			t.Fatalf("%s: handed over %v, want one record", name, describe(handed))
+		}
+		h := handed[0]
+		if h.Target != bob || h.Kind != KindKept || h.Row != newRow || h.Tags["bio"] != "long text" {
+			t.Errorf("%s: handed over %s %v", name, h.Describe(), h.Tags)
+		}
+		b := fold(arrive, h)
+		if got := b.User().Tags; !maps.Equal(got, map[string]string{"bio": "long text", "plan": "pro"}) {
+			t.Errorf("%s: bob's tags %v", name, got)
+		}
+		if got := fold(h, arrive).User().Tags; got["bio"] != "long text" {
+			t.Errorf("%s: bob's tags %v when the hand-over comes first", name, got)
+		}
+	}
+}
+
+func TestARowThatCarriedEveryValueHandsNothingOver(t *testing.T) {
+	leave := gone(newRow, 30, "plan")
+	leave.Was, leave.To = map[string]string{"plan": "pro"}, "user:bob"
+	s := fold(contrib(newRow, 10, map[string]string{"plan": "pro"}), leave)
+	if h := s.Handover(leave); h != nil {
+		t.Errorf("handed over %s", h.Describe())
 	}
 }
 
@@ -217,6 +321,9 @@ func TestRecordsRoundTripThroughTheirKafkaForm(t *testing.T) {
 		{Target: alice, Kind: KindGrant, Record: address, Pos: Position{Commit: 9, LSN: 9}, Again: true},
 		{Target: alice, Kind: KindGrant, Record: transform.Record{Channel: transform.ChannelSMS, Identifier: "+15551234567"}, Pos: Position{Commit: 9, LSN: 9}, Gone: true},
 		{Target: transform.RecordTarget(address), Kind: KindHeld, Owner: alice.ID},
+		{Target: alice, Kind: KindContribution, Row: "users\x00{\"id\":1}", Pos: Position{Commit: 5, LSN: 5}, Gone: true, Source: Source{"t", 1, 2},
+			Tags: map[string]string{"bio": ""}, Was: map[string]string{"bio": "long"}, Next: "users\x00{\"id\":2}", To: "user:bob"},
+		{Target: alice, Kind: KindKept, Row: "users\x00{\"id\":2}", Pos: Position{Commit: 5, LSN: 5}, Tags: map[string]string{"bio": "long"}},
 	}
 	for _, r := range recs {
 		got, err := Decode(r.Key(), r.Value())
@@ -243,6 +350,8 @@ func TestDecodeRefusesWhatIsNotARecord(t *testing.T) {
 		"a grant to a record":        {"record:email\x01a@b\x00g\x00email\x01a@b", `{"v":1,"kind":"grant","record":{"channel":"email","id":"a@b"}}`},
 		"a held record of a user":    {"user:bob\x00h\x00bob", `{"v":1,"kind":"held","owner":"bob"}`},
 		"a record of no channel":     {"record:a@b\x00h\x00bob", `{"v":1,"kind":"held","owner":"bob"}`},
+		"a kept record of a device":  {"device:d\x00k\x00r1", `{"v":1,"kind":"kept","row":"r1"}`},
+		"a kept record of no row":    {"user:bob\x00k\x00", `{"v":1,"kind":"kept"}`},
 	} {
 		if _, err := Decode([]byte(kv[0]), []byte(kv[1])); !errors.Is(err, ErrNotARecord) {
 			t.Errorf("%s: error %v, want ErrNotARecord", name, err)

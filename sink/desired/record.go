@@ -33,6 +33,10 @@ const (
 	// for it to be written once more, although the user wrote it before
 	// (written by the record's target).
 	KindGrant Kind = "grant"
+	// KindKept hands a user the values of a row's tags that the row's
+	// changes never carried (unchanged TOAST), as the user the row fed
+	// before knew them (written by that user's target).
+	KindKept Kind = "kept"
 	// KindHeld tells a record's target that OneSignal accepted (or may
 	// have) the record with user Owner (written by the user's target).
 	KindHeld Kind = "held"
@@ -44,18 +48,19 @@ type Record struct {
 	Target transform.Target
 	Kind   Kind
 
-	// KindContribution: Row, Pos, Gone, Created, Tags, Unknown, Records,
-	// Owner, Source.
-	Row     string
-	Pos     Position // also KindMember: the device's owner version
-	Gone    bool     // also KindMember: the device no longer names the user
-	Was     map[string]string
-	Created bool
-	Tags    map[string]string // also KindReply: the owner's desired tags; KindLinked: those the link carried
-	Unknown []string
-	Records []transform.Record
-	Owner   string // also KindReply: the user answering
-	Source  Source
+	// KindContribution: Row, Pos, Gone, Was, Next, To, Created, Tags,
+	// Unknown, Records, Owner, Source. KindKept: Row, Pos, Tags.
+	Row      string
+	Pos      Position // also KindMember: the device's owner version
+	Gone     bool     // also KindMember: the device no longer names the user
+	Was      map[string]string
+	Next, To string
+	Created  bool
+	Tags     map[string]string // also KindReply: the owner's desired tags; KindLinked: those the link carried
+	Unknown  []string
+	Records  []transform.Record
+	Owner    string // also KindReply: the user answering
+	Source   Source
 
 	Props, Aliases   map[string]string
 	Many             string
@@ -73,7 +78,7 @@ type Record struct {
 // ContributionRecord is the record of contribution c to target t.
 func ContributionRecord(t transform.Target, c *Contribution) *Record {
 	return &Record{
-		Target: t, Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone, Was: c.Was, Created: c.Created,
+		Target: t, Kind: KindContribution, Row: c.Row, Pos: c.Pos, Gone: c.Gone, Was: c.Was, Next: c.Next, To: c.To, Created: c.Created,
 		Tags: c.Tags, Unknown: c.Unknown, Records: c.Records, Owner: c.Owner, Source: c.Source,
 		Props: c.Props, Aliases: c.Aliases, Many: c.Many, DeleteUser: c.DeleteUser, Identity: c.Identity, Device: c.Device,
 	}
@@ -82,7 +87,7 @@ func ContributionRecord(t transform.Target, c *Contribution) *Record {
 // Contribution returns the contribution a KindContribution record holds.
 func (r *Record) Contribution() *Contribution {
 	return &Contribution{
-		Row: r.Row, Pos: r.Pos, Gone: r.Gone, Was: clone(r.Was), Created: r.Created,
+		Row: r.Row, Pos: r.Pos, Gone: r.Gone, Was: clone(r.Was), Next: r.Next, To: r.To, Created: r.Created,
 		Tags: clone(r.Tags), Unknown: slices.Clone(r.Unknown), Records: slices.Clone(r.Records), Owner: r.Owner, Source: r.Source,
 		Props: clone(r.Props), Aliases: clone(r.Aliases), Many: r.Many, DeleteUser: r.DeleteUser, Identity: r.Identity, Device: r.Device,
 	}
@@ -106,6 +111,8 @@ func (r *Record) Key() []byte {
 		k += "g\x00" + r.Record.Channel + "\x01" + r.Record.Identifier
 	case KindHeld:
 		k += "h\x00" + r.Owner
+	case KindKept:
+		k += "k\x00" + r.Row
 	}
 	return []byte(k)
 }
@@ -127,6 +134,8 @@ type recordJSON struct {
 	Pos     *Position          `json:"pos,omitempty"`
 	Gone    bool               `json:"gone,omitempty"`
 	Was     map[string]string  `json:"was,omitempty"`
+	Next    string             `json:"next,omitempty"`
+	To      string             `json:"to,omitempty"`
 	Created bool               `json:"created,omitempty"`
 	Tags    map[string]string  `json:"tags,omitempty"`
 	Unknown []string           `json:"unknown,omitempty"`
@@ -150,7 +159,7 @@ const recordVersion = 1
 
 // Value encodes the record's value.
 func (r *Record) Value() []byte {
-	v := recordJSON{V: recordVersion, Kind: r.Kind, Row: r.Row, Gone: r.Gone, Was: r.Was, Created: r.Created,
+	v := recordJSON{V: recordVersion, Kind: r.Kind, Row: r.Row, Gone: r.Gone, Was: r.Was, Next: r.Next, To: r.To, Created: r.Created,
 		Tags: r.Tags, Unknown: r.Unknown, Records: r.Records, Owner: r.Owner, Device: r.Device,
 		Props: r.Props, Aliases: r.Aliases, Many: r.Many, Delete: r.DeleteUser, Ident: r.Identity, Again: r.Again}
 	if r.Kind == KindContribution {
@@ -191,7 +200,7 @@ func Decode(key, value []byte) (*Record, error) {
 	if v.V != recordVersion {
 		return nil, fmt.Errorf("%w: format version %d, this sink reads %d: run the sink's newer version", ErrNotARecord, v.V, recordVersion)
 	}
-	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Was: v.Was, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
+	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Was: v.Was, Next: v.Next, To: v.To, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
 		Records: v.Records, Owner: v.Owner, Device: v.Device,
 		Props: v.Props, Aliases: v.Aliases, Many: v.Many, DeleteUser: v.Delete, Identity: v.Ident, Again: v.Again}
 	if v.Record != nil {
@@ -245,6 +254,10 @@ func Decode(key, value []byte) (*Record, error) {
 		if _, ok := transform.ParseTarget(transform.RecordTarget(r.Record).Key()); !ok || r.Target.Device || r.Target.Row || r.Target.Record {
 			return nil, fmt.Errorf("%w: a grant must be a user's and name an email or SMS record", ErrNotARecord)
 		}
+	case KindKept:
+		if r.Row == "" || r.Target.Device || r.Target.Row || r.Target.Record || r.Target.Held {
+			return nil, fmt.Errorf("%w: a kept record must be a user's and name its row", ErrNotARecord)
+		}
 	case KindHeld:
 		if !r.Target.Record || r.Owner == "" {
 			return nil, fmt.Errorf("%w: a held record must be a record's and name its user", ErrNotARecord)
@@ -265,11 +278,12 @@ type stateJSON struct {
 	Replies       map[string]*Reply   `json:"r,omitempty"`
 	Linked        map[string]Position `json:"l,omitempty"`
 	Grants        map[string]*Grant   `json:"g,omitempty"`
+	Kept          map[string]*Kept    `json:"k,omitempty"`
 }
 
 // EncodeState encodes s for the local store.
 func EncodeState(s *State) []byte {
-	v := stateJSON{Members: s.Members, Replies: s.Replies, Linked: s.Linked, Grants: s.Grants}
+	v := stateJSON{Members: s.Members, Replies: s.Replies, Linked: s.Linked, Grants: s.Grants, Kept: s.Kept}
 	rows := make([]string, 0, len(s.Contributions))
 	for row := range s.Contributions {
 		rows = append(rows, row)
@@ -292,7 +306,7 @@ func DecodeState(b []byte) (*State, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("desired: decode a stored state: %w", err)
 	}
-	s := &State{Members: v.Members, Replies: v.Replies, Linked: v.Linked, Grants: v.Grants}
+	s := &State{Members: v.Members, Replies: v.Replies, Linked: v.Linked, Grants: v.Grants, Kept: v.Kept}
 	for _, r := range v.Contributions {
 		if s.Contributions == nil {
 			s.Contributions = make(map[string]*Contribution, len(v.Contributions))
@@ -328,6 +342,8 @@ func (r *Record) Describe() string {
 		}
 	case KindHeld:
 		fmt.Fprintf(&b, " by user %s", r.Owner)
+	case KindKept:
+		fmt.Fprintf(&b, " of row %q at %d/%d", strings.ReplaceAll(r.Row, "\x00", " "), r.Pos.Commit, r.Pos.LSN)
 	}
 	return b.String()
 }
