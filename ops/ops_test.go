@@ -53,6 +53,7 @@ var agreedMetrics = []string{
 	"onesignal_cdc_sink_rate_limit_share",
 	"onesignal_cdc_sink_group_members",
 	"onesignal_cdc_sink_assigned_partitions",
+	"onesignal_cdc_sink_onesignal_unreachable_seconds",
 }
 
 // fixedSlot is a SlotReader that reports the same slot every time.

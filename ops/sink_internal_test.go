@@ -1,7 +1,9 @@
 package ops
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
@@ -71,5 +73,46 @@ func TestFailingFetchesMarkKafkaDownAfterTwoPollsAndUpAfterAGoodOne(t *testing.T
 	m.poll()
 	if !m.comp.isUp() {
 		t.Errorf("a poll with fetches and no error left the sink down: %v", m.comp.status().Problems)
+	}
+}
+
+func TestAnOutagesDurationReadsAsAPersonWritesIt(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{1234 * time.Millisecond, "1.2s"},
+		{4*time.Minute + 12*time.Second + 400*time.Millisecond, "4m12s"},
+		{2*time.Hour + 13*time.Minute + 20*time.Second, "2h13m"},
+		{50 * time.Hour, "50h0m"},
+	} {
+		if got := outageDuration(tc.d); got != tc.want {
+			t.Errorf("outageDuration(%s) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+// A member whose failing targets moved to another member sends nothing
+// more: once every partition it holds is applied, nothing of its own waits
+// for OneSignal, and the other member reports the outage.
+func TestAFailureEndsBeingAnOutageOnceEveryPartitionHeldIsApplied(t *testing.T) {
+	m, _ := sinkUnderWatch(t)
+	m.cfg.UnreachableAfter = time.Nanosecond
+	lag := int64(3)
+	m.WatchLag(func(context.Context) []sink.PartitionLag {
+		return []sink.PartitionLag{{Topic: "cdc.public.users", Partition: 0, End: 10, Committed: 10 - lag, Lag: lag}}
+	})
+	m.observe("PATCH /apps/{app_id}/users/by/external_id/{id}", "503", 503, time.Millisecond, nil)
+	m.poll()
+	if st := m.comp.status(); len(st.Degraded) != 1 || !st.Up {
+		t.Fatalf("with changes waiting, a failure past the threshold: up %v, degraded %q", st.Up, st.Degraded)
+	}
+	lag = 0
+	m.poll()
+	if st := m.comp.status(); len(st.Degraded) != 0 {
+		t.Errorf("with every partition applied the sink is still degraded: %q", st.Degraded)
+	}
+	if o, _ := m.outage(time.Now()); o.Seconds != 0 {
+		t.Errorf("with every partition applied the outage lasts %v s", o.Seconds)
 	}
 }

@@ -22,6 +22,9 @@ type Status struct {
 	Started   time.Time `json:"started"`
 	Now       time.Time `json:"now"`
 	Ready     bool      `json:"ready"`
+	// Degraded: ready, but a component is held back (Components say
+	// which, and why).
+	Degraded bool `json:"degraded"`
 	// Pipeline is the picture: PostgreSQL, connector, Kafka, sink,
 	// OneSignal, each with a state.
 	Pipeline   []Stage           `json:"pipeline"`
@@ -93,6 +96,9 @@ type SinkView struct {
 	RateLimitNote      string  `json:"rate_limit_note"`
 	RateLimitSlowDowns float64 `json:"rate_limit_slow_downs"`
 	LastAPIStatus      string  `json:"last_api_status,omitempty"`
+	// OneSignalUnreachable is set once OneSignal has failed every request
+	// for the threshold (one minute): since when, and the last error.
+	OneSignalUnreachable *OneSignalOutage `json:"onesignal_unreachable,omitempty"`
 	// LastDeadLetters are the last dead letters, newest first, with why.
 	LastDeadLetters []DeadLetterEvent `json:"last_dead_letters"`
 }
@@ -118,11 +124,13 @@ type MappingRow struct {
 
 // Status gathers the status now.
 func (s *Server) Status() Status {
+	s.refreshDegraded()
 	now := time.Now()
 	st := Status{Version: s.cfg.Version, GoVersion: runtime.Version(), Started: s.started, Now: now, Ready: true, Mapping: s.mapping()}
 	for _, c := range s.componentList() {
 		cs := c.status()
 		st.Ready = st.Ready && cs.Up
+		st.Degraded = st.Degraded || len(cs.Degraded) > 0
 		st.Components = append(st.Components, cs)
 		st.Errors = append(st.Errors, cs.LastErrors...)
 	}
@@ -133,7 +141,7 @@ func (s *Server) Status() Status {
 		st.Connector = conn.statusView(now, eventsRate)
 	}
 	if snk != nil {
-		st.Sink = snk.statusView(requestsRate)
+		st.Sink = snk.statusView(now, requestsRate)
 	}
 	st.Pipeline = s.pipeline(st)
 	return st
@@ -186,7 +194,7 @@ func (m *ConnectorMonitor) statusView(now time.Time, rate float64) *ConnectorVie
 	return v
 }
 
-func (m *SinkMonitor) statusView(rate float64) *SinkView {
+func (m *SinkMonitor) statusView(now time.Time, rate float64) *SinkView {
 	sv := m.view()
 	v := &SinkView{RequestsPerSecond: rate, Requests: m.requestsTotal(), Applied: sv.applied, Skipped: sv.skipped,
 		DeadLettered: sv.deadLetters, InFlight: sv.inFlight, RateLimit: sv.rate, RateLimitSlowDowns: sv.slowDowns}
@@ -202,6 +210,9 @@ func (m *SinkMonitor) statusView(rate float64) *SinkView {
 	v.Generation, v.Members, v.RateShare, v.GroupRateLimit = sv.generation, sv.members, sv.share, sv.limit
 	v.RateLimitNote = rateLimitNote(sv.rate, m.cfg.RateLimit, sv.slowDowns)
 	v.LastAPIStatus, _ = m.apiLast()
+	if o, ok := m.outage(now); ok {
+		v.OneSignalUnreachable = &o
+	}
 	v.LastDeadLetters = m.lastDeadLetters()
 	return v
 }
@@ -229,6 +240,9 @@ func (s *Server) pipeline(st Status) []Stage {
 	comp := func(name string) Stage {
 		for _, c := range st.Components {
 			if c.Name == name {
+				if c.Up && len(c.Degraded) > 0 {
+					return Stage{Name: name, State: StageWarn, Note: c.State + " · degraded"}
+				}
 				if c.Up {
 					return Stage{Name: name, State: StageUp, Note: c.State}
 				}
@@ -270,6 +284,9 @@ func (s *Server) pipeline(st Status) []Stage {
 	if snk != nil {
 		status, _ := snk.apiLast()
 		switch {
+		case st.Sink != nil && st.Sink.OneSignalUnreachable != nil:
+			o := st.Sink.OneSignalUnreachable
+			api.State, api.Note = StageDown, "failing every request for "+humanSeconds(o.Seconds)
 		case status == "":
 			api.State, api.Note = StageUnknown, "no request yet"
 		case status == "401" || status == "403":
