@@ -460,6 +460,7 @@ type sinkView struct {
 	generation   int32
 	members      int
 	assigned     map[string]int
+	group        []sink.GroupMember
 }
 
 // view reads the sink's counters. applied is done minus skipped minus
@@ -485,7 +486,7 @@ func (m *SinkMonitor) view() sinkView {
 	v.slowDowns = float64(st.SlowDowns)
 	v.inFlight = float64(max(st.Fetched-st.Done, 0))
 	v.share, v.limit = st.RateShare, st.RateLimit
-	v.generation, v.members, v.assigned = st.Generation, st.Members, st.Assigned
+	v.generation, v.members, v.assigned, v.group = st.Generation, st.Members, st.Assigned, st.Group
 	return v
 }
 

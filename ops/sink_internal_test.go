@@ -116,3 +116,16 @@ func TestAFailureEndsBeingAnOutageOnceEveryPartitionHeldIsApplied(t *testing.T) 
 		t.Errorf("with every partition applied the outage lasts %v s", o.Seconds)
 	}
 }
+
+func TestAMembersNameIsTheHostItsKafkaClientIDNames(t *testing.T) {
+	for _, tc := range []struct{ clientID, want string }{
+		{"onesignal-cdc@sink-7f9c-a (github.com/segmentio/kafka-go)", "sink-7f9c-a"},
+		{"onesignal-cdc@sink-7f9c-a", "sink-7f9c-a"},
+		{"my-client", "my-client"},
+		{"odd@ (x)", "odd@ (x)"},
+	} {
+		if got := memberName(tc.clientID); got != tc.want {
+			t.Errorf("memberName(%q) = %q, want %q", tc.clientID, got, tc.want)
+		}
+	}
+}
