@@ -262,12 +262,20 @@ func (m *SinkMonitor) poll() {
 		for _, l := range lags {
 			total += l.Lag
 		}
+		held := -1 // partitions held, when known
+		if stats != nil {
+			held = 0
+			for _, n := range stats().Assigned {
+				held += n
+			}
+		}
 		m.mu.Lock()
 		m.lags, m.lagKnown = lags, lags != nil // nil: between generations, nothing held
-		if m.lagKnown && total == 0 {
-			// Every change of the partitions held is applied: nothing
-			// waits for OneSignal. The failures were of targets that
-			// moved to another member, which reports them.
+		if lags != nil && len(lags) == held && total == 0 {
+			// Every change of the partitions held is applied (each
+			// partition's end was read: Kafka is reachable), so nothing
+			// waits for OneSignal: the failures were of targets that moved
+			// to another member, which reports them.
 			m.failingSince = time.Time{}
 		}
 		m.mu.Unlock()

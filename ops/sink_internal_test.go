@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -96,18 +97,27 @@ func TestAnOutagesDurationReadsAsAPersonWritesIt(t *testing.T) {
 // more: once every partition it holds is applied, nothing of its own waits
 // for OneSignal, and the other member reports the outage.
 func TestAFailureEndsBeingAnOutageOnceEveryPartitionHeldIsApplied(t *testing.T) {
-	m, _ := sinkUnderWatch(t)
+	m, r := sinkUnderWatch(t)
+	m.Watch(func() sink.Stats { return sink.Stats{Assigned: map[string]int{"cdc.public.users": 1}} }, r.stats)
 	m.cfg.UnreachableAfter = time.Nanosecond
-	lag := int64(3)
+	lag, kafkaUp := int64(3), true
 	m.WatchLag(func(context.Context) []sink.PartitionLag {
+		if !kafkaUp {
+			return []sink.PartitionLag{} // no partition's end could be read
+		}
 		return []sink.PartitionLag{{Topic: "cdc.public.users", Partition: 0, End: 10, Committed: 10 - lag, Lag: lag}}
 	})
-	m.observe("PATCH /apps/{app_id}/users/by/external_id/{id}", "503", 503, time.Millisecond, nil)
+	m.observe("PATCH /apps/{app_id}/users/by/external_id/{id}", "error", 0, time.Millisecond, errors.New("dial tcp: i/o timeout"))
 	m.poll()
 	if st := m.comp.status(); len(st.Degraded) != 1 || !st.Up {
 		t.Fatalf("with changes waiting, a failure past the threshold: up %v, degraded %q", st.Up, st.Degraded)
 	}
-	lag = 0
+	kafkaUp = false // the pod's network is down: Kafka too
+	m.poll()
+	if st := m.comp.status(); len(st.Degraded) != 1 {
+		t.Fatalf("with Kafka unreachable too, the outage is no longer reported: %q", st.Degraded)
+	}
+	kafkaUp, lag = true, 0
 	m.poll()
 	if st := m.comp.status(); len(st.Degraded) != 0 {
 		t.Errorf("with every partition applied the sink is still degraded: %q", st.Degraded)
