@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -107,6 +108,11 @@ type Generation struct {
 	// a rebalance under way (the generation is then about to end).
 	// kafka-go itself tells only the leader how many members there are.
 	Members int
+	// Group is every member of the group with its partitions, this one
+	// included, from the same description as Members; nil when Members is
+	// 0. The assignments hold for the whole generation: they change only
+	// in a rebalance, which ends it.
+	Group []Member
 	// Previous holds the partitions of Assigned that this member also held
 	// in generation ID-1. No other member held them since, so what the
 	// handler built for them then is still valid; any other partition must
@@ -116,6 +122,17 @@ type Generation struct {
 	group    string
 	assigned map[TopicPartition]bool
 	kg       *kafka.Generation
+}
+
+// Member is one member of the group, as the coordinator describes it.
+type Member struct {
+	ID string // the coordinator's name for it; this member's is MemberID
+	// ClientID is the name the member gives its connections; kafka-go's
+	// is "program@host (github.com/segmentio/kafka-go)", the host being
+	// the pod's name on Kubernetes.
+	ClientID string
+	Host     string           // the address it connects from, as the coordinator sees it
+	Assigned []TopicPartition // by topic, then partition
 }
 
 // Commit commits offsets for this generation: per partition, the next
@@ -226,7 +243,7 @@ func (c Cluster) RunGroup(ctx context.Context, cfg GroupConfig, handle func(ctx 
 			continue // kafka-go logged it and joins again
 		}
 		gen := newGeneration(cfg.ID, kg, last)
-		gen.Members = members(ctx, client, cfg.ID, kg.MemberID)
+		gen.Members, gen.Group = members(ctx, client, cfg.ID, kg.MemberID)
 		last = gen
 
 		result := make(chan error, 1)
@@ -290,20 +307,36 @@ func newGeneration(group string, kg *kafka.Generation, last *Generation) *Genera
 	return gen
 }
 
-// members counts the group's members as the coordinator describes the
-// group, when the group is stable and counts this member: it is then the
-// generation this member just joined. Otherwise it returns 0.
-func members(ctx context.Context, client *kafka.Client, group, memberID string) int {
+// members counts the group's members, and lists them with their
+// partitions, as the coordinator describes the group, when the group is
+// stable and counts this member: it is then the generation this member
+// just joined. Otherwise it returns 0 and nil.
+func members(ctx context.Context, client *kafka.Client, group, memberID string) (int, []Member) {
 	resp, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
 	if err != nil || len(resp.Groups) != 1 || resp.Groups[0].Error != nil || resp.Groups[0].GroupState != "Stable" {
-		return 0
+		return 0, nil
 	}
-	for _, m := range resp.Groups[0].Members {
-		if m.MemberID == memberID {
-			return len(resp.Groups[0].Members)
+	g := resp.Groups[0]
+	if !slices.ContainsFunc(g.Members, func(m kafka.DescribeGroupsResponseMember) bool { return m.MemberID == memberID }) {
+		return 0, nil
+	}
+	out := make([]Member, 0, len(g.Members))
+	for _, m := range g.Members {
+		mem := Member{ID: m.MemberID, ClientID: m.ClientID, Host: strings.TrimPrefix(m.ClientHost, "/")}
+		for _, t := range m.MemberAssignments.Topics {
+			for _, p := range t.Partitions {
+				mem.Assigned = append(mem.Assigned, TopicPartition{Topic: t.Topic, Partition: p})
+			}
 		}
+		slices.SortFunc(mem.Assigned, compareTopicPartitions)
+		out = append(out, mem)
 	}
-	return 0
+	slices.SortFunc(out, func(a, b Member) int { return cmp.Compare(a.ID, b.ID) })
+	return len(out), out
+}
+
+func compareTopicPartitions(a, b TopicPartition) int {
+	return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 }
 
 // fatalGroupError returns the error RunGroup stops with when err, from a

@@ -177,6 +177,41 @@ func TestTwoMembersShareSixPartitionsHalfEach(t *testing.T) {
 	}
 }
 
+func TestEveryMemberSeesTheWholeGroupWithEachMembersPartitions(t *testing.T) {
+	t.Parallel()
+	c, cfg := groupOnTopic(t)
+	a := join(t, c, cfg, nil)
+	a.next(t, 6, 20*time.Second)
+	b := join(t, c, cfg, nil)
+	ga, gb := shared(t, a, b)
+	own := func(gen *broker.Generation) []broker.TopicPartition {
+		var tps []broker.TopicPartition
+		for _, as := range gen.Assigned {
+			tps = append(tps, broker.TopicPartition{Topic: as.Topic, Partition: as.Partition})
+		}
+		return tps
+	}
+	for _, gen := range []*broker.Generation{ga, gb} {
+		if len(gen.Group) != 2 {
+			t.Fatalf("member %s sees the group as %+v, want both members", gen.MemberID, gen.Group)
+		}
+		for _, m := range gen.Group {
+			want := own(ga)
+			if m.ID == gb.MemberID {
+				want = own(gb)
+			} else if m.ID != ga.MemberID {
+				t.Errorf("member %s sees a member %q that is neither", gen.MemberID, m.ID)
+			}
+			if !slices.Equal(m.Assigned, want) {
+				t.Errorf("member %s sees %s holding %v, which holds %v", gen.MemberID, m.ID, m.Assigned, want)
+			}
+			if m.ClientID == "" || m.Host == "" || strings.HasPrefix(m.Host, "/") {
+				t.Errorf("member %+v: want its client id and host", m)
+			}
+		}
+	}
+}
+
 func TestAMemberThatLeavesHandsItsPartitionsToTheOtherAtOnce(t *testing.T) {
 	t.Parallel()
 	c, cfg := groupOnTopic(t)

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -32,7 +33,11 @@ type ComponentStatus struct {
 	Up    bool   `json:"up"`
 	State string `json:"state"` // a word or two: "streaming", "reconnecting", "consuming"
 	// Problems say why the component is down; empty when it is up.
-	Problems   []string     `json:"problems,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+	// Degraded say what holds the component back while it keeps working
+	// (OneSignal unreachable for a long while): it stays up and ready,
+	// since nothing a restart or a readiness failure does would help.
+	Degraded   []string     `json:"degraded,omitempty"`
 	Since      time.Time    `json:"since"` // of the last change between up and down
 	LastErrors []ErrorEvent `json:"last_errors"`
 }
@@ -40,26 +45,31 @@ type ComponentStatus struct {
 // component is one part of this process that /readyz speaks for. Its
 // owner sets a base state (running or not) and raises or clears named
 // problems (Kafka unreachable, credentials refused); it is up when the
-// base state is and no problem is raised. Safe for concurrent use.
+// base state is and no problem is raised. Degradations are named the same
+// way but leave it up. Safe for concurrent use.
 type component struct {
 	name  string
 	clean func(string) string
 	// change is called on every change between up and down, and on every
 	// stop: stopped is true then, failed when it stopped on an error.
 	change func(name string, up bool, why string, stopped, failed bool)
+	// degradedChange is called when a degradation is raised (with its
+	// reason) or cleared (reason ""), not when only its reason changes.
+	degradedChange func(name, reason string)
 
 	mu       sync.Mutex
 	baseUp   bool
 	state    string
 	reason   string            // why the base state is down
 	problems map[string]string // by key
+	degraded map[string]string // by key
 	up       bool
 	since    time.Time
 	errors   []ErrorEvent // oldest first
 }
 
 func newComponent(name, state, reason string, clean func(string) string, change func(string, bool, string, bool, bool)) *component {
-	return &component{name: name, clean: clean, change: change, state: state, reason: reason, problems: map[string]string{}, since: time.Now()}
+	return &component{name: name, clean: clean, change: change, state: state, reason: reason, problems: map[string]string{}, degraded: map[string]string{}, since: time.Now()}
 }
 
 // set replaces the base state.
@@ -95,6 +105,23 @@ func (c *component) raise(key, reason string) {
 	c.settle(false, false)
 }
 
+// degrade sets (reason != "") or clears (reason == "") the degradation
+// key, which leaves the component up.
+func (c *component) degrade(key, reason string) {
+	c.mu.Lock()
+	_, was := c.degraded[key]
+	if reason == "" {
+		delete(c.degraded, key)
+	} else {
+		c.degraded[key] = c.clean(reason)
+	}
+	_, is := c.degraded[key]
+	c.mu.Unlock()
+	if was != is && c.degradedChange != nil {
+		c.degradedChange(c.name, reason)
+	}
+}
+
 // settle works out up from the base state and the problems, unlocks, and
 // reports a change, or a stop. The caller holds mu.
 func (c *component) settle(stopped, failed bool) {
@@ -116,15 +143,17 @@ func (c *component) whyLocked() []string {
 	if !c.baseUp {
 		why = append(why, c.reason)
 	}
-	keys := make([]string, 0, len(c.problems))
-	for k := range c.problems {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	return append(why, byKey(c.problems)...)
+}
+
+// byKey returns m's values in the order of their keys.
+func byKey(m map[string]string) []string {
+	keys := slices.Sorted(maps.Keys(m))
+	out := make([]string, 0, len(keys))
 	for _, k := range keys {
-		why = append(why, c.problems[k])
+		out = append(out, m[k])
 	}
-	return why
+	return out
 }
 
 // recordError keeps msg among the component's last errors. Repeats of the
@@ -157,6 +186,9 @@ func (c *component) status() ComponentStatus {
 	st := ComponentStatus{Name: c.name, Up: c.up, State: c.state, Since: c.since, LastErrors: slices.Clone(c.errors)}
 	if !c.up {
 		st.Problems = c.whyLocked()
+	}
+	if len(c.degraded) > 0 {
+		st.Degraded = byKey(c.degraded)
 	}
 	slices.Reverse(st.LastErrors) // newest first
 	return st

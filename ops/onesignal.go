@@ -22,8 +22,10 @@ func (m *SinkMonitor) HTTPClient() *http.Client {
 }
 
 // Transport wraps next so that every request to OneSignal is counted by
-// endpoint and status and timed, and a 401 or 403 marks the sink down
-// until OneSignal accepts a request again.
+// endpoint and status and timed, a 401 or 403 marks the sink down until
+// OneSignal accepts a request again, and a failure of every request (no
+// answer, 429 or 5xx) for UnreachableAfter marks it degraded until
+// OneSignal answers otherwise.
 func (m *SinkMonitor) Transport(next http.RoundTripper) http.RoundTripper {
 	return &countingTransport{m: m, next: next}
 }
@@ -41,11 +43,11 @@ func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	d := time.Since(started)
 	switch {
 	case err == nil:
-		t.m.observe(endpoint, strconv.Itoa(resp.StatusCode), resp.StatusCode, d)
+		t.m.observe(endpoint, strconv.Itoa(resp.StatusCode), resp.StatusCode, d, nil)
 	case errors.Is(err, context.Canceled) && req.Context().Err() != nil:
 		// Called off by the sink (shutting down): no answer was due.
 	default:
-		t.m.observe(endpoint, "error", 0, d)
+		t.m.observe(endpoint, "error", 0, d, err)
 	}
 	return resp, err
 }

@@ -12,8 +12,10 @@
 // Readiness is about this process only: it is ready when every component
 // it runs is up (the connector streaming and its Kafka writes going
 // through; the sink consuming, Kafka reachable and its OneSignal
-// credentials accepted). Liveness checks nothing but that the server
-// answers.
+// credentials accepted). A component can be up and degraded: a sink that
+// has not reached OneSignal for DefaultUnreachableAfter keeps its place
+// and waits, and /readyz says so while it stays ready. Liveness checks
+// nothing but that the server answers.
 package ops
 
 import (
@@ -101,6 +103,7 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 // addComponent registers a component that /readyz speaks for.
 func (s *Server) addComponent(name, state, reason string) *component {
 	c := newComponent(name, state, reason, s.redact.clean, s.logChange)
+	c.degradedChange = s.logDegraded
 	s.mu.Lock()
 	s.components = append(s.components, c)
 	s.mu.Unlock()
@@ -122,6 +125,16 @@ func (s *Server) logChange(name string, up bool, why string, stopped, failed boo
 	default:
 		s.log.Warn("component down", zap.String("component", name), zap.String("reason", why))
 	}
+}
+
+// logDegraded logs each degradation once when it is raised and once when
+// it clears.
+func (s *Server) logDegraded(name, reason string) {
+	if reason == "" {
+		s.log.Info("component no longer degraded", zap.String("component", name))
+		return
+	}
+	s.log.Warn("component degraded", zap.String("component", name), zap.String("reason", reason))
 }
 
 func (s *Server) componentList() []*component {
@@ -283,23 +296,42 @@ func (s *Server) Handler() http.Handler {
 const onScrapeMaxAge = time.Second
 
 // serveReady answers 200 when every component is up, else 503 with one
-// line per component that is down, saying why.
+// line per component that is down, saying why. A degraded component is
+// up (its line says "degraded"): a sink that cannot reach OneSignal keeps
+// its place and waits, which neither a restart nor taking the pod out of
+// service would help, while a failing readiness probe would hold up
+// rolling updates and, under the PodDisruptionBudget, node drains.
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	var down []string
+	s.refreshDegraded()
+	var down, degraded []string
 	for _, c := range s.componentList() {
 		st := c.status()
 		if !st.Up {
 			down = append(down, st.Name+": "+strings.Join(st.Problems, "; "))
 		}
+		for _, d := range st.Degraded {
+			degraded = append(degraded, st.Name+" (degraded): "+d)
+		}
 	}
-	if len(down) > 0 {
+	switch {
+	case len(down) > 0:
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, strings.Join(down, "\n"))
-		return
+		fmt.Fprintln(w, strings.Join(append(down, degraded...), "\n"))
+	case len(degraded) > 0:
+		fmt.Fprintln(w, "ok, degraded:\n"+strings.Join(degraded, "\n"))
+	default:
+		fmt.Fprintln(w, "ok")
 	}
-	fmt.Fprintln(w, "ok")
+}
+
+// refreshDegraded brings the degradations that grow with time (how long
+// OneSignal has been unreachable) up to now.
+func (s *Server) refreshDegraded() {
+	if _, snk := s.monitors(); snk != nil {
+		snk.refreshOutage()
+	}
 }
 
 // upCollector exports component_up for every component.

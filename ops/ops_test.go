@@ -53,6 +53,7 @@ var agreedMetrics = []string{
 	"onesignal_cdc_sink_rate_limit_share",
 	"onesignal_cdc_sink_group_members",
 	"onesignal_cdc_sink_assigned_partitions",
+	"onesignal_cdc_sink_onesignal_unreachable_seconds",
 }
 
 // fixedSlot is a SlotReader that reports the same slot every time.
@@ -122,7 +123,13 @@ func busyPipeline(t *testing.T) (*ops.Server, *ops.ConnectorMonitor, *ops.SinkMo
 	snk := srv.Sink(ops.SinkConfig{BaseURL: "https://api.onesignal.com"})
 	snk.Watch(func() sink.Stats {
 		return sink.Stats{Fetched: 12, Done: 10, Replays: 2, DeadLettered: 1, Retries: 4, RateLimitWaits: 3, RateLimitWaited: 1500 * time.Millisecond, Rate: 720,
-			RateShare: 0.5, RateLimit: 900, Generation: 3, Members: 2, Assigned: map[string]int{"cdc.public.users": 2, "cdc.sink-targets": 2}}
+			RateShare: 0.5, RateLimit: 900, Generation: 3, Members: 2, Assigned: map[string]int{"cdc.public.users": 2, "cdc.sink-targets": 2},
+			Group: []sink.GroupMember{
+				{ID: "onesignal-cdc@sink-7f9c-a (github.com/segmentio/kafka-go)-0b1e", ClientID: "onesignal-cdc@sink-7f9c-a (github.com/segmentio/kafka-go)", Host: "10.0.3.7",
+					This: true, Assigned: map[string][]int{"cdc.sink-targets": {0, 1}, "cdc.public.users": {0, 1}}, Share: 0.5},
+				{ID: "onesignal-cdc@sink-7f9c-b (github.com/segmentio/kafka-go)-4c2d", ClientID: "onesignal-cdc@sink-7f9c-b (github.com/segmentio/kafka-go)", Host: "10.0.3.8",
+					Assigned: map[string][]int{"cdc.public.users": {2, 3}, "cdc.sink-targets": {2, 3}}, Share: 0.5},
+			}}
 	}, func() kafka.ReaderStats { return kafka.ReaderStats{Fetches: 4, Lag: 7} })
 	snk.WatchLag(func(context.Context) []sink.PartitionLag {
 		return []sink.PartitionLag{
@@ -645,7 +652,7 @@ func TestErrorsOnThePageLeaveOutGoMethodNames(t *testing.T) {
 	}
 }
 
-func TestTheStatusPageShowsTheGroupThisMembersShareAndItsPartitionsLag(t *testing.T) {
+func TestTheStatusPageShowsTheGroupsMembersTheirPartitionsAndSharesAndThisMembersLag(t *testing.T) {
 	srv, _, _ := busyPipeline(t)
 	base := started(t, srv)
 	get(t, base+"/metrics") // the watcher polls the lag
@@ -664,8 +671,19 @@ func TestTheStatusPageShowsTheGroupThisMembersShareAndItsPartitionsLag(t *testin
 	if !reflect.DeepEqual(s.Partitions, want) || s.ConsumerLag == nil || *s.ConsumerLag != 51 {
 		t.Errorf("partitions %+v, lag %v; want %+v, 51", s.Partitions, s.ConsumerLag, want)
 	}
+	wantGroup := []ops.GroupMember{
+		{ID: "onesignal-cdc@sink-7f9c-a (github.com/segmentio/kafka-go)-0b1e", Name: "sink-7f9c-a", Host: "10.0.3.7", This: true, RateShare: 0.5,
+			Partitions: []ops.TopicPartitions{{Topic: "cdc.public.users", Partitions: []int{0, 1}}, {Topic: "cdc.sink-targets", Partitions: []int{0, 1}}}},
+		{ID: "onesignal-cdc@sink-7f9c-b (github.com/segmentio/kafka-go)-4c2d", Name: "sink-7f9c-b", Host: "10.0.3.8", RateShare: 0.5,
+			Partitions: []ops.TopicPartitions{{Topic: "cdc.public.users", Partitions: []int{2, 3}}, {Topic: "cdc.sink-targets", Partitions: []int{2, 3}}}},
+	}
+	if !reflect.DeepEqual(s.Group, wantGroup) {
+		t.Errorf("group %+v, want %+v", s.Group, wantGroup)
+	}
 	page := mustGet(t, base+"/")
-	for _, want := range []string{"2 members", "50 % of 900/s for the group", "<td>cdc.sink-targets</td><td>1</td><td>none</td><td>9</td><td>9</td>"} {
+	for _, want := range []string{"2 members", "50 % of 900/s for the group", "<td>cdc.sink-targets</td><td>1</td><td>none</td><td>9</td><td>9</td>",
+		`<td>sink-7f9c-a <span class="muted">(this member)</span></td><td>10.0.3.7</td>`,
+		"<td>sink-7f9c-b</td><td>10.0.3.8</td>\n    <td>cdc.public.users: 2, 3<br>cdc.sink-targets: 2, 3</td>\n    <td>50 % · 450/s</td>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the status page lacks %q", want)
 		}

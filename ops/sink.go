@@ -26,7 +26,19 @@ type SinkConfig struct {
 	// RateLimit is onesignal.rate_limit, the rate the status page tells
 	// a lowered rate from; 0 when unknown.
 	RateLimit float64
+	// UnreachableAfter is how long OneSignal must have failed every
+	// request before /readyz and the status page report it; 0 is
+	// DefaultUnreachableAfter.
+	UnreachableAfter time.Duration
 }
+
+// DefaultUnreachableAfter is how long OneSignal must have answered every
+// request with a failure (no answer, 429 or 5xx) before /readyz and the
+// status page report it: past a blip or a burst of 429s, and within the
+// first minutes of an outage. Alerts read
+// onesignal_cdc_sink_onesignal_unreachable_seconds, with a threshold of
+// their own.
+const DefaultUnreachableAfter = time.Minute
 
 // Runner is a component of the daemon.
 type Runner interface {
@@ -40,6 +52,7 @@ type SinkMonitor struct {
 	cfg    SinkConfig
 	comp   *component
 	prefix string // of OneSignal's paths, from the base URL
+	host   string // OneSignal's, from the base URL
 
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
@@ -62,6 +75,18 @@ type SinkMonitor struct {
 	kafkaStreak int
 	api         apiState          // OneSignal's last answer
 	dead        []DeadLetterEvent // the last dead letters, oldest first
+	// failingSince is when the first of OneSignal's answers since its
+	// last good one failed (no answer, 429 or 5xx), zero while it
+	// answers; lastFailure is the newest of them.
+	failingSince time.Time
+	lastFailure  apiFailure
+}
+
+// apiFailure is a request OneSignal failed.
+type apiFailure struct {
+	endpoint string
+	status   string // "error": no answer
+	err      string // why no answer came
 }
 
 // keepDeadLetters is how many of the last dead letters the status page
@@ -103,8 +128,15 @@ func (s *Server) Sink(cfg SinkConfig) *SinkMonitor {
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"endpoint"}),
 	}
+	m.host = "api.onesignal.com"
 	if u, err := url.Parse(cfg.BaseURL); err == nil {
 		m.prefix = strings.TrimRight(u.EscapedPath(), "/")
+		if u.Host != "" {
+			m.host = u.Host
+		}
+	}
+	if m.cfg.UnreachableAfter <= 0 {
+		m.cfg.UnreachableAfter = DefaultUnreachableAfter
 	}
 	s.reg.MustRegister(m.requests, m.duration, sinkCollector{m})
 	s.mu.Lock()
@@ -226,10 +258,29 @@ func (m *SinkMonitor) poll() {
 		ctx, cancel := context.WithTimeout(context.Background(), lagTimeout)
 		lags := lagOf(ctx)
 		cancel()
+		var total int64
+		for _, l := range lags {
+			total += l.Lag
+		}
+		held := -1 // partitions held, when known
+		if stats != nil {
+			held = 0
+			for _, n := range stats().Assigned {
+				held += n
+			}
+		}
 		m.mu.Lock()
 		m.lags, m.lagKnown = lags, lags != nil // nil: between generations, nothing held
+		if lags != nil && len(lags) == held && total == 0 {
+			// Every change of the partitions held is applied (each
+			// partition's end was read: Kafka is reachable), so nothing
+			// waits for OneSignal: the failures were of targets that moved
+			// to another member, which reports them.
+			m.failingSince = time.Time{}
+		}
 		m.mu.Unlock()
 	}
+	m.refreshOutage()
 	if reader == nil {
 		return
 	}
@@ -264,15 +315,32 @@ func (m *SinkMonitor) poll() {
 	}
 }
 
-// observe records one OneSignal request, and what its answer says about
-// the credentials.
-func (m *SinkMonitor) observe(endpoint, status string, code int, d time.Duration) {
+// observe records one OneSignal request, and what its answer (or err,
+// when none came) says about the credentials and OneSignal's health.
+func (m *SinkMonitor) observe(endpoint, status string, code int, d time.Duration, err error) {
 	m.requests.WithLabelValues(endpoint, status).Inc()
 	m.duration.WithLabelValues(endpoint).Observe(d.Seconds())
 	m.requests64.Add(1)
+	now := time.Now()
+	failed := code == 0 || code == http.StatusTooManyRequests || code >= 500
 	m.mu.Lock()
-	m.api = apiState{status: status, at: time.Now()}
+	m.api = apiState{status: status, at: now}
+	switch {
+	case !failed:
+		m.failingSince = time.Time{}
+	case m.failingSince.IsZero():
+		m.failingSince = now
+	}
+	if failed {
+		m.lastFailure = apiFailure{endpoint: endpoint, status: status}
+		if err != nil {
+			m.lastFailure.err = err.Error()
+		}
+	}
 	m.mu.Unlock()
+	if !failed {
+		m.refreshOutage() // the report clears with the first good answer
+	}
 	switch {
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		m.comp.recordError(fmt.Sprintf("onesignal: %s answered %d", endpoint, code))
@@ -280,9 +348,81 @@ func (m *SinkMonitor) observe(endpoint, status string, code int, d time.Duration
 	case code >= 200 && code < 300, code == http.StatusNotFound:
 		m.comp.raise("credentials", "")
 	}
-	if code == 0 || code == http.StatusTooManyRequests || code >= 500 {
+	switch {
+	case code == 0 && err != nil:
+		m.comp.recordError(fmt.Sprintf("onesignal: no answer to %s: %v (retried)", endpoint, err))
+	case failed:
 		m.comp.recordError(fmt.Sprintf("onesignal: %s answered %s (retried)", endpoint, status))
 	}
+}
+
+// OneSignalOutage is a stretch of time in which OneSignal answered every
+// request of this member with a failure: no answer, 429 or 5xx.
+type OneSignalOutage struct {
+	Since     time.Time `json:"since"` // the first failure after its last other answer
+	Seconds   float64   `json:"seconds"`
+	LastError string    `json:"last_error"`
+	// Reason is what /readyz says: how long, why, the fix, and that
+	// nothing is lost.
+	Reason string `json:"reason"`
+}
+
+// outage returns OneSignal's outage as of now, and whether it has lasted
+// UnreachableAfter: zero and false while OneSignal answers.
+func (m *SinkMonitor) outage(now time.Time) (OneSignalOutage, bool) {
+	m.mu.Lock()
+	since, f := m.failingSince, m.lastFailure
+	m.mu.Unlock()
+	if since.IsZero() {
+		return OneSignalOutage{}, false
+	}
+	d := max(now.Sub(since), 0)
+	o := OneSignalOutage{Since: since, Seconds: d.Seconds()}
+	var what, fix string
+	switch {
+	case f.status == "error":
+		o.LastError = "no answer to " + f.endpoint
+		if f.err != "" {
+			o.LastError += ": " + f.err
+		}
+		what = "OneSignal unreachable"
+		fix = "check the network path to " + m.host + " (DNS, egress rules, HTTPS_PROXY)"
+	case f.status == "429":
+		o.LastError = f.endpoint + " answered 429 Too Many Requests"
+		what = "OneSignal answering 429 Too Many Requests to every request"
+		fix = "another client may be using the app's rate limit, or onesignal.rate_limit is above the app's"
+	default:
+		o.LastError = f.endpoint + " answered " + f.status
+		what = "OneSignal failing every request with " + f.status
+		fix = "an outage on OneSignal's side (https://status.onesignal.com), or a proxy in the way"
+	}
+	o.LastError = m.s.redact.clean(o.LastError)
+	o.Reason = fmt.Sprintf("%s for %s (last: %s): %s; nothing is lost: the sink keeps its place and catches up at the rate limit once OneSignal answers",
+		what, outageDuration(d), o.LastError, fix)
+	return o, d >= m.cfg.UnreachableAfter
+}
+
+// outageDuration writes d to the second under an hour and to the minute
+// past it: "4m12s", "2h13m"; to the tenth under a minute.
+func outageDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+}
+
+// refreshOutage reports OneSignal's outage as the sink's degradation
+// once it has lasted UnreachableAfter, with how long it has lasted so
+// far, and clears it once OneSignal answers.
+func (m *SinkMonitor) refreshOutage() {
+	if o, ok := m.outage(time.Now()); ok {
+		m.comp.degrade("onesignal", o.Reason)
+		return
+	}
+	m.comp.degrade("onesignal", "")
 }
 
 func (m *SinkMonitor) requestsTotal() float64 { return float64(m.requests64.Load()) }
@@ -328,6 +468,7 @@ type sinkView struct {
 	generation   int32
 	members      int
 	assigned     map[string]int
+	group        []sink.GroupMember
 }
 
 // view reads the sink's counters. applied is done minus skipped minus
@@ -353,7 +494,7 @@ func (m *SinkMonitor) view() sinkView {
 	v.slowDowns = float64(st.SlowDowns)
 	v.inFlight = float64(max(st.Fetched-st.Done, 0))
 	v.share, v.limit = st.RateShare, st.RateLimit
-	v.generation, v.members, v.assigned = st.Generation, st.Members, st.Assigned
+	v.generation, v.members, v.assigned, v.group = st.Generation, st.Members, st.Assigned, st.Group
 	return v
 }
 
@@ -376,7 +517,8 @@ var (
 	sinkShareDesc        = sinkDesc("rate_limit_share", "This member's share of onesignal.rate_limit: the share of the targets topic's partitions it holds.")
 	sinkMembersDesc      = sinkDesc("group_members", "Members of the sink's consumer group in this member's generation.")
 	sinkAssignedDesc     = sinkDesc("assigned_partitions", "Partitions of each topic assigned to this member.", "topic")
-	sinkCollectorMetrics = []*prometheus.Desc{sinkMessagesDesc, sinkRetriesDesc, sinkDeadDesc, sinkWaitsDesc, sinkWaitSecondsDesc, sinkRateDesc, sinkConsumerLagDesc, sinkInFlightDesc, sinkShareDesc, sinkMembersDesc, sinkAssignedDesc}
+	sinkUnreachableDesc  = sinkDesc("onesignal_unreachable_seconds", "How long OneSignal has answered every request of this member with a failure (no answer, 429 or 5xx), from the first failure after its last other answer; 0 while it answers. Nothing is committed past a change it has not accepted meanwhile.")
+	sinkCollectorMetrics = []*prometheus.Desc{sinkMessagesDesc, sinkRetriesDesc, sinkDeadDesc, sinkWaitsDesc, sinkWaitSecondsDesc, sinkRateDesc, sinkConsumerLagDesc, sinkInFlightDesc, sinkShareDesc, sinkMembersDesc, sinkAssignedDesc, sinkUnreachableDesc}
 )
 
 func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -386,6 +528,8 @@ func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
+	o, _ := c.m.outage(time.Now())
+	ch <- prometheus.MustNewConstMetric(sinkUnreachableDesc, prometheus.GaugeValue, o.Seconds)
 	v := c.m.view()
 	for _, l := range v.lags {
 		ch <- prometheus.MustNewConstMetric(sinkConsumerLagDesc, prometheus.GaugeValue, float64(l.Lag), l.Topic, strconv.Itoa(l.Partition))

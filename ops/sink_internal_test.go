@@ -1,7 +1,10 @@
 package ops
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
@@ -71,5 +74,68 @@ func TestFailingFetchesMarkKafkaDownAfterTwoPollsAndUpAfterAGoodOne(t *testing.T
 	m.poll()
 	if !m.comp.isUp() {
 		t.Errorf("a poll with fetches and no error left the sink down: %v", m.comp.status().Problems)
+	}
+}
+
+func TestAnOutagesDurationReadsAsAPersonWritesIt(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{1234 * time.Millisecond, "1.2s"},
+		{4*time.Minute + 12*time.Second + 400*time.Millisecond, "4m12s"},
+		{2*time.Hour + 13*time.Minute + 20*time.Second, "2h13m"},
+		{50 * time.Hour, "50h0m"},
+	} {
+		if got := outageDuration(tc.d); got != tc.want {
+			t.Errorf("outageDuration(%s) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+// A member whose failing targets moved to another member sends nothing
+// more: once every partition it holds is applied, nothing of its own waits
+// for OneSignal, and the other member reports the outage.
+func TestAFailureEndsBeingAnOutageOnceEveryPartitionHeldIsApplied(t *testing.T) {
+	m, r := sinkUnderWatch(t)
+	m.Watch(func() sink.Stats { return sink.Stats{Assigned: map[string]int{"cdc.public.users": 1}} }, r.stats)
+	m.cfg.UnreachableAfter = time.Nanosecond
+	lag, kafkaUp := int64(3), true
+	m.WatchLag(func(context.Context) []sink.PartitionLag {
+		if !kafkaUp {
+			return []sink.PartitionLag{} // no partition's end could be read
+		}
+		return []sink.PartitionLag{{Topic: "cdc.public.users", Partition: 0, End: 10, Committed: 10 - lag, Lag: lag}}
+	})
+	m.observe("PATCH /apps/{app_id}/users/by/external_id/{id}", "error", 0, time.Millisecond, errors.New("dial tcp: i/o timeout"))
+	m.poll()
+	if st := m.comp.status(); len(st.Degraded) != 1 || !st.Up {
+		t.Fatalf("with changes waiting, a failure past the threshold: up %v, degraded %q", st.Up, st.Degraded)
+	}
+	kafkaUp = false // the pod's network is down: Kafka too
+	m.poll()
+	if st := m.comp.status(); len(st.Degraded) != 1 {
+		t.Fatalf("with Kafka unreachable too, the outage is no longer reported: %q", st.Degraded)
+	}
+	kafkaUp, lag = true, 0
+	m.poll()
+	if st := m.comp.status(); len(st.Degraded) != 0 {
+		t.Errorf("with every partition applied the sink is still degraded: %q", st.Degraded)
+	}
+	if o, _ := m.outage(time.Now()); o.Seconds != 0 {
+		t.Errorf("with every partition applied the outage lasts %v s", o.Seconds)
+	}
+}
+
+func TestAMembersNameIsTheHostItsKafkaClientIDNames(t *testing.T) {
+	for _, tc := range []struct{ clientID, want string }{
+		{"onesignal-cdc@sink-7f9c-a (github.com/segmentio/kafka-go)", "sink-7f9c-a"},
+		{"onesignal-cdc@sink-7f9c-a", "sink-7f9c-a"},
+		{"my-client", "my-client"},
+		{"odd@ (x)", "odd@ (x)"},
+	} {
+		if got := memberName(tc.clientID); got != tc.want {
+			t.Errorf("memberName(%q) = %q, want %q", tc.clientID, got, tc.want)
+		}
 	}
 }

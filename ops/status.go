@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +24,9 @@ type Status struct {
 	Started   time.Time `json:"started"`
 	Now       time.Time `json:"now"`
 	Ready     bool      `json:"ready"`
+	// Degraded: ready, but a component is held back (Components say
+	// which, and why).
+	Degraded bool `json:"degraded"`
 	// Pipeline is the picture: PostgreSQL, connector, Kafka, sink,
 	// OneSignal, each with a state.
 	Pipeline   []Stage           `json:"pipeline"`
@@ -88,13 +93,54 @@ type SinkView struct {
 	RateShare      float64 `json:"rate_share"`
 	GroupRateLimit float64 `json:"group_rate_limit"`
 	RateLimit      float64 `json:"rate_limit"` // this member's requests/s now
+	// Group is every member of the generation with its partitions and its
+	// share of the rate limit, as the coordinator described the group
+	// when the generation began; empty when that is not known. The lag
+	// of another member's partitions is on that member's page and
+	// metrics.
+	Group []GroupMember `json:"group"`
 	// RateLimitNote says why the rate is what it is: onesignal.rate_limit,
 	// or lowered after OneSignal's 429s (RateLimitSlowDowns of them).
 	RateLimitNote      string  `json:"rate_limit_note"`
 	RateLimitSlowDowns float64 `json:"rate_limit_slow_downs"`
 	LastAPIStatus      string  `json:"last_api_status,omitempty"`
+	// OneSignalUnreachable is set once OneSignal has failed every request
+	// for the threshold (one minute): since when, and the last error.
+	OneSignalUnreachable *OneSignalOutage `json:"onesignal_unreachable,omitempty"`
 	// LastDeadLetters are the last dead letters, newest first, with why.
 	LastDeadLetters []DeadLetterEvent `json:"last_dead_letters"`
+}
+
+// GroupMember is a member of the sink's consumer group.
+type GroupMember struct {
+	ID string `json:"id"` // the coordinator's name for it
+	// Name is the host in its Kafka client id (the pod's name on
+	// Kubernetes), or the client id when it names none.
+	Name       string            `json:"name"`
+	Host       string            `json:"host"` // the address it connects from
+	This       bool              `json:"this"` // the member this page is served by
+	Partitions []TopicPartitions `json:"partitions"`
+	RateShare  float64           `json:"rate_share"`
+}
+
+// TopicPartitions are partitions of one topic.
+type TopicPartitions struct {
+	Topic      string `json:"topic"`
+	Partitions []int  `json:"partitions"`
+}
+
+// memberName is the host in a kafka-go client id,
+// "program@host (github.com/segmentio/kafka-go)", or the id itself.
+func memberName(clientID string) string {
+	_, rest, ok := strings.Cut(clientID, "@")
+	if !ok {
+		return clientID
+	}
+	host, _, _ := strings.Cut(rest, " ")
+	if host == "" {
+		return clientID
+	}
+	return host
 }
 
 // PartitionState is a partition this member holds, with the group's
@@ -118,11 +164,13 @@ type MappingRow struct {
 
 // Status gathers the status now.
 func (s *Server) Status() Status {
+	s.refreshDegraded()
 	now := time.Now()
 	st := Status{Version: s.cfg.Version, GoVersion: runtime.Version(), Started: s.started, Now: now, Ready: true, Mapping: s.mapping()}
 	for _, c := range s.componentList() {
 		cs := c.status()
 		st.Ready = st.Ready && cs.Up
+		st.Degraded = st.Degraded || len(cs.Degraded) > 0
 		st.Components = append(st.Components, cs)
 		st.Errors = append(st.Errors, cs.LastErrors...)
 	}
@@ -133,7 +181,7 @@ func (s *Server) Status() Status {
 		st.Connector = conn.statusView(now, eventsRate)
 	}
 	if snk != nil {
-		st.Sink = snk.statusView(requestsRate)
+		st.Sink = snk.statusView(now, requestsRate)
 	}
 	st.Pipeline = s.pipeline(st)
 	return st
@@ -186,7 +234,7 @@ func (m *ConnectorMonitor) statusView(now time.Time, rate float64) *ConnectorVie
 	return v
 }
 
-func (m *SinkMonitor) statusView(rate float64) *SinkView {
+func (m *SinkMonitor) statusView(now time.Time, rate float64) *SinkView {
 	sv := m.view()
 	v := &SinkView{RequestsPerSecond: rate, Requests: m.requestsTotal(), Applied: sv.applied, Skipped: sv.skipped,
 		DeadLettered: sv.deadLetters, InFlight: sv.inFlight, RateLimit: sv.rate, RateLimitSlowDowns: sv.slowDowns}
@@ -200,8 +248,18 @@ func (m *SinkMonitor) statusView(rate float64) *SinkView {
 		v.ConsumerLag = &total
 	}
 	v.Generation, v.Members, v.RateShare, v.GroupRateLimit = sv.generation, sv.members, sv.share, sv.limit
+	for _, m := range sv.group {
+		gm := GroupMember{ID: m.ID, Name: memberName(m.ClientID), Host: m.Host, This: m.This, RateShare: m.Share}
+		for _, topic := range slices.Sorted(maps.Keys(m.Assigned)) {
+			gm.Partitions = append(gm.Partitions, TopicPartitions{Topic: topic, Partitions: m.Assigned[topic]})
+		}
+		v.Group = append(v.Group, gm)
+	}
 	v.RateLimitNote = rateLimitNote(sv.rate, m.cfg.RateLimit, sv.slowDowns)
 	v.LastAPIStatus, _ = m.apiLast()
+	if o, ok := m.outage(now); ok {
+		v.OneSignalUnreachable = &o
+	}
 	v.LastDeadLetters = m.lastDeadLetters()
 	return v
 }
@@ -229,6 +287,9 @@ func (s *Server) pipeline(st Status) []Stage {
 	comp := func(name string) Stage {
 		for _, c := range st.Components {
 			if c.Name == name {
+				if c.Up && len(c.Degraded) > 0 {
+					return Stage{Name: name, State: StageWarn, Note: c.State + " · degraded"}
+				}
 				if c.Up {
 					return Stage{Name: name, State: StageUp, Note: c.State}
 				}
@@ -270,6 +331,9 @@ func (s *Server) pipeline(st Status) []Stage {
 	if snk != nil {
 		status, _ := snk.apiLast()
 		switch {
+		case st.Sink != nil && st.Sink.OneSignalUnreachable != nil:
+			o := st.Sink.OneSignalUnreachable
+			api.State, api.Note = StageDown, "failing every request for "+humanSeconds(o.Seconds)
 		case status == "":
 			api.State, api.Note = StageUnknown, "no request yet"
 		case status == "401" || status == "403":
@@ -350,6 +414,14 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"notLast":  func(i, n int) bool { return i < n-1 },
 	"percent":  func(v float64) string { return fmt.Sprintf("%.0f %%", v*100) },
 	"joinWith": strings.Join,
+	"ints": func(ns []int) string {
+		parts := make([]string, len(ns))
+		for i, n := range ns {
+			parts[i] = strconv.Itoa(n)
+		}
+		return strings.Join(parts, ", ")
+	},
+	"times": func(a, b float64) float64 { return a * b },
 }).Parse(statusHTML))
 
 func (s *Server) serveStatusPage(w http.ResponseWriter, r *http.Request) {

@@ -1,12 +1,17 @@
 package sink_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/ops"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
@@ -128,5 +133,88 @@ func BenchmarkSinkGroupSustainedCallsPerSecond(b *testing.B) {
 					members, g.shares, users, g.rate, g.window.Round(time.Millisecond), limit, g.rate/limit, g.tooMany)
 			}
 		})
+	}
+}
+
+// TestEveryMemberSeesTheGroupsMembersTheirPartitionsAndShares: each
+// member's Stats list the whole generation, the same for both, with each
+// member's partitions of every topic and its share of the rate limit as
+// that member takes it.
+func TestEveryMemberSeesTheGroupsMembersTheirPartitionsAndShares(t *testing.T) {
+	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	mon, base := opsServer(t, st.url, 0)
+	rs := []*running{st.startWith(crm, options{httpClient: mon.HTTPClient(), runAs: func(s *sink.Sink) runner {
+		mon.Watch(s.Stats, s.ReaderStats)
+		mon.WatchLag(s.Lag)
+		return mon.Wrap(s)
+	}}), st.start(crm)}
+	var stats []sink.Stats
+	waitFor(t, "both members in one generation that both see", func() error {
+		stats = stats[:0]
+		for i, r := range rs {
+			s := r.sink.Stats()
+			if s.Generation == 0 || len(s.Group) != 2 {
+				return fmt.Errorf("member %d in generation %d sees %d members", i, s.Generation, len(s.Group))
+			}
+			stats = append(stats, s)
+		}
+		if stats[0].Generation != stats[1].Generation {
+			return fmt.Errorf("the members are in generations %d and %d", stats[0].Generation, stats[1].Generation)
+		}
+		return nil
+	})
+	for i, s := range stats {
+		sum := 0.0
+		var this []sink.GroupMember
+		for _, m := range s.Group {
+			sum += m.Share
+			if m.This {
+				this = append(this, m)
+			}
+			if m.ClientID == "" || m.Host == "" {
+				t.Errorf("member %d sees %+v without its client id or host", i, m)
+			}
+		}
+		if math.Abs(sum-1) > 1e-9 {
+			t.Errorf("member %d sees shares adding up to %v", i, sum)
+		}
+		if len(this) != 1 {
+			t.Fatalf("member %d finds itself %d times in %+v", i, len(this), s.Group)
+		}
+		if this[0].Share != s.RateShare {
+			t.Errorf("member %d sees its share as %v and takes %v", i, this[0].Share, s.RateShare)
+		}
+		for topic, n := range s.Assigned {
+			if len(this[0].Assigned[topic]) != n {
+				t.Errorf("member %d holds %d partitions of %s and sees itself holding %v", i, n, topic, this[0].Assigned[topic])
+			}
+		}
+		other := stats[1-i].Group
+		if !slices.EqualFunc(s.Group, other, func(a, b sink.GroupMember) bool {
+			return a.ID == b.ID && a.Share == b.Share && maps.EqualFunc(a.Assigned, b.Assigned, slices.Equal[[]int])
+		}) {
+			t.Errorf("the members see the group differently:\n%+v\n%+v", s.Group, other)
+		}
+	}
+	// The first member's status page shows the group as its Stats do.
+	var status ops.Status
+	waitFor(t, "the status to show the group and this member's partitions", func() error {
+		_, js := httpGet(t, base+"/status.json")
+		if err := json.Unmarshal([]byte(js), &status); err != nil {
+			return err
+		}
+		if status.Sink == nil || len(status.Sink.Group) != 2 || len(status.Sink.Partitions) == 0 {
+			return fmt.Errorf("sink %+v", status.Sink)
+		}
+		return nil
+	})
+	for i, m := range status.Sink.Group {
+		want := stats[0].Group[i]
+		if m.ID != want.ID || m.This != want.This || m.RateShare != want.Share || m.Host != want.Host || len(m.Partitions) != len(want.Assigned) {
+			t.Errorf("the status page shows member %+v, the Stats %+v", m, want)
+		}
+	}
+	if _, page := httpGet(t, base+"/"); !strings.Contains(page, `<table id="group">`) || !strings.Contains(page, "(this member)") {
+		t.Errorf("the status page shows no group table")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -149,6 +150,16 @@ type options struct {
 	api func(client sink.OneSignal) sink.OneSignal
 	// config changes the sink's configuration last.
 	config func(*sink.Config)
+	// httpClient is the OneSignal client's; nil: its default.
+	httpClient *http.Client
+	// runAs, when set, is what runs the sink: given the sink, it returns
+	// what Run is called on instead (the ops monitor's Wrap).
+	runAs func(s *sink.Sink) runner
+}
+
+// runner is what runs a sink: the sink itself, or a wrapper of it.
+type runner interface {
+	Run(ctx context.Context) error
 }
 
 // start runs a sink of the stack's group.
@@ -173,7 +184,7 @@ func (st *stack) startWith(mapping *transform.Mapping, opts options) *running {
 		key = onesignal.Secret(opts.apiKey)
 	}
 	limiter := sink.NewLimiter(clock, rate)
-	api, err := onesignal.New(onesignal.Config{BaseURL: st.url, AppID: appID, APIKey: key, Limiter: limiter})
+	api, err := onesignal.New(onesignal.Config{BaseURL: st.url, AppID: appID, APIKey: key, Limiter: limiter, HTTPClient: opts.httpClient})
 	if err != nil {
 		st.t.Fatal(err)
 	}
@@ -212,9 +223,13 @@ func (st *stack) startWith(mapping *transform.Mapping, opts options) *running {
 		rows.Close()
 		dlq.Close()
 	}}
+	var run runner = s
+	if opts.runAs != nil {
+		run = opts.runAs(s)
+	}
 	go func() {
 		defer close(r.done)
-		r.err = s.Run(ctx)
+		r.err = run.Run(ctx)
 	}()
 	st.t.Cleanup(func() { r.stop() })
 	return r

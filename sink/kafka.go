@@ -51,7 +51,7 @@ func (c Cluster) Run(ctx context.Context, handle func(ctx context.Context, gen *
 			}
 			cancel()
 		}
-		gen := &Generation{ID: bg.ID, Members: bg.Members, Partitions: parts, Commit: func(ctx context.Context, offsets map[checkpoint.Partition]int64) error {
+		gen := &Generation{ID: bg.ID, Members: bg.Members, MemberID: bg.MemberID, Partitions: parts, Commit: func(ctx context.Context, offsets map[checkpoint.Partition]int64) error {
 			out := make(map[broker.TopicPartition]int64, len(offsets))
 			for p, o := range offsets {
 				out[broker.TopicPartition{Topic: p.Topic, Partition: p.Partition}] = o
@@ -64,6 +64,13 @@ func (c Cluster) Run(ctx context.Context, handle func(ctx context.Context, gen *
 		}
 		for _, a := range bg.Assigned {
 			gen.Assigned = append(gen.Assigned, Assignment{Topic: a.Topic, Partition: a.Partition, Committed: a.Committed})
+		}
+		for _, m := range bg.Group {
+			mem := Member{ID: m.ID, ClientID: m.ClientID, Host: m.Host}
+			for _, tp := range m.Assigned {
+				mem.Assigned = append(mem.Assigned, checkpoint.Partition{Topic: tp.Topic, Partition: tp.Partition})
+			}
+			gen.Group = append(gen.Group, mem)
 		}
 		return handle(ctx, gen)
 	})

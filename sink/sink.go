@@ -120,9 +120,22 @@ type Generation struct {
 	// Members is how many members the group has in this generation, 0
 	// when not known.
 	Members int
+	// MemberID is this member's name in the group, and Group every
+	// member with its partitions, this one included (nil when not known).
+	MemberID string
+	Group    []Member
 	// Partitions holds how many partitions each of the group's topics
 	// has; a topic is missing when that is not known.
 	Partitions map[string]int
+}
+
+// Member is a member of the group in a generation, as the coordinator
+// describes it.
+type Member struct {
+	ID       string
+	ClientID string // kafka-go's names the program and the host (the pod)
+	Host     string // the address it connects from
+	Assigned []checkpoint.Partition
 }
 
 // RateShare is this member's share of the app-wide rate limit in gen: the
@@ -139,6 +152,12 @@ func RateShare(gen *Generation, targetsTopic string) float64 {
 			held++
 		}
 	}
+	return shareOf(held, gen, targetsTopic)
+}
+
+// shareOf is the share of the rate limit of a member of gen that holds
+// held partitions of the targets topic.
+func shareOf(held int, gen *Generation, targetsTopic string) float64 {
 	if n := gen.Partitions[targetsTopic]; n > 0 {
 		return float64(held) / float64(n)
 	}

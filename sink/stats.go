@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,21 @@ type Stats struct {
 	Generation int32
 	Members    int
 	Assigned   map[string]int
+	// Group is every member of the generation with its partitions and
+	// its share of the rate limit, this one included; nil when the
+	// coordinator's description of the group is not known.
+	Group []GroupMember
+}
+
+// GroupMember is a member of the running generation, as this one sees it.
+type GroupMember struct {
+	ID       string
+	ClientID string // kafka-go's names the program and the host (the pod)
+	Host     string // the address it connects from
+	This     bool   // this member
+	// Assigned holds its partitions by topic, in order.
+	Assigned map[string][]int
+	Share    float64 // of onesignal.rate_limit (RateShare)
 }
 
 type counters struct {
@@ -74,9 +90,34 @@ func (s *Sink) Stats() Stats {
 		for _, a := range g.gen.Assigned {
 			st.Assigned[a.Topic]++
 		}
+		st.Group = groupMembers(g.gen, s.cfg.TargetsTopic)
 	}
 	s.gen.Unlock()
 	return st
+}
+
+// groupMembers lists gen's members with their partitions and shares.
+func groupMembers(gen *Generation, targetsTopic string) []GroupMember {
+	if len(gen.Group) == 0 {
+		return nil
+	}
+	out := make([]GroupMember, 0, len(gen.Group))
+	for _, m := range gen.Group {
+		gm := GroupMember{ID: m.ID, ClientID: m.ClientID, Host: m.Host, This: m.ID == gen.MemberID, Assigned: map[string][]int{}}
+		held := 0
+		for _, p := range m.Assigned {
+			gm.Assigned[p.Topic] = append(gm.Assigned[p.Topic], p.Partition)
+			if p.Topic == targetsTopic {
+				held++
+			}
+		}
+		for _, ps := range gm.Assigned {
+			slices.Sort(ps)
+		}
+		gm.Share = shareOf(held, gen, targetsTopic)
+		out = append(out, gm)
+	}
+	return out
 }
 
 // readers are the partition readers of the running generation, for

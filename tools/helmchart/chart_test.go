@@ -529,13 +529,14 @@ func TestPrometheusRuleAlertsOnLagDownComponentsAndDeadLetters(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]struct{ in, for_ string }{
-		"OneSignalCDCReplicationSlotLag": {"onesignal_cdc_replication_slot_lag_bytes{namespace=\"data\", job=\"cdc-onesignal-cdc-connector\"}) > 1073741824", "10m"},
-		"OneSignalCDCRetainedWALHigh":    {"onesignal_cdc_replication_slot_retained_wal_bytes", "10m"},
-		"OneSignalCDCConnectorDown":      {`absent(onesignal_cdc_component_up{component="connector"`, "5m"},
-		"OneSignalCDCSinkDown":           {`onesignal_cdc_component_up{component="sink"`, "5m"},
-		"OneSignalCDCSinkConsumerLag":    {`max by (topic, partition) (onesignal_cdc_sink_consumer_lag_messages{namespace="data", job="cdc-onesignal-cdc-sink"}) > 100000`, "15m"},
-		"OneSignalCDCDeadLetters":        {`increase(onesignal_cdc_sink_dead_lettered_total{namespace="data", job="cdc-onesignal-cdc-sink"}[15m])) > 0`, ""},
-		"OneSignalCDCMetricsDown":        {`up{namespace="data", job=~"cdc-onesignal-cdc-connector|cdc-onesignal-cdc-sink"} == 0`, "5m"},
+		"OneSignalCDCReplicationSlotLag":   {"onesignal_cdc_replication_slot_lag_bytes{namespace=\"data\", job=\"cdc-onesignal-cdc-connector\"}) > 1073741824", "10m"},
+		"OneSignalCDCRetainedWALHigh":      {"onesignal_cdc_replication_slot_retained_wal_bytes", "10m"},
+		"OneSignalCDCConnectorDown":        {`absent(onesignal_cdc_component_up{component="connector"`, "5m"},
+		"OneSignalCDCSinkDown":             {`onesignal_cdc_component_up{component="sink"`, "5m"},
+		"OneSignalCDCSinkConsumerLag":      {`max by (topic, partition) (onesignal_cdc_sink_consumer_lag_messages{namespace="data", job="cdc-onesignal-cdc-sink"}) > 100000`, "15m"},
+		"OneSignalCDCOneSignalUnreachable": {`max by (pod) (onesignal_cdc_sink_onesignal_unreachable_seconds{namespace="data", job="cdc-onesignal-cdc-sink"}) > 0`, "5m"},
+		"OneSignalCDCDeadLetters":          {`increase(onesignal_cdc_sink_dead_lettered_total{namespace="data", job="cdc-onesignal-cdc-sink"}[15m])) > 0`, ""},
+		"OneSignalCDCMetricsDown":          {`up{namespace="data", job=~"cdc-onesignal-cdc-connector|cdc-onesignal-cdc-sink"} == 0`, "5m"},
 	} {
 		got, ok := alerts[name]
 		if !ok {

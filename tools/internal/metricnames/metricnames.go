@@ -45,6 +45,7 @@ var Known = map[string]Kind{
 	"onesignal_cdc_sink_rate_limit_share":               Gauge,
 	"onesignal_cdc_sink_group_members":                  Gauge,
 	"onesignal_cdc_sink_assigned_partitions":            Gauge,
+	"onesignal_cdc_sink_onesignal_unreachable_seconds":  Gauge,
 }
 
 var name = regexp.MustCompile(`\bonesignal_cdc_[a-zA-Z0-9_]+`)
