@@ -282,6 +282,44 @@ func TestAnUpdateOfTheKeyAndTheExternalIDTogetherCarriesTheTOASTTagToTheNewUser(
 	})
 }
 
+// TestAKeyChangedRowWithoutAnExternalIDCarriesItsTOASTTagToItsFirstUser:
+// a contact without an external id feeds no one; a primary-key change
+// that leaves its TOASTed column alone, then an UPDATE that gives it an
+// external id and leaves the column alone too. Only the old key's row
+// knew the value. Found by the chaos harness (seed 21, user model, 4
+// minutes: 1 of 17,051 users without its "Bio").
+func TestAKeyChangedRowWithoutAnExternalIDCarriesItsTOASTTagToItsFirstUser(t *testing.T) {
+	forEachModel(t, func(t *testing.T, st *stack) {
+		users := *crm.Users
+		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
+		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
+		bio := "a bio PostgreSQL stored out of line (TOAST)"
+		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+		noID := func(c map[string]any) map[string]any { c["External Id"] = nil; return c }
+
+		st.addDevices("p-1")
+		st.start(mapping)
+		pos := st.lsn.Add(100)
+		moved := withBio(noID(contact(2, "", "pro", 7)), event.Unavailable)
+		row, err := json.Marshal(moved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.produce(
+			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: withBio(noID(contact(1, "", "pro", 7)), bio), commit: pos - 50},
+			// UPDATE "Contact ID" 1 → 2, the bio left alone.
+			change{topic: contactsTopic, op: event.OpDelete, key: contactKey(1), commit: pos - 30,
+				headers: append(newKey(contactKey(2)), kafka.Header{Key: event.HeaderNewRow, Value: row})},
+			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(2), after: moved, commit: pos - 30},
+			// UPDATE "External Id" of contact 2 from NULL, the bio left
+			// alone again; a device names the new user.
+			change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(2), after: withBio(contact(2, "Müller 3", "pro", 8), event.Unavailable), commit: pos - 20},
+			change{topic: devicesTopic, op: event.OpCreate, key: deviceKey(2, "p-1"), after: device(2, "p-1", "Müller 3"), commit: pos - 10},
+		)
+		st.eventually("Müller 3 with the bio", all(st.hasTags("Müller 3", map[string]string{"plan": "pro", "score": "8", "bio": bio}), ownedBy("p-1", "Müller 3")))
+	})
+}
+
 // TestAnExternalIDGivenToARowThatHadNoneCarriesTheTOASTTagItLeftUnchanged:
 // a row without an external id feeds no user, and an UPDATE that gives it
 // one and leaves a TOASTed column alone carries the column as the

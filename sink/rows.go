@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -318,20 +321,30 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	// primary-key change, moved: the user it named is not deleted for it
 	// (on_delete: delete_user), only untagged.
 	moved := hasHeader(m.msg, event.HeaderNewKey)
-	var next, to string // see desired.Contribution
-	fed := now.Fed()
+	// What the row is after the change, and the user it feeds then (see
+	// desired.Contribution's Next and To).
+	var next string
+	after := now
 	if moved {
 		next = rowID(m.msg.Topic, []byte(headerValue(m.msg, event.HeaderNewKey)), nil)
-		fed = s.newRowParts(m.msg, ev, old)
+		after = s.newRowProjection(m.msg, ev, old)
 	}
 	for _, part := range now.Fed() {
 		moved = moved || (part.DeleteUser && isUser(part.Target))
 	}
-	for _, part := range fed {
-		if isUser(part.Target) {
-			to = part.Target.Key()
-			break
+	to := successor(after, cmp.Or(next, id))
+	if h, ok := heldPart(old); ok && to != "" && to != transform.HeldRow(id).Key() && (next != "" || len(h.Unknown) > 0) {
+		// The row fed no one and goes on: what is known of it here, and
+		// what users handed over to it, goes with it.
+		tags := make(map[string]string, len(h.Tags)+len(h.Unknown))
+		for tag := range h.Tags {
+			tags[tag] = ""
 		}
+		for _, tag := range h.Unknown {
+			tags[tag] = ""
+		}
+		c := &desired.Contribution{Row: id, Pos: pos, Gone: true, Tags: tags, Was: h.Tags, Next: next, To: to, Source: src}
+		w.targets = append(w.targets, targetMessage(s.cfg.TargetsTopic, desired.ContributionRecord(transform.HeldRow(id), c)))
 	}
 	for _, part := range old.Fed() {
 		if _, still := now.Find(part.Target); still {
@@ -533,10 +546,48 @@ func redelivered(m kafka.Message) bool { return hasHeader(m, HeaderRedelivery) }
 // isUser reports whether t is a user's target.
 func isUser(t transform.Target) bool { return !t.Device && !t.Row && !t.Record && !t.Held }
 
-// newRowParts is what the row after a primary-key change feeds, read from
-// the delete half's event.HeaderNewRow (the create half is on another
+// successor is, of a row that is p after a change and is named row then,
+// the target that the values its changes do not carry go to: the user it
+// feeds, else, when it feeds no one, the target that holds them for it
+// (transform.HeldRow); "" when the row is gone.
+func successor(p transform.Projection, row string) string {
+	for _, part := range p.Fed() {
+		if isUser(part.Target) {
+			return part.Target.Key()
+		}
+	}
+	if _, ok := heldPart(p); ok {
+		return transform.HeldRow(row).Key()
+	}
+	return ""
+}
+
+// heldPart is the part of p that holds what a row feeding no one gives,
+// the union of them if the row's table is mapped twice.
+func heldPart(p transform.Projection) (transform.Part, bool) {
+	var h transform.Part
+	found := false
+	for _, part := range p {
+		if !part.Target.Held {
+			continue
+		}
+		if !found {
+			h, found = transform.Part{Target: part.Target, Tags: maps.Clone(part.Tags), Unknown: slices.Clone(part.Unknown)}, true
+			continue
+		}
+		if h.Tags == nil {
+			h.Tags = map[string]string{}
+		}
+		maps.Copy(h.Tags, part.Tags)
+		h.Unknown = append(h.Unknown, part.Unknown...)
+	}
+	return h, found
+}
+
+// newRowProjection is the row after a primary-key change, read from the
+// delete half's event.HeaderNewRow (the create half is on another
 // partition): nil without the header, or when the row does not project.
-func (s *Sink) newRowParts(msg kafka.Message, ev *event.Envelope, old transform.Projection) transform.Projection {
+func (s *Sink) newRowProjection(msg kafka.Message, ev *event.Envelope, old transform.Projection) transform.Projection {
 	b := headerValue(msg, event.HeaderNewRow)
 	if b == "" {
 		return nil
@@ -551,7 +602,7 @@ func (s *Sink) newRowParts(msg kafka.Message, ev *event.Envelope, old transform.
 	if _, problems := errors.AsType[transform.Problems](err); err != nil && !problems {
 		return nil
 	}
-	return p.Fed()
+	return p
 }
 
 func hasHeader(m kafka.Message, key string) bool {

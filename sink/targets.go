@@ -184,6 +184,16 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 		m.finish()
 		return nil
 	}
+	if t.Held {
+		// A row that feeds no one: what users handed over of it waits
+		// here for the user the row names next; nothing is sent.
+		if h := st.Handover(rec); h != nil {
+			g.emitter.emit([]kafka.Message{targetMessage(s.cfg.TargetsTopic, h)}, m.progress)
+			return nil
+		}
+		m.finish()
+		return nil
+	}
 	if t.Row {
 		// A referenced row: what it resolves to goes on to users and
 		// devices; nothing of it is sent to OneSignal.

@@ -45,6 +45,15 @@ func Device(id string) Target { return Target{Device: true, ID: id} }
 // that feeds no one.
 func held(role string) Target { return Target{Held: true, ID: role} }
 
+// HeldRow is the target, in the sink's targets topic, of what is known of
+// a row while it feeds no one (its id as the sink's row stage names rows:
+// its event topic, NUL, its Kafka key): values of its tags that its
+// changes no longer carry (unchanged TOAST), which wait there for the user
+// the row names next.
+func HeldRow(row string) Target {
+	return Target{Held: true, ID: "row\x01" + strings.Replace(row, "\x00", "\x01", 1)}
+}
+
 // The roles a held part names.
 const heldUsers = "users"
 

@@ -527,8 +527,8 @@ func (s *State) Handover(rec *Record) *Record {
 		return nil
 	}
 	to, ok := transform.ParseTarget(c.To)
-	if !ok || to.Device || to.Row || to.Record || to.Held {
-		return nil
+	if !ok || to.Device || to.Row || to.Record {
+		return nil // a user's, or a row's that feeds no one (transform.HeldRow)
 	}
 	gone := s.sorted(true)
 	tags := maps.Clone(c.Was)

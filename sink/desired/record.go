@@ -255,8 +255,8 @@ func Decode(key, value []byte) (*Record, error) {
 			return nil, fmt.Errorf("%w: a grant must be a user's and name an email or SMS record", ErrNotARecord)
 		}
 	case KindKept:
-		if r.Row == "" || r.Target.Device || r.Target.Row || r.Target.Record || r.Target.Held {
-			return nil, fmt.Errorf("%w: a kept record must be a user's and name its row", ErrNotARecord)
+		if r.Row == "" || r.Target.Device || r.Target.Row || r.Target.Record {
+			return nil, fmt.Errorf("%w: a kept record must be a user's, or a held row's, and name its row", ErrNotARecord)
 		}
 	case KindHeld:
 		if !r.Target.Record || r.Owner == "" {
