@@ -320,17 +320,18 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	// A users row that names another user now, or the delete half of a
 	// primary-key change, moved: the user it named is not deleted for it
 	// (on_delete: delete_user), only untagged.
-	moved := hasHeader(m.msg, event.HeaderNewKey)
+	keyChange := hasHeader(m.msg, event.HeaderNewKey)
+	moved := keyChange
+	for _, part := range now.Fed() {
+		moved = moved || (part.DeleteUser && isUser(part.Target))
+	}
 	// What the row is after the change, and the user it feeds then (see
 	// desired.Contribution's Next and To).
 	var next string
 	after := now
-	if moved {
+	if keyChange {
 		next = rowID(m.msg.Topic, []byte(headerValue(m.msg, event.HeaderNewKey)), nil)
 		after = s.newRowProjection(m.msg, ev, old)
-	}
-	for _, part := range now.Fed() {
-		moved = moved || (part.DeleteUser && isUser(part.Target))
 	}
 	to := successor(after, cmp.Or(next, id))
 	if h, ok := heldPart(old); ok && to != "" && to != transform.HeldRow(id).Key() && (next != "" || len(h.Unknown) > 0) {
@@ -542,7 +543,6 @@ const HeaderRedelivery = "onesignal_cdc.redelivery.of"
 
 func redelivered(m kafka.Message) bool { return hasHeader(m, HeaderRedelivery) }
 
-// hasHeader reports whether m carries a header named key.
 // isUser reports whether t is a user's target.
 func isUser(t transform.Target) bool { return !t.Device && !t.Row && !t.Record && !t.Held }
 
@@ -605,6 +605,7 @@ func (s *Sink) newRowProjection(msg kafka.Message, ev *event.Envelope, old trans
 	return p
 }
 
+// hasHeader reports whether m carries a header named key.
 func hasHeader(m kafka.Message, key string) bool {
 	for _, h := range m.Headers {
 		if h.Key == key {
