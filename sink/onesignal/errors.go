@@ -250,14 +250,20 @@ func newAPIError(endpoint string, resp *http.Response, body []byte) *APIError {
 }
 
 // parseRetryAfter reads the integer-seconds form, the only one OneSignal
-// documents. The HTTP-date form, and nonsense, count as no advice.
+// documents, up to MaxRetryAfter. The HTTP-date form, and nonsense (over a
+// day), count as no advice.
 func parseRetryAfter(v string) time.Duration {
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	if err != nil || n <= 0 || n > int64(24*time.Hour/time.Second) {
 		return 0
 	}
-	return time.Duration(n) * time.Second
+	return min(time.Duration(n)*time.Second, MaxRetryAfter)
 }
+
+// MaxRetryAfter bounds the wait a Retry-After asks for: a server that asks
+// for hours would park the target that long, although OneSignal may answer
+// again sooner; the sink asks again after this, and is told again if not.
+const MaxRetryAfter = 5 * time.Minute
 
 // rawLimit is how much of a body that is not an error envelope is kept.
 const rawLimit = 200

@@ -69,6 +69,7 @@ func TestErrorStatusesAreClassified(t *testing.T) {
 			retryAfter: "Wed, 21 Oct 2015 07:28:00 GMT", retryable: true,
 		},
 		{name: "ignores a negative Retry-After", status: 503, retryAfter: "-5", retryable: true},
+		{name: "bounds a Retry-After of hours", status: 503, retryAfter: "7200", retryable: true, wantAfter: onesignal.MaxRetryAfter},
 		{
 			name: "stops on 401", status: 401, fatal: true,
 		},
