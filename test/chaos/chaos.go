@@ -1,6 +1,6 @@
 // Package chaos is the crash and fault harness. It runs the built
-// onesignal-cdc binary as a connector process and two sink processes (one
-// consumer group) against a private PostgreSQL cluster, a kfake broker in
+// onesignal-cdc binary as a connector process and several sink processes
+// (one consumer group; three by default) against a private PostgreSQL cluster, a kfake broker in
 // this process and the OneSignal emulator, in either API generation;
 // drives a mixed workload on a CRM-shaped schema (surrogate keys, the
 // external id in a column, devices keyed by contact and device; inserts,
@@ -8,12 +8,14 @@
 // their owner and by their key, logouts, savepoints rolled back, aborted
 // transactions, small and 10,000-change transactions, TOAST values, a
 // column added mid-run); and meanwhile, at moments drawn from a seeded
-// generator, kills the connector and either sink, stops a sink with
-// SIGTERM, ends the walsender, restarts PostgreSQL, fails Kafka's produce
+// generator, kills the connector or a sink, or stops one with SIGTERM,
+// and starts it again after a random pause; ends the walsender, restarts
+// PostgreSQL, fails Kafka's produce
 // and fetch requests and makes the API answer 5xx and 429, cut
 // connections, or apply a request and cut the answer. All along it
 // checks that the slot never confirms a transaction Kafka does not hold
-// (ledger.go). Afterwards, with every fault off, it checks that Kafka
+// (ledger.go), and notes every partition's writes, to measure the stall
+// each kill caused. Afterwards, with every fault off, it checks that Kafka
 // holds every committed change, that the sinks' consumer group committed
 // everything, that OneSignal says what the rows say (state.go: in the
 // user model every user's tags and every device's owner, in the player
@@ -26,6 +28,7 @@ package chaos
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -79,9 +82,16 @@ type Options struct {
 	// leaves without the tag (docs/reliability.md, What it found). Default
 	// false: left out, so that a run shows what else goes wrong.
 	KnownBugTOASTKeyChange bool
+	// Sinks is the number of sink processes, members of one consumer
+	// group. Default 0: 3.
+	Sinks int
+	// RestartPause bounds the pause before the supervisor starts a killed
+	// or stopped process again: each is drawn from 50 ms to RestartPause.
+	// Default 0: 3s.
+	RestartPause time.Duration
 	// SinkKillsAnytime kills or stops a sink when the schedule says, even
 	// while it is still joining its consumer group; by default a sink
-	// fault waits until the group is stable with both sinks in it.
+	// fault waits until the group is stable with every sink in it.
 	SinkKillsAnytime bool
 	Logf             func(format string, args ...any) // the timeline as it happens; nil is quiet
 }
@@ -95,9 +105,11 @@ type Report struct {
 	Duration           time.Duration // of the faults and the workload
 	Elapsed            time.Duration // of the whole run, the settling included
 
-	Kills           map[string]int // SIGKILLs, by process (connector, sink-1, sink-2)
+	Sinks           int            // sink processes
+	RestartPause    time.Duration  // the longest pause before a killed or stopped process starts again
+	Kills           map[string]int // SIGKILLs, by process (connector, sink-1, sink-2, …)
 	Terms           map[string]int // SIGTERMs mid-run, by process
-	SinkFaults      []sinkEvent    // every sink kill and SIGTERM, with its stall
+	ProcessFaults   []ProcessFault // every kill and SIGTERM, in order, with its stall
 	Injected        map[Fault]int
 	Missed          map[Fault]int // scheduled, but found nothing to break
 	Hits            map[Fault]int // requests the timed faults failed
@@ -171,30 +183,54 @@ func (r *Report) String() string {
 	for _, l := range r.LeftOut {
 		fmt.Fprintf(&b, "left out, for a known bug: %s\n", l)
 	}
-	total := 0
-	for _, n := range r.Kills {
-		total += n
+	fmt.Fprintf(&b, "the connector and %d sinks in one consumer group; a killed or stopped process started again after 50 ms to %s\n", r.Sinks, r.RestartPause)
+	roles := append([]string{"connector"}, sinkRoleNames(r.Sinks)...)
+	var kills, terms []string
+	totalKills, totalTerms := 0, 0
+	for _, role := range roles {
+		kills = append(kills, fmt.Sprintf("%s %d", role, r.Kills[role]))
+		terms = append(terms, fmt.Sprintf("%s %d", role, r.Terms[role]))
+		totalKills += r.Kills[role]
+		totalTerms += r.Terms[role]
 	}
-	fmt.Fprintf(&b, "kills survived: connector %d, sink-1 %d, sink-2 %d (total %d); SIGTERMs of a sink: sink-1 %d, sink-2 %d\n",
-		r.Kills["connector"], r.Kills["sink-1"], r.Kills["sink-2"], total, r.Terms["sink-1"], r.Terms["sink-2"])
-	for _, f := range []Fault{KillSink, TermSink} {
+	fmt.Fprintf(&b, "kills survived: %s (total %d); SIGTERMs: %s (total %d)\n", strings.Join(kills, ", "), totalKills, strings.Join(terms, ", "), totalTerms)
+	b.WriteString(stallDefinition)
+	round := func(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
+	var worst *ProcessFault
+	for _, f := range []Fault{KillConnector, TermConnector, KillSink, TermSink} {
 		var stalls []time.Duration
-		var worst sinkEvent
-		for _, ev := range r.SinkFaults {
-			if ev.fault == f {
-				stalls = append(stalls, ev.stall)
-				if ev.stall > worst.stall {
-					worst = ev
+		var longest *ProcessFault
+		for i, pf := range r.ProcessFaults {
+			if pf.Fault == f {
+				stalls = append(stalls, pf.Stall)
+				if longest == nil || pf.Stall > longest.Stall {
+					longest = &r.ProcessFaults[i]
 				}
 			}
 		}
 		if len(stalls) == 0 {
 			continue
 		}
+		if worst == nil || longest.Stall > worst.Stall {
+			worst = longest
+		}
 		slices.Sort(stalls)
-		fmt.Fprintf(&b, "stalls after a %s (%d): longest %s (%s at +%s, targets partition %d), median %s, shortest %s\n", f, len(stalls),
-			worst.stall.Round(100*time.Millisecond), worst.role, worst.at.Round(time.Second), worst.stalled,
-			stalls[len(stalls)/2].Round(100*time.Millisecond), stalls[0].Round(100*time.Millisecond))
+		fmt.Fprintf(&b, "stalls after a %s (%d): longest %s (%s at +%s, %s), median %s, shortest %s\n", f, len(stalls),
+			round(longest.Stall), longest.Process, longest.At.Round(time.Second), longest.Partition,
+			round(stalls[len(stalls)/2]), round(stalls[0]))
+	}
+	if worst != nil {
+		fmt.Fprintf(&b, "longest stall of the run: %s, after the %s of %s at +%s (%s)\n", round(worst.Stall), worst.Fault, worst.Process,
+			worst.At.Round(100*time.Millisecond), worst.Partition)
+		b.WriteString("stall per kill or SIGTERM (when, what, the pause before the process started again, when its stage was whole again, the stall):\n")
+		for _, pf := range r.ProcessFaults {
+			recovered := "not seen"
+			if pf.Recovered > 0 {
+				recovered = fmt.Sprintf("+%.1fs", pf.Recovered.Seconds())
+			}
+			fmt.Fprintf(&b, "  +%6.1fs %-19s %-9s pause %-6s whole %-9s stall %6s (%s)\n", pf.At.Seconds(), pf.Fault, pf.Process,
+				pf.Pause.Round(10*time.Millisecond), recovered, round(pf.Stall), pf.Partition)
+		}
 	}
 	b.WriteString("faults injected by kind:\n")
 	for _, f := range Faults {
@@ -303,8 +339,16 @@ const (
 var (
 	changeTopics = []string{"cdc.public.users", "cdc.public.devices"}
 	targetsTopic = "cdc.sink-targets"
-	sinkRoles    = []string{"sink-1", "sink-2"}
 )
+
+// sinkRoleNames names n sink processes: sink-1, sink-2, …
+func sinkRoleNames(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("sink-%d", i+1))
+	}
+	return out
+}
 
 // Run runs the harness and returns its report. It fails t only when the
 // harness itself cannot go on (PostgreSQL does not start, say); what it
@@ -314,8 +358,15 @@ func Run(t testing.TB, o Options) *Report {
 	if o.Model == "" {
 		o.Model = ModelUser
 	}
+	if o.Sinks <= 0 {
+		o.Sinks = 3
+	}
+	if o.RestartPause <= 0 {
+		o.RestartPause = 3 * time.Second
+	}
 	h := &run{t: t, o: o, began: time.Now()}
-	h.r = &Report{Seed: o.Seed, Model: o.Model, NoPlayersAnswersOK: o.NoPlayersAnswersOK, Duration: o.Duration, Settled: map[string]time.Duration{}, Logs: map[string]string{}}
+	h.r = &Report{Seed: o.Seed, Model: o.Model, NoPlayersAnswersOK: o.NoPlayersAnswersOK, Duration: o.Duration, Sinks: o.Sinks, RestartPause: o.RestartPause,
+		Settled: map[string]time.Duration{}, Logs: map[string]string{}}
 	if !o.KnownBugTOASTKeyChange {
 		h.r.LeftOut = append(h.r.LeftOut, "primary-key changes of users whose Bio is a TOAST value (-known-bug-toast-key-change)")
 	}
@@ -341,11 +392,14 @@ type run struct {
 	kafka   *broker.Embedded
 	emu     *onesignaltest.Emulator
 	trace   *apiTrace
+	produce *activity // the connector's produce requests, by change-topic partition
 	devices []string
 	ledger  *ledger
 	work    *workload
 	daemons map[string]*daemon
+	sinks   []string // the sinks' roles
 	in      *injector
+	workEnd time.Duration // when the workload ended
 
 	stopDaemons    func()
 	stopBackground func()
@@ -364,7 +418,7 @@ func (h *run) note(format string, args ...any) {
 	}
 }
 
-// setUp starts PostgreSQL, the broker, the emulator and both daemons,
+// setUp starts PostgreSQL, the broker, the emulator and the daemons,
 // seeds the tables and waits for the connector to stream; then the
 // watchers start.
 func (h *run) setUp() {
@@ -390,6 +444,7 @@ func (h *run) setUp() {
 		t.Fatalf("chaos: %v", err)
 	}
 	t.Cleanup(h.kafka.Close)
+	h.produce = observeProduce(h.kafka.Cluster(), changeTopics, partitions, h.elapsed)
 
 	emuCfg := onesignaltest.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-0000000c4a05", APIKey: "chaos-key",
@@ -441,9 +496,10 @@ func (h *run) setUp() {
 	}
 
 	h.daemons = map[string]*daemon{}
+	h.sinks = sinkRoleNames(o.Sinks)
 	superviseCtx, stop := context.WithCancel(ctx)
 	var supervisors sync.WaitGroup
-	for _, role := range append([]string{"connector"}, sinkRoles...) {
+	for _, role := range append([]string{"connector"}, h.sinks...) {
 		command, stateDir := "connector", ""
 		if role != "connector" {
 			command, stateDir = "sink", filepath.Join(logDir, role+"-state")
@@ -501,7 +557,7 @@ func (h *run) chaos() {
 	writer.Go(func() { h.work.run(runCtx, bigAt, base+o.Duration*2/5) })
 
 	var sinks []*daemon
-	for _, role := range sinkRoles {
+	for _, role := range h.sinks {
 		sinks = append(sinks, h.daemons[role])
 	}
 	in := &injector{
@@ -510,7 +566,7 @@ func (h *run) chaos() {
 		injected: map[Fault]int{}, missed: map[Fault]int{}, hits: map[Fault]int{},
 		phases: make(chan Fault, 16), phaseRNG: rand.New(rand.NewPCG(h.rng.Uint64(), 0x617069)),
 		sinkFaults: make(chan Fault, 16), sinkKillsAnytime: o.SinkKillsAnytime, brokers: h.kafka.Brokers(), group: group,
-		sinkRNG: rand.New(rand.NewPCG(h.rng.Uint64(), 0x73696e6b)),
+		sinkRNG: rand.New(rand.NewPCG(h.rng.Uint64(), 0x73696e6b)), restartPause: o.RestartPause,
 	}
 	h.in = in
 	in.phaser.Go(func() { in.runPhases(ctx) })
@@ -530,6 +586,7 @@ func (h *run) chaos() {
 	}
 	<-runCtx.Done()
 	writer.Wait()
+	h.workEnd = h.elapsed()
 	h.note("workload over; the API phases and sink faults still queued run now")
 	in.stop()
 	h.note("every fault is off")
@@ -661,8 +718,8 @@ func (h *run) tearDown() {
 		}
 	}
 	sort.Strings(r.UnexpectedExits)
-	r.Injected, r.Missed, r.Hits, r.SinkFaults = h.in.counts()
-	r.SinkFaults = h.stalls(r.SinkFaults)
+	r.Injected, r.Missed, r.Hits, r.ProcessFaults = h.in.counts()
+	r.ProcessFaults = h.stalls(r.ProcessFaults)
 	r.Transactions, r.Changes = h.ledger.totals()
 	r.SlotSamples, r.SlotChecked, r.MaxConfirmed, r.Events, r.Violations, r.BadEvents = h.ledger.summary()
 	w := h.work
@@ -674,31 +731,69 @@ func (h *run) tearDown() {
 	r.API = h.emu.Stats()
 }
 
-// stalls measures, for each sink fault, how long the sink's work stalled:
-// the longest time a partition of the targets topic (every OneSignal
-// target is in one) went without an API request for one of its targets,
-// counted from the fault, within a window that ends 5 s after the group
-// held both sinks again (a rebalance that the new process's join set off
-// stalls the survivor's partitions too), or at the next sink fault. A
-// stall includes any other cause the window holds (a PostgreSQL restart
-// that left a partition with nothing to send); with the sinks behind the
-// workload, as they are most of a run, the kill is the cause.
-func (h *run) stalls(evs []sinkEvent) []sinkEvent {
-	h.trace.sortRequests()
+// stallDefinition is the report's definition of a stall (see stalls).
+const stallDefinition = `stall of a kill or SIGTERM: the longest time, from the signal to 5 s after the process's stage was whole again,
+  that one of the stage's partitions went without a write; a sink's writes are API requests, by the targets partition
+  of their target; the connector's are produce requests carrying records for a change topic's partition; a request counts
+  whatever its answer; "whole again": for a sink, its group stable with every sink, the new process in it; for the
+  connector, the new process's first produce request; the window also ends at the next kill or SIGTERM in the stage,
+  after 3 min, and for the connector when the workload ends
+`
+
+// stalls measures the stall each kill or SIGTERM caused: the longest time
+// one partition of the killed process's stage went without a write, from
+// the signal to the end of a window. A sink's writes are API requests, by
+// the targets partition of their target (every OneSignal target is in
+// one): what a sink's kill stops, and the group's rebalances hold up.
+// The connector's are produce requests that carry records for a
+// partition of a change topic. A request counts whatever its answer, so
+// an API or Kafka fault phase is no stall: the process is at work,
+// retrying. The window ends 5 s after the stage was whole again (for a
+// sink, the group stable with every sink in it, the new process among
+// them: its join sets off a rebalance that stalls the others' partitions
+// too; for the connector, its new process's first produce request), at
+// the next kill or SIGTERM of the same stage, 3 min after the signal, or,
+// for the connector, when the workload ended (it has nothing to write
+// after). A window holds any other cause too (a PostgreSQL restart that
+// leaves the connector nothing to send; sinks that caught up with the
+// connector while it was down): with the connector streaming and the
+// sinks behind the workload, as they are most of a run, the kill is the
+// cause.
+func (h *run) stalls(pfs []ProcessFault) []ProcessFault {
+	h.trace.requests.sort()
+	h.produce.sort()
+	slices.SortStableFunc(pfs, func(a, b ProcessFault) int { return cmp.Compare(a.At, b.At) })
 	end := h.elapsed()
-	for i := range evs {
-		to := min(evs[i].at+3*time.Minute, end)
-		if evs[i].whole > 0 {
-			to = min(to, evs[i].whole+5*time.Second)
+	connector := h.daemons["connector"]
+	for i := range pfs {
+		pf := &pfs[i]
+		isConnector := pf.Process == connector.role
+		next := pf.At + 3*time.Minute // the next kill or SIGTERM of the stage, or 3 min
+		for _, n := range pfs[i+1:] {
+			if (n.Process == connector.role) == isConnector {
+				next = min(next, n.At)
+				break
+			}
 		}
-		if i+1 < len(evs) {
-			to = min(to, evs[i+1].at)
+		writes, to := h.trace.requests, min(next, end)
+		if isConnector {
+			writes, to = h.produce, min(to, h.workEnd)
+			if back, ok := connector.startedAfter(pf.At); ok {
+				if first, ok := h.produce.first(back); ok && first < next {
+					pf.Recovered = first
+				}
+			}
 		}
-		evs[i].stall, evs[i].stalled = h.trace.stall(evs[i].at, to)
-		h.note("stall after the %s of %s at +%s: %s (targets partition %d)", evs[i].fault, evs[i].role,
-			evs[i].at.Round(100*time.Millisecond), evs[i].stall.Round(100*time.Millisecond), evs[i].stalled)
+		if pf.Recovered > 0 {
+			to = min(to, pf.Recovered+5*time.Second)
+		}
+		if to > pf.At {
+			pf.Stall, pf.Partition = writes.stall(pf.At, to)
+		}
+		h.note("stall after the %s of %s at +%s: %s (%s)", pf.Fault, pf.Process,
+			pf.At.Round(100*time.Millisecond), pf.Stall.Round(100*time.Millisecond), pf.Partition)
 	}
-	return evs
+	return pfs
 }
 
 // slotActive reports whether a walsender streams from the slot.

@@ -42,28 +42,33 @@ func TestMain(m *testing.M) {
 }
 
 // TestChaos is the harness's short schedule, once per API generation: 33 s
-// of workload with a fault every 2.2 s (15 of them: one shuffled deck, so
-// every kind once, six kills and a SIGTERM of a sink), then the settling
-// and the checks. Two runs of 33 s keep the suite's chaos time where one
-// run of 65 s had it. The player model's run has the emulator answer 200
-// to tags for an id no device carries (the API spec's answer; the long
-// run, docs/reliability.md, has the docs' 404). The seed fixes what is
-// injected and when; how the pipeline answers varies with the machine,
-// and the test holds whatever it does.
+// of workload with a fault every 2.05 s (16 of them: one shuffled deck, so
+// every kind once: six kills, a SIGTERM of the connector and one of a
+// sink, each process started again after a pause of up to 3 s), then the
+// settling and the checks. The user model's run has three sinks in the
+// group, the player model's two. Two runs of 33 s keep the suite's chaos
+// time where one run of 65 s had it. The player model's run has the
+// emulator answer 200 to tags for an id no device carries (the API spec's
+// answer; the long run, docs/reliability.md, has the docs' 404). The seed
+// fixes what is injected and when; how the pipeline answers varies with
+// the machine, and the test holds whatever it does.
 func TestChaos(t *testing.T) {
 	for _, run := range []struct {
 		model string
 		seed  uint64
 		ok200 bool
-	}{{ModelUser, 1, false}, {ModelPlayer, 2, true}} {
+		sinks int
+	}{{ModelUser, 1, false, 3}, {ModelPlayer, 2, true, 2}} {
 		t.Run(run.model, func(t *testing.T) {
 			r := Run(t, Options{
 				Binary:             binary,
 				Model:              run.model,
 				NoPlayersAnswersOK: run.ok200,
 				Seed:               run.seed,
+				Sinks:              run.sinks,
+				RestartPause:       3 * time.Second,
 				Duration:           33 * time.Second,
-				Gap:                2200 * time.Millisecond,
+				Gap:                2050 * time.Millisecond,
 				Users:              300,
 				Devices:            150,
 				Pace:               40 * time.Millisecond,

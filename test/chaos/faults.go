@@ -24,9 +24,10 @@ import (
 type Fault string
 
 const (
-	KillConnector      Fault = "kill connector"        // SIGKILL, then start it again
-	KillSink           Fault = "kill sink"             // SIGKILL of one of the two sinks, then start it again
-	TermSink           Fault = "terminate sink"        // SIGTERM of one of the two sinks (it leaves its group), then start it again
+	KillConnector      Fault = "kill connector"        // SIGKILL, then start it again after a pause
+	TermConnector      Fault = "terminate connector"   // SIGTERM (it flushes and exits), then start it again after a pause
+	KillSink           Fault = "kill sink"             // SIGKILL of one of the sinks, then start it again after a pause
+	TermSink           Fault = "terminate sink"        // SIGTERM of one of the sinks (it leaves its group), then start it again after a pause
 	TerminateWalsender Fault = "terminate walsender"   // pg_terminate_backend on the slot's active_pid
 	RestartPostgres    Fault = "restart postgres"      // pg_ctl restart, -m fast or -m immediate (a crash)
 	KafkaProduce       Fault = "kafka produce errors"  // every produce request fails for a while
@@ -38,18 +39,18 @@ const (
 )
 
 // Faults lists every kind, in the order reports show them.
-var Faults = []Fault{KillConnector, KillSink, TermSink, TerminateWalsender, RestartPostgres, KafkaProduce, KafkaFetch, API5xx, API429, APIReset, APIDrop}
+var Faults = []Fault{KillConnector, TermConnector, KillSink, TermSink, TerminateWalsender, RestartPostgres, KafkaProduce, KafkaFetch, API5xx, API429, APIReset, APIDrop}
 
 // deck is one round of the schedule: every kind of fault at least once,
 // the connector's kill four times, since a crash is what the
 // acknowledgement chain is most exposed to, and a sink's twice. The
 // schedule deals shuffled decks one after the other, so every stretch of
-// 15 faults holds each kind. A sink kill costs the killed process's
-// partitions the consumer group's session timeout (10 s) before they move,
-// and runSinkFaults waits for the group to hold both sinks again before
-// the next.
+// 16 faults holds each kind. A sink kill costs the killed process's
+// partitions the consumer group's session timeout (sink.session_timeout)
+// before they move, and runSinkFaults waits for the group to hold every
+// sink again before the next.
 var deck = []Fault{
-	KillConnector, KillConnector, KillConnector, KillConnector, KillSink, KillSink, TermSink,
+	KillConnector, KillConnector, KillConnector, KillConnector, TermConnector, KillSink, KillSink, TermSink,
 	TerminateWalsender, RestartPostgres, KafkaProduce, KafkaFetch,
 	API5xx, API429, APIReset, APIDrop,
 }
@@ -100,6 +101,9 @@ type injector struct {
 	sinks     []*daemon // the sink processes, members of one consumer group
 	note      func(format string, args ...any)
 	elapsed   func() time.Duration
+	// restartPause bounds the pause before a killed or stopped process
+	// starts again (see pause).
+	restartPause time.Duration
 
 	mu       sync.Mutex
 	injected map[Fault]int
@@ -116,22 +120,31 @@ type injector struct {
 	// sinkKillsAnytime.
 	sinkFaults       chan Fault
 	sinkKillsAnytime bool
-	sinkEvents       []sinkEvent // the sink faults done, in order
+	processFaults    []ProcessFault // the kills and terminations done, in order
 	brokers          []string
 	group            string
 	phaseRNG         *rand.Rand // runPhases' own: it runs beside inject
 	sinkRNG          *rand.Rand // runSinkFaults' own
 }
 
-// sinkEvent is a sink process killed or terminated, and when its group
-// held both sinks again.
-type sinkEvent struct {
-	fault   Fault
-	role    string
-	at      time.Duration // from the start of the run
-	whole   time.Duration // when the group was next seen stable with every sink in it; 0: not within 3 min
-	stall   time.Duration // filled in at the end (see stalls)
-	stalled int           // the targets partition that stalled longest
+// ProcessFault is a process the harness killed or stopped, and the stall
+// it caused.
+type ProcessFault struct {
+	Fault   Fault
+	Process string        // connector, sink-1, sink-2, …
+	At      time.Duration // when the signal went, from the start of the run
+	Pause   time.Duration // after the process was gone, before the supervisor started it again
+	// Recovered is when the killed process's stage was whole again: for a
+	// sink, its consumer group stable with every sink in it, the new
+	// process among them; for the connector, the new process's first
+	// produce request to a change topic. 0: not seen before the stage's
+	// next kill or SIGTERM, nor within 3 min.
+	Recovered time.Duration
+	// Stall is the longest time a partition of the stage went without a
+	// write after the signal (see run.stalls), and Partition which one:
+	// targets/N for a sink, users/N or devices/N for the connector.
+	Stall     time.Duration
+	Partition string
 }
 
 // inject makes one fault happen, on the caller's goroutine (the test's:
@@ -140,8 +153,15 @@ func (in *injector) inject(ctx context.Context, f Fault) {
 	var detail string
 	ok := true
 	switch f {
-	case KillConnector:
-		ok = in.killUntilDone(ctx, in.connector)
+	case KillConnector, TermConnector:
+		pause := in.pause(in.rng)
+		var at time.Duration
+		at, ok = in.signalUntilDone(ctx, in.connector, f, pause)
+		detail = "(no process within 10 s)"
+		if ok {
+			in.recordProcessFault(ProcessFault{Fault: f, Process: in.connector.role, At: at, Pause: pause})
+			detail = fmt.Sprintf("at +%s, started again after %s", at.Round(10*time.Millisecond), pause.Round(time.Millisecond))
+		}
 	case KillSink, TermSink:
 		if !in.sinkKillsAnytime {
 			select {
@@ -153,13 +173,19 @@ func (in *injector) inject(ctx context.Context, f Fault) {
 			}
 			return
 		}
-		d := in.sinks[in.rng.IntN(len(in.sinks))]
-		if f == TermSink {
-			ok = d.terminateRunning()
-		} else {
-			ok = in.killUntilDone(ctx, d)
+		d := in.runningSink(in.rng)
+		if d == nil {
+			ok, detail = false, "(no sink running)"
+			break
 		}
-		detail = d.role
+		pause := in.pause(in.rng)
+		var at time.Duration
+		at, ok = in.signalUntilDone(ctx, d, f, pause)
+		detail = d.role + " (no process within 10 s)"
+		if ok {
+			in.recordProcessFault(ProcessFault{Fault: f, Process: d.role, At: at, Pause: pause})
+			detail = fmt.Sprintf("%s at +%s, started again after %s", d.role, at.Round(10*time.Millisecond), pause.Round(time.Millisecond))
+		}
 	case TerminateWalsender:
 		ok, detail = in.terminateWalsender(ctx)
 	case RestartPostgres:
@@ -200,22 +226,71 @@ func (in *injector) count(f Fault, ok bool) {
 	}
 }
 
-// killUntilDone kills the process, waiting up to 10 s for one to be
-// running: the supervisor may be between two runs.
-func (in *injector) killUntilDone(ctx context.Context, d *daemon) bool {
+// signalUntilDone kills the process (a kill fault) or stops it with
+// SIGTERM, waiting up to 10 s for one to be running: the supervisor may be
+// between two runs. A SIGTERM also waits for the process to have run for a
+// second, as a rolling update stops a pod that runs: a Go program
+// signalled in its first milliseconds, before main installed its handler,
+// dies of the signal instead of stopping cleanly. It returns when the
+// signal went.
+func (in *injector) signalUntilDone(ctx context.Context, d *daemon, f Fault, pause time.Duration) (time.Duration, bool) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if d.kill() {
-			return true
+		var at time.Duration
+		var ok bool
+		if f == TermConnector || f == TermSink {
+			if p := d.running(); p != nil && in.elapsed()-p.started >= time.Second {
+				at, ok = d.terminateRunning(pause)
+			}
+		} else {
+			at, ok = d.kill(pause)
+		}
+		if ok {
+			return at, true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
+			return 0, false
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// pause draws the pause before a killed or stopped process starts again:
+// from 50 ms (a supervisor with no backoff) to restartPause.
+func (in *injector) pause(rng *rand.Rand) time.Duration {
+	const least = 50 * time.Millisecond
+	if in.restartPause <= least {
+		return in.restartPause
+	}
+	return randomDuration(rng, least, in.restartPause)
+}
+
+// runningSink draws one of the sinks that have a process running, or
+// returns nil when none has. A fault only ever hits a running sink, so
+// the sinks are all down at once only when the one it hits was the last
+// running, and then for no longer than that sink's pause (and its start):
+// with more than one sink, runSinkFaults hits one only when every sink is
+// in the group, so one at most is down.
+func (in *injector) runningSink(rng *rand.Rand) *daemon {
+	var running []*daemon
+	for _, d := range in.sinks {
+		if d.running() != nil {
+			running = append(running, d)
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	return running[rng.IntN(len(running))]
+}
+
+func (in *injector) recordProcessFault(pf ProcessFault) {
+	in.mu.Lock()
+	in.processFaults = append(in.processFaults, pf)
+	in.mu.Unlock()
 }
 
 // terminateWalsender ends the backend streaming the slot, waiting up to
@@ -366,32 +441,32 @@ func (in *injector) runSinkFaults(ctx context.Context) {
 				sleep(ctx, 250*time.Millisecond)
 			}
 		}
-		d := in.sinks[in.sinkRNG.IntN(len(in.sinks))]
-		var ok bool
-		if f == TermSink {
-			ok = d.terminateRunning()
-		} else {
-			ok = in.killUntilDone(ctx, d)
+		d := in.runningSink(in.sinkRNG)
+		if d == nil {
+			in.count(f, false)
+			in.note("%s missed: no sink running", f)
+			continue
 		}
+		pause := in.pause(in.sinkRNG)
+		waited := time.Since(began)
+		at, ok := in.signalUntilDone(ctx, d, f, pause)
 		in.count(f, ok)
-		ev := sinkEvent{fault: f, role: d.role, at: in.elapsed()}
-		in.note("%s %s (after %s waiting for its group to be stable with both sinks%s)", f, d.role,
-			time.Since(began).Round(100*time.Millisecond), map[bool]string{true: "", false: ": it was not"}[whole])
+		in.note("%s %s at +%s, started again after %s (after %s waiting for its group to be stable with every sink%s)", f, d.role,
+			at.Round(10*time.Millisecond), pause.Round(time.Millisecond), waited.Round(100*time.Millisecond), map[bool]string{true: "", false: ": it was not"}[whole])
 		if !ok {
 			continue
 		}
+		pf := ProcessFault{Fault: f, Process: d.role, At: at, Pause: pause}
 		for after := time.Now(); time.Since(after) < 3*time.Minute && ctx.Err() == nil; {
 			if now, _ := in.groupWhole(ctx, c, members); now {
-				ev.whole = in.elapsed()
+				pf.Recovered = in.elapsed()
 				break
 			}
 			sleep(ctx, 250*time.Millisecond)
 		}
-		in.mu.Lock()
-		in.sinkEvents = append(in.sinkEvents, ev)
-		in.mu.Unlock()
-		if ev.whole > 0 {
-			in.note("group whole again %s after the %s of %s", (ev.whole - ev.at).Round(100*time.Millisecond), f, d.role)
+		in.recordProcessFault(pf)
+		if pf.Recovered > 0 {
+			in.note("group whole again %s after the %s of %s", (pf.Recovered - pf.At).Round(100*time.Millisecond), f, d.role)
 		} else {
 			in.note("group not whole again within 3 min of the %s of %s", f, d.role)
 		}
@@ -488,8 +563,8 @@ func (in *injector) stop() {
 	_ = in.emu.SetFaults(onesignaltest.Faults{})
 }
 
-func (in *injector) counts() (injected, missed, hits map[Fault]int, sinkEvents []sinkEvent) {
+func (in *injector) counts() (injected, missed, hits map[Fault]int, processFaults []ProcessFault) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return maps.Clone(in.injected), maps.Clone(in.missed), maps.Clone(in.hits), slices.Clone(in.sinkEvents)
+	return maps.Clone(in.injected), maps.Clone(in.missed), maps.Clone(in.hits), slices.Clone(in.processFaults)
 }

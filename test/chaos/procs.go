@@ -13,13 +13,13 @@ import (
 )
 
 // daemon runs one process of onesignal-cdc (the connector, or one of the
-// sinks) the way a
-// supervisor such as Kubernetes does: it starts the process again whenever
-// it ends, whether the harness killed it or it exited by itself. An exit
-// the harness did not cause is recorded: the daemon is meant to ride out
-// every fault the harness injects without exiting.
+// sinks) the way a supervisor such as Kubernetes does: it starts the
+// process again whenever it ends, whether the harness killed it or it
+// exited by itself. An exit the harness did not cause is recorded: the
+// daemon is meant to ride out every fault the harness injects without
+// exiting.
 type daemon struct {
-	role    string // names the process: connector, sink-1, sink-2
+	role    string // names the process: connector, sink-1, sink-2, …
 	command string // the subcommand: connector or sink
 	binary  string
 	config  string
@@ -28,7 +28,7 @@ type daemon struct {
 
 	mu         sync.Mutex
 	cur        *proc
-	starts     int
+	starts     []time.Duration // when each run began, from the start of the run of the harness
 	kills      int
 	terms      int      // stopped by SIGTERM mid-run
 	unexpected []string // the exits the harness did not cause
@@ -38,10 +38,15 @@ type daemon struct {
 // proc is one run of the binary.
 type proc struct {
 	cmd     *exec.Cmd
+	started time.Duration // from the start of the run of the harness
 	exited  chan struct{} // closed once cmd.Wait returned; err is set then
 	err     error
 	killed  atomic.Bool // the harness sent SIGKILL
 	stopped atomic.Bool // the harness sent SIGTERM
+	// pause is how long the supervisor waits before it starts the process
+	// again after the harness killed or stopped it (a time.Duration); set
+	// before the signal.
+	pause atomic.Int64
 }
 
 // supervise starts the process and starts it again after every exit,
@@ -63,12 +68,12 @@ func (d *daemon) supervise(ctx context.Context) {
 					p.err, d.elapsed().Round(100*time.Millisecond), indent(tailFile(d.logPath, 1500))))
 			}
 		}
-		// A killed or stopped process comes back at once, as under a
-		// supervisor with no backoff; one that failed by itself gets a
-		// second's pause.
-		pause := 50 * time.Millisecond
-		if err != nil || !p.killed.Load() && !p.stopped.Load() {
-			pause = time.Second
+		// A killed or stopped process comes back after the pause the
+		// harness drew with the signal; one that failed by itself after a
+		// second.
+		pause := time.Second
+		if err == nil && (p.killed.Load() || p.stopped.Load()) {
+			pause = time.Duration(p.pause.Load())
 		}
 		select {
 		case <-ctx.Done():
@@ -79,9 +84,10 @@ func (d *daemon) supervise(ctx context.Context) {
 }
 
 func (d *daemon) spawn() (*proc, error) {
+	started := d.elapsed()
 	d.mu.Lock()
-	d.starts++
-	n := d.starts
+	d.starts = append(d.starts, started)
+	n := len(d.starts)
 	d.mu.Unlock()
 	log, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -104,7 +110,7 @@ func (d *daemon) spawn() (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, started: started, exited: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.exited)
@@ -115,47 +121,69 @@ func (d *daemon) spawn() (*proc, error) {
 	return p, nil
 }
 
-// kill sends SIGKILL to the running process and waits for it to be gone:
-// no flush, no final status, no commit. It reports false when no process
-// was running (the supervisor is about to start one).
-func (d *daemon) kill() bool {
+// running returns the process running now, or nil when there is none
+// (the supervisor is pausing before it starts one again).
+func (d *daemon) running() *proc {
 	d.mu.Lock()
 	p := d.cur
 	d.mu.Unlock()
 	if p == nil {
-		return false
+		return nil
 	}
 	select {
 	case <-p.exited:
-		return false
+		return nil
 	default:
+		return p
 	}
+}
+
+// startedAfter returns when the first run that began after at began, and
+// false when none did.
+func (d *daemon) startedAfter(at time.Duration) (time.Duration, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range d.starts {
+		if s > at {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+// kill sends SIGKILL to the running process and waits for it to be gone:
+// no flush, no final status, no commit. The supervisor starts it again
+// after pause. It returns when the signal went, or false when no process
+// was running.
+func (d *daemon) kill(pause time.Duration) (time.Duration, bool) {
+	p := d.running()
+	if p == nil {
+		return 0, false
+	}
+	p.pause.Store(int64(pause))
 	p.killed.Store(true)
+	sent := d.elapsed()
 	p.signal(syscall.SIGKILL)
 	<-p.exited
 	d.mu.Lock()
 	d.kills++
 	d.mu.Unlock()
-	return true
+	return sent, true
 }
 
 // terminateRunning stops the running process with SIGTERM, as a rolling
 // update does, and waits for it to be gone; the supervisor starts it
-// again. A stop that takes more than 30 s, or ends with a status other
-// than 0, is recorded. It reports false when no process was running.
-func (d *daemon) terminateRunning() bool {
-	d.mu.Lock()
-	p := d.cur
-	d.mu.Unlock()
+// again after pause. A stop that takes more than 30 s, or ends with a
+// status other than 0, is recorded. It returns when the signal went, or
+// false when no process was running.
+func (d *daemon) terminateRunning(pause time.Duration) (time.Duration, bool) {
+	p := d.running()
 	if p == nil {
-		return false
+		return 0, false
 	}
-	select {
-	case <-p.exited:
-		return false
-	default:
-	}
+	p.pause.Store(int64(pause))
 	p.stopped.Store(true)
+	sent := d.elapsed()
 	p.signal(syscall.SIGTERM)
 	var stopErr string
 	select {
@@ -175,7 +203,7 @@ func (d *daemon) terminateRunning() bool {
 	if stopErr != "" {
 		d.stopErrs = append(d.stopErrs, stopErr)
 	}
-	return true
+	return sent, true
 }
 
 // terminate stops p with SIGTERM, as at the end of the run, and SIGKILL

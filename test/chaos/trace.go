@@ -11,12 +11,15 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
@@ -33,7 +36,9 @@ type apiTrace struct {
 	mu         sync.Mutex
 	f          *os.File
 	w          *bufio.Writer
-	requests   [][]time.Duration // by targets partition: when a request for one of its targets arrived
+	// requests are, by targets partition (targets/0, …), when a request
+	// for one of its targets arrived.
+	requests *activity
 }
 
 func newAPITrace(path string, partitions int, elapsed func() time.Duration) (*apiTrace, error) {
@@ -41,8 +46,14 @@ func newAPITrace(path string, partitions int, elapsed func() time.Duration) (*ap
 	if err != nil {
 		return nil, err
 	}
-	return &apiTrace{elapsed: elapsed, partitions: partitions, f: f, w: bufio.NewWriterSize(f, 1<<16), requests: make([][]time.Duration, partitions)}, nil
+	var names []string
+	for p := range partitions {
+		names = append(names, targetsPartitionName(p))
+	}
+	return &apiTrace{elapsed: elapsed, partitions: partitions, f: f, w: bufio.NewWriterSize(f, 1<<16), requests: newActivity(names)}, nil
 }
+
+func targetsPartitionName(p int) string { return fmt.Sprintf("targets/%d", p) }
 
 func (a *apiTrace) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -61,11 +72,10 @@ func (a *apiTrace) wrap(next http.Handler) http.Handler {
 			}
 			a.mu.Lock()
 			fmt.Fprintf(a.w, "+%8.3fs %s %s -> %s %s\n", at.Seconds(), r.Method, r.URL.Path, status, abbreviateJSON(body))
-			if hasTarget {
-				p := targetPartition(target, a.partitions)
-				a.requests[p] = append(a.requests[p], at)
-			}
 			a.mu.Unlock()
+			if hasTarget {
+				a.requests.add(targetsPartitionName(targetPartition(target, a.partitions)), at)
+			}
 		}()
 		next.ServeHTTP(rec, r)
 	})
@@ -145,42 +155,125 @@ func targetPartition(target string, partitions int) int {
 	return broker.KeyPrefixBalancer{}.Balance(kafka.Message{Key: []byte(target)}, ps...)
 }
 
-// stall is the longest time, within [from, to), that one of the targets
-// partitions went without a request, counted from from; and which.
-func (a *apiTrace) stall(from, to time.Duration) (time.Duration, int) {
+// activity notes, by partition, when the stage that writes it was at
+// work on it: the API requests for the targets of a targets partition,
+// the produce requests that carry records for a partition of a change
+// topic. Stalls are its longest gaps. Safe for concurrent use.
+type activity struct {
+	mu    sync.Mutex
+	names []string                   // every partition, sorted: one with no writes at all stalls too
+	at    map[string][]time.Duration // from the start of the run
+}
+
+func newActivity(names []string) *activity {
+	return &activity{names: slices.Sorted(slices.Values(names)), at: map[string][]time.Duration{}}
+}
+
+func (a *activity) add(name string, at time.Duration) {
+	a.mu.Lock()
+	a.at[name] = append(a.at[name], at)
+	a.mu.Unlock()
+}
+
+// sort orders each partition's times: writers that ran side by side
+// appended them slightly out of order.
+func (a *activity) sort() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, times := range a.at {
+		slices.Sort(times)
+	}
+}
+
+// stall is the longest time, within [from, to), that one partition went
+// without a write, counted from from; and which partition. Call sort first.
+func (a *activity) stall(from, to time.Duration) (time.Duration, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var longest time.Duration
-	which := -1
-	for p, times := range a.requests {
+	which := ""
+	for _, name := range a.names {
 		last := from
-		for _, at := range times { // sorted by sortRequests
-			if at < from {
-				continue
-			}
+		times := a.at[name]
+		for _, at := range times[sort.Search(len(times), func(i int) bool { return times[i] >= from }):] {
 			if at >= to {
 				break
 			}
 			if gap := at - last; gap > longest {
-				longest, which = gap, p
+				longest, which = gap, name
 			}
 			last = at
 		}
 		if gap := to - last; gap > longest {
-			longest, which = gap, p
+			longest, which = gap, name
 		}
 	}
 	return longest, which
 }
 
-// sortRequests orders each partition's request times: handlers that ran
-// side by side appended them slightly out of order.
-func (a *apiTrace) sortRequests() {
+// first is the earliest write at or after from, to any partition; false
+// when there is none. Call sort first.
+func (a *activity) first(from time.Duration) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, times := range a.requests {
-		slices.Sort(times)
+	var earliest time.Duration
+	found := false
+	for _, times := range a.at {
+		i := sort.Search(len(times), func(i int) bool { return times[i] >= from })
+		if i < len(times) && (!found || times[i] < earliest) {
+			earliest, found = times[i], true
+		}
 	}
+	return earliest, found
+}
+
+// observeProduce notes, for every produce request the broker gets that
+// carries records for a partition of topics, when it arrived: the
+// connector's writes (the sinks write other topics). It counts every
+// request, whatever the broker answers: one that an injected fault fails
+// is the connector at work, retrying. The observer is a kfake fault that
+// never matches, so it fails nothing and leaves the injected faults their
+// hits.
+func observeProduce(c *kfake.Cluster, topics []string, partitions int, elapsed func() time.Duration) *activity {
+	var names []string
+	for _, t := range topics {
+		for p := range partitions {
+			names = append(names, changePartitionName(t, int32(p)))
+		}
+	}
+	a := newActivity(names)
+	var mu sync.Mutex
+	var last kmsg.Request // kfake asks once per partition of a request: note each request once
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Observe: true, Count: -1, When: func(req kmsg.Request) bool {
+		mu.Lock()
+		seen := req == last
+		last = req
+		mu.Unlock()
+		if seen {
+			return false
+		}
+		produce, ok := req.(*kmsg.ProduceRequest)
+		if !ok {
+			return false
+		}
+		at := elapsed()
+		for _, t := range produce.Topics {
+			if !slices.Contains(topics, t.Topic) {
+				continue
+			}
+			for _, p := range t.Partitions {
+				if len(p.Records) > 0 {
+					a.add(changePartitionName(t.Topic, p.Partition), at)
+				}
+			}
+		}
+		return false
+	}})
+	return a
+}
+
+func changePartitionName(topic string, p int32) string {
+	return fmt.Sprintf("%s/%d", strings.TrimPrefix(topic, "cdc.public."), p)
 }
 
 func (a *apiTrace) close() {

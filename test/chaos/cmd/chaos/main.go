@@ -1,7 +1,7 @@
 // Command chaos runs the crash and fault harness (package chaos) for as
 // long as asked, and prints its report:
 //
-//	go run ./test/chaos/cmd/chaos -duration 15m -seed 7 -model user
+//	go run ./test/chaos/cmd/chaos -duration 15m -seed 7 -model user -sinks 3
 //
 // It builds onesignal-cdc from this module (without the race detector
 // unless -race), starts a private PostgreSQL cluster with the binaries in
@@ -43,10 +43,20 @@ func main() {
 	binary := flag.String("binary", "", "run this onesignal-cdc instead of building one")
 	logs := flag.String("logs", "", "directory for the daemons' logs and the timeline (default: a new one under /tmp)")
 	quiet := flag.Bool("quiet", false, "print only the report, not the timeline as it happens")
+	sinks := flag.Int("sinks", 3, "sink processes, members of one consumer group")
+	restartPause := flag.Duration("restart-pause", 3*time.Second, "the longest pause before a killed or stopped process starts again (each drawn from 50ms to it)")
 	sinkKillsAnytime := flag.Bool("sink-kills-anytime", false, "kill or stop a sink when the schedule says, even while it joins its consumer group (kfake then keeps the dead member for minutes)")
 	flag.Parse()
 	if *model != chaos.ModelUser && *model != chaos.ModelPlayer {
 		fmt.Fprintf(os.Stderr, "chaos: -model %q: use user or player\n", *model)
+		os.Exit(2)
+	}
+	if *sinks < 1 {
+		fmt.Fprintf(os.Stderr, "chaos: -sinks %d: run at least one sink\n", *sinks)
+		os.Exit(2)
+	}
+	if *restartPause <= 0 {
+		fmt.Fprintf(os.Stderr, "chaos: -restart-pause %s: give a pause above 0, such as 3s\n", *restartPause)
 		os.Exit(2)
 	}
 
@@ -100,12 +110,12 @@ func main() {
 			fmt.Fprintln(os.Stderr, line)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "chaos: seed %d, model %s, duration %s, logs in %s\n", *seed, *model, *duration, *logs)
+	fmt.Fprintf(os.Stderr, "chaos: seed %d, model %s, %d sinks, duration %s, logs in %s\n", *seed, *model, *sinks, *duration, *logs)
 	var report *chaos.Report
 	h.run(func() {
 		report = chaos.Run(h, chaos.Options{
 			Binary: *binary, Model: *model, NoPlayersAnswersOK: *ok200, Seed: *seed, Duration: *duration, Gap: *gap,
-			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery,
+			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery, Sinks: *sinks, RestartPause: *restartPause,
 			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime, KnownBugTOASTKeyChange: *bugTOASTKeyChange,
 		})
 	})
