@@ -76,12 +76,6 @@ type Options struct {
 	// Settle bounds each wait after the faults (the slot catching up, the
 	// group catching up, OneSignal converging).
 	Settle time.Duration
-	// KnownBugTOASTKeyChange puts in the workload the one shape of change
-	// the sink gets wrong today: primary-key changes of users whose "Bio"
-	// is a TOAST value, which a later change of the row's external id
-	// leaves without the tag (docs/reliability.md, What it found). Default
-	// false: left out, so that a run shows what else goes wrong.
-	KnownBugTOASTKeyChange bool
 	// Sinks is the number of sink processes, members of one consumer
 	// group. Default 0: 3.
 	Sinks int
@@ -101,7 +95,6 @@ type Report struct {
 	Seed               uint64
 	Model              string
 	NoPlayersAnswersOK bool
-	LeftOut            []string      // shapes of change the workload left out, for the sink's known bugs
 	Duration           time.Duration // of the faults and the workload
 	Elapsed            time.Duration // of the whole run, the settling included
 
@@ -180,9 +173,6 @@ func (r *Report) String() string {
 		model += map[bool]string{true: " (tags for an id no device carries answered 200)", false: " (tags for an id no device carries answered 404)"}[r.NoPlayersAnswersOK]
 	}
 	fmt.Fprintf(&b, "seed %d, %s, faults and workload for %s, %s in all\n", r.Seed, model, r.Duration.Round(time.Second), r.Elapsed.Round(time.Second))
-	for _, l := range r.LeftOut {
-		fmt.Fprintf(&b, "left out, for a known bug: %s\n", l)
-	}
 	fmt.Fprintf(&b, "the connector and %d sinks in one consumer group; a killed or stopped process started again after 50 ms to %s\n", r.Sinks, r.RestartPause)
 	roles := append([]string{"connector"}, sinkRoleNames(r.Sinks)...)
 	var kills, terms []string
@@ -367,9 +357,6 @@ func Run(t testing.TB, o Options) *Report {
 	h := &run{t: t, o: o, began: time.Now()}
 	h.r = &Report{Seed: o.Seed, Model: o.Model, NoPlayersAnswersOK: o.NoPlayersAnswersOK, Duration: o.Duration, Sinks: o.Sinks, RestartPause: o.RestartPause,
 		Settled: map[string]time.Duration{}, Logs: map[string]string{}}
-	if !o.KnownBugTOASTKeyChange {
-		h.r.LeftOut = append(h.r.LeftOut, "primary-key changes of users whose Bio is a TOAST value (-known-bug-toast-key-change)")
-	}
 	h.setUp()
 	h.chaos()
 	h.settle()
@@ -473,7 +460,6 @@ func (h *run) setUp() {
 	h.rng = rand.New(rand.NewPCG(o.Seed, 0x6368616f73))
 	h.ledger = newLedger(h.kafka.Brokers(), changeTopics, h.elapsed)
 	h.work = newWorkload(h.rng.Uint64(), h.db.DSN, h.ledger, h.elapsed, h.devices, o.Pace)
-	h.work.toastKeyChanges = o.KnownBugTOASTKeyChange
 	if err := h.work.seed(ctx, setup, o.Users); err != nil {
 		t.Fatalf("chaos: seed the users: %v", err)
 	}

@@ -30,7 +30,6 @@ import (
 func main() {
 	duration := flag.Duration("duration", 10*time.Minute, "how long the workload and the faults go on")
 	model := flag.String("model", chaos.ModelUser, "the OneSignal API generation: user or player")
-	bugTOASTKeyChange := flag.Bool("known-bug-toast-key-change", false, "also change the primary key of users whose Bio is a TOAST value, which a later external-id change leaves without the tag: the sink gets it wrong today")
 	ok200 := flag.Bool("no-players-200", false, "player model: the emulator answers 200 to tags for an external id no device carries (the API spec's answer), not 404 (the docs')")
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()%1e6), "seed of the schedule, the workload and the faults (printed, to repeat a run)")
 	gap := flag.Duration("gap", 5*time.Second, "time between two faults, on average")
@@ -116,7 +115,7 @@ func main() {
 		report = chaos.Run(h, chaos.Options{
 			Binary: *binary, Model: *model, NoPlayersAnswersOK: *ok200, Seed: *seed, Duration: *duration, Gap: *gap,
 			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery, Sinks: *sinks, RestartPause: *restartPause,
-			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime, KnownBugTOASTKeyChange: *bugTOASTKeyChange,
+			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime,
 		})
 	})
 	fmt.Println(report)
