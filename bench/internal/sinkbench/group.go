@@ -131,5 +131,5 @@ func (r *GroupResult) Detail() string {
 	for n := 1; n <= 3; n++ {
 		logs = append(logs, r.Members[n].Log...)
 	}
-	return fmt.Sprintf("Sink group: %s The go test run took %s, its build included.", strings.Join(logs, " "), harness.Secs(r.Took))
+	return fmt.Sprintf("Sink group: %s. The go test run took %s, its build included.", strings.Join(logs, "; "), harness.Secs(r.Took))
 }
