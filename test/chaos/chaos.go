@@ -663,6 +663,14 @@ func (h *run) settle() {
 						targets = append(targets, "user:"+owner)
 					}
 				}
+			} else if owner, ok := want.records[id]; ok {
+				// An email record: its own target, and its owners'.
+				targets = append(targets, "record:email\x01"+id)
+				for _, owner := range []string{owner, got.records[id]} {
+					if owner != "" && !slices.Contains(targets, "user:"+owner) {
+						targets = append(targets, "user:"+owner)
+					}
+				}
 			} else {
 				targets = append(targets, "user:"+id)
 			}
