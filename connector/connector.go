@@ -241,7 +241,7 @@ func transient(err error) bool {
 // sessionParams make every connection of the connector, the walsender's
 // included, render values the same way whatever the server's or the
 // database's defaults: the stream and the snapshot must agree byte for
-// byte, and types.go reads these forms.
+// byte, and pgcodec reads these forms.
 var sessionParams = map[string]string{
 	"client_encoding": "UTF8",
 	"DateStyle":       "ISO, MDY",

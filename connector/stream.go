@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
+	"github.com/onesignal-cdc/onesignal-cdc/connector/pgcodec"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
@@ -47,7 +48,7 @@ type session struct {
 	topics map[string]bool
 	// dec turns pgoutput into events; lookup is a regular connection for
 	// catalog questions the stream raises (primary keys).
-	dec    *decoder
+	dec    *pgcodec.Decoder
 	lookup *pgx.Conn
 	// snap reads snapshot chunks (nil without a state store); windows are
 	// the chunks between their watermarks, chunks those read and not yet
@@ -95,11 +96,10 @@ func (c *Connector) stream(ctx context.Context) error {
 		interval: c.cfg.StatusInterval,
 		reported: start,
 		topics:   make(map[string]bool),
-		dec:      newDecoder(db, c.cfg.TopicPrefix, c.cfg.Version, c.now),
+		dec:      pgcodec.NewDecoder(pgcodec.Source{DB: db, TopicPrefix: c.cfg.TopicPrefix, Version: c.cfg.Version}, c.now, c.readColumns),
 		windows:  make(map[string]*window),
 		chunks:   make(map[string]*chunk),
 	}
-	s.dec.columns = c.readColumns
 	defer func() {
 		if s.lookup != nil {
 			s.lookup.Close(context.WithoutCancel(ctx))
@@ -311,36 +311,36 @@ func (s *session) read(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("parse XLogData: %w", err)
 			}
-			s.dec.general = len(s.windows) > 0 // noteInWindows matches row images
-			st, err := s.dec.decode(xld.WALStart, xld.WALData)
+			s.dec.KeepImages(len(s.windows) > 0) // noteInWindows matches row images
+			st, err := s.dec.Decode(xld.WALStart, xld.WALData)
 			if err != nil {
 				return &fatalError{err}
 			}
-			switch st.kind {
-			case stepBegin:
+			switch st.Kind {
+			case pgcodec.StepBegin:
 				txn = s.tracker.Begin()
-			case stepChanges:
-				for _, ch := range st.changes {
+			case pgcodec.StepChanges:
+				for _, ch := range st.Changes {
 					s.noteInWindows(ch)
 					txn.Add()
-					msg := kafka.Message{Topic: ch.topic, Key: ch.key, Value: ch.value, Headers: ch.headers()}
-					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.op, committed: s.dec.commitTime}); err != nil {
+					msg := kafka.Message{Topic: ch.Topic, Key: ch.Key, Value: ch.Value, Headers: ch.Headers()}
+					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.Op, committed: s.dec.CommitTime()}); err != nil {
 						return err
 					}
 				}
-			case stepRelation:
-				if err := s.ensureTopic(ctx, st.topic); err != nil {
+			case pgcodec.StepRelation:
+				if err := s.ensureTopic(ctx, st.Topic); err != nil {
 					return err
 				}
-				if err := s.usePrimaryKey(ctx, st.rel); err != nil {
+				if err := s.usePrimaryKey(ctx, st.Relation); err != nil {
 					return err
 				}
-			case stepMessage:
-				if err := s.message(ctx, txn, st.message); err != nil {
+			case pgcodec.StepMessage:
+				if err := s.message(ctx, txn, st.Message); err != nil {
 					return err
 				}
-			case stepCommit:
-				s.tracker.Commit(txn, st.end)
+			case pgcodec.StepCommit:
+				s.tracker.Commit(txn, st.End)
 				txn = nil
 				if err := s.flush(ctx); err != nil {
 					return err
@@ -423,7 +423,7 @@ func (s *session) usePrimaryKey(ctx context.Context, relID uint32) error {
 		return fmt.Errorf("look up primary key of relation %d: %w", relID, err)
 	}
 	if len(cols) > 0 {
-		s.dec.setPrimaryKey(relID, cols)
+		s.dec.SetPrimaryKey(relID, cols)
 	}
 	return nil
 }
@@ -431,25 +431,25 @@ func (s *session) usePrimaryKey(ctx context.Context, relID uint32) error {
 // noteInWindows records a streamed row in every open snapshot window of
 // its table: the newest value the stream sent of each column, or that the
 // row was deleted.
-func (s *session) noteInWindows(ch *change) {
+func (s *session) noteInWindows(ch *pgcodec.Change) {
 	for _, w := range s.windows {
-		if w.table != ch.table || ch.image == nil {
+		if w.table != ch.Table || ch.Image == nil {
 			continue
 		}
-		k := matchKey(ch.image, ch.keyCols)
+		k := pgcodec.MatchKey(ch.Image, ch.KeyCols)
 		seen := w.seen[k]
-		if seen == nil || ch.op == event.OpCreate || ch.op == event.OpDelete {
+		if seen == nil || ch.Op == event.OpCreate || ch.Op == event.OpDelete {
 			seen = &seenRow{}
 			w.seen[k] = seen
 		}
-		if ch.op == event.OpDelete {
+		if ch.Op == event.OpDelete {
 			seen.deleted = true
 			continue
 		}
 		if seen.values == nil {
-			seen.values = make(map[string]json.RawMessage, len(ch.image))
+			seen.values = make(map[string]json.RawMessage, len(ch.Image))
 		}
-		for _, f := range ch.image {
+		for _, f := range ch.Image {
 			if !event.IsUnavailable(f.Value) {
 				seen.values[f.Name] = f.Value
 			}
@@ -507,25 +507,25 @@ func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id stri
 	}
 	for _, r := range ch.rows {
 		if w != nil {
-			if seen, changed := w.seen[r.match]; changed {
+			if seen, changed := w.seen[r.Match]; changed {
 				// The stream carried the row's newer state. But an UPDATE
 				// leaves out unchanged TOAST values, which then reach Kafka
 				// only through the chunk: complete what the stream sent with
 				// them, as of the high watermark.
-				value, err := completeRow(r, seen, s.dec.commitLSN, high, ch.key)
+				value, err := completeRow(r, seen, s.dec.CommitLSN(), high, ch.key)
 				if err != nil {
 					return err
 				}
 				if value == nil {
 					continue
 				}
-				r.value = value
+				r.Value = value
 			}
 		}
 		txn.Add()
 		ch.pending.Add(1)
-		msg := kafka.Message{Topic: ch.topic, Key: r.key, Value: r.value}
-		if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, chunk: ch, op: event.OpSnapshot, committed: s.dec.commitTime}); err != nil {
+		msg := kafka.Message{Topic: ch.topic, Key: r.Key, Value: r.Value}
+		if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, chunk: ch, op: event.OpSnapshot, committed: s.dec.CommitTime()}); err != nil {
 			return err
 		}
 	}

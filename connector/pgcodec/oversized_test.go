@@ -1,4 +1,4 @@
-package connector
+package pgcodec
 
 import (
 	"encoding/json"
@@ -95,9 +95,9 @@ func TestAStreamedRowWithHugeValuesStaysWithinTheEventLimit(t *testing.T) {
 	third := strings.Repeat("e", maxEventBytes/2)
 	msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("7"), s(third), s("t"), s("1"), s(`"`+third+`"`))
 	st := mustStep(t, d, 0x120, msg)
-	c := st.changes[0]
-	if len(c.value) > maxEventBytes {
-		t.Fatalf("the event is %d bytes, over maxEventBytes %d", len(c.value), maxEventBytes)
+	c := st.Changes[0]
+	if len(c.Value) > maxEventBytes {
+		t.Fatalf("the event is %d bytes, over maxEventBytes %d", len(c.Value), maxEventBytes)
 	}
 	if len(c.oversized) == 0 {
 		t.Error("no column is reported oversized")
@@ -109,7 +109,7 @@ func TestAStreamedRowWithHugeValuesStaysWithinTheEventLimit(t *testing.T) {
 	if v, _ := ev.After.Get("vip"); string(v) != "true" {
 		t.Errorf("vip %s, want true", v)
 	}
-	if string(c.key) != `{"id":7}` {
-		t.Errorf("key %s, want {\"id\":7}", c.key)
+	if string(c.Key) != `{"id":7}` {
+		t.Errorf("key %s, want {\"id\":7}", c.Key)
 	}
 }
