@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/onesignal-cdc/onesignal-cdc/connector/pgcodec"
-	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
 // The snapshot reads existing rows in primary-key chunks while the stream
@@ -151,53 +150,6 @@ func (c *chunk) ack() {
 	if c.pending.Add(-1) == 0 {
 		close(c.done)
 	}
-}
-
-// window collects, between a chunk's watermarks, the keys of the rows of
-// its table that the stream carried.
-type window struct {
-	table string
-	key   []string
-	seen  map[string]*seenRow // by pgcodec.MatchKey
-}
-
-// seenRow is what the stream carried of one row within a window: the
-// newest value it sent of each column (an UPDATE does not send an
-// unchanged TOAST value), or that the row was deleted.
-type seenRow struct {
-	values  map[string]json.RawMessage
-	deleted bool
-}
-
-// completeRow returns the event that completes what the stream sent of a
-// row changed within its chunk's window, or nil when the stream sent all
-// of it (or deleted it). A column the stream never sent in the window was
-// unchanged by every change in it, so the value the chunk read is
-// current; every other column takes the newest value the stream sent. The
-// event is a snapshot read positioned at the high watermark (commit,
-// lsn), after every change of the window, so the sink does not take it
-// for a stale one.
-func completeRow(r pgcodec.SnapshotRow, seen *seenRow, commit, high pglogrepl.LSN, key []string) ([]byte, error) {
-	if seen.deleted {
-		return nil, nil
-	}
-	ev, err := event.Decode(r.Value)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot row of %s: %w", r.Key, err)
-	}
-	missing := false
-	for i, f := range ev.After {
-		if v, ok := seen.values[f.Name]; ok {
-			ev.After[i].Value = v
-		} else {
-			missing = true
-		}
-	}
-	if !missing {
-		return nil, nil
-	}
-	ev.Source.LSN, ev.Source.CommitLSN = int64(high), int64(commit)
-	return pgcodec.Encode(ev, key), nil
 }
 
 // snapshotter reads the tables whose snapshot is pending, one chunk at a
@@ -441,7 +393,7 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 func (s *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, db string, q chunkQuery, from, to []string) (*chunk, []string, error) {
 	id := randomID()
 	s.claim(id)
-	low, err := emitMessage(ctx, conn, watermarkPrefix, "L "+id+" "+q.table)
+	low, err := emitMessage(ctx, conn, watermarkPrefix, watermark{low: true, id: id, table: q.table}.String())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -455,7 +407,7 @@ func (s *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, db string, q ch
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
-	if _, err := emitMessage(ctx, conn, watermarkPrefix, "H "+id); err != nil {
+	if _, err := emitMessage(ctx, conn, watermarkPrefix, watermark{id: id}.String()); err != nil {
 		return nil, nil, err
 	}
 	return ch, last, nil

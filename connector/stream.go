@@ -21,7 +21,6 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
 	"github.com/onesignal-cdc/onesignal-cdc/connector/pgcodec"
-	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
 // session is one replication connection's life: from START_REPLICATION to
@@ -54,7 +53,7 @@ type session struct {
 	// the chunks between their watermarks, chunks those read and not yet
 	// produced, both by watermark id.
 	snap    *snapshotter
-	windows map[string]*window
+	windows windows
 	chunks  map[string]*chunk
 	// caughtUp is the server time of the last keepalive that found nothing
 	// in flight and everything up to the server's WAL end confirmed.
@@ -97,7 +96,7 @@ func (c *Connector) stream(ctx context.Context) error {
 		reported: start,
 		topics:   make(map[string]bool),
 		dec:      pgcodec.NewDecoder(pgcodec.Source{DB: db, TopicPrefix: c.cfg.TopicPrefix, Version: c.cfg.Version}, c.now, c.readColumns),
-		windows:  make(map[string]*window),
+		windows:  make(windows),
 		chunks:   make(map[string]*chunk),
 	}
 	defer func() {
@@ -311,7 +310,7 @@ func (s *session) read(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("parse XLogData: %w", err)
 			}
-			s.dec.KeepImages(len(s.windows) > 0) // noteInWindows matches row images
+			s.dec.KeepImages(len(s.windows) > 0) // windows match row images
 			st, err := s.dec.Decode(xld.WALStart, xld.WALData)
 			if err != nil {
 				return &fatalError{err}
@@ -321,7 +320,7 @@ func (s *session) read(ctx context.Context) error {
 				txn = s.tracker.Begin()
 			case pgcodec.StepChanges:
 				for _, ch := range st.Changes {
-					s.noteInWindows(ch)
+					s.windows.note(ch)
 					txn.Add()
 					msg := kafka.Message{Topic: ch.Topic, Key: ch.Key, Value: ch.Value, Headers: ch.Headers()}
 					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.Op, committed: s.dec.CommitTime()}); err != nil {
@@ -428,46 +427,10 @@ func (s *session) usePrimaryKey(ctx context.Context, relID uint32) error {
 	return nil
 }
 
-// noteInWindows records a streamed row in every open snapshot window of
-// its table: the newest value the stream sent of each column, or that the
-// row was deleted.
-func (s *session) noteInWindows(ch *pgcodec.Change) {
-	for _, w := range s.windows {
-		if w.table != ch.Table || ch.Image == nil {
-			continue
-		}
-		k := pgcodec.MatchKey(ch.Image, ch.KeyCols)
-		seen := w.seen[k]
-		if seen == nil || ch.Op == event.OpCreate || ch.Op == event.OpDelete {
-			seen = &seenRow{}
-			w.seen[k] = seen
-		}
-		if ch.Op == event.OpDelete {
-			seen.deleted = true
-			continue
-		}
-		if seen.values == nil {
-			seen.values = make(map[string]json.RawMessage, len(ch.Image))
-		}
-		for _, f := range ch.Image {
-			if !event.IsUnavailable(f.Value) {
-				seen.values[f.Name] = f.Value
-			}
-		}
-	}
-}
-
 func (s *session) message(ctx context.Context, txn *checkpoint.Txn, m *pglogrepl.LogicalDecodingMessage) error {
 	switch m.Prefix {
 	case watermarkPrefix:
-		fields := strings.Fields(string(m.Content))
-		switch {
-		case len(fields) == 3 && fields[0] == "L" && s.snap != nil && s.snap.owns(fields[1]):
-			s.windows[fields[1]] = &window{table: fields[2], seen: make(map[string]*seenRow)}
-		case len(fields) == 2 && fields[0] == "H" && s.snap != nil && s.snap.owns(fields[1]):
-			defer s.snap.release(fields[1])
-			return s.produceChunk(ctx, txn, fields[1], m.LSN)
-		}
+		return s.watermark(ctx, txn, m)
 	case SignalPrefix:
 		var sig signal
 		if err := json.Unmarshal(m.Content, &sig); err != nil {
@@ -477,67 +440,6 @@ func (s *session) message(ctx context.Context, txn *checkpoint.Txn, m *pglogrepl
 		return s.snapshotAgain(ctx, sig.Snapshot)
 	}
 	return nil
-}
-
-// produceChunk produces, at the high watermark, the chunk's rows that the
-// stream did not carry while the chunk was read. A watermark without its
-// chunk comes from a session before this one and is ignored.
-func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id string, high pglogrepl.LSN) error {
-	w := s.windows[id]
-	delete(s.windows, id)
-	for {
-		select {
-		case ch := <-s.snapChunks():
-			s.chunks[ch.id] = ch
-			continue
-		default:
-		}
-		break
-	}
-	ch := s.chunks[id]
-	delete(s.chunks, id)
-	if ch == nil {
-		return nil
-	}
-	if txn == nil {
-		return &fatalError{fmt.Errorf("snapshot watermark %s outside a transaction", id)}
-	}
-	if err := s.ensureTopic(ctx, ch.topic); err != nil {
-		return err
-	}
-	for _, r := range ch.rows {
-		if w != nil {
-			if seen, changed := w.seen[r.Match]; changed {
-				// The stream carried the row's newer state. But an UPDATE
-				// leaves out unchanged TOAST values, which then reach Kafka
-				// only through the chunk: complete what the stream sent with
-				// them, as of the high watermark.
-				value, err := completeRow(r, seen, s.dec.CommitLSN(), high, ch.key)
-				if err != nil {
-					return err
-				}
-				if value == nil {
-					continue
-				}
-				r.Value = value
-			}
-		}
-		txn.Add()
-		ch.pending.Add(1)
-		msg := kafka.Message{Topic: ch.topic, Key: r.Key, Value: r.Value}
-		if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, chunk: ch, op: event.OpSnapshot, committed: s.dec.CommitTime()}); err != nil {
-			return err
-		}
-	}
-	ch.ack() // all handed over
-	return nil
-}
-
-func (s *session) snapChunks() <-chan *chunk {
-	if s.snap == nil {
-		return nil
-	}
-	return s.snap.chunks
 }
 
 // snapshotAgain queues tables for a new snapshot, saving the request before
