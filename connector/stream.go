@@ -298,13 +298,7 @@ func (s *session) read(ctx context.Context) error {
 			if err := s.flush(ctx); err != nil {
 				return err
 			}
-			s.tracker.AdvanceIdle(ka.ServerWALEnd)
-			if s.tracker.InFlight() == 0 && s.tracker.Confirmed() >= ka.ServerWALEnd {
-				s.caughtUp = ka.ServerTime
-			}
-			if ka.ReplyRequested {
-				s.nextStatus = time.Time{}
-			}
+			s.keepalive(ka)
 		case pglogrepl.XLogDataByteID:
 			xld, err := pglogrepl.ParseXLogData(data[1:])
 			if err != nil {
@@ -503,35 +497,6 @@ func (s *session) producerStopped() error {
 	return &fatalError{err}
 }
 
-func (s *session) statusIfDue(ctx context.Context) error {
-	if time.Now().Before(s.nextStatus) {
-		return nil
-	}
-	return s.sendStatus(ctx)
-}
-
-// sendStatus reports the tracker's confirmed LSN as written, flushed and
-// applied: the only position Postgres may forget WAL before.
-func (s *session) sendStatus(ctx context.Context) error {
-	lsn := s.tracker.Confirmed()
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
-		WALWritePosition: lsn,
-		WALFlushPosition: lsn,
-		WALApplyPosition: lsn,
-		ClientTime:       time.Now(),
-	})
-	if err != nil {
-		return fmt.Errorf("send standby status: %w", err)
-	}
-	if lsn != s.reported {
-		s.c.log.Debug("confirmed", zap.Stringer("lsn", lsn))
-	}
-	s.reported = lsn
-	s.nextStatus = time.Now().Add(s.interval)
-	s.c.obs.Confirmed(Position{Confirmed: lsn, CaughtUp: s.caughtUp})
-	return nil
-}
-
 // serverVersion is the server's server_version_num, or 0 when unknown.
 func serverVersion(conn *pgconn.PgConn) int {
 	v, _ := strconv.Atoi(conn.ParameterStatus("server_version_num"))
@@ -543,105 +508,4 @@ func serverVersion(conn *pgconn.PgConn) int {
 		v = m * 10000
 	}
 	return v
-}
-
-// slotState reads, on the replication connection, where the slot resumes,
-// the database name and wal_sender_timeout.
-func (c *Connector) slotState(ctx context.Context, conn *pgconn.PgConn) (start pglogrepl.LSN, db string, timeout time.Duration, err error) {
-	sql := fmt.Sprintf(`SELECT confirmed_flush_lsn, current_database(), current_setting('wal_sender_timeout') FROM pg_replication_slots WHERE slot_name = '%s'`, c.cfg.Slot)
-	res, err := conn.Exec(ctx, sql).ReadAll()
-	if err != nil {
-		return 0, "", 0, fmt.Errorf("read state of slot %q: %w", c.cfg.Slot, err)
-	}
-	if len(res) != 1 || len(res[0].Rows) != 1 {
-		return 0, "", 0, &fatalError{fmt.Errorf("replication slot %q does not exist", c.cfg.Slot)}
-	}
-	row := res[0].Rows[0]
-	if row[0] == nil {
-		return 0, "", 0, &fatalError{fmt.Errorf("replication slot %q has no confirmed_flush_lsn: is it a logical slot?", c.cfg.Slot)}
-	}
-	if start, err = pglogrepl.ParseLSN(string(row[0])); err != nil {
-		return 0, "", 0, fmt.Errorf("slot %q confirmed_flush_lsn: %w", c.cfg.Slot, err)
-	}
-	return start, string(row[1]), parsePGDuration(string(row[2])), nil
-}
-
-// parsePGDuration reads a time setting as current_setting shows it ("60s",
-// "1min", "500ms", "0"); 0 when it cannot.
-func parsePGDuration(s string) time.Duration {
-	units := []struct {
-		suffix string
-		unit   time.Duration
-	}{{"ms", time.Millisecond}, {"min", time.Minute}, {"s", time.Second}, {"h", time.Hour}, {"d", 24 * time.Hour}}
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			var v int64
-			if _, err := fmt.Sscan(n, &v); err == nil {
-				return time.Duration(v) * u.unit
-			}
-			return 0
-		}
-	}
-	var ms int64
-	if _, err := fmt.Sscan(s, &ms); err == nil {
-		return time.Duration(ms) * time.Millisecond
-	}
-	return 0
-}
-
-// HeartbeatPrefix marks the connector's heartbeat messages in the WAL.
-const HeartbeatPrefix = "onesignal_cdc_heartbeat"
-
-// housekeeping runs beside the stream on a regular connection, every
-// HeartbeatInterval (10s when heartbeats are off), until ctx ends:
-//
-//   - It writes a heartbeat: a small non-transactional logical decoding
-//     message that publishes nothing but gives the walsender WAL of this
-//     database to decode, after which its keepalive carries a WAL end that
-//     the idle connector confirms.
-//   - It puts mapped tables back into the publication. Dropping a table
-//     removes it from every publication, so a table dropped and created
-//     again under the same name would otherwise stay silent.
-//
-// Failures are logged and retried at the next round: they delay WAL
-// release or a table's return, they lose nothing already streamed.
-func (c *Connector) housekeeping(ctx context.Context) {
-	interval := c.cfg.HeartbeatInterval
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		var err error
-		if conn == nil {
-			if conn, err = c.connect(ctx); err != nil {
-				conn = nil
-				c.log.Warn("housekeeping: connect failed", zap.Error(err))
-				continue
-			}
-		}
-		if c.cfg.HeartbeatInterval > 0 {
-			_, err = conn.Exec(ctx, `SELECT pg_logical_emit_message(false, $1, '')`, HeartbeatPrefix)
-		}
-		if err == nil {
-			err = c.ensurePublication(ctx, conn)
-		}
-		if err != nil && ctx.Err() == nil {
-			c.log.Warn("housekeeping failed", zap.Error(err))
-			conn.Close(context.WithoutCancel(ctx))
-			conn = nil
-		}
-	}
 }
