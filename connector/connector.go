@@ -37,10 +37,10 @@ type Config struct {
 	Tables      []string // "schema.table" names to capture
 	// Columns names, per table of Tables, the columns the mapping reads,
 	// each with the setting that names it (column → "mapping.users.tags",
-	// as transform.Mapping.Columns gives them). Check reports every one a
+	// as transform.Mapping.Columns gives them). Inspect reports every one a
 	// table lacks. Nil: columns are not checked.
 	Columns map[string]map[string]string
-	// Expressions are the mapping's expressions; Check evaluates each
+	// Expressions are the mapping's expressions; Inspect evaluates each
 	// over rows of its table's column types, NULLs included, and reports
 	// the type errors and unhandled NULLs. Nil: not checked.
 	Expressions []Expression
@@ -306,7 +306,7 @@ func loginFix(err error) string {
 }
 
 // setup checks the database, then creates the publication and the slot
-// when they are missing. Whatever Check finds stops the connector with one
+// when they are missing. Whatever Inspect finds stops the connector with one
 // error listing every problem and its fix: no retry mends a configuration.
 func (c *Connector) setup(ctx context.Context) error {
 	conn, err := c.connect(ctx)

@@ -66,7 +66,6 @@ type windows map[string]*window
 // of the rows of its table.
 type window struct {
 	table string
-	key   []string
 	seen  map[string]*seenRow // by pgcodec.MatchKey
 }
 

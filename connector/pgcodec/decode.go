@@ -124,10 +124,6 @@ type Change struct {
 	Table   string    // "schema.table"
 	Image   event.Row // the new row, or the old one for a delete, for snapshot windows to match; nil on the fast path (KeepImages)
 	KeyCols []string  // the columns of Key
-	// oversized names the columns whose values were too large for the
-	// event and were sent as event.Oversized (see encodeWithin), for the
-	// stream to report.
-	oversized []string
 	// newKey and oldKey are, on the two halves of a primary-key change, the
 	// key the row has after it (on the delete) and before it (on the
 	// create): Debezium's __debezium.newkey and __debezium.oldkey headers.
@@ -333,8 +329,8 @@ func (d *Decoder) change(rel *relation, ev *event.Envelope) *Change {
 	if image == nil {
 		image = ev.Before
 	}
-	value, oversized := encodeWithin(ev, maxEventBytes, rel.key)
-	return &Change{Topic: rel.topic, Key: Key(image, rel.key), Value: value, Op: ev.Op, Table: rel.name, Image: image, KeyCols: rel.key, oversized: oversized}
+	value := encodeWithin(ev, maxEventBytes, rel.key)
+	return &Change{Topic: rel.topic, Key: Key(image, rel.key), Value: value, Op: ev.Op, Table: rel.name, Image: image, KeyCols: rel.key}
 }
 
 // maxEventBytes bounds an event's JSON. Kafka refuses a message over
@@ -347,7 +343,7 @@ const maxEventBytes = 256 << 10
 
 // encodeWithin encodes ev. While the event is over limit, it puts
 // event.Oversized in place of the largest column value left, in both row
-// images, and returns the columns it replaced. What the sink needs of an
+// images. What the sink needs of an
 // event is small (ids, tags), so an oversized event is nearly always one
 // large column the mapping does not use, and the rest of the row goes
 // through; where the mapping does use it, the sink dead-letters the event
@@ -356,11 +352,11 @@ const maxEventBytes = 256 << 10
 // Key columns are never replaced: they name the row (its Kafka key, the
 // snapshot's window matching), and a primary key cannot be large anyway,
 // since its index entries are limited to a few kilobytes.
-func encodeWithin(ev *event.Envelope, limit int, key []string) (value []byte, oversized []string) {
-	value = ev.Encode(make([]byte, 0, 640))
+func encodeWithin(ev *event.Envelope, limit int, key []string) []byte {
+	value := ev.Encode(make([]byte, 0, 640))
 	excess := len(value) - limit
 	if excess <= 0 {
-		return value, nil
+		return value
 	}
 	var fields []*event.Field
 	for _, row := range []event.Row{ev.Before, ev.After} {
@@ -378,11 +374,8 @@ func encodeWithin(ev *event.Envelope, limit int, key []string) (value []byte, ov
 		}
 		excess -= len(f.Value) - len(marker)
 		f.Value = marker
-		if !slices.Contains(oversized, f.Name) {
-			oversized = append(oversized, f.Name)
-		}
 	}
-	return ev.Encode(make([]byte, 0, limit)), oversized
+	return ev.Encode(make([]byte, 0, limit))
 }
 
 // fillUnchangedToast gives the columns of after that Postgres sent as
@@ -470,8 +463,7 @@ func (r *relation) image(t *pglogrepl.TupleData, keyOnly bool) (event.Row, error
 // it, its largest values that are not of the key columns become
 // event.Oversized (encodeWithin).
 func Encode(ev *event.Envelope, key []string) []byte {
-	value, _ := encodeWithin(ev, maxEventBytes, key)
-	return value
+	return encodeWithin(ev, maxEventBytes, key)
 }
 
 // Key is the Kafka key of a row whose primary key is key: its key columns
