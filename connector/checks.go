@@ -22,7 +22,7 @@ type Finding struct {
 
 func (f Finding) String() string { return f.Problem + "; fix: " + f.Fix }
 
-// Findings is every problem Check found. As an error it lists each problem
+// Findings is every problem Inspect found. As an error it lists each problem
 // with its fix, one after the other.
 type Findings []Finding
 
@@ -42,7 +42,7 @@ func (fs Findings) Error() string {
 	return b.String()
 }
 
-// Check inspects the database conn is connected to, as the role it is
+// Inspect checks the database conn is connected to, as the role it is
 // connected as, for everything the connector needs of it under cfg (Slot,
 // Publication, Tables and Columns): wal_level, the REPLICATION privilege,
 // a free slot and wal sender, tables that exist, hold every mapped column
@@ -50,19 +50,13 @@ func (fs Findings) Error() string {
 // (or the right to create or extend it), and a usable slot. It changes
 // nothing.
 //
-// It returns every problem at once; an empty result means setup can go
-// ahead. The error is for a check that could not run, such as a broken
-// connection, which a later attempt may get past. Setup calls it on every
-// connect; a command that validates a configuration can call it alone.
-func Check(ctx context.Context, conn *pgx.Conn, cfg Config) (Findings, error) {
-	problems, _, err := Inspect(ctx, conn, cfg)
-	return problems, err
-}
-
-// Inspect is Check, and also returns warnings: what lets the connector
-// work, but not as well as it could, and that it cannot mend itself (a
-// publication someone else owns that publishes columns the mapping does
-// not read).
+// It returns every problem at once; no problems means setup can go ahead.
+// The warnings are what lets the connector work, but not as well as it
+// could, and that it cannot mend itself (a publication someone else owns
+// that publishes columns the mapping does not read). The error is for a
+// check that could not run, such as a broken connection, which a later
+// attempt may get past. Setup calls it on every connect; `onesignal-cdc
+// validate --online` calls it alone.
 func Inspect(ctx context.Context, conn *pgx.Conn, cfg Config) (problems, warnings Findings, err error) {
 	c := &checker{conn: conn, cfg: cfg}
 	if err := c.run(ctx); err != nil {
@@ -71,7 +65,7 @@ func Inspect(ctx context.Context, conn *pgx.Conn, cfg Config) (problems, warning
 	return c.found, c.warned, nil
 }
 
-// checker holds what Check learned about the server, the role and the
+// checker holds what Inspect learned about the server, the role and the
 // tables, for the later checks that depend on it.
 type checker struct {
 	conn   *pgx.Conn
@@ -564,15 +558,6 @@ func (c *checker) checkSlot() {
 			"drop the slot ("+drop+"), let the connector create a new one, and re-snapshot the tables into OneSignal; "+
 				"to keep it from recurring, raise max_slot_wal_keep_size or keep the connector running")
 	}
-}
-
-func containsTable(list [][2]string, t tableInfo) bool {
-	for _, x := range list {
-		if x[0] == t.schema && x[1] == t.name {
-			return true
-		}
-	}
-	return false
 }
 
 // literal quotes s as an SQL string literal.

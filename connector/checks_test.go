@@ -3,7 +3,6 @@ package connector_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,13 +19,13 @@ import (
 // Problem and its Fix must each contain.
 type finding struct{ problem, fix string }
 
-// check runs connector.Check on conn for the tables, with the slot named
+// check runs connector.Inspect on conn for the tables, with the slot named
 // after the database and the publication "cdc".
 func check(t *testing.T, conn *pgx.Conn, db *pgtest.DB, tables ...string) connector.Findings {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	got, err := connector.Check(ctx, conn, checkConfig(db.Name, tables...))
+	got, _, err := connector.Inspect(ctx, conn, checkConfig(db.Name, tables...))
 	if err != nil {
 		t.Fatalf("check: %v", err)
 	}
@@ -187,7 +186,7 @@ func TestCheckReportsEveryMappedColumnTheTableLacksNamingTheClosest(t *testing.T
 		},
 		"public.devices": {"device_id": "mapping.devices.device_id", "user_external_id": "mapping.devices.external_id"},
 	}
-	got, err := connector.Check(t.Context(), db.Conn(t), cfg)
+	got, _, err := connector.Inspect(t.Context(), db.Conn(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +277,7 @@ func TestCheckReportsEveryServerSettingThatRulesOutLogicalReplicationAtOnce(t *t
 		t.Fatal(err)
 	}
 
-	got, err := connector.Check(context.Background(), conn, checkConfig("cdc", "public.users"))
+	got, _, err := connector.Inspect(context.Background(), conn, checkConfig("cdc", "public.users"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +321,7 @@ func TestCheckReportsAnInvalidatedSlotAndThatChangesMayBeMissing(t *testing.T) {
 		return status == "lost"
 	})
 
-	got, err := connector.Check(ctx, conn, checkConfig("cdc", "public.users"))
+	got, _, err := connector.Inspect(ctx, conn, checkConfig("cdc", "public.users"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,14 +393,6 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	return conn
 }
 
-func underCI() bool {
-	switch strings.ToLower(strings.TrimSpace(os.Getenv("CI"))) {
-	case "1", "t", "true", "y", "yes", "on":
-		return true
-	}
-	return false
-}
-
 func TestCheckReportsAKeylessTableTheInitialSnapshotCannotRead(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
@@ -409,7 +400,7 @@ func TestCheckReportsAKeylessTableTheInitialSnapshotCannotRead(t *testing.T) {
 	conn := db.Conn(t)
 	cfg := checkConfig(db.Name, "public.devices")
 	cfg.InitialSnapshot = true
-	got, err := connector.Check(t.Context(), conn, cfg)
+	got, _, err := connector.Inspect(t.Context(), conn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +409,7 @@ func TestCheckReportsAKeylessTableTheInitialSnapshotCannotRead(t *testing.T) {
 	// Once the slot exists the snapshot is behind it: streaming needs only
 	// the replica identity.
 	db.Exec(t, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, db.Name)
-	got, err = connector.Check(t.Context(), conn, cfg)
+	got, _, err = connector.Inspect(t.Context(), conn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

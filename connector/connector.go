@@ -15,13 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
@@ -39,10 +37,10 @@ type Config struct {
 	Tables      []string // "schema.table" names to capture
 	// Columns names, per table of Tables, the columns the mapping reads,
 	// each with the setting that names it (column → "mapping.users.tags",
-	// as transform.Mapping.Columns gives them). Check reports every one a
+	// as transform.Mapping.Columns gives them). Inspect reports every one a
 	// table lacks. Nil: columns are not checked.
 	Columns map[string]map[string]string
-	// Expressions are the mapping's expressions; Check evaluates each
+	// Expressions are the mapping's expressions; Inspect evaluates each
 	// over rows of its table's column types, NULLs included, and reports
 	// the type errors and unhandled NULLs. Nil: not checked.
 	Expressions []Expression
@@ -241,7 +239,7 @@ func transient(err error) bool {
 // sessionParams make every connection of the connector, the walsender's
 // included, render values the same way whatever the server's or the
 // database's defaults: the stream and the snapshot must agree byte for
-// byte, and types.go reads these forms.
+// byte, and pgcodec reads these forms.
 var sessionParams = map[string]string{
 	"client_encoding": "UTF8",
 	"DateStyle":       "ISO, MDY",
@@ -308,7 +306,7 @@ func loginFix(err error) string {
 }
 
 // setup checks the database, then creates the publication and the slot
-// when they are missing. Whatever Check finds stops the connector with one
+// when they are missing. Whatever Inspect finds stops the connector with one
 // error listing every problem and its fix: no retry mends a configuration.
 func (c *Connector) setup(ctx context.Context) error {
 	conn, err := c.connect(ctx)
@@ -330,135 +328,6 @@ func (c *Connector) setup(ctx context.Context) error {
 		return err
 	}
 	return c.ensureSlot(ctx, conn)
-}
-
-// ensureSlot creates the slot when it is missing, unless the state says the
-// connector streamed from it before: a slot that vanished means changes may
-// have been lost, which only an explicit reset and re-snapshot may paper
-// over. A new slot gets its tables' snapshots queued in the state first, so
-// a crash right after creating it still snapshots them.
-func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
-	var known bool
-	if c.cfg.State != nil {
-		var err error
-		if c.state, known, err = loadState(ctx, c.cfg.State, c.cfg.Slot); err != nil {
-			return err
-		}
-	}
-	var plugin, db, current string
-	err := conn.QueryRow(ctx, `SELECT plugin, database, current_database() FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&plugin, &db, &current)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if known && !c.state.st.Reset {
-			return &fatalError{fmt.Errorf("replication slot %q is gone, but this connector streamed from it until %s: changes made since may never reach Kafka. "+
-				"To start again from a new slot with a full re-snapshot, run: onesignal-cdc snapshot --reset --config <file>", c.cfg.Slot, c.state.st.Updated.Format(time.RFC3339))}
-		}
-		if c.state != nil {
-			err := c.state.update(ctx, func(st *State) {
-				switch {
-				case st.Reset:
-					st.Snapshots = allTables(c.cfg.Tables, nil)
-				case c.cfg.InitialSnapshot:
-					// The sink has seen no row: the rows the publication's
-					// row filter leaves out can be left out here too.
-					st.Snapshots = allTables(c.cfg.Tables, c.pushedFilter)
-				}
-				st.Reset = false
-				st.Tables = c.marks()
-			})
-			if err != nil {
-				return err
-			}
-		}
-		var lsn pglogrepl.LSN
-		err := conn.QueryRow(ctx, `SELECT lsn FROM pg_create_logical_replication_slot($1, 'pgoutput')`, c.cfg.Slot).Scan(&lsn)
-		if err != nil {
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "42710" {
-				return nil // created by another instance meanwhile
-			}
-			return &fatalError{fmt.Errorf("create replication slot %q: %w (the role needs the REPLICATION attribute, and wal_level must be logical)", c.cfg.Slot, err)}
-		}
-		c.log.Info("created replication slot", zap.String("slot", c.cfg.Slot), zap.Stringer("lsn", lsn))
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("look up replication slot %q: %w", c.cfg.Slot, err)
-	}
-	if plugin != "pgoutput" || db != current {
-		return &fatalError{fmt.Errorf("replication slot %q exists with plugin %q on database %q; the connector needs a pgoutput slot on %q: choose another postgres.slot or drop that slot", c.cfg.Slot, plugin, db, current)}
-	}
-	if c.state != nil && (!known || c.state.st.Reset) {
-		// A reset whose slot still exists: re-snapshot as asked.
-		tables := c.cfg.Tables
-		if !known && !c.state.st.Reset {
-			var err error
-			if tables, err = c.lostState(ctx, conn); err != nil {
-				return err
-			}
-		}
-		return c.state.update(ctx, func(st *State) {
-			if len(tables) > 0 {
-				st.Snapshots = allTables(tables, nil)
-			}
-			st.Reset = false
-			st.Tables = c.marks()
-		})
-	}
-	if c.state != nil {
-		return c.snapshotRemapped(ctx)
-	}
-	return nil
-}
-
-// lostState decides what to do about a slot the state has no record of,
-// and returns the tables to snapshot again. The slot's position vouches
-// that Kafka holds every change before it, but a state that does not know
-// the slot comes from a broker that does not hold what this connector wrote
-// (a new or emptied cluster, the embedded broker in memory or with its
-// data directory removed, a deleted state topic), or from a connector
-// older than the state. Carrying on from the slot would leave out every
-// row not changed again, so every mapped table is snapshotted again,
-// beside the stream: the sink sets OneSignal to each row's current state,
-// which converges whatever it had applied before. Rows deleted among the
-// lost events are not in the snapshot: their delete is lost with them.
-func (c *Connector) lostState(ctx context.Context, conn *pgx.Conn) ([]string, error) {
-	why := "the connector's state in Kafka has no record of replication slot " + strconv.Quote(c.cfg.Slot) +
-		", which exists: the broker may have lost what the connector wrote before (a new or emptied cluster, the embedded broker in memory or with its data directory removed, or a deleted state topic), while the slot's position says it holds it"
-	if !c.cfg.InitialSnapshot {
-		c.log.Warn(why+"; postgres.snapshot is never, so rows not changed since reach Kafka only through onesignal-cdc snapshot --all", zap.String("slot", c.cfg.Slot))
-		return nil, nil
-	}
-	var tables, keyless []string
-	for _, t := range c.cfg.Tables {
-		if _, _, err := primaryKey(ctx, conn, t); err != nil {
-			var fatal *fatalError
-			if !errors.As(err, &fatal) {
-				return nil, err
-			}
-			keyless = append(keyless, t)
-			continue
-		}
-		tables = append(tables, t)
-	}
-	c.log.Warn(why+"; snapshotting every mapped table again, beside the stream", zap.String("slot", c.cfg.Slot), zap.Strings("tables", tables))
-	if len(keyless) > 0 {
-		c.log.Warn("tables without a primary key cannot be snapshotted: their rows not changed since reach Kafka only when changed again", zap.Strings("tables", keyless))
-	}
-	return tables, nil
-}
-
-// allTables is a snapshot of every table from its start, of the rows
-// where(table) keeps (nil, or "": every row).
-func allTables(tables []string, where func(string) string) map[string]*Progress {
-	m := make(map[string]*Progress, len(tables))
-	now := time.Now().UTC()
-	for _, t := range tables {
-		m[t] = &Progress{Requested: now}
-		if where != nil {
-			m[t].Where = where(t)
-		}
-	}
-	return m
 }
 
 func tableList(tables []string) string {

@@ -15,7 +15,7 @@ import (
 )
 
 // Expression is one of the mapping's expressions (filters, computed tags,
-// properties), as transform.Mapping.Expressions gives them, for Check: the
+// properties), as transform.Mapping.Expressions gives them, for Inspect: the
 // table whose rows it reads, the setting that holds it, and the program.
 type Expression struct {
 	Table   string

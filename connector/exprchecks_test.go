@@ -42,7 +42,7 @@ func TestCheckEvaluatesEveryExpressionOverTheTablesColumnTypesAndNULLs(t *testin
 	}
 	cfg.Expressions = append(cfg.Expressions,
 		connector.Expression{Table: "public.users", Setting: "mapping.sources[0].filter", Program: compile(`row.consent`, expr.Filter)})
-	got, err := connector.Check(t.Context(), db.Conn(t), cfg)
+	got, _, err := connector.Inspect(t.Context(), db.Conn(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

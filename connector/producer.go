@@ -41,7 +41,7 @@ type producer struct {
 
 // maxBatchBytes keeps one write within kafka-go's 1 MiB batch limit: a
 // write stops taking events past it, and the last one it takes is at most
-// an event's limit (256 KiB, decode.go) more.
+// an event's limit (256 KiB, pgcodec) more.
 const maxBatchBytes = 512 << 10
 
 // run writes until in is closed and drained (nil) or ctx ends, or a lane

@@ -372,41 +372,6 @@ type published struct {
 	filter  string   // the row filter as pg_get_expr writes it; "": none
 }
 
-// loadPublished reads the entries of the publication named pub for the
-// tables with the given oids (PostgreSQL 15 on).
-func loadPublished(ctx context.Context, conn *pgx.Conn, pub string, oids []uint32) (map[uint32]published, error) {
-	rows, err := conn.Query(ctx, `
-		SELECT pr.prrelid, pr.prattrs IS NOT NULL,
-		       ARRAY(SELECT a.attname::text FROM pg_attribute a
-		             WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs::int2[]) ORDER BY a.attnum),
-		       COALESCE(pg_get_expr(pr.prqual, pr.prrelid), '')
-		FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
-		WHERE p.pubname = $1 AND pr.prrelid = ANY ($2)`, pub, oids)
-	if err != nil {
-		return nil, fmt.Errorf("read the column lists and row filters of publication %q: %w", pub, err)
-	}
-	out := map[uint32]published{}
-	for rows.Next() {
-		var (
-			oid     uint32
-			hasList bool
-			e       published
-		)
-		if err := rows.Scan(&oid, &hasList, &e.columns, &e.filter); err != nil {
-			return nil, fmt.Errorf("read the column lists and row filters of publication %q: %w", pub, err)
-		}
-		if !hasList {
-			e.columns = nil
-		}
-		e.named = true
-		out[oid] = e
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read the column lists and row filters of publication %q: %w", pub, err)
-	}
-	return out, nil
-}
-
 // difference is how a table's entry in the publication differs from its
 // plan.
 type difference struct {
@@ -832,7 +797,7 @@ func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error
 	}
 	if !v.info.exists {
 		if len(ordered) == 0 {
-			return nil // no mapped table exists; Check says so
+			return nil // no mapped table exists; Inspect says so
 		}
 		var sql string
 		err := c.dropRefusedFilters(ordered, func() error {

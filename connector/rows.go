@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/onesignal-cdc/onesignal-cdc/connector/pgcodec"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
@@ -132,29 +133,14 @@ func (r *Reader) Rows(ctx context.Context, table string, sel Select, f func(Row)
 	}
 	defer rows.Close()
 	fields := rows.FieldDescriptions()
+	names, oids := make([]string, len(fields)), make([]uint32, len(fields))
+	for i, fd := range fields {
+		names[i], oids[i] = fd.Name, fd.DataTypeOID
+	}
+	codec := pgcodec.NewSnapshotCodec(pgcodec.Source{DB: r.db, TopicPrefix: r.prefix, Version: r.ver}, schema, name, names, oids, key)
 	for rows.Next() {
-		vals := rows.RawValues()
-		row := make(event.Row, len(fields))
-		for i, fd := range fields {
-			v := json.RawMessage("null")
-			if vals[i] != nil {
-				// textToJSON keeps a number's text as it is: the row must own it.
-				v = textToJSON(fd.DataTypeOID, bytes.Clone(vals[i]))
-			}
-			row[i] = event.Field{Name: fd.Name, Value: v}
-		}
-		now := time.Now().UnixMilli()
-		ev := &event.Envelope{
-			Op:    event.OpSnapshot,
-			After: row,
-			Source: event.Source{
-				Version: r.ver, Connector: "postgresql", Name: r.prefix, TsMs: now,
-				Snapshot: "true", DB: r.db, Schema: schema, Table: name, LSN: int64(r.lsn),
-			},
-			TsMs: now,
-		}
-		value, _ := encodeWithin(ev, maxEventBytes, key)
-		if err := f(Row{Table: table, Key: keyJSON(row, key), Event: ev, Value: value}); err != nil {
+		ev := codec.Event(rows.RawValues(), r.lsn, time.Now().UnixMilli())
+		if err := f(Row{Table: table, Key: pgcodec.Key(ev.After, key), Event: ev, Value: pgcodec.Encode(ev, key)}); err != nil {
 			return err
 		}
 	}

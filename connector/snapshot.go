@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
-	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/connector/pgcodec"
 )
 
 // The snapshot reads existing rows in primary-key chunks while the stream
@@ -139,82 +139,17 @@ type chunk struct {
 	table string // "schema.table"
 	topic string
 	key   []string // primary-key columns, in table column order
-	rows  []snapRow
+	rows  []pgcodec.SnapshotRow
 	// pending counts the chunk's events not yet in Kafka, plus one held
 	// until the reader has handed them all over; done closes at zero.
 	pending atomic.Int64
 	done    chan struct{}
 }
 
-type snapRow struct {
-	match string // the primary key, as window matching compares it
-	key   []byte // the Kafka key
-	value []byte
-}
-
 func (c *chunk) ack() {
 	if c.pending.Add(-1) == 0 {
 		close(c.done)
 	}
-}
-
-// window collects, between a chunk's watermarks, the keys of the rows of
-// its table that the stream carried.
-type window struct {
-	table string
-	key   []string
-	seen  map[string]*seenRow // by matchKey
-}
-
-// seenRow is what the stream carried of one row within a window: the
-// newest value it sent of each column (an UPDATE does not send an
-// unchanged TOAST value), or that the row was deleted.
-type seenRow struct {
-	values  map[string]json.RawMessage
-	deleted bool
-}
-
-// completeRow returns the event that completes what the stream sent of a
-// row changed within its chunk's window, or nil when the stream sent all
-// of it (or deleted it). A column the stream never sent in the window was
-// unchanged by every change in it, so the value the chunk read is
-// current; every other column takes the newest value the stream sent. The
-// event is a snapshot read positioned at the high watermark (commit,
-// lsn), after every change of the window, so the sink does not take it
-// for a stale one.
-func completeRow(r snapRow, seen *seenRow, commit, high pglogrepl.LSN, key []string) ([]byte, error) {
-	if seen.deleted {
-		return nil, nil
-	}
-	ev, err := event.Decode(r.value)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot row of %s: %w", r.key, err)
-	}
-	missing := false
-	for i, f := range ev.After {
-		if v, ok := seen.values[f.Name]; ok {
-			ev.After[i].Value = v
-		} else {
-			missing = true
-		}
-	}
-	if !missing {
-		return nil, nil
-	}
-	ev.Source.LSN, ev.Source.CommitLSN = int64(high), int64(commit)
-	value, _ := encodeWithin(ev, maxEventBytes, key)
-	return value, nil
-}
-
-// matchKey renders the primary-key columns of row as windows compare them.
-func matchKey(row event.Row, key []string) string {
-	var b strings.Builder
-	for _, k := range key {
-		v, _ := row.Get(k)
-		b.Write(v)
-		b.WriteByte(0)
-	}
-	return b.String()
 }
 
 // snapshotter reads the tables whose snapshot is pending, one chunk at a
@@ -230,10 +165,6 @@ type snapshotter struct {
 	// window, so none stays open for a high watermark that never comes.
 	mu   sync.Mutex
 	ours map[string]bool
-
-	// general makes every row take the general path (tests compare the
-	// two).
-	general bool
 }
 
 func newSnapshotter(c *Connector, state *stateKeeper) *snapshotter {
@@ -462,7 +393,7 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 func (s *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, db string, q chunkQuery, from, to []string) (*chunk, []string, error) {
 	id := randomID()
 	s.claim(id)
-	low, err := emitMessage(ctx, conn, watermarkPrefix, "L "+id+" "+q.table)
+	low, err := emitMessage(ctx, conn, watermarkPrefix, watermark{low: true, id: id, table: q.table}.String())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -476,7 +407,7 @@ func (s *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, db string, q ch
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
-	if _, err := emitMessage(ctx, conn, watermarkPrefix, "H "+id); err != nil {
+	if _, err := emitMessage(ctx, conn, watermarkPrefix, watermark{id: id}.String()); err != nil {
 		return nil, nil, err
 	}
 	return ch, last, nil
@@ -592,18 +523,14 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db string, q chu
 	for i, f := range fields {
 		names[i], oids[i] = f.Name, f.DataTypeOID
 	}
-	codec := newSnapshotCodec(names, oids, key, s.c.cfg.Version, s.c.cfg.TopicPrefix, db, schema, name)
+	codec := pgcodec.NewSnapshotCodec(pgcodec.Source{DB: db, TopicPrefix: s.c.cfg.TopicPrefix, Version: s.c.cfg.Version}, schema, name, names, oids, key)
 	lastKey := make([][]byte, len(keyIdx)) // the key of the row read last, in text form
 	for rr.NextRow() {
 		vals := rr.Values()
 		for n, i := range keyIdx {
 			lastKey[n] = append(lastKey[n][:0], vals[i]...)
 		}
-		if r, ok := codec.row(vals, low, now); ok && !s.general {
-			ch.rows = append(ch.rows, r)
-			continue
-		}
-		ch.rows = append(ch.rows, snapshotRow(names, oids, vals, key, low, now, s.c.cfg.Version, s.c.cfg.TopicPrefix, db, schema, name))
+		ch.rows = append(ch.rows, codec.Row(vals, low, now))
 	}
 	if _, err := rr.Close(); err != nil {
 		return nil, nil, fmt.Errorf("read chunk: %w", err)
@@ -614,48 +541,6 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db string, q chu
 		}
 	}
 	return ch, last, nil
-}
-
-// snapshotRow encodes a snapshot row through event.Row and encodeWithin:
-// the general path, for an event over the limit (snapshotCodec does the
-// rest).
-func snapshotRow(names []string, oids []uint32, vals [][]byte, key []string, low pglogrepl.LSN, now int64, version, prefix, db, schema, table string) snapRow {
-	row := make(event.Row, len(names))
-	for i := range names {
-		v := json.RawMessage("null")
-		if vals[i] != nil {
-			v = textToJSON(oids[i], vals[i])
-		}
-		row[i] = event.Field{Name: names[i], Value: v}
-	}
-	ev := event.Envelope{
-		Op:    event.OpSnapshot,
-		After: row,
-		Source: event.Source{
-			Version: version, Connector: "postgresql", Name: prefix, TsMs: now,
-			Snapshot: "true", DB: db, Schema: schema, Table: table, LSN: int64(low),
-		},
-		TsMs: now,
-	}
-	value, _ := encodeWithin(&ev, maxEventBytes, key)
-	return snapRow{match: matchKey(row, key), key: keyJSON(row, key), value: value}
-}
-
-// keyJSON is the Kafka key of a row whose primary key is key.
-func keyJSON(row event.Row, key []string) []byte {
-	if len(key) == 0 {
-		return nil
-	}
-	k := make(event.Row, 0, len(key))
-	for _, f := range row {
-		for _, name := range key {
-			if f.Name == name {
-				k = append(k, f)
-			}
-		}
-	}
-	b, _ := k.MarshalJSON()
-	return b
 }
 
 // primaryKey returns the table's primary-key columns in column order, with

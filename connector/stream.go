@@ -20,7 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
-	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/connector/pgcodec"
 )
 
 // session is one replication connection's life: from START_REPLICATION to
@@ -47,13 +47,13 @@ type session struct {
 	topics map[string]bool
 	// dec turns pgoutput into events; lookup is a regular connection for
 	// catalog questions the stream raises (primary keys).
-	dec    *decoder
+	dec    *pgcodec.Decoder
 	lookup *pgx.Conn
 	// snap reads snapshot chunks (nil without a state store); windows are
 	// the chunks between their watermarks, chunks those read and not yet
 	// produced, both by watermark id.
 	snap    *snapshotter
-	windows map[string]*window
+	windows windows
 	chunks  map[string]*chunk
 	// caughtUp is the server time of the last keepalive that found nothing
 	// in flight and everything up to the server's WAL end confirmed.
@@ -95,11 +95,10 @@ func (c *Connector) stream(ctx context.Context) error {
 		interval: c.cfg.StatusInterval,
 		reported: start,
 		topics:   make(map[string]bool),
-		dec:      newDecoder(db, c.cfg.TopicPrefix, c.cfg.Version, c.now),
-		windows:  make(map[string]*window),
+		dec:      pgcodec.NewDecoder(pgcodec.Source{DB: db, TopicPrefix: c.cfg.TopicPrefix, Version: c.cfg.Version}, c.now, c.readColumns),
+		windows:  make(windows),
 		chunks:   make(map[string]*chunk),
 	}
-	s.dec.columns = c.readColumns
 	defer func() {
 		if s.lookup != nil {
 			s.lookup.Close(context.WithoutCancel(ctx))
@@ -299,48 +298,42 @@ func (s *session) read(ctx context.Context) error {
 			if err := s.flush(ctx); err != nil {
 				return err
 			}
-			s.tracker.AdvanceIdle(ka.ServerWALEnd)
-			if s.tracker.InFlight() == 0 && s.tracker.Confirmed() >= ka.ServerWALEnd {
-				s.caughtUp = ka.ServerTime
-			}
-			if ka.ReplyRequested {
-				s.nextStatus = time.Time{}
-			}
+			s.keepalive(ka)
 		case pglogrepl.XLogDataByteID:
 			xld, err := pglogrepl.ParseXLogData(data[1:])
 			if err != nil {
 				return fmt.Errorf("parse XLogData: %w", err)
 			}
-			s.dec.general = len(s.windows) > 0 // noteInWindows matches row images
-			st, err := s.dec.decode(xld.WALStart, xld.WALData)
+			s.dec.KeepImages(len(s.windows) > 0) // windows match row images
+			st, err := s.dec.Decode(xld.WALStart, xld.WALData)
 			if err != nil {
 				return &fatalError{err}
 			}
-			switch st.kind {
-			case stepBegin:
+			switch st.Kind {
+			case pgcodec.StepBegin:
 				txn = s.tracker.Begin()
-			case stepChanges:
-				for _, ch := range st.changes {
-					s.noteInWindows(ch)
+			case pgcodec.StepChanges:
+				for _, ch := range st.Changes {
+					s.windows.note(ch)
 					txn.Add()
-					msg := kafka.Message{Topic: ch.topic, Key: ch.key, Value: ch.value, Headers: ch.headers()}
-					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.op, committed: s.dec.commitTime}); err != nil {
+					msg := kafka.Message{Topic: ch.Topic, Key: ch.Key, Value: ch.Value, Headers: ch.Headers()}
+					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.Op, committed: s.dec.CommitTime()}); err != nil {
 						return err
 					}
 				}
-			case stepRelation:
-				if err := s.ensureTopic(ctx, st.topic); err != nil {
+			case pgcodec.StepRelation:
+				if err := s.ensureTopic(ctx, st.Topic); err != nil {
 					return err
 				}
-				if err := s.usePrimaryKey(ctx, st.rel); err != nil {
+				if err := s.usePrimaryKey(ctx, st.Relation); err != nil {
 					return err
 				}
-			case stepMessage:
-				if err := s.message(ctx, txn, st.message); err != nil {
+			case pgcodec.StepMessage:
+				if err := s.message(ctx, txn, st.Message); err != nil {
 					return err
 				}
-			case stepCommit:
-				s.tracker.Commit(txn, st.end)
+			case pgcodec.StepCommit:
+				s.tracker.Commit(txn, st.End)
 				txn = nil
 				if err := s.flush(ctx); err != nil {
 					return err
@@ -423,51 +416,15 @@ func (s *session) usePrimaryKey(ctx context.Context, relID uint32) error {
 		return fmt.Errorf("look up primary key of relation %d: %w", relID, err)
 	}
 	if len(cols) > 0 {
-		s.dec.setPrimaryKey(relID, cols)
+		s.dec.SetPrimaryKey(relID, cols)
 	}
 	return nil
-}
-
-// noteInWindows records a streamed row in every open snapshot window of
-// its table: the newest value the stream sent of each column, or that the
-// row was deleted.
-func (s *session) noteInWindows(ch *change) {
-	for _, w := range s.windows {
-		if w.table != ch.table || ch.image == nil {
-			continue
-		}
-		k := matchKey(ch.image, ch.keyCols)
-		seen := w.seen[k]
-		if seen == nil || ch.op == event.OpCreate || ch.op == event.OpDelete {
-			seen = &seenRow{}
-			w.seen[k] = seen
-		}
-		if ch.op == event.OpDelete {
-			seen.deleted = true
-			continue
-		}
-		if seen.values == nil {
-			seen.values = make(map[string]json.RawMessage, len(ch.image))
-		}
-		for _, f := range ch.image {
-			if !event.IsUnavailable(f.Value) {
-				seen.values[f.Name] = f.Value
-			}
-		}
-	}
 }
 
 func (s *session) message(ctx context.Context, txn *checkpoint.Txn, m *pglogrepl.LogicalDecodingMessage) error {
 	switch m.Prefix {
 	case watermarkPrefix:
-		fields := strings.Fields(string(m.Content))
-		switch {
-		case len(fields) == 3 && fields[0] == "L" && s.snap != nil && s.snap.owns(fields[1]):
-			s.windows[fields[1]] = &window{table: fields[2], seen: make(map[string]*seenRow)}
-		case len(fields) == 2 && fields[0] == "H" && s.snap != nil && s.snap.owns(fields[1]):
-			defer s.snap.release(fields[1])
-			return s.produceChunk(ctx, txn, fields[1], m.LSN)
-		}
+		return s.watermark(ctx, txn, m)
 	case SignalPrefix:
 		var sig signal
 		if err := json.Unmarshal(m.Content, &sig); err != nil {
@@ -477,67 +434,6 @@ func (s *session) message(ctx context.Context, txn *checkpoint.Txn, m *pglogrepl
 		return s.snapshotAgain(ctx, sig.Snapshot)
 	}
 	return nil
-}
-
-// produceChunk produces, at the high watermark, the chunk's rows that the
-// stream did not carry while the chunk was read. A watermark without its
-// chunk comes from a session before this one and is ignored.
-func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id string, high pglogrepl.LSN) error {
-	w := s.windows[id]
-	delete(s.windows, id)
-	for {
-		select {
-		case ch := <-s.snapChunks():
-			s.chunks[ch.id] = ch
-			continue
-		default:
-		}
-		break
-	}
-	ch := s.chunks[id]
-	delete(s.chunks, id)
-	if ch == nil {
-		return nil
-	}
-	if txn == nil {
-		return &fatalError{fmt.Errorf("snapshot watermark %s outside a transaction", id)}
-	}
-	if err := s.ensureTopic(ctx, ch.topic); err != nil {
-		return err
-	}
-	for _, r := range ch.rows {
-		if w != nil {
-			if seen, changed := w.seen[r.match]; changed {
-				// The stream carried the row's newer state. But an UPDATE
-				// leaves out unchanged TOAST values, which then reach Kafka
-				// only through the chunk: complete what the stream sent with
-				// them, as of the high watermark.
-				value, err := completeRow(r, seen, s.dec.commitLSN, high, ch.key)
-				if err != nil {
-					return err
-				}
-				if value == nil {
-					continue
-				}
-				r.value = value
-			}
-		}
-		txn.Add()
-		ch.pending.Add(1)
-		msg := kafka.Message{Topic: ch.topic, Key: r.key, Value: r.value}
-		if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, chunk: ch, op: event.OpSnapshot, committed: s.dec.commitTime}); err != nil {
-			return err
-		}
-	}
-	ch.ack() // all handed over
-	return nil
-}
-
-func (s *session) snapChunks() <-chan *chunk {
-	if s.snap == nil {
-		return nil
-	}
-	return s.snap.chunks
 }
 
 // snapshotAgain queues tables for a new snapshot, saving the request before
@@ -601,35 +497,6 @@ func (s *session) producerStopped() error {
 	return &fatalError{err}
 }
 
-func (s *session) statusIfDue(ctx context.Context) error {
-	if time.Now().Before(s.nextStatus) {
-		return nil
-	}
-	return s.sendStatus(ctx)
-}
-
-// sendStatus reports the tracker's confirmed LSN as written, flushed and
-// applied: the only position Postgres may forget WAL before.
-func (s *session) sendStatus(ctx context.Context) error {
-	lsn := s.tracker.Confirmed()
-	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
-		WALWritePosition: lsn,
-		WALFlushPosition: lsn,
-		WALApplyPosition: lsn,
-		ClientTime:       time.Now(),
-	})
-	if err != nil {
-		return fmt.Errorf("send standby status: %w", err)
-	}
-	if lsn != s.reported {
-		s.c.log.Debug("confirmed", zap.Stringer("lsn", lsn))
-	}
-	s.reported = lsn
-	s.nextStatus = time.Now().Add(s.interval)
-	s.c.obs.Confirmed(Position{Confirmed: lsn, CaughtUp: s.caughtUp})
-	return nil
-}
-
 // serverVersion is the server's server_version_num, or 0 when unknown.
 func serverVersion(conn *pgconn.PgConn) int {
 	v, _ := strconv.Atoi(conn.ParameterStatus("server_version_num"))
@@ -641,105 +508,4 @@ func serverVersion(conn *pgconn.PgConn) int {
 		v = m * 10000
 	}
 	return v
-}
-
-// slotState reads, on the replication connection, where the slot resumes,
-// the database name and wal_sender_timeout.
-func (c *Connector) slotState(ctx context.Context, conn *pgconn.PgConn) (start pglogrepl.LSN, db string, timeout time.Duration, err error) {
-	sql := fmt.Sprintf(`SELECT confirmed_flush_lsn, current_database(), current_setting('wal_sender_timeout') FROM pg_replication_slots WHERE slot_name = '%s'`, c.cfg.Slot)
-	res, err := conn.Exec(ctx, sql).ReadAll()
-	if err != nil {
-		return 0, "", 0, fmt.Errorf("read state of slot %q: %w", c.cfg.Slot, err)
-	}
-	if len(res) != 1 || len(res[0].Rows) != 1 {
-		return 0, "", 0, &fatalError{fmt.Errorf("replication slot %q does not exist", c.cfg.Slot)}
-	}
-	row := res[0].Rows[0]
-	if row[0] == nil {
-		return 0, "", 0, &fatalError{fmt.Errorf("replication slot %q has no confirmed_flush_lsn: is it a logical slot?", c.cfg.Slot)}
-	}
-	if start, err = pglogrepl.ParseLSN(string(row[0])); err != nil {
-		return 0, "", 0, fmt.Errorf("slot %q confirmed_flush_lsn: %w", c.cfg.Slot, err)
-	}
-	return start, string(row[1]), parsePGDuration(string(row[2])), nil
-}
-
-// parsePGDuration reads a time setting as current_setting shows it ("60s",
-// "1min", "500ms", "0"); 0 when it cannot.
-func parsePGDuration(s string) time.Duration {
-	units := []struct {
-		suffix string
-		unit   time.Duration
-	}{{"ms", time.Millisecond}, {"min", time.Minute}, {"s", time.Second}, {"h", time.Hour}, {"d", 24 * time.Hour}}
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			var v int64
-			if _, err := fmt.Sscan(n, &v); err == nil {
-				return time.Duration(v) * u.unit
-			}
-			return 0
-		}
-	}
-	var ms int64
-	if _, err := fmt.Sscan(s, &ms); err == nil {
-		return time.Duration(ms) * time.Millisecond
-	}
-	return 0
-}
-
-// HeartbeatPrefix marks the connector's heartbeat messages in the WAL.
-const HeartbeatPrefix = "onesignal_cdc_heartbeat"
-
-// housekeeping runs beside the stream on a regular connection, every
-// HeartbeatInterval (10s when heartbeats are off), until ctx ends:
-//
-//   - It writes a heartbeat: a small non-transactional logical decoding
-//     message that publishes nothing but gives the walsender WAL of this
-//     database to decode, after which its keepalive carries a WAL end that
-//     the idle connector confirms.
-//   - It puts mapped tables back into the publication. Dropping a table
-//     removes it from every publication, so a table dropped and created
-//     again under the same name would otherwise stay silent.
-//
-// Failures are logged and retried at the next round: they delay WAL
-// release or a table's return, they lose nothing already streamed.
-func (c *Connector) housekeeping(ctx context.Context) {
-	interval := c.cfg.HeartbeatInterval
-	if interval <= 0 {
-		interval = 10 * time.Second
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		var err error
-		if conn == nil {
-			if conn, err = c.connect(ctx); err != nil {
-				conn = nil
-				c.log.Warn("housekeeping: connect failed", zap.Error(err))
-				continue
-			}
-		}
-		if c.cfg.HeartbeatInterval > 0 {
-			_, err = conn.Exec(ctx, `SELECT pg_logical_emit_message(false, $1, '')`, HeartbeatPrefix)
-		}
-		if err == nil {
-			err = c.ensurePublication(ctx, conn)
-		}
-		if err != nil && ctx.Err() == nil {
-			c.log.Warn("housekeeping failed", zap.Error(err))
-			conn.Close(context.WithoutCancel(ctx))
-			conn = nil
-		}
-	}
 }

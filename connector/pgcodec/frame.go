@@ -1,4 +1,4 @@
-package connector
+package pgcodec
 
 import (
 	"encoding/binary"

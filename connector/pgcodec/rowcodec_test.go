@@ -1,4 +1,4 @@
-package connector
+package pgcodec
 
 import (
 	"bytes"
@@ -83,28 +83,28 @@ func TestTheRowCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
 			)
 			for j, msg := range msgs {
 				t.Run(fmt.Sprintf("%s/row %d/message %d", su.name, i, j), func(t *testing.T) {
-					var got [2]step
+					var got [2]Step
 					var errs [2]error
 					for k, general := range []bool{false, true} {
-						d := newDecoder("app", "cdc", "v1.2.3", func() time.Time { return time.UnixMilli(1_700_000_000_123) })
+						d := NewDecoder(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, func() time.Time { return time.UnixMilli(1_700_000_000_123) }, nil)
 						if su.columns != nil {
 							d.columns = func(string) []string { return su.columns }
 						}
 						mustStep(t, d, 0x100, relationMsg(rel, "Sales", "Contacts ☃", su.cols...))
 						if su.pk != nil {
-							d.setPrimaryKey(rel, su.pk)
+							d.SetPrimaryKey(rel, su.pk)
 						}
 						mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000)))
 						d.general = general
-						got[k], errs[k] = d.decode(pglogrepl.LSN(0x120+j), msg)
+						got[k], errs[k] = d.Decode(pglogrepl.LSN(0x120+j), msg)
 						if errs[k] == nil {
 							// Own them: the fast path reuses its step.
-							changes := make([]*change, len(got[k].changes))
-							for n, c := range got[k].changes {
+							changes := make([]*Change, len(got[k].Changes))
+							for n, c := range got[k].Changes {
 								cc := *c
 								changes[n] = &cc
 							}
-							got[k].changes = changes
+							got[k].Changes = changes
 						}
 					}
 					if (errs[0] == nil) != (errs[1] == nil) {
@@ -120,24 +120,24 @@ func TestTheRowCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
 	}
 }
 
-func assertSameChanges(t *testing.T, fast, general step) {
+func assertSameChanges(t *testing.T, fast, general Step) {
 	t.Helper()
-	if fast.kind != general.kind || len(fast.changes) != len(general.changes) {
-		t.Fatalf("fast path gave step %v with %d changes, general path %v with %d", fast.kind, len(fast.changes), general.kind, len(general.changes))
+	if fast.Kind != general.Kind || len(fast.Changes) != len(general.Changes) {
+		t.Fatalf("fast path gave step %v with %d changes, general path %v with %d", fast.Kind, len(fast.Changes), general.Kind, len(general.Changes))
 	}
-	for i, f := range fast.changes {
-		g := general.changes[i]
-		if f.topic != g.topic || f.op != g.op || f.table != g.table {
-			t.Errorf("change %d: fast path topic %q op %q table %q, general path %q %q %q", i, f.topic, f.op, f.table, g.topic, g.op, g.table)
+	for i, f := range fast.Changes {
+		g := general.Changes[i]
+		if f.Topic != g.Topic || f.Op != g.Op || f.Table != g.Table {
+			t.Errorf("change %d: fast path topic %q op %q table %q, general path %q %q %q", i, f.Topic, f.Op, f.Table, g.Topic, g.Op, g.Table)
 		}
-		if !bytes.Equal(f.key, g.key) || (f.key == nil) != (g.key == nil) {
-			t.Errorf("change %d: fast path key %q, general path %q", i, f.key, g.key)
+		if !bytes.Equal(f.Key, g.Key) || (f.Key == nil) != (g.Key == nil) {
+			t.Errorf("change %d: fast path key %q, general path %q", i, f.Key, g.Key)
 		}
-		if !bytes.Equal(f.value, g.value) {
-			t.Errorf("change %d: values differ\nfast:    %s\ngeneral: %s", i, f.value, g.value)
+		if !bytes.Equal(f.Value, g.Value) {
+			t.Errorf("change %d: values differ\nfast:    %s\ngeneral: %s", i, f.Value, g.Value)
 		}
-		if fmt.Sprint(f.headers()) != fmt.Sprint(g.headers()) {
-			t.Errorf("change %d: fast path headers %v, general path %v", i, f.headers(), g.headers())
+		if fmt.Sprint(f.Headers()) != fmt.Sprint(g.Headers()) {
+			t.Errorf("change %d: fast path headers %v, general path %v", i, f.Headers(), g.Headers())
 		}
 	}
 }
@@ -145,12 +145,12 @@ func assertSameChanges(t *testing.T, fast, general step) {
 func TestTheRowCodecHandsOversizedEventsToTheGeneralPath(t *testing.T) {
 	big := strings.Repeat("x", maxEventBytes/2)
 	for _, general := range []bool{false, true} {
-		d := newDecoder("app", "cdc", "v1", func() time.Time { return time.UnixMilli(1) })
+		d := NewDecoder(Source{DB: "app", TopicPrefix: "cdc", Version: "v1"}, func() time.Time { return time.UnixMilli(1) }, nil)
 		mustStep(t, d, 0x100, relationMsg(16384, "public", "users", usersCols...))
 		mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000)))
 		d.general = general
 		st := mustStep(t, d, 0x120, tuple(pgout{}.u8('I').i32(16384).u8('N'), s("7"), s(big), s("t"), s("1"), s(`"`+big+`"`)))
-		if n := len(st.changes[0].value); n > maxEventBytes {
+		if n := len(st.Changes[0].Value); n > maxEventBytes {
 			t.Errorf("general=%v: an event of %d bytes, over the limit of %d", general, n, maxEventBytes)
 		}
 	}
@@ -159,18 +159,18 @@ func TestTheRowCodecHandsOversizedEventsToTheGeneralPath(t *testing.T) {
 func BenchmarkDecodeInsert(b *testing.B) {
 	for _, general := range []bool{false, true} {
 		b.Run(fmt.Sprintf("general=%v", general), func(b *testing.B) {
-			d := newDecoder("app", "cdc", "v1", time.Now)
-			if _, err := d.decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
+			d := NewDecoder(Source{DB: "app", TopicPrefix: "cdc", Version: "v1"}, time.Now, nil)
+			if _, err := d.Decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := d.decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
+			if _, err := d.Decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
 				b.Fatal(err)
 			}
 			d.general = general
 			msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("123456"), s("user123456@example.com"), s("t"), s("12.50"), s(`{"beta": true, "plan": "pro", "visits": 43}`))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := d.decode(0x120, msg); err != nil {
+				if _, err := d.Decode(0x120, msg); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -191,29 +191,29 @@ func TestTheSnapshotCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
 					vals[j] = []byte(*v)
 				}
 			}
-			c := newSnapshotCodec(names, oids, key, "v1.2.3", "cdc", "app", "Sales", "Contacts ☃")
-			got, ok := c.row(vals, 0x1234, 1_700_000_000_123)
+			c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key)
+			got, ok := c.fast(vals, 0x1234, 1_700_000_000_123)
 			if !ok {
 				t.Fatalf("key %q, row %d: the codec refused a row under the limit", key, i)
 			}
-			want := snapshotRow(names, oids, vals, key, 0x1234, 1_700_000_000_123, "v1.2.3", "cdc", "app", "Sales", "Contacts ☃")
-			if !bytes.Equal(got.value, want.value) {
-				t.Errorf("key %q, row %d: values differ\ncodec:   %s\ngeneral: %s", key, i, got.value, want.value)
+			want := c.general(vals, 0x1234, 1_700_000_000_123)
+			if !bytes.Equal(got.Value, want.Value) {
+				t.Errorf("key %q, row %d: values differ\ncodec:   %s\ngeneral: %s", key, i, got.Value, want.Value)
 			}
-			if !bytes.Equal(got.key, want.key) || (got.key == nil) != (want.key == nil) {
-				t.Errorf("key %q, row %d: codec key %q, general %q", key, i, got.key, want.key)
+			if !bytes.Equal(got.Key, want.Key) || (got.Key == nil) != (want.Key == nil) {
+				t.Errorf("key %q, row %d: codec key %q, general %q", key, i, got.Key, want.Key)
 			}
-			if got.match != want.match {
-				t.Errorf("key %q, row %d: codec match %q, general %q", key, i, got.match, want.match)
+			if got.Match != want.Match {
+				t.Errorf("key %q, row %d: codec match %q, general %q", key, i, got.Match, want.Match)
 			}
 		}
 	}
 }
 
 func TestTheSnapshotCodecRefusesAnEventOverTheLimit(t *testing.T) {
-	c := newSnapshotCodec([]string{"id", "a", "b"}, []uint32{oidInt8, oidText, oidText}, []string{"id"}, "v", "cdc", "app", "public", "t")
+	c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v"}, "public", "t", []string{"id", "a", "b"}, []uint32{oidInt8, oidText, oidText}, []string{"id"})
 	big := []byte(strings.Repeat("x", maxEventBytes/2))
-	if _, ok := c.row([][]byte{[]byte("1"), big, big}, 1, 1); ok {
+	if _, ok := c.fast([][]byte{[]byte("1"), big, big}, 1, 1); ok {
 		t.Error("the codec encoded an event over the limit, which encodeWithin must shorten")
 	}
 }

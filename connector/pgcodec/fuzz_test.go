@@ -1,4 +1,4 @@
-package connector
+package pgcodec
 
 import (
 	"encoding/json"
@@ -31,23 +31,23 @@ func FuzzDecode(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		d := newDecoder("app", "cdc", "v1.2.3", func() time.Time { return time.UnixMilli(1) })
-		if _, err := d.decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
+		d := NewDecoder(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, func() time.Time { return time.UnixMilli(1) }, nil)
+		if _, err := d.Decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
+		if _, err := d.Decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
 			t.Fatal(err)
 		}
-		g := newDecoder("app", "cdc", "v1.2.3", func() time.Time { return time.UnixMilli(1) })
+		g := NewDecoder(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, func() time.Time { return time.UnixMilli(1) }, nil)
 		g.general = true
-		if _, err := g.decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
+		if _, err := g.Decode(0x100, relationMsg(16384, "public", "users", usersCols...)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := g.decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
+		if _, err := g.Decode(0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); err != nil {
 			t.Fatal(err)
 		}
-		st, err := d.decode(pglogrepl.LSN(0x120), msg)
-		gst, gerr := g.decode(pglogrepl.LSN(0x120), msg)
+		st, err := d.Decode(pglogrepl.LSN(0x120), msg)
+		gst, gerr := g.Decode(pglogrepl.LSN(0x120), msg)
 		if (err == nil) != (gerr == nil) {
 			t.Fatalf("fast path error %v, general path error %v", err, gerr)
 		}
@@ -55,12 +55,12 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		assertSameChanges(t, st, gst)
-		for _, c := range st.changes {
-			if _, err := event.Decode(c.value); err != nil {
-				t.Fatalf("the decoder made an event that does not decode: %v\n%s", err, c.value)
+		for _, c := range st.Changes {
+			if _, err := event.Decode(c.Value); err != nil {
+				t.Fatalf("the decoder made an event that does not decode: %v\n%s", err, c.Value)
 			}
-			if c.key != nil && !json.Valid(c.key) {
-				t.Fatalf("the decoder made a key that is not JSON: %q", c.key)
+			if c.Key != nil && !json.Valid(c.Key) {
+				t.Fatalf("the decoder made a key that is not JSON: %q", c.Key)
 			}
 		}
 	})
@@ -70,7 +70,7 @@ func TestDecodeRefusesAColumnClaimingMoreBytesThanTheMessageHolds(t *testing.T) 
 	d := newTestDecoder(t)
 	// One text column claiming 1.5 GB in a 20-byte message.
 	msg := pgout{}.u8('I').i32(16384).u8('N').i16(1).u8('t').i32(0x5e5e5e5e).str("x")
-	if _, err := d.decode(0x120, msg); err == nil {
+	if _, err := d.Decode(0x120, msg); err == nil {
 		t.Fatal("decoded a column longer than its message")
 	}
 }

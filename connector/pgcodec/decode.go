@@ -1,4 +1,4 @@
-package connector
+package pgcodec
 
 import (
 	"encoding/binary"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -37,14 +38,20 @@ type relation struct {
 	codec *rowCodec
 }
 
-// decoder turns pgoutput messages into change events. It is not safe for
+// Source is what every event's source block says of where it comes from,
+// beside the row's own schema, table and position.
+type Source struct {
+	DB          string // the database's name (source.db)
+	TopicPrefix string // topics are <prefix>.<schema>.<table>; source.name
+	Version     string // the build's version (source.version)
+}
+
+// Decoder turns pgoutput messages into change events. It is not safe for
 // concurrent use; the replication loop owns it.
-type decoder struct {
-	db          string
-	topicPrefix string
-	version     string // source.version
-	now         func() time.Time
-	relations   map[uint32]*relation
+type Decoder struct {
+	src       Source
+	now       func() time.Time
+	relations map[uint32]*relation
 	// columns, if set, names the columns the events of a table carry
 	// ("schema.table"; nil: every column).
 	columns func(table string) []string
@@ -55,55 +62,68 @@ type decoder struct {
 	commitTime time.Time
 	commitLSN  pglogrepl.LSN
 
-	// general makes every message take the general path, as the session
-	// wants while a snapshot window is open (it matches rows by their
-	// images) and tests do to compare the two paths.
+	// general makes every message take the general path, which fills in
+	// Change.Image (KeepImages), and tests compare the two paths with it.
 	general bool
 	// The fast path's buffers (rowcodec.go): the event and key being
 	// encoded, the block they are copied to, and the step it returns.
 	buf, keyBuf, slab []byte
-	one               change
-	oneStep           []*change
+	one               Change
+	oneStep           []*Change
 }
 
-func newDecoder(db, topicPrefix, version string, now func() time.Time) *decoder {
-	return &decoder{db: db, topicPrefix: topicPrefix, version: version, now: now, relations: make(map[uint32]*relation)}
+// NewDecoder returns a decoder of the events of src, stamped with the
+// processing time now gives, carrying the columns columns names of each
+// table (nil: every column of every table).
+func NewDecoder(src Source, now func() time.Time, columns func(table string) []string) *Decoder {
+	return &Decoder{src: src, now: now, columns: columns, relations: make(map[uint32]*relation)}
 }
 
-// step is what one pgoutput message means for the replication loop.
-type step struct {
-	kind    stepKind
-	changes []*change                         // stepChanges: the events of one message, in order
-	rel     uint32                            // stepRelation: the relation's OID
-	topic   string                            // stepRelation: the relation's topic
-	message *pglogrepl.LogicalDecodingMessage // stepMessage
-	end     pglogrepl.LSN                     // stepCommit: the commit record's end LSN
+// KeepImages makes every change carry its row image (Change.Image), as
+// snapshot windows need to match the stream's rows with a chunk's; it
+// costs the fast path (rowcodec.go), so the replication loop turns it on
+// only while a window is open.
+func (d *Decoder) KeepImages(on bool) { d.general = on }
+
+// CommitTime is the commit time of the transaction being decoded (or last
+// decoded).
+func (d *Decoder) CommitTime() time.Time { return d.commitTime }
+
+// CommitLSN is the LSN of the commit record of the transaction being
+// decoded (or last decoded).
+func (d *Decoder) CommitLSN() pglogrepl.LSN { return d.commitLSN }
+
+// Step is what one pgoutput message means for the replication loop.
+type Step struct {
+	Kind     StepKind
+	Changes  []*Change                         // StepChanges: the events of one message, in order
+	Relation uint32                            // StepRelation: the relation's OID
+	Topic    string                            // StepRelation: the relation's topic
+	Message  *pglogrepl.LogicalDecodingMessage // StepMessage
+	End      pglogrepl.LSN                     // StepCommit: the commit record's end LSN
 }
 
-type stepKind int
+// StepKind says what a Step is.
+type StepKind int
 
 const (
-	stepNone stepKind = iota
-	stepBegin
-	stepChanges
-	stepRelation
-	stepMessage
-	stepCommit
+	StepNone     StepKind = iota // nothing for the loop (a Type or Origin message)
+	StepBegin                    // a transaction begins
+	StepChanges                  // row changes, ready for Kafka
+	StepRelation                 // a table's definition, before its first row in the session and after each change
+	StepMessage                  // a logical decoding message (a watermark, a signal, a heartbeat)
+	StepCommit                   // the transaction commits
 )
 
-// change is one row change, ready for Kafka.
-type change struct {
-	topic   string
-	key     []byte
-	value   []byte
-	op      event.Op
-	table   string    // "schema.table"
-	image   event.Row // the new row, or the old one for a delete: what snapshot windows match
-	keyCols []string  // the columns of key
-	// oversized names the columns whose values were too large for the
-	// event and were sent as event.Oversized (see encodeWithin), for the
-	// stream to report.
-	oversized []string
+// Change is one row change, ready for Kafka.
+type Change struct {
+	Topic   string
+	Key     []byte // the row's primary key as JSON (Key); nil for a truncate or a table without one
+	Value   []byte // the event
+	Op      event.Op
+	Table   string    // "schema.table"
+	Image   event.Row // the new row, or the old one for a delete, for snapshot windows to match; nil on the fast path (KeepImages)
+	KeyCols []string  // the columns of Key
 	// newKey and oldKey are, on the two halves of a primary-key change, the
 	// key the row has after it (on the delete) and before it (on the
 	// create): Debezium's __debezium.newkey and __debezium.oldkey headers.
@@ -113,8 +133,8 @@ type change struct {
 	newRow []byte
 }
 
-// headers are the Kafka headers the change's message carries.
-func (c *change) headers() []kafka.Header {
+// Headers are the Kafka headers the change's message carries.
+func (c *Change) Headers() []kafka.Header {
 	switch {
 	case c.newKey != nil && c.newRow != nil:
 		return []kafka.Header{{Key: event.HeaderNewKey, Value: c.newKey}, {Key: event.HeaderNewRow, Value: c.newRow}}
@@ -126,35 +146,35 @@ func (c *change) headers() []kafka.Header {
 	return nil
 }
 
-// decode interprets one pgoutput message that started at walStart.
-func (d *decoder) decode(walStart pglogrepl.LSN, data []byte) (step, error) {
+// Decode interprets one pgoutput message that started at walStart.
+func (d *Decoder) Decode(walStart pglogrepl.LSN, data []byte) (Step, error) {
 	if st, ok := d.fastRow(walStart, data); ok {
 		return st, nil
 	}
 	msg, err := parse(data)
 	if err != nil {
-		return step{}, fmt.Errorf("parse pgoutput message at %s: %w", walStart, err)
+		return Step{}, fmt.Errorf("parse pgoutput message at %s: %w", walStart, err)
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
 		if d.inTx {
-			return step{}, fmt.Errorf("pgoutput: begin of xid %d at %s inside xid %d", m.Xid, walStart, d.xid)
+			return Step{}, fmt.Errorf("pgoutput: begin of xid %d at %s inside xid %d", m.Xid, walStart, d.xid)
 		}
 		d.inTx, d.xid, d.commitTime, d.commitLSN = true, m.Xid, m.CommitTime, m.FinalLSN
-		return step{kind: stepBegin}, nil
+		return Step{Kind: StepBegin}, nil
 	case *pglogrepl.CommitMessage:
 		if !d.inTx {
-			return step{}, fmt.Errorf("pgoutput: commit at %s outside a transaction", walStart)
+			return Step{}, fmt.Errorf("pgoutput: commit at %s outside a transaction", walStart)
 		}
 		d.inTx = false
-		return step{kind: stepCommit, end: m.TransactionEndLSN}, nil
+		return Step{Kind: StepCommit, End: m.TransactionEndLSN}, nil
 	case *pglogrepl.RelationMessage:
-		rel := newRelation(m, d.topicPrefix)
+		rel := newRelation(m, d.src.TopicPrefix)
 		if d.columns != nil {
 			rel.project(d.columns(rel.name))
 		}
 		d.relations[m.RelationID] = rel
-		return step{kind: stepRelation, rel: m.RelationID, topic: rel.topic}, nil
+		return Step{Kind: StepRelation, Relation: m.RelationID, Topic: rel.topic}, nil
 	case *pglogrepl.InsertMessage:
 		return d.row(walStart, m.RelationID, event.OpCreate, nil, 0, m.Tuple)
 	case *pglogrepl.UpdateMessage:
@@ -164,10 +184,10 @@ func (d *decoder) decode(walStart pglogrepl.LSN, data []byte) (step, error) {
 	case *pglogrepl.TruncateMessage:
 		return d.truncate(walStart, m)
 	case *pglogrepl.LogicalDecodingMessage:
-		return step{kind: stepMessage, message: m}, nil
+		return Step{Kind: StepMessage, Message: m}, nil
 	default:
 		// Type and Origin messages carry no row change.
-		return step{}, nil
+		return Step{}, nil
 	}
 }
 
@@ -236,8 +256,8 @@ func (r *relation) project(read []string) {
 	}
 }
 
-// setPrimaryKey makes the named columns the Kafka key of relation relID.
-func (d *decoder) setPrimaryKey(relID uint32, cols []string) {
+// SetPrimaryKey makes the named columns the Kafka key of relation relID.
+func (d *Decoder) SetPrimaryKey(relID uint32, cols []string) {
 	rel, ok := d.relations[relID]
 	if !ok {
 		return
@@ -255,25 +275,25 @@ func (d *decoder) setPrimaryKey(relID uint32, cols []string) {
 	}
 }
 
-func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pglogrepl.TupleData, oldType uint8, newT *pglogrepl.TupleData) (step, error) {
+func (d *Decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pglogrepl.TupleData, oldType uint8, newT *pglogrepl.TupleData) (Step, error) {
 	if !d.inTx {
-		return step{}, fmt.Errorf("pgoutput: row change at %s outside a transaction", walStart)
+		return Step{}, fmt.Errorf("pgoutput: row change at %s outside a transaction", walStart)
 	}
 	rel, ok := d.relations[relID]
 	if !ok {
-		return step{}, fmt.Errorf("pgoutput: row of relation %d at %s before its Relation message", relID, walStart)
+		return Step{}, fmt.Errorf("pgoutput: row of relation %d at %s before its Relation message", relID, walStart)
 	}
 	ev := d.envelope(walStart, rel, op)
 	var err error
 	if old != nil {
 		// 'K': only the replica identity columns; 'O': the whole old row (REPLICA IDENTITY FULL).
 		if ev.Before, err = rel.image(old, oldType == 'K'); err != nil {
-			return step{}, err
+			return Step{}, err
 		}
 	}
 	if newT != nil {
 		if ev.After, err = rel.image(newT, false); err != nil {
-			return step{}, err
+			return Step{}, err
 		}
 		if oldType == 'O' {
 			fillUnchangedToast(ev.After, ev.Before)
@@ -283,7 +303,7 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 		}
 	}
 	if op == event.OpUpdate && ev.Before != nil && len(rel.key) > 0 {
-		if oldKey := keyJSON(ev.Before, rel.key); string(oldKey) != string(keyJSON(ev.After, rel.key)) {
+		if oldKey := Key(ev.Before, rel.key); string(oldKey) != string(Key(ev.After, rel.key)) {
 			// The primary key changed: a delete under the old key and a
 			// create under the new one, as Debezium writes it, so that
 			// each key's events stay in its own partition, in order. One
@@ -293,24 +313,24 @@ func (d *decoder) row(walStart pglogrepl.LSN, relID uint32, op event.Op, old *pg
 			del.Op, del.After = event.OpDelete, nil
 			create.Op, create.Before = event.OpCreate, nil
 			delCh, createCh := d.change(rel, &del), d.change(rel, &create)
-			delCh.newKey, createCh.oldKey = createCh.key, delCh.key
+			delCh.newKey, createCh.oldKey = createCh.Key, delCh.Key
 			if row, err := create.After.MarshalJSON(); err == nil && len(row) <= event.MaxNewRowHeader {
 				delCh.newRow = row
 			}
-			return step{kind: stepChanges, changes: []*change{delCh, createCh}}, nil
+			return Step{Kind: StepChanges, Changes: []*Change{delCh, createCh}}, nil
 		}
 	}
-	return step{kind: stepChanges, changes: []*change{d.change(rel, &ev)}}, nil
+	return Step{Kind: StepChanges, Changes: []*Change{d.change(rel, &ev)}}, nil
 }
 
 // change encodes ev, a change to a row of rel, for Kafka.
-func (d *decoder) change(rel *relation, ev *event.Envelope) *change {
+func (d *Decoder) change(rel *relation, ev *event.Envelope) *Change {
 	image := ev.After
 	if image == nil {
 		image = ev.Before
 	}
-	value, oversized := encodeWithin(ev, maxEventBytes, rel.key)
-	return &change{topic: rel.topic, key: keyJSON(image, rel.key), value: value, op: ev.Op, table: rel.name, image: image, keyCols: rel.key, oversized: oversized}
+	value := encodeWithin(ev, maxEventBytes, rel.key)
+	return &Change{Topic: rel.topic, Key: Key(image, rel.key), Value: value, Op: ev.Op, Table: rel.name, Image: image, KeyCols: rel.key}
 }
 
 // maxEventBytes bounds an event's JSON. Kafka refuses a message over
@@ -323,7 +343,7 @@ const maxEventBytes = 256 << 10
 
 // encodeWithin encodes ev. While the event is over limit, it puts
 // event.Oversized in place of the largest column value left, in both row
-// images, and returns the columns it replaced. What the sink needs of an
+// images. What the sink needs of an
 // event is small (ids, tags), so an oversized event is nearly always one
 // large column the mapping does not use, and the rest of the row goes
 // through; where the mapping does use it, the sink dead-letters the event
@@ -332,11 +352,11 @@ const maxEventBytes = 256 << 10
 // Key columns are never replaced: they name the row (its Kafka key, the
 // snapshot's window matching), and a primary key cannot be large anyway,
 // since its index entries are limited to a few kilobytes.
-func encodeWithin(ev *event.Envelope, limit int, key []string) (value []byte, oversized []string) {
-	value = ev.Encode(make([]byte, 0, 640))
+func encodeWithin(ev *event.Envelope, limit int, key []string) []byte {
+	value := ev.Encode(make([]byte, 0, 640))
 	excess := len(value) - limit
 	if excess <= 0 {
-		return value, nil
+		return value
 	}
 	var fields []*event.Field
 	for _, row := range []event.Row{ev.Before, ev.After} {
@@ -354,11 +374,8 @@ func encodeWithin(ev *event.Envelope, limit int, key []string) (value []byte, ov
 		}
 		excess -= len(f.Value) - len(marker)
 		f.Value = marker
-		if !slices.Contains(oversized, f.Name) {
-			oversized = append(oversized, f.Name)
-		}
 	}
-	return ev.Encode(make([]byte, 0, limit)), oversized
+	return ev.Encode(make([]byte, 0, limit))
 }
 
 // fillUnchangedToast gives the columns of after that Postgres sent as
@@ -374,16 +391,16 @@ func fillUnchangedToast(after, before event.Row) {
 }
 
 // envelope starts the event of a change to rel at walStart.
-func (d *decoder) envelope(walStart pglogrepl.LSN, rel *relation, op event.Op) event.Envelope {
+func (d *Decoder) envelope(walStart pglogrepl.LSN, rel *relation, op event.Op) event.Envelope {
 	return event.Envelope{
 		Op: op,
 		Source: event.Source{
-			Version:   d.version,
+			Version:   d.src.Version,
 			Connector: "postgresql",
-			Name:      d.topicPrefix,
+			Name:      d.src.TopicPrefix,
 			TsMs:      d.commitTime.UnixMilli(),
 			Snapshot:  "false",
-			DB:        d.db,
+			DB:        d.src.DB,
 			Schema:    rel.schema,
 			Table:     rel.table,
 			TxID:      int64(d.xid),
@@ -396,18 +413,18 @@ func (d *decoder) envelope(walStart pglogrepl.LSN, rel *relation, op event.Op) e
 
 // truncate gives one "t" event per truncated table, with Debezium's shape:
 // no key, no row images.
-func (d *decoder) truncate(walStart pglogrepl.LSN, m *pglogrepl.TruncateMessage) (step, error) {
+func (d *Decoder) truncate(walStart pglogrepl.LSN, m *pglogrepl.TruncateMessage) (Step, error) {
 	if !d.inTx {
-		return step{}, fmt.Errorf("pgoutput: truncate at %s outside a transaction", walStart)
+		return Step{}, fmt.Errorf("pgoutput: truncate at %s outside a transaction", walStart)
 	}
-	st := step{kind: stepChanges}
+	st := Step{Kind: StepChanges}
 	for _, id := range m.RelationIDs {
 		rel, ok := d.relations[id]
 		if !ok {
-			return step{}, fmt.Errorf("pgoutput: truncate of relation %d at %s before its Relation message", id, walStart)
+			return Step{}, fmt.Errorf("pgoutput: truncate of relation %d at %s before its Relation message", id, walStart)
 		}
 		ev := d.envelope(walStart, rel, event.OpTruncate)
-		st.changes = append(st.changes, &change{topic: rel.topic, value: ev.Encode(make([]byte, 0, 640)), op: event.OpTruncate})
+		st.Changes = append(st.Changes, &Change{Topic: rel.topic, Value: ev.Encode(make([]byte, 0, 640)), Op: event.OpTruncate})
 	}
 	return st, nil
 }
@@ -440,4 +457,41 @@ func (r *relation) image(t *pglogrepl.TupleData, keyOnly bool) (event.Row, error
 		row = append(row, event.Field{Name: meta.Name, Value: v})
 	}
 	return row, nil
+}
+
+// Encode encodes ev within the event size limit: while the event is over
+// it, its largest values that are not of the key columns become
+// event.Oversized (encodeWithin).
+func Encode(ev *event.Envelope, key []string) []byte {
+	return encodeWithin(ev, maxEventBytes, key)
+}
+
+// Key is the Kafka key of a row whose primary key is key: its key columns
+// as a JSON object, in the row's column order; nil without a key.
+func Key(row event.Row, key []string) []byte {
+	if len(key) == 0 {
+		return nil
+	}
+	k := make(event.Row, 0, len(key))
+	for _, f := range row {
+		for _, name := range key {
+			if f.Name == name {
+				k = append(k, f)
+			}
+		}
+	}
+	b, _ := k.MarshalJSON()
+	return b
+}
+
+// MatchKey renders the primary-key columns of row as snapshot windows
+// compare them: SnapshotRow.Match is the same rendering.
+func MatchKey(row event.Row, key []string) string {
+	var b strings.Builder
+	for _, k := range key {
+		v, _ := row.Get(k)
+		b.Write(v)
+		b.WriteByte(0)
+	}
+	return b.String()
 }

@@ -1,4 +1,4 @@
-package connector
+package pgcodec
 
 import (
 	"encoding/binary"
@@ -76,19 +76,19 @@ var usersCols = []col{{"id", oidInt8, true}, {"email", 25, false}, {"vip", oidBo
 
 const oidNumeric = 1700
 
-func newTestDecoder(t *testing.T) *decoder {
+func newTestDecoder(t *testing.T) *Decoder {
 	t.Helper()
-	d := newDecoder("app", "cdc", "v1.2.3", func() time.Time { return time.UnixMilli(1_700_000_000_123) })
+	d := NewDecoder(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, func() time.Time { return time.UnixMilli(1_700_000_000_123) }, nil)
 	mustStep(t, d, 0x100, relationMsg(16384, "public", "users", usersCols...))
-	if st := mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); st.kind != stepBegin {
-		t.Fatalf("begin gave step %v", st.kind)
+	if st := mustStep(t, d, 0x110, beginMsg(731, time.UnixMilli(1_700_000_000_000))); st.Kind != StepBegin {
+		t.Fatalf("begin gave step %v", st.Kind)
 	}
 	return d
 }
 
-func mustStep(t *testing.T, d *decoder, lsn pglogrepl.LSN, msg []byte) step {
+func mustStep(t *testing.T, d *Decoder, lsn pglogrepl.LSN, msg []byte) Step {
 	t.Helper()
-	st, err := d.decode(lsn, msg)
+	st, err := d.Decode(lsn, msg)
 	if err != nil {
 		t.Fatalf("decode: %v", err)
 	}
@@ -99,32 +99,32 @@ func TestDecodeInsertBecomesACreateEventKeyedByThePrimaryKey(t *testing.T) {
 	d := newTestDecoder(t)
 	msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("42"), s(`a"b@example.com`), s("t"), s("12.50"), s(`{"lang": "de"}`))
 	st := mustStep(t, d, 0x120, msg)
-	if st.kind != stepChanges {
-		t.Fatalf("step %v, want a change", st.kind)
+	if st.Kind != StepChanges {
+		t.Fatalf("step %v, want a change", st.Kind)
 	}
-	if st.changes[0].topic != "cdc.public.users" {
-		t.Errorf("topic %q, want cdc.public.users", st.changes[0].topic)
+	if st.Changes[0].Topic != "cdc.public.users" {
+		t.Errorf("topic %q, want cdc.public.users", st.Changes[0].Topic)
 	}
-	if got := string(st.changes[0].key); got != `{"id":42}` {
+	if got := string(st.Changes[0].Key); got != `{"id":42}` {
 		t.Errorf("key %s, want {\"id\":42}", got)
 	}
 	want := `{"before":null,"after":{"id":42,"email":"a\"b@example.com","vip":true,"score":"12.50","prefs":{"lang": "de"}},` +
 		`"source":{"version":"v1.2.3","connector":"postgresql","name":"cdc","ts_ms":1700000000000,"snapshot":"false","db":"app","schema":"public","table":"users","txId":731,"lsn":288,"commit_lsn":1280},` +
 		`"op":"c","ts_ms":1700000000123}`
-	if got := string(st.changes[0].value); got != want {
+	if got := string(st.Changes[0].Value); got != want {
 		t.Errorf("value\n got %s\nwant %s", got, want)
 	}
-	if !json.Valid(st.changes[0].value) {
+	if !json.Valid(st.Changes[0].Value) {
 		t.Error("value is not valid JSON")
 	}
-	if st := mustStep(t, d, 0x130, commitMsg(0x140)); st.kind != stepCommit || st.end != 0x140 {
+	if st := mustStep(t, d, 0x130, commitMsg(0x140)); st.Kind != StepCommit || st.End != 0x140 {
 		t.Errorf("commit gave %+v, want a commit at 0/140", st)
 	}
 }
 
-func decodeEvent(t *testing.T, st step) *event.Envelope {
+func decodeEvent(t *testing.T, st Step) *event.Envelope {
 	t.Helper()
-	ev, err := event.Decode(st.changes[0].value)
+	ev, err := event.Decode(st.Changes[0].Value)
 	if err != nil {
 		t.Fatalf("decode event: %v", err)
 	}
@@ -151,28 +151,28 @@ func TestDecodeUpdateOfTheKeyIsADeleteUnderTheOldKeyAndACreateUnderTheNew(t *tes
 	msg := tuple(pgout{}.u8('U').i32(16384).u8('K'), s("41"), nil, nil, nil, nil)
 	msg = tuple(msg.u8('N'), s("42"), s("x"), s("f"), s("0"), s("{}"))
 	st := mustStep(t, d, 0x120, msg)
-	if len(st.changes) != 2 {
-		t.Fatalf("%d events, want a delete and a create", len(st.changes))
+	if len(st.Changes) != 2 {
+		t.Fatalf("%d events, want a delete and a create", len(st.Changes))
 	}
-	del, err := event.Decode(st.changes[0].value)
+	del, err := event.Decode(st.Changes[0].Value)
 	if err != nil {
 		t.Fatal(err)
 	}
-	create, err := event.Decode(st.changes[1].value)
+	create, err := event.Decode(st.Changes[1].Value)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := json.Marshal(del.Before); del.Op != event.OpDelete || string(got) != `{"id":41}` || del.After != nil || string(st.changes[0].key) != `{"id":41}` {
-		t.Errorf("first event: op %s before %s after %v key %s; want a delete of the old key", del.Op, got, del.After, st.changes[0].key)
+	if got, _ := json.Marshal(del.Before); del.Op != event.OpDelete || string(got) != `{"id":41}` || del.After != nil || string(st.Changes[0].Key) != `{"id":41}` {
+		t.Errorf("first event: op %s before %s after %v key %s; want a delete of the old key", del.Op, got, del.After, st.Changes[0].Key)
 	}
-	if create.Op != event.OpCreate || create.Before != nil || string(st.changes[1].key) != `{"id":42}` {
-		t.Errorf("second event: op %s before %v key %s; want a create under the new key", create.Op, create.Before, st.changes[1].key)
+	if create.Op != event.OpCreate || create.Before != nil || string(st.Changes[1].Key) != `{"id":42}` {
+		t.Errorf("second event: op %s before %v key %s; want a create under the new key", create.Op, create.Before, st.Changes[1].Key)
 	}
 	// Debezium's headers say the two are one row's key change, not a
 	// delete and an insert: a sink that deletes users on delete must not.
 	// The delete also carries the new row, so the old key's consumer can
 	// tell where the row went.
-	h := st.changes[0].headers()
+	h := st.Changes[0].Headers()
 	if len(h) != 2 || h[0].Key != event.HeaderNewKey || string(h[0].Value) != `{"id":42}` {
 		t.Fatalf("the delete's headers are %v, want %s = the new key and the new row", h, event.HeaderNewKey)
 	}
@@ -183,7 +183,7 @@ func TestDecodeUpdateOfTheKeyIsADeleteUnderTheOldKeyAndACreateUnderTheNew(t *tes
 	if got, _ := json.Marshal(newRow); string(got) != mustJSON(t, create.After) {
 		t.Errorf("the new row header says %s, the create %s", got, mustJSON(t, create.After))
 	}
-	if h := st.changes[1].headers(); len(h) != 1 || h[0].Key != event.HeaderOldKey || string(h[0].Value) != `{"id":41}` {
+	if h := st.Changes[1].Headers(); len(h) != 1 || h[0].Key != event.HeaderOldKey || string(h[0].Value) != `{"id":41}` {
 		t.Errorf("the create's headers are %v, want %s = the old key", h, event.HeaderOldKey)
 	}
 }
@@ -196,8 +196,8 @@ func TestDecodeDeleteUnderReplicaIdentityFullCarriesTheWholeRow(t *testing.T) {
 	if ev.Op != event.OpDelete || ev.After != nil || len(ev.Before) != 5 {
 		t.Fatalf("op %q after %v before %v, want d with the whole old row", ev.Op, ev.After, ev.Before)
 	}
-	if string(st.changes[0].key) != `{"id":42}` {
-		t.Errorf("key %s, want {\"id\":42}", st.changes[0].key)
+	if string(st.Changes[0].Key) != `{"id":42}` {
+		t.Errorf("key %s, want {\"id\":42}", st.Changes[0].Key)
 	}
 }
 
@@ -206,8 +206,8 @@ func TestDecodeRendersTextSafelyAsJSON(t *testing.T) {
 	tricky := "tab\there, nul\x00, quote\", backslash\\, ünïcødé, emoji 🎉, invalid \xff, line sep \u2028"
 	msg := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("1"), s(tricky), s("f"), s("NaN"), s("not json"))
 	st := mustStep(t, d, 0x120, msg)
-	if !json.Valid(st.changes[0].value) {
-		t.Fatalf("value is not valid JSON: %s", st.changes[0].value)
+	if !json.Valid(st.Changes[0].Value) {
+		t.Fatalf("value is not valid JSON: %s", st.Changes[0].Value)
 	}
 	ev := decodeEvent(t, st)
 	var got string
@@ -225,17 +225,17 @@ func TestDecodeRendersTextSafelyAsJSON(t *testing.T) {
 }
 
 func TestDecodeRefusesRowsItCannotPlace(t *testing.T) {
-	d := newDecoder("app", "cdc", "v1.2.3", time.Now)
+	d := NewDecoder(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, time.Now, nil)
 	insert := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("1"))
-	if _, err := d.decode(0x10, insert); err == nil {
+	if _, err := d.Decode(0x10, insert); err == nil {
 		t.Error("a row outside a transaction decoded without error")
 	}
 	mustStep(t, d, 0x20, beginMsg(1, time.Now()))
-	if _, err := d.decode(0x30, insert); err == nil || !strings.Contains(err.Error(), "before its Relation") {
+	if _, err := d.Decode(0x30, insert); err == nil || !strings.Contains(err.Error(), "before its Relation") {
 		t.Errorf("a row of an unknown relation: err = %v", err)
 	}
 	mustStep(t, d, 0x40, relationMsg(16384, "public", "users", usersCols...))
-	if _, err := d.decode(0x50, insert); err == nil {
+	if _, err := d.Decode(0x50, insert); err == nil {
 		t.Error("a tuple with the wrong column count decoded without error")
 	}
 }
@@ -244,7 +244,7 @@ func TestDecodeNeverPanicsOnTruncatedMessages(t *testing.T) {
 	full := tuple(pgout{}.u8('I').i32(16384).u8('N'), s("42"), s("a"), s("t"), s("1"), s("{}"))
 	for _, msg := range [][]byte{nil, {}, []byte(relationMsg(1, "a", "b", col{"x", 23, true}))[:5], full[:9], beginMsg(1, time.Now())[:4]} {
 		d := newTestDecoder(t)
-		_, _ = d.decode(0x120, msg) // an error is fine; a panic is not
+		_, _ = d.Decode(0x120, msg) // an error is fine; a panic is not
 	}
 }
 
@@ -252,20 +252,20 @@ func TestDecodeTruncateBecomesOneEventPerTable(t *testing.T) {
 	d := newTestDecoder(t)
 	mustStep(t, d, 0x118, relationMsg(16390, "public", "devices", col{"player_id", 25, true}))
 	st := mustStep(t, d, 0x120, pgout{}.u8('T').i32(2).u8(0).i32(16384).i32(16390))
-	if st.kind != stepChanges || len(st.changes) != 2 {
+	if st.Kind != StepChanges || len(st.Changes) != 2 {
 		t.Fatalf("step %+v, want two changes", st)
 	}
 	for i, topic := range []string{"cdc.public.users", "cdc.public.devices"} {
-		ev := decodeEvent(t, step{changes: st.changes[i:]})
-		if st.changes[i].topic != topic || ev.Op != event.OpTruncate || ev.Before != nil || ev.After != nil || st.changes[i].key != nil {
-			t.Errorf("change %d: topic %s op %q key %s, want a keyless truncate of %s", i, st.changes[i].topic, ev.Op, st.changes[i].key, topic)
+		ev := decodeEvent(t, Step{Changes: st.Changes[i:]})
+		if st.Changes[i].Topic != topic || ev.Op != event.OpTruncate || ev.Before != nil || ev.After != nil || st.Changes[i].Key != nil {
+			t.Errorf("change %d: topic %s op %q key %s, want a keyless truncate of %s", i, st.Changes[i].Topic, ev.Op, st.Changes[i].Key, topic)
 		}
 	}
 }
 
 func TestDecodeRefusesATruncateClaimingMoreRelationsThanItCarries(t *testing.T) {
 	d := newTestDecoder(t)
-	if _, err := d.decode(0x120, pgout{}.u8('T').i32(1<<30).u8(0).i32(16384)); err == nil {
+	if _, err := d.Decode(0x120, pgout{}.u8('T').i32(1<<30).u8(0).i32(16384)); err == nil {
 		t.Fatal("no error")
 	}
 }
@@ -275,7 +275,7 @@ func TestDecodeRefusesATruncateClaimingMoreRelationsThanItCarries(t *testing.T) 
 // relation lacks (not yet published when the change was made) is there,
 // as not sent.
 func TestDecodeKeepsOnlyTheColumnsReadAndMarksTheMissingOnesNotSent(t *testing.T) {
-	d := newDecoder("app", "cdc", "v1.2.3", time.Now)
+	d := NewDecoder(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, time.Now, nil)
 	d.columns = func(table string) []string {
 		if table != "public.users" {
 			t.Errorf("columns asked for %q", table)

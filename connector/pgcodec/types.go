@@ -1,4 +1,4 @@
-package connector
+package pgcodec
 
 // Column values reach the connector in Postgres' text output form (it asks
 // pgoutput for text). This file renders them as JSON. It runs for every

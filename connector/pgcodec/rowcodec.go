@@ -1,4 +1,4 @@
-package connector
+package pgcodec
 
 import (
 	"encoding/binary"
@@ -67,17 +67,17 @@ func (r *relation) rowCodec() *rowCodec {
 
 // sourceParts renders the source block's constant parts for the decoder's
 // database, prefix and version.
-func (c *rowCodec) sourceParts(d *decoder, r *relation) {
+func (c *rowCodec) sourceParts(d *Decoder, r *relation) {
 	if c.sourceHead != nil {
 		return
 	}
 	h := append([]byte(nil), `{"version":`...)
-	h = event.AppendString(h, d.version)
+	h = event.AppendString(h, d.src.Version)
 	h = append(h, `,"connector":"postgresql","name":`...)
-	h = event.AppendString(h, d.topicPrefix)
+	h = event.AppendString(h, d.src.TopicPrefix)
 	h = append(h, `,"ts_ms":`...)
 	m := append([]byte(nil), `,"snapshot":"false","db":`...)
-	m = event.AppendString(m, d.db)
+	m = event.AppendString(m, d.src.DB)
 	m = append(m, `,"schema":`...)
 	m = event.AppendString(m, r.schema)
 	m = append(m, `,"table":`...)
@@ -89,9 +89,9 @@ func (c *rowCodec) sourceParts(d *decoder, r *relation) {
 // fastRow encodes an Insert, an Update without an old tuple or a Delete
 // with a key tuple, when the general path is not needed. ok is false when
 // it is: the caller then decodes the message as decode.go does.
-func (d *decoder) fastRow(walStart pglogrepl.LSN, data []byte) (st step, ok bool) {
+func (d *Decoder) fastRow(walStart pglogrepl.LSN, data []byte) (st Step, ok bool) {
 	if d.general || !d.inTx || len(data) < 6 {
-		return step{}, false
+		return Step{}, false
 	}
 	var op event.Op
 	switch data[0] {
@@ -102,17 +102,17 @@ func (d *decoder) fastRow(walStart pglogrepl.LSN, data []byte) (st step, ok bool
 	case 'D':
 		op = event.OpDelete
 	default:
-		return step{}, false
+		return Step{}, false
 	}
 	rel := d.relations[binary.BigEndian.Uint32(data[1:5])]
 	if rel == nil {
-		return step{}, false
+		return Step{}, false
 	}
 	switch {
 	case data[5] == 'N' && op != event.OpDelete:
 	case data[5] == 'K' && op == event.OpDelete:
 	default:
-		return step{}, false
+		return Step{}, false
 	}
 	c := rel.rowCodec()
 	c.sourceParts(d, rel)
@@ -122,13 +122,13 @@ func (d *decoder) fastRow(walStart pglogrepl.LSN, data []byte) (st step, ok bool
 	b = append(b, `{"before":`...)
 	if op == event.OpDelete {
 		if b, k, end, ok = c.row(b, k, data, 6, true); !ok {
-			return step{}, false
+			return Step{}, false
 		}
 		b = append(b, `,"after":null`...)
 	} else {
 		b = append(b, `null,"after":`...)
 		if b, k, end, ok = c.row(b, k, data, 6, false); !ok {
-			return step{}, false
+			return Step{}, false
 		}
 		if len(c.pad) > 0 {
 			pad := c.pad
@@ -140,7 +140,7 @@ func (d *decoder) fastRow(walStart pglogrepl.LSN, data []byte) (st step, ok bool
 		}
 	}
 	if end != len(data) {
-		return step{}, false
+		return Step{}, false
 	}
 	b = append(b, `,"source":`...)
 	b = append(b, c.sourceHead...)
@@ -163,18 +163,18 @@ func (d *decoder) fastRow(walStart pglogrepl.LSN, data []byte) (st step, ok bool
 		d.buf = nil // do not keep a huge row's buffer
 	}
 	if len(b) > maxEventBytes {
-		return step{}, false // encodeWithin takes the largest values out
+		return Step{}, false // encodeWithin takes the largest values out
 	}
 
 	var key []byte
 	if c.keyed {
-		key = d.carve(k)
+		key = carve(&d.slab, k)
 	}
-	d.one = change{topic: rel.topic, key: key, value: d.carve(b), op: op, table: rel.name, keyCols: rel.key}
+	d.one = Change{Topic: rel.topic, Key: key, Value: carve(&d.slab, b), Op: op, Table: rel.name, KeyCols: rel.key}
 	if d.oneStep == nil {
-		d.oneStep = []*change{&d.one}
+		d.oneStep = []*Change{&d.one}
 	}
-	return step{kind: stepChanges, changes: d.oneStep}, true
+	return Step{Kind: StepChanges, Changes: d.oneStep}, true
 }
 
 // row appends the JSON object of the tuple at data[pos:] and, when the
@@ -258,137 +258,15 @@ func (c *rowCodec) row(b, k, data []byte, pos int, keyOnly bool) (_, _ []byte, e
 // written.
 const slabSize = 64 << 10
 
-// carve copies p into the decoder's current block.
-func (d *decoder) carve(p []byte) []byte {
+// carve copies p into the block *slab, or a new one when it is full.
+func carve(slab *[]byte, p []byte) []byte {
 	if len(p) > slabSize/4 {
 		return append([]byte(nil), p...)
 	}
-	if cap(d.slab)-len(d.slab) < len(p) {
-		d.slab = make([]byte, 0, slabSize)
+	if cap(*slab)-len(*slab) < len(p) {
+		*slab = make([]byte, 0, slabSize)
 	}
-	n := len(d.slab)
-	d.slab = append(d.slab, p...)
-	return d.slab[n : n+len(p) : n+len(p)]
-}
-
-// snapshotCodec encodes the rows of a snapshot chunk straight from their
-// text values, as read() would through event.Row and encodeWithin: the
-// same bytes (TestTheSnapshotCodecWritesWhatTheGeneralPathWrites), without
-// a row, a field or a value allocated per column.
-type snapshotCodec struct {
-	names  [][]byte // "name":
-	oids   []uint32
-	inKey  []bool // the field is in the Kafka key
-	keyIdx []int  // per key column, in key order, its field (-1: none)
-	keyed  bool
-	// the event around its row and its numbers
-	head, sourceHead, sourceMid []byte
-
-	buf, keyBuf, matchBuf, slab []byte
-}
-
-func newSnapshotCodec(fields []string, oids []uint32, key []string, version, prefix, db, schema, table string) *snapshotCodec {
-	c := &snapshotCodec{oids: oids, inKey: make([]bool, len(fields)), keyed: len(key) > 0}
-	for i, f := range fields {
-		c.names = append(c.names, append(event.AppendString(nil, f), ':'))
-		c.inKey[i] = slices.Contains(key, f)
-	}
-	for _, k := range key {
-		c.keyIdx = append(c.keyIdx, slices.Index(fields, k))
-	}
-	h := append([]byte(nil), `,"source":{"version":`...)
-	h = event.AppendString(h, version)
-	h = append(h, `,"connector":"postgresql","name":`...)
-	h = event.AppendString(h, prefix)
-	h = append(h, `,"ts_ms":`...)
-	m := append([]byte(nil), `,"snapshot":"true","db":`...)
-	m = event.AppendString(m, db)
-	m = append(m, `,"schema":`...)
-	m = event.AppendString(m, schema)
-	m = append(m, `,"table":`...)
-	m = event.AppendString(m, table)
-	m = append(m, `,"txId":0,"lsn":`...)
-	c.head, c.sourceHead, c.sourceMid = []byte(`{"before":null,"after":`), h, m
-	return c
-}
-
-// row encodes one row (vals[i] nil for NULL) read at lsn at time now. ok
-// is false for an event over maxEventBytes, which the caller encodes with
-// encodeWithin.
-func (c *snapshotCodec) row(vals [][]byte, lsn pglogrepl.LSN, now int64) (r snapRow, ok bool) {
-	b, k := c.buf[:0], c.keyBuf[:0]
-	b = append(b, c.head...)
-	b = append(b, '{')
-	if c.keyed {
-		k = append(k, '{')
-	}
-	firstKey := true
-	for i, v := range vals {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, c.names[i]...)
-		start := len(b)
-		if v == nil {
-			b = append(b, "null"...)
-		} else {
-			b = appendJSON(b, c.oids[i], v)
-		}
-		if c.keyed && c.inKey[i] {
-			if !firstKey {
-				k = append(k, ',')
-			}
-			firstKey = false
-			k = append(k, c.names[i]...)
-			k = append(k, b[start:]...)
-		}
-	}
-	b = append(b, '}')
-	b = append(b, c.sourceHead...)
-	b = strconv.AppendInt(b, now, 10)
-	b = append(b, c.sourceMid...)
-	b = strconv.AppendInt(b, int64(lsn), 10)
-	b = append(b, `},"op":"r","ts_ms":`...)
-	b = strconv.AppendInt(b, now, 10)
-	b = append(b, '}')
-	c.buf = b
-	if cap(c.buf) > 4*maxEventBytes {
-		c.buf = nil
-	}
-	if len(b) > maxEventBytes {
-		return snapRow{}, false
-	}
-	if c.keyed {
-		k = append(k, '}')
-		r.key = c.carve(k)
-	}
-	c.keyBuf = k
-	r.value = c.carve(b)
-	// matchKey: each key column's JSON value and a NUL, in key order. The
-	// values are in the event: find them again by rendering each.
-	m := c.matchBuf[:0]
-	for _, i := range c.keyIdx {
-		if i >= 0 {
-			if vals[i] == nil {
-				m = append(m, "null"...)
-			} else {
-				m = appendJSON(m, c.oids[i], vals[i])
-			}
-		}
-		m = append(m, 0)
-	}
-	r.match, c.matchBuf = string(m), m
-	return r, true
-}
-
-func (c *snapshotCodec) carve(p []byte) []byte {
-	if len(p) > slabSize/4 {
-		return append([]byte(nil), p...)
-	}
-	if cap(c.slab)-len(c.slab) < len(p) {
-		c.slab = make([]byte, 0, slabSize)
-	}
-	n := len(c.slab)
-	c.slab = append(c.slab, p...)
-	return c.slab[n : n+len(p) : n+len(p)]
+	n := len(*slab)
+	*slab = append(*slab, p...)
+	return (*slab)[n : n+len(p) : n+len(p)]
 }
