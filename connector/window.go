@@ -47,14 +47,17 @@ func (w watermark) String() string {
 }
 
 // parseWatermark reads a watermark message's content; ok is false for
-// anything else.
+// anything else. The table is the rest of the line: a quoted name may
+// hold spaces.
 func parseWatermark(content []byte) (w watermark, ok bool) {
-	fields := strings.Fields(string(content))
+	kind, rest, _ := strings.Cut(string(content), " ")
+	id, table, hasTable := strings.Cut(rest, " ")
 	switch {
-	case len(fields) == 3 && fields[0] == "L":
-		return watermark{low: true, id: fields[1], table: fields[2]}, true
-	case len(fields) == 2 && fields[0] == "H":
-		return watermark{id: fields[1]}, true
+	case id == "":
+	case kind == "L" && hasTable && table != "":
+		return watermark{low: true, id: id, table: table}, true
+	case kind == "H" && !hasTable:
+		return watermark{id: id}, true
 	}
 	return watermark{}, false
 }

@@ -166,7 +166,7 @@ func TestARowOfAWindowThisSessionDidNotSeeOpenIsProducedAsRead(t *testing.T) {
 }
 
 func TestWatermarksReadBackAsWritten(t *testing.T) {
-	for _, w := range []watermark{{low: true, id: "0123abcd", table: "public.users"}, {id: "0123abcd"}} {
+	for _, w := range []watermark{{low: true, id: "0123abcd", table: "public.users"}, {low: true, id: "0123abcd", table: "crm.CRM Contacts ✓"}, {id: "0123abcd"}} {
 		got, ok := parseWatermark([]byte(w.String()))
 		if !ok || got != w {
 			t.Errorf("%q read back as %+v (%v), want %+v", w.String(), got, ok, w)
