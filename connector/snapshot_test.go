@@ -288,7 +288,12 @@ func TestALostSlotStopsTheConnectorUntilAnExplicitReset(t *testing.T) {
 	kafkatest.ReadUntil(t, kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, atLeast(1))
 	stop()
 
-	db.Exec(t, `SELECT pg_drop_replication_slot($1)`, db.Name)
+	// The walsender may hold the slot a moment after the connector stopped.
+	conn := db.Conn(t)
+	waitFor(t, 30*time.Second, "the stopped connector's slot to be dropped", func() bool {
+		_, err := conn.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, db.Name)
+		return err == nil
+	})
 	db.Exec(t, `INSERT INTO users VALUES ('b', 'free', 2)`) // written while no slot kept the WAL
 
 	w := broker.NewWriter(kafka.Brokers(), 1000)
