@@ -143,7 +143,7 @@ func allTables(tables []string, where func(string) string) map[string]*Progress 
 	m := make(map[string]*Progress, len(tables))
 	now := time.Now().UTC()
 	for _, t := range tables {
-		m[t] = &Progress{Requested: now}
+		m[t] = &Progress{Requested: now, Initial: true}
 		if where != nil {
 			m[t].Where = where(t)
 		}

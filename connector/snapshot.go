@@ -84,6 +84,11 @@ type Progress struct {
 	// row the filter now leaves out reaches the sink and loses what it
 	// gave before. "": every row.
 	Where string `json:"where,omitempty"`
+	// Initial says the sink may have seen no row of the table (a new
+	// slot, or a broker that lost the topics): while it runs, a delete of
+	// a row the snapshot will not read is marked (event.HeaderSnapshotting),
+	// so that the sink, which never saw the row, knows nothing is lost.
+	Initial bool `json:"initial,omitempty"`
 }
 
 // stateKeeper serialises changes to the state and saves each one.
@@ -119,6 +124,15 @@ func (k *stateKeeper) update(ctx context.Context, f func(*State)) error {
 		return err
 	}
 	return k.store.Save(ctx, k.st.Slot, data)
+}
+
+// initial reports whether table's initial snapshot is unfinished
+// (Progress.Initial).
+func (k *stateKeeper) initial(table string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := k.st.Snapshots[table]
+	return p != nil && p.Initial
 }
 
 // pending returns the tables whose snapshot is unfinished, with a copy of
@@ -372,7 +386,7 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 			if last != nil {
 				after = last
 			}
-			flights = append(flights, flight{ch: ch, final: final, progress: Progress{After: after, Rows: rows, Requested: p.Requested}})
+			flights = append(flights, flight{ch: ch, final: final, progress: Progress{After: after, Rows: rows, Requested: p.Requested, Initial: p.Initial}})
 		}
 		for len(flights) > 0 && (final || len(flights) >= chunksInFlight+parallel-1) {
 			current, err := settle()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
 	"github.com/onesignal-cdc/onesignal-cdc/connector/pgcodec"
+	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
 // session is one replication connection's life: from START_REPLICATION to
@@ -317,6 +318,9 @@ func (s *session) read(ctx context.Context) error {
 					s.windows.note(ch)
 					txn.Add()
 					msg := kafka.Message{Topic: ch.Topic, Key: ch.Key, Value: ch.Value, Headers: ch.Headers()}
+					if ch.Op == event.OpDelete && s.snap != nil && s.snap.state.initial(ch.Table) {
+						msg.Headers = append(msg.Headers, kafka.Header{Key: event.HeaderSnapshotting, Value: []byte("initial")})
+					}
 					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.Op, committed: s.dec.CommitTime()}); err != nil {
 						return err
 					}

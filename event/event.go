@@ -44,6 +44,12 @@ const (
 	HeaderNewRow = "onesignal-cdc.newrow"
 )
 
+// HeaderSnapshotting marks a delete written while its table's initial
+// snapshot runs (a new slot, or topics the broker lost): the row may be one
+// the snapshot will never read, so a consumer that has not seen it has
+// lost nothing.
+const HeaderSnapshotting = "onesignal-cdc.snapshotting"
+
 // MaxNewRowHeader bounds the HeaderNewRow header: a row larger than this is
 // not copied into the delete half of its key change.
 const MaxNewRowHeader = 64 << 10

@@ -275,6 +275,13 @@ func (g *generation) rowEvent(ctx context.Context, m *fetched) (*rowWork, error)
 	if !known {
 		old, known = s.mapping.Previous(ev)
 	}
+	if ev.Op == event.OpDelete && !known && hasHeader(m.msg, event.HeaderSnapshotting) {
+		// A row the table's initial snapshot did not read, deleted while
+		// it ran: it never reached the sink, nor OneSignal.
+		s.stats.unread.Add(1)
+		m.finish()
+		return nil, nil
+	}
 	if ev.Op == event.OpDelete && !known {
 		table, col := s.mapping.Identifies(ev)
 		return nil, g.reject(ctx, m, &rejected{stage: "transform", err: fmt.Errorf(

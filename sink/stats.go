@@ -17,11 +17,14 @@ type Stats struct {
 	Contributions int64 // contributions the row stage wrote to the targets topic
 	Replays       int64 // events skipped as replayed or stale
 	Unmapped      int64 // events that changed no mapped column
-	Requests      int64 // request attempts sent to OneSignal, retries included
-	Retries       int64 // attempts that failed for now and were queued again
-	NoDevice      int64 // tag writes by external id that no device carried yet (player model)
-	Stale         int64 // targets records older than the state, healed
-	DeadLettered  int64 // messages written to the dead-letter topic
+	// Unread counts deletes of rows that the initial snapshot running then
+	// did not read (event.HeaderSnapshotting): nothing to do.
+	Unread       int64
+	Requests     int64 // request attempts sent to OneSignal, retries included
+	Retries      int64 // attempts that failed for now and were queued again
+	NoDevice     int64 // tag writes by external id that no device carried yet (player model)
+	Stale        int64 // targets records older than the state, healed
+	DeadLettered int64 // messages written to the dead-letter topic
 	// Resumed counts targets whose backoff was cut short because an
 	// outage of OneSignal ended.
 	Resumed int64
@@ -59,7 +62,7 @@ type GroupMember struct {
 }
 
 type counters struct {
-	fetched, done, contributions, replays, unmapped, requests, retries, noDevice, stale, deadLettered, resumed atomic.Int64
+	fetched, done, contributions, replays, unmapped, unread, requests, retries, noDevice, stale, deadLettered, resumed atomic.Int64
 }
 
 // Stats returns the counts so far. Fetched is read before Done, so
@@ -69,6 +72,7 @@ func (s *Sink) Stats() Stats {
 	st.Done = s.stats.done.Load()
 	st.Contributions = s.stats.contributions.Load()
 	st.Replays = s.stats.replays.Load()
+	st.Unread = s.stats.unread.Load()
 	st.Unmapped = s.stats.unmapped.Load()
 	st.Requests = s.stats.requests.Load()
 	st.Retries = s.stats.retries.Load()
