@@ -147,13 +147,23 @@ func TestAnExternalIDChangeMovesTheMappedTagsToTheNewUser(t *testing.T) {
 // carries the state after the key change. Found by the chaos harness
 // (seed 1, both models): users whose "Contact ID" changed ended without
 // their "Bio" tag when OneSignal had not got it before the change.
+// toastBio is a value PostgreSQL stores out of line (TOAST): an UPDATE
+// that leaves it alone sends event.Unavailable in its place.
+const toastBio = "a bio PostgreSQL stored out of line (TOAST)"
+
+// withBio gives contact c its "Bio" column: a value, or event.Unavailable.
+func withBio(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+
+// bioMapping is crm with the contacts' "Bio" as the tag bio.
+func bioMapping() *transform.Mapping {
+	users := *crm.Users
+	users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
+	return &transform.Mapping{Users: &users, Devices: crm.Devices}
+}
+
 func TestAPrimaryKeyChangeKeepsTheTOASTTagItLeftUnchanged(t *testing.T) {
 	forEachModel(t, func(t *testing.T, st *stack) {
-		users := *crm.Users
-		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
-		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
-		bio := "a bio PostgreSQL stored out of line (TOAST)"
-		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+		mapping, bio := bioMapping(), toastBio
 
 		st.addDevices("p-1")
 		if err := st.emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{503: 1}}); err != nil {
@@ -187,11 +197,7 @@ func TestAPrimaryKeyChangeKeepsTheTOASTTagItLeftUnchanged(t *testing.T) {
 // UPDATE ended without their "Bio" tag.
 func TestAnExternalIDChangeCarriesTheTOASTTagItLeftUnchangedToTheNewUser(t *testing.T) {
 	forEachModel(t, func(t *testing.T, st *stack) {
-		users := *crm.Users
-		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
-		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
-		bio := "a bio PostgreSQL stored out of line (TOAST)"
-		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+		mapping, bio := bioMapping(), toastBio
 
 		st.addDevices("p-1")
 		if err := st.emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{503: 1}}); err != nil {
@@ -222,11 +228,7 @@ func TestAnExternalIDChangeCarriesTheTOASTTagItLeftUnchangedToTheNewUser(t *test
 // users and 49 email records' devices without their "Bio").
 func TestAKeyChangedRowThatNamesAnotherUserLaterCarriesItsTOASTTagThere(t *testing.T) {
 	forEachModel(t, func(t *testing.T, st *stack) {
-		users := *crm.Users
-		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
-		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
-		bio := "a bio PostgreSQL stored out of line (TOAST)"
-		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+		mapping, bio := bioMapping(), toastBio
 
 		st.addDevices("p-1")
 		st.start(mapping)
@@ -254,11 +256,7 @@ func TestAKeyChangedRowThatNamesAnotherUserLaterCarriesItsTOASTTagThere(t *testi
 // carries (event.HeaderNewRow).
 func TestAnUpdateOfTheKeyAndTheExternalIDTogetherCarriesTheTOASTTagToTheNewUser(t *testing.T) {
 	forEachModel(t, func(t *testing.T, st *stack) {
-		users := *crm.Users
-		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
-		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
-		bio := "a bio PostgreSQL stored out of line (TOAST)"
-		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+		mapping, bio := bioMapping(), toastBio
 
 		st.addDevices("p-1")
 		st.start(mapping)
@@ -290,11 +288,7 @@ func TestAnUpdateOfTheKeyAndTheExternalIDTogetherCarriesTheTOASTTagToTheNewUser(
 // minutes: 1 of 17,051 users without its "Bio").
 func TestAKeyChangedRowWithoutAnExternalIDCarriesItsTOASTTagToItsFirstUser(t *testing.T) {
 	forEachModel(t, func(t *testing.T, st *stack) {
-		users := *crm.Users
-		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
-		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
-		bio := "a bio PostgreSQL stored out of line (TOAST)"
-		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+		mapping, bio := bioMapping(), toastBio
 		noID := func(c map[string]any) map[string]any { c["External Id"] = nil; return c }
 
 		st.addDevices("p-1")
@@ -329,11 +323,7 @@ func TestAKeyChangedRowWithoutAnExternalIDCarriesItsTOASTTagToItsFirstUser(t *te
 // inserted without an external id and given one later).
 func TestAnExternalIDGivenToARowThatHadNoneCarriesTheTOASTTagItLeftUnchanged(t *testing.T) {
 	forEachModel(t, func(t *testing.T, st *stack) {
-		users := *crm.Users
-		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
-		mapping := &transform.Mapping{Users: &users, Devices: crm.Devices}
-		bio := "a bio PostgreSQL stored out of line (TOAST)"
-		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+		mapping, bio := bioMapping(), toastBio
 
 		st.addDevices("p-1")
 		st.start(mapping)
@@ -445,8 +435,7 @@ func TestARowThatStartsMatchingItsFilterCarriesTheTOASTTagItLeftUnchanged(t *tes
 		if err := mapping.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		bio := "a bio PostgreSQL stored out of line (TOAST)"
-		withBio := func(c map[string]any, bio any) map[string]any { c["Bio"] = bio; return c }
+		bio := toastBio
 
 		st.addDevices("p-1")
 		st.start(mapping)
