@@ -207,7 +207,7 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 	if t.Record {
 		// A record: it says who writes it; nothing of it is sent to
 		// OneSignal from here.
-		if gs := s.grants(t, owner, st, rec); len(gs) > 0 {
+		if gs := s.grants(t, owner, st, rec, m.msg.Offset+1); len(gs) > 0 {
 			g.emitter.emit(gs, m.progress)
 			return nil
 		}
@@ -391,7 +391,7 @@ func (s *Sink) recordParts(t transform.Target, named []transform.Record, c *desi
 // taken back, both at the record's version; when a user that is not its
 // owner held it (wrote it after the owner did, or may have), a grant to
 // the owner to write it again.
-func (s *Sink) grants(t transform.Target, before desired.RecordOwner, st *desired.State, rec *desired.Record) []kafka.Message {
+func (s *Sink) grants(t transform.Target, before desired.RecordOwner, st *desired.State, rec *desired.Record, seq int64) []kafka.Message {
 	r, ok := t.Rec()
 	if !ok {
 		return nil
@@ -399,7 +399,7 @@ func (s *Sink) grants(t transform.Target, before desired.RecordOwner, st *desire
 	after := st.RecordOwner()
 	grant := func(to string, gone, again bool) kafka.Message {
 		return targetMessage(s.cfg.TargetsTopic, &desired.Record{Target: transform.User(to), Kind: desired.KindGrant,
-			Record: r, Pos: after.Version, Gone: gone, Again: again})
+			Record: r, Pos: after.Version, Gone: gone, Again: again, Seq: seq})
 	}
 	var out []kafka.Message
 	switch rec.Kind {

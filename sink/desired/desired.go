@@ -182,6 +182,12 @@ type Grant struct {
 	Record  transform.Record `json:"r"`
 	Version Position         `json:"v"`
 	Gone    bool             `json:"g,omitempty"`
+	// Seq orders the record target's grants of one Version: the offset
+	// (plus one) of the record it answered in the record target's
+	// partition, so that a grant written again when that partition is
+	// read again after a rebalance loses to the later ones. 0: written by
+	// a sink that did not say (arrival order decides).
+	Seq int64 `json:"s,omitempty"`
 }
 
 // Outcome says what a record did to the state.
@@ -254,16 +260,19 @@ func (s *State) Apply(rec *Record) Outcome {
 		id := transform.RecordTarget(rec.Record).ID
 		old := s.Grants[id]
 		switch {
-		// The record's target is its grants' one writer, in order: at one
-		// version (an owner replaced by an older row's, the record's
-		// newest change being a gone row's) the later grant is the newer.
-		case old == nil || rec.Pos.After(old.Version) || (rec.Pos == old.Version && rec.Gone != old.Gone):
+		// The record's target is its grants' one writer: at one version
+		// (an owner replaced by an older row's, the record's newest change
+		// being a gone row's) the later grant is the newer, by Seq, the
+		// order the record target decided them in; without Seq, by
+		// arrival.
+		case old == nil || rec.Pos.After(old.Version) ||
+			(rec.Pos == old.Version && (rec.Seq > old.Seq || rec.Seq == 0 && old.Seq == 0 && rec.Gone != old.Gone)):
 			if s.Grants == nil {
 				s.Grants = make(map[string]*Grant)
 			}
-			s.Grants[id] = &Grant{Record: rec.Record, Version: rec.Pos, Gone: rec.Gone}
+			s.Grants[id] = &Grant{Record: rec.Record, Version: rec.Pos, Gone: rec.Gone, Seq: rec.Seq}
 			return Changed
-		case rec.Pos == old.Version:
+		case rec.Pos == old.Version && rec.Seq == old.Seq:
 			return Unchanged
 		}
 		return Stale
@@ -334,7 +343,7 @@ func (s *State) Current(target transform.Target, rec *Record) (*Record, bool) {
 		}
 	case KindGrant:
 		if g := s.Grants[transform.RecordTarget(rec.Record).ID]; g != nil {
-			return &Record{Target: target, Kind: KindGrant, Record: g.Record, Pos: g.Version, Gone: g.Gone}, true
+			return &Record{Target: target, Kind: KindGrant, Record: g.Record, Pos: g.Version, Gone: g.Gone, Seq: g.Seq}, true
 		}
 	}
 	return nil, false

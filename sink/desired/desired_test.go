@@ -186,6 +186,31 @@ func TestARowThatCarriedEveryValueHandsNothingOver(t *testing.T) {
 	}
 }
 
+func TestARecordsGrantsOfOneVersionFollowTheOrderItsTargetDecidedThem(t *testing.T) {
+	v := Position{Commit: 20, LSN: 20}
+	// The record target took the grant back when the old key's delete
+	// came first (offset 738), and gave it again on the new key's create
+	// (offset 2600); read again after a rebalance, the take-back is
+	// written once more, after the grant.
+	takenBack := &Record{Target: alice, Kind: KindGrant, Record: address, Pos: v, Gone: true, Seq: 739}
+	granted := &Record{Target: alice, Kind: KindGrant, Record: address, Pos: v, Seq: 2601}
+	for name, order := range map[string][]*Record{
+		"as decided":             {takenBack, granted},
+		"the take-back repeated": {takenBack, granted, takenBack},
+	} {
+		if got := fold(order...).Granted(); !reflect.DeepEqual(got, []transform.Record{address}) {
+			t.Errorf("%s: granted %v, want the record", name, got)
+		}
+	}
+	// Grants of a sink that wrote no Seq: the later one wins, as before.
+	old := func(gone bool) *Record {
+		return &Record{Target: alice, Kind: KindGrant, Record: address, Pos: v, Gone: gone}
+	}
+	if got := fold(old(false), old(true)).Granted(); len(got) != 0 {
+		t.Errorf("granted %v after a take-back that came last", got)
+	}
+}
+
 func TestTheNewestLiveRowWinsATagTwoRowsGive(t *testing.T) {
 	s := fold(contrib("r1", 9, map[string]string{"plan": "pro"}), contrib("r2", 4, map[string]string{"plan": "free", "score": "1"}))
 	if got := s.User().Tags; !maps.Equal(got, map[string]string{"plan": "pro", "score": "1"}) {
@@ -318,7 +343,7 @@ func TestRecordsRoundTripThroughTheirKafkaForm(t *testing.T) {
 		{Target: transform.Device("p1"), Kind: KindReply, Owner: alice.ID, For: Position{Commit: 3, LSN: 2}, Version: Position{Commit: 9, LSN: 9}, Tags: map[string]string{"plan": "pro"}},
 		{Target: alice, Kind: KindLinked, Device: "p1", Version: Position{Commit: 9, LSN: 9}},
 		{Target: transform.RecordTarget(address), Kind: KindContribution, Row: "r", Pos: Position{Commit: 2, LSN: 1}, Gone: true, Owner: "bob", Source: Source{"t", 1, 7}},
-		{Target: alice, Kind: KindGrant, Record: address, Pos: Position{Commit: 9, LSN: 9}, Again: true},
+		{Target: alice, Kind: KindGrant, Record: address, Pos: Position{Commit: 9, LSN: 9}, Again: true, Seq: 740},
 		{Target: alice, Kind: KindGrant, Record: transform.Record{Channel: transform.ChannelSMS, Identifier: "+15551234567"}, Pos: Position{Commit: 9, LSN: 9}, Gone: true},
 		{Target: transform.RecordTarget(address), Kind: KindHeld, Owner: alice.ID},
 		{Target: alice, Kind: KindContribution, Row: "users\x00{\"id\":1}", Pos: Position{Commit: 5, LSN: 5}, Gone: true, Source: Source{"t", 1, 2},

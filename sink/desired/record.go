@@ -70,9 +70,11 @@ type Record struct {
 	For     Position // KindReply: the device owner version answered
 	Version Position // KindReply: the tags' version; KindLinked: that the link carried
 
-	// KindGrant: the record granted (with Pos, Gone), and Again.
+	// KindGrant: the record granted (with Pos, Gone), Again, and Seq
+	// (Grant.Seq).
 	Record transform.Record
 	Again  bool
+	Seq    int64
 }
 
 // ContributionRecord is the record of contribution c to target t.
@@ -152,6 +154,7 @@ type recordJSON struct {
 	Version *Position          `json:"version,omitempty"`
 	Record  *transform.Record  `json:"record,omitempty"`
 	Again   bool               `json:"again,omitempty"`
+	Seq     int64              `json:"seq,omitempty"`
 }
 
 // recordVersion is the value format written; a reader refuses newer ones.
@@ -161,7 +164,7 @@ const recordVersion = 1
 func (r *Record) Value() []byte {
 	v := recordJSON{V: recordVersion, Kind: r.Kind, Row: r.Row, Gone: r.Gone, Was: r.Was, Next: r.Next, To: r.To, Created: r.Created,
 		Tags: r.Tags, Unknown: r.Unknown, Records: r.Records, Owner: r.Owner, Device: r.Device,
-		Props: r.Props, Aliases: r.Aliases, Many: r.Many, Delete: r.DeleteUser, Ident: r.Identity, Again: r.Again}
+		Props: r.Props, Aliases: r.Aliases, Many: r.Many, Delete: r.DeleteUser, Ident: r.Identity, Again: r.Again, Seq: r.Seq}
 	if r.Kind == KindContribution {
 		v.Source = &r.Source
 	}
@@ -202,7 +205,7 @@ func Decode(key, value []byte) (*Record, error) {
 	}
 	r := &Record{Target: t, Kind: v.Kind, Row: v.Row, Gone: v.Gone, Was: v.Was, Next: v.Next, To: v.To, Created: v.Created, Tags: v.Tags, Unknown: v.Unknown,
 		Records: v.Records, Owner: v.Owner, Device: v.Device,
-		Props: v.Props, Aliases: v.Aliases, Many: v.Many, DeleteUser: v.Delete, Identity: v.Ident, Again: v.Again}
+		Props: v.Props, Aliases: v.Aliases, Many: v.Many, DeleteUser: v.Delete, Identity: v.Ident, Again: v.Again, Seq: v.Seq}
 	if v.Record != nil {
 		r.Record = *v.Record
 	}
