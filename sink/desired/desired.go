@@ -290,6 +290,9 @@ func (s *State) Apply(rec *Record) Outcome {
 			// later one knew more): what either knew holds.
 			grew := false
 			for tag, v := range rec.Tags {
+				if old.Tags == nil {
+					old.Tags = map[string]string{}
+				}
 				if _, ok := old.Tags[tag]; !ok {
 					old.Tags[tag], grew = v, true
 				}

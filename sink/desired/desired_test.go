@@ -177,6 +177,16 @@ func TestAUserHandsTheValuesARowNeverCarriedToTheUserTheRowMovesTo(t *testing.T)
 	}
 }
 
+func TestTwoHandOversOfOneRowAtOnePositionGiveWhatEitherKnew(t *testing.T) {
+	at := func(tags map[string]string) *Record {
+		return &Record{Target: alice, Kind: KindKept, Row: newRow, Pos: Position{Commit: 7, LSN: 7}, Tags: tags}
+	}
+	s := fold(at(nil), at(map[string]string{"bio": "long"}), at(map[string]string{"bio": "other", "plan": "pro"}))
+	if got := s.Kept[newRow].Tags; !maps.Equal(got, map[string]string{"bio": "long", "plan": "pro"}) {
+		t.Errorf("kept %v, want what either knew, the first value of a tag staying", got)
+	}
+}
+
 func TestARowThatCarriedEveryValueHandsNothingOver(t *testing.T) {
 	leave := gone(newRow, 30, "plan")
 	leave.Was, leave.To = map[string]string{"plan": "pro"}, "user:bob"
