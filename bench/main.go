@@ -87,6 +87,7 @@ func main() {
 	warmup := flag.Duration("latency-warmup", 5*time.Second, "load before the latency is measured")
 	users := flag.Int("latency-users", 500, "users the latency workload's changes go round-robin over")
 	latencyTxn := flag.Int("latency-txn", 10, "row changes per transaction of the latency workload")
+	quietUsers := flag.Int("latency-quiet", 40, "quiet users beside the latency workload, each changed once every 2 s: their changes find their window open and measure the pipeline's own delay")
 	bulkUsers := flag.Int("sink-bulk-users", 20_000, "new users the sink's bulk-load benchmark loads")
 	sinkUsers := flag.Int("sink-users", 1_000_000, "distinct users whose desired states the sink's memory measurement has it hold")
 	var sinkEnv envList
@@ -122,7 +123,7 @@ func main() {
 		phases: map[string]bool{},
 		conn:   connbench.Options{Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout, SnapshotParallelism: parallelism, Peers: *peersFlag, PgstreamBin: *pgstreamBin},
 		latency: latency.Options{
-			Rate: *rate, Duration: *duration, Warmup: *warmup, Users: *users, Txn: *latencyTxn, Conns: *conns,
+			Rate: *rate, Duration: *duration, Warmup: *warmup, Users: *users, Quiet: *quietUsers, Txn: *latencyTxn, Conns: *conns,
 			Daemon: *daemon, Drain: *drain, Timeout: 2 * time.Minute,
 		},
 		bulkUsers: *bulkUsers,
@@ -283,7 +284,10 @@ func run(ctx context.Context, opts options) (err error) {
 		case "sinkdown":
 			r, err = sinkmem.RunAPIDown(ctx, opts.sinkdown)
 		case "latency":
-			r, err = latency.Run(ctx, srv, db, opts.latency)
+			var l *latency.Result
+			if l, err = latency.Run(ctx, srv, db, opts.latency); err == nil {
+				results = append(results, l, fixedRow{l.OwnRow(), ""})
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", phase, err)

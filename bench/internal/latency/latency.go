@@ -26,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
@@ -36,11 +38,15 @@ type Options struct {
 	Duration time.Duration // of the measured load
 	Warmup   time.Duration // of load before it, not measured
 	Users    int           // the changes go round-robin over this many users
-	Txn      int           // row changes per transaction
-	Conns    int           // the load generator's connections
-	Daemon   string        // a built onesignal-cdc; "" builds one from the repository
-	Drain    time.Duration // how long to wait for the last measured change after the load
-	Timeout  time.Duration // how long to wait for the daemon to deliver its first change
+	// Quiet users beside them are changed one at a time, each once every
+	// quietEvery: their windows are open when their changes come, so
+	// commit to receipt is the pipeline's own delay, without a wait.
+	Quiet   int
+	Txn     int           // row changes per transaction
+	Conns   int           // the load generator's connections
+	Daemon  string        // a built onesignal-cdc; "" builds one from the repository
+	Drain   time.Duration // how long to wait for the last measured change after the load
+	Timeout time.Duration // how long to wait for the daemon to deliver its first change
 }
 
 // The workload's names.
@@ -49,6 +55,15 @@ const (
 	userPrefix = "lat-"
 	appID      = "7e57be4c-0000-4000-8000-00000000be4c"
 	apiKey     = "bench-latency-key"
+	// The topics the benchmark taps: the table's change topic and the
+	// sink's targets topic, under the config's topic_prefix.
+	eventTopic   = "bench." + table
+	targetsTopic = "bench.sink-targets"
+	// quietEvery is how often each quiet user changes, longer than its
+	// one-second window; quietBase is added to their seqs, above any of
+	// the load's.
+	quietEvery = 2 * time.Second
+	quietBase  = int64(1_000_000_000)
 	// tail keeps the load on for a while after the measured part, so the
 	// last measured changes meet the same traffic as the first.
 	tail = 2 * time.Second
@@ -77,7 +92,7 @@ func Run(ctx context.Context, srv *harness.Server, db *harness.DB, opts Options)
 
 	err = db.Exec(ctx,
 		"CREATE TABLE "+table+" (id integer PRIMARY KEY, external_id text NOT NULL UNIQUE, seq bigint NOT NULL)",
-		fmt.Sprintf("INSERT INTO %s SELECT g, '%s' || g, 0 FROM generate_series(0, %d) g", table, userPrefix, opts.Users-1))
+		fmt.Sprintf("INSERT INTO %s SELECT g, '%s' || g, 0 FROM generate_series(0, %d) g", table, userPrefix, opts.Users+opts.Quiet-1))
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +108,7 @@ func Run(ctx context.Context, srv *harness.Server, db *harness.DB, opts Options)
 	}
 	defer emuSrv.Close()
 	emu := emuSrv.Emulator()
-	for u := range opts.Users {
+	for u := range opts.Users + opts.Quiet {
 		emu.AddUser(userPrefix+strconv.Itoa(u), nil) // known to OneSignal: every call is one update
 	}
 	rec := newReceipts(appID)
@@ -143,6 +158,19 @@ func Run(ctx context.Context, srv *harness.Server, db *harness.DB, opts Options)
 		return nil, err
 	}
 
+	tapCtx, stopTaps := context.WithCancel(ctx)
+	var taps sync.WaitGroup
+	defer taps.Wait()
+	defer stopTaps()
+	events, err := startTap(tapCtx, &taps, br.Brokers[0], eventTopic, eventSeq)
+	if err != nil {
+		return nil, err
+	}
+	contributions, err := startTap(tapCtx, &taps, br.Brokers[0], targetsTopic, contributionSeq)
+	if err != nil {
+		return nil, err
+	}
+
 	total := opts.Warmup + opts.Duration + tail
 	harness.Progress("latency: committing %d row changes/s in %d-row transactions over %d users for %s (%s warm-up, %s measured, %s more)",
 		opts.Rate, opts.Txn, opts.Users, total, opts.Warmup, opts.Duration, tail)
@@ -162,7 +190,15 @@ func Run(ctx context.Context, srv *harness.Server, db *harness.DB, opts Options)
 		if derr != nil {
 			return nil, derr
 		}
-		m = measure(txs, rec.all(), lo, hi)
+		ev, everr := events.times()
+		tg, tgerr := contributions.times()
+		if err := errors.Join(everr, tgerr); err != nil {
+			return nil, err
+		}
+		m = measure(txs, rec.all(), lo, hi, ev, tg)
+		if m.decoded == hi-lo+1 && m.undelivered == 0 && m.quietUndelivered > 0 && time.Now().Before(deadline) {
+			m.undelivered = m.quietUndelivered // wait for the quiet users' changes too
+		}
 		if m.decoded == hi-lo+1 && m.undelivered == 0 {
 			break
 		}
@@ -179,6 +215,7 @@ func Run(ctx context.Context, srv *harness.Server, db *harness.DB, opts Options)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+	stopTaps()
 	res.m, res.stats = m, emu.Stats()
 
 	daemonStopped = true
@@ -332,6 +369,21 @@ func load(ctx context.Context, db *harness.DB, opts Options, txns int) error {
 			}
 		}()
 	}
+	if opts.Quiet > 0 {
+		conn, err := db.Connect(ctx)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close(context.WithoutCancel(ctx))
+			if err := quiet(ctx, conn, opts.Users, opts.Quiet, time.Duration(txns)*time.Duration(float64(time.Second)*float64(opts.Txn)/float64(opts.Rate))); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	}
 	interval := time.Duration(float64(time.Second) * float64(opts.Txn) / float64(opts.Rate))
 	start := time.Now()
 	timer := time.NewTimer(0)
@@ -360,6 +412,29 @@ schedule:
 	default:
 		return ctx.Err()
 	}
+}
+
+// quiet changes the quiet users, ids first … first+n-1, one at a time
+// and each once every quietEvery, for d: change k sets seq quietBase+k.
+func quiet(ctx context.Context, conn *pgx.Conn, first, n int, d time.Duration) error {
+	interval := quietEvery / time.Duration(n)
+	start := time.Now()
+	for k := 0; time.Since(start) < d; k++ {
+		if wait := time.Until(start.Add(time.Duration(k) * interval)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		}
+		if _, err := conn.Exec(ctx, "UPDATE "+table+" SET seq = $1 WHERE id = $2", quietBase+int64(k), first+k%n); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("quiet user's change %d: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // printTail shows the end of the daemon's log on stderr.

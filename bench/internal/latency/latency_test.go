@@ -85,7 +85,7 @@ func TestMeasureTakesOnlyTheMeasuredChanges(t *testing.T) {
 		{user: 1, seq: 5, at: at(2300)},
 		{user: 1, seq: 7, at: at(3500)}, // user 2's 6 is missing
 	}
-	m := measure(txns, arrivals, 3, 6)
+	m := measure(txns, arrivals, 3, 6, nil, nil)
 	if m.decoded != 4 || m.undelivered != 1 || m.txns != 2 || !m.firstCommit.Equal(at(1000)) || !m.lastCommit.Equal(at(2000)) || m.calls != 2 {
 		t.Errorf("measurement = %+v", m)
 	}
@@ -97,6 +97,42 @@ func TestMeasureTakesOnlyTheMeasuredChanges(t *testing.T) {
 	}
 	if m.baseline.n != 4 || m.baseline.max != 3*time.Millisecond {
 		t.Errorf("baseline latencies = %+v, want 3, 3, 1 and 1 ms", m.baseline)
+	}
+}
+
+func TestThePipelinesOwnDelayLeavesOutTheWaitForTheUsersWindow(t *testing.T) {
+	txns := []decodedTxn{
+		{commit: at(0), decoded: at(1), rows: []row{{1, 1}}},
+		{commit: at(900), decoded: at(901), rows: []row{{1, 2}}},   // waits for the window opening at 1010
+		{commit: at(2500), decoded: at(2501), rows: []row{{1, 3}}}, // the window is open: goes at once
+	}
+	ev := map[int64]time.Time{1: at(4), 2: at(905), 3: at(2504)}
+	tg := map[int64]time.Time{1: at(7), 2: at(908), 3: at(2507)}
+	arrivals := []arrival{
+		{user: 1, seq: 1, at: at(10)},
+		{user: 1, seq: 2, at: at(1030)}, // 20 ms after the window opened
+		{user: 1, seq: 3, at: at(2512)},
+	}
+	txns = append(txns, decodedTxn{commit: at(1500), decoded: at(1501), rows: []row{{7, quietBase}}}) // a quiet user's
+	arrivals = append(arrivals, arrival{user: 7, seq: quietBase, at: at(1514)})
+	m := measure(txns, arrivals, 1, 3, ev, tg)
+	if m.quiet.n != 1 || m.quiet.max != 14*time.Millisecond || m.quietUndelivered != 0 {
+		t.Errorf("quiet = %+v (%d undelivered), want one change of 14 ms", m.quiet, m.quietUndelivered)
+	}
+	if m.newest.max != 130*time.Millisecond {
+		t.Errorf("newest = %+v, want at most 130 ms (the second change's commit to arrival)", m.newest)
+	}
+	if m.own.n != 3 || m.own.p50 != 12*time.Millisecond || m.own.max != 20*time.Millisecond {
+		t.Errorf("own = %+v, want 10, 20 and 12 ms", m.own)
+	}
+	if m.windowWait.max != 110*time.Millisecond {
+		t.Errorf("window wait = %+v, want 110 ms for the second change", m.windowWait)
+	}
+	if m.tapped != 3 || m.connector.max != 5*time.Millisecond || m.rowStage.max != 3*time.Millisecond {
+		t.Errorf("connector hop %+v, row stage %+v, tapped %d; want 4–5 ms, 3 ms, 3", m.connector, m.rowStage, m.tapped)
+	}
+	if m.targetStage.max != 20*time.Millisecond || m.targetStage.p50 != 5*time.Millisecond {
+		t.Errorf("target stage = %+v, want 3, 20 and 5 ms", m.targetStage)
 	}
 }
 

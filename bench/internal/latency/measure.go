@@ -46,11 +46,37 @@ type measurement struct {
 	newest percentiles
 	// gaps are the times between one user's requests.
 	gaps percentiles
+	// own is what the pipeline added to the newest change of each request
+	// beyond OneSignal's per-user limit: from the later of its commit and
+	// the opening of its user's window (the user's previous request plus
+	// targetInterval) to the request's arrival. newest less own is the
+	// wait for the window, which no pipeline can shorten.
+	own, windowWait percentiles
+	// The hops of every measured change (tapped): commit → readable in the
+	// change topic (the connector: decoding, its produce, the broker);
+	// change topic → the user's contribution readable in the targets topic
+	// (the sink's row stage: fetch, row index, produce); and, for the
+	// newest change of each request, contribution → arrival, from the
+	// later of the contribution and the window's opening (the target
+	// stage: fetch, state, scheduling, the HTTP request).
+	connector, rowStage, targetStage percentiles
+	tapped                           int // measured changes seen in both tapped topics
+	// quiet is commit to receipt of the quiet users' changes committed
+	// while the measured load was: changes that found their user's window
+	// open, so the pipeline's own delay and nothing else.
+	quiet            percentiles
+	quietUndelivered int
 }
+
+// targetInterval is the sink's least time between two requests to one
+// user, OneSignal's per-user limit.
+const targetInterval = time.Second
 
 // measure matches the decoded transactions (in commit order) with the
 // arrivals at the emulator.
-func measure(txns []decodedTxn, arrivals []arrival, lo, hi int64) measurement {
+// ev and tg are when each seq was first readable in the change topic and
+// as a contribution in the sink's targets topic (nil when not tapped).
+func measure(txns []decodedTxn, arrivals []arrival, lo, hi int64, ev, tg map[int64]time.Time) measurement {
 	var rows []row
 	var commits []time.Time
 	for _, t := range txns {
@@ -91,29 +117,74 @@ func measure(txns []decodedTxn, arrivals []arrival, lo, hi int64) measurement {
 		}
 		daemon = append(daemon, delivered[k].Sub(commits[k]))
 	}
+	var quiet []time.Duration
+	for k, r := range rows {
+		if r.seq < quietBase || commits[k].Before(m.firstCommit) || commits[k].After(m.lastCommit) {
+			continue
+		}
+		if delivered[k].IsZero() {
+			m.quietUndelivered++
+			continue
+		}
+		quiet = append(quiet, delivered[k].Sub(commits[k]))
+	}
+	m.quiet = summarize(quiet)
 	commitOf := make(map[int64]time.Time, len(rows))
 	for k, r := range rows {
 		if r.seq >= lo && r.seq <= hi {
 			commitOf[r.seq] = commits[k]
 		}
 	}
-	var newest, gaps []time.Duration
-	last := map[int]time.Time{}
-	for _, a := range arrivals { // in the order the emulator saw them
+	var connector, rowStage []time.Duration
+	for seq, commit := range commitOf {
+		e, eok := ev[seq]
+		c, cok := tg[seq]
+		if !eok || !cok {
+			continue
+		}
+		m.tapped++
+		connector = append(connector, e.Sub(commit))
+		rowStage = append(rowStage, c.Sub(e))
+	}
+	var newest, gaps, own, windowWait, targetStage []time.Duration
+	last := map[int]time.Time{}    // each user's last measured request
+	lastAny := map[int]time.Time{} // and last request of all
+	for _, a := range arrivals {   // in the order the emulator saw them
+		var open time.Time // the user's window: open since ever without an earlier request
+		if prev, ok := lastAny[a.user]; ok {
+			open = prev.Add(targetInterval)
+		}
+		lastAny[a.user] = a.at
 		if commit, ok := commitOf[a.seq]; ok {
 			newest = append(newest, a.at.Sub(commit))
 			if prev, ok := last[a.user]; ok {
 				gaps = append(gaps, a.at.Sub(prev))
 			}
 			last[a.user] = a.at
+			own = append(own, a.at.Sub(later(commit, open)))
+			windowWait = append(windowWait, max(open.Sub(commit), 0))
+			if c, ok := tg[a.seq]; ok {
+				targetStage = append(targetStage, a.at.Sub(later(c, open)))
+			}
 		}
+
 		if !a.at.Before(m.firstCommit) && !a.at.After(m.lastCommit) {
 			m.calls++
 		}
 	}
 	m.daemon, m.baseline = summarize(daemon), summarize(baseline)
 	m.newest, m.gaps = summarize(newest), summarize(gaps)
+	m.own, m.windowWait = summarize(own), summarize(windowWait)
+	m.connector, m.rowStage, m.targetStage = summarize(connector), summarize(rowStage), summarize(targetStage)
 	return m
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // deliveries finds when each change reached OneSignal: at the arrival of
