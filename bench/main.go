@@ -88,7 +88,7 @@ func main() {
 	users := flag.Int("latency-users", 500, "users the latency workload's changes go round-robin over")
 	latencyTxn := flag.Int("latency-txn", 10, "row changes per transaction of the latency workload")
 	quietUsers := flag.Int("latency-quiet", 40, "quiet users beside the latency workload, each changed once every 2 s: their changes find their window open and measure the pipeline's own delay")
-	bulkUsers := flag.Int("sink-bulk-users", 20_000, "new users the sink's bulk-load benchmark loads")
+	bulkUsers := flag.Int("sink-bulk-users", 100_000, "new users the sink's bulk-load benchmark loads")
 	sinkUsers := flag.Int("sink-users", 1_000_000, "distinct users whose desired states the sink's memory measurement has it hold")
 	var sinkEnv envList
 	sinkDownUsers := flag.Int("sink-down-users", 1_000_000, "new users in the backlog of the sink's memory measurement with OneSignal down (sinkdown); its drain takes users ÷ 900/s")

@@ -30,6 +30,11 @@ const (
 	TargetCallsPerChange = 0.1
 	TargetSustainedRatio = 0.9
 	TargetCallsPerUser   = 1.05
+	// TargetBulkRatio is issue 13's for the bulk load's rate, against the
+	// sink's configured app limit.
+	TargetBulkRatio = 0.95
+	// OneSignalLimit is OneSignal's write limit per app, requests/s.
+	OneSignalLimit = 1000
 )
 
 // The benchmarks, by name.
@@ -204,15 +209,20 @@ func (r *Result) BulkRow() harness.Row {
 		verdict = fmt.Sprintf("**missed** by %.3f", perUser-TargetCallsPerUser)
 	case tooMany > 0:
 		verdict = fmt.Sprintf("**missed**: %d 429s", tooMany)
+	case m["ratio"] < TargetBulkRatio:
+		verdict = fmt.Sprintf("**missed**: %.2f of the limit", m["ratio"])
 	}
 	limit := m["users/s"] / m["ratio"]
+	// At the measured rate, a backfill of 10,000,000 users.
+	backfill := time.Duration(10_000_000 / m["users/s"] * float64(time.Second))
 	return harness.Row{
 		Measure:  fmt.Sprintf("Sink: HTTP requests per new user, bulk load of %s new users from a snapshot (user model)", harness.Thousands(r.BulkUsers)),
 		Baseline: fmt.Sprintf("1 request per new user (create user, with its tags); the sink's limit of %.0f/s", limit),
-		Measured: fmt.Sprintf("**%.3f requests/user**, %d 429s; %.0f users/s (%.2f of the limit)", perUser, tooMany, m["users/s"], m["ratio"]),
-		Ratio:    "–",
-		Target:   fmt.Sprintf("≤ %.2f, no 429 (issue 11)", TargetCallsPerUser),
-		Verdict:  verdict,
+		Measured: fmt.Sprintf("**%.3f requests/user**, %d 429s; **%.0f users/s** (%.2f of OneSignal's %d/s): 10,000,000 users would take %.0f min",
+			perUser, tooMany, m["users/s"], m["users/s"]/OneSignalLimit, OneSignalLimit, backfill.Minutes()),
+		Ratio:   fmt.Sprintf("**%.2f**", m["ratio"]),
+		Target:  fmt.Sprintf("≤ %.2f, no 429 (issue 11); ≥ %.2f of the limit (issue 13)", TargetCallsPerUser, TargetBulkRatio),
+		Verdict: verdict,
 	}
 }
 
