@@ -4,7 +4,7 @@
 //
 //   - the connector streaming against pg_recvlogical, its initial snapshot
 //     against COPY, and its peak RSS on a 1,000,000-row transaction
-//     (package connbench; bench/connector runs these alone, with profiles);
+//     (package connbench), with flags to find where its time goes;
 //   - the sink's OneSignal calls per change, its sustained calls/s
 //     against the app limit and its requests per new user in a bulk load
 //     (the go test benchmarks in sink/, package sinkbench);
@@ -30,6 +30,15 @@
 //	go run ./bench -write ''             # everything; only prints
 //	go run ./bench -phases sink,latency  # some (prints; -write FILE to write anyway)
 //	go run ./bench -rows 1000000 -latency-duration 2m
+//	go run ./bench -phases stream -cpuprofile /tmp/p -diagnose
+//
+// To find where the connector's time goes: -cpuprofile and -blockprofile
+// profile the connector process; -diagnose streams the workload once more
+// with its events acknowledged at once instead of written to Kafka, and
+// prints how its Kafka writes went. -writer-batch and -connector-env try
+// settings other than the daemon's; the report marks such a run as an
+// experiment. A run with any of these flags, like a run of some benchmarks
+// only, writes nothing unless given -write.
 package main
 
 import (
@@ -37,6 +46,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -101,6 +111,12 @@ func main() {
 	snapParallel := flag.String("snapshot-parallelism", "1,2", "the postgres.snapshot_parallelism values the connector's snapshot is measured at, comma-separated; the first is the table's")
 	peersFlag := flag.Bool("peers", false, "also stream the workload with github.com/xataio/pgstream "+peers.PgstreamVersion+" (wal2json, installed if missing), built once in a scratch module (10–15 minutes the first time) and cached")
 	pgstreamBin := flag.String("pgstream", "", "a built pgstream binary for -peers (default: build and cache one)")
+	cpuProfile := flag.String("cpuprofile", "", "write CPU profiles of the connector process to `PREFIX`.stream.pprof and PREFIX.snapshot-pN.pprof (N: the snapshot's parallelism; PREFIX.stream-discard.pprof with -diagnose)")
+	blockProfile := flag.String("blockprofile", "", "write blocking profiles of the connector process to `PREFIX`.stream.pprof and PREFIX.snapshot-pN.pprof, as -cpuprofile")
+	diagnose := flag.Bool("diagnose", false, "also stream the workload once more with the connector's events acknowledged at once instead of written to Kafka, and print statistics of the connector's Kafka writes")
+	var connectorEnv envList
+	flag.Var(&connectorEnv, "connector-env", "an experiment: set `NAME=VALUE` in the connector process's environment only, e.g. GOGC=400 (repeatable)")
+	writerBatch := flag.Int("writer-batch", 0, "an experiment: the connector's Kafka writer BatchSize (default: the daemon's, broker.WriterBatchSize)")
 	flag.Parse()
 	parallelism, err := connbench.ParseParallelism(*snapParallel)
 	if err != nil {
@@ -121,7 +137,10 @@ func main() {
 
 	opts := options{
 		phases: map[string]bool{},
-		conn:   connbench.Options{Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout, SnapshotParallelism: parallelism, Peers: *peersFlag, PgstreamBin: *pgstreamBin},
+		conn: connbench.Options{
+			Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout, SnapshotParallelism: parallelism, Peers: *peersFlag, PgstreamBin: *pgstreamBin,
+			CPUProfile: *cpuProfile, BlockProfile: *blockProfile, Diagnose: *diagnose, ConnectorEnv: connectorEnv, WriterBatch: *writerBatch,
+		},
 		latency: latency.Options{
 			Rate: *rate, Duration: *duration, Warmup: *warmup, Users: *users, Quiet: *quietUsers, Txn: *latencyTxn, Conns: *conns,
 			Daemon: *daemon, Drain: *drain, Timeout: 2 * time.Minute,
@@ -147,10 +166,27 @@ func main() {
 	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 || *bulkUsers <= 0 || *sinkUsers <= 0 {
 		usage("sizes, rates and durations must be positive")
 	}
+	if *writerBatch < 0 {
+		usage("-writer-batch must be positive, or 0 for the daemon's")
+	}
 	explicit := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
-	if len(opts.phases) < len(allPhases) && !explicit["write"] {
-		opts.write = "" // a part of the table does not replace the whole one
+	diagnostics := map[string]bool{
+		"cpuprofile": *cpuProfile != "", "blockprofile": *blockProfile != "", "diagnose": *diagnose,
+		"connector-env": len(connectorEnv) > 0, "writer-batch": *writerBatch > 0,
+	}
+	if err := checkPhaseFlags(diagnostics, opts.phases); err != nil {
+		usage("%v", err)
+	}
+	diagnosed := false
+	for _, on := range diagnostics {
+		diagnosed = diagnosed || on
+	}
+	if !explicit["write"] && (len(opts.phases) < len(allPhases) || diagnosed) {
+		// A part of the table does not replace the whole one, nor do
+		// figures measured with profiles on or with other settings than
+		// the daemon's.
+		opts.write = ""
 	}
 	if opts.write != "" && !filepath.IsAbs(opts.write) {
 		root, err := repoRoot()
@@ -171,6 +207,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// The flags that profile the connector, add a diagnosis to its benchmarks
+// or stray from the daemon's settings, and the phases each applies to.
+var phaseFlags = map[string][]string{
+	"cpuprofile":    {"stream", "snapshot"},
+	"blockprofile":  {"stream", "snapshot"},
+	"diagnose":      {"stream"},
+	"connector-env": {"stream", "snapshot", "memory"},
+	"writer-batch":  {"stream", "snapshot", "memory"},
+}
+
+// checkPhaseFlags refuses a flag of phaseFlags set (given[name]) when
+// none of its phases runs: it would do nothing.
+func checkPhaseFlags(given, phases map[string]bool) error {
+	for _, name := range slices.Sorted(maps.Keys(phaseFlags)) {
+		if given[name] && !slices.ContainsFunc(phaseFlags[name], func(p string) bool { return phases[p] }) {
+			return fmt.Errorf("-%s applies to -phases %s, and none of them runs", name, strings.Join(phaseFlags[name], ","))
+		}
+	}
+	return nil
 }
 
 func usage(format string, args ...any) {
@@ -305,6 +362,9 @@ func run(ctx context.Context, opts options) (err error) {
 	fmt.Fprintf(&b, "- %s; PostgreSQL %s, %s\n", harness.GoVersion(), pgVersion, srv.Describe)
 	if opts.phases["stream"] || opts.phases["snapshot"] || opts.phases["memory"] {
 		fmt.Fprintf(&b, "- %s\n", connbench.Setup())
+		if x := opts.conn.Experiments(); x != "" {
+			fmt.Fprintf(&b, "- **Experiment, not the daemon's wiring:** %s\n", x)
+		}
 	}
 	if opts.phases["sink"] {
 		fmt.Fprintf(&b, "- %s\n", sinkbench.Setup())

@@ -23,8 +23,9 @@ import (
 // write), so a size far above what one write puts in one partition costs
 // allocation and GC for nothing: at 1000, with the connector's 1,000-event
 // writes over 6 partitions, 900 kB per write, 6 % of the connector's CPU in
-// a profile of bench/connector, and its share of GC. Batches fill and are
-// sent at once; the rest wait BatchTimeout.
+// a profile of the connector under `go run ./bench -phases stream`, and
+// its share of GC. Batches fill and are sent at once; the rest wait
+// BatchTimeout.
 const WriterBatchSize = 256
 
 // Writer settings the connector relies on: every message is acknowledged by

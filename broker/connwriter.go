@@ -15,11 +15,11 @@ import (
 // (up to Config.BatchSize events per write, per lane), so kafka-go's own
 // wait only delays each write: with the default 2 ms, every write waited
 // out the timer (its share of a partition is below WriterBatchSize), which
-// capped four lanes of 50-event writes at about 55,000 events/s in
-// bench/connector. A microsecond is long enough for the call that started
-// the batch to put all its messages of the partition in it: kafka-go holds
-// the partition's lock while it does, and the timer needs that lock to send
-// the batch.
+// capped four lanes of 50-event writes at about 55,000 events/s in the
+// connector's streaming benchmark (`go run ./bench -phases stream`). A
+// microsecond is long enough for the call that started the batch to put
+// all its messages of the partition in it: kafka-go holds the partition's
+// lock while it does, and the timer needs that lock to send the batch.
 const ConnectorBatchTimeout = time.Microsecond
 
 // NewConnectorWriter is the connector's writer: NewWriter with
@@ -42,8 +42,8 @@ func NewConnectorWriter(brokers []string) *kafka.Writer {
 // the topic's metadata once for every message it writes (to count the
 // topic's partitions), from a copy at most ttl old. The transport caches
 // metadata too, but builds a filtered copy of it for every question: a
-// tenth of the connector's CPU in kafka-go under bench/connector. Every
-// other request goes through.
+// tenth of the connector's CPU in kafka-go under the streaming benchmark
+// (`go run ./bench -phases stream`). Every other request goes through.
 type partitionCounts struct {
 	kafka.RoundTripper
 	ttl time.Duration

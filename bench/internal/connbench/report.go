@@ -19,8 +19,8 @@
 // re-executed: see RunChild), and so does the broker (kfake, which keeps
 // every record in memory), so the memory figure is the connector's alone.
 // Wall-clock times include each consumer's start-up: connecting, checks,
-// slot look-ups. bench/connector runs these alone, with flags to profile
-// them; `go run ./bench` runs them with every other benchmark.
+// slot look-ups. `go run ./bench` runs them with every other benchmark,
+// or alone (-phases stream,snapshot,memory), with flags to profile them.
 package connbench
 
 import (
