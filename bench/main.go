@@ -101,7 +101,7 @@ func main() {
 	bulkUsers := flag.Int("sink-bulk-users", 100_000, "new users the sink's bulk-load benchmark loads")
 	sinkUsers := flag.Int("sink-users", 1_000_000, "distinct users whose desired states the sink's memory measurement has it hold")
 	var sinkEnv envList
-	sinkDownUsers := flag.Int("sink-down-users", 1_000_000, "new users in the backlog of the sink's memory measurement with OneSignal down (sinkdown); its drain takes users ÷ 900/s")
+	sinkDownUsers := flag.Int("sink-down-users", 100_000, "new users in the backlog of the sink's memory measurement with OneSignal down (sinkdown); its drain takes users ÷ 900/s")
 	flag.Var(&sinkEnv, "sinkmem-env", "an experiment: set `NAME=VALUE` in the environment of the sink whose memory is measured, only, e.g. GOMEMLIMIT=150MiB (repeatable)")
 	conns := flag.Int("latency-conns", 4, "connections of the latency workload's load generator")
 	drain := flag.Duration("latency-drain", time.Minute, "how long to wait for the last measured change to reach the emulator")
