@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
 // everyType is a table with a column of each type the codec renders its own
@@ -215,5 +217,19 @@ func TestTheSnapshotCodecRefusesAnEventOverTheLimit(t *testing.T) {
 	big := []byte(strings.Repeat("x", maxEventBytes/2))
 	if _, ok := c.fast([][]byte{[]byte("1"), big, big}, 1, 1); ok {
 		t.Error("the codec encoded an event over the limit, which encodeWithin must shorten")
+	}
+}
+
+func TestASnapshotRowOfManyMidSizedValuesIsCutDownToTheEventLimit(t *testing.T) {
+	names := []string{"Contact ID", "a", "b", "c", "d", "e", "f"}
+	oids := []uint32{oidInt8, oidText, oidText, oidText, oidText, oidText, oidText}
+	c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v"}, "Sales", "Contacts", names, oids, []string{"Contact ID"})
+	mid := []byte(strings.Repeat("y", 200<<10)) // each under the limit, together over 1 MiB
+	r := c.Row([][]byte{[]byte("7"), mid, mid, mid, mid, mid, mid}, 1, 1)
+	if len(r.Value) > maxEventBytes {
+		t.Fatalf("the event is %d bytes, over the limit of %d", len(r.Value), maxEventBytes)
+	}
+	if !strings.Contains(string(r.Value), event.Oversized) || !strings.Contains(string(r.Value), `"Contact ID":7`) {
+		t.Errorf("the event lacks the placeholder or the key: %.200s…", r.Value)
 	}
 }
