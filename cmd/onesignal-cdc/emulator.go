@@ -51,6 +51,8 @@ func emulatorFlags(cmd *command, args []string, stdout io.Writer) (onesignaltest
 	fs.BoolVar(&limits.Enabled, "rate-limits", false, "enforce OneSignal's write limits, answering 429 with Retry-After")
 	fs.IntVar(&limits.AppPerSecond, "rate-app", 0, "`N` writes per second for the app with --rate-limits; 0 for OneSignal's 1000")
 	fs.IntVar(&limits.TargetPerSecond, "rate-target", 0, "`N` writes per second to one user or device with --rate-limits; 0 for OneSignal's 1")
+	fs.IntVar(&limits.ViewPerSecond, "rate-view", 0, "`N` views (view user, view device) per second for the app with --rate-limits; 0 for OneSignal's 1")
+	exportDelay := fs.Duration("export-delay", 0, "how long until a CSV export's file is ready (`DURATION`); 0 for OneSignal's pace, about 2,000 records a second")
 	fs.Func("fault-status", "answer a share of requests with an error status, unapplied: `STATUS=SHARE,...`, e.g. 500=0.1,503=0.05,429=0.05", func(v string) error {
 		var err error
 		f.Status, err = parseShares(v)
@@ -75,10 +77,16 @@ func emulatorFlags(cmd *command, args []string, stdout io.Writer) (onesignaltest
 	if limits.AppPerSecond < 0 || limits.TargetPerSecond < 0 {
 		return onesignaltest.Config{}, "", usageError{errors.New("--rate-app and --rate-target take 0 (OneSignal's limits) or more")}
 	}
+	if limits.ViewPerSecond < 0 {
+		return onesignaltest.Config{}, "", usageError{errors.New("--rate-view takes 0 (OneSignal's limit) or more")}
+	}
+	if *exportDelay < 0 {
+		return onesignaltest.Config{}, "", usageError{fmt.Errorf("--export-delay %s: use 0 for OneSignal's pace, or a positive duration", *exportDelay)}
+	}
 	return onesignaltest.Config{
 		AppID: *appID, APIKey: *apiKey, AcceptLegacyKeys: *legacyKeys, TagLimit: *tagLimit,
 		UnknownPlayer404: *player404, NoPlayersAnswersOK: *noPlayers200, IdentityVerification: *verify,
-		RateLimits: limits, Faults: f,
+		RateLimits: limits, ExportDelay: *exportDelay, Faults: f,
 	}, *listen, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
@@ -41,6 +42,8 @@ func TestTheEmulatorNamesTheFlagOfAValueOutOfRange(t *testing.T) {
 		{[]string{"--tag-limit", "-1"}, "--tag-limit -1: use 0 for no cap"},
 		{[]string{"--rate-limits", "--rate-app", "-5"}, "--rate-app and --rate-target take 0"},
 		{[]string{"--fault-reset", "2"}, "fault reset has share 2: use 0 to 1"},
+		{[]string{"--rate-view", "-1"}, "--rate-view takes 0"},
+		{[]string{"--export-delay", "-1s"}, "--export-delay -1s: use 0"},
 	} {
 		err := emulator(t.Context(), emulatorCommand(t), append(tc.args, "--listen", "127.0.0.1:0"), &bytes.Buffer{})
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
@@ -62,6 +65,8 @@ func TestTheEmulatorsFlagsSetItsBehaviours(t *testing.T) {
 		{[]string{"--accept-legacy-keys"}, func(c onesignaltest.Config) bool { return c.AcceptLegacyKeys }, "legacy keys accepted"},
 		{[]string{"--no-players-200"}, func(c onesignaltest.Config) bool { return c.NoPlayersAnswersOK }, "200 for tags no device carries"},
 		{[]string{"--unknown-player-404"}, func(c onesignaltest.Config) bool { return c.UnknownPlayer404 }, "404 for an unknown player"},
+		{[]string{"--export-delay", "50ms"}, func(c onesignaltest.Config) bool { return c.ExportDelay == 50*time.Millisecond }, "exports ready after 50ms"},
+		{[]string{"--rate-limits", "--rate-view", "5"}, func(c onesignaltest.Config) bool { return c.RateLimits.ViewPerSecond == 5 }, "5 views a second"},
 	} {
 		cfg, _, err := emulatorFlags(emulatorCommand(t), tc.args, io.Discard)
 		if err != nil {

@@ -39,6 +39,12 @@ type Config struct {
 	// of every 429, so that the app-wide rate counts requests, not calls
 	// (a call may take two).
 	Limiter Limiter
+	// ViewLimiter is waited on before every view (ViewUser, ViewDevice),
+	// apart from Limiter: OneSignal allows views 1 request a second per
+	// app, on a budget of their own. Default: NewViewLimiter(DefaultViewRate),
+	// one per client and shared with its Players; clients of one app in
+	// one process should share one.
+	ViewLimiter Limiter
 }
 
 // Limiter is an app-wide request rate limit.
@@ -101,6 +107,7 @@ type caller struct {
 	auth    string // the Authorization header value
 	http    *http.Client
 	limiter Limiter // nil: none
+	views   Limiter // the views' limiter (reads.go), never nil
 	// appID and player let an error say which credential OneSignal
 	// refused (APIError.Refusal): the two models answer differently.
 	appID  string
@@ -196,7 +203,11 @@ func newCaller(cfg Config, scheme string) (caller, error) {
 	// does not redirect its API, so a redirect means the base URL is not
 	// the API's (see APIError.Fatal).
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return caller{base: strings.TrimRight(base, "/"), auth: scheme + cfg.APIKey.Reveal(), http: hc, limiter: cfg.Limiter, appID: cfg.AppID}, nil
+	views := cfg.ViewLimiter
+	if views == nil {
+		views = NewViewLimiter(DefaultViewRate)
+	}
+	return caller{base: strings.TrimRight(base, "/"), auth: scheme + cfg.APIKey.Reveal(), http: hc, limiter: cfg.Limiter, views: views, appID: cfg.AppID}, nil
 }
 
 // pathSegment escapes s as one segment of a URL path. "." and ".." are

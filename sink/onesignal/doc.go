@@ -18,6 +18,13 @@
 // /players/{player_id}, as the edit by external user id takes only tags;
 // it has no aliases and no user to delete.
 //
+// For reconciliation both read back what OneSignal holds: ViewUser and
+// ViewDevice, one target at a time under a limiter of their own
+// (Config.ViewLimiter, 1 request a second per app by default, OneSignal's
+// view limit), and StartExport, the scalable read: a CSV of every user
+// or device that Export.Records waits for and reads as it downloads, one
+// ExportRecord at a time.
+//
 // Each call is one attempt: a short, fixed sequence of HTTP requests with no
 // retries and no sleeping. Retrying is the caller's job, and every error says
 // how to treat it:

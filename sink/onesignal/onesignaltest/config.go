@@ -50,8 +50,16 @@ type Config struct {
 	// lost with it. The time is the Clock's. Default 0: at once.
 	DeleteDelay time.Duration
 
-	// RateLimits enforces OneSignal's write limits. Default: off.
+	// RateLimits enforces OneSignal's write limits, and its view limit.
+	// Default: off.
 	RateLimits RateLimits
+
+	// ExportDelay is how long after an export is requested (POST
+	// /players/csv_export, POST /apps/{app_id}/users/csv_export) its file
+	// is ready; until then its URL answers 404, and another export is
+	// refused. The time is the Clock's. Default 0: OneSignal's documented
+	// pace, about 2,000 records a second (at least a millisecond).
+	ExportDelay time.Duration
 
 	// Faults are injected from the start; SetFaults changes them later.
 	// Default: none.
@@ -70,12 +78,16 @@ type RateLimits struct {
 	// TargetPerSecond is the budget of one user or one subscription (a
 	// device). Default 0: 1, OneSignal's.
 	TargetPerSecond int
+	// ViewPerSecond is the app's budget of views (view user and its
+	// identity, view device, view devices). Default 0: 1, OneSignal's.
+	ViewPerSecond int
 }
 
 // OneSignal's documented write limits.
 const (
 	defaultAppPerSecond    = 1000
 	defaultTargetPerSecond = 1
+	defaultViewPerSecond   = 1
 )
 
 // Validate reports everything wrong with c at once.
@@ -93,7 +105,10 @@ func (c Config) Validate() error {
 	if c.DeleteDelay < 0 {
 		errs = append(errs, fmt.Errorf("onesignaltest: DeleteDelay is %s: use 0 to delete users at once", c.DeleteDelay))
 	}
-	if c.RateLimits.AppPerSecond < 0 || c.RateLimits.TargetPerSecond < 0 {
+	if c.ExportDelay < 0 {
+		errs = append(errs, fmt.Errorf("onesignaltest: ExportDelay is %s: use 0 for OneSignal's pace", c.ExportDelay))
+	}
+	if c.RateLimits.AppPerSecond < 0 || c.RateLimits.TargetPerSecond < 0 || c.RateLimits.ViewPerSecond < 0 {
 		errs = append(errs, errors.New("onesignaltest: a negative rate limit: use 0 for OneSignal's"))
 	}
 	if err := c.Faults.Validate(); err != nil {

@@ -221,7 +221,12 @@
 //     unavailable"]}, a 429 is the rate-limit answer, others carry the
 //     status text.
 //
-// Not emulated (yet): deleting devices, CSV export, the other user-model
-// routes, the view-endpoint rate limits, the subscription cap, and the user
-// model's identity verification (JWTs for the SDKs).
+// The reads for reconciliation, the CSV exports (asynchronous, one at a
+// time) and the view limit, and the drift routes that change state behind
+// a client's back (/emulator/drift/…) are described in exports.go,
+// views.go and drift.go, and in docs/emulator-reads.md.
+//
+// Not emulated (yet): deleting devices, the other user-model routes, the
+// subscription cap, and the user model's identity verification (JWTs for
+// the SDKs).
 package onesignaltest

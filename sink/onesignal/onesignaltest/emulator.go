@@ -24,6 +24,8 @@ type Emulator struct {
 	answersMu sync.Mutex
 	answers   answers
 
+	exports exports // the CSV exports (exports.go)
+
 	mu    sync.Mutex
 	store *store
 }
@@ -123,6 +125,7 @@ func (e *Emulator) Reset() {
 		e.limits.reset()
 	}
 	e.stats.reset()
+	e.exports.reset()
 }
 
 // SetFaults replaces the faults injected from now on and restarts their

@@ -10,7 +10,7 @@ import (
 // rateLimits holds the app's write budget and one per user and per
 // subscription.
 type rateLimits struct {
-	app, target *meter
+	app, target, view *meter
 }
 
 func newRateLimits(cfg RateLimits) *rateLimits {
@@ -21,12 +21,17 @@ func newRateLimits(cfg RateLimits) *rateLimits {
 	if perTarget == 0 {
 		perTarget = defaultTargetPerSecond
 	}
-	return &rateLimits{app: newMeter(perApp), target: newMeter(perTarget)}
+	perView := cfg.ViewPerSecond
+	if perView == 0 {
+		perView = defaultViewPerSecond
+	}
+	return &rateLimits{app: newMeter(perApp), target: newMeter(perTarget), view: newMeter(perView)}
 }
 
 func (l *rateLimits) reset() {
 	l.app.reset()
 	l.target.reset()
+	l.view.reset()
 }
 
 // meter allows perSecond requests per key in any one-second window, in a

@@ -30,14 +30,18 @@ func (e *Emulator) routes() http.Handler {
 	// fault, before anything else looks at it: answers and faults play
 	// the network and OneSignal's edge.
 	api := []middleware{e.observe, e.count, e.answer, e.inject}
-	read := slices.Concat(api, []middleware{e.authenticate, e.checkApp})
+	read := slices.Concat(api, []middleware{e.authenticate, e.limitView, e.checkApp})
 	write := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkApp, requireJSON})
 	// A delete has no body to declare.
 	del := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkApp})
 	// The player model names the app in the query or the body (the
 	// handlers check it) or, editing tags by external id, in the path;
 	// it answers an app it does not know with a 400, not a 403.
-	legacyRead := slices.Concat(api, []middleware{e.authenticate, e.checkQueryApp})
+	legacyRead := slices.Concat(api, []middleware{e.authenticate, e.limitView, e.checkQueryApp})
+	// Exports are neither views nor writes of users: no budget but one
+	// export at a time (see exports.go); the file needs no key.
+	userExport := slices.Concat(api, []middleware{e.authenticate, e.checkApp})
+	legacyExport := slices.Concat(api, []middleware{e.authenticate, e.checkQueryApp})
 	legacyWrite := slices.Concat(api, []middleware{e.authenticate, e.limitApp, requireJSON})
 	legacyTags := slices.Concat(api, []middleware{e.authenticate, e.limitApp, e.checkLegacyPathApp, requireJSON})
 
@@ -53,12 +57,15 @@ func (e *Emulator) routes() http.Handler {
 	handle("DELETE /apps/{app_id}/users/by/{alias_label}/{alias_id}/identity/{alias_label_to_delete}", e.deleteAlias, del)
 	handle("PATCH /apps/{app_id}/subscriptions/{subscription_id}/owner", e.transferSubscription, write)
 	handle("POST /apps/{app_id}/users/by/{alias_label}/{alias_id}/subscriptions", e.createSubscription, write)
+	handle("POST /apps/{app_id}/users/csv_export", e.exportUsers, userExport)
+	handle("GET /csv_exports/{id}/{file}", e.serveExport, api)
 	for _, p := range legacyPrefixes {
 		handle("POST "+p+"/players", e.addPlayer, legacyWrite)
 		handle("PUT "+p+"/players/{player_id}", e.editPlayer, legacyWrite)
 		handle("GET "+p+"/players/{player_id}", e.viewPlayer, legacyRead)
 		handle("GET "+p+"/players", e.viewPlayers, legacyRead)
 		handle("PUT "+p+"/apps/{app_id}/users/{external_user_id}", e.editTagsByExternalID, legacyTags)
+		handle("POST "+p+"/players/csv_export", e.exportPlayers, legacyExport)
 	}
 	handle("/", func(w http.ResponseWriter, r *http.Request) {
 		writeMessages(w, http.StatusNotFound, "Not Found")
@@ -73,6 +80,10 @@ func (e *Emulator) routes() http.Handler {
 	mux.HandleFunc("GET /emulator/answers", e.serveAnswers)
 	mux.HandleFunc("POST /emulator/answers", e.setAnswers)
 	mux.HandleFunc("GET /emulator/stats", e.serveStats)
+	mux.HandleFunc("POST /emulator/drift/user-tags", e.driftUserTags)
+	mux.HandleFunc("POST /emulator/drift/delete-user", e.driftDeleteUser)
+	mux.HandleFunc("POST /emulator/drift/device-owner", e.driftDeviceOwner)
+	mux.HandleFunc("POST /emulator/drift/device-tags", e.driftDeviceTags)
 	return mux
 }
 
