@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 func TestTheEmulatorOnATakenAddressSaysItIsInUseAndHowToChooseAnother(t *testing.T) {
@@ -20,12 +20,12 @@ func TestTheEmulatorOnATakenAddressSaysItIsInUseAndHowToChooseAnother(t *testing
 	}
 	defer ln.Close()
 	var out bytes.Buffer
-	err = emulator(t.Context(), emulatorCommand(t), []string{"--listen", ln.Addr().String()}, &out)
+	err = serveEmulator(t.Context(), emulatorCommand(t), []string{"--listen", ln.Addr().String()}, &out)
 	want := "the emulator cannot listen on " + ln.Addr().String() + ": the address is in use"
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "choose another address with --listen") {
 		t.Fatalf("emulator on a taken address: %v, want %q and how to choose another", err, want)
 	}
-	if strings.Contains(err.Error(), "onesignaltest") || strings.Contains(err.Error(), "bind:") {
+	if strings.Contains(err.Error(), "emulator: ") || strings.Contains(err.Error(), "bind:") {
 		t.Errorf("the error shows Go internals: %v", err)
 	}
 	if !errors.Is(err, syscall.EADDRINUSE) {
@@ -42,7 +42,7 @@ func TestTheEmulatorNamesTheFlagOfAValueOutOfRange(t *testing.T) {
 		{[]string{"--rate-limits", "--rate-app", "-5"}, "--rate-app and --rate-target take 0"},
 		{[]string{"--fault-reset", "2"}, "fault reset has share 2: use 0 to 1"},
 	} {
-		err := emulator(t.Context(), emulatorCommand(t), append(tc.args, "--listen", "127.0.0.1:0"), &bytes.Buffer{})
+		err := serveEmulator(t.Context(), emulatorCommand(t), append(tc.args, "--listen", "127.0.0.1:0"), &bytes.Buffer{})
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("emulator %v: %v, want %q", tc.args, err, tc.want)
 		}
@@ -52,16 +52,16 @@ func TestTheEmulatorNamesTheFlagOfAValueOutOfRange(t *testing.T) {
 func TestTheEmulatorsFlagsSetItsBehaviours(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
-		want func(onesignaltest.Config) bool
+		want func(emulator.Config) bool
 		what string
 	}{
-		{nil, func(c onesignaltest.Config) bool {
+		{nil, func(c emulator.Config) bool {
 			return !c.AcceptLegacyKeys && !c.NoPlayersAnswersOK && !c.UnknownPlayer404
 		},
 			"by default Basic refused, 404 for tags no device carries, 400 for an unknown player"},
-		{[]string{"--accept-legacy-keys"}, func(c onesignaltest.Config) bool { return c.AcceptLegacyKeys }, "legacy keys accepted"},
-		{[]string{"--no-players-200"}, func(c onesignaltest.Config) bool { return c.NoPlayersAnswersOK }, "200 for tags no device carries"},
-		{[]string{"--unknown-player-404"}, func(c onesignaltest.Config) bool { return c.UnknownPlayer404 }, "404 for an unknown player"},
+		{[]string{"--accept-legacy-keys"}, func(c emulator.Config) bool { return c.AcceptLegacyKeys }, "legacy keys accepted"},
+		{[]string{"--no-players-200"}, func(c emulator.Config) bool { return c.NoPlayersAnswersOK }, "200 for tags no device carries"},
+		{[]string{"--unknown-player-404"}, func(c emulator.Config) bool { return c.UnknownPlayer404 }, "404 for an unknown player"},
 	} {
 		cfg, _, err := emulatorFlags(emulatorCommand(t), tc.args, io.Discard)
 		if err != nil {
@@ -84,7 +84,7 @@ func TestTheEmulatorCommandRefusesALegacyKeyUnlessToldToAcceptIt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := onesignaltest.Start(cfg, "")
+		srv, err := emulator.Start(cfg, "")
 		if err != nil {
 			t.Fatal(err)
 		}
