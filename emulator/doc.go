@@ -1,7 +1,8 @@
 // Package emulator is an in-memory OneSignal app behind real HTTP. The
 // client's tests, the quickstart, the benchmarks and users' CI jobs point
 // the daemon at it instead of at api.onesignal.com, then look at what
-// arrived. The `emulator` subcommand of onesignal-cdc serves it.
+// arrived. docs/emulator.md describes it for its users; this comment holds
+// its rules in full. The `emulator` subcommand of onesignal-cdc serves it.
 //
 // It emulates the part of the user-model API the daemon uses, with the
 // status codes, bodies and rules that OneSignal documents and its SDKs rely

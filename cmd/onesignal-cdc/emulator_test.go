@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,6 +100,28 @@ func TestTheEmulatorCommandRefusesALegacyKeyUnlessToldToAcceptIt(t *testing.T) {
 		srv.Close()
 		if resp.StatusCode != tc.status {
 			t.Errorf("emulator %v: Basic with the right key got %d, want %d", tc.args, resp.StatusCode, tc.status)
+		}
+	}
+}
+
+// docs/emulator.md, the emulator's documentation for users, names every
+// flag the command takes.
+func TestTheEmulatorsDocNamesEveryFlag(t *testing.T) {
+	var help bytes.Buffer
+	if _, _, err := emulatorFlags(emulatorCommand(t), []string{"--help"}, &help); !errors.Is(err, errHelpShown) {
+		t.Fatalf("emulator --help: %v", err)
+	}
+	doc, err := os.ReadFile("../../docs/emulator.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := regexp.MustCompile(`(?m)^\s+(--[a-z0-9-]+)`).FindAllStringSubmatch(help.String(), -1)
+	if len(flags) < 10 {
+		t.Fatalf("found %d flags in the help, want them all:\n%s", len(flags), help.String())
+	}
+	for _, f := range flags {
+		if !strings.Contains(string(doc), "`"+f[1]) {
+			t.Errorf("docs/emulator.md does not mention %s", f[1])
 		}
 	}
 }
