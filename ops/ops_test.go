@@ -19,11 +19,11 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/ops"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -142,7 +142,7 @@ func busyPipeline(t *testing.T) (*ops.Server, *ops.ConnectorMonitor, *ops.SinkMo
 
 func TestMetricsAreLintCleanAndNamedAsAgreed(t *testing.T) {
 	srv, _, snk := busyPipeline(t)
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "s3cret-key"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: "app-1", APIKey: "s3cret-key"})
 	api, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "s3cret-key", HTTPClient: snk.HTTPClient()})
 	if err != nil {
 		t.Fatal(err)
@@ -346,7 +346,7 @@ func TestErrorsNeverShowASecret(t *testing.T) {
 }
 
 func TestOneSignalRequestsAreCountedByEndpointAndStatus(t *testing.T) {
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "s3cret-key"})
+	emu, url := emulator.NewTestServer(t, emulator.Config{AppID: "app-1", APIKey: "s3cret-key"})
 	srv := newServer(t)
 	snk := srv.Sink(ops.SinkConfig{BaseURL: url})
 	api, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "s3cret-key", HTTPClient: snk.HTTPClient()})
@@ -364,13 +364,13 @@ func TestOneSignalRequestsAreCountedByEndpointAndStatus(t *testing.T) {
 	if err := api.CheckCredentials(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{429: 1}}); err != nil {
+	if err := emu.SetFaults(emulator.Faults{Status: map[int]float64{429: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := api.SetTags(ctx, "ada", map[string]string{"plan": "team"}, false); err == nil {
 		t.Fatal("SetTags succeeded against a 429")
 	}
-	if err := emu.SetFaults(onesignaltest.Faults{}); err != nil {
+	if err := emu.SetFaults(emulator.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	base := started(t, srv)
@@ -403,7 +403,7 @@ func TestOneSignalRequestsAreCountedByEndpointAndStatus(t *testing.T) {
 }
 
 func TestRefusedCredentialsMarkTheSinkDownUntilOneSignalAcceptsThem(t *testing.T) {
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "right-key"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: "app-1", APIKey: "right-key"})
 	srv := newServer(t)
 	snk := srv.Sink(ops.SinkConfig{BaseURL: url})
 	stop := make(chan struct{})

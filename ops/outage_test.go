@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/ops"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // metricValue reads one series' value from a /metrics body.
@@ -49,7 +49,7 @@ func closedURL(t *testing.T) string {
 func TestOneSignalFailingEveryRequestPastTheThresholdDegradesTheSinkButLeavesItReadyAndLive(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		faults onesignaltest.Faults
+		faults emulator.Faults
 		closed bool // OneSignal's address refuses connections
 		want   []string
 	}{
@@ -58,17 +58,17 @@ func TestOneSignalFailingEveryRequestPastTheThresholdDegradesTheSinkButLeavesItR
 			"): check the network path to 127.0.0.1:", "(DNS, egress rules, HTTPS_PROXY)",
 			"; nothing is lost: the sink keeps its place and catches up at the rate limit once OneSignal answers",
 		}},
-		{name: "503", faults: onesignaltest.Faults{Status: map[int]float64{503: 1}}, want: []string{
+		{name: "503", faults: emulator.Faults{Status: map[int]float64{503: 1}}, want: []string{
 			"sink (degraded): OneSignal failing every request with 503 for ", "(last: PATCH /apps/{app_id}/users/by/external_id/{id} answered 503)",
 			"an outage on OneSignal's side (https://status.onesignal.com)", "nothing is lost",
 		}},
-		{name: "429", faults: onesignaltest.Faults{Status: map[int]float64{429: 1}}, want: []string{
+		{name: "429", faults: emulator.Faults{Status: map[int]float64{429: 1}}, want: []string{
 			"sink (degraded): OneSignal answering 429 Too Many Requests to every request for ",
 			"another client may be using the app's rate limit, or onesignal.rate_limit is above the app's", "nothing is lost",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "s3cret-key"})
+			emu, url := emulator.NewTestServer(t, emulator.Config{AppID: "app-1", APIKey: "s3cret-key"})
 			apiURL := url
 			if tc.closed {
 				apiURL = closedURL(t)
@@ -133,7 +133,7 @@ func TestOneSignalFailingEveryRequestPastTheThresholdDegradesTheSinkButLeavesItR
 			if tc.closed {
 				api, _ = onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "s3cret-key", HTTPClient: snk.HTTPClient()})
 			}
-			if err := emu.SetFaults(onesignaltest.Faults{}); err != nil {
+			if err := emu.SetFaults(emulator.Faults{}); err != nil {
 				t.Fatal(err)
 			}
 			if err := api.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}, false); err != nil {
@@ -153,7 +153,7 @@ func TestOneSignalFailingEveryRequestPastTheThresholdDegradesTheSinkButLeavesItR
 }
 
 func TestAFailureAmongAnswersIsNoOutage(t *testing.T) {
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "s3cret-key"})
+	emu, url := emulator.NewTestServer(t, emulator.Config{AppID: "app-1", APIKey: "s3cret-key"})
 	srv := newServer(t)
 	snk := srv.Sink(ops.SinkConfig{BaseURL: url, UnreachableAfter: time.Hour})
 	api, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: "app-1", APIKey: "s3cret-key", HTTPClient: snk.HTTPClient()})
@@ -161,7 +161,7 @@ func TestAFailureAmongAnswersIsNoOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := started(t, srv)
-	if err := emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{500: 1}}); err != nil {
+	if err := emu.SetFaults(emulator.Faults{Status: map[int]float64{500: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := api.SetTags(t.Context(), "ada", map[string]string{"plan": "pro"}, false); err == nil {
@@ -174,7 +174,7 @@ func TestAFailureAmongAnswersIsNoOutage(t *testing.T) {
 		t.Errorf("a 500 within the threshold is reported: %q", body)
 	}
 	// A refusal is an answer: OneSignal is there.
-	if err := emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{400: 1}}); err != nil {
+	if err := emu.SetFaults(emulator.Faults{Status: map[int]float64{400: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	var apiErr *onesignal.APIError

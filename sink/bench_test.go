@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The sink's benchmarks, which `go run ./bench -phases sink` runs and reads
@@ -24,7 +24,7 @@ func BenchmarkSinkAPICallsPerChange(b *testing.B) {
 	const users, changes = 1000, 100000
 	for range b.N {
 		b.StopTimer()
-		st := newStack(b, sink.ModelUser, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}})
+		st := newStack(b, sink.ModelUser, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}})
 		cs := make([]change, 0, changes)
 		for i := range changes {
 			op := event.OpUpdate
@@ -71,7 +71,7 @@ func BenchmarkSinkSustainedCallsPerSecond(b *testing.B) {
 	const limit = 900.0 // the sink's default rate limit
 	for range b.N {
 		b.StopTimer()
-		st := newStack(b, sink.ModelUser, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}})
+		st := newStack(b, sink.ModelUser, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}})
 		cs := make([]change, 0, users)
 		for i := range users {
 			st.emu.AddUser(fmt.Sprintf("u%d", i), map[string]string{"plan": "free"})

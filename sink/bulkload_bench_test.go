@@ -14,9 +14,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 var (
@@ -43,9 +43,9 @@ func BenchmarkSinkBulkLoadNewUsers(b *testing.B) {
 	limit := *bulkRate // the stack's limiter; 900 is the sink's default onesignal.rate_limit
 	for range b.N {
 		b.StopTimer()
-		st := newStack(b, sink.ModelUser, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}})
+		st := newStack(b, sink.ModelUser, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}})
 		var created atomic.Int64
-		st.emu.OnArrival(func(a onesignaltest.Arrival) {
+		st.emu.OnArrival(func(a emulator.Arrival) {
 			if a.Method == http.MethodPost && a.Route == "POST /apps/{app_id}/users" && a.Status/100 == 2 {
 				created.Add(1)
 			}

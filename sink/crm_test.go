@@ -12,10 +12,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -25,7 +25,7 @@ func forEachModel(t *testing.T, test func(t *testing.T, st *stack)) {
 	for _, model := range models {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
-			test(t, newStack(t, model, onesignaltest.Config{}))
+			test(t, newStack(t, model, emulator.Config{}))
 		})
 	}
 }
@@ -50,7 +50,7 @@ func (st *stack) settle() {
 // addDevices creates devices in the emulator, as the SDKs do on install.
 func (st *stack) addDevices(ids ...string) {
 	for _, id := range ids {
-		st.emu.AddSubscription(onesignaltest.Subscription{ID: id, Type: "AndroidPush", Token: "token-" + id})
+		st.emu.AddSubscription(emulator.Subscription{ID: id, Type: "AndroidPush", Token: "token-" + id})
 	}
 }
 
@@ -127,7 +127,7 @@ func TestAnExternalIDChangeMovesTheMappedTagsToTheNewUser(t *testing.T) {
 			change{topic: devicesTopic, op: event.OpUpdate, key: deviceKey(1, "p-a"), after: device(1, "p-a", "B")},
 		)
 		st.eventually("B holds the tags and the device, A none of the tags",
-			all(st.hasTags("B", map[string]string{"plan": "pro", "score": "1"}), ownedBy("p-a", "B"), func(s onesignaltest.State) error {
+			all(st.hasTags("B", map[string]string{"plan": "pro", "score": "1"}), ownedBy("p-a", "B"), func(s emulator.State) error {
 				if st.model == sink.ModelPlayer {
 					return nil // in the player model A had only its device, which is B's now
 				}
@@ -166,7 +166,7 @@ func TestAPrimaryKeyChangeKeepsTheTOASTTagItLeftUnchanged(t *testing.T) {
 		mapping, bio := bioMapping(), toastBio
 
 		st.addDevices("p-1")
-		if err := st.emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{503: 1}}); err != nil {
+		if err := st.emu.SetFaults(emulator.Faults{Status: map[int]float64{503: 1}}); err != nil {
 			t.Fatal(err)
 		}
 		st.start(mapping)
@@ -180,7 +180,7 @@ func TestAPrimaryKeyChangeKeepsTheTOASTTagItLeftUnchanged(t *testing.T) {
 			change{topic: contactsTopic, op: event.OpCreate, key: contactKey(2), after: withBio(contact(2, "Müller 3", "pro", 7), event.Unavailable), commit: pos},
 		)
 		time.Sleep(2 * time.Second) // the sink takes in the three changes, and OneSignal refuses what it sends
-		if err := st.emu.SetFaults(onesignaltest.Faults{}); err != nil {
+		if err := st.emu.SetFaults(emulator.Faults{}); err != nil {
 			t.Fatal(err)
 		}
 		st.eventually("the user with its bio", all(st.hasTags("Müller 3", map[string]string{"plan": "pro", "score": "7", "bio": bio}), ownedBy("p-1", "Müller 3")))
@@ -200,7 +200,7 @@ func TestAnExternalIDChangeCarriesTheTOASTTagItLeftUnchangedToTheNewUser(t *test
 		mapping, bio := bioMapping(), toastBio
 
 		st.addDevices("p-1")
-		if err := st.emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{503: 1}}); err != nil {
+		if err := st.emu.SetFaults(emulator.Faults{Status: map[int]float64{503: 1}}); err != nil {
 			t.Fatal(err)
 		}
 		st.start(mapping)
@@ -213,7 +213,7 @@ func TestAnExternalIDChangeCarriesTheTOASTTagItLeftUnchangedToTheNewUser(t *test
 			change{topic: devicesTopic, op: event.OpUpdate, key: deviceKey(1, "p-1"), after: device(1, "p-1", "B")},
 		)
 		time.Sleep(2 * time.Second) // the sink takes in the changes, and OneSignal refuses what it sends
-		if err := st.emu.SetFaults(onesignaltest.Faults{}); err != nil {
+		if err := st.emu.SetFaults(emulator.Faults{}); err != nil {
 			t.Fatal(err)
 		}
 		st.eventually("B with the bio", all(st.hasTags("B", map[string]string{"plan": "pro", "score": "7", "bio": bio}), ownedBy("p-1", "B")))
@@ -363,8 +363,8 @@ func TestAnEmailRecordEndsWithTheUserWhoseRowHoldsItsAddressWhenTheOldUserLags(t
 		record := []transform.Record{{Channel: transform.ChannelEmail, Identifier: address}}
 		created := desired.Position{Commit: 100, LSN: 90}  // INSERT … ('A', 'a@example.com')
 		changed := desired.Position{Commit: 200, LSN: 190} // UPDATE … SET "External Id" = 'B'
-		owner := func(want string) func(onesignaltest.State) error {
-			return func(s onesignaltest.State) error {
+		owner := func(want string) func(emulator.State) error {
+			return func(s emulator.State) error {
 				for _, sub := range s.Subscriptions {
 					if sub.Type == "Email" && sub.Token == address {
 						if got := s.ExternalIDOf(sub.ID); got != want {
@@ -397,22 +397,22 @@ func TestAnEmailRecordEndsWithTheUserWhoseRowHoldsItsAddressWhenTheOldUserLags(t
 // link whose answer was cut, while its row had no owner, which the sink
 // had set before).
 func TestAChangeBackAfterARequestWhoseAnswerWasLostIsSent(t *testing.T) {
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.start(crm)
 	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "A", "pro", 1)})
 	st.eventually("A's first tags", st.hasTags("A", map[string]string{"plan": "pro", "score": "1"}))
 	// The next request is applied, and its answer cut.
-	if err := st.emu.SetFaults(onesignaltest.Faults{Drop: 1}); err != nil {
+	if err := st.emu.SetFaults(emulator.Faults{Drop: 1}); err != nil {
 		t.Fatal(err)
 	}
 	st.produce(change{topic: contactsTopic, op: event.OpUpdate, key: contactKey(1), after: contact(1, "A", "team", 2)})
-	st.eventually("the update applied, its answer lost", func(s onesignaltest.State) error {
+	st.eventually("the update applied, its answer lost", func(s emulator.State) error {
 		if st.emu.Stats().Faults.Drops == 0 {
 			return fmt.Errorf("no answer cut yet")
 		}
 		return st.hasTags("A", map[string]string{"plan": "team", "score": "2"})(s)
 	})
-	if err := st.emu.SetFaults(onesignaltest.Faults{}); err != nil {
+	if err := st.emu.SetFaults(emulator.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	// The row goes back to what OneSignal last accepted from the sink,
@@ -492,7 +492,7 @@ func TestARecordAnotherUserWroteAfterItsOwnerGoesBackToTheOwner(t *testing.T) {
 	forEachModel(t, func(t *testing.T, st *stack) {
 		const address = "a@example.com"
 		var byA atomic.Int64
-		st.emu.OnArrival(func(a onesignaltest.Arrival) {
+		st.emu.OnArrival(func(a emulator.Arrival) {
 			if a.Status/100 == 2 && bytes.Contains(a.Body, []byte(address)) &&
 				(strings.Contains(a.Path, "/external_id/A/") || bytes.Contains(a.Body, []byte(`"external_id":"A"`)) || bytes.Contains(a.Body, []byte(`"external_user_id":"A"`))) {
 				byA.Add(1)
@@ -521,8 +521,8 @@ func TestARecordAnotherUserWroteAfterItsOwnerGoesBackToTheOwner(t *testing.T) {
 }
 
 // recordOwnedBy holds when the email record of address belongs to want.
-func recordOwnedBy(address, want string) func(onesignaltest.State) error {
-	return func(s onesignaltest.State) error {
+func recordOwnedBy(address, want string) func(emulator.State) error {
+	return func(s emulator.State) error {
 		for _, sub := range s.Subscriptions {
 			if sub.Type == "Email" && sub.Token == address {
 				if got := s.ExternalIDOf(sub.ID); got != want {

@@ -15,10 +15,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -57,7 +57,7 @@ func (st *stack) eventOf(id int) record {
 
 func TestAnEventTheSinkCannotReadOrMapIsDeadLetteredWithItsReasonAndTheSinkMovesOn(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	r := st.start(crm)
 	notJSON, _ := row(contactKey(1)).MarshalJSON()
 	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(0), after: contact(0, "u0", "free", 0)})
@@ -90,7 +90,7 @@ func TestAnEventTheSinkCannotReadOrMapIsDeadLetteredWithItsReasonAndTheSinkMoves
 
 func TestARowThatLacksAMappedColumnIsDeadLetteredWithTheReasonAndCounted(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	r := st.start(crm)
 	misnamed := contact(1, "u1", nil, 1)
 	delete(misnamed, "Plan")
@@ -138,7 +138,7 @@ func refusing(refuse func(c call) bool) func(context.Context, call, func() error
 
 func TestOneSignalsRefusalDeadLettersTheMessageWithItsStatusAndItsEventsPlace(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	var mu sync.Mutex
 	var told []sink.DeadLetter
 	rec := newRecorder(nil, refusing(func(call) bool { return true }))
@@ -182,7 +182,7 @@ func TestOneSignalsRefusalDeadLettersTheMessageWithItsStatusAndItsEventsPlace(t 
 
 func TestEveryMessageOfARequestOneSignalRefusedIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	clock := sink.NewFakeClock()
 	rec := newRecorder(clock, refusing(func(c call) bool { return c.id == "u0" && c.tags["plan"] != "ok" }))
 	r := st.startWith(crm, options{clock: clock, api: rec.wrap})
@@ -229,7 +229,7 @@ func TestEveryMessageOfARequestOneSignalRefusedIsDeadLettered(t *testing.T) {
 
 func TestAMessageTooLargeForTheDeadLetterTopicIsDeadLetteredWithoutItsValue(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	resp, err := st.cluster.Client(10*time.Second).CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: "crm.small-dlq", NumPartitions: 1, ReplicationFactor: -1,
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "2000"}},
@@ -268,7 +268,7 @@ func TestAMessageTooLargeForTheDeadLetterTopicIsDeadLetteredWithoutItsValue(t *t
 
 func TestADesiredStateOverTheTagLimitIsDeadLetteredWithTheReason(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.startWith(crm, options{config: func(c *sink.Config) { c.TagLimit = 1 }})
 	st.produce(
 		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "u1", "pro", 3)},
@@ -290,7 +290,7 @@ func TestADesiredStateOverTheTagLimitIsDeadLetteredWithTheReason(t *testing.T) {
 
 func TestOneSignalsTagCapRefusalIsDeadLetteredWithoutRetrying(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{TagLimit: 1})
+	st := newStack(t, sink.ModelUser, emulator.Config{TagLimit: 1})
 	r := st.start(crm)
 	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "u1", "pro", 3)})
 	dead := st.deadLetters(1)
@@ -326,7 +326,7 @@ func (st *stack) redeliver(dead ...kafkatest.Record) {
 
 func TestARedeliveredDeadLetterIsAppliedThoughItsPositionWasSeenButAStaleOneIsNot(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	var refuse atomic.Bool
 	refuse.Store(true)
 	rec := newRecorder(nil, refusing(func(c call) bool {
@@ -359,7 +359,7 @@ func TestARedeliveredDeadLetterIsAppliedThoughItsPositionWasSeenButAStaleOneIsNo
 
 func TestAnEventRedeliveredAtItsRowsPositionIsAppliedAgainWhereAReplayIsSkipped(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	r := st.start(crm)
 	first := change{topic: contactsTopic, op: event.OpCreate, key: contactKey(0), after: contact(0, "u0", "pro", 0), commit: 500}
 	st.produce(first)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -90,9 +90,9 @@ func converted(t *testing.T, v json.RawMessage, schemas bool) []byte {
 // syncDebezium writes each topic's fixture, one partition a topic, runs a
 // sink with m over them until every message is committed, and returns the
 // emulator's state. It fails the test if anything was dead-lettered.
-func syncDebezium(t *testing.T, m *transform.Mapping, devices []string, topics map[string][]kafka.Message) onesignaltest.State {
+func syncDebezium(t *testing.T, m *transform.Mapping, devices []string, topics map[string][]kafka.Message) emulator.State {
 	t.Helper()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.addDevices(devices...)
 	for topic := range topics {
 		st.eventTopics(1, topic)
@@ -112,7 +112,7 @@ func syncDebezium(t *testing.T, m *transform.Mapping, devices []string, topics m
 
 // tagsOf returns the tags of the user with external id ext; nil when
 // there is no such user.
-func tagsOf(s onesignaltest.State, ext string) map[string]string {
+func tagsOf(s emulator.State, ext string) map[string]string {
 	u, ok := s.UserByExternalID(ext)
 	if !ok {
 		return nil

@@ -13,9 +13,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -33,7 +33,7 @@ func users(n int, plan string) []change {
 
 func TestTheSinkAppliesEveryEventAndCommitsEveryMessage(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.start(crm)
 	st.produce(users(100, "free")...)
 	// A later change of a row wins.
@@ -74,7 +74,7 @@ func (st *stack) notCommittedPast(rec record, why string) {
 
 func TestNothingIsCommittedPastAMessageWhoseRequestIsInFlight(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	release := make(chan struct{})
 	rec := newRecorder(nil, heldUp("u10", release))
 	st.startWith(crm, options{api: rec.wrap})
@@ -94,7 +94,7 @@ func TestNothingIsCommittedPastAMessageWhoseRequestIsInFlight(t *testing.T) {
 
 func TestTransientErrorsAreRetriedUntilTheyPass(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	clock := sink.NewFakeClock()
 	clock.Run(t, 20*time.Millisecond, time.Millisecond)
 	var mu sync.Mutex
@@ -127,7 +127,7 @@ func TestTransientErrorsAreRetriedUntilTheyPass(t *testing.T) {
 
 func TestNothingIsCommittedPastAMessageWhoseRequestIsRetrying(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	clock := sink.NewFakeClock()
 	clock.Run(t, 20*time.Millisecond, time.Millisecond)
 	var released atomic.Bool
@@ -217,9 +217,9 @@ func TestWrongCredentialsStopTheSinkNamingTheFixWithNothingCommitted(t *testing.
 
 func TestARedirectStopsTheSinkNamingTheBaseURLInsteadOfFollowingIt(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	// What base_url: http://… gets from a server that wants https.
-	if err := st.emu.SetAnswers(onesignaltest.Answer{Status: 301, Header: map[string]string{"Location": "https://api.example/"}}); err != nil {
+	if err := st.emu.SetAnswers(emulator.Answer{Status: 301, Header: map[string]string{"Location": "https://api.example/"}}); err != nil {
 		t.Fatal(err)
 	}
 	r := st.start(crm)
@@ -236,7 +236,7 @@ func TestARedirectStopsTheSinkNamingTheBaseURLInsteadOfFollowingIt(t *testing.T)
 
 func TestWithoutADeadLetterTopicTheSinkStopsAtAMessageItCannotReadAndCommitsNothingPastIt(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	r := st.startWith(crm, options{config: func(c *sink.Config) { c.DeadLetters = nil }})
 	st.produce(users(1, "free")...)
 	st.produceMessages(kafka.Message{Topic: contactsTopic, Key: []byte(`{"Contact ID":1}`), Value: []byte(`{"not":"an envelope"}`)})
@@ -258,7 +258,7 @@ func TestWithoutADeadLetterTopicTheSinkStopsAtAMessageItCannotReadAndCommitsNoth
 
 func TestTheSinkStopsCleanlyWhenTheDaemonStopsItForAnotherComponentsFailure(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	r := st.start(crm)
 	st.produce(users(1, "free")...)
 	waitFor(t, "the event fetched", func() error {
@@ -274,7 +274,7 @@ func TestTheSinkStopsCleanlyWhenTheDaemonStopsItForAnotherComponentsFailure(t *t
 
 func TestWrongCredentialsForACoalescedRequestStopTheSinkAtItsFirstMessage(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	clock := sink.NewFakeClock()
 	rec := newRecorder(clock, func(_ context.Context, c call, next func() error) error {
 		if c.id == "u0" && c.tags["plan"] != "ok" {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // failingFetches is the sink's Kafka, but the first fetches from topic
@@ -55,7 +55,7 @@ func TestTheSinkRidesOutARetriableFetchErrorAndStopsOnAnother(t *testing.T) {
 	} {
 		t.Run(tc.sentence, func(t *testing.T) {
 			t.Parallel()
-			st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+			st := newStack(t, sink.ModelUser, emulator.Config{})
 			r := st.startWith(crm, options{config: func(c *sink.Config) {
 				c.Kafka = &failingFetches{Kafka: c.Kafka, topic: contactsTopic, err: tc.err}
 			}})

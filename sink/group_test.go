@@ -12,9 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // requests counts the emulator's requests, by route.
@@ -30,7 +30,7 @@ func (st *stack) requests() (total int, byRoute map[string]int) {
 }
 
 func TestANewUserCostsOneRequestInTheUserModel(t *testing.T) {
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}})
+	st := newStack(t, sink.ModelUser, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}})
 	st.start(crm)
 	const users = 200
 	var cs []change
@@ -38,7 +38,7 @@ func TestANewUserCostsOneRequestInTheUserModel(t *testing.T) {
 		cs = append(cs, change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(i), after: contact(i, fmt.Sprintf("new %d", i), "pro", i)})
 	}
 	st.produce(cs...)
-	st.eventually("every user", func(s onesignaltest.State) error {
+	st.eventually("every user", func(s emulator.State) error {
 		if len(s.Users) < users {
 			return fmt.Errorf("%d users of %d", len(s.Users), users)
 		}
@@ -62,7 +62,7 @@ func TestANewUserWithAnEmailCostsTwoRequestsAndNo429(t *testing.T) {
 	for _, model := range models {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
-			st := newStack(t, model, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}})
+			st := newStack(t, model, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}})
 			st.start(crm)
 			const users = 50
 			var cs []change
@@ -72,7 +72,7 @@ func TestANewUserWithAnEmailCostsTwoRequestsAndNo429(t *testing.T) {
 				cs = append(cs, change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(i), after: c})
 			}
 			st.produce(cs...)
-			st.eventually("every user's record", func(s onesignaltest.State) error {
+			st.eventually("every user's record", func(s emulator.State) error {
 				n := 0
 				for _, sub := range s.Subscriptions {
 					if sub.Type == "Email" && s.ExternalIDOf(sub.ID) != "" {
@@ -122,7 +122,7 @@ func TestARestartedSinkRebuildsItsStateFromKafkaAndStillFindsTheRowsTargets(t *t
 			st.hasTags("a/1", map[string]string{}), ownedBy("p-1", ""),
 			st.hasTags("c 3", map[string]string{"plan": "free", "score": "2"}), ownedBy("p-2", "c 3"),
 			deviceTags("p-1", map[string]string{}),
-			func(s onesignaltest.State) error {
+			func(s emulator.State) error {
 				if st.model == sink.ModelPlayer {
 					return nil
 				}
@@ -137,7 +137,7 @@ func TestTwoSinksInOneGroupShareTheWorkAndConverge(t *testing.T) {
 		st.start(crm)
 		const n = 60
 		var cs []change
-		var conds []func(onesignaltest.State) error
+		var conds []func(emulator.State) error
 		for i := range n {
 			ext, dev := fmt.Sprintf("user %d", i), fmt.Sprintf("dev-%d", i)
 			st.addDevices(dev)
@@ -164,13 +164,13 @@ func TestTwoSinksInOneGroupShareTheWorkAndConverge(t *testing.T) {
 }
 
 func TestARowWhoseMappedTagsAreAllNullCreatesItsUser(t *testing.T) {
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.start(crm)
 	st.produce(
 		change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(1), after: contact(1, "no tags yet", nil, nil)},
 		change{topic: contactsTopic, op: event.OpCreate, key: contactKey(2), after: contact(2, "nor here", nil, nil)},
 	)
-	st.eventually("both users", func(s onesignaltest.State) error {
+	st.eventually("both users", func(s emulator.State) error {
 		for _, ext := range []string{"no tags yet", "nor here"} {
 			if _, ok := s.UserByExternalID(ext); !ok {
 				return fmt.Errorf("no user %q", ext)
@@ -196,7 +196,7 @@ func TestARestartedSinkRidesOutARetriableFetchErrorWhileItRestoresItsRowIndex(t 
 	for _, fault := range []*kerr.Error{kerr.KafkaStorageError, kerr.UnknownServerError} {
 		t.Run(fault.Message, func(t *testing.T) {
 			t.Parallel()
-			st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+			st := newStack(t, sink.ModelUser, emulator.Config{})
 			first := st.start(crm)
 			st.produce(change{topic: contactsTopic, op: event.OpSnapshot, key: contactKey(1), after: contact(1, "a/1", "pro", 1)})
 			st.eventually("the user", st.hasTags("a/1", map[string]string{"plan": "pro", "score": "1"}))
@@ -229,7 +229,7 @@ func TestARestartedSinkRidesOutARetriableFetchErrorWhileItRestoresItsRowIndex(t 
 // with an owner another process had given it, its row having the one the
 // first process had set before).
 func TestADeviceAnotherSinkWroteMeanwhileIsWrittenAgainWhenItComesBack(t *testing.T) {
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	// One device per partition of the targets topic, so that the second
 	// sink holds some of them whichever partitions it gets.
 	var devices []string
@@ -242,8 +242,8 @@ func TestADeviceAnotherSinkWroteMeanwhileIsWrittenAgainWhenItComesBack(t *testin
 		}
 	}
 	st.addDevices(devices...)
-	owners := func(ext string) func(onesignaltest.State) error {
-		var conds []func(onesignaltest.State) error
+	owners := func(ext string) func(emulator.State) error {
+		var conds []func(emulator.State) error
 		for _, dev := range devices {
 			conds = append(conds, ownedBy(dev, ext))
 		}

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/ops"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // groupRate is what members sinks of one group, each configured with the
@@ -32,7 +32,7 @@ type groupRate struct {
 // measures the group's request rate at the emulator.
 func measureGroupRate(t testing.TB, members int, limit float64, appLimit, users int) groupRate {
 	t.Helper()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true, AppPerSecond: appLimit}})
+	st := newStack(t, sink.ModelUser, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true, AppPerSecond: appLimit}})
 	var rs []*running
 	for range members {
 		rs = append(rs, st.startWith(crm, options{rate: limit}))
@@ -141,7 +141,7 @@ func BenchmarkSinkGroupSustainedCallsPerSecond(b *testing.B) {
 // member's partitions of every topic and its share of the rate limit as
 // that member takes it.
 func TestEveryMemberSeesTheGroupsMembersTheirPartitionsAndShares(t *testing.T) {
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	mon, base := opsServer(t, st.url, 0)
 	rs := []*running{st.startWith(crm, options{httpClient: mon.HTTPClient(), runAs: func(s *sink.Sink) runner {
 		mon.Watch(s.Stats, s.ReaderStats)

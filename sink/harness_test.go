@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
@@ -27,7 +28,6 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/kv"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -58,7 +58,7 @@ type stack struct {
 	brokers  []string
 	cluster  broker.Cluster
 	kfake    *kfake.Cluster // to inject faults
-	emu      *onesignaltest.Emulator
+	emu      *emulator.Emulator
 	url      string
 	producer *kafka.Writer
 	topics   sink.Topics
@@ -70,12 +70,12 @@ type stack struct {
 // group is the sink's consumer group.
 const group = "crm-sink"
 
-func newStack(t testing.TB, model string, emu onesignaltest.Config) *stack {
+func newStack(t testing.TB, model string, emu emulator.Config) *stack {
 	t.Helper()
 	b := kafkatest.Start(t)
 	st := &stack{t: t, model: model, brokers: b.Brokers(), cluster: broker.Plain(b.Brokers()), kfake: b.Cluster(), topics: sink.TopicsFor("crm")}
 	emu.AppID, emu.APIKey = appID, apiKey
-	st.emu = onesignaltest.New(emu)
+	st.emu = emulator.New(emu)
 	srv := httptest.NewServer(st.emu.Handler())
 	t.Cleanup(srv.Close)
 	st.url = srv.URL
@@ -348,7 +348,7 @@ func deviceKey(contactID int, dev string) map[string]any {
 
 // eventually waits until cond holds of the emulator's state, failing with
 // what it last saw.
-func (st *stack) eventually(what string, cond func(onesignaltest.State) error) {
+func (st *stack) eventually(what string, cond func(emulator.State) error) {
 	st.t.Helper()
 	waitFor(st.t, what, func() error { return cond(st.emu.State()) })
 }
@@ -451,8 +451,8 @@ func (st *stack) waitDrained() {
 // hasTags checks that the user with external id ext has exactly tags: in
 // the user model the user's; in the player model, where tags live on
 // devices, every device that carries ext (none is fine).
-func (st *stack) hasTags(ext string, tags map[string]string) func(onesignaltest.State) error {
-	return func(s onesignaltest.State) error {
+func (st *stack) hasTags(ext string, tags map[string]string) func(emulator.State) error {
+	return func(s emulator.State) error {
 		if st.model == sink.ModelPlayer {
 			for _, sub := range s.Subscriptions {
 				if s.ExternalIDOf(sub.ID) != ext {
@@ -481,8 +481,8 @@ func (st *stack) hasTags(ext string, tags map[string]string) func(onesignaltest.
 
 // deviceTags checks the tags a device shows (player model: its own; user
 // model: its user's).
-func deviceTags(dev string, tags map[string]string) func(onesignaltest.State) error {
-	return func(s onesignaltest.State) error {
+func deviceTags(dev string, tags map[string]string) func(emulator.State) error {
+	return func(s emulator.State) error {
 		p, ok := s.Player(dev)
 		if !ok {
 			return fmt.Errorf("no device %q", dev)
@@ -496,8 +496,8 @@ func deviceTags(dev string, tags map[string]string) func(onesignaltest.State) er
 
 // ownedBy checks that the device belongs to the user with external id
 // ext ("" for none).
-func ownedBy(dev, ext string) func(onesignaltest.State) error {
-	return func(s onesignaltest.State) error {
+func ownedBy(dev, ext string) func(emulator.State) error {
+	return func(s emulator.State) error {
 		if got := s.ExternalIDOf(dev); got != ext {
 			return fmt.Errorf("device %q belongs to %q, want %q", dev, got, ext)
 		}
@@ -505,8 +505,8 @@ func ownedBy(dev, ext string) func(onesignaltest.State) error {
 	}
 }
 
-func all(conds ...func(onesignaltest.State) error) func(onesignaltest.State) error {
-	return func(s onesignaltest.State) error {
+func all(conds ...func(emulator.State) error) func(emulator.State) error {
+	return func(s emulator.State) error {
 		for _, c := range conds {
 			if err := c(s); err != nil {
 				return err

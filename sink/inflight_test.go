@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // max_in_flight bounds what the sink holds; it must never stop it. Each
@@ -17,7 +17,7 @@ const stalled = 8 * time.Second
 
 func TestTheSinkKeepsFetchingWhenItHasMorePartitionsThanMaxInFlight(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	// Twelve partitions (contacts, devices, targets), four of them ever
 	// busy at once; the devices partitions stay empty.
 	r := st.startWith(crm, options{config: func(c *sink.Config) { c.MaxInFlight = 4 }})
@@ -33,12 +33,12 @@ func TestTheSinkKeepsFetchingWhenItHasMorePartitionsThanMaxInFlight(t *testing.T
 
 func TestThePlayerModelLinksMoreDevicesAtOnceThanMaxInFlight(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelPlayer, onesignaltest.Config{})
+	st := newStack(t, sink.ModelPlayer, emulator.Config{})
 	r := st.startWith(crm, options{config: func(c *sink.Config) { c.MaxInFlight = 40 }})
 	// A snapshot of the devices table: each device waits for its owner's
 	// tags, which come in records of the targets topic written after it.
 	var cs []change
-	var conds []func(onesignaltest.State) error
+	var conds []func(emulator.State) error
 	for i := range 60 {
 		dev, ext := fmt.Sprintf("d%d", i), fmt.Sprintf("u%d", i)
 		st.addDevices(dev)

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // TestTheConsumerLagCountsWhatIsFetchedButNotCommitted: with OneSignal
@@ -16,7 +16,7 @@ import (
 // (none); once OneSignal is back it falls to 0.
 func TestTheConsumerLagCountsWhatIsFetchedButNotCommitted(t *testing.T) {
 	const users = 50
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{Faults: onesignaltest.Faults{Status: map[int]float64{503: 1}}})
+	st := newStack(t, sink.ModelUser, emulator.Config{Faults: emulator.Faults{Status: map[int]float64{503: 1}}})
 	r := st.start(crm)
 	var cs []change
 	for i := range users {
@@ -43,7 +43,7 @@ func TestTheConsumerLagCountsWhatIsFetchedButNotCommitted(t *testing.T) {
 		}
 		return nil
 	})
-	if err := st.emu.SetFaults(onesignaltest.Faults{}); err != nil {
+	if err := st.emu.SetFaults(emulator.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "no lag once OneSignal is back", func() error {

@@ -13,10 +13,10 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/ops"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // opsServer runs an ops server for the test and returns it with its base
@@ -84,7 +84,7 @@ func unreachableSeconds(t *testing.T, base string) float64 {
 // answers, the report clears and everything is applied.
 func TestASinkThatCannotReachOneSignalKeepsItsPlaceSaysSoAndCatchesUp(t *testing.T) {
 	const users = 24
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	mon, base := opsServer(t, st.url, 300*time.Millisecond)
 	st.startWith(crm, options{httpClient: mon.HTTPClient(), runAs: func(s *sink.Sink) runner {
 		mon.Watch(s.Stats, s.ReaderStats)
@@ -108,7 +108,7 @@ func TestASinkThatCannotReachOneSignalKeepsItsPlaceSaysSoAndCatchesUp(t *testing
 		applied[p] = st.end(st.topics.Targets, p)
 	}
 
-	if err := st.emu.SetFaults(onesignaltest.Faults{Reset: 1}); err != nil {
+	if err := st.emu.SetFaults(emulator.Faults{Reset: 1}); err != nil {
 		t.Fatal(err)
 	}
 	update("pro")
@@ -161,7 +161,7 @@ func TestASinkThatCannotReachOneSignalKeepsItsPlaceSaysSoAndCatchesUp(t *testing
 		}
 	}
 
-	if err := st.emu.SetFaults(onesignaltest.Faults{}); err != nil {
+	if err := st.emu.SetFaults(emulator.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	st.waitDrained()

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // OneSignal's limits: one write a second per user or device, an app-wide
@@ -32,7 +32,7 @@ func allWaiting(s *sink.Sink, want int64) error {
 
 func TestABusyUsersChangesWithinASecondBecomeOneRequest(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	clock := sink.NewFakeClock()
 	rec := newRecorder(clock, nil)
 	r := st.startWith(crm, options{clock: clock, api: rec.wrap})
@@ -76,7 +76,7 @@ func TestABusyUsersChangesWithinASecondBecomeOneRequest(t *testing.T) {
 
 func TestAUsersFirstChangeInAQuietSecondGoesOutAtOnceAndTheNextWaitsForItsWindow(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	clock := sink.NewFakeClock()
 	rec := newRecorder(clock, nil)
 	r := st.startWith(crm, options{clock: clock, api: rec.wrap})
@@ -128,7 +128,7 @@ func TestATargetIsSentToAtMostOnceASecondAndNeverTwiceAtOnce(t *testing.T) {
 	clock.Run(t, 20*time.Millisecond, time.Millisecond)
 	// The emulator enforces OneSignal's limits on the sink's clock: any
 	// write to a user or device within a second of the last is a 429.
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{Clock: clock.Now, RateLimits: onesignaltest.RateLimits{Enabled: true}})
+	st := newStack(t, sink.ModelUser, emulator.Config{Clock: clock.Now, RateLimits: emulator.RateLimits{Enabled: true}})
 	const users, devices, rounds, batches = 10, 5, 5, 4
 	for d := range devices {
 		st.addDevices(fmt.Sprintf("d%d", d))
@@ -187,10 +187,10 @@ func TestATargetIsSentToAtMostOnceASecondAndNeverTwiceAtOnce(t *testing.T) {
 
 func TestTheAppWideRateLimitHoldsForEveryHTTPRequest(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	var mu sync.Mutex
 	var arrivals []time.Time
-	st.emu.OnArrival(func(a onesignaltest.Arrival) {
+	st.emu.OnArrival(func(a emulator.Arrival) {
 		mu.Lock()
 		defer mu.Unlock()
 		arrivals = append(arrivals, a.At)
@@ -233,8 +233,8 @@ func TestTheAppWideRateLimitHoldsForEveryHTTPRequest(t *testing.T) {
 func TestA429SlowsTheAppDownAndItsRetryAfterIsHonoured(t *testing.T) {
 	t.Parallel()
 	clock := sink.NewFakeClock()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
-	if err := st.emu.SetAnswers(onesignaltest.Answer{Status: 429, Times: 3, Header: map[string]string{"Retry-After": "30"},
+	st := newStack(t, sink.ModelUser, emulator.Config{})
+	if err := st.emu.SetAnswers(emulator.Answer{Status: 429, Times: 3, Header: map[string]string{"Retry-After": "30"},
 		Body: `{"errors":["API rate limit exceeded"]}`}); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestA429SlowsTheAppDownAndItsRetryAfterIsHonoured(t *testing.T) {
 
 func TestARetryWaitingForRetryAfterLeavesTheWorkerToOtherUsers(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	clock := sink.NewFakeClock()
 	var refused atomic.Bool
 	rec := newRecorder(clock, func(_ context.Context, c call, next func() error) error {
@@ -319,7 +319,7 @@ func TestARetryWaitingForRetryAfterLeavesTheWorkerToOtherUsers(t *testing.T) {
 
 func TestAtMostMaxInFlightMessagesAreFetchedAndNotDone(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	release := make(chan struct{})
 	var inFlight, most atomic.Int64
 	rec := newRecorder(nil, func(ctx context.Context, _ call, next func() error) error {

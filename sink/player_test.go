@@ -3,8 +3,8 @@ package sink_test
 import (
 	"testing"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // In the player model tags live on devices: a user's tags wait in its
@@ -14,7 +14,7 @@ func TestTagsWrittenBeforeTheUsersFirstDeviceReachItsLinkAfterARestart(t *testin
 	for _, model := range models {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
-			st := newStack(t, model, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}})
+			st := newStack(t, model, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}})
 			st.addDevices("dev-1")
 			// The user's tags arrive while no device is the user's.
 			first := st.start(crm)

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // answers records the statuses OneSignal gave the player model's writes
@@ -25,7 +25,7 @@ func (st *stack) recordAnswers() *answers {
 	as := &answers{statuses: map[string][]int{}}
 	prefixes := map[string]string{"tags": "/apps/" + appID + "/users/", "link": "/players/"}
 	kinds := map[string]string{"PUT /apps/{app_id}/users/{external_user_id}": "tags", "PUT /players/{player_id}": "link"}
-	st.emu.OnArrival(func(a onesignaltest.Arrival) {
+	st.emu.OnArrival(func(a emulator.Arrival) {
 		kind := kinds[a.Route]
 		id, err := url.PathUnescape(strings.TrimPrefix(a.Path, prefixes[kind]))
 		if kind == "" || err != nil {
@@ -66,7 +66,7 @@ func (as *answers) waitFor(t *testing.T, what string, status, n int) {
 // the device row is in, its owner knows of it, OneSignal does not yet.
 func (st *stack) holdLinks(dev string) {
 	st.t.Helper()
-	if err := st.emu.SetAnswers(onesignaltest.Answer{Method: http.MethodPut, Path: "/players/" + url.PathEscape(dev), Status: http.StatusServiceUnavailable,
+	if err := st.emu.SetAnswers(emulator.Answer{Method: http.MethodPut, Path: "/players/" + url.PathEscape(dev), Status: http.StatusServiceUnavailable,
 		Body: `{"errors":["Service temporarily unavailable"]}`}); err != nil {
 		st.t.Fatal(err)
 	}
@@ -87,11 +87,11 @@ func (st *stack) releaseLinks() {
 func TestPlayerModelTagsWrittenBeforeTheFirstDeviceReachItWithTheLink(t *testing.T) {
 	behaviours := []struct {
 		name   string
-		cfg    onesignaltest.Config
+		cfg    emulator.Config
 		status int // the answer to tags for an id no device carries
 	}{
-		{"OneSignal answering 404 No players found", onesignaltest.Config{}, http.StatusNotFound},
-		{"OneSignal answering 200 with nothing done", onesignaltest.Config{NoPlayersAnswersOK: true}, http.StatusOK},
+		{"OneSignal answering 404 No players found", emulator.Config{}, http.StatusNotFound},
+		{"OneSignal answering 200 with nothing done", emulator.Config{NoPlayersAnswersOK: true}, http.StatusOK},
 	}
 	const ext, dev = "early/bird 1", "p-early"
 	want := map[string]string{"plan": "pro", "score": "3"}
@@ -191,7 +191,7 @@ func TestPlayerModelTagsWrittenBeforeTheFirstDeviceReachItWithTheLink(t *testing
 // never caught up.
 func TestADeviceMovedTwiceByKeyChangesEndsWithItsNewOwnerWhateverOrderTheHalvesCome(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelPlayer, onesignaltest.Config{})
+	st := newStack(t, sink.ModelPlayer, emulator.Config{})
 	st.addDevices("p-1")
 	st.start(crm)
 	st.produce(

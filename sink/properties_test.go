@@ -9,9 +9,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -46,8 +46,8 @@ func nullable(s string) any {
 
 // hasProperties checks the user's properties (user model: its own, and
 // its aliases; player model: those of its device dev).
-func (st *stack) hasProperties(ext, dev string, props, aliases map[string]string) func(onesignaltest.State) error {
-	return func(s onesignaltest.State) error {
+func (st *stack) hasProperties(ext, dev string, props, aliases map[string]string) func(emulator.State) error {
+	return func(s emulator.State) error {
 		got := map[string]string{}
 		put := func(k, v string) {
 			if v != "" {
@@ -134,7 +134,7 @@ func TestABadPropertyIsDeadLetteredAndTheRestGoesOut(t *testing.T) {
 }
 
 func TestADeletedUserRowWithOnDeleteDeleteUserDeletesTheUser(t *testing.T) {
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.addDevices("del-1")
 	u := *crm.Users
 	u.OnDelete = transform.OnDeleteDeleteUser
@@ -149,7 +149,7 @@ func TestADeletedUserRowWithOnDeleteDeleteUserDeletesTheUser(t *testing.T) {
 	st.produce(change{topic: contactsTopic, op: event.OpDelete, key: contactKey(4), commit: 7000, headers: newKey(contactKey(5))})
 	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(5), after: contact(5, "keep me", "free", 2), commit: 7000})
 	st.produce(change{topic: contactsTopic, op: event.OpDelete, key: contactKey(3)})
-	st.eventually("the erased user gone with its device", func(s onesignaltest.State) error {
+	st.eventually("the erased user gone with its device", func(s emulator.State) error {
 		if u, ok := s.UserByExternalID("erase me"); ok {
 			return fmt.Errorf("user %q is still there: %+v", "erase me", u)
 		}
@@ -166,14 +166,14 @@ func TestADeletedUserRowWithOnDeleteDeleteUserDeletesTheUser(t *testing.T) {
 }
 
 func TestAUserInsertedAgainAfterItsDeleteIsCreatedOnceOneSignalHasDeletedIt(t *testing.T) {
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{DeleteDelay: 4 * time.Second})
+	st := newStack(t, sink.ModelUser, emulator.Config{DeleteDelay: 4 * time.Second})
 	u := *crm.Users
 	u.OnDelete = transform.OnDeleteDeleteUser
 	st.start(&transform.Mapping{Users: &u, Devices: crm.Devices})
 	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(6), after: contact(6, "again", "pro", 1)})
 	st.eventually("the user", st.hasTags("again", map[string]string{"plan": "pro", "score": "1"}))
 	st.produce(change{topic: contactsTopic, op: event.OpDelete, key: contactKey(6)})
-	st.eventually("the user being deleted", func(s onesignaltest.State) error {
+	st.eventually("the user being deleted", func(s emulator.State) error {
 		if u, ok := s.UserByExternalID("again"); ok && !u.Deleting {
 			return fmt.Errorf("user %q is not being deleted", "again")
 		}

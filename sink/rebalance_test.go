@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 func TestATargetWhosePartitionWentToAnotherSinkAndCameBackIsSentItsStateAgain(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	const n = 8
 	plans := func(plan func(u int) string) []change {
 		var cs []change

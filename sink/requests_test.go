@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -18,7 +18,7 @@ import (
 
 func TestMoreThanAHundredTagsGoOutInRequestsOfAHundredAndTheMessageWaitsForTheLast(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	wide := &transform.Mapping{Users: &transform.UsersMapping{Table: "crm.Contacts", ExternalID: "External Id", Tags: map[string]string{}}}
 	after := map[string]any{"Contact ID": 1, "External Id": "wide"}
 	want := map[string]string{}
@@ -70,7 +70,7 @@ func TestMoreThanAHundredTagsGoOutInRequestsOfAHundredAndTheMessageWaitsForTheLa
 // address sends only the tags.
 func TestANewUsersRecordFollowsItsCreateInAWindowOfItsOwnAndOnlyOnce(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	clock := sink.NewFakeClock()
 	rec := newRecorder(clock, nil)
 	r := st.startWith(crm, options{clock: clock, api: rec.wrap})
@@ -112,7 +112,7 @@ func TestANewUsersRecordFollowsItsCreateInAWindowOfItsOwnAndOnlyOnce(t *testing.
 	if !cs[0].create || cs[1].identifier != "a@example.com" || cs[1].start.Sub(cs[0].end) < time.Second {
 		t.Errorf("create %v, record %q %s after it; want the create, then the address a window later", cs[0].create, cs[1].identifier, cs[1].start.Sub(cs[0].end))
 	}
-	st.eventually("u1 with its email record", func(s onesignaltest.State) error {
+	st.eventually("u1 with its email record", func(s emulator.State) error {
 		for _, sub := range s.Subscriptions {
 			if sub.Type == "Email" && sub.Token == "a@example.com" {
 				if ext := s.ExternalIDOf(sub.ID); ext != "u1" {
@@ -127,7 +127,7 @@ func TestANewUsersRecordFollowsItsCreateInAWindowOfItsOwnAndOnlyOnce(t *testing.
 
 func TestARequestThatWouldChangeNothingIsNotSent(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.addDevices("d0")
 	clock := sink.NewFakeClock()
 	clock.Run(t, 20*time.Millisecond, time.Millisecond)
@@ -171,7 +171,7 @@ func TestARequestThatWouldChangeNothingIsNotSent(t *testing.T) {
 
 func TestReplayedAndStaleEventsAreSkipped(t *testing.T) {
 	t.Parallel()
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
+	st := newStack(t, sink.ModelUser, emulator.Config{})
 	r := st.start(crm)
 	u0 := func(op event.Op, plan string, commit, lsn int64) change {
 		return change{topic: contactsTopic, op: op, key: contactKey(0), after: contact(0, "u0", plan, 0), commit: commit, lsn: lsn}

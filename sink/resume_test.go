@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // accepted counts the emulator's 2xx answers.
@@ -31,8 +31,8 @@ func (st *stack) accepted() int {
 // each backoff runs out.
 func TestTheQueuedRetriesResumeAtTheRateLimitOnceAnOutageEnds(t *testing.T) {
 	const users, limit = 600, 200.0
-	st := newStack(t, sink.ModelUser, onesignaltest.Config{})
-	if err := st.emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{503: 1}}); err != nil {
+	st := newStack(t, sink.ModelUser, emulator.Config{})
+	if err := st.emu.SetFaults(emulator.Faults{Status: map[int]float64{503: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	r := st.startWith(crm, options{rate: limit, config: func(c *sink.Config) {
@@ -53,7 +53,7 @@ func TestTheQueuedRetriesResumeAtTheRateLimitOnceAnOutageEnds(t *testing.T) {
 		}
 		return nil
 	})
-	if err := st.emu.SetFaults(onesignaltest.Faults{}); err != nil {
+	if err := st.emu.SetFaults(emulator.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	back := time.Now()

@@ -3,9 +3,9 @@ package sink_test
 import (
 	"testing"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -169,7 +169,7 @@ func TestADeviceOwnedByForeignKeyFollowsItsContact(t *testing.T) {
 
 // userWith checks that the user with external id ext owns dev and has
 // exactly tags (in the player model, where tags live on devices, dev's).
-func (st *stack) userWith(dev, ext string, tags map[string]string) func(onesignaltest.State) error {
+func (st *stack) userWith(dev, ext string, tags map[string]string) func(emulator.State) error {
 	return all(ownedBy(dev, ext), st.hasTags(ext, tags))
 }
 

@@ -10,17 +10,17 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // emulator serves the OneSignal emulator until ctx ends.
-func emulator(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
+func serveEmulator(ctx context.Context, cmd *command, args []string, stdout io.Writer) error {
 	cfg, listen, err := emulatorFlags(cmd, args, stdout)
 	if err != nil {
 		return err
 	}
-	srv, err := onesignaltest.Start(cfg, listen)
-	if _, ok := errors.AsType[*onesignaltest.ListenError](err); ok {
+	srv, err := emulator.Start(cfg, listen)
+	if _, ok := errors.AsType[*emulator.ListenError](err); ok {
 		return usageError{fmt.Errorf("%w: choose another address with --listen, such as --listen 127.0.0.1:0 for any free port", err)}
 	}
 	if err != nil {
@@ -34,7 +34,7 @@ func emulator(ctx context.Context, cmd *command, args []string, stdout io.Writer
 // emulatorFlags reads the emulator's flags: its configuration and the
 // address to serve on. Without flags it serves what
 // docs/examples/quickstart.yaml expects (a test keeps the two in step).
-func emulatorFlags(cmd *command, args []string, stdout io.Writer) (onesignaltest.Config, string, error) {
+func emulatorFlags(cmd *command, args []string, stdout io.Writer) (emulator.Config, string, error) {
 	fs := cmd.flags(stdout)
 	listen := fs.String("listen", "127.0.0.1:8089", "`ADDRESS` to serve on")
 	appID := fs.String("app-id", "00000000-0000-4000-8000-000000000000", "the app `ID` the emulator accepts")
@@ -46,8 +46,8 @@ func emulatorFlags(cmd *command, args []string, stdout io.Writer) (onesignaltest
 	player404 := fs.Bool("unknown-player-404", false, `answer PUT /players/{id} of an unknown id with 404, as the docs say, instead of 400 "No user with this id found"`)
 	legacyKeys := fs.Bool("accept-legacy-keys", false, `accept the key the legacy way, "Authorization: Basic <key>", which OneSignal no longer takes; without it Basic gets 403 "Access denied"`)
 	noPlayers200 := fs.Bool("no-players-200", false, `answer player-model tags for an external id no device carries with 200 {"success":true}, as the API spec does, instead of 404 "No players found"; the tags are dropped either way`)
-	var f onesignaltest.Faults
-	var limits onesignaltest.RateLimits
+	var f emulator.Faults
+	var limits emulator.RateLimits
 	fs.BoolVar(&limits.Enabled, "rate-limits", false, "enforce OneSignal's write limits, answering 429 with Retry-After")
 	fs.IntVar(&limits.AppPerSecond, "rate-app", 0, "`N` writes per second for the app with --rate-limits; 0 for OneSignal's 1000")
 	fs.IntVar(&limits.TargetPerSecond, "rate-target", 0, "`N` writes per second to one user or device with --rate-limits; 0 for OneSignal's 1")
@@ -65,25 +65,25 @@ func emulatorFlags(cmd *command, args []string, stdout io.Writer) (onesignaltest
 	fs.Float64Var(&f.Drop, "fault-drop", 0, "`SHARE` of requests (0 to 1) applied and then reset instead of answered")
 	fs.Int64Var(&f.Seed, "seed", 0, "`SEED` of the fault draws: the same requests meet the same faults")
 	if err := fs.parse(args); err != nil {
-		return onesignaltest.Config{}, "", err
+		return emulator.Config{}, "", err
 	}
 	if !flagGiven(fs.FlagSet, "api-key") {
 		*apiKey = envOr("ONESIGNAL_CDC_ONESIGNAL_API_KEY", *apiKey)
 	}
 	// Checked here to name the flags; Config.Validate names Go's fields.
 	if *tagLimit < 0 {
-		return onesignaltest.Config{}, "", usageError{fmt.Errorf("--tag-limit %d: use 0 for no cap, or the most tags a user may hold", *tagLimit)}
+		return emulator.Config{}, "", usageError{fmt.Errorf("--tag-limit %d: use 0 for no cap, or the most tags a user may hold", *tagLimit)}
 	}
 	if limits.AppPerSecond < 0 || limits.TargetPerSecond < 0 {
-		return onesignaltest.Config{}, "", usageError{errors.New("--rate-app and --rate-target take 0 (OneSignal's limits) or more")}
+		return emulator.Config{}, "", usageError{errors.New("--rate-app and --rate-target take 0 (OneSignal's limits) or more")}
 	}
 	if limits.ViewPerSecond < 0 {
-		return onesignaltest.Config{}, "", usageError{errors.New("--rate-view takes 0 (OneSignal's limit) or more")}
+		return emulator.Config{}, "", usageError{errors.New("--rate-view takes 0 (OneSignal's limit) or more")}
 	}
 	if *exportDelay < 0 {
-		return onesignaltest.Config{}, "", usageError{fmt.Errorf("--export-delay %s: use 0 for OneSignal's pace, or a positive duration", *exportDelay)}
+		return emulator.Config{}, "", usageError{fmt.Errorf("--export-delay %s: use 0 for OneSignal's pace, or a positive duration", *exportDelay)}
 	}
-	return onesignaltest.Config{
+	return emulator.Config{
 		AppID: *appID, APIKey: *apiKey, AcceptLegacyKeys: *legacyKeys, TagLimit: *tagLimit,
 		UnknownPlayer404: *player404, NoPlayersAnswersOK: *noPlayers200, IdentityVerification: *verify,
 		RateLimits: limits, ExportDelay: *exportDelay, Faults: f,

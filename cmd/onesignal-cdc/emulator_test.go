@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 func TestTheEmulatorOnATakenAddressSaysItIsInUseAndHowToChooseAnother(t *testing.T) {
@@ -21,12 +23,12 @@ func TestTheEmulatorOnATakenAddressSaysItIsInUseAndHowToChooseAnother(t *testing
 	}
 	defer ln.Close()
 	var out bytes.Buffer
-	err = emulator(t.Context(), emulatorCommand(t), []string{"--listen", ln.Addr().String()}, &out)
+	err = serveEmulator(t.Context(), emulatorCommand(t), []string{"--listen", ln.Addr().String()}, &out)
 	want := "the emulator cannot listen on " + ln.Addr().String() + ": the address is in use"
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "choose another address with --listen") {
 		t.Fatalf("emulator on a taken address: %v, want %q and how to choose another", err, want)
 	}
-	if strings.Contains(err.Error(), "onesignaltest") || strings.Contains(err.Error(), "bind:") {
+	if strings.Contains(err.Error(), "emulator: ") || strings.Contains(err.Error(), "bind:") {
 		t.Errorf("the error shows Go internals: %v", err)
 	}
 	if !errors.Is(err, syscall.EADDRINUSE) {
@@ -45,7 +47,7 @@ func TestTheEmulatorNamesTheFlagOfAValueOutOfRange(t *testing.T) {
 		{[]string{"--rate-view", "-1"}, "--rate-view takes 0"},
 		{[]string{"--export-delay", "-1s"}, "--export-delay -1s: use 0"},
 	} {
-		err := emulator(t.Context(), emulatorCommand(t), append(tc.args, "--listen", "127.0.0.1:0"), &bytes.Buffer{})
+		err := serveEmulator(t.Context(), emulatorCommand(t), append(tc.args, "--listen", "127.0.0.1:0"), &bytes.Buffer{})
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("emulator %v: %v, want %q", tc.args, err, tc.want)
 		}
@@ -55,18 +57,18 @@ func TestTheEmulatorNamesTheFlagOfAValueOutOfRange(t *testing.T) {
 func TestTheEmulatorsFlagsSetItsBehaviours(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
-		want func(onesignaltest.Config) bool
+		want func(emulator.Config) bool
 		what string
 	}{
-		{nil, func(c onesignaltest.Config) bool {
+		{nil, func(c emulator.Config) bool {
 			return !c.AcceptLegacyKeys && !c.NoPlayersAnswersOK && !c.UnknownPlayer404
 		},
 			"by default Basic refused, 404 for tags no device carries, 400 for an unknown player"},
-		{[]string{"--accept-legacy-keys"}, func(c onesignaltest.Config) bool { return c.AcceptLegacyKeys }, "legacy keys accepted"},
-		{[]string{"--no-players-200"}, func(c onesignaltest.Config) bool { return c.NoPlayersAnswersOK }, "200 for tags no device carries"},
-		{[]string{"--unknown-player-404"}, func(c onesignaltest.Config) bool { return c.UnknownPlayer404 }, "404 for an unknown player"},
-		{[]string{"--export-delay", "50ms"}, func(c onesignaltest.Config) bool { return c.ExportDelay == 50*time.Millisecond }, "exports ready after 50ms"},
-		{[]string{"--rate-limits", "--rate-view", "5"}, func(c onesignaltest.Config) bool { return c.RateLimits.ViewPerSecond == 5 }, "5 views a second"},
+		{[]string{"--accept-legacy-keys"}, func(c emulator.Config) bool { return c.AcceptLegacyKeys }, "legacy keys accepted"},
+		{[]string{"--no-players-200"}, func(c emulator.Config) bool { return c.NoPlayersAnswersOK }, "200 for tags no device carries"},
+		{[]string{"--unknown-player-404"}, func(c emulator.Config) bool { return c.UnknownPlayer404 }, "404 for an unknown player"},
+		{[]string{"--export-delay", "50ms"}, func(c emulator.Config) bool { return c.ExportDelay == 50*time.Millisecond }, "exports ready after 50ms"},
+		{[]string{"--rate-limits", "--rate-view", "5"}, func(c emulator.Config) bool { return c.RateLimits.ViewPerSecond == 5 }, "5 views a second"},
 	} {
 		cfg, _, err := emulatorFlags(emulatorCommand(t), tc.args, io.Discard)
 		if err != nil {
@@ -89,7 +91,7 @@ func TestTheEmulatorCommandRefusesALegacyKeyUnlessToldToAcceptIt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := onesignaltest.Start(cfg, "")
+		srv, err := emulator.Start(cfg, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,6 +105,28 @@ func TestTheEmulatorCommandRefusesALegacyKeyUnlessToldToAcceptIt(t *testing.T) {
 		srv.Close()
 		if resp.StatusCode != tc.status {
 			t.Errorf("emulator %v: Basic with the right key got %d, want %d", tc.args, resp.StatusCode, tc.status)
+		}
+	}
+}
+
+// docs/emulator.md, the emulator's documentation for users, names every
+// flag the command takes.
+func TestTheEmulatorsDocNamesEveryFlag(t *testing.T) {
+	var help bytes.Buffer
+	if _, _, err := emulatorFlags(emulatorCommand(t), []string{"--help"}, &help); !errors.Is(err, errHelpShown) {
+		t.Fatalf("emulator --help: %v", err)
+	}
+	doc, err := os.ReadFile("../../docs/emulator.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := regexp.MustCompile(`(?m)^\s+(--[a-z0-9-]+)`).FindAllStringSubmatch(help.String(), -1)
+	if len(flags) < 10 {
+		t.Fatalf("found %d flags in the help, want them all:\n%s", len(flags), help.String())
+	}
+	for _, f := range flags {
+		if !strings.Contains(string(doc), "`"+f[1]) {
+			t.Errorf("docs/emulator.md does not mention %s", f[1])
 		}
 	}
 }

@@ -97,7 +97,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "mapping diff":
 		return mappingDiff(ctx, cmd, rest, stdout)
 	case "emulator":
-		return emulator(ctx, cmd, rest, stdout)
+		return serveEmulator(ctx, cmd, rest, stdout)
 	case "version":
 		if err := cmd.flags(stdout).parse(rest); err != nil {
 			return err

@@ -20,10 +20,10 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/kv"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The app ID and key the preview's emulator serves when the configuration
@@ -147,13 +147,13 @@ func runSink(ctx context.Context, cfg *config.Config, rows []connector.Row, devi
 	if key == "" {
 		key = previewKey
 	}
-	emu := onesignaltest.New(onesignaltest.Config{
+	emu := emulator.New(emulator.Config{
 		AppID: appID, APIKey: key,
 		AcceptLegacyKeys:     cfg.OneSignal.LegacyAPIKey,
 		IdentityVerification: cfg.OneSignal.IdentityVerification,
 	})
 	for _, d := range devices {
-		emu.AddSubscription(onesignaltest.Subscription{ID: d})
+		emu.AddSubscription(emulator.Subscription{ID: d})
 	}
 	srv := httptest.NewServer(emu.Handler())
 	defer srv.Close()

@@ -29,10 +29,10 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/netcut"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // opsConfig is a daemon configuration whose ops server takes a free port.
@@ -317,7 +317,7 @@ func TestMetricsAndReadinessFollowKafkaWritesAndRows(t *testing.T) {
 
 func TestReadinessFollowsTheSinksKafka(t *testing.T) {
 	kafka := kafkatest.Start(t)
-	_, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "ops-test-key"})
+	_, apiURL := emulator.NewTestServer(t, emulator.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "ops-test-key"})
 	if err := broker.EnsureTopics(t.Context(), kafka.Brokers(), 2, "cdc.public.users", "cdc.public.devices"); err != nil {
 		t.Fatal(err)
 	}
@@ -341,8 +341,8 @@ func TestStatusPageShowsThePipelineInChromium(t *testing.T) {
 	// in the dead-letter topic.
 	db.Exec(t, `INSERT INTO devices VALUES ('11111111-2222-3333-4444-555555555555', 'ada'), ('99999999-0000-0000-0000-000000000000', 'grace')`)
 	kafka := kafkatest.Start(t)
-	emu, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "ops-test-key"})
-	emu.AddSubscription(onesignaltest.Subscription{ID: "11111111-2222-3333-4444-555555555555"})
+	emu, apiURL := emulator.NewTestServer(t, emulator.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "ops-test-key"})
+	emu.AddSubscription(emulator.Subscription{ID: "11111111-2222-3333-4444-555555555555"})
 	d := startDaemon(t, config.All, opsConfig(t, db.DSN, db.Name, kafka.Brokers(), apiURL))
 	d.waitReady(t, 200, "ok")
 
@@ -451,7 +451,7 @@ func TestAConnectorRefusedByPostgresIsLoggedAsTheConnectorsFailureNotTheSinks(t 
 	}
 	u.User = url.UserPassword("no_such_role", "wrong-password")
 	kafka := kafkatest.Start(t)
-	_, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "ops-test-key"})
+	_, apiURL := emulator.NewTestServer(t, emulator.Config{AppID: "app-1", APIKey: "ops-test-key"})
 	cfg := opsConfig(t, u.String(), db.Name, kafka.Brokers(), apiURL)
 
 	log := &lockedBuffer{}

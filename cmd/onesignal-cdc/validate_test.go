@@ -11,8 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -48,7 +48,7 @@ mapping:
 func TestValidateOnlineNamesEveryProblemWithItsFix(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: validAppID, APIKey: "right"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: validAppID, APIKey: "right"})
 	cases := []struct {
 		name     string
 		table    string // the users table's definition
@@ -93,7 +93,7 @@ func TestValidateOfflineReportsABadFileWithExitCode2(t *testing.T) {
 func TestValidateOnlineNamesEachMisconfiguration(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: validAppID, APIKey: "right"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: validAppID, APIKey: "right"})
 	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text)`)
 	db.Exec(t, `CREATE TABLE users_devices (player_id text PRIMARY KEY, user_external_id text)`)
 	db.Exec(t, `CREATE ROLE `+db.Name+`_norepl LOGIN PASSWORD 'pw'; GRANT SELECT ON users TO `+db.Name+`_norepl`)
@@ -224,7 +224,7 @@ func TestValidateWarnsOfReplicaIdentityOnlyWhereTheRowIndexCannotHelp(t *testing
 	db.Exec(t, `CREATE TABLE keyed (external_id text PRIMARY KEY, plan text)`)
 	db.Exec(t, `CREATE TABLE full_users ("Contact ID" bigint PRIMARY KEY, external_id text, plan text)`)
 	db.Exec(t, `ALTER TABLE full_users REPLICA IDENTITY FULL`)
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: validAppID, APIKey: "right"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: validAppID, APIKey: "right"})
 	const warning = "postgres: warning: with postgres.snapshot: never the sink has not seen the public."
 	for _, tc := range []struct {
 		name, table, snapshot string
@@ -258,7 +258,7 @@ func TestValidateWarnsOfReplicaIdentityOnlyWhereTheRowIndexCannotHelp(t *testing
 func TestValidateReportsAPublicationWhoseColumnListDiffers(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: validAppID, APIKey: "right"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: validAppID, APIKey: "right"})
 	db.Exec(t, `CREATE TABLE users ("Contact ID" bigint PRIMARY KEY, external_id text, plan text, password text)`)
 	role := db.Name + "_cdc"
 	db.Exec(t, `CREATE ROLE `+role+` LOGIN REPLICATION PASSWORD 'pw'`)

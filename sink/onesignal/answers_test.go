@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // Answers that are not what OneSignal sends, as proxies, load balancers and
@@ -173,7 +173,7 @@ func TestUnknownStatusesAreClassifiedByTheirClass(t *testing.T) {
 // that is one of them must be escaped, or it addresses another resource.
 func TestIDsThatAreDotSegmentsReachTheirOwnUserAndDevice(t *testing.T) {
 	t.Parallel()
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
+	emu, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey})
 	c := newClient(t, url, apiKey)
 	for _, id := range []string{".", ".."} {
 		if err := c.SetTags(t.Context(), id, tags("plan", "free"), false); err != nil {
@@ -190,7 +190,7 @@ func TestIDsThatAreDotSegmentsReachTheirOwnUserAndDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	emu.AddSubscription(onesignaltest.Subscription{ID: ".."})
+	emu.AddSubscription(emulator.Subscription{ID: ".."})
 	if err := players.LinkSubscription(t.Context(), "..", "..", nil); err != nil {
 		t.Fatalf("link device ..: %v", err)
 	}

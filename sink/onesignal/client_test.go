@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 const (
@@ -24,9 +24,9 @@ const (
 )
 
 // newEmulated returns a client talking over real HTTP to a fresh emulator.
-func newEmulated(t *testing.T) (*onesignaltest.Emulator, *onesignal.Client) {
+func newEmulated(t *testing.T) (*emulator.Emulator, *onesignal.Client) {
 	t.Helper()
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
+	emu, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey})
 	return emu, newClient(t, url, apiKey)
 }
 
@@ -153,7 +153,7 @@ func TestSetTags(t *testing.T) {
 
 func TestSetTagsAppliesTagsWhenSomeoneElseCreatesTheUserInBetween(t *testing.T) {
 	t.Parallel()
-	emu := onesignaltest.New(onesignaltest.Config{AppID: appID, APIKey: apiKey})
+	emu := emulator.New(emulator.Config{AppID: appID, APIKey: apiKey})
 	var raced atomic.Bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && !raced.Swap(true) {
@@ -204,7 +204,7 @@ func TestLinkSubscription(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			emu, c := newEmulated(t)
-			emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+			emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 			for _, ext := range tt.links {
 				link(t, c, "dev-1", ext)
 			}
@@ -244,9 +244,9 @@ func TestLinkToAMissingUserWritesTheSubscriptionOncePerWindow(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey, Clock: clock, RateLimits: onesignaltest.RateLimits{Enabled: true}})
+	emu, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey, Clock: clock, RateLimits: emulator.RateLimits{Enabled: true}})
 	c := newClient(t, url, apiKey)
-	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 
 	err := c.LinkSubscription(t.Context(), "dev-1", "bob", nil)
 	deferred, ok := errors.AsType[*onesignal.DeferredError](err)
@@ -298,7 +298,7 @@ func TestUnlinkSubscription(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			emu, c := newEmulated(t)
-			emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+			emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 			if tt.link {
 				link(t, c, "dev-1", "alice")
 			}
@@ -343,7 +343,7 @@ func TestUnlinkOfASubscriptionOneSignalDoesNotHaveIsDone(t *testing.T) {
 
 func TestWrongCredentialsAreFatal(t *testing.T) {
 	t.Parallel()
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: "the-right-key"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: "the-right-key"})
 	tests := []struct {
 		name  string
 		appID string
@@ -414,7 +414,7 @@ func TestRequestsCarryTheHeadersAndAnEscapedPath(t *testing.T) {
 
 func TestAWrongBaseURLIsFatal(t *testing.T) {
 	t.Parallel()
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey})
 	c := newClient(t, url+"/api/v1", apiKey) // the legacy base path
 	tests := []struct {
 		name string

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 func TestCheckCredentialsAcceptsTheRightKeyAndNamesAWrongOne(t *testing.T) {
 	t.Parallel()
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "app-1", APIKey: "right"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: "app-1", APIKey: "right"})
 	for _, tc := range []struct {
 		key   string
 		fatal bool
@@ -40,7 +40,7 @@ func TestCheckCredentialsAcceptsTheRightKeyAndNamesAWrongOne(t *testing.T) {
 func TestRefusalSaysWhetherTheKeyOrTheAppWasRefused(t *testing.T) {
 	t.Parallel()
 	const otherApp = "11111111-2222-4333-8444-555555555555"
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: "right"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: "right"})
 	keyRefused := "OneSignal refused the API key for app %s: set onesignal.api_key to that app's REST API key"
 	eitherRefused := "OneSignal refused the API key for app %s, or has no such app (it answers both alike): set onesignal.app_id to your app's ID and onesignal.api_key to an App API key of that same app"
 	noApp := "OneSignal has no app %s (it answered \"app_id not found\"): set onesignal.app_id"
@@ -94,8 +94,8 @@ func TestRefusalSaysWhetherTheKeyOrTheAppWasRefused(t *testing.T) {
 
 func TestRefusalIsEmptyForAnswersThatRefuseNoCredential(t *testing.T) {
 	t.Parallel()
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
-	if err := emu.SetFaults(onesignaltest.Faults{Status: map[int]float64{500: 1}}); err != nil {
+	emu, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey})
+	if err := emu.SetFaults(emulator.Faults{Status: map[int]float64{500: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: appID, APIKey: apiKey})

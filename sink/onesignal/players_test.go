@@ -7,16 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // newPlayers returns a player-model client talking over real HTTP to a
 // fresh emulator with cfg (AppID and APIKey filled in).
-func newPlayers(t *testing.T, cfg onesignaltest.Config, verify bool) (*onesignaltest.Emulator, *onesignal.PlayerClient) {
+func newPlayers(t *testing.T, cfg emulator.Config, verify bool) (*emulator.Emulator, *onesignal.PlayerClient) {
 	t.Helper()
 	cfg.AppID, cfg.APIKey = appID, apiKey
-	emu, url := onesignaltest.NewTestServer(t, cfg)
+	emu, url := emulator.NewTestServer(t, cfg)
 	c, err := onesignal.NewPlayers(onesignal.PlayerConfig{Config: onesignal.Config{BaseURL: url, AppID: appID, APIKey: apiKey}, IdentityVerification: verify})
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +24,7 @@ func newPlayers(t *testing.T, cfg onesignaltest.Config, verify bool) (*onesignal
 	return emu, c
 }
 
-func player(t *testing.T, emu *onesignaltest.Emulator, id string) onesignaltest.Player {
+func player(t *testing.T, emu *emulator.Emulator, id string) emulator.Player {
 	t.Helper()
 	p, ok := emu.State().Player(id)
 	if !ok {
@@ -33,7 +33,7 @@ func player(t *testing.T, emu *onesignaltest.Emulator, id string) onesignaltest.
 	return p
 }
 
-func externalID(p onesignaltest.Player) string {
+func externalID(p emulator.Player) string {
 	if p.ExternalUserID == nil {
 		return ""
 	}
@@ -42,8 +42,8 @@ func externalID(p onesignaltest.Player) string {
 
 func TestPlayersLinkTagAndUnlinkADevice(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{}, false)
-	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	emu, c := newPlayers(t, emulator.Config{}, false)
+	emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 	ctx := t.Context()
 
 	if err := c.LinkSubscription(ctx, "dev-1", "team/alice", tags("plan", "pro")); err != nil {
@@ -76,7 +76,7 @@ func TestPlayersTagsForAnExternalIDNoDeviceCarries(t *testing.T) {
 	}{{"answered 404 say NoDevice", false}, {"answered 200 succeed, though nothing was done", true}} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			emu, c := newPlayers(t, onesignaltest.Config{NoPlayersAnswersOK: tt.ok}, false)
+			emu, c := newPlayers(t, emulator.Config{NoPlayersAnswersOK: tt.ok}, false)
 			emu.AddUser("deviceless", nil)
 			for _, ext := range []string{"nobody", "deviceless"} {
 				err := c.SetTags(t.Context(), ext, tags("plan", "pro"), false)
@@ -121,8 +121,8 @@ func TestPlayersSendBasicOnlyWithTheLegacyKeyOptionAndARefusalNamesIt(t *testing
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey, AcceptLegacyKeys: tt.accept})
-			emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+			emu, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey, AcceptLegacyKeys: tt.accept})
+			emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 			cfg := onesignal.Config{BaseURL: url + tt.prefix, AppID: appID, APIKey: apiKey}
 			direct, err := onesignal.NewPlayers(onesignal.PlayerConfig{Config: cfg, LegacyKey: tt.legacy})
 			if err != nil {
@@ -158,7 +158,7 @@ func TestPlayersSendBasicOnlyWithTheLegacyKeyOptionAndARefusalNamesIt(t *testing
 // Without the option, a refused key is not blamed on it.
 func TestPlayersRefusedAppAPIKeyDoesNotNameTheLegacyOption(t *testing.T) {
 	t.Parallel()
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: "another", AcceptLegacyKeys: true})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: "another", AcceptLegacyKeys: true})
 	c, err := onesignal.NewPlayers(onesignal.PlayerConfig{Config: onesignal.Config{BaseURL: url, AppID: appID, APIKey: apiKey}})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +171,7 @@ func TestPlayersRefusedAppAPIKeyDoesNotNameTheLegacyOption(t *testing.T) {
 
 func TestPlayersAddEmailAndSMSRecordsOfAUser(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{}, false)
+	emu, c := newPlayers(t, emulator.Config{}, false)
 	ctx := t.Context()
 	if err := c.AddRecord(ctx, "alice", onesignal.ChannelEmail, "alice@example.com", tags("plan", "pro")); err != nil {
 		t.Fatal(err)
@@ -199,8 +199,8 @@ func TestPlayersAddEmailAndSMSRecordsOfAUser(t *testing.T) {
 
 func TestPlayersSendIdentityVerificationHashes(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{IdentityVerification: true}, true)
-	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	emu, c := newPlayers(t, emulator.Config{IdentityVerification: true}, true)
+	emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 	ctx := t.Context()
 	if err := c.LinkSubscription(ctx, "dev-1", "alice", nil); err != nil {
 		t.Fatalf("link with the hash: %v", err)
@@ -230,8 +230,8 @@ func TestPlayersSendIdentityVerificationHashes(t *testing.T) {
 
 func TestPlayersWithoutHashesForAnAppThatVerifiesStop(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{IdentityVerification: true}, false)
-	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	emu, c := newPlayers(t, emulator.Config{IdentityVerification: true}, false)
+	emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 	apiErr := requireAPIError(t, c.LinkSubscription(t.Context(), "dev-1", "alice", nil), http.StatusBadRequest)
 	if !apiErr.Fatal() || !strings.Contains(apiErr.Error(), "onesignal.identity_verification: true") {
 		t.Errorf("error = %v (Fatal %v), want a fatal error naming onesignal.identity_verification", apiErr, apiErr.Fatal())
@@ -240,8 +240,8 @@ func TestPlayersWithoutHashesForAnAppThatVerifiesStop(t *testing.T) {
 
 func TestPlayersTagCapErrorIsPermanent(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{TagLimit: 2}, false)
-	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	emu, c := newPlayers(t, emulator.Config{TagLimit: 2}, false)
+	emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 	if err := c.LinkSubscription(t.Context(), "dev-1", "alice", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -253,11 +253,11 @@ func TestPlayersTagCapErrorIsPermanent(t *testing.T) {
 
 func TestPlayersCheckCredentials(t *testing.T) {
 	t.Parallel()
-	_, c := newPlayers(t, onesignaltest.Config{}, false)
+	_, c := newPlayers(t, emulator.Config{}, false)
 	if err := c.CheckCredentials(t.Context()); err != nil {
 		t.Errorf("right key: %v", err)
 	}
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: "another"})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: "another"})
 	wrong, err := onesignal.NewPlayers(onesignal.PlayerConfig{Config: onesignal.Config{BaseURL: url, AppID: appID, APIKey: apiKey}})
 	if err != nil {
 		t.Fatal(err)
@@ -297,9 +297,9 @@ func TestUserModelAddsEmailAndSMSSubscriptions(t *testing.T) {
 
 func TestPlayersSetDeviceWritesLanguageTimezoneAndCountry(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{}, false)
+	emu, c := newPlayers(t, emulator.Config{}, false)
 	const dev = "dev/ü?%41"
-	emu.AddSubscription(onesignaltest.Subscription{ID: dev})
+	emu.AddSubscription(emulator.Subscription{ID: dev})
 	ctx := t.Context()
 	if err := c.SetDevice(ctx, dev, onesignal.DeviceWrite{Properties: map[string]string{"language": "de", "timezone": "-18000", "country": "DE"}}); err != nil {
 		t.Fatal(err)
@@ -329,8 +329,8 @@ func TestPlayersSetDeviceWritesLanguageTimezoneAndCountry(t *testing.T) {
 
 func TestPlayersLinkDeviceCarriesTagsAndPropertiesInOneRequest(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{}, false)
-	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	emu, c := newPlayers(t, emulator.Config{}, false)
+	emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 	err := c.LinkDevice(t.Context(), "dev-1", "team/ä?%", onesignal.DeviceWrite{
 		Tags: tags("plan", "pro"), Properties: map[string]string{"timezone": "3600", "country": "AT"},
 	})
@@ -348,8 +348,8 @@ func TestPlayersLinkDeviceCarriesTagsAndPropertiesInOneRequest(t *testing.T) {
 
 func TestPlayersRefuseWhatThePlayerModelCannotTake(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{}, false)
-	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	emu, c := newPlayers(t, emulator.Config{}, false)
+	emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 	ctx := t.Context()
 	tests := []struct {
 		name string
@@ -378,8 +378,8 @@ func TestPlayersRefuseWhatThePlayerModelCannotTake(t *testing.T) {
 
 func TestPlayersSetUserSendsTagsByExternalID(t *testing.T) {
 	t.Parallel()
-	emu, c := newPlayers(t, onesignaltest.Config{}, false)
-	emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	emu, c := newPlayers(t, emulator.Config{}, false)
+	emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 	if err := c.LinkSubscription(t.Context(), "dev-1", "team/ä?%", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // oddIDs are ids with what a path or a query must escape, and Unicode.
@@ -27,10 +27,10 @@ func (l *countingLimiter) Now() time.Time             { return time.Now() }
 
 // readers returns both models' clients on one emulator, with the
 // limiters given.
-func readers(t *testing.T, cfg onesignaltest.Config, writes, views onesignal.Limiter) (*onesignaltest.Emulator, *onesignal.Client, *onesignal.PlayerClient) {
+func readers(t *testing.T, cfg emulator.Config, writes, views onesignal.Limiter) (*emulator.Emulator, *onesignal.Client, *onesignal.PlayerClient) {
 	t.Helper()
 	cfg.AppID, cfg.APIKey = appID, apiKey
-	emu, url := onesignaltest.NewTestServer(t, cfg)
+	emu, url := emulator.NewTestServer(t, cfg)
 	c, err := onesignal.New(onesignal.Config{BaseURL: url, AppID: appID, APIKey: apiKey, Limiter: writes, ViewLimiter: views})
 	if err != nil {
 		t.Fatal(err)
@@ -53,10 +53,10 @@ func collect(t *testing.T, x *onesignal.Export) (map[string]onesignal.ExportReco
 
 func TestViewUserReadsIdentityTagsAndSubscriptionsOfAnyExternalID(t *testing.T) {
 	t.Parallel()
-	emu, c, _ := readers(t, onesignaltest.Config{}, nil, &countingLimiter{})
+	emu, c, _ := readers(t, emulator.Config{}, nil, &countingLimiter{})
 	for _, ext := range oddIDs {
 		id := emu.AddUser(ext, map[string]string{"plan": "pro " + ext})
-		emu.AddSubscription(onesignaltest.Subscription{ID: "dev " + ext})
+		emu.AddSubscription(emulator.Subscription{ID: "dev " + ext})
 		emu.MoveDevice("dev "+ext, ext)
 		u, found, err := c.ViewUser(t.Context(), ext)
 		if err != nil || !found {
@@ -75,9 +75,9 @@ func TestViewUserReadsIdentityTagsAndSubscriptionsOfAnyExternalID(t *testing.T) 
 
 func TestViewDeviceReadsExternalUserIDAndTagsOfAnyID(t *testing.T) {
 	t.Parallel()
-	emu, _, p := readers(t, onesignaltest.Config{}, nil, &countingLimiter{})
+	emu, _, p := readers(t, emulator.Config{}, nil, &countingLimiter{})
 	for _, id := range oddIDs {
-		emu.AddSubscription(onesignaltest.Subscription{ID: id})
+		emu.AddSubscription(emulator.Subscription{ID: id})
 		emu.MoveDevice(id, "owner "+id)
 		emu.SetDeviceTags(id, map[string]string{"k": id})
 		d, found, err := p.ViewDevice(t.Context(), id)
@@ -89,7 +89,7 @@ func TestViewDeviceReadsExternalUserIDAndTagsOfAnyID(t *testing.T) {
 			t.Errorf("ViewDevice(%q) = %+v, want %+v", id, d, want)
 		}
 	}
-	emu.AddSubscription(onesignaltest.Subscription{ID: "anonymous"})
+	emu.AddSubscription(emulator.Subscription{ID: "anonymous"})
 	if d, found, err := p.ViewDevice(t.Context(), "anonymous"); !found || err != nil || d.ExternalUserID != "" || len(d.Tags) != 0 {
 		t.Errorf("ViewDevice of an unlinked device = %+v, %v, %v", d, found, err)
 	}
@@ -101,7 +101,7 @@ func TestViewDeviceReadsExternalUserIDAndTagsOfAnyID(t *testing.T) {
 func TestViewsTakeTheirTokensFromTheViewLimiterNotTheWriteLimiter(t *testing.T) {
 	t.Parallel()
 	writes, views := &countingLimiter{}, &countingLimiter{}
-	emu, c, p := readers(t, onesignaltest.Config{}, writes, views)
+	emu, c, p := readers(t, emulator.Config{}, writes, views)
 	emu.AddUser("u", nil)
 	_, _, _ = c.ViewUser(t.Context(), "u")
 	_, _, _ = p.ViewDevice(t.Context(), "d")
@@ -115,7 +115,7 @@ func TestViewsTakeTheirTokensFromTheViewLimiterNotTheWriteLimiter(t *testing.T) 
 
 func TestViewsKeepToOneASecondByDefaultAndMeetNo429(t *testing.T) {
 	t.Parallel()
-	emu, c, _ := readers(t, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}}, nil, nil)
+	emu, c, _ := readers(t, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}}, nil, nil)
 	emu.AddUser("u", nil)
 	start := time.Now()
 	for range 2 {
@@ -134,7 +134,7 @@ func TestViewsKeepToOneASecondByDefaultAndMeetNo429(t *testing.T) {
 func TestAViewRefused429IsRetryableAndSlowsTheViewLimiter(t *testing.T) {
 	t.Parallel()
 	views := &countingLimiter{}
-	emu, c, _ := readers(t, onesignaltest.Config{RateLimits: onesignaltest.RateLimits{Enabled: true}}, nil, views)
+	emu, c, _ := readers(t, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}}, nil, views)
 	emu.AddUser("u", nil)
 	_, _, _ = c.ViewUser(t.Context(), "u")
 	_, _, err := c.ViewUser(t.Context(), "u")
@@ -167,7 +167,7 @@ func TestViewLimiterSpacesRequestsEvenly(t *testing.T) {
 
 func TestUserExportGivesEveryUserOnceReady(t *testing.T) {
 	t.Parallel()
-	emu, c, _ := readers(t, onesignaltest.Config{ExportDelay: 100 * time.Millisecond}, &countingLimiter{}, &countingLimiter{})
+	emu, c, _ := readers(t, emulator.Config{ExportDelay: 100 * time.Millisecond}, &countingLimiter{}, &countingLimiter{})
 	ids := map[string]string{}
 	for _, ext := range oddIDs {
 		ids[ext] = emu.AddUser(ext, map[string]string{"plan": ext, "n": "1"})
@@ -197,13 +197,13 @@ func TestUserExportGivesEveryUserOnceReady(t *testing.T) {
 
 func TestPlayerExportGivesEveryDeviceWithItsExternalID(t *testing.T) {
 	t.Parallel()
-	emu, _, p := readers(t, onesignaltest.Config{ExportDelay: 50 * time.Millisecond}, nil, nil)
+	emu, _, p := readers(t, emulator.Config{ExportDelay: 50 * time.Millisecond}, nil, nil)
 	for _, id := range oddIDs {
-		emu.AddSubscription(onesignaltest.Subscription{ID: id})
+		emu.AddSubscription(emulator.Subscription{ID: id})
 		emu.MoveDevice(id, "ext "+id)
 		emu.SetDeviceTags(id, map[string]string{"t": id})
 	}
-	emu.AddSubscription(onesignaltest.Subscription{ID: "anonymous"})
+	emu.AddSubscription(emulator.Subscription{ID: "anonymous"})
 	x, err := p.StartExport(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func TestPlayerExportGivesEveryDeviceWithItsExternalID(t *testing.T) {
 
 func TestASecondExportWhileOneRunsIsRetryable(t *testing.T) {
 	t.Parallel()
-	_, c, p := readers(t, onesignaltest.Config{ExportDelay: time.Hour}, nil, nil)
+	_, c, p := readers(t, emulator.Config{ExportDelay: time.Hour}, nil, nil)
 	if _, err := c.StartExport(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestASecondExportWhileOneRunsIsRetryable(t *testing.T) {
 
 func TestAnExportNotReadyInTimeIsRetryable(t *testing.T) {
 	t.Parallel()
-	_, c, _ := readers(t, onesignaltest.Config{ExportDelay: time.Hour}, nil, nil)
+	_, c, _ := readers(t, emulator.Config{ExportDelay: time.Hour}, nil, nil)
 	x, err := c.StartExport(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +252,7 @@ func TestAnExportNotReadyInTimeIsRetryable(t *testing.T) {
 
 func TestAnExportWithAWrongKeyIsFatal(t *testing.T) {
 	t.Parallel()
-	_, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
+	_, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey})
 	_, err := newClient(t, url, "wrong").StartExport(t.Context())
 	if apiErr := requireAPIError(t, err, 403); !apiErr.Fatal() {
 		t.Error("a refused key on an export is not fatal")
@@ -273,20 +273,20 @@ func TestAnExportFileThatBreaksOffOrIsNotTheCSVIsClassified(t *testing.T) {
 	good := gz("onesignal_id,external_id,tags\nid1,e1,\"{\"\"a\"\":\"\"1\"\"}\"\nid2,e2,{}\n")
 	tests := []struct {
 		name      string
-		answer    onesignaltest.Answer
+		answer    emulator.Answer
 		retryable bool
 		want      string
 	}{
-		{"a body cut short is a transport error", onesignaltest.Answer{Status: 200, Body: good, Cut: len(good) / 2}, true, "read the file"},
-		{"a body that is not gzip is permanent", onesignaltest.Answer{Status: 200, Body: "<html><title>Export</title><body>Sign in to download.</body></html>"}, false, "not gzipped"},
-		{"a missing column is permanent", onesignaltest.Answer{Status: 200, Body: gz("onesignal_id,tags\nx,{}\n")}, false, `no column "external_id"`},
-		{"tags that are not an object are permanent, by line", onesignaltest.Answer{Status: 200, Body: gz("onesignal_id,external_id,tags\nx,secret,[1]\n")}, false, "line 2: the tags are not a JSON object"},
-		{"a 410 is permanent", onesignaltest.Answer{Status: 410}, false, "HTTP 410"},
+		{"a body cut short is a transport error", emulator.Answer{Status: 200, Body: good, Cut: len(good) / 2}, true, "read the file"},
+		{"a body that is not gzip is permanent", emulator.Answer{Status: 200, Body: "<html><title>Export</title><body>Sign in to download.</body></html>"}, false, "not gzipped"},
+		{"a missing column is permanent", emulator.Answer{Status: 200, Body: gz("onesignal_id,tags\nx,{}\n")}, false, `no column "external_id"`},
+		{"tags that are not an object are permanent, by line", emulator.Answer{Status: 200, Body: gz("onesignal_id,external_id,tags\nx,secret,[1]\n")}, false, "line 2: the tags are not a JSON object"},
+		{"a 410 is permanent", emulator.Answer{Status: 410}, false, "HTTP 410"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			emu, c, _ := readers(t, onesignaltest.Config{ExportDelay: time.Millisecond}, nil, nil)
+			emu, c, _ := readers(t, emulator.Config{ExportDelay: time.Millisecond}, nil, nil)
 			tc.answer.Path = "/csv_exports/"
 			if err := emu.SetAnswers(tc.answer); err != nil {
 				t.Fatal(err)
@@ -314,7 +314,7 @@ func TestAnExportFileThatBreaksOffOrIsNotTheCSVIsClassified(t *testing.T) {
 
 func TestAnExportStopsAtTheCallbacksError(t *testing.T) {
 	t.Parallel()
-	emu, c, _ := readers(t, onesignaltest.Config{ExportDelay: time.Millisecond}, nil, nil)
+	emu, c, _ := readers(t, emulator.Config{ExportDelay: time.Millisecond}, nil, nil)
 	for _, ext := range oddIDs {
 		emu.AddUser(ext, nil)
 	}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The ids of users, aliases and devices in these tests have what a path
@@ -24,20 +24,20 @@ const (
 // moves only when the test says, and a user-model client of it: a second
 // write to a user within its second is a 429, which fails the test.
 type limited struct {
-	emu *onesignaltest.Emulator
+	emu *emulator.Emulator
 	c   *onesignal.Client
 	mu  sync.Mutex
 	now time.Time
 }
 
-func newLimited(t *testing.T, set func(*onesignaltest.Config)) *limited {
+func newLimited(t *testing.T, set func(*emulator.Config)) *limited {
 	t.Helper()
 	l := &limited{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	cfg := onesignaltest.Config{AppID: appID, APIKey: apiKey, RateLimits: onesignaltest.RateLimits{Enabled: true}, Clock: l.clock}
+	cfg := emulator.Config{AppID: appID, APIKey: apiKey, RateLimits: emulator.RateLimits{Enabled: true}, Clock: l.clock}
 	if set != nil {
 		set(&cfg)
 	}
-	emu, url := onesignaltest.NewTestServer(t, cfg)
+	emu, url := emulator.NewTestServer(t, cfg)
 	l.emu, l.c = emu, newClient(t, url, apiKey)
 	return l
 }
@@ -78,7 +78,7 @@ func (l *limited) set(t *testing.T, ext string, w onesignal.UserWrite) int {
 }
 
 // user returns the user with the external id.
-func (l *limited) user(t *testing.T, ext string) onesignaltest.User {
+func (l *limited) user(t *testing.T, ext string) emulator.User {
 	t.Helper()
 	u, ok := l.emu.State().UserByExternalID(ext)
 	if !ok {
@@ -88,7 +88,7 @@ func (l *limited) user(t *testing.T, ext string) onesignaltest.User {
 }
 
 // requests counts the requests the emulator served, by route.
-func requests(emu *onesignaltest.Emulator) map[string]int {
+func requests(emu *emulator.Emulator) map[string]int {
 	n := map[string]int{}
 	for route, byStatus := range emu.Stats().Requests {
 		for _, c := range byStatus {
@@ -109,7 +109,7 @@ const (
 func float(f float64) *float64 { return &f }
 
 // customAliases is the identity of u but external_id and onesignal_id.
-func customAliases(u onesignaltest.User) map[string]string {
+func customAliases(u emulator.User) map[string]string {
 	m := maps.Clone(u.Identity)
 	delete(m, "external_id")
 	delete(m, "onesignal_id")
@@ -130,8 +130,8 @@ func TestSetUserCreatesANewUserWithTagsPropertiesAndAliasesInOneRequest(t *testi
 		t.Errorf("attempts = %d, want 1", n)
 	}
 	u := l.user(t, oddExt)
-	want := onesignaltest.User{Language: "de", TimezoneID: "Europe/Berlin", Country: "DE", Lat: float(52.52), Long: float(-13.405)}
-	if got := (onesignaltest.User{Language: u.Language, TimezoneID: u.TimezoneID, Country: u.Country, Lat: u.Lat, Long: u.Long}); !reflect.DeepEqual(got, want) {
+	want := emulator.User{Language: "de", TimezoneID: "Europe/Berlin", Country: "DE", Lat: float(52.52), Long: float(-13.405)}
+	if got := (emulator.User{Language: u.Language, TimezoneID: u.TimezoneID, Country: u.Country, Lat: u.Lat, Long: u.Long}); !reflect.DeepEqual(got, want) {
 		t.Errorf("properties = %+v, want %+v", got, want)
 	}
 	if !reflect.DeepEqual(u.Tags, tags("plan", "pro")) {
@@ -188,8 +188,8 @@ func TestSetUserUpdatesAndClearsProperties(t *testing.T) {
 	l.advance(time.Second)
 	l.set(t, oddExt, onesignal.UserWrite{Properties: map[string]string{"language": "", "lat": "", "timezone_id": "Asia/Kolkata"}})
 	u := l.user(t, oddExt)
-	got := onesignaltest.User{Language: u.Language, TimezoneID: u.TimezoneID, Country: u.Country, Lat: u.Lat, Long: u.Long}
-	if want := (onesignaltest.User{TimezoneID: "Asia/Kolkata", Country: "DE", Long: float(2)}); !reflect.DeepEqual(got, want) {
+	got := emulator.User{Language: u.Language, TimezoneID: u.TimezoneID, Country: u.Country, Lat: u.Lat, Long: u.Long}
+	if want := (emulator.User{TimezoneID: "Asia/Kolkata", Country: "DE", Long: float(2)}); !reflect.DeepEqual(got, want) {
 		t.Errorf("properties = %+v, want %+v", got, want)
 	}
 }
@@ -336,7 +336,7 @@ func TestSetUserLeavesTheValuesStandardsToTheCaller(t *testing.T) {
 func TestDeleteUser(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t, nil)
-	l.emu.AddSubscription(onesignaltest.Subscription{ID: "dev-1"})
+	l.emu.AddSubscription(emulator.Subscription{ID: "dev-1"})
 	l.set(t, oddExt, onesignal.UserWrite{Tags: tags("plan", "pro"), Aliases: map[string]string{"crm_id": oddAlias}, Create: true})
 	link := func() error { return l.c.LinkSubscription(t.Context(), "dev-1", oddExt, nil) }
 	if err := link(); err != nil {
@@ -382,7 +382,7 @@ func TestDeleteUserIsAWriteToTheUser(t *testing.T) {
 
 func TestAWriteToAUserTheClientDeletedWaitsUntilOneSignalHasDeletedIt(t *testing.T) {
 	t.Parallel()
-	l := newLimited(t, func(c *onesignaltest.Config) { c.DeleteDelay = 5 * time.Second })
+	l := newLimited(t, func(c *emulator.Config) { c.DeleteDelay = 5 * time.Second })
 	l.set(t, oddExt, onesignal.UserWrite{Tags: tags("plan", "pro"), Create: true})
 	l.advance(time.Second)
 	if err := l.c.DeleteUser(t.Context(), oddExt); err != nil {

@@ -109,7 +109,7 @@ func (c *Client) LinkSubscription(ctx context.Context, subscriptionID, externalI
 // It creates the anonymous user with the subscription named by "id" in
 // "subscriptions". OneSignal documents subscriptions in a create-user
 // request by type and token; that it accepts an existing one by id is not
-// confirmed against the real API (the emulator in onesignaltest does).
+// confirmed against the real API (the emulator, package emulator, does).
 //
 // A subscription OneSignal does not have (404 "Subscription not found")
 // counts as unlinked: no user has it.

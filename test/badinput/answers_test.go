@@ -8,20 +8,20 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // answerCase is an answer the emulator gives to the requests about one
 // user, in place of OneSignal's.
 type answerCase struct {
 	name    string
-	answer  onesignaltest.Answer // Method and Path are set to the update of the case's user
-	retried bool                 // a transient answer: the tags must arrive, no dead letter
-	reason  []string             // a permanent one: what the dead letter's reason holds
-	status  string               // and its status header
+	answer  emulator.Answer // Method and Path are set to the update of the case's user
+	retried bool            // a transient answer: the tags must arrive, no dead letter
+	reason  []string        // a permanent one: what the dead letter's reason holds
+	status  string          // and its status header
 }
 
 const errorPage = `<!DOCTYPE html>
@@ -44,74 +44,74 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 	cases := []answerCase{
 		1: {
 			name:    "a 502 HTML error page is retried until OneSignal takes the change, never dead-lettered",
-			answer:  onesignaltest.Answer{Times: 2, Status: 502, Header: map[string]string{"Content-Type": "text/html"}, Body: fmt.Sprintf(errorPage, 502, 502)},
+			answer:  emulator.Answer{Times: 2, Status: 502, Header: map[string]string{"Content-Type": "text/html"}, Body: fmt.Sprintf(errorPage, 502, 502)},
 			retried: true,
 		},
 		2: {
 			name:    "a 503 HTML error page is retried until OneSignal takes the change, never dead-lettered",
-			answer:  onesignaltest.Answer{Times: 2, Status: 503, Header: map[string]string{"Content-Type": "text/html"}, Body: fmt.Sprintf(errorPage, 503, 503)},
+			answer:  emulator.Answer{Times: 2, Status: 503, Header: map[string]string{"Content-Type": "text/html"}, Body: fmt.Sprintf(errorPage, 503, 503)},
 			retried: true,
 		},
 		3: {
 			name:   "a 400 with JSON cut short is dead-lettered with its text and status",
-			answer: onesignaltest.Answer{Status: 400, Body: `{"errors": ["Invalid tag ke`},
+			answer: emulator.Answer{Status: 400, Body: `{"errors": ["Invalid tag ke`},
 			reason: []string{"HTTP 400 Bad Request", `{"errors": ["Invalid tag ke`}, status: "400",
 		},
 		4: {
 			name:    "a 200 whose body breaks off is retried: whether OneSignal applied the change is unknown",
-			answer:  onesignaltest.Answer{Times: 2, Status: 200, Header: map[string]string{"Content-Type": "application/json"}, Body: `{"success": true}`, Cut: 5},
+			answer:  emulator.Answer{Times: 2, Status: 200, Header: map[string]string{"Content-Type": "application/json"}, Body: `{"success": true}`, Cut: 5},
 			retried: true,
 		},
 		5: {
 			name:    "a 200 with JSON cut short is retried: the answer cannot be trusted",
-			answer:  onesignaltest.Answer{Times: 2, Status: 200, Body: `{"properties": {"tags": {"pla`},
+			answer:  emulator.Answer{Times: 2, Status: 200, Body: `{"properties": {"tags": {"pla`},
 			retried: true,
 		},
 		6: {
 			name:    "a 200 with an HTML page is retried: the answer cannot be trusted",
-			answer:  onesignaltest.Answer{Times: 2, Status: 200, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html><head><title>Sign in</title></head></html>"},
+			answer:  emulator.Answer{Times: 2, Status: 200, Header: map[string]string{"Content-Type": "text/html"}, Body: "<html><head><title>Sign in</title></head></html>"},
 			retried: true,
 		},
 		7: {
 			name:   "a 418 is dead-lettered with its status",
-			answer: onesignaltest.Answer{Status: 418},
+			answer: emulator.Answer{Status: 418},
 			reason: []string{"HTTP 418 I'm a teapot"}, status: "418",
 		},
 		8: {
 			name:   "a 451 is dead-lettered with its status",
-			answer: onesignaltest.Answer{Status: 451, Body: `{"errors": ["Unavailable For Legal Reasons"]}`},
+			answer: emulator.Answer{Status: 451, Body: `{"errors": ["Unavailable For Legal Reasons"]}`},
 			reason: []string{"HTTP 451 Unavailable For Legal Reasons: Unavailable For Legal Reasons"}, status: "451",
 		},
 		9: {
 			name:    "a 509, a status no standard names, is retried like every 5xx",
-			answer:  onesignaltest.Answer{Times: 2, Status: 509},
+			answer:  emulator.Answer{Times: 2, Status: 509},
 			retried: true,
 		},
 		10: {
 			name:    "a 599 is retried like every 5xx",
-			answer:  onesignaltest.Answer{Times: 2, Status: 599},
+			answer:  emulator.Answer{Times: 2, Status: 599},
 			retried: true,
 		},
 		11: {
 			name:   `a 200 whose body says {"success": false} with errors is dead-lettered with the errors`,
-			answer: onesignaltest.Answer{Status: 200, Body: `{"errors": ["Invalid tag key"], "success": false}`},
+			answer: emulator.Answer{Status: 200, Body: `{"errors": ["Invalid tag key"], "success": false}`},
 			reason: []string{"HTTP 200 OK, but the body reports a failure: Invalid tag key"}, status: "200",
 		},
 		12: {
 			name:   "a 204 with no body counts as applied",
-			answer: onesignaltest.Answer{Apply: true, Status: 204},
+			answer: emulator.Answer{Apply: true, Status: 204},
 		},
 		13: {
 			name:   "a 200 with no body counts as applied",
-			answer: onesignaltest.Answer{Apply: true, Status: 200},
+			answer: emulator.Answer{Apply: true, Status: 200},
 		},
 		14: {
 			name:    "a 429 without Retry-After is retried",
-			answer:  onesignaltest.Answer{Times: 2, Status: 429, Body: `{"errors": ["API rate limit exceeded."]}`},
+			answer:  emulator.Answer{Times: 2, Status: 429, Body: `{"errors": ["API rate limit exceeded."]}`},
 			retried: true,
 		},
 	}
-	var answers []onesignaltest.Answer
+	var answers []emulator.Answer
 	for no, c := range cases {
 		if c.name == "" {
 			continue
@@ -246,27 +246,27 @@ func TestAnswersThatNoRequestCanGetPastStopTheSink(t *testing.T) {
 
 	for _, c := range []struct {
 		name   string
-		answer onesignaltest.Answer
+		answer emulator.Answer
 		want   []string
 	}{
 		{
 			name:   "a 401 stops the sink, naming the API key and the app, with nothing committed past the message",
-			answer: onesignaltest.Answer{Status: 401, Body: `{"errors": ["Unauthorized"]}`},
+			answer: emulator.Answer{Status: 401, Body: `{"errors": ["Unauthorized"]}`},
 			want:   []string{"OneSignal refused the API key for app " + appID + ": set onesignal.api_key", "HTTP 401"},
 		},
 		{
 			name:   "a 403 stops the sink, naming the app ID and the API key (the user model answers both mistakes alike), with nothing committed past the message",
-			answer: onesignaltest.Answer{Status: 403, Body: `{"errors": ["Access denied."]}`},
+			answer: emulator.Answer{Status: 403, Body: `{"errors": ["Access denied."]}`},
 			want:   []string{"OneSignal refused the API key for app " + appID + ", or has no such app", "onesignal.app_id", "onesignal.api_key", "HTTP 403"},
 		},
 		{
 			name:   "a 301 redirect is not followed: it stops the sink, naming onesignal.base_url, with nothing committed past the message",
-			answer: onesignaltest.Answer{Status: 301, Header: map[string]string{"Location": "https://api.onesignal.example/apps"}},
+			answer: emulator.Answer{Status: 301, Header: map[string]string{"Location": "https://api.onesignal.example/apps"}},
 			want:   []string{"OneSignal's address answered with a redirect", "set onesignal.base_url", "https://api.onesignal.example"},
 		},
 		{
 			name:   "a 302 redirect to a login page is not followed: it stops the sink, naming onesignal.base_url",
-			answer: onesignaltest.Answer{Status: 302, Header: map[string]string{"Location": "/login"}, Body: "<html><title>Sign in</title></html>"},
+			answer: emulator.Answer{Status: 302, Header: map[string]string{"Location": "/login"}, Body: "<html><title>Sign in</title></html>"},
 			want:   []string{"OneSignal's address answered with a redirect", "set onesignal.base_url", "another path of the same host"},
 		},
 	} {

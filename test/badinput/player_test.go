@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // oddIDs are external ids with characters a URL path treats specially.
@@ -24,7 +24,7 @@ func TestExternalIDsRoundTripInThePlayerModel(t *testing.T) {
 	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text);
 		CREATE TABLE devices (player_id text PRIMARY KEY, user_external_id text)`)
 	for i := range oddIDs {
-		s.emu.AddSubscription(onesignaltest.Subscription{ID: fmt.Sprintf("player-%d", i)})
+		s.emu.AddSubscription(emulator.Subscription{ID: fmt.Sprintf("player-%d", i)})
 	}
 	cfg := writeConfig(t, s.config(daemonConfig{
 		DSN: db.DSN, Slot: db.Name, Model: "player",

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The tables of the row cases. users' key is an id, not the external id,
@@ -180,7 +180,7 @@ func TestTableDataThroughTheDaemon(t *testing.T) {
 	g := &rowsGroup{stack: newStack(t), db: newDatabase(t)}
 	g.db.Exec(t, rowsSchema)
 	for _, id := range []string{"dev-17-a", "dev-17-b"} {
-		g.emu.AddSubscription(onesignaltest.Subscription{ID: id})
+		g.emu.AddSubscription(emulator.Subscription{ID: id})
 	}
 	// Changes without a key go to a random partition (kafka-go's murmur2
 	// balancer, not Consistent), so the link and the unlink of one device

@@ -14,11 +14,11 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The app the emulator plays in every group.
@@ -38,14 +38,14 @@ const targetsTopic = "cdc.sink-targets"
 // offsets) and an emulator.
 type stack struct {
 	kafka  *broker.Embedded
-	emu    *onesignaltest.Emulator
+	emu    *emulator.Emulator
 	apiURL string
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	kb := kafkatest.Start(t)
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: appID, APIKey: apiKey})
+	emu, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey})
 	return &stack{kafka: kb, emu: emu, apiURL: url}
 }
 

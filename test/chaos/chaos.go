@@ -51,8 +51,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // Options shape a run.
@@ -131,7 +131,7 @@ type Report struct {
 	Mismatches  []string                 // OneSignal against the rows
 	Histories   map[string][]string      // for some mismatched ids: their events in Kafka and the API calls about them
 	DeadLetters int64
-	API         onesignaltest.Stats
+	API         emulator.Stats
 	Timeline    []string
 	Logs        map[string]string // the daemons' log files
 }
@@ -269,7 +269,7 @@ func (r *Report) String() string {
 	return b.String()
 }
 
-func totalRequests(st onesignaltest.Stats) int {
+func totalRequests(st emulator.Stats) int {
 	n := 0
 	for _, byStatus := range st.Requests {
 		for _, c := range byStatus {
@@ -377,7 +377,7 @@ type run struct {
 	db      *pgtest.DB
 	cluster *pgtest.Cluster
 	kafka   *broker.Embedded
-	emu     *onesignaltest.Emulator
+	emu     *emulator.Emulator
 	trace   *apiTrace
 	produce *activity // the connector's produce requests, by change-topic partition
 	devices []string
@@ -433,12 +433,12 @@ func (h *run) setUp() {
 	t.Cleanup(h.kafka.Close)
 	h.produce = observeProduce(h.kafka.Cluster(), changeTopics, partitions, h.elapsed)
 
-	emuCfg := onesignaltest.Config{
+	emuCfg := emulator.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-0000000c4a05", APIKey: "chaos-key",
-		RateLimits:         onesignaltest.RateLimits{Enabled: true},
+		RateLimits:         emulator.RateLimits{Enabled: true},
 		NoPlayersAnswersOK: o.NoPlayersAnswersOK,
 	}
-	h.emu = onesignaltest.New(emuCfg)
+	h.emu = emulator.New(emuCfg)
 	if h.trace, err = newAPITrace(filepath.Join(logDir, "api.log"), partitions, h.elapsed); err != nil {
 		t.Fatalf("chaos: %v", err)
 	}
@@ -454,7 +454,7 @@ func (h *run) setUp() {
 			h.devices[i] = fmt.Sprintf("dev/%d %%?é", i+1) // ids that need escaping in a path
 		}
 		// As the SDK does on install.
-		h.emu.AddSubscription(onesignaltest.Subscription{ID: h.devices[i], Type: "AndroidPush", Token: "token-" + strconv.Itoa(i+1)})
+		h.emu.AddSubscription(emulator.Subscription{ID: h.devices[i], Type: "AndroidPush", Token: "token-" + strconv.Itoa(i+1)})
 	}
 
 	h.rng = rand.New(rand.NewPCG(o.Seed, 0x6368616f73))

@@ -16,8 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // Fault is a kind of fault the harness injects.
@@ -96,7 +96,7 @@ type injector struct {
 	dsn       string // the source database, as a superuser
 	slot      string
 	kafka     *kfake.Cluster
-	emu       *onesignaltest.Emulator
+	emu       *emulator.Emulator
 	connector *daemon
 	sinks     []*daemon // the sink processes, members of one consumer group
 	note      func(format string, args ...any)
@@ -381,7 +381,7 @@ func (in *injector) runPhases(ctx context.Context) {
 	for f := range in.phases {
 		d := randomDuration(rng, 2*time.Second, 8*time.Second)
 		share := 0.2 + 0.8*rng.Float64()
-		faults := onesignaltest.Faults{Seed: rng.Int64()}
+		faults := emulator.Faults{Seed: rng.Int64()}
 		switch f {
 		case API5xx:
 			faults.Status = map[int]float64{500: share * 0.4, 502: share * 0.3, 503: share * 0.3}
@@ -406,7 +406,7 @@ func (in *injector) runPhases(ctx context.Context) {
 		case <-ctx.Done():
 		case <-time.After(d):
 		}
-		_ = in.emu.SetFaults(onesignaltest.Faults{})
+		_ = in.emu.SetFaults(emulator.Faults{})
 		hits := faulted(in.emu.Stats(), f) - before
 		in.mu.Lock()
 		in.hits[f] += hits
@@ -504,7 +504,7 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // faulted is how many requests the emulator has failed with faults of kind f.
-func faulted(st onesignaltest.Stats, f Fault) int {
+func faulted(st emulator.Stats, f Fault) int {
 	switch f {
 	case API5xx:
 		return st.Faults.Status[500] + st.Faults.Status[502] + st.Faults.Status[503]
@@ -560,7 +560,7 @@ func (in *injector) stop() {
 	for _, end := range ends {
 		end() // once each: those whose timer fired are no-ops
 	}
-	_ = in.emu.SetFaults(onesignaltest.Faults{})
+	_ = in.emu.SetFaults(emulator.Faults{})
 }
 
 func (in *injector) counts() (injected, missed, hits map[Fault]int, processFaults []ProcessFault) {

@@ -18,9 +18,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // TestTheSinkProcessRidesOutARetriableFetchError answers one fetch of the
@@ -38,8 +38,8 @@ func TestTheSinkProcessRidesOutARetriableFetchError(t *testing.T) {
 			if err := broker.EnsureTopics(context.Background(), kb.Brokers(), 1, "cdc.public.users"); err != nil {
 				t.Fatal(err)
 			}
-			emuCfg := onesignaltest.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000fe7c4", APIKey: "key"}
-			emu, url := onesignaltest.NewTestServer(t, emuCfg)
+			emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000fe7c4", APIKey: "key"}
+			emu, url := emulator.NewTestServer(t, emuCfg)
 			cfg := filepath.Join(t.TempDir(), "config.yaml")
 			err := os.WriteFile(cfg, fmt.Appendf(nil, `
 kafka:

@@ -16,9 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // externalIDKeyedSchema is the schema the harness's workload had before
@@ -45,8 +45,8 @@ func TestAKeyChangeDoesNotClearTheTagsOfTheOldKeyInsertedAgain(t *testing.T) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, externalIDKeyedSchema)
 	kb := kafkatest.Start(t)
-	emuCfg := onesignaltest.Config{AppID: "3c1e8f9a-0000-4000-8000-00000000ce45", APIKey: "key"}
-	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-00000000ce45", APIKey: "key"}
+	emu, url := emulator.NewTestServer(t, emuCfg)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	err := os.WriteFile(cfg, fmt.Appendf(nil, `
 postgres:

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // tagColumns is the users mapping of the harness's configuration, column
@@ -140,9 +140,9 @@ func mappedTags(row map[string]json.RawMessage) map[string]string {
 }
 
 // observedState reads the emulator's state for the ids in want.
-func observedState(st onesignaltest.State, want oneSignalState) oneSignalState {
-	byExternalID := map[string]onesignaltest.User{}
-	users := map[string]onesignaltest.User{} // by onesignal id
+func observedState(st emulator.State, want oneSignalState) oneSignalState {
+	byExternalID := map[string]emulator.User{}
+	users := map[string]emulator.User{} // by onesignal id
 	for _, u := range st.Users {
 		users[u.OneSignalID] = u
 		if id, ok := u.Identity["external_id"]; ok {

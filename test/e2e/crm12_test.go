@@ -20,10 +20,10 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The three-table CRM of issue 12 (docs/examples/crm.yaml maps the same
@@ -161,7 +161,7 @@ type crm12Run struct {
 	onDelete string // the user model's on_delete
 	maxTags  int
 	db       *pgtest.DB
-	emu      *onesignaltest.Emulator
+	emu      *emulator.Emulator
 	url      string
 	brokers  []string
 	// ids and devices are every external id and device id the rows have
@@ -198,14 +198,14 @@ func newCRM12Run(t *testing.T, model string, o crm12Options) *crm12Run {
 	if o.contactsIdentity != "" {
 		db.Exec(t, `ALTER TABLE contacts REPLICA IDENTITY `+o.contactsIdentity)
 	}
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{
+	emu, url := emulator.NewTestServer(t, emulator.Config{
 		AppID: crmAppID, APIKey: crmAPIKey, TagLimit: o.emulatorTagCap,
-		RateLimits: onesignaltest.RateLimits{Enabled: true},
+		RateLimits: emulator.RateLimits{Enabled: true},
 	})
 	r := &crm12Run{t: t, model: model, onDelete: o.onDelete, maxTags: cmp.Or(o.maxTags, crm12Tags), db: db, emu: emu, url: url,
 		ids: map[string]bool{}, devices: map[string]bool{}, skip: map[string]bool{}}
 	for i := 1; i <= crmDevices; i++ {
-		emu.AddSubscription(onesignaltest.Subscription{ID: crmDevice(i), Type: "AndroidPush", Token: "token-" + crmDevice(i)})
+		emu.AddSubscription(emulator.Subscription{ID: crmDevice(i), Type: "AndroidPush", Token: "token-" + crmDevice(i)})
 	}
 	return r
 }
@@ -436,7 +436,7 @@ func (r *crm12Run) expected() crm12State {
 // at all (delete_user); each device's owner. Player model: each device's
 // owner, and, on a linked device, its owner's tags, language and country;
 // an unlinked device shows no tags.
-func (r *crm12Run) differences(st onesignaltest.State, want crm12State) []string {
+func (r *crm12Run) differences(st emulator.State, want crm12State) []string {
 	var lines []string
 	if r.model == sink.ModelUser {
 		for id := range r.ids {

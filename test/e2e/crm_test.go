@@ -15,10 +15,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The CRM-shaped schema of issue 11: users keyed by a surrogate "Contact
@@ -107,7 +107,7 @@ type crmRun struct {
 	t       *testing.T
 	model   string
 	db      *pgtest.DB
-	emu     *onesignaltest.Emulator
+	emu     *emulator.Emulator
 	url     string
 	brokers []string
 	// ids and devices are every external id and device id the rows have
@@ -152,9 +152,9 @@ func newCRMRun(t *testing.T, model, identity string) *crmRun {
 	db := pgtest.NewDB(t)
 	db.Exec(t, crmSchema)
 	db.Exec(t, fmt.Sprintf(`ALTER TABLE users REPLICA IDENTITY %[1]s; ALTER TABLE devices REPLICA IDENTITY %[1]s`, identity))
-	emu, url := onesignaltest.NewTestServer(t, onesignaltest.Config{
+	emu, url := emulator.NewTestServer(t, emulator.Config{
 		AppID: crmAppID, APIKey: crmAPIKey,
-		RateLimits: onesignaltest.RateLimits{Enabled: true},
+		RateLimits: emulator.RateLimits{Enabled: true},
 	})
 	r := &crmRun{t: t, model: model, db: db, emu: emu, url: url, ids: map[string]bool{}, devices: map[string]bool{}}
 	r.addDevices(1, crmDevices)
@@ -165,7 +165,7 @@ func newCRMRun(t *testing.T, model, identity string) *crmRun {
 // crmDevice(to).
 func (r *crmRun) addDevices(from, to int) {
 	for i := from; i <= to; i++ {
-		r.emu.AddSubscription(onesignaltest.Subscription{ID: crmDevice(i), Type: "AndroidPush", Token: "token-" + crmDevice(i)})
+		r.emu.AddSubscription(emulator.Subscription{ID: crmDevice(i), Type: "AndroidPush", Token: "token-" + crmDevice(i)})
 	}
 }
 
@@ -361,7 +361,7 @@ func (r *crmRun) expected() oneSignalState {
 // that carry an external_user_id and their owner's tags, so it is every
 // device's owner and the tags it shows: its owner's, none when it has no
 // owner (unlinking clears the mapped tags).
-func (r *crmRun) differences(st onesignaltest.State, want oneSignalState) []string {
+func (r *crmRun) differences(st emulator.State, want oneSignalState) []string {
 	var lines []string
 	if r.model == sink.ModelUser {
 		for id, w := range want.tags {

@@ -14,9 +14,9 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // arrivalsByPartition notes when each request for a user reached the
@@ -27,7 +27,7 @@ type arrivalsByPartition struct {
 	at         map[int][]time.Time
 }
 
-func (a *arrivalsByPartition) note(ar onesignaltest.Arrival) {
+func (a *arrivalsByPartition) note(ar emulator.Arrival) {
 	i := strings.LastIndex(ar.Path, "/external_id/")
 	if i < 0 {
 		return
@@ -85,8 +85,8 @@ func TestASinkGroupTakesOverThePartitionsOfAKilledOrStoppedMember(t *testing.T) 
 	db := pgtest.NewDB(t)
 	db.Exec(t, schema)
 	kb := kafkatest.Start(t)
-	emuCfg := onesignaltest.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000fa11e", APIKey: "e2e-failover-key"}
-	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000fa11e", APIKey: "e2e-failover-key"}
+	emu, url := emulator.NewTestServer(t, emuCfg)
 	const partitions = 4
 	arrivals := &arrivalsByPartition{partitions: partitions, at: map[int][]time.Time{}}
 	emu.OnArrival(arrivals.note)

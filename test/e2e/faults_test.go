@@ -11,10 +11,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // TestPipelineConvergesThroughOneSignalFaultsWithNothingDeadLettered runs
@@ -30,10 +30,10 @@ func TestPipelineConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testi
 	// The broker runs in the test, not in the daemon, so that the test can
 	// read the dead-letter topic and the consumer group's offsets.
 	kb := kafkatest.Start(t)
-	emuCfg := onesignaltest.Config{
+	emuCfg := emulator.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-00000000fa17", APIKey: "e2e-faults-key",
-		RateLimits: onesignaltest.RateLimits{Enabled: true},
-		Faults: onesignaltest.Faults{
+		RateLimits: emulator.RateLimits{Enabled: true},
+		Faults: emulator.Faults{
 			Seed:       4,
 			Status:     map[int]float64{500: 0.05, 503: 0.05, 429: 0.05},
 			RetryAfter: 1,
@@ -41,10 +41,10 @@ func TestPipelineConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testi
 			Drop:       0.03,
 		},
 	}
-	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	emu, url := emulator.NewTestServer(t, emuCfg)
 	const devices = 60
 	for i := 1; i <= devices; i++ {
-		emu.AddSubscription(onesignaltest.Subscription{ID: playerID(i)})
+		emu.AddSubscription(emulator.Subscription{ID: playerID(i)})
 	}
 
 	cfg := writeConfig(t, configValues{
@@ -127,7 +127,7 @@ func countLive(s oneSignalState) int {
 }
 
 // describeStats summarizes what the emulator served.
-func describeStats(st onesignaltest.Stats) string {
+func describeStats(st emulator.Stats) string {
 	total := 0
 	byStatus := map[int]int{}
 	for _, statuses := range st.Requests {

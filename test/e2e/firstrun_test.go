@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // TestAFirstRunWithAWrongAPIKeyLosesNoRows is a newcomer's first hour with
@@ -37,8 +37,8 @@ func TestAFirstRunWithAWrongAPIKeyLosesNoRows(t *testing.T) {
 			db := pgtest.NewDB(t)
 			db.Exec(t, schema)
 			db.Exec(t, `INSERT INTO users SELECT 'user-' || i, 'free', i, 'DE' FROM generate_series(1, 300) i`)
-			emuCfg := onesignaltest.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000f1257", APIKey: "the-right-key"}
-			emu := onesignaltest.New(emuCfg)
+			emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000f1257", APIKey: "the-right-key"}
+			emu := emulator.New(emuCfg)
 			// The emulator holds its answers until the test has seen the
 			// snapshot finish, so the wrong key stops the sink only then.
 			gate := make(chan struct{})
@@ -99,7 +99,7 @@ func TestAFirstRunWithAWrongAPIKeyLosesNoRows(t *testing.T) {
 }
 
 // waitInStep waits until the emulator holds what the rows say.
-func waitInStep(t *testing.T, emu *onesignaltest.Emulator, db *pgtest.DB) {
+func waitInStep(t *testing.T, emu *emulator.Emulator, db *pgtest.DB) {
 	t.Helper()
 	want := expectedState(t, db)
 	deadline := time.Now().Add(90 * time.Second)

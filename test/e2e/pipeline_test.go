@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 const schema = `
@@ -25,11 +25,11 @@ func TestPipelineBringsOneSignalInStepWithTheRows(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
 	db.Exec(t, schema)
-	emuCfg := onesignaltest.Config{AppID: "3c1e8f9a-0000-4000-8000-00000000e2e0", APIKey: "e2e-key"}
-	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-00000000e2e0", APIKey: "e2e-key"}
+	emu, url := emulator.NewTestServer(t, emuCfg)
 	for i := 1; i <= 200; i++ {
 		// The devices exist in OneSignal already: the SDK made them on install.
-		emu.AddSubscription(onesignaltest.Subscription{ID: playerID(i)})
+		emu.AddSubscription(emulator.Subscription{ID: playerID(i)})
 	}
 
 	cfg := writeConfig(t, configValues{DSN: db.DSN, Slot: db.Name, Brokers: "embedded", APIURL: url, AppID: emuCfg.AppID, APIKey: emuCfg.APIKey})
@@ -111,7 +111,7 @@ func expectedState(t *testing.T, db *pgtest.DB) oneSignalState {
 }
 
 // observedState reads the emulator's state for the ids in want.
-func observedState(st onesignaltest.State, want oneSignalState) oneSignalState {
+func observedState(st emulator.State, want oneSignalState) oneSignalState {
 	s := oneSignalState{tags: map[string]map[string]string{}, owners: map[string]string{}}
 	for id := range want.tags {
 		tags := map[string]string{}

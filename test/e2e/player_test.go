@@ -14,10 +14,10 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The player model's tables: users have an email address and a phone
@@ -75,14 +75,14 @@ log:
 // email and SMS records.
 func TestPlayerModelBringsDevicesAndRecordsInStepWithTheRows(t *testing.T) {
 	t.Parallel()
-	runRecordsScenario(t, "player", onesignaltest.Faults{})
+	runRecordsScenario(t, "player", emulator.Faults{})
 }
 
 // TestUserModelAddsEmailAndSMSRecordsFromTheRows is the same workload in the
 // user model: the records are Email and SMS subscriptions of the users.
 func TestUserModelAddsEmailAndSMSRecordsFromTheRows(t *testing.T) {
 	t.Parallel()
-	runRecordsScenario(t, "user", onesignaltest.Faults{})
+	runRecordsScenario(t, "user", emulator.Faults{})
 }
 
 // TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered is
@@ -91,7 +91,7 @@ func TestUserModelAddsEmailAndSMSRecordsFromTheRows(t *testing.T) {
 // applied and 3 % after.
 func TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testing.T) {
 	t.Parallel()
-	runRecordsScenario(t, "player", onesignaltest.Faults{
+	runRecordsScenario(t, "player", emulator.Faults{
 		Seed:       9,
 		Status:     map[int]float64{500: 0.05, 503: 0.05, 429: 0.05},
 		RetryAfter: 1,
@@ -102,20 +102,20 @@ func TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *te
 
 // runRecordsScenario runs the workload in model ("player", with identity
 // verification, or "user") against an emulator injecting faults.
-func runRecordsScenario(t *testing.T, model string, faults onesignaltest.Faults) {
+func runRecordsScenario(t *testing.T, model string, faults emulator.Faults) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, playerSchema)
 	kb := kafkatest.Start(t)
-	emuCfg := onesignaltest.Config{
+	emuCfg := emulator.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-0000000091a7", APIKey: "e2e-player-key",
 		IdentityVerification: model == "player",
-		RateLimits:           onesignaltest.RateLimits{Enabled: true},
+		RateLimits:           emulator.RateLimits{Enabled: true},
 		Faults:               faults,
 	}
-	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	emu, url := emulator.NewTestServer(t, emuCfg)
 	const devices = 60
 	for i := 1; i <= devices; i++ {
-		emu.AddSubscription(onesignaltest.Subscription{ID: playerID(i)})
+		emu.AddSubscription(emulator.Subscription{ID: playerID(i)})
 	}
 	var b bytes.Buffer
 	if err := playerConfig.Execute(&b, struct {
@@ -284,9 +284,9 @@ func expectedDevices(t *testing.T, db *pgtest.DB) playerState {
 	return s
 }
 
-func observedDevices(st onesignaltest.State, want playerState) playerState {
+func observedDevices(st emulator.State, want playerState) playerState {
 	s := playerState{devices: map[string]deviceState{}, records: map[string]deviceState{}}
-	show := func(p onesignaltest.Player) deviceState {
+	show := func(p emulator.Player) deviceState {
 		d := deviceState{tags: maps.Clone(p.Tags)}
 		if d.tags == nil {
 			d.tags = map[string]string{}

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // TestSecretsNeverShow runs the daemon with a database password and an API
@@ -40,8 +40,8 @@ func TestSecretsNeverShow(t *testing.T) {
 	if !strings.Contains(dsn, password) {
 		t.Fatalf("the DSN %q does not carry the password", dsn)
 	}
-	emuCfg := onesignaltest.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000005ec", APIKey: apiKey}
-	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000005ec", APIKey: apiKey}
+	emu, url := emulator.NewTestServer(t, emuCfg)
 	config := func(slot, key string) string {
 		path := filepath.Join(t.TempDir(), "config.yaml")
 		err := os.WriteFile(path, fmt.Appendf(nil, `

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // TestSIGTERMMidStreamLosesNothing stops the connector and the sink, run
@@ -30,12 +30,12 @@ func TestSIGTERMMidStreamLosesNothing(t *testing.T) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, schema)
 	kb := kafkatest.Start(t)
-	emuCfg := onesignaltest.Config{
+	emuCfg := emulator.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-0000000051e7", APIKey: "e2e-sigterm-key",
 		// Slow answers keep calls in flight when the sink is stopped.
-		Faults: onesignaltest.Faults{Latency: 20 * time.Millisecond, LatencyMax: 150 * time.Millisecond},
+		Faults: emulator.Faults{Latency: 20 * time.Millisecond, LatencyMax: 150 * time.Millisecond},
 	}
-	emu, url := onesignaltest.NewTestServer(t, emuCfg)
+	emu, url := emulator.NewTestServer(t, emuCfg)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	err := os.WriteFile(cfg, fmt.Appendf(nil, `
 postgres:

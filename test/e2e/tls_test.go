@@ -15,9 +15,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/tlstest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // TestASyncOverTLSEverywhere runs `onesignal-cdc run` against a PostgreSQL
@@ -43,8 +43,8 @@ func TestASyncOverTLSEverywhere(t *testing.T) {
 	}
 	t.Cleanup(kafka.Close)
 
-	emuCfg := onesignaltest.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000007e5", APIKey: "tls-key"}
-	emu := onesignaltest.New(emuCfg)
+	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000007e5", APIKey: "tls-key"}
+	emu := emulator.New(emuCfg)
 	api := httptest.NewUnstartedServer(emu.Handler())
 	api.TLS = certs.Server
 	api.StartTLS()

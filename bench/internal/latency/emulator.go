@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // receipts keeps, from the emulator's OnArrival hook, every accepted
@@ -24,7 +24,7 @@ func newReceipts(appID string) *receipts {
 }
 
 // note is the emulator's OnArrival hook.
-func (r *receipts) note(a onesignaltest.Arrival) {
+func (r *receipts) note(a emulator.Arrival) {
 	if a.Status < 200 || a.Status > 299 {
 		return
 	}
@@ -39,7 +39,7 @@ func (r *receipts) note(a onesignaltest.Arrival) {
 
 // read takes the user and the seq tag from an update user request:
 // PATCH /apps/{app_id}/users/by/external_id/lat-{n} {"properties":{"tags":{"seq":"…"}}}.
-func (r *receipts) read(a onesignaltest.Arrival) (user int, seq int64, ok bool) {
+func (r *receipts) read(a emulator.Arrival) (user int, seq int64, ok bool) {
 	id, found := strings.CutPrefix(a.Path, r.prefix)
 	if a.Method != http.MethodPatch || !found {
 		return 0, 0, false

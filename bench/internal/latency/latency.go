@@ -29,7 +29,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // Options are the load and how long to wait for it.
@@ -102,7 +102,7 @@ func Run(ctx context.Context, srv *harness.Server, db *harness.DB, opts Options)
 		return nil, err
 	}
 
-	emuSrv, err := onesignaltest.Start(onesignaltest.Config{AppID: appID, APIKey: apiKey, RateLimits: onesignaltest.RateLimits{Enabled: true}}, "")
+	emuSrv, err := emulator.Start(emulator.Config{AppID: appID, APIKey: apiKey, RateLimits: emulator.RateLimits{Enabled: true}}, "")
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // TargetP99 is the end-to-end target chosen with this benchmark (issue 6
@@ -30,7 +30,7 @@ type Result struct {
 	opts  Options
 	build time.Duration // building the daemon; 0 when given one
 	m     measurement
-	stats onesignaltest.Stats
+	stats emulator.Stats
 
 	daemonCPU time.Duration
 	daemonRSS int64

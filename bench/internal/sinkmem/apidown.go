@@ -10,8 +10,8 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // The API-down variant (issue 14): the user model, so that every user
@@ -53,8 +53,8 @@ func RunAPIDown(ctx context.Context, opts Options) (res *DownResult, err error) 
 	defer os.RemoveAll(dir)
 	res = &DownResult{opts: opts}
 
-	emuSrv, err := onesignaltest.Start(onesignaltest.Config{AppID: appID, APIKey: apiKey, RateLimits: onesignaltest.RateLimits{Enabled: true},
-		Faults: onesignaltest.Faults{Status: map[int]float64{503: 1}}}, "")
+	emuSrv, err := emulator.Start(emulator.Config{AppID: appID, APIKey: apiKey, RateLimits: emulator.RateLimits{Enabled: true},
+		Faults: emulator.Faults{Status: map[int]float64{503: 1}}}, "")
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func RunAPIDown(ctx context.Context, opts Options) (res *DownResult, err error) 
 		}
 		if res.rowsDone > 0 && s.at-res.rowsDone >= downFor {
 			res.down, res.peakDown, res.rssDown = s.at, s.hwm, s.rss
-			if err := emu.SetFaults(onesignaltest.Faults{}); err != nil {
+			if err := emu.SetFaults(emulator.Faults{}); err != nil {
 				return nil, err
 			}
 			upAt = time.Now()

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // Result is one memory measurement of the sink.
@@ -24,7 +24,7 @@ type Result struct {
 	stateAtEnd        int64
 	topicBytes        map[string]int64 // by topic, as the broker counts them
 	records           map[string]int64 // by topic
-	stats             onesignaltest.Stats
+	stats             emulator.Stats
 	warnings, errors  int
 
 	daemonCPU, brokerCPU       time.Duration

@@ -34,8 +34,8 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/bench/internal/harness"
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 // TargetRSS is issue 11's bound on a sink's memory with 1,000,000 users.
@@ -61,7 +61,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	defer os.RemoveAll(dir)
 	res = &Result{opts: opts}
 
-	emuSrv, err := onesignaltest.Start(onesignaltest.Config{AppID: appID, APIKey: apiKey, RateLimits: onesignaltest.RateLimits{Enabled: true}}, "")
+	emuSrv, err := emulator.Start(emulator.Config{AppID: appID, APIKey: apiKey, RateLimits: emulator.RateLimits{Enabled: true}}, "")
 	if err != nil {
 		return nil, err
 	}
