@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
 
 // oddIDs are ids with what a path or a query must escape, and Unicode.
