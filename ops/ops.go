@@ -271,8 +271,8 @@ func (s *Server) sample() {
 	s.rates.add(time.Now(), s.currentEvents(), s.currentRequests())
 }
 
-// Handler serves /metrics, /livez, /readyz, /status.json and the status
-// page at /.
+// Handler serves /metrics, /livez, /readyz, /status.json, the status
+// page at / and /debug/target.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(s.log), Registry: s.reg})
@@ -286,6 +286,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.HandleFunc("GET /status.json", s.serveStatusJSON)
+	mux.HandleFunc("GET /debug/target", s.serveTarget)
 	mux.HandleFunc("GET /{$}", s.serveStatusPage)
 	return mux
 }
