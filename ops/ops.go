@@ -1,6 +1,7 @@
 // Package ops is the daemon's operations HTTP server: Prometheus metrics
-// (/metrics), liveness (/livez), readiness (/readyz) and a status page (/
-// and /status.json) that draws the pipeline with the state of each part.
+// (/metrics), liveness (/livez), readiness (/readyz), a status page (/
+// and /status.json) that draws the pipeline with the state of each part,
+// and the sink's view of one target (/debug/target, for explain).
 //
 // It watches, and never steers: the connector reports to it through the
 // connector.Observer it implements, the sink is read through its Stats and

@@ -33,6 +33,10 @@ func explainTarget(ctx context.Context, cmd *command, args []string, stdout io.W
 	if err := fs.parse(args); err != nil {
 		return err
 	}
+	cfg, err := config.LoadFor(*path, 0)
+	if err != nil {
+		return usageError{err}
+	}
 	var t transform.Target
 	switch {
 	case (*externalID == "") == (*deviceID == ""):
@@ -44,10 +48,6 @@ func explainTarget(ctx context.Context, cmd *command, args []string, stdout io.W
 	}
 	if strings.ContainsRune(t.ID, 0) {
 		return fs.usageError("an id holds no NUL character")
-	}
-	cfg, err := config.LoadFor(*path, 0)
-	if err != nil {
-		return usageError{err}
 	}
 	cluster, done, err := explainKafka(cfg)
 	if err != nil {

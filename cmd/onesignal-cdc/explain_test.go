@@ -171,3 +171,19 @@ func TestExplainSaysWhetherAUserSyncedAndWhyNot(t *testing.T) {
 		})
 	}
 }
+
+func TestExplainAsksTheLocalOpsServerByDefault(t *testing.T) {
+	for listen, want := range map[string]string{
+		":9090":          "http://127.0.0.1:9090",
+		"0.0.0.0:9090":   "http://127.0.0.1:9090",
+		"localhost:9090": "http://127.0.0.1:9090",
+		"[::1]:9090":     "http://[::1]:9090",
+		"127.0.0.1:0":    "",
+		"10.0.0.7:9090":  "",
+		"":               "",
+	} {
+		if got := localOps(listen); got != want {
+			t.Errorf("ops.listen %q: %q, want %q", listen, got, want)
+		}
+	}
+}
