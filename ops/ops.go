@@ -1,6 +1,7 @@
 // Package ops is the daemon's operations HTTP server: Prometheus metrics
-// (/metrics), liveness (/livez), readiness (/readyz) and a status page (/
-// and /status.json) that draws the pipeline with the state of each part.
+// (/metrics), liveness (/livez), readiness (/readyz), a status page (/
+// and /status.json) that draws the pipeline with the state of each part,
+// and the sink's view of one target (/debug/target, for explain).
 //
 // It watches, and never steers: the connector reports to it through the
 // connector.Observer it implements, the sink is read through its Stats and
@@ -271,8 +272,8 @@ func (s *Server) sample() {
 	s.rates.add(time.Now(), s.currentEvents(), s.currentRequests())
 }
 
-// Handler serves /metrics, /livez, /readyz, /status.json and the status
-// page at /.
+// Handler serves /metrics, /livez, /readyz, /status.json, the status
+// page at / and /debug/target.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(s.log), Registry: s.reg})
@@ -286,6 +287,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.HandleFunc("GET /status.json", s.serveStatusJSON)
+	mux.HandleFunc("GET /debug/target", s.serveTarget)
 	mux.HandleFunc("GET /{$}", s.serveStatusPage)
 	return mux
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // SinkConfig describes the sink this process runs.
@@ -66,8 +67,10 @@ type SinkMonitor struct {
 	lagOf    func(ctx context.Context) []sink.PartitionLag
 	lags     []sink.PartitionLag
 	lagKnown bool
-	fetched  int64
-	applied  float64 // applied messages so far: never reported lower
+	// inspect reads what the sink knows of one target, for /debug/target.
+	inspect func(transform.Target) sink.TargetView
+	fetched int64
+	applied float64 // applied messages so far: never reported lower
 	// Errors the Kafka reader logged: how many since the last poll, the
 	// newest, and how many polls in a row saw some.
 	kafkaErrs   int

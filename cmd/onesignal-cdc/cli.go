@@ -60,6 +60,18 @@ var commands = []*command{
 		details: "Skips a dead letter that a newer event of the same key superseded, and\n" +
 			"remembers (in a consumer group) how far it got.",
 		example: "onesignal-cdc dlq replay --config onesignal-cdc.yaml --dry-run"},
+	{name: "explain", synopsis: "[--config FILE] (--external-id ID | --device-id ID) [--sink URL]... [--json]",
+		summary: "did this user or device sync, and if not, why",
+		details: "Reads Kafka directly and changes nothing (no consumer group, no commit): the\n" +
+			"target's records in its partition of the targets topic (the source rows that fed\n" +
+			"it, with their positions and events, and the desired state the sink folds from\n" +
+			"them), the sink group's committed offsets past them, and the dead-letter topic;\n" +
+			"then asks each --sink's ops server (/debug/target) what it holds of the target:\n" +
+			"pending messages, failed attempts, its window, what it believes applied, its last\n" +
+			"call. Ends with a verdict: in sync as far as the sink knows, waiting, retrying,\n" +
+			"dead-lettered, or nothing known. Reads the target's partition and the whole\n" +
+			"dead-letter topic once.",
+		example: "onesignal-cdc explain --config onesignal-cdc.yaml --external-id 'team/ops 7' --sink http://sink-0:9090"},
 	{name: "mapping preview", synopsis: "[--config FILE] [--table SCHEMA.TABLE [--where SQL]] [--limit N] [--json]",
 		summary: "the OneSignal requests the sink would send for some rows; sends nothing",
 		details: "Reads rows of the mapped tables (--limit per table, in primary-key order) and\n" +

@@ -241,13 +241,18 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			TagLimit:        cfg.OneSignal.MaxTags,
 			Limiter:         limiter,
 			DeadLettered:    sinkOps.DeadLettered(),
-		}, group, forModel(cfg, api), &cfg.Mapping, log)
+		}, group, sink.RecordCalls(forModel(cfg, api), recordedTargets), &cfg.Mapping, log)
 		sinkOps.Watch(s.Stats, s.ReaderStats)
 		sinkOps.WatchLag(s.Lag)
+		sinkOps.WatchTargets(s.Inspect)
 		components = append(components, sinkOps.Wrap(s))
 	}
 	return runAll(ctx, components)
 }
+
+// recordedTargets is how many targets' last OneSignal call the sink
+// remembers, for explain (about 2 MB).
+const recordedTargets = 10000
 
 type component interface {
 	Run(ctx context.Context) error

@@ -92,6 +92,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return slot(ctx, cmd, rest, stdout)
 	case "dlq replay":
 		return dlq(ctx, cmd, rest, stdout)
+	case "explain":
+		return explainTarget(ctx, cmd, rest, stdout)
 	case "mapping preview":
 		return mappingPreview(ctx, cmd, rest, stdout)
 	case "mapping diff":
