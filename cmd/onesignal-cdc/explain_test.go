@@ -16,7 +16,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/explain"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // A CRM-shaped table: a surrogate key, the external id in a column of its
@@ -85,7 +85,7 @@ func TestExplainSaysWhetherAUserSyncedAndWhyNot(t *testing.T) {
 			const synced, refused = "team/ops 7%?Müller", "über/limit ?x%"
 			db := pgtest.NewDB(t)
 			db.Exec(t, explainTables)
-			emu, apiURL := onesignaltest.NewTestServer(t, onesignaltest.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "explain-test-key"})
+			emu, apiURL := emulator.NewTestServer(t, emulator.Config{AppID: "5eb5a37e-b458-11e3-ac11-000c2940e62c", APIKey: "explain-test-key"})
 			kafka := kafkatest.Start(t)
 			cfg := explainConfig(t, db.DSN, db.Name, kafka.Brokers(), apiURL, model)
 			d := startDaemon(t, config.All, cfg)
@@ -143,7 +143,7 @@ func TestExplainSaysWhetherAUserSyncedAndWhyNot(t *testing.T) {
 
 			// OneSignal refuses every write to a user from now on: the next
 			// user's change is dead-lettered.
-			if err := emu.SetAnswers(onesignaltest.Answer{Path: "/users", Status: 400, Body: `{"errors":["refused by the test"]}`}); err != nil {
+			if err := emu.SetAnswers(emulator.Answer{Path: "/users", Status: 400, Body: `{"errors":["refused by the test"]}`}); err != nil {
 				t.Fatal(err)
 			}
 			db.Exec(t, `INSERT INTO contacts ("External Ref", "Plan", "Score") VALUES ($1, 'pro', 1)`, refused)
