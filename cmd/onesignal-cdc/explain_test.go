@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/explain"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 )
 
 // A CRM-shaped table: a surrogate key, the external id in a column of its
