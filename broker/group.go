@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errclass"
+	"github.com/onesignal-cdc/onesignal-cdc/retry"
 )
 
 // GroupConfig is how a member joins a consumer group. The zero durations
@@ -54,11 +57,6 @@ const (
 	DefaultHeartbeatInterval = 500 * time.Millisecond
 	DefaultRebalanceTimeout  = 30 * time.Second
 )
-
-// joinBackoff is how long kafka-go waits before joining again after a
-// failed join (its default is 5 s). A member evicted after a pause rejoins
-// within a second instead.
-const joinBackoff = time.Second
 
 func (cfg GroupConfig) withDefaults() (GroupConfig, error) {
 	cfg.SessionTimeout = cmp.Or(cfg.SessionTimeout, DefaultSessionTimeout)
@@ -217,7 +215,7 @@ func (c Cluster) RunGroup(ctx context.Context, cfg GroupConfig, handle func(ctx 
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		SessionTimeout:    cfg.SessionTimeout,
 		RebalanceTimeout:  cfg.RebalanceTimeout,
-		JoinGroupBackoff:  joinBackoff,
+		JoinGroupBackoff:  retry.JoinGroup,
 		StartOffset:       kafka.FirstOffset,
 		ErrorLogger:       cfg.ErrorLogger,
 	})
@@ -340,12 +338,13 @@ func compareTopicPartitions(a, b TopicPartition) int {
 }
 
 // fatalGroupError returns the error RunGroup stops with when err, from a
-// join, is one that joining again cannot get past; nil otherwise.
+// join, is one that joining again cannot get past (Classify says Fatal);
+// nil otherwise.
 func fatalGroupError(cfg GroupConfig, err error) error {
-	var code kafka.Error
-	if !errors.As(err, &code) {
-		return nil // a connection failure: kafka-go tries again
+	if Classify(err) != errclass.Fatal {
+		return nil // a connection failure, a rebalance: kafka-go tries again
 	}
+	code, _ := errors.AsType[kafka.Error](err)
 	switch code {
 	case kafka.InvalidSessionTimeout:
 		return fmt.Errorf("join consumer group %q: the broker refuses a session timeout of %s: it must lie between the broker's group.min.session.timeout.ms and group.max.session.timeout.ms (6 s and 30 min by default): %w", cfg.ID, cfg.SessionTimeout, err)
@@ -355,11 +354,8 @@ func fatalGroupError(cfg GroupConfig, err error) error {
 		return fmt.Errorf("join consumer group %q: the broker refuses this user one of the topics %v: grant it Read and Describe on them: %w", cfg.ID, cfg.Topics, err)
 	case kafka.InconsistentGroupProtocol:
 		return fmt.Errorf("join consumer group %q: the group's other members assign partitions in a way this member does not (range): give this sink a group of its own: %w", cfg.ID, err)
-	case kafka.InvalidGroupId, kafka.GroupMaxSizeReached, kafka.ClusterAuthorizationFailed,
-		kafka.SASLAuthenticationFailed, kafka.UnsupportedSASLMechanism, kafka.UnsupportedVersion:
-		return fmt.Errorf("join consumer group %q: %w", cfg.ID, err)
 	}
-	return nil
+	return fmt.Errorf("join consumer group %q: %w", cfg.ID, err)
 }
 
 // PartitionReader reads one partition from offset from (an offset, or

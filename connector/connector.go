@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/segmentio/kafka-go"
@@ -27,6 +26,8 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errclass"
+	"github.com/onesignal-cdc/onesignal-cdc/retry"
 )
 
 // Config is what the connector needs to know.
@@ -162,13 +163,11 @@ func New(cfg Config, w MessageWriter, log *zap.Logger) *Connector {
 // a clean stop, or the error that made streaming impossible.
 func (c *Connector) Run(ctx context.Context) (err error) {
 	defer func() { c.obs.StatusChanged(Stopped, err) }()
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 500*time.Millisecond, 30*time.Second, 0
-	b.Reset()
+	b := retry.Reconnect.Start()
 	standing := false
 	c.obs.StatusChanged(Connecting, nil)
 	for {
-		started := time.Now()
+		b.Begin()
 		err := c.setup(ctx)
 		if err == nil {
 			err = c.stream(ctx)
@@ -176,17 +175,15 @@ func (c *Connector) Run(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !transient(err) {
-			return err
+		if classify(err) != errclass.Retryable {
+			return withFix(err)
 		}
-		if time.Since(started) > time.Minute {
-			b.Reset() // a long healthy session: reconnect quickly
-		}
-		wait := b.NextBackOff()
+		b.Done()
+		wait := b.Next(err)
 		if slotInUse(err) {
 			// Another instance streams from the slot: stand by, and take
 			// over soon after it stops.
-			wait = standbyPoll
+			wait = retry.StandbyPoll
 			if !standing {
 				c.log.Info("the slot is in use by another process; waiting as a standby", zap.String("slot", c.cfg.Slot), zap.Error(err))
 				c.obs.StatusChanged(Standby, err)
@@ -205,35 +202,10 @@ func (c *Connector) Run(ctx context.Context) (err error) {
 	}
 }
 
-// standbyPoll is how often a standby tries to take the slot over.
-const standbyPoll = 2 * time.Second
-
 // slotInUse reports whether err says another process holds the slot.
 func slotInUse(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "55006"
-}
-
-// transient reports whether reconnecting may help: the connection broke,
-// the server is starting or shutting down, or another process still holds
-// the slot (SQLSTATE 55006).
-func transient(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case slotInUse(err),
-			strings.HasPrefix(pgErr.Code, "08"),  // connection exceptions
-			strings.HasPrefix(pgErr.Code, "57P"), // admin shutdown, crash shutdown, cannot connect now
-			pgErr.Code == "53300":                // too many connections
-			return true
-		}
-		return false
-	}
-	var fatal *fatalError
-	return !errors.As(err, &fatal)
 }
 
 // sessionParams make every connection of the connector, the walsender's
@@ -252,7 +224,7 @@ var sessionParams = map[string]string{
 func (c *Connector) connect(ctx context.Context) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(c.cfg.DSN)
 	if err != nil {
-		return nil, &fatalError{fmt.Errorf("postgres.dsn: %w", err)}
+		return nil, fatal(fmt.Errorf("postgres.dsn: %w", err))
 	}
 	maps.Copy(cfg.RuntimeParams, sessionParams)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
@@ -281,37 +253,13 @@ func matchEncoding(ctx context.Context, conn *pgconn.PgConn) error {
 	return nil
 }
 
-// fatalError marks a problem no reconnect can fix.
-type fatalError struct{ err error }
-
-func (f *fatalError) Error() string { return f.err.Error() }
-func (f *fatalError) Unwrap() error { return f.err }
-
-// loginFix names the fix of a login the server refused, "" for other
-// errors.
-func loginFix(err error) string {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return ""
-	}
-	switch pgErr.Code {
-	case "28P01": // invalid_password
-		return ": check the user and password in postgres.dsn"
-	case "28000": // invalid_authorization_specification: no such role, or pg_hba.conf
-		return ": check the user in postgres.dsn, and that pg_hba.conf lets it connect from this host"
-	case "3D000": // invalid_catalog_name
-		return ": check the database name in postgres.dsn"
-	}
-	return ""
-}
-
 // setup checks the database, then creates the publication and the slot
 // when they are missing. Whatever Inspect finds stops the connector with one
 // error listing every problem and its fix: no retry mends a configuration.
 func (c *Connector) setup(ctx context.Context) error {
 	conn, err := c.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to postgres: %w%s", err, loginFix(err))
+		return fmt.Errorf("connect to postgres: %w", err) // Run adds the fix
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	findings, warnings, err := Inspect(ctx, conn, c.cfg)
@@ -319,7 +267,7 @@ func (c *Connector) setup(ctx context.Context) error {
 		return err
 	}
 	if len(findings) > 0 {
-		return &fatalError{findings}
+		return fatal(findings)
 	}
 	for _, w := range warnings {
 		c.log.Warn(w.Problem, zap.String("fix", w.Fix))

@@ -9,6 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 )
@@ -170,7 +171,6 @@ func laneOf(key []byte, n int) int {
 func (p *producer) lane(ctx context.Context, in <-chan []outgoing) error {
 	batch := make([]outgoing, 0, p.batchSize)
 	msgs := make([]kafka.Message, 0, p.batchSize)
-	policy := retry.Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
 	var rest []outgoing // received, not yet in a batch
 	for {
 		if len(rest) == 0 {
@@ -215,7 +215,7 @@ func (p *producer) lane(ctx context.Context, in <-chan []outgoing) error {
 			}
 		}
 		if len(batch) > 0 {
-			if err := p.write(ctx, policy, batch, msgs); err != nil {
+			if err := p.write(ctx, batch, msgs); err != nil {
 				return err
 			}
 		}
@@ -229,8 +229,8 @@ func (p *producer) lane(ctx context.Context, in <-chan []outgoing) error {
 }
 
 // write writes one batch, retrying it whole, then acknowledges its events.
-func (p *producer) write(ctx context.Context, policy retry.Policy, batch []outgoing, msgs []kafka.Message) error {
-	err := policy.Do(ctx, func() error {
+func (p *producer) write(ctx context.Context, batch []outgoing, msgs []kafka.Message) error {
+	err := retry.Produce.Do(ctx, func() error {
 		started := time.Now()
 		err := p.w.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -238,7 +238,7 @@ func (p *producer) write(ctx context.Context, policy retry.Policy, batch []outgo
 		} else if ctx.Err() == nil {
 			p.obs.Produced(Write{Duration: time.Since(started), Err: err})
 		}
-		return classifyWriteError(err)
+		return broker.ClassifyWrite(err) // a permanent or fatal error stops the connector
 	},
 		func(err error, wait time.Duration) {
 			p.log.Warn("kafka write failed; retrying", zap.Error(err), zap.Int("events", len(msgs)), zap.Duration("wait", wait))
@@ -253,31 +253,4 @@ func (p *producer) write(ctx context.Context, policy retry.Policy, batch []outgo
 		}
 	}
 	return nil
-}
-
-// permanentKafka are the Kafka errors a retry cannot fix. They stop the
-// connector rather than loop forever out of sight.
-var permanentKafka = []kafka.Error{
-	kafka.MessageSizeTooLarge, kafka.RecordListTooLarge, kafka.InvalidTopic,
-	kafka.TopicAuthorizationFailed, kafka.ClusterAuthorizationFailed, kafka.SASLAuthenticationFailed,
-}
-
-// classifyWriteError marks every other write error as transient.
-func classifyWriteError(err error) error {
-	if err == nil {
-		return nil
-	}
-	errs := []error{err}
-	var we kafka.WriteErrors
-	if errors.As(err, &we) {
-		errs = append(errs, we...)
-	}
-	for _, e := range errs {
-		for _, p := range permanentKafka {
-			if errors.Is(e, p) {
-				return err
-			}
-		}
-	}
-	return retry.Transient(err)
 }

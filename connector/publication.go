@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errclass"
 )
 
 // What the publication carries. From PostgreSQL 15 on, a publication can
@@ -329,7 +331,7 @@ func (pl *planner) normalize(ctx context.Context, conn *pgx.Conn, t *tableCatalo
 	}
 	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &pgErr) && !transient(err):
+	case errors.As(err, &pgErr) && postgresClass(err) != errclass.Retryable:
 		// A syntax error, a column it lacks, a type mismatch, a privilege.
 		n = normalized{refusal: pgErr.Message}
 	case err != nil:
@@ -805,7 +807,7 @@ func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error
 			return execOne(ctx, conn, sql)
 		})
 		if err != nil {
-			return &fatalError{fmt.Errorf("create publication %q: %w (create it yourself as a superuser or the tables' owner: %s;)", pub, err, sql)}
+			return fatal(fmt.Errorf("create publication %q: %w (create it yourself as a superuser or the tables' owner: %s;)", pub, err, sql))
 		}
 		c.log.Info("created publication", zap.String("publication", pub), zap.String("statement", sql))
 		c.usePlans(v.plans)
@@ -837,7 +839,7 @@ func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error
 			return execOne(ctx, conn, sql)
 		})
 		if err != nil {
-			return &fatalError{fmt.Errorf("add tables to publication %q: %w (run as the tables' owner: %s;)", pub, err, sql)}
+			return fatal(fmt.Errorf("add tables to publication %q: %w (run as the tables' owner: %s;)", pub, err, sql))
 		}
 		names := make([]string, len(missing))
 		for i, p := range missing {
@@ -856,7 +858,7 @@ func (c *Connector) ensurePublication(ctx context.Context, conn *pgx.Conn) error
 			return changeEntries(ctx, conn, qpub, changed)
 		})
 		if err != nil {
-			return &fatalError{fmt.Errorf("change the column lists and row filters of publication %q: %w (run as the owner of the publication and of the tables: %s)", pub, err, sql)}
+			return fatal(fmt.Errorf("change the column lists and row filters of publication %q: %w (run as the owner of the publication and of the tables: %s)", pub, err, sql))
 		}
 		now, err := namedEntries(ctx, conn, pub)
 		if err != nil {

@@ -49,7 +49,7 @@ func OpenReader(ctx context.Context, cfg ReaderConfig) (*Reader, error) {
 	c := &Connector{cfg: Config{DSN: cfg.DSN}}
 	conn, err := c.connect(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to postgres: %w%s", err, loginFix(err))
+		return nil, withFix(fmt.Errorf("connect to postgres: %w", err))
 	}
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -194,8 +194,7 @@ func (r *Reader) primaryKey(ctx context.Context, table string) ([]string, error)
 		return nil, fmt.Errorf("%w: %s (or this user may not see it)", ErrNoTable, table)
 	}
 	key, _, err := primaryKey(ctx, r.tx.Conn(), table)
-	var fatal *fatalError
-	if errors.As(err, &fatal) {
+	if errors.Is(err, errNoPrimaryKey) {
 		return nil, fmt.Errorf("table %s has no primary key: the connector reads and keys its rows by one; add one (ALTER TABLE … ADD PRIMARY KEY)", table)
 	}
 	if err != nil {

@@ -39,8 +39,8 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 	err := conn.QueryRow(ctx, `SELECT plugin, database, current_database() FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).Scan(&plugin, &db, &current)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if known && !c.state.st.Reset {
-			return &fatalError{fmt.Errorf("replication slot %q is gone, but this connector streamed from it until %s: changes made since may never reach Kafka. "+
-				"To start again from a new slot with a full re-snapshot, run: onesignal-cdc snapshot --reset --config <file>", c.cfg.Slot, c.state.st.Updated.Format(time.RFC3339))}
+			return fatal(fmt.Errorf("replication slot %q is gone, but this connector streamed from it until %s: changes made since may never reach Kafka. "+
+				"To start again from a new slot with a full re-snapshot, run: onesignal-cdc snapshot --reset --config <file>", c.cfg.Slot, c.state.st.Updated.Format(time.RFC3339)))
 		}
 		if c.state != nil {
 			err := c.state.update(ctx, func(st *State) {
@@ -66,7 +66,7 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 			if errors.As(err, &pgErr) && pgErr.Code == "42710" {
 				return nil // created by another instance meanwhile
 			}
-			return &fatalError{fmt.Errorf("create replication slot %q: %w (the role needs the REPLICATION attribute, and wal_level must be logical)", c.cfg.Slot, err)}
+			return fatal(fmt.Errorf("create replication slot %q: %w (the role needs the REPLICATION attribute, and wal_level must be logical)", c.cfg.Slot, err))
 		}
 		c.log.Info("created replication slot", zap.String("slot", c.cfg.Slot), zap.Stringer("lsn", lsn))
 		return nil
@@ -75,7 +75,7 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("look up replication slot %q: %w", c.cfg.Slot, err)
 	}
 	if plugin != "pgoutput" || db != current {
-		return &fatalError{fmt.Errorf("replication slot %q exists with plugin %q on database %q; the connector needs a pgoutput slot on %q: choose another postgres.slot or drop that slot", c.cfg.Slot, plugin, db, current)}
+		return fatal(fmt.Errorf("replication slot %q exists with plugin %q on database %q; the connector needs a pgoutput slot on %q: choose another postgres.slot or drop that slot", c.cfg.Slot, plugin, db, current))
 	}
 	if c.state != nil && (!known || c.state.st.Reset) {
 		// A reset whose slot still exists: re-snapshot as asked.
@@ -121,8 +121,7 @@ func (c *Connector) lostState(ctx context.Context, conn *pgx.Conn) ([]string, er
 	var tables, keyless []string
 	for _, t := range c.cfg.Tables {
 		if _, _, err := primaryKey(ctx, conn, t); err != nil {
-			var fatal *fatalError
-			if !errors.As(err, &fatal) {
+			if !errors.Is(err, errNoPrimaryKey) {
 				return nil, err
 			}
 			keyless = append(keyless, t)
@@ -160,11 +159,11 @@ func (c *Connector) slotState(ctx context.Context, conn *pgconn.PgConn) (start p
 		return 0, "", 0, fmt.Errorf("read state of slot %q: %w", c.cfg.Slot, err)
 	}
 	if len(res) != 1 || len(res[0].Rows) != 1 {
-		return 0, "", 0, &fatalError{fmt.Errorf("replication slot %q does not exist", c.cfg.Slot)}
+		return 0, "", 0, fatal(fmt.Errorf("replication slot %q does not exist", c.cfg.Slot))
 	}
 	row := res[0].Rows[0]
 	if row[0] == nil {
-		return 0, "", 0, &fatalError{fmt.Errorf("replication slot %q has no confirmed_flush_lsn: is it a logical slot?", c.cfg.Slot)}
+		return 0, "", 0, fatal(fmt.Errorf("replication slot %q has no confirmed_flush_lsn: is it a logical slot?", c.cfg.Slot))
 	}
 	if start, err = pglogrepl.ParseLSN(string(row[0])); err != nil {
 		return 0, "", 0, fmt.Errorf("slot %q confirmed_flush_lsn: %w", c.cfg.Slot, err)

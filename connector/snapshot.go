@@ -108,7 +108,7 @@ func loadState(ctx context.Context, store StateStore, slot string) (*stateKeeper
 		return k, false, nil
 	}
 	if err := json.Unmarshal(data, &k.st); err != nil {
-		return nil, false, &fatalError{fmt.Errorf("connector state of slot %q is not valid JSON (%v): fix or delete its record in the state topic", slot, err)}
+		return nil, false, fatal(fmt.Errorf("connector state of slot %q is not valid JSON (%v): fix or delete its record in the state topic", slot, err))
 	}
 	return k, true, nil
 }
@@ -583,7 +583,7 @@ func primaryKey(ctx context.Context, conn *pgx.Conn, table string) (cols, types 
 		return nil, nil, fmt.Errorf("look up the primary key of %s: %w", table, err)
 	}
 	if len(cols) == 0 {
-		return nil, nil, &fatalError{fmt.Errorf("table %s has no primary key: the snapshot reads in primary-key chunks; add one (ALTER TABLE … ADD PRIMARY KEY), or set postgres.snapshot: never and do not ask for a snapshot of it", table)}
+		return nil, nil, fatal(fmt.Errorf("table %s has %w: the snapshot reads in primary-key chunks; add one (ALTER TABLE … ADD PRIMARY KEY), or set postgres.snapshot: never and do not ask for a snapshot of it", table, errNoPrimaryKey))
 	}
 	return cols, types, nil
 }
@@ -623,6 +623,9 @@ func Signal(ctx context.Context, dsn string, tables []string) error {
 type signal struct {
 	Snapshot []string `json:"snapshot"`
 }
+
+// errNoPrimaryKey is in the error of primaryKey for a table without one.
+var errNoPrimaryKey = errors.New("no primary key")
 
 var errNoSnapshotSupport = errors.New("snapshots need PostgreSQL 14 or newer (pgoutput's messages option)")
 

@@ -19,6 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
 	"github.com/onesignal-cdc/onesignal-cdc/connector/pgcodec"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
@@ -65,7 +66,7 @@ type session struct {
 func (c *Connector) stream(ctx context.Context) error {
 	rcfg, err := pgconn.ParseConfig(c.cfg.DSN)
 	if err != nil {
-		return &fatalError{fmt.Errorf("postgres.dsn: %w", err)}
+		return fatal(fmt.Errorf("postgres.dsn: %w", err))
 	}
 	rcfg.RuntimeParams["replication"] = "database"
 	maps.Copy(rcfg.RuntimeParams, sessionParams)
@@ -116,7 +117,7 @@ func (c *Connector) stream(ctx context.Context) error {
 			s.snap = newSnapshotter(c, c.state)
 		}
 	} else if c.state != nil && len(c.state.pending()) > 0 {
-		return &fatalError{errNoSnapshotSupport}
+		return fatal(errNoSnapshotSupport)
 	}
 	err = pglogrepl.StartReplication(ctx, conn, c.cfg.Slot, start, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
@@ -308,7 +309,7 @@ func (s *session) read(ctx context.Context) error {
 			s.dec.KeepImages(len(s.windows) > 0) // windows match row images
 			st, err := s.dec.Decode(xld.WALStart, xld.WALData)
 			if err != nil {
-				return &fatalError{err}
+				return fatal(err)
 			}
 			switch st.Kind {
 			case pgcodec.StepBegin:
@@ -497,8 +498,10 @@ func (s *session) producerStopped() error {
 	err := fmt.Errorf("kafka producer stopped: %w", s.producerErr)
 	if errors.Is(s.producerErr, kafka.MessageSizeTooLarge) {
 		err = fmt.Errorf("%w: a row's event is larger than Kafka accepts; raise max.message.bytes on its topic (and message.max.bytes on the brokers)", err)
+	} else if fix := broker.Fix(s.producerErr); fix != "" {
+		err = fmt.Errorf("%w: %s", err, fix)
 	}
-	return &fatalError{err}
+	return fatal(err)
 }
 
 // serverVersion is the server's server_version_num, or 0 when unknown.

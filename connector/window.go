@@ -208,7 +208,7 @@ func (s *session) produceChunk(ctx context.Context, txn *checkpoint.Txn, id stri
 		return nil
 	}
 	if txn == nil {
-		return &fatalError{fmt.Errorf("snapshot watermark %s outside a transaction", id)}
+		return fatal(fmt.Errorf("snapshot watermark %s outside a transaction", id))
 	}
 	if err := s.ensureTopic(ctx, ch.topic); err != nil {
 		return err

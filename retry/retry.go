@@ -1,8 +1,16 @@
-// Package retry runs an operation until it succeeds, fails for good, or its
-// context ends. Errors decide for themselves: an error (anywhere in its
-// chain) with a Retryable() bool method that returns true is retried, every
-// other error is returned at once. A server's Retry-After, carried by an
-// error's RetryAfterDuration(), wins over the backoff schedule.
+// Package retry holds every retry schedule of the pipeline, and runs an
+// operation until it succeeds, fails for good, or its context ends.
+//
+// What is retried is decided by the error's class (internal/errclass): a
+// Retryable error is tried again, any other is returned at once. A
+// server's Retry-After, carried by an error's RetryAfterDuration(), wins
+// over the schedule.
+//
+// One schedule for all: exponential, from Policy.Initial growing by half
+// each time up to Policy.Max, each wait randomized by ±50% so that many
+// callers failing at once do not retry in step (cenkalti/backoff's
+// ExponentialBackOff with these settings). Each caller's timings are a
+// named preset below.
 //
 // There is deliberately no give-up time: a transient fault (Kafka down, the
 // API answering 503) is waited out, never turned into data loss. Callers end
@@ -15,18 +23,105 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errclass"
 )
 
-// Policy is the backoff schedule. The zero value means the defaults.
+// Policy is a backoff schedule. The zero value means the defaults, which
+// are the Sink preset's.
 type Policy struct {
 	Initial time.Duration // first wait; default 200ms
 	Max     time.Duration // longest wait; default 30s
+	// ResetAfter, for a loop that runs sessions (Backoff.Done), starts the
+	// schedule over after a session that lasted at least this long: it
+	// was healthy, and the next failure is a new one. 0: never.
+	ResetAfter time.Duration
 }
 
-// Retryable reports whether err says it is worth trying again.
-func Retryable(err error) bool {
-	var r interface{ Retryable() bool }
-	return errors.As(err, &r) && r.Retryable()
+// The presets: every retry schedule of the pipeline, by who uses it.
+// Treat them as constants.
+var (
+	// Reconnect is the connector's, between replication sessions that
+	// ended on a retryable error; a session of a minute or more resets it,
+	// so a long healthy session is followed by a quick reconnect.
+	Reconnect = Policy{Initial: 500 * time.Millisecond, Max: 30 * time.Second, ResetAfter: time.Minute}
+	// Produce is the connector's, between attempts of one Kafka write.
+	Produce = Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
+	// Sink is the sink's (sink.Config.Retry's default), for its Kafka
+	// fetches and writes, its dead letters, and each target's OneSignal
+	// requests.
+	Sink = Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second}
+	// Startup is the daemon's, waiting for Kafka to create its topics.
+	Startup = Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+)
+
+// The fixed waits, which are not schedules: they poll something that
+// changes on its own time rather than wait out a fault.
+const (
+	// StandbyPoll is how often a standby connector tries to take over a
+	// replication slot that another process holds.
+	StandbyPoll = 2 * time.Second
+	// JoinGroup is how long a sink member waits before joining its
+	// consumer group again after a failed join (kafka-go's
+	// JoinGroupBackoff, whose default is 5 s): a member evicted after a
+	// pause rejoins within a second instead.
+	JoinGroup = time.Second
+)
+
+// The schedule's shape: the same for every policy.
+const (
+	multiplier = 1.5
+	jitter     = 0.5 // each wait is drawn from [d·(1-jitter), d·(1+jitter)]
+)
+
+func (p Policy) exponential() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = orDefault(p.Initial, Sink.Initial)
+	b.MaxInterval = orDefault(p.Max, Sink.Max)
+	b.Multiplier = multiplier
+	b.RandomizationFactor = jitter
+	b.MaxElapsedTime = 0 // never give up on a transient error
+	b.Reset()
+	return b
+}
+
+// Backoff is one running schedule of p, for a loop that waits itself.
+// Not safe for concurrent use.
+type Backoff struct {
+	p       Policy
+	b       *backoff.ExponentialBackOff
+	started time.Time
+}
+
+// Start starts a schedule of p.
+func (p Policy) Start() *Backoff { return &Backoff{p: p, b: p.exponential(), started: time.Now()} }
+
+// Next returns the wait before the next attempt after err: the schedule's
+// next step, or the server's Retry-After when that is longer.
+func (b *Backoff) Next(err error) time.Duration { return max(b.b.NextBackOff(), RetryAfter(err)) }
+
+// Begin marks the start of a session, for ResetAfter.
+func (b *Backoff) Begin() { b.started = time.Now() }
+
+// Done reports that the session begun last ended: one that lasted
+// ResetAfter or longer starts the schedule over.
+func (b *Backoff) Done() {
+	if b.p.ResetAfter > 0 && time.Since(b.started) >= b.p.ResetAfter {
+		b.b.Reset()
+	}
+}
+
+// Delay returns the wait after failures failed attempts in a row (1 for
+// the first), for a caller that counts failures rather than keep a
+// schedule (the sink keeps a count per target, for tens of thousands of
+// them): drawn as the failures-th step of p's schedule is.
+func (p Policy) Delay(failures int) time.Duration {
+	b := p.exponential()
+	// The schedule is at Max long before 100 steps (1.5^100 ≈ 4·10^17).
+	for range min(failures, 100) - 1 {
+		b.NextBackOff()
+	}
+	return b.NextBackOff()
 }
 
 // RetryAfter returns the wait the server asked for, or 0.
@@ -38,29 +133,12 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
-// Transient marks err as retryable.
-func Transient(err error) error {
-	if err == nil {
-		return nil
-	}
-	return transient{err}
-}
-
-type transient struct{ err error }
-
-func (t transient) Error() string   { return t.err.Error() }
-func (t transient) Unwrap() error   { return t.err }
-func (t transient) Retryable() bool { return true }
-
-// Do calls op until it returns nil or a non-retryable error, or ctx ends.
-// notify, if not nil, is called before each wait with the error and the wait.
-// It returns op's last error, or ctx's error when the wait was cut short.
+// Do calls op until it returns nil or an error that is not
+// errclass.Retryable, or ctx ends. notify, if not nil, is called before
+// each wait with the error and the wait. It returns op's last error, or
+// ctx's error joined with it when the wait was cut short.
 func (p Policy) Do(ctx context.Context, op func() error, notify func(err error, wait time.Duration)) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = orDefault(p.Initial, 200*time.Millisecond)
-	b.MaxInterval = orDefault(p.Max, 30*time.Second)
-	b.MaxElapsedTime = 0 // never give up on a transient error
-	b.Reset()
+	b := p.Start()
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -69,10 +147,10 @@ func (p Policy) Do(ctx context.Context, op func() error, notify func(err error, 
 	}()
 	for {
 		err := op()
-		if err == nil || !Retryable(err) {
+		if err == nil || errclass.Of(err) != errclass.Retryable {
 			return err
 		}
-		wait := max(b.NextBackOff(), RetryAfter(err))
+		wait := b.Next(err)
 		if notify != nil {
 			notify(err, wait)
 		}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errclass"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 )
@@ -16,13 +16,6 @@ import (
 type noDeviceError interface {
 	error
 	NoDevice() bool
-}
-
-// fatalError is an API error that stops the sink for good, such as wrong
-// credentials.
-type fatalError interface {
-	error
-	Fatal() bool
 }
 
 // statusError is an API error that knows its HTTP status.
@@ -97,6 +90,7 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		s.stats.noDevice.Add(1)
 		err = nil
 	}
+	class := errclass.Of(err) // the OneSignal client's errors say it (sink/onesignal/errors.go)
 	switch {
 	case err == nil:
 		if len(r.after) > 0 {
@@ -119,7 +113,7 @@ func (g *generation) step(ctx context.Context, t *target) error {
 		}
 		g.sched.release(t, 0, true)
 		return nil
-	case isFatal(err):
+	case class == errclass.Fatal:
 		what, fix := "OneSignal refused the credentials", "check onesignal.app_id and onesignal.api_key (and onesignal.model)"
 		if h, ok := errors.AsType[statusError](err); ok && h.HTTPStatus() >= 300 && h.HTTPStatus() < 400 {
 			what, fix = "OneSignal's address answered with a redirect", "set onesignal.base_url to the API's address"
@@ -133,7 +127,7 @@ func (g *generation) step(ctx context.Context, t *target) error {
 			return fmt.Errorf("%s. The sink stops with %s and everything after it uncommitted: %w", re.Refusal(), first, err)
 		}
 		return fmt.Errorf("%s, so the sink stops with %s and everything after it uncommitted: %s: %w", what, first, fix, err)
-	case retry.Retryable(err):
+	case class == errclass.Retryable:
 		// The request may have been applied (an answer cut, a timeout):
 		// what OneSignal holds of its part is unknown now, so the part is
 		// sent again even if the desired state goes back to what was last
@@ -163,11 +157,6 @@ var errTagLimit = errors.New("tag limit")
 
 func (e *tagLimitError) Is(target error) bool { return target == errTagLimit }
 
-func isFatal(err error) bool {
-	f, ok := errors.AsType[fatalError](err)
-	return ok && f.Fatal()
-}
-
 // finish marks messages done.
 func (g *generation) finish(done []*fetched) {
 	for _, m := range done {
@@ -196,26 +185,12 @@ func (g *generation) refuse(ctx context.Context, t *target, part string, err err
 	return nil
 }
 
-// backoff is how long t waits before its next attempt after err: an
-// exponential schedule with jitter (Config.Retry), or the server's
-// Retry-After when that is longer. The target's one-second window comes on
-// top, in the scheduler.
+// backoff is how long t waits before its next attempt after err: the
+// step of Config.Retry's schedule for its failures in a row, or the
+// server's Retry-After when that is longer. The target's one-second
+// window comes on top, in the scheduler.
 func (g *generation) backoff(t *target, err error) time.Duration {
-	n := g.sched.failures(t)
-	initial, most := g.s.cfg.Retry.Initial, g.s.cfg.Retry.Max
-	if initial <= 0 {
-		initial = 200 * time.Millisecond
-	}
-	if most <= 0 {
-		most = 30 * time.Second
-	}
-	d := initial
-	for i := 1; i < n && d < most; i++ {
-		d = d * 3 / 2
-	}
-	d = min(d, most)
-	d = time.Duration(float64(d) * (0.5 + rand.Float64())) // ±50 %, as cenkalti/backoff
-	return max(d, retry.RetryAfter(err))
+	return max(g.s.cfg.Retry.Delay(g.sched.failures(t)), retry.RetryAfter(err))
 }
 
 // attempt makes one attempt at r once the target's window is open.

@@ -11,7 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
-	"github.com/onesignal-cdc/onesignal-cdc/retry"
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 )
 
@@ -121,7 +121,7 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 		if tooLarge(err) && dl.Value != nil {
 			dl, err = s.writeLarge(ctx, dl, msg, rej)
 		}
-		return retry.Transient(err)
+		return broker.ClassifyWrite(err)
 	}, func(err error, wait time.Duration) {
 		s.log.Warn("dead-letter write failed; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})

@@ -1,9 +1,6 @@
 package sink
 
 import (
-	"errors"
-	"io"
-	"net"
 	"strconv"
 	"sync"
 
@@ -55,18 +52,4 @@ func (p *progress) finish() {
 	p.done = nil
 	p.mu.Unlock()
 	done()
-}
-
-// retriableFetch reports whether a fetch error is one a broker answers
-// during a disk or leadership hiccup, or a network fault: kafka-go hands
-// the Kafka errors it has no case for (KAFKA_STORAGE_ERROR,
-// UNKNOWN_SERVER_ERROR, …) to FetchMessage's caller, and the reader
-// carries on after them.
-func retriableFetch(err error) bool {
-	var ke kafka.Error
-	if errors.As(err, &ke) {
-		return ke.Temporary() || ke == kafka.Unknown
-	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) // not io.EOF: a closed reader
 }

@@ -18,8 +18,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
-	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
@@ -496,7 +496,7 @@ func (g *generation) write(ctx context.Context, w Writer, what string, msgs []ka
 	if len(msgs) == 0 {
 		return nil
 	}
-	err := g.s.cfg.Retry.Do(ctx, func() error { return retry.Transient(w.WriteMessages(ctx, msgs...)) }, func(err error, wait time.Duration) {
+	err := g.s.cfg.Retry.Do(ctx, func() error { return broker.ClassifyWrite(w.WriteMessages(ctx, msgs...)) }, func(err error, wait time.Duration) {
 		g.s.log.Warn("write to kafka failed; retrying", zap.String("topic", what), zap.Int("messages", len(msgs)), zap.Error(err), zap.Duration("wait", wait))
 	})
 	if err == nil && ctx.Err() != nil {

@@ -40,7 +40,9 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errclass"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/kv"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
@@ -220,7 +222,7 @@ type Config struct {
 	RowBatch int
 
 	CommitInterval time.Duration // how often offsets are committed; default 1s
-	Retry          retry.Policy  // backoff for transient API and Kafka errors
+	Retry          retry.Policy  // backoff for transient API and Kafka errors; default retry.Sink
 	// DeadLetters writes rejected messages to DeadLetterTopic; nil stops
 	// the sink at the first rejected message instead.
 	DeadLetters     Writer
@@ -293,6 +295,9 @@ func New(cfg Config, group Group, api OneSignal, mapping *transform.Mapping, log
 	}
 	if cfg.CommitInterval <= 0 {
 		cfg.CommitInterval = time.Second
+	}
+	if cfg.Retry == (retry.Policy{}) {
+		cfg.Retry = retry.Sink
 	}
 	if cfg.Name == "" {
 		cfg.Name = "onesignal-cdc"
@@ -499,8 +504,14 @@ func (s *Sink) read(ctx context.Context, r PartitionReader) (kafka.Message, erro
 	err := s.cfg.Retry.Do(ctx, func() error {
 		var err error
 		msg, err = r.FetchMessage(ctx)
-		if err != nil && ctx.Err() == nil && retriableFetch(err) {
-			return retry.Transient(err)
+		if err != nil && ctx.Err() == nil && broker.Classify(err) == errclass.Retryable {
+			// A broker's answer during a disk or leadership hiccup, or a
+			// network fault: kafka-go hands the Kafka errors it has no
+			// case for (KAFKA_STORAGE_ERROR, UNKNOWN_SERVER_ERROR, …) to
+			// FetchMessage's caller, and the reader carries on after them.
+			// What Kafka's classifier does not know (io.EOF: a closed
+			// reader) stops the sink.
+			return errclass.Mark(err, errclass.Retryable)
 		}
 		return err
 	}, func(err error, wait time.Duration) {

@@ -18,6 +18,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/errclass"
 	"github.com/onesignal-cdc/onesignal-cdc/ops"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
@@ -133,8 +134,11 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 	for _, t := range cfg.Mapping.Tables() {
 		topics = append(topics, cfg.Kafka.TopicPrefix+"."+t)
 	}
-	err = retry.Policy{Max: 5 * time.Second}.Do(ctx, func() error {
-		return retry.Transient(cluster.Explain(ctx, cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...)))
+	// Every error is waited out here, a refusal too: a broker still being
+	// set up (its users, its ACLs) cannot be told from a wrong setting,
+	// and the warning says which broker and why.
+	err = retry.Startup.Do(ctx, func() error {
+		return errclass.Mark(cluster.Explain(ctx, cluster.EnsureTopics(ctx, cfg.Kafka.Partitions, topics...)), errclass.Retryable)
 	}, func(err error, wait time.Duration) {
 		log.Warn("kafka not reachable; retrying", zap.Error(err), zap.Duration("wait", wait))
 	})

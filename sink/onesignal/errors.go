@@ -84,8 +84,13 @@ func (e *APIError) Error() string {
 	return b.String()
 }
 
+// The classifier of OneSignal's answers is Retryable and Fatal below, on
+// the errors themselves: internal/errclass reads them for the sink
+// (Fatal() true is fatal, else Retryable() decides between retryable and
+// permanent: a dead letter).
+
 // Retryable reports whether the same request may succeed later: timeouts,
-// rate limits and server faults.
+// rate limits and server faults (408, 429 and 5xx).
 func (e *APIError) Retryable() bool {
 	return e.StatusCode == http.StatusRequestTimeout ||
 		e.StatusCode == http.StatusTooManyRequests ||
