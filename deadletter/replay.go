@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -96,6 +95,7 @@ type origin struct {
 
 type letter struct {
 	msg    kafka.Message
+	head   sink.Letter // what its headers say
 	from   origin
 	offset int64 // in its origin partition
 	ok     bool  // from and offset were read from the headers
@@ -136,11 +136,11 @@ func replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
 	var rep Report
 	var out []kafka.Message
 	for _, l := range letters {
-		o := Outcome{At: where(l.msg.Topic, l.msg.Partition, l.msg.Offset), Reason: header(l.msg, sink.HeaderMessage)}
+		o := Outcome{At: where(l.msg.Topic, l.msg.Partition, l.msg.Offset), Reason: l.head.Reason}
 		switch {
 		case !l.ok:
 			o.Action = NoOrigin
-		case header(l.msg, sink.HeaderValueDropped) != "":
+		case l.head.ValueDropped:
 			o.Action, o.Origin = ValueDropped, where(l.from.topic, l.from.partition, l.offset)
 		default:
 			o.Origin = where(l.from.topic, l.from.partition, l.offset)
@@ -167,14 +167,7 @@ func replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
 // redelivery is the message to write back: the original, with the dead
 // letter's headers taken off and the redelivery mark put on.
 func redelivery(l letter, at string) kafka.Message {
-	var hs []kafka.Header
-	for _, h := range l.msg.Headers {
-		if strings.HasPrefix(h.Key, "__connect.errors.") || strings.HasPrefix(h.Key, "onesignal_cdc.errors.") || h.Key == sink.HeaderRedelivery {
-			continue
-		}
-		hs = append(hs, h)
-	}
-	hs = append(hs, kafka.Header{Key: sink.HeaderRedelivery, Value: []byte(at)})
+	hs := append(sink.WithoutLetter(l.msg.Headers), kafka.Header{Key: sink.HeaderRedelivery, Value: []byte(at)})
 	// Back to the partition it came from: a record of the sink's targets
 	// topic is partitioned by a part of its key only, and an event's
 	// partition holds its key's other events, in order.
@@ -183,11 +176,9 @@ func redelivery(l letter, at string) kafka.Message {
 
 func parse(m kafka.Message) letter {
 	l := letter{msg: m}
-	topic := header(m, sink.HeaderTopic)
-	p, err1 := strconv.Atoi(header(m, sink.HeaderPartition))
-	off, err2 := strconv.ParseInt(header(m, sink.HeaderOffset), 10, 64)
-	if topic != "" && err1 == nil && err2 == nil {
-		l.from, l.offset, l.ok = origin{topic, p}, off, true
+	l.head, l.ok = sink.ReadLetter(m)
+	if l.ok {
+		l.from, l.offset = origin{l.head.Topic, l.head.Partition}, l.head.Offset
 	}
 	return l
 }
@@ -340,15 +331,6 @@ func readRange(ctx context.Context, cluster broker.Cluster, topic string, partit
 			return nil
 		}
 	}
-}
-
-func header(m kafka.Message, key string) string {
-	for _, h := range m.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 func where(topic string, partition int, offset int64) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -16,7 +17,7 @@ import (
 )
 
 // Header keys of a dead letter. They are Kafka Connect's, so tools that
-// read its dead-letter queues read ours.
+// read its dead-letter queues read ours. Letter writes and reads them.
 const (
 	HeaderTopic     = "__connect.errors.topic"
 	HeaderPartition = "__connect.errors.partition"
@@ -38,6 +39,96 @@ const (
 	HeaderSourcePartition = "onesignal_cdc.source.partition"
 	HeaderSourceOffset    = "onesignal_cdc.source.offset"
 )
+
+// Letter is what a dead letter's headers say: the sink writes them, and
+// ReadLetter reads them back (deadletter.Replay does).
+type Letter struct {
+	// Topic, Partition and Offset are where the rejected message was.
+	Topic     string
+	Partition int
+	Offset    int64
+	Connector string // Config.Name
+	Stage     string // "decode", "transform" or "onesignal"
+	Reason    string // why, in words
+	Status    int    // OneSignal's HTTP status, for the onesignal stage; 0 otherwise
+	// Source is, for a contribution of the targets topic, where the event
+	// it came from is; nil for any other message.
+	Source *desired.Source
+	// ValueDropped says the message's value, too large for the
+	// dead-letter topic, was left out; ValueSize is then its size in bytes.
+	ValueDropped bool
+	ValueSize    int
+}
+
+// appendHeaders returns hs (the rejected message's own headers) with
+// l's after them.
+func (l Letter) appendHeaders(hs []kafka.Header) []kafka.Header {
+	num := func(n int64) []byte { return strconv.AppendInt(nil, n, 10) }
+	hs = append(hs,
+		kafka.Header{Key: HeaderTopic, Value: []byte(l.Topic)},
+		kafka.Header{Key: HeaderPartition, Value: num(int64(l.Partition))},
+		kafka.Header{Key: HeaderOffset, Value: num(l.Offset)},
+		kafka.Header{Key: HeaderConnector, Value: []byte(l.Connector)},
+		kafka.Header{Key: HeaderStage, Value: []byte(l.Stage)},
+		kafka.Header{Key: HeaderClass, Value: []byte(errorClass[l.Stage])},
+		kafka.Header{Key: HeaderMessage, Value: []byte(l.Reason)},
+	)
+	if l.Status != 0 {
+		hs = append(hs, kafka.Header{Key: HeaderStatus, Value: num(int64(l.Status))})
+	}
+	if l.Source != nil {
+		hs = append(hs,
+			kafka.Header{Key: HeaderSourceTopic, Value: []byte(l.Source.Topic)},
+			kafka.Header{Key: HeaderSourcePartition, Value: num(int64(l.Source.Partition))},
+			kafka.Header{Key: HeaderSourceOffset, Value: num(l.Source.Offset)})
+	}
+	if l.ValueDropped {
+		hs = append(hs, kafka.Header{Key: HeaderValueDropped, Value: num(int64(l.ValueSize))})
+	}
+	return hs
+}
+
+// ReadLetter reads the headers of dead letter m. ok is false when those
+// that say where the rejected message was are missing or unreadable:
+// whatever wrote m, it was not the sink.
+func ReadLetter(m kafka.Message) (l Letter, ok bool) {
+	l.Topic = headerValue(m, HeaderTopic)
+	p, err1 := strconv.Atoi(headerValue(m, HeaderPartition))
+	off, err2 := strconv.ParseInt(headerValue(m, HeaderOffset), 10, 64)
+	l.Partition, l.Offset = p, off
+	l.Connector, l.Stage, l.Reason = headerValue(m, HeaderConnector), headerValue(m, HeaderStage), headerValue(m, HeaderMessage)
+	l.Status, _ = strconv.Atoi(headerValue(m, HeaderStatus))
+	if topic := headerValue(m, HeaderSourceTopic); topic != "" {
+		sp, err1 := strconv.Atoi(headerValue(m, HeaderSourcePartition))
+		so, err2 := strconv.ParseInt(headerValue(m, HeaderSourceOffset), 10, 64)
+		if err1 == nil && err2 == nil {
+			l.Source = &desired.Source{Topic: topic, Partition: sp, Offset: so}
+		}
+	}
+	if size, found := header(m, HeaderValueDropped); found {
+		l.ValueDropped = true
+		l.ValueSize, _ = strconv.Atoi(size)
+	}
+	return l, l.Topic != "" && err1 == nil && err2 == nil
+}
+
+// WithoutLetter returns hs without a dead letter's headers, and without
+// the redelivery mark: the headers the message had when the sink first
+// read it. Besides the keys above, it leaves out every key in Kafka
+// Connect's namespace of error headers and in ours.
+func WithoutLetter(hs []kafka.Header) []kafka.Header {
+	var out []kafka.Header
+	for _, h := range hs {
+		switch {
+		case strings.HasPrefix(h.Key, "__connect.errors."), strings.HasPrefix(h.Key, "onesignal_cdc.errors."),
+			h.Key == HeaderSourceTopic, h.Key == HeaderSourcePartition, h.Key == HeaderSourceOffset,
+			h.Key == HeaderRedelivery:
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
+}
 
 // DeadLetter is a message the sink wrote to the dead-letter topic, and why.
 type DeadLetter struct {
@@ -90,36 +181,22 @@ func (g *generation) reject(ctx context.Context, m *fetched, rej *rejected) erro
 // deadLetter writes a rejected message, as it was, to the dead-letter
 // topic with the reason in its headers, retrying until Kafka holds it.
 func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected) error {
-	headers := append(slices.Clip(msg.Headers),
-		kafka.Header{Key: HeaderTopic, Value: []byte(msg.Topic)},
-		kafka.Header{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(msg.Partition), 10)},
-		kafka.Header{Key: HeaderOffset, Value: strconv.AppendInt(nil, msg.Offset, 10)},
-		kafka.Header{Key: HeaderConnector, Value: []byte(s.cfg.Name)},
-		kafka.Header{Key: HeaderStage, Value: []byte(rej.stage)},
-		kafka.Header{Key: HeaderClass, Value: []byte(errorClass[rej.stage])},
-		kafka.Header{Key: HeaderMessage, Value: []byte(rej.Error())},
-	)
-	if rej.status != 0 {
-		headers = append(headers, kafka.Header{Key: HeaderStatus, Value: strconv.AppendInt(nil, int64(rej.status), 10)})
-	}
+	l := Letter{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, Connector: s.cfg.Name, Stage: rej.stage, Reason: rej.Error(), Status: rej.status}
 	origin := DeadLetter{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
 	if msg.Topic == s.cfg.TargetsTopic {
 		// A contribution names the event it came from.
 		if rec, err := desired.Decode(msg.Key, msg.Value); err == nil && rec.Kind == desired.KindContribution {
 			origin = DeadLetter{Topic: rec.Source.Topic, Partition: rec.Source.Partition, Offset: rec.Source.Offset}
-			headers = append(headers,
-				kafka.Header{Key: HeaderSourceTopic, Value: []byte(rec.Source.Topic)},
-				kafka.Header{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(rec.Source.Partition), 10)},
-				kafka.Header{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, rec.Source.Offset, 10)})
+			l.Source = &rec.Source
 		}
 	}
-	dl := kafka.Message{Topic: s.cfg.DeadLetterTopic, Key: msg.Key, Value: msg.Value, Headers: headers}
+	dl := kafka.Message{Topic: s.cfg.DeadLetterTopic, Key: msg.Key, Value: msg.Value, Headers: l.appendHeaders(slices.Clip(msg.Headers))}
 	err := s.cfg.Retry.Do(ctx, func() error {
 		s.deadLetterMu.RLock()
 		err := s.cfg.DeadLetters.WriteMessages(ctx, dl)
 		s.deadLetterMu.RUnlock()
 		if tooLarge(err) && dl.Value != nil {
-			dl, err = s.writeLarge(ctx, dl, msg, rej)
+			dl, l, err = s.writeLarge(ctx, dl, msg, l)
 		}
 		return broker.ClassifyWrite(err)
 	}, func(err error, wait time.Duration) {
@@ -130,7 +207,7 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 	}
 	s.stats.deadLettered.Add(1)
 	if s.cfg.DeadLettered != nil {
-		origin.Stage, origin.Reason, origin.Status = rej.stage, headerValue(dl, HeaderMessage), rej.status
+		origin.Stage, origin.Reason, origin.Status = l.Stage, l.Reason, l.Status
 		s.cfg.DeadLettered(origin)
 	}
 	s.log.Warn("message rejected; it is in the dead-letter topic",
@@ -146,16 +223,16 @@ func (s *Sink) deadLetter(ctx context.Context, msg kafka.Message, rej *rejected)
 // source topic may take larger messages than it: Kafka's default is 1
 // MiB), retrying would never end and hold back every message after it, so
 // it goes without its value, saying where the original is. It returns
-// the dead letter as written.
-func (s *Sink) writeLarge(ctx context.Context, dl, msg kafka.Message, rej *rejected) (kafka.Message, error) {
+// the dead letter as written, and its headers.
+func (s *Sink) writeLarge(ctx context.Context, dl, msg kafka.Message, l Letter) (kafka.Message, Letter, error) {
 	s.deadLetterMu.Lock()
 	defer s.deadLetterMu.Unlock()
 	err := s.cfg.DeadLetters.WriteMessages(ctx, dl)
 	if !tooLarge(err) {
-		return dl, err
+		return dl, l, err
 	}
-	dl = withoutValue(dl, msg, rej)
-	return dl, s.cfg.DeadLetters.WriteMessages(ctx, dl)
+	dl, l = withoutValue(dl, msg, l)
+	return dl, l, s.cfg.DeadLetters.WriteMessages(ctx, dl)
 }
 
 // tooLarge reports whether a write failed because a message is larger
@@ -176,29 +253,28 @@ func tooLarge(err error) bool {
 
 // withoutValue is the dead letter dl of msg with its value left out, and
 // the reason saying so and where the original is.
-func withoutValue(dl kafka.Message, msg kafka.Message, rej *rejected) kafka.Message {
-	size := len(dl.Value)
-	reason := fmt.Sprintf("%s (the message's value, %d bytes, is left out of this dead letter: it is larger than %s takes; "+
+func withoutValue(dl kafka.Message, msg kafka.Message, l Letter) (kafka.Message, Letter) {
+	l.ValueDropped, l.ValueSize = true, len(dl.Value)
+	l.Reason = fmt.Sprintf("%s (the message's value, %d bytes, is left out of this dead letter: it is larger than %s takes; "+
 		"the original is in %s, partition %d, offset %d, until the topic's retention removes it)",
-		rej.Error(), size, dl.Topic, msg.Topic, msg.Partition, msg.Offset)
-	headers := make([]kafka.Header, 0, len(dl.Headers)+1)
-	for _, h := range dl.Headers {
-		if h.Key == HeaderMessage {
-			h.Value = []byte(reason)
-		}
-		headers = append(headers, h)
-	}
-	dl.Headers = append(headers, kafka.Header{Key: HeaderValueDropped, Value: strconv.AppendInt(nil, int64(size), 10)})
+		l.Reason, l.ValueSize, dl.Topic, msg.Topic, msg.Partition, msg.Offset)
+	dl.Headers = l.appendHeaders(slices.Clip(msg.Headers))
 	dl.Value = nil
-	return dl
+	return dl, l
+}
+
+// header is the value of m's header key, and whether m has one.
+func header(m kafka.Message, key string) (string, bool) {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
 }
 
 // headerValue is the value of m's header key, "" when it has none.
 func headerValue(m kafka.Message, key string) string {
-	for _, h := range m.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
+	v, _ := header(m, key)
+	return v
 }
