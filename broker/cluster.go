@@ -12,6 +12,8 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 )
 
 // Cluster is how to reach a Kafka cluster: its seed brokers and, when the
@@ -34,8 +36,9 @@ type Security struct {
 	CertFile, KeyFile  string // PEM client certificate and key, for mutual TLS
 	InsecureSkipVerify bool   // do not check the brokers' certificates (never in production)
 	// SASLMechanism is "" (none), "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
-	SASLMechanism      string
-	Username, Password string
+	SASLMechanism string
+	Username      string
+	Password      secret.Value
 }
 
 // The SASL mechanisms the daemon speaks.
@@ -63,11 +66,11 @@ func NewCluster(brokers []string, sec Security) (Cluster, error) {
 	switch sec.SASLMechanism {
 	case "":
 	case SASLPlain:
-		c.SASL = plain.Mechanism{Username: sec.Username, Password: sec.Password}
+		c.SASL = plain.Mechanism{Username: sec.Username, Password: sec.Password.Reveal()}
 	case SASLScramSHA256:
-		c.SASL, err = scram.Mechanism(scram.SHA256, sec.Username, sec.Password)
+		c.SASL, err = scram.Mechanism(scram.SHA256, sec.Username, sec.Password.Reveal())
 	case SASLScramSHA512:
-		c.SASL, err = scram.Mechanism(scram.SHA512, sec.Username, sec.Password)
+		c.SASL, err = scram.Mechanism(scram.SHA512, sec.Username, sec.Password.Reveal())
 	default:
 		err = fmt.Errorf("kafka.sasl.mechanism %q is not %s, %s or %s", sec.SASLMechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
 	}

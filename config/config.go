@@ -22,6 +22,7 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/suggest"
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -85,7 +86,7 @@ type Postgres struct {
 	// DSN is a libpq connection string or URL; required by the connector.
 	// Overridden by $ONESIGNAL_CDC_POSTGRES_DSN, or by the content of the
 	// file named by $ONESIGNAL_CDC_POSTGRES_DSN_FILE.
-	DSN Secret `yaml:"dsn"`
+	DSN secret.Value `yaml:"dsn"`
 	// DSNFile names a file holding the DSN (a mounted secret), instead of
 	// dsn; one trailing newline is ignored.
 	DSNFile string `yaml:"dsn_file"`
@@ -172,8 +173,8 @@ type KafkaSASL struct {
 	Username  string `yaml:"username"`
 	// Password; overridden by $ONESIGNAL_CDC_KAFKA_SASL_PASSWORD or the
 	// file named by $ONESIGNAL_CDC_KAFKA_SASL_PASSWORD_FILE.
-	Password     Secret `yaml:"password"`
-	PasswordFile string `yaml:"password_file"`
+	Password     secret.Value `yaml:"password"`
+	PasswordFile string       `yaml:"password_file"`
 }
 
 // OneSignal is the destination app.
@@ -193,7 +194,7 @@ type OneSignal struct {
 	// model); required by the sink. Overridden by
 	// $ONESIGNAL_CDC_ONESIGNAL_API_KEY, or by the content of the file named
 	// by $ONESIGNAL_CDC_ONESIGNAL_API_KEY_FILE.
-	APIKey Secret `yaml:"api_key"`
+	APIKey secret.Value `yaml:"api_key"`
 	// APIKeyFile names a file holding the API key (a mounted secret),
 	// instead of api_key; one trailing newline is ignored.
 	APIKeyFile string `yaml:"api_key_file"`
@@ -266,15 +267,6 @@ type Ops struct {
 	// (never a secret). Outside a pod, bind it to 127.0.0.1:9090.
 	Listen string `yaml:"listen"`
 }
-
-// Secret is a string that never prints: logs and errors show "[redacted]".
-type Secret string
-
-func (s Secret) String() string                { return "[redacted]" }
-func (s Secret) GoString() string              { return `"[redacted]"` }
-func (s Secret) MarshalText() ([]byte, error)  { return []byte("[redacted]"), nil }
-func (s Secret) Reveal() string                { return string(s) }
-func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
 
 // Default returns the configuration with every default set.
 func Default() Config {
@@ -370,16 +362,16 @@ func ParseFor(r io.Reader, role Role) (*Config, error) {
 	}
 	var errs []error
 	for _, s := range []struct {
-		secret         *Secret
+		value          *secret.Value
 		key, file, env string
 	}{
 		{&cfg.Postgres.DSN, "postgres.dsn", cfg.Postgres.DSNFile, "ONESIGNAL_CDC_POSTGRES_DSN"},
 		{&cfg.OneSignal.APIKey, "onesignal.api_key", cfg.OneSignal.APIKeyFile, "ONESIGNAL_CDC_ONESIGNAL_API_KEY"},
 		{&cfg.Kafka.SASL.Password, "kafka.sasl.password", cfg.Kafka.SASL.PasswordFile, "ONESIGNAL_CDC_KAFKA_SASL_PASSWORD"},
 	} {
-		if err := s.secret.resolve(s.key, s.file, s.env); err != nil {
+		if err := resolveSecret(s.value, s.key, s.file, s.env); err != nil {
 			errs = append(errs, err)
-			*s.secret = unreadable // reported already: not "empty" as well
+			*s.value = unreadable // reported already: not "empty" as well
 		}
 	}
 	if v, ok := os.LookupEnv("ONESIGNAL_CDC_OPS_LISTEN"); ok {
@@ -502,18 +494,18 @@ func lineAt(doc *yaml.Node, path []any) int {
 }
 
 // unreadable stands for a secret whose file could not be read.
-const unreadable Secret = "(unreadable)"
+const unreadable secret.Value = "(unreadable)"
 
 // resolve sets the secret from, in this order of precedence, $env,
 // the file named by $env_FILE, the value in the YAML, or the file the
 // YAML names with key_file.
-func (s *Secret) resolve(key, file, env string) error {
+func resolveSecret(s *secret.Value, key, file, env string) error {
 	if v := os.Getenv(env); v != "" {
-		*s = Secret(v)
+		*s = secret.Value(v)
 		return nil
 	}
 	if f := os.Getenv(env + "_FILE"); f != "" {
-		return s.readFile(f, "$"+env+"_FILE")
+		return readSecret(s, f, "$"+env+"_FILE")
 	}
 	if file == "" {
 		return nil
@@ -521,10 +513,10 @@ func (s *Secret) resolve(key, file, env string) error {
 	if *s != "" {
 		return fmt.Errorf("%s and %s_file are both set: keep one", key, key)
 	}
-	return s.readFile(file, key+"_file")
+	return readSecret(s, file, key+"_file")
 }
 
-func (s *Secret) readFile(path, from string) error {
+func readSecret(s *secret.Value, path, from string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("%s: cannot read the secret: %w: mount the file or fix the path", from, err)
@@ -534,7 +526,7 @@ func (s *Secret) readFile(path, from string) error {
 	if len(b) == 0 {
 		return fmt.Errorf("%s: %s is empty: write the secret into it", from, path)
 	}
-	*s = Secret(b)
+	*s = secret.Value(b)
 	return nil
 }
 
@@ -558,7 +550,7 @@ var kinds = []struct {
 	{regexp.MustCompile(`^float\d+$`), "a number", "write a number, such as 900 or 2.5"},
 	{regexp.MustCompile(`^\[\]`), "a list", "write a list, such as [a, b]"},
 	{regexp.MustCompile(`^map\[`), "a mapping", "write a mapping of names to names, such as {column: tag}"},
-	{regexp.MustCompile(`^(string|config\.Secret)$`), "a single value", "write a single value, quoted if it holds ': ' or starts with a special character"},
+	{regexp.MustCompile(`^(string|secret\.Value)$`), "a single value", "write a single value, quoted if it holds ': ' or starts with a special character"},
 	{regexp.MustCompile(`^\w+\.[A-Z]\w*$`), "a section", "write its keys indented below it, as docs/configuration.md shows"},
 }
 
@@ -930,7 +922,7 @@ func (c *Config) KafkaSecurity() broker.Security {
 	t, a := c.Kafka.TLS, c.Kafka.SASL
 	return broker.Security{
 		TLS: t.Enabled, CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, InsecureSkipVerify: t.InsecureSkipVerify,
-		SASLMechanism: a.Mechanism, Username: a.Username, Password: a.Password.Reveal(),
+		SASLMechanism: a.Mechanism, Username: a.Username, Password: a.Password,
 	}
 }
 

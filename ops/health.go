@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/onesignal-cdc/onesignal-cdc/internal/errtext"
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 )
 
 // keepErrors is how many recent errors each component keeps for the
@@ -206,10 +207,10 @@ var (
 	keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.|'')*'|\S+)`)
 )
 
-func newRedactor(secrets []string) redactor {
+func newRedactor(secrets []secret.Value) redactor {
 	var r redactor
-	for _, s := range secrets {
-		if len(s) >= 3 { // shorter ones would redact ordinary words
+	for _, v := range secrets {
+		if s := v.Reveal(); len(s) >= 3 { // shorter ones would redact ordinary words
 			r.secrets = append(r.secrets, s)
 		}
 	}
@@ -222,8 +223,8 @@ func newRedactor(secrets []string) redactor {
 // errors with (errtext.Clean).
 func (r redactor) clean(s string) string {
 	s = errtext.Clean(s)
-	for _, secret := range r.secrets {
-		s = strings.ReplaceAll(s, secret, redacted)
+	for _, v := range r.secrets {
+		s = strings.ReplaceAll(s, v, redacted)
 	}
 	s = urlPassword.ReplaceAllString(s, "$1:"+redacted+"@")
 	s = keywordPassword.ReplaceAllString(s, "${1}"+redacted)
@@ -237,4 +238,4 @@ func (r redactor) clean(s string) string {
 	return s
 }
 
-const redacted = "[redacted]"
+const redacted = secret.Redacted

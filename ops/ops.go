@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -56,7 +57,7 @@ type Config struct {
 	Mapping     *transform.Mapping
 	TopicPrefix string
 	// Secrets are values never to show (the API key, the DSN's password).
-	Secrets []string
+	Secrets []secret.Value
 	// EmbeddedKafka says Kafka is the embedded development broker, which
 	// the status page says beside its state.
 	EmbeddedKafka bool

@@ -92,7 +92,7 @@ func started(t *testing.T, srv *ops.Server) string {
 
 func newServer(t *testing.T) *ops.Server {
 	return ops.New(ops.Config{Listen: "127.0.0.1:0", Version: "v1.2.3-test", Mapping: mapping, TopicPrefix: "cdc",
-		Secrets: []string{"s3cret-key", "pg-password"}}, zap.NewNop())
+		Secrets: []onesignal.Secret{"s3cret-key", "pg-password"}}, zap.NewNop())
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -21,6 +21,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/internal/errclass"
 	"github.com/onesignal-cdc/onesignal-cdc/ops"
 	"github.com/onesignal-cdc/onesignal-cdc/retry"
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
@@ -199,7 +200,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 		api, err := onesignal.New(onesignal.Config{
 			BaseURL:    cfg.OneSignal.BaseURL,
 			AppID:      cfg.OneSignal.AppID,
-			APIKey:     onesignal.Secret(cfg.OneSignal.APIKey.Reveal()),
+			APIKey:     cfg.OneSignal.APIKey,
 			HTTPClient: httpClient,
 			Limiter:    limiter,
 		})
@@ -301,10 +302,10 @@ func newLogger(cfg config.Log, w io.Writer) (*zap.Logger, error) {
 
 // secrets are the values the ops server must never show: the API key, the
 // Kafka SASL password, the DSN and its password.
-func secrets(cfg *config.Config) []string {
-	out := []string{cfg.OneSignal.APIKey.Reveal(), cfg.Kafka.SASL.Password.Reveal(), cfg.Postgres.DSN.Reveal()}
+func secrets(cfg *config.Config) []secret.Value {
+	out := []secret.Value{cfg.OneSignal.APIKey, cfg.Kafka.SASL.Password, cfg.Postgres.DSN}
 	if c, err := pgconn.ParseConfig(cfg.Postgres.DSN.Reveal()); err == nil {
-		out = append(out, c.Password)
+		out = append(out, secret.Value(c.Password))
 	}
 	return out
 }

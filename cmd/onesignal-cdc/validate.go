@@ -195,7 +195,7 @@ func checkOneSignal(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	c, err := onesignal.New(onesignal.Config{BaseURL: cfg.OneSignal.BaseURL, AppID: cfg.OneSignal.AppID, APIKey: onesignal.Secret(cfg.OneSignal.APIKey.Reveal()), HTTPClient: httpClient})
+	c, err := onesignal.New(onesignal.Config{BaseURL: cfg.OneSignal.BaseURL, AppID: cfg.OneSignal.AppID, APIKey: cfg.OneSignal.APIKey, HTTPClient: httpClient})
 	if err != nil {
 		return err
 	}

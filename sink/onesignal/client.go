@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 )
 
 // DefaultBaseURL is where OneSignal serves the user-model API.
@@ -57,25 +59,11 @@ type Limiter interface {
 	Now() time.Time
 }
 
-// Secret holds a credential. It prints and marshals as "[redacted]" so that
-// logging a config, or an error that embeds one, cannot leak it.
-type Secret string
-
-const redacted = "[redacted]"
-
-// Reveal returns the credential itself.
-func (s Secret) Reveal() string { return string(s) }
-
-func (s Secret) String() string   { return redacted }
-func (s Secret) GoString() string { return redacted }
-
-// MarshalText keeps the secret out of JSON, YAML and anything else that
-// encodes through encoding.TextMarshaler.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-
-// MarshalJSON redacts too, for JSON encoders that look for json.Marshaler
-// but not for encoding.TextMarshaler.
-func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(redacted) }
+// Secret holds a credential: secret.Value, named here too so that a
+// caller of the client need not import secret. It prints and marshals as
+// "[redacted]", so logging a config, or an error that embeds one, cannot
+// leak it.
+type Secret = secret.Value
 
 // Client calls OneSignal's user-model REST API for one app.
 type Client struct {
