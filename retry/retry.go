@@ -53,6 +53,9 @@ var (
 	Sink = Policy{Initial: 200 * time.Millisecond, Max: 30 * time.Second}
 	// Startup is the daemon's, waiting for Kafka to create its topics.
 	Startup = Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+	// Export is the OneSignal client's, asking whether an export's file
+	// is ready (onesignal.DefaultExportPoll, which also bounds the wait).
+	Export = Policy{Initial: 2 * time.Second, Max: 30 * time.Second}
 )
 
 // The fixed waits, which are not schedules: they poll something that

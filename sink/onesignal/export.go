@@ -12,7 +12,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/onesignal-cdc/onesignal-cdc/retry"
 )
 
 // The exports: OneSignal writes a gzipped CSV of every device (player
@@ -40,8 +40,8 @@ type ExportRecord struct {
 	Tags       map[string]string // never nil
 }
 
-// ExportPoll is how an Export waits for its file: from First, doubling
-// (with jitter) up to Max between tries, for at most Within in all.
+// ExportPoll is how an Export waits for its file: retry.Policy's schedule
+// from First up to Max between tries, for at most Within in all.
 type ExportPoll struct {
 	First, Max, Within time.Duration
 	// Idle bounds a download that makes no progress: the request is
@@ -51,7 +51,7 @@ type ExportPoll struct {
 
 // DefaultExportPoll waits up to 6 hours, time for about 40 million
 // records at OneSignal's pace, asking every 30 s at most.
-var DefaultExportPoll = ExportPoll{First: 2 * time.Second, Max: 30 * time.Second, Within: 6 * time.Hour, Idle: time.Minute}
+var DefaultExportPoll = ExportPoll{First: retry.Export.Initial, Max: retry.Export.Max, Within: 6 * time.Hour, Idle: time.Minute}
 
 // Export is a requested export: Records waits for its file and reads it.
 type Export struct {
@@ -131,17 +131,15 @@ func (e *NotReadyError) Retryable() bool { return true }
 // that is not the CSV expected (a missing column, tags that are not a
 // JSON object) is a permanent error naming the line, never its content.
 func (x *Export) Records(ctx context.Context, fn func(ExportRecord) error) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = x.Poll.First, x.Poll.Max, x.Poll.Within
-	b.Reset()
+	b := retry.Policy{Initial: x.Poll.First, Max: x.Poll.Max}.Start()
 	start := time.Now()
 	for {
 		done, wait, err := x.try(ctx, fn)
 		if done {
 			return err
 		}
-		next := b.NextBackOff()
-		if next == backoff.Stop {
+		next := b.Next(nil)
+		if x.Poll.Within > 0 && time.Since(start)+next > x.Poll.Within { // 0: no bound
 			if err != nil {
 				return err
 			}
