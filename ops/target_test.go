@@ -10,12 +10,13 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 func TestDebugTargetShowsTheSinksViewOfOneTargetWithoutSecrets(t *testing.T) {
-	srv := New(Config{Secrets: []string{"the-api-key"}}, zap.NewNop())
+	srv := New(Config{Secrets: []secret.Value{"the-api-key"}}, zap.NewNop())
 	h := srv.Handler()
 	get := func(query string) (int, string) {
 		rec := httptest.NewRecorder()

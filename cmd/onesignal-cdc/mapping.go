@@ -17,6 +17,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
@@ -265,7 +266,7 @@ func previewReport(cfg *config.Config, rows []*previewed, res *runResult) *repor
 	key := cfg.OneSignal.APIKey.Reveal()
 	mask := func(s string) string {
 		if len(key) >= 4 {
-			s = strings.ReplaceAll(s, key, "[redacted]")
+			s = strings.ReplaceAll(s, key, secret.Redacted)
 		}
 		return s
 	}
