@@ -203,3 +203,8 @@ func (r *Reader) primaryKey(ctx context.Context, table string) ([]string, error)
 	r.keys[table] = key
 	return key, nil
 }
+
+// LSN is the WAL position the transaction reads as of
+// (pg_current_wal_lsn(), or on a standby the last replayed): every
+// change committed before it is in what the Reader reads.
+func (r *Reader) LSN() pglogrepl.LSN { return r.lsn }

@@ -36,6 +36,7 @@ type target struct {
 	window    time.Time  // when its one-second window opens, backoff aside
 	due       time.Time  // when the queue hands it out
 	seq       uint64     // queue order among targets due at once
+	repair    bool       // the next plan forgets what the memory says was applied (repair.go)
 	memo
 }
 
@@ -263,6 +264,10 @@ func (s *scheduler) take(t *target) taken {
 	defer s.mu.Unlock()
 	t.queued, t.busy, t.backoff = false, true, false
 	t.again = nil // it spoke of the attempt before
+	if t.repair {
+		t.repair = false
+		t.forgetApplied()
+	}
 	tk := taken{memo: t.memo.clone(), created: t.created}
 	if t.force != t.forced {
 		tk.force = t.force

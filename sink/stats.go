@@ -28,6 +28,10 @@ type Stats struct {
 	// Resumed counts targets whose backoff was cut short because an
 	// outage of OneSignal ended.
 	Resumed int64
+	// Repairs counts repair records (onesignal-cdc reconcile --repair)
+	// taken in, and RepairsUnknown those of targets the sink holds no
+	// desired state for: nothing to send (re-snapshot their rows).
+	Repairs, RepairsUnknown int64
 	// RateLimitWaits is how many HTTP requests waited for the app-wide rate
 	// limiter, and RateLimitWaited their total wait.
 	RateLimitWaits  int64
@@ -62,7 +66,7 @@ type GroupMember struct {
 }
 
 type counters struct {
-	fetched, done, contributions, replays, unmapped, unread, requests, retries, noDevice, stale, deadLettered, resumed atomic.Int64
+	fetched, done, contributions, replays, unmapped, unread, requests, retries, noDevice, stale, deadLettered, resumed, repairs, repairsUnknown atomic.Int64
 }
 
 // Stats returns the counts so far. Fetched is read before Done, so
@@ -80,6 +84,8 @@ func (s *Sink) Stats() Stats {
 	st.Stale = s.stats.stale.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()
 	st.Resumed = s.stats.resumed.Load()
+	st.Repairs = s.stats.repairs.Load()
+	st.RepairsUnknown = s.stats.repairsUnknown.Load()
 	if l := s.cfg.Limiter; l != nil {
 		st.RateLimitWaits = l.waits.Load()
 		st.RateLimitWaited = time.Duration(l.waited.Load())

@@ -274,6 +274,8 @@ func (g *generation) targetRecord(ctx context.Context, m *fetched) error {
 			return nil
 		}
 		g.sched.submit(t, m.msg.Partition, m, false, true)
+	case desired.KindRepair:
+		g.repair(t, st, m)
 	default:
 		m.finish()
 	}

@@ -179,6 +179,33 @@ func (m *Mapping) Tables() []string {
 	return ts
 }
 
+// NamesTag reports whether the mapping gives a user the tag: a column's
+// tag of the users table or of a source (a flattened column's are those
+// named "<tag>_…"), or a computed one. A tag it does not name belongs to
+// the SDKs or the dashboard, and the sink never sets it.
+func (m *Mapping) NamesTag(tag string) bool {
+	names := func(tags, convert, computed map[string]string, name func(string) string) bool {
+		for col := range tags {
+			n := name(col)
+			if n == tag || convert[col] == ConvertFlatten && strings.HasPrefix(tag, n+"_") {
+				return true
+			}
+		}
+		_, ok := computed[tag]
+		return ok
+	}
+	if u := m.Users; u != nil && names(u.Tags, u.Convert, u.Computed, u.tagName) {
+		return true
+	}
+	for i := range m.Sources {
+		s := &m.Sources[i]
+		if names(s.Tags, s.Convert, s.Computed, s.tagName) {
+			return true
+		}
+	}
+	return false
+}
+
 // Columns returns, per mapped table, the columns the mapping reads from its
 // rows, each with the key of the setting that names it (such as
 // "mapping.users.tags" or "mapping.sources[0].filter"): what must exist in

@@ -154,3 +154,20 @@ func TestMappingValidateReportsEveryProblemAtOnce(t *testing.T) {
 		t.Errorf("the test mapping is invalid: %v", err)
 	}
 }
+
+func TestNamesTagKnowsTheMappingsTagsAndNoOthers(t *testing.T) {
+	m := testMapping
+	m.Users = &UsersMapping{Table: "public.users", ExternalID: "external_id",
+		Tags:     map[string]string{"plan": "", "score": "level", "prefs": ""},
+		Convert:  map[string]string{"prefs": ConvertFlatten},
+		Computed: map[string]string{"vip": "row.score > 10"}}
+	m.Sources = []SourceMapping{{Table: "public.orders", User: SourceUser{ExternalID: "user_id"}, Tags: map[string]string{"total": "spent"}}}
+	for tag, want := range map[string]bool{
+		"plan": true, "level": true, "score": false, "prefs_lang": true, "prefs": true, "prefsx": false,
+		"vip": true, "spent": true, "total": false, "sdk_version": false,
+	} {
+		if got := m.NamesTag(tag); got != want {
+			t.Errorf("NamesTag(%q) = %v, want %v", tag, got, want)
+		}
+	}
+}

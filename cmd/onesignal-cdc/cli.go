@@ -92,6 +92,19 @@ var commands = []*command{
 			"again when it starts with the new mapping. The database is --config's when\n" +
 			"the flag is given, else OLD's (when OLD is a configuration file).",
 		example: "onesignal-cdc mapping diff onesignal-cdc.yaml new-mapping.yaml --limit 5"},
+	{name: "reconcile", synopsis: "[--config FILE] [--repair] [--table SCHEMA.TABLE [--where SQL]] [--limit N] [--read views|export|auto] [--json]",
+		summary: "report where OneSignal differs from the rows (drift); --repair has the sink fix it",
+		details: "Reads the mapped tables' rows (read-only, as of one moment) and folds them through\n" +
+			"the mapping as the sink does: what OneSignal should hold. Reads what it holds by\n" +
+			"views (1 a second, up to 100 users and devices) or by its exports, and prints the\n" +
+			"drift: missing or undeleted users, wrong, missing, stale or extra mapped tags,\n" +
+			"devices missing or on the wrong user. Tags the mapping does not name are ignored,\n" +
+			"and counted. --repair writes a repair record per drifted user and device to the\n" +
+			"sink's targets topic: the running sink sends each its desired state again, the\n" +
+			"newest by source position, so a repair never undoes a newer change.\n" +
+			"Exits 0 when OneSignal holds what the rows say, 1 when it found drift (also with\n" +
+			"--repair: run it again to see the repair done), 2 on bad usage or configuration.",
+		example: "onesignal-cdc reconcile --config onesignal-cdc.yaml --table public.users --where \"plan = 'pro'\" --limit 50"},
 	{name: "emulator", synopsis: "[flags]",
 		summary: "a local OneSignal API emulator, for development and tests",
 		example: "onesignal-cdc emulator --listen 127.0.0.1:8089 --api-key emulator-key"},
@@ -318,7 +331,7 @@ var exitCodes = []struct {
 	meaning string
 }{
 	{exitOK, "success: the command did its work, a daemon stopped cleanly on SIGTERM or Ctrl-C, or help was shown; validate: no problem found"},
-	{exitFailure, "stopped on a runtime error: PostgreSQL, Kafka or OneSignal failed or refused (a missing or busy slot, wrong credentials); validate: the configuration is valid but an --online check found a problem"},
+	{exitFailure, "stopped on a runtime error: PostgreSQL, Kafka or OneSignal failed or refused (a missing or busy slot, wrong credentials); validate: the configuration is valid but an --online check found a problem; reconcile: drift found"},
 	{exitUsage, "bad usage or configuration: an unknown command, flag or argument, a bad flag value, or a configuration file that is missing, does not parse or fails a check (validate too): fix the command line or the file"},
 }
 

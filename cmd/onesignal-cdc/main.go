@@ -98,6 +98,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return mappingPreview(ctx, cmd, rest, stdout)
 	case "mapping diff":
 		return mappingDiff(ctx, cmd, rest, stdout)
+	case "reconcile":
+		return reconcileCmd(ctx, cmd, rest, stdout, stderr)
 	case "emulator":
 		return serveEmulator(ctx, cmd, rest, stdout)
 	case "version":

@@ -359,6 +359,8 @@ func TestRecordsRoundTripThroughTheirKafkaForm(t *testing.T) {
 		{Target: alice, Kind: KindContribution, Row: "users\x00{\"id\":1}", Pos: Position{Commit: 5, LSN: 5}, Gone: true, Source: Source{"t", 1, 2},
 			Tags: map[string]string{"bio": ""}, Was: map[string]string{"bio": "long"}, Next: "users\x00{\"id\":2}", To: "user:bob"},
 		{Target: alice, Kind: KindKept, Row: "users\x00{\"id\":2}", Pos: Position{Commit: 5, LSN: 5}, Tags: map[string]string{"bio": "long"}},
+		{Target: transform.User("team/ops 7%?Müller"), Kind: KindRepair},
+		{Target: transform.Device("p/1 %?"), Kind: KindRepair},
 	}
 	for _, r := range recs {
 		got, err := Decode(r.Key(), r.Value())
@@ -387,6 +389,7 @@ func TestDecodeRefusesWhatIsNotARecord(t *testing.T) {
 		"a record of no channel":     {"record:a@b\x00h\x00bob", `{"v":1,"kind":"held","owner":"bob"}`},
 		"a kept record of a device":  {"device:d\x00k\x00r1", `{"v":1,"kind":"kept","row":"r1"}`},
 		"a kept record of no row":    {"user:bob\x00k\x00", `{"v":1,"kind":"kept"}`},
+		"a repair of a record":       {"record:email\x01a@b\x00x", `{"v":1,"kind":"repair"}`},
 	} {
 		if _, err := Decode([]byte(kv[0]), []byte(kv[1])); !errors.Is(err, ErrNotARecord) {
 			t.Errorf("%s: error %v, want ErrNotARecord", name, err)
@@ -526,5 +529,16 @@ func TestAUserWritesTheRecordsGrantedToItUntilTheyAreTakenBack(t *testing.T) {
 	back, err := DecodeState(EncodeState(s))
 	if err != nil || !reflect.DeepEqual(back.Granted(), s.Granted()) {
 		t.Errorf("the grants do not survive the local store: %v, %v", back, err)
+	}
+}
+
+func TestARepairChangesNoDesiredState(t *testing.T) {
+	s := fold(contrib("r1", 1, map[string]string{"plan": "pro"}))
+	want := s.User()
+	if got := s.Apply(&Record{Target: alice, Kind: KindRepair}); got != Unchanged {
+		t.Errorf("Apply(repair) = %v, want Unchanged", got)
+	}
+	if got := s.User(); !reflect.DeepEqual(got, want) {
+		t.Errorf("after a repair the user is %+v, want %+v", got, want)
 	}
 }

@@ -40,6 +40,13 @@ const (
 	// KindHeld tells a record's target that OneSignal accepted (or may
 	// have) the record with user Owner (written by the user's target).
 	KindHeld Kind = "held"
+	// KindRepair asks a user's or a device's target to forget what it
+	// believes OneSignal holds of it and send its desired state again,
+	// whole: OneSignal changed behind the sink's back (written by
+	// `onesignal-cdc reconcile --repair`). It carries no state: what is
+	// sent is the target's desired state when it is sent, the newest by
+	// source position, so a repair never brings back an older value.
+	KindRepair Kind = "repair"
 )
 
 // Record is one message of the targets topic. Which fields are set
@@ -115,6 +122,8 @@ func (r *Record) Key() []byte {
 		k += "h\x00" + r.Owner
 	case KindKept:
 		k += "k\x00" + r.Row
+	case KindRepair:
+		k += "x"
 	}
 	return []byte(k)
 }
@@ -265,6 +274,10 @@ func Decode(key, value []byte) (*Record, error) {
 		if !r.Target.Record || r.Owner == "" {
 			return nil, fmt.Errorf("%w: a held record must be a record's and name its user", ErrNotARecord)
 		}
+	case KindRepair:
+		if r.Target.Row || r.Target.Record || r.Target.Held {
+			return nil, fmt.Errorf("%w: a repair must be a user's or a device's", ErrNotARecord)
+		}
 	default:
 		return nil, fmt.Errorf("%w: kind %q", ErrNotARecord, r.Kind)
 	}
@@ -347,6 +360,8 @@ func (r *Record) Describe() string {
 		fmt.Fprintf(&b, " by user %s", r.Owner)
 	case KindKept:
 		fmt.Fprintf(&b, " of row %q at %d/%d", strings.ReplaceAll(r.Row, "\x00", " "), r.Pos.Commit, r.Pos.LSN)
+	case KindRepair:
+		b.WriteString(" (send the desired state again)")
 	}
 	return b.String()
 }
