@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
-	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal/onesignaltest"
 )
 
 const (
@@ -100,9 +100,9 @@ func TestReconcileReportsExactlyTheInjectedDriftAndRepairsIt(t *testing.T) {
 			db := pgtest.NewDB(t)
 			db.Exec(t, crmTables)
 			kafka := kafkatest.Start(t)
-			emu := onesignaltest.New(onesignaltest.Config{AppID: reconcileApp, APIKey: reconcileKey})
+			emu := emulator.New(emulator.Config{AppID: reconcileApp, APIKey: reconcileKey})
 			for _, id := range []string{"dev/1", "dev%3", "dev 2"} {
-				emu.AddSubscription(onesignaltest.Subscription{ID: id, Type: "AndroidPush", Token: "token-" + id})
+				emu.AddSubscription(emulator.Subscription{ID: id, Type: "AndroidPush", Token: "token-" + id})
 			}
 			srv := httptest.NewServer(emu.Handler())
 			defer srv.Close()
