@@ -1,6 +1,6 @@
 // Package kafkatest gives tests a real Kafka wire protocol: the embedded
-// kfake broker the daemon also uses, and a reader that collects what a topic
-// holds through franz-go's client.
+// kfake broker the daemon also uses, a reader that collects what a topic
+// holds through franz-go's client, and the ends of a topic's partitions.
 package kafkatest
 
 import (
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
@@ -66,4 +67,49 @@ func Read(t testing.TB, brokers []string, topics []string, timeout time.Duration
 		})
 	}
 	return out, true
+}
+
+// EndOffsets returns each partition's high watermark, waiting up to 10 s
+// for the topic to exist.
+func EndOffsets(t testing.TB, brokers []string, topic string) map[int]int64 {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	var reqs []kafka.OffsetRequest
+	for deadline := time.Now().Add(10 * time.Second); len(reqs) == 0; time.Sleep(100 * time.Millisecond) {
+		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			t.Fatalf("kafkatest: metadata of %s: %v", topic, err)
+		}
+		for _, tp := range md.Topics {
+			if tp.Error != nil && time.Now().After(deadline) {
+				t.Fatalf("kafkatest: metadata of %s: %v", topic, tp.Error)
+			}
+			for _, p := range tp.Partitions {
+				reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+			}
+		}
+	}
+	resp, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		t.Fatalf("kafkatest: list offsets of %s: %v", topic, err)
+	}
+	out := map[int]int64{}
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			t.Fatalf("kafkatest: list offsets of %s/%d: %v", topic, po.Partition, po.Error)
+		}
+		out[po.Partition] = po.LastOffset
+	}
+	return out
+}
+
+// MessagesIn returns how many messages topic has ever held: the sum of
+// its partitions' high watermarks.
+func MessagesIn(t testing.TB, brokers []string, topic string) int64 {
+	t.Helper()
+	var n int64
+	for _, end := range EndOffsets(t, brokers, topic) {
+		n += end
+	}
+	return n
 }

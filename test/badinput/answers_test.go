@@ -10,6 +10,8 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 )
@@ -121,15 +123,15 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 		answers = append(answers, a)
 		if a.Apply {
 			// An update of a user OneSignal has: its own answer would be 202.
-			s.emu.AddUser(answerUser(no), nil)
+			s.Emulator.AddUser(answerUser(no), nil)
 		}
 	}
-	if err := s.emu.SetAnswers(answers...); err != nil {
+	if err := s.Emulator.SetAnswers(answers...); err != nil {
 		t.Fatal(err)
 	}
 	s.createTopic(t, usersTopic, 2, nil)
-	cfg := writeConfig(t, s.config(daemonConfig{Users: &usersConfig{Table: "public.users", Tags: map[string]string{"plan": ""}}}))
-	daemon := start(t, "sink", "--config", cfg)
+	cfg := s.usersConfig(t)
+	daemon := daemontest.Start(t, daemontest.Sink, cfg)
 
 	want := map[string]map[string]string{}
 	var msgs []kafka.Message
@@ -153,7 +155,7 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 	}
 	s.produce(t, usersTopic, msgs...)
 	s.waitForTags(t, want, 90*time.Second)
-	waitForCommitted(t, s.kafka.Brokers(), "badinput", []string{usersTopic}, 60*time.Second)
+	waitForCommitted(t, s.Kafka.Brokers(), "badinput", []string{usersTopic}, 60*time.Second)
 
 	// OneSignal's refusals are of the target stage: the dead letter is
 	// the user's record of the targets topic, naming the event.
@@ -162,9 +164,9 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 		user := strings.TrimPrefix(desired.TargetOf(dl.Key), "user:")
 		byUser[user] = append(byUser[user], dl)
 	}
-	answered := s.emu.Stats().Answered
+	answered := s.Emulator.Stats().Answered
 	left := map[string]bool{} // the answers not used up
-	for _, a := range s.emu.Answers() {
+	for _, a := range s.Emulator.Answers() {
 		left[a.Path] = true
 	}
 	for no, c := range cases {
@@ -211,8 +213,8 @@ func TestOneSignalAnswersAreClassified(t *testing.T) {
 	for user, dls := range byUser {
 		t.Errorf("dead letters of no case (user %q): %v", user, dls)
 	}
-	if !daemon.running() {
-		t.Fatalf("the daemon stopped:\n%s", tail(daemon.output(), 4<<10))
+	if !daemon.Running() {
+		t.Fatalf("the daemon stopped:\n%s", daemon.Tail(4<<10))
 	}
 }
 
@@ -229,7 +231,7 @@ func answerUser(no int) string { return fmt.Sprintf("api-%d-user", no) }
 func TestAnswersThatNoRequestCanGetPastStopTheSink(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	cfg := writeConfig(t, s.config(daemonConfig{Users: &usersConfig{Table: "public.users", Tags: map[string]string{"plan": ""}}}))
+	cfg := s.usersConfig(t)
 	const user = "stop-user"
 	s.createTopic(t, usersTopic, 1, nil)
 	// Rows of their own; the user's is an update, which the sink sends as
@@ -273,46 +275,46 @@ func TestAnswersThatNoRequestCanGetPastStopTheSink(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			a := c.answer
 			a.Method, a.Path = "PATCH", "/external_id/"+user
-			if err := s.emu.SetAnswers(a); err != nil {
+			if err := s.Emulator.SetAnswers(a); err != nil {
 				t.Fatal(err)
 			}
-			p := start(t, "sink", "--config", cfg)
-			if code := p.exit(t, 60*time.Second); code != 1 {
+			p := daemontest.Start(t, daemontest.Sink, cfg)
+			if code := p.Wait(t, 60*time.Second); code != 1 {
 				t.Errorf("the sink exited %d, want 1", code)
 			}
 			for _, w := range c.want {
-				if !strings.Contains(p.output(), w) {
-					t.Errorf("the log lacks %q:\n%s", w, tail(p.output(), 3<<10))
+				if !strings.Contains(p.Output(), w) {
+					t.Errorf("the log lacks %q:\n%s", w, p.Tail(3<<10))
 				}
 			}
-			if strings.Contains(p.output(), apiKey) {
+			if strings.Contains(p.Output(), apiKey) {
 				t.Error("the log shows the API key")
 			}
 			rec := s.targetRecord(t, "user:"+user)
-			if where := fmt.Sprintf("%s/%d@%d", targetsTopic, rec.Partition, rec.Offset); !strings.Contains(p.output(), where) {
-				t.Errorf("the log does not name the message it stopped with, %s:\n%s", where, tail(p.output(), 3<<10))
+			if where := fmt.Sprintf("%s/%d@%d", targetsTopic, rec.Partition, rec.Offset); !strings.Contains(p.Output(), where) {
+				t.Errorf("the log does not name the message it stopped with, %s:\n%s", where, p.Tail(3<<10))
 			}
-			if off := committed(t, s.kafka.Brokers(), "badinput", targetsTopic)[int(rec.Partition)]; off > rec.Offset {
+			if off := committed(t, s.Kafka.Brokers(), "badinput", targetsTopic)[int(rec.Partition)]; off > rec.Offset {
 				t.Errorf("committed offset %d of %s/%d: past the message the answer stopped, at %d", off, targetsTopic, rec.Partition, rec.Offset)
 			}
-			if _, ok := s.emu.State().UserByExternalID(user); ok {
+			if _, ok := s.Emulator.State().UserByExternalID(user); ok {
 				t.Errorf("the user is in OneSignal: a stopped request was applied")
 			}
 		})
 	}
 
 	t.Run("once the answers are fixed, the held message reaches OneSignal", func(t *testing.T) {
-		if err := s.emu.SetAnswers(); err != nil {
+		if err := s.Emulator.SetAnswers(); err != nil {
 			t.Fatal(err)
 		}
-		p := start(t, "sink", "--config", cfg)
+		p := daemontest.Start(t, daemontest.Sink, cfg)
 		s.waitForTags(t, map[string]map[string]string{"stop-before": {"plan": "kept"}, user: {"plan": "kept"}, "stop-after": {"plan": "kept"}}, 60*time.Second)
-		waitForCommitted(t, s.kafka.Brokers(), "badinput", []string{usersTopic}, 30*time.Second)
-		if n := messagesIn(t, s.kafka.Brokers(), dlqTopic); n != 0 {
+		waitForCommitted(t, s.Kafka.Brokers(), "badinput", []string{usersTopic}, 30*time.Second)
+		if n := kafkatest.MessagesIn(t, s.Kafka.Brokers(), dlqTopic); n != 0 {
 			t.Errorf("the dead-letter topic holds %d messages: %v", n, s.deadLetters(t))
 		}
-		if !p.running() {
-			t.Fatalf("the sink stopped:\n%s", tail(p.output(), 4<<10))
+		if !p.Running() {
+			t.Fatalf("the sink stopped:\n%s", p.Tail(4<<10))
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 )
 
 // A configuration with nothing wrong but what a case puts in.
@@ -174,7 +176,7 @@ func TestConfigurationFilesAreRefusedNamingTheFix(t *testing.T) {
 			if c.role != "" {
 				args = append(args, "--role", c.role)
 			}
-			code, out := runCommand(t, args...)
+			code, out := daemontest.RunCommand(t, args...)
 			if code != 2 {
 				t.Errorf("validate exited %d, want 2; output:\n%s", code, out)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
@@ -210,8 +211,8 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 		},
 	}
 
-	cfg := writeConfig(t, s.config(daemonConfig{Users: &usersConfig{Table: "public.users", Tags: map[string]string{"plan": ""}}}))
-	daemon := start(t, "sink", "--config", cfg)
+	cfg := s.usersConfig(t)
+	daemon := daemontest.Start(t, daemontest.Sink, cfg)
 
 	want := map[string]map[string]string{}
 	var msgs []kafka.Message
@@ -219,7 +220,7 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 	// The records that are not the sink's go in before any event, so
 	// that the contribution of their case's user, which the sink writes
 	// from the user's event, follows each in its partition.
-	partitions := waitForTopic(t, s.kafka.Brokers(), targetsTopic, 60*time.Second)
+	partitions := waitForTopic(t, s.Kafka.Brokers(), targetsTopic, 60*time.Second)
 	var foreign []kafka.Message
 	targetUsers := make([]string, len(targetCases))
 	for no, c := range targetCases {
@@ -262,7 +263,7 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 	}
 	s.produce(t, usersTopic, msgs...)
 	s.waitForTags(t, want, 90*time.Second)
-	waitForCommitted(t, s.kafka.Brokers(), "badinput", []string{usersTopic}, 60*time.Second)
+	waitForCommitted(t, s.Kafka.Brokers(), "badinput", []string{usersTopic}, 60*time.Second)
 
 	byKey := map[string][]deadLetter{}
 	for _, dl := range s.deadLetters(t) {
@@ -343,8 +344,8 @@ func TestKafkaMessagesFedToTheSink(t *testing.T) {
 	for key, dls := range byKey {
 		t.Errorf("dead letters of no case (key %q): %v", key, dls)
 	}
-	if !daemon.running() {
-		t.Fatalf("the daemon stopped:\n%s", tail(daemon.output(), 4<<10))
+	if !daemon.Running() {
+		t.Fatalf("the daemon stopped:\n%s", daemon.Tail(4<<10))
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 )
 
 // oddIDs are external ids with characters a URL path treats specially.
@@ -20,19 +22,19 @@ var oddIDs = []string{"a/b/c", "100% sure", "why?not", "tag#1", " spaced out ", 
 func TestExternalIDsRoundTripInThePlayerModel(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	db := newDatabase(t)
+	db := s.DB
 	db.Exec(t, `CREATE TABLE users (external_id text PRIMARY KEY, plan text);
 		CREATE TABLE devices (player_id text PRIMARY KEY, user_external_id text)`)
 	for i := range oddIDs {
-		s.emu.AddSubscription(emulator.Subscription{ID: fmt.Sprintf("player-%d", i)})
+		s.Emulator.AddSubscription(emulator.Subscription{ID: fmt.Sprintf("player-%d", i)})
 	}
-	cfg := writeConfig(t, s.config(daemonConfig{
-		DSN: db.DSN, Slot: db.Name, Model: "player",
-		Users:   &usersConfig{Table: "public.users", Tags: map[string]string{"plan": ""}},
-		Devices: "public.devices",
-	}))
-	daemon := start(t, "run", "--config", cfg)
-	db.waitForSlot(t, daemon)
+	c := s.config()
+	c.OneSignal.Model = config.ModelPlayer
+	c.Mapping.Users = usersMapping("public.users", map[string]string{"plan": ""})
+	c.Mapping.Devices = devicesMapping("public.devices")
+	cfg := daemontest.WriteConfig(t, c)
+	daemon := daemontest.Start(t, daemontest.Run, cfg)
+	daemontest.WaitForSlot(t, db, db.Name, daemon)
 
 	want := map[string]map[string]string{}
 	for i, id := range oddIDs {
@@ -44,9 +46,9 @@ func TestExternalIDsRoundTripInThePlayerModel(t *testing.T) {
 		db.Exec(t, `UPDATE users SET plan = 'v2' WHERE external_id = $1`, id)
 	}
 	s.waitForTags(t, want, 90*time.Second)
-	waitForCommitted(t, s.kafka.Brokers(), "badinput", []string{"cdc.public.users", "cdc.public.devices"}, 60*time.Second)
+	waitForCommitted(t, s.Kafka.Brokers(), "badinput", []string{"cdc.public.users", "cdc.public.devices"}, 60*time.Second)
 	dls := s.deadLetters(t)
-	st := s.emu.State()
+	st := s.Emulator.State()
 	for i, id := range oddIDs {
 		t.Run(fmt.Sprintf("the external id %q reaches OneSignal's player model under exactly that id", id), func(t *testing.T) {
 			if got := st.ExternalIDOf(fmt.Sprintf("player-%d", i)); got != id {
@@ -65,7 +67,7 @@ func TestExternalIDsRoundTripInThePlayerModel(t *testing.T) {
 	if len(dls) > 0 {
 		t.Errorf("the dead-letter topic holds %d messages: %v", len(dls), dls)
 	}
-	if !daemon.running() {
-		t.Fatalf("the daemon stopped:\n%s", tail(daemon.output(), 4<<10))
+	if !daemon.Running() {
+		t.Fatalf("the daemon stopped:\n%s", daemon.Tail(4<<10))
 	}
 }

@@ -10,7 +10,9 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // The tables of the row cases. users' key is an id, not the external id,
@@ -56,8 +58,7 @@ type rowCase struct {
 // cases.
 type rowsGroup struct {
 	*stack
-	db     database
-	daemon *process
+	daemon *daemontest.Process
 }
 
 // twoMB is a value far over what an event may hold (256 KiB) and what
@@ -177,10 +178,10 @@ func externalIDCase(no int, id string) rowCase {
 // PostgreSQL tables that `onesignal-cdc run` streams to the emulator.
 func TestTableDataThroughTheDaemon(t *testing.T) {
 	t.Parallel()
-	g := &rowsGroup{stack: newStack(t), db: newDatabase(t)}
-	g.db.Exec(t, rowsSchema)
+	g := &rowsGroup{stack: newStack(t)}
+	g.DB.Exec(t, rowsSchema)
 	for _, id := range []string{"dev-17-a", "dev-17-b"} {
-		g.emu.AddSubscription(emulator.Subscription{ID: id})
+		g.Emulator.AddSubscription(emulator.Subscription{ID: id})
 	}
 	// Changes without a key go to a random partition (kafka-go's murmur2
 	// balancer, not Consistent), so the link and the unlink of one device
@@ -190,24 +191,20 @@ func TestTableDataThroughTheDaemon(t *testing.T) {
 	g.createTopic(t, "cdc.public.devices", 1, nil)
 	// The devices table has no primary key, which the snapshot needs (see
 	// the last case): the daemon streams only.
-	cfg := writeConfig(t, g.config(daemonConfig{
-		DSN: g.db.DSN, Slot: g.db.Name, Snapshot: "never",
-		Users: &usersConfig{
-			Table:   "public.users",
-			Tags:    map[string]string{"plan": "", "nick": "", "prefs": "", "topics": "", "settings": ""},
-			Convert: map[string]string{"settings": "flatten"},
-		},
-		Devices: "public.devices",
-	}))
-	g.daemon = start(t, "run", "--config", cfg)
-	g.db.waitForSlot(t, g.daemon)
+	c := g.config()
+	c.Postgres.Snapshot = "never"
+	c.Mapping.Users = usersMapping("public.users", map[string]string{"plan": "", "nick": "", "prefs": "", "topics": "", "settings": ""})
+	c.Mapping.Users.Convert = map[string]string{"settings": transform.ConvertFlatten}
+	c.Mapping.Devices = devicesMapping("public.devices")
+	g.daemon = daemontest.Start(t, daemontest.Run, daemontest.WriteConfig(t, c))
+	daemontest.WaitForSlot(t, g.DB, g.DB.Name, g.daemon)
 
 	want := map[string]map[string]string{}
 	for no, c := range rowCases {
 		if c.name == "" {
 			continue
 		}
-		g.db.Exec(t, fmt.Sprintf(`BEGIN;
+		g.DB.Exec(t, fmt.Sprintf(`BEGIN;
 			INSERT INTO users (id, external_id, plan) VALUES (%d, 'case-%d-before', 'kept');
 			%s;
 			INSERT INTO users (id, external_id, plan) VALUES (%d, 'case-%d-after', 'kept');
@@ -222,7 +219,7 @@ func TestTableDataThroughTheDaemon(t *testing.T) {
 		more := false
 		for _, c := range rowCases {
 			if step < len(c.sql) {
-				g.db.Exec(t, c.sql[step])
+				g.DB.Exec(t, c.sql[step])
 				more = more || step+1 < len(c.sql)
 			}
 		}
@@ -233,7 +230,7 @@ func TestTableDataThroughTheDaemon(t *testing.T) {
 	// Every tag expected is in OneSignal, and every message committed: the
 	// dead-letter topic is final.
 	g.waitForTags(t, want, 90*time.Second)
-	waitForCommitted(t, g.kafka.Brokers(), "badinput", []string{"cdc.public.users", "cdc.public.devices"}, 60*time.Second)
+	waitForCommitted(t, g.Kafka.Brokers(), "badinput", []string{"cdc.public.users", "cdc.public.devices"}, 60*time.Second)
 
 	byCase := map[int][]deadLetter{}
 	for _, dl := range g.deadLetters(t) {
@@ -266,7 +263,7 @@ func TestTableDataThroughTheDaemon(t *testing.T) {
 					}
 				}
 			}
-			st := g.emu.State()
+			st := g.Emulator.State()
 			for dev, owner := range c.owners {
 				if got := st.ExternalIDOf(dev); got != owner {
 					t.Errorf("device %s belongs to %q, want %q", dev, got, owner)
@@ -303,25 +300,25 @@ func TestTableDataThroughTheDaemon(t *testing.T) {
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := writeConfig(t, g.config(daemonConfig{
-				DSN: g.db.DSN, Slot: strings.ReplaceAll(g.db.Name+"_"+c.table, "public.", ""), Snapshot: c.snapshot,
-				Group: "badinput-" + c.table,
-				Users: &usersConfig{Table: c.table, Tags: map[string]string{"plan": ""}},
-			}))
-			p := start(t, "connector", "--config", cfg)
-			if code := p.exit(t, 60*time.Second); code == 0 {
+			cfg := g.config()
+			cfg.Postgres.Slot = strings.ReplaceAll(g.DB.Name+"_"+c.table, "public.", "")
+			cfg.Postgres.Snapshot = c.snapshot
+			cfg.Kafka.ConsumerGroup = "badinput-" + c.table
+			cfg.Mapping.Users = usersMapping(c.table, map[string]string{"plan": ""})
+			p := daemontest.Start(t, daemontest.Connector, daemontest.WriteConfig(t, cfg))
+			if code := p.Wait(t, 60*time.Second); code == 0 {
 				t.Errorf("the connector exited 0 with a table it cannot stream")
 			}
 			for _, want := range c.want {
-				if !strings.Contains(p.output(), want) {
-					t.Errorf("the connector's log lacks %q:\n%s", want, tail(p.output(), 4<<10))
+				if !strings.Contains(p.Output(), want) {
+					t.Errorf("the connector's log lacks %q:\n%s", want, p.Tail(4<<10))
 				}
 			}
 		})
 	}
 
-	if !g.daemon.running() {
-		t.Fatalf("the daemon stopped:\n%s", tail(g.daemon.output(), 4<<10))
+	if !g.daemon.Running() {
+		t.Fatalf("the daemon stopped:\n%s", g.daemon.Tail(4<<10))
 	}
 }
 
@@ -357,7 +354,7 @@ func (g *rowsGroup) caseOf(t *testing.T, dl deadLetter) int {
 func (g *rowsGroup) event(t *testing.T, id int) (*event.Envelope, int) {
 	t.Helper()
 	key := fmt.Sprintf(`{"id":%d}`, id)
-	recs := kafkatest.ReadUntil(t, g.kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, func(rs []kafkatest.Record) bool {
+	recs := kafkatest.ReadUntil(t, g.Kafka.Brokers(), []string{"cdc.public.users"}, 30*time.Second, func(rs []kafkatest.Record) bool {
 		for _, r := range rs {
 			if string(r.Key) == key {
 				return true

@@ -14,11 +14,13 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // The app the emulator plays in every group.
@@ -33,33 +35,56 @@ const dlqTopic = "cdc.dlq"
 // rows to each user and device, which the target stage reads.
 const targetsTopic = "cdc.sink-targets"
 
-// stack is what one group runs its daemon against: a broker in the test
-// process (so the test reads the dead-letter topic and the group's
-// offsets) and an emulator.
+// stack is what one group runs its daemon against: the harness's, whose
+// broker is in the test process, so that the test reads the dead-letter
+// topic and the group's offsets.
 type stack struct {
-	kafka  *broker.Embedded
-	emu    *emulator.Emulator
-	apiURL string
+	*daemontest.Stack
 }
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	kb := kafkatest.Start(t)
-	emu, url := emulator.NewTestServer(t, emulator.Config{AppID: appID, APIKey: apiKey})
-	return &stack{kafka: kb, emu: emu, apiURL: url}
+	return &stack{daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{AppID: appID, APIKey: apiKey}})}
 }
 
-// config is a daemon configuration for the stack.
-func (s *stack) config(c daemonConfig) daemonConfig {
-	c.Brokers = strings.Join(s.kafka.Brokers(), ", ")
-	c.APIURL, c.AppID, c.APIKey = s.apiURL, appID, apiKey
+// config is a group's daemon configuration on the stack: the settings
+// every group shares, the consumer group "badinput" and no mapping yet.
+func (s *stack) config() config.Config {
+	c := s.Stack.Config()
+	c.Postgres.Publication = "cdc"
+	c.Postgres.StatusInterval = 200 * time.Millisecond
+	c.Kafka.TopicPrefix = "cdc"
+	c.Kafka.Partitions = 2
+	c.Kafka.ConsumerGroup = "badinput"
+	c.OneSignal.Concurrency = 8
 	return c
+}
+
+// usersConfig writes the configuration of a group that maps the plan
+// column of public.users to a tag, and returns its path.
+func (s *stack) usersConfig(t *testing.T) string {
+	t.Helper()
+	c := s.config()
+	c.Mapping.Users = usersMapping("public.users", map[string]string{"plan": ""})
+	return daemontest.WriteConfig(t, c)
+}
+
+// usersMapping maps table's external_id column to users, with tags
+// (column: tag, "" keeping the column's name).
+func usersMapping(table string, tags map[string]string) *transform.UsersMapping {
+	return &transform.UsersMapping{Table: table, ExternalID: "external_id", Tags: tags}
+}
+
+// devicesMapping maps table's player_id to devices, owned by the user of
+// user_external_id.
+func devicesMapping(table string) *transform.DevicesMapping {
+	return &transform.DevicesMapping{Table: table, DeviceID: "player_id", ExternalID: "user_external_id"}
 }
 
 // userTags returns the tags OneSignal holds for the user, nil when there
 // is no such user.
 func (s *stack) userTags(externalID string) map[string]string {
-	u, ok := s.emu.State().UserByExternalID(externalID)
+	u, ok := s.Emulator.State().UserByExternalID(externalID)
 	if !ok {
 		return nil
 	}
@@ -98,7 +123,7 @@ func (s *stack) waitForTags(t *testing.T, want map[string]map[string]string, tim
 // sink writes them.
 func (s *stack) produce(t *testing.T, topic string, msgs ...kafka.Message) {
 	t.Helper()
-	w := broker.NewWriter(s.kafka.Brokers(), 100)
+	w := broker.NewWriter(s.Kafka.Brokers(), 100)
 	w.BatchBytes = 8 << 20 // room for the oversized cases; the topic decides
 	if topic == targetsTopic {
 		w.Balancer = broker.KeyPrefixBalancer{}
@@ -136,7 +161,7 @@ func waitForTopic(t *testing.T, brokers []string, topic string, timeout time.Dur
 // the daemon creates it with the broker's defaults.
 func (s *stack) createTopic(t *testing.T, topic string, partitions int, configs map[string]string) {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(s.kafka.Brokers()...), Timeout: 10 * time.Second}
+	c := &kafka.Client{Addr: kafka.TCP(s.Kafka.Brokers()...), Timeout: 10 * time.Second}
 	tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: -1}
 	for _, k := range slices.Sorted(maps.Keys(configs)) {
 		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: configs[k]})
@@ -156,7 +181,7 @@ func (s *stack) createTopic(t *testing.T, topic string, partitions int, configs 
 func (s *stack) targetRecord(t *testing.T, target string) kafkatest.Record {
 	t.Helper()
 	of := func(r kafkatest.Record) bool { return desired.TargetOf(r.Key) == target }
-	recs := kafkatest.ReadUntil(t, s.kafka.Brokers(), []string{targetsTopic}, 30*time.Second, func(rs []kafkatest.Record) bool {
+	recs := kafkatest.ReadUntil(t, s.Kafka.Brokers(), []string{targetsTopic}, 30*time.Second, func(rs []kafkatest.Record) bool {
 		return slices.ContainsFunc(rs, of)
 	})
 	return recs[slices.IndexFunc(recs, of)]
@@ -186,8 +211,8 @@ func (d deadLetter) header(key string) string {
 // deadLetters returns everything the dead-letter topic holds.
 func (s *stack) deadLetters(t *testing.T) []deadLetter {
 	t.Helper()
-	n := messagesIn(t, s.kafka.Brokers(), dlqTopic)
-	recs := kafkatest.ReadUntil(t, s.kafka.Brokers(), []string{dlqTopic}, 30*time.Second, func(rs []kafkatest.Record) bool { return int64(len(rs)) >= n })
+	n := kafkatest.MessagesIn(t, s.Kafka.Brokers(), dlqTopic)
+	recs := kafkatest.ReadUntil(t, s.Kafka.Brokers(), []string{dlqTopic}, 30*time.Second, func(rs []kafkatest.Record) bool { return int64(len(rs)) >= n })
 	out := make([]deadLetter, len(recs))
 	for i, r := range recs {
 		out[i] = deadLetter{Record: r}
@@ -198,55 +223,11 @@ func (s *stack) deadLetters(t *testing.T) []deadLetter {
 	return out
 }
 
-// messagesIn returns how many messages topic has ever held.
-func messagesIn(t *testing.T, brokers []string, topic string) int64 {
-	t.Helper()
-	var n int64
-	for _, end := range endOffsets(t, brokers, topic) {
-		n += end
-	}
-	return n
-}
-
-// endOffsets returns each partition's high watermark. Every topic it is
-// asked about exists by then.
-func endOffsets(t *testing.T, brokers []string, topic string) map[int]int64 {
-	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	var reqs []kafka.OffsetRequest
-	for deadline := time.Now().Add(10 * time.Second); len(reqs) == 0; time.Sleep(100 * time.Millisecond) {
-		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
-		if err != nil {
-			t.Fatalf("metadata of %s: %v", topic, err)
-		}
-		for _, tp := range md.Topics {
-			if tp.Error != nil && time.Now().After(deadline) {
-				t.Fatalf("metadata of %s: %v", topic, tp.Error)
-			}
-			for _, p := range tp.Partitions {
-				reqs = append(reqs, kafka.LastOffsetOf(p.ID))
-			}
-		}
-	}
-	resp, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		t.Fatalf("list offsets of %s: %v", topic, err)
-	}
-	out := map[int]int64{}
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			t.Fatalf("list offsets of %s/%d: %v", topic, po.Partition, po.Error)
-		}
-		out[po.Partition] = po.LastOffset
-	}
-	return out
-}
-
 // committed returns the offsets group has committed on topic's partitions.
 func committed(t *testing.T, brokers []string, group, topic string) map[int]int64 {
 	t.Helper()
 	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	ends := endOffsets(t, brokers, topic)
+	ends := kafkatest.EndOffsets(t, brokers, topic)
 	parts := slices.Sorted(maps.Keys(ends))
 	resp, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
@@ -271,7 +252,7 @@ func waitForCommitted(t *testing.T, brokers []string, group string, events []str
 		var behind []string
 		for _, topic := range append(slices.Clip(events), targetsTopic) {
 			done := committed(t, brokers, group, topic)
-			for p, end := range endOffsets(t, brokers, topic) {
+			for p, end := range kafkatest.EndOffsets(t, brokers, topic) {
 				if end > 0 && done[p] != end {
 					behind = append(behind, fmt.Sprintf("%s/%d committed %d of %d", topic, p, done[p], end))
 				}
@@ -284,38 +265,6 @@ func waitForCommitted(t *testing.T, brokers []string, group string, events []str
 			t.Fatalf("the sink did not commit everything within %s: %s", timeout, strings.Join(behind, ", "))
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// database is a test database on the test server.
-type database struct {
-	*pgtest.DB
-}
-
-// newDatabase creates a database for the test.
-func newDatabase(t *testing.T) database {
-	t.Helper()
-	return database{pgtest.NewDB(t)}
-}
-
-// waitForSlot waits until the daemon's connector streams from the slot.
-func (db database) waitForSlot(t *testing.T, p *process) {
-	t.Helper()
-	conn := db.Conn(t)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var active bool
-		_ = conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)`, db.Name).Scan(&active)
-		if active {
-			return
-		}
-		if !p.running() {
-			t.Fatalf("the daemon exited before it streamed:\n%s", tail(p.output(), 4<<10))
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the connector did not start streaming within 60 s")
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

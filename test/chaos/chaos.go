@@ -27,13 +27,11 @@
 package chaos
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -43,7 +41,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -51,13 +48,15 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // Options shape a run.
 type Options struct {
-	Binary string // the onesignal-cdc binary
 	// Model is the API generation (onesignal.model): ModelUser or
 	// ModelPlayer. Default "": ModelUser.
 	Model string
@@ -279,46 +278,24 @@ func totalRequests(st emulator.Stats) int {
 	return n
 }
 
-// configTemplate is the configuration of the processes: one file each,
-// the same but for the sinks' state_dir.
-var configTemplate = template.Must(template.New("config").Parse(`
-postgres:
-  dsn: {{.DSN}}
-  slot: {{.Slot}}
-  publication: chaos
-  status_interval: 250ms
-  heartbeat_interval: 1s
-  snapshot_chunk_size: 100
-kafka:
-  brokers: [{{.Brokers}}]
-  topic_prefix: cdc
-  partitions: {{.Partitions}}
-  consumer_group: {{.Group}}
-onesignal:
-  base_url: {{.APIURL}}
-  app_id: {{.AppID}}
-  api_key: {{.APIKey}}
-  model: {{.Model}}
-  concurrency: 16
-mapping:
-  users:
-    table: public.users
-    external_id: "External Id"
-    email: email
-    tags: {"Plan": plan, "Score": level, "Country Code": geo, "Bio": ""}
-  devices:
-    table: public.devices
-    device_id: device_id
-    external_id: ext_id
-{{- if .StateDir}}
-sink:
-  state_dir: {{.StateDir}}
-{{- end}}
-log:
-  level: info
-ops:
-  listen: ""
-`))
+// processConfig is the configuration of the processes on st, in model
+// (each sink's has its own state_dir besides).
+func processConfig(st *daemontest.Stack, model string) config.Config {
+	c := st.Config()
+	c.Postgres.Slot, c.Postgres.Publication = slotName, "chaos"
+	c.Postgres.StatusInterval, c.Postgres.HeartbeatInterval = 250*time.Millisecond, time.Second
+	c.Postgres.SnapshotChunkSize = 100
+	c.Kafka.TopicPrefix, c.Kafka.Partitions, c.Kafka.ConsumerGroup = "cdc", partitions, group
+	c.OneSignal.Model = model
+	c.OneSignal.Concurrency = 16
+	c.Mapping = transform.Mapping{
+		Users: &transform.UsersMapping{Table: "public.users", ExternalID: "External Id", Email: "email",
+			Tags: map[string]string{"Plan": "plan", "Score": "level", "Country Code": "geo", "Bio": ""}},
+		Devices: &transform.DevicesMapping{Table: "public.devices", DeviceID: "device_id", ExternalID: "ext_id"},
+	}
+	c.Ops.Listen = ""
+	return c
+}
 
 const (
 	slotName   = "chaos"
@@ -417,7 +394,21 @@ func (h *run) setUp() {
 
 	// The source: a cluster of the run's own, so that it can be restarted.
 	h.cluster = pgtest.StartCluster(t)
-	h.db = h.cluster.NewDB(t)
+	var err error
+	if h.trace, err = newAPITrace(filepath.Join(logDir, "api.log"), partitions, h.elapsed); err != nil {
+		t.Fatalf("chaos: %v", err)
+	}
+	t.Cleanup(h.trace.close) // once the API's server is closed: cleanups run last first
+	st := daemontest.NewStack(t, daemontest.StackOptions{
+		Cluster: h.cluster,
+		Emulator: emulator.Config{
+			AppID: "3c1e8f9a-0000-4000-8000-0000000c4a05", APIKey: "chaos-key",
+			RateLimits:         emulator.RateLimits{Enabled: true},
+			NoPlayersAnswersOK: o.NoPlayersAnswersOK,
+		},
+		Serve: h.trace.wrap,
+	})
+	h.db, h.kafka, h.emu = st.DB, st.Kafka, st.Emulator
 	setup, err := connect(ctx, h.db.DSN)
 	if err != nil {
 		t.Fatalf("chaos: connect to the source: %v", err)
@@ -426,27 +417,7 @@ func (h *run) setUp() {
 	if _, err := setup.Exec(ctx, schema); err != nil {
 		t.Fatalf("chaos: create the tables: %v", err)
 	}
-
-	if h.kafka, err = broker.StartEmbedded("127.0.0.1:0"); err != nil {
-		t.Fatalf("chaos: %v", err)
-	}
-	t.Cleanup(h.kafka.Close)
 	h.produce = observeProduce(h.kafka.Cluster(), changeTopics, partitions, h.elapsed)
-
-	emuCfg := emulator.Config{
-		AppID: "3c1e8f9a-0000-4000-8000-0000000c4a05", APIKey: "chaos-key",
-		RateLimits:         emulator.RateLimits{Enabled: true},
-		NoPlayersAnswersOK: o.NoPlayersAnswersOK,
-	}
-	h.emu = emulator.New(emuCfg)
-	if h.trace, err = newAPITrace(filepath.Join(logDir, "api.log"), partitions, h.elapsed); err != nil {
-		t.Fatalf("chaos: %v", err)
-	}
-	api := httptest.NewServer(h.trace.wrap(h.emu.Handler()))
-	t.Cleanup(func() {
-		api.Close()
-		h.trace.close()
-	})
 	h.devices = make([]string, o.Devices)
 	for i := range h.devices {
 		h.devices[i] = fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
@@ -466,16 +437,10 @@ func (h *run) setUp() {
 
 	// One configuration file per process: the sinks' state_dir differ.
 	configFor := func(role, stateDir string) string {
-		var cfg bytes.Buffer
-		err := configTemplate.Execute(&cfg, map[string]any{
-			"DSN": h.db.DSN, "Slot": slotName, "Brokers": strings.Join(h.kafka.Brokers(), ", "), "Group": group, "Partitions": partitions,
-			"APIURL": api.URL, "AppID": emuCfg.AppID, "APIKey": emuCfg.APIKey, "Model": o.Model, "StateDir": stateDir,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := processConfig(st, o.Model)
+		c.Sink.StateDir = stateDir
 		path := filepath.Join(logDir, role+".yaml")
-		if err := os.WriteFile(path, cfg.Bytes(), 0o600); err != nil {
+		if err := daemontest.WriteConfigFile(path, c); err != nil {
 			t.Fatal(err)
 		}
 		return path
@@ -493,7 +458,7 @@ func (h *run) setUp() {
 				t.Fatal(err)
 			}
 		}
-		d := &daemon{role: role, command: command, binary: o.Binary, config: configFor(role, stateDir), logPath: filepath.Join(logDir, role+".log"), elapsed: h.elapsed}
+		d := &daemon{role: role, command: command, config: configFor(role, stateDir), logPath: filepath.Join(logDir, role+".log"), elapsed: h.elapsed}
 		h.daemons[role] = d
 		h.r.Logs[role] = d.logPath
 		supervisors.Go(func() { d.supervise(superviseCtx) })

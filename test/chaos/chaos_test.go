@@ -5,41 +5,26 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-)
 
-// binary is the onesignal-cdc built for this test run.
-var binary string
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
+)
 
 func TestMain(m *testing.M) {
 	// A binary of another commit, to bisect: ONESIGNAL_CDC_CHAOS_BINARY=path.
-	if binary = os.Getenv("ONESIGNAL_CDC_CHAOS_BINARY"); binary != "" {
-		os.Exit(m.Run())
+	if path := os.Getenv("ONESIGNAL_CDC_CHAOS_BINARY"); path != "" {
+		daemontest.UseBinary(path)
 	}
-	dir, err := os.MkdirTemp("", "onesignal-cdc-chaos")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "onesignal-cdc")
-	// -race shares the build cache with go test -race and catches races in
-	// the daemon itself.
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/onesignal-cdc/onesignal-cdc/cmd/onesignal-cdc")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build onesignal-cdc:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	daemontest.Main(m)
 }
+
+// opsOff runs a test's daemon without its ops server, as the tests'
+// configurations say (ops.listen "").
+var opsOff = daemontest.Options{Env: []string{"ONESIGNAL_CDC_OPS_LISTEN="}}
 
 // TestChaos is the harness's short schedule, once per API generation: 33 s
 // of workload with a fault every 2.05 s (16 of them: one shuffled deck, so
@@ -61,7 +46,6 @@ func TestChaos(t *testing.T) {
 	}{{ModelUser, 1, false, 3}, {ModelPlayer, 2, true, 2}} {
 		t.Run(run.model, func(t *testing.T) {
 			r := Run(t, Options{
-				Binary:             binary,
 				Model:              run.model,
 				NoPlayersAnswersOK: run.ok200,
 				Seed:               run.seed,

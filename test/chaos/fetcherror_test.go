@@ -3,12 +3,6 @@ package chaos
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +14,8 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // TestTheSinkProcessRidesOutARetriableFetchError answers one fetch of the
@@ -34,35 +29,16 @@ func TestTheSinkProcessRidesOutARetriableFetchError(t *testing.T) {
 	for _, fault := range []*kerr.Error{kerr.KafkaStorageError, kerr.UnknownServerError} {
 		t.Run(fault.Message, func(t *testing.T) {
 			t.Parallel()
-			kb := kafkatest.Start(t)
+			st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000fe7c4", APIKey: "key"}})
+			kb, emu := st.Kafka, st.Emulator
 			if err := broker.EnsureTopics(context.Background(), kb.Brokers(), 1, "cdc.public.users"); err != nil {
 				t.Fatal(err)
 			}
-			emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000fe7c4", APIKey: "key"}
-			emu, url := emulator.NewTestServer(t, emuCfg)
-			cfg := filepath.Join(t.TempDir(), "config.yaml")
-			err := os.WriteFile(cfg, fmt.Appendf(nil, `
-kafka:
-  brokers: [%s]
-  topic_prefix: cdc
-  consumer_group: fetch-errors
-onesignal: {base_url: %s, app_id: %s, api_key: %s}
-mapping:
-  users: {table: public.users, external_id: external_id, tags: {plan: ""}}
-ops: {listen: ""}
-`, strings.Join(kb.Brokers(), ", "), url, emuCfg.AppID, emuCfg.APIKey), 0o600)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sink := exec.Command(binary, "sink", "--config", cfg)
-			var out strings.Builder
-			sink.Stdout, sink.Stderr = &out, &out
-			if err := sink.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan struct{})
-			go func() { sink.Wait(); close(exited) }()
-			t.Cleanup(func() { sink.Process.Signal(syscall.SIGTERM); <-exited })
+			c := st.Config()
+			c.Kafka.TopicPrefix, c.Kafka.ConsumerGroup = "cdc", "fetch-errors"
+			c.Mapping.Users = &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": ""}}
+			c.Ops.Listen = ""
+			sink := daemontest.StartWith(t, opsOff, daemontest.Sink, "--config", daemontest.WriteConfig(t, c))
 
 			w := broker.NewWriter(kb.Brokers(), 1)
 			defer w.Close()
@@ -83,8 +59,8 @@ ops: {listen: ""}
 						return
 					}
 					select {
-					case <-exited:
-						t.Fatalf("the sink exited (%v) before applying plan %q:\n%s", sink.ProcessState, plan, out.String())
+					case <-sink.Done():
+						t.Fatalf("the sink exited (%v) before applying plan %q:\n%s", sink.Err(), plan, sink.Output())
 					case <-deadline:
 						t.Fatalf("the sink did not apply plan %q within a minute", plan)
 					case <-time.After(100 * time.Millisecond):

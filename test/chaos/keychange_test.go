@@ -3,11 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,8 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // externalIDKeyedSchema is the schema the harness's workload had before
@@ -42,44 +38,15 @@ CREATE TABLE devices (player_id text PRIMARY KEY, user_external_id text);
 // all the time, but not in this precise shape.)
 func TestAKeyChangeDoesNotClearTheTagsOfTheOldKeyInsertedAgain(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-00000000ce45", APIKey: "key"}})
+	db, kb, emu := st.DB, st.Kafka, st.Emulator
 	db.Exec(t, externalIDKeyedSchema)
-	kb := kafkatest.Start(t)
-	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-00000000ce45", APIKey: "key"}
-	emu, url := emulator.NewTestServer(t, emuCfg)
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	err := os.WriteFile(cfg, fmt.Appendf(nil, `
-postgres:
-  dsn: %s
-  slot: %s
-  publication: regress
-  status_interval: 200ms
-kafka:
-  brokers: [%s]
-  topic_prefix: cdc
-  partitions: 4
-  consumer_group: regress
-onesignal: {base_url: %s, app_id: %s, api_key: %s}
-mapping:
-  users: {table: public.users, external_id: external_id, tags: {plan: ""}}
-ops: {listen: ""}
-`, db.DSN, db.Name, strings.Join(kb.Brokers(), ", "), url, emuCfg.AppID, emuCfg.APIKey), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	daemon := exec.Command(binary, "run", "--config", cfg)
-	var out strings.Builder
-	daemon.Stdout, daemon.Stderr = &out, &out
-	if err := daemon.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		daemon.Process.Signal(syscall.SIGTERM)
-		daemon.Wait()
-		if t.Failed() {
-			t.Logf("daemon output:\n%s", out.String())
-		}
-	})
+	c := st.Config()
+	c.Postgres.Publication, c.Postgres.StatusInterval = "regress", 200*time.Millisecond
+	c.Kafka.TopicPrefix, c.Kafka.Partitions, c.Kafka.ConsumerGroup = "cdc", 4, "regress"
+	c.Mapping.Users = &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": ""}}
+	c.Ops.Listen = ""
+	daemontest.StartWith(t, opsOff, daemontest.Run, "--config", daemontest.WriteConfig(t, c))
 	waitUntil(t, time.Minute, "the slot to stream", func() bool { ok, _ := slotActive(context.Background(), db.DSN, db.Name); return ok })
 
 	// Pairs of ids whose new key is in partition 0 and whose old key is not.

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 )
 
 // daemon runs one process of onesignal-cdc (the connector, or one of the
@@ -21,7 +22,6 @@ import (
 type daemon struct {
 	role    string // names the process: connector, sink-1, sink-2, …
 	command string // the subcommand: connector or sink
-	binary  string
 	config  string
 	logPath string // one file for every run of the role, each run headed by a line
 	elapsed func() time.Duration
@@ -37,12 +37,10 @@ type daemon struct {
 
 // proc is one run of the binary.
 type proc struct {
-	cmd     *exec.Cmd
+	*daemontest.Process
 	started time.Duration // from the start of the run of the harness
-	exited  chan struct{} // closed once cmd.Wait returned; err is set then
-	err     error
-	killed  atomic.Bool // the harness sent SIGKILL
-	stopped atomic.Bool // the harness sent SIGTERM
+	killed  atomic.Bool   // the harness sent SIGKILL
+	stopped atomic.Bool   // the harness sent SIGTERM
 	// pause is how long the supervisor waits before it starts the process
 	// again after the harness killed or stopped it (a time.Duration); set
 	// before the signal.
@@ -58,14 +56,14 @@ func (d *daemon) supervise(ctx context.Context) {
 			d.record(fmt.Sprintf("could not start: %v", err))
 		} else {
 			select {
-			case <-p.exited:
+			case <-p.Done():
 			case <-ctx.Done():
 				d.terminate(p)
 				return
 			}
 			if !p.killed.Load() && !p.stopped.Load() {
 				d.record(fmt.Sprintf("exited by itself (%v) at +%s; its log ends with:\n%s",
-					p.err, d.elapsed().Round(100*time.Millisecond), indent(tailFile(d.logPath, 1500))))
+					p.Err(), d.elapsed().Round(100*time.Millisecond), indent(tailFile(d.logPath, 1500))))
 			}
 		}
 		// A killed or stopped process comes back after the pause the
@@ -93,28 +91,16 @@ func (d *daemon) spawn() (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer log.Close() // the child holds its own descriptor
 	fmt.Fprintf(log, "=== chaos: onesignal-cdc %s (%s), run %d, at +%s\n", d.command, d.role, n, d.elapsed().Round(time.Millisecond))
-	cmd := exec.Command(d.binary, d.command, "--config", d.config)
-	// ops.listen is "" in the configuration; the variable would override it.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ONESIGNAL_CDC_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Stdout, cmd.Stderr = log, log
+	log.Close()
 	// A process group of its own, signalled whole: a wrapper such as
 	// strace goes down with the daemon it runs instead of leaving it
 	// running unseen.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	dp, err := daemontest.Spawn(daemontest.Options{Log: d.logPath, Group: true}, d.command, "--config", d.config)
+	if err != nil {
 		return nil, err
 	}
-	p := &proc{cmd: cmd, started: started, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
+	p := &proc{Process: dp, started: started}
 	d.mu.Lock()
 	d.cur = p
 	d.mu.Unlock()
@@ -130,12 +116,10 @@ func (d *daemon) running() *proc {
 	if p == nil {
 		return nil
 	}
-	select {
-	case <-p.exited:
+	if !p.Running() {
 		return nil
-	default:
-		return p
 	}
+	return p
 }
 
 // startedAfter returns when the first run that began after at began, and
@@ -163,8 +147,8 @@ func (d *daemon) kill(pause time.Duration) (time.Duration, bool) {
 	p.pause.Store(int64(pause))
 	p.killed.Store(true)
 	sent := d.elapsed()
-	p.signal(syscall.SIGKILL)
-	<-p.exited
+	p.Signal(syscall.SIGKILL)
+	<-p.Done()
 	d.mu.Lock()
 	d.kills++
 	d.mu.Unlock()
@@ -184,17 +168,17 @@ func (d *daemon) terminateRunning(pause time.Duration) (time.Duration, bool) {
 	p.pause.Store(int64(pause))
 	p.stopped.Store(true)
 	sent := d.elapsed()
-	p.signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	var stopErr string
 	select {
-	case <-p.exited:
-		if p.err != nil {
-			stopErr = fmt.Sprintf("exited with %v after a SIGTERM at +%s", p.err, d.elapsed().Round(100*time.Millisecond))
+	case <-p.Done():
+		if err := p.Err(); err != nil {
+			stopErr = fmt.Sprintf("exited with %v after a SIGTERM at +%s", err, d.elapsed().Round(100*time.Millisecond))
 		}
 	case <-time.After(30 * time.Second):
 		p.killed.Store(true)
-		p.signal(syscall.SIGKILL)
-		<-p.exited
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
 		stopErr = fmt.Sprintf("did not stop within 30 s of a SIGTERM at +%s", d.elapsed().Round(100*time.Millisecond))
 	}
 	d.mu.Lock()
@@ -209,26 +193,21 @@ func (d *daemon) terminateRunning(pause time.Duration) (time.Duration, bool) {
 // terminate stops p with SIGTERM, as at the end of the run, and SIGKILL
 // when it takes more than 30 s.
 func (d *daemon) terminate(p *proc) {
-	p.signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	select {
-	case <-p.exited:
-		if p.err != nil && !p.killed.Load() {
+	case <-p.Done():
+		if err := p.Err(); err != nil && !p.killed.Load() {
 			d.mu.Lock()
-			d.stopErrs = append(d.stopErrs, fmt.Sprintf("exited with %v after SIGTERM", p.err))
+			d.stopErrs = append(d.stopErrs, fmt.Sprintf("exited with %v after SIGTERM", err))
 			d.mu.Unlock()
 		}
 	case <-time.After(30 * time.Second):
-		p.signal(syscall.SIGKILL)
-		<-p.exited
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
 		d.mu.Lock()
 		d.stopErrs = append(d.stopErrs, "did not stop within 30 s of SIGTERM")
 		d.mu.Unlock()
 	}
-}
-
-// signal signals p's process group.
-func (p *proc) signal(sig syscall.Signal) {
-	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
 func (d *daemon) record(what string) {

@@ -4,11 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,8 +12,9 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // TestTheSnapshotKeepsTheTOASTValueOfARowUpdatedInItsChunkWindow: the
@@ -31,30 +28,18 @@ import (
 // Found by the chaos harness (seed 1: bio tags missing on users seeded
 // before the connector started and updated during the snapshot).
 func TestTheSnapshotKeepsTheTOASTValueOfARowUpdatedInItsChunkWindow(t *testing.T) {
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{})
+	db, kb := st.DB, st.Kafka
 	db.Exec(t, externalIDKeyedSchema)
 	const rows = 1000
 	// 3.2 kB of text, stored out of line (STORAGE EXTERNAL): a TOAST value.
 	db.Exec(t, `INSERT INTO users (external_id, plan, score, bio) SELECT 'u-' || i, 'free', 0, repeat(md5(i::text), 100) FROM generate_series(1, $1) i`, rows)
-	kb := kafkatest.Start(t)
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	err := os.WriteFile(cfg, fmt.Appendf(nil, `
-postgres:
-  dsn: %s
-  slot: %s
-  publication: regress
-  snapshot_chunk_size: 20
-kafka:
-  brokers: [%s]
-  topic_prefix: cdc
-onesignal: {app_id: app, api_key: key}
-mapping:
-  users: {table: public.users, external_id: external_id, tags: {bio: ""}}
-ops: {listen: ""}
-`, db.DSN, db.Name, strings.Join(kb.Brokers(), ", ")), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := st.Config()
+	c.Postgres.Publication, c.Postgres.SnapshotChunkSize = "regress", 20
+	c.Kafka.TopicPrefix = "cdc"
+	c.Mapping.Users = &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"bio": ""}}
+	c.Ops.Listen = ""
+	cfg := daemontest.WriteConfig(t, c)
 
 	// Updates of the score alone, ten rows round the table every 2 ms
 	// while the snapshot runs: enough to land in many chunks' windows, few
@@ -85,16 +70,9 @@ ops: {listen: ""}
 	}()
 	// Before conn closes (cleanups run last first), also when the test fails.
 	t.Cleanup(func() { stopUpdates(); <-updated })
-	connector := exec.Command(binary, "connector", "--config", cfg)
-	log, _ := os.Create(filepath.Join(t.TempDir(), "connector.log"))
-	connector.Stdout, connector.Stderr = log, log
-	if err := connector.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { connector.Process.Signal(syscall.SIGTERM); connector.Wait() })
+	connector := daemontest.StartWith(t, opsOff, daemontest.Connector, "--config", cfg)
 	waitUntil(t, 4*time.Minute, "the snapshot to finish", func() bool {
-		b, _ := os.ReadFile(log.Name())
-		return strings.Contains(string(b), `"snapshot finished","table":"public.users"`)
+		return strings.Contains(connector.Output(), `"snapshot finished","table":"public.users"`)
 	})
 	stopUpdates()
 	n := <-updated

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 )
 
 // TestAMillionRowTransactionStreamsWithBoundedMemory commits one
@@ -18,12 +18,11 @@ import (
 // transaction's size (the events alone are about 300 MB).
 func TestAMillionRowTransactionStreamsWithBoundedMemory(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{})
+	db, kafka := st.DB, st.Kafka
 	db.Exec(t, schema)
-	kafka := kafkatest.Start(t)
-	cfg := writeConfig(t, configValues{DSN: db.DSN, Slot: db.Name, Brokers: strings.Join(kafka.Brokers(), ", ")})
-	connector := start(t, "connector", "--config", cfg)
-	waitForSlot(t, db)
+	connector := daemontest.Start(t, daemontest.Connector, daemontest.WriteConfig(t, baseConfig(st)))
+	daemontest.WaitForSlot(t, db, db.Name)
 
 	const rows = 1_000_000
 	db.Exec(t, `INSERT INTO users SELECT 'big-' || i, 'free', i, 'DE' FROM generate_series(1, $1) i`, rows)
@@ -32,7 +31,7 @@ func TestAMillionRowTransactionStreamsWithBoundedMemory(t *testing.T) {
 		n = len(rs)
 		return n >= rows
 	})
-	peak := peakRSS(t, connector.cmd.Process.Pid)
+	peak := peakRSS(t, connector.Pid())
 	t.Logf("%d events; the connector's peak RSS was %d MB (race detector on)", n, peak>>20)
 	// The race detector multiplies memory; the bound is still a fraction
 	// of what holding the transaction would take.

@@ -6,13 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,9 +19,12 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // The three-table CRM of issue 12 (docs/examples/crm.yaml maps the same
@@ -61,68 +62,6 @@ CREATE TABLE devices (
 	PRIMARY KEY (contact, device_id)
 );
 `
-
-// crm12Config is the daemon's configuration for the CRM. Aliases and
-// on_delete are the user model's: the player model has no aliases, and
-// refuses delete_user.
-var crm12Config = template.Must(template.New("config").Parse(`
-postgres:
-  dsn: {{.DSN}}
-  slot: {{.Slot}}
-  publication: cdc
-  status_interval: 200ms
-kafka:
-  brokers: [{{.Brokers}}]
-  topic_prefix: cdc
-  partitions: 4
-  consumer_group: e2e
-onesignal:
-  model: {{.Model}}
-  base_url: {{.APIURL}}
-  app_id: {{.AppID}}
-  api_key: {{.APIKey}}
-  concurrency: 16
-  max_tags: {{.MaxTags}}
-mapping:
-  users:
-    table: public.contacts
-    external_id: External Id
-    filter: 'row.deleted_at == null && row.plan != "internal"'
-    tags:
-      plan: ""
-      score: ""
-    computed:
-      tier: 'row.score == null ? null : row.score >= 100 ? "gold" : row.score >= 50 ? "silver" : "bronze"'
-      days_since_signup: 'days_since(row.signed_up)'
-    properties:
-      language: Lang
-      country: '=row.country_code == null ? null : row.country_code.upperAscii()'
-{{- if eq .Model "user"}}
-    aliases:
-      crm_id: Contact ID
-{{- end}}
-{{- with .OnDelete}}
-    on_delete: {{.}}
-{{- end}}
-  sources:
-    - name: subscriptions
-      table: public.subscriptions
-      user:
-        references: {column: contact, table: public.contacts, key: Contact ID}
-      filter: 'row.status == "active"'
-      tags: {product: active_subscriptions}
-      computed:
-        pro_subscriptions: 'row.product == "pro" ? 1 : null'
-      many: count
-  devices:
-    table: public.devices
-    device_id: device_id
-    owner:
-      references: {column: contact, table: public.contacts, key: Contact ID}
-    filter: 'row.active'
-log:
-  level: info
-`))
 
 // crm12Tags is how many tags the mapping can give a user: plan, score,
 // tier, days_since_signup, active_subscriptions, pro_subscriptions.
@@ -193,16 +132,16 @@ type crm12Options struct {
 
 func newCRM12Run(t *testing.T, model string, o crm12Options) *crm12Run {
 	t.Helper()
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{
+		AppID: crmAppID, APIKey: crmAPIKey, TagLimit: o.emulatorTagCap,
+		RateLimits: emulator.RateLimits{Enabled: true},
+	}})
+	db, emu := st.DB, st.Emulator
 	db.Exec(t, crm12Schema)
 	if o.contactsIdentity != "" {
 		db.Exec(t, `ALTER TABLE contacts REPLICA IDENTITY `+o.contactsIdentity)
 	}
-	emu, url := emulator.NewTestServer(t, emulator.Config{
-		AppID: crmAppID, APIKey: crmAPIKey, TagLimit: o.emulatorTagCap,
-		RateLimits: emulator.RateLimits{Enabled: true},
-	})
-	r := &crm12Run{t: t, model: model, onDelete: o.onDelete, maxTags: cmp.Or(o.maxTags, crm12Tags), db: db, emu: emu, url: url,
+	r := &crm12Run{t: t, model: model, onDelete: o.onDelete, maxTags: cmp.Or(o.maxTags, crm12Tags), db: db, emu: emu, url: st.APIURL, brokers: st.Kafka.Brokers(),
 		ids: map[string]bool{}, devices: map[string]bool{}, skip: map[string]bool{}}
 	for i := 1; i <= crmDevices; i++ {
 		emu.AddSubscription(emulator.Subscription{ID: crmDevice(i), Type: "AndroidPush", Token: "token-" + crmDevice(i)})
@@ -222,26 +161,51 @@ func forEachModel12(t *testing.T, o crm12Options, test func(t *testing.T, r *crm
 	}
 }
 
-// config writes the run's configuration file.
+// config writes the run's configuration file: the CRM's mapping, in the
+// run's model. Aliases and on_delete are the user model's: the player
+// model has no aliases, and refuses delete_user.
 func (r *crm12Run) config() string {
 	t := r.t
 	t.Helper()
-	var b bytes.Buffer
-	if err := crm12Config.Execute(&b, struct {
-		configValues
-		Model, OnDelete string
-		MaxTags         int
-	}{configValues{
-		DSN: r.db.DSN, Slot: r.db.Name, Brokers: strings.Join(r.brokers, ", "),
-		APIURL: r.url, AppID: crmAppID, APIKey: crmAPIKey,
-	}, r.model, r.onDelete, r.maxTags}); err != nil {
-		t.Fatal(err)
+	c := config.Default()
+	c.Postgres.DSN, c.Postgres.Slot = secret.Value(r.db.DSN), r.db.Name
+	c.Kafka.Brokers = r.brokers
+	c.OneSignal.BaseURL, c.OneSignal.AppID, c.OneSignal.APIKey = r.url, crmAppID, crmAPIKey
+	e2eSettings(&c)
+	c.OneSignal.Model = r.model
+	c.OneSignal.Concurrency = 16
+	c.OneSignal.MaxTags = r.maxTags
+	contact := &transform.Reference{Column: "contact", Table: "public.contacts", Key: "Contact ID"}
+	c.Mapping = transform.Mapping{
+		Users: &transform.UsersMapping{
+			Table: "public.contacts", ExternalID: "External Id",
+			Filter: `row.deleted_at == null && row.plan != "internal"`,
+			Tags:   map[string]string{"plan": "", "score": ""},
+			Computed: map[string]string{
+				"tier":              `row.score == null ? null : row.score >= 100 ? "gold" : row.score >= 50 ? "silver" : "bronze"`,
+				"days_since_signup": `days_since(row.signed_up)`,
+			},
+			Properties: map[string]string{"language": "Lang", "country": `=row.country_code == null ? null : row.country_code.upperAscii()`},
+			OnDelete:   r.onDelete,
+		},
+		Sources: []transform.SourceMapping{{
+			Name: "subscriptions", Table: "public.subscriptions",
+			User:     transform.SourceUser{References: contact},
+			Filter:   `row.status == "active"`,
+			Tags:     map[string]string{"product": "active_subscriptions"},
+			Computed: map[string]string{"pro_subscriptions": `row.product == "pro" ? 1 : null`},
+			Many:     transform.ManyCount,
+		}},
+		Devices: &transform.DevicesMapping{
+			Table: "public.devices", DeviceID: "device_id",
+			Owner:  &transform.DeviceOwner{References: contact},
+			Filter: `row.active`,
+		},
 	}
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfg, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
+	if r.model == config.ModelUser {
+		c.Mapping.Users.Aliases = map[string]string{"crm_id": "Contact ID"}
 	}
-	return cfg
+	return daemontest.WriteConfig(t, c)
 }
 
 // start runs the daemon and waits until it streams and its snapshot of the
@@ -249,9 +213,8 @@ func (r *crm12Run) config() string {
 func (r *crm12Run) start() {
 	t := r.t
 	t.Helper()
-	r.brokers = kafkatest.Start(t).Brokers()
-	start(t, "run", "--config", r.config())
-	waitForSlot(t, r.db)
+	daemontest.Start(t, daemontest.Run, r.config())
+	daemontest.WaitForSlot(t, r.db, r.db.Name)
 	// The initial snapshot reads only the subscriptions the pushed-down
 	// filter keeps.
 	c := &kafka.Client{Addr: kafka.TCP(r.brokers...), Timeout: 10 * time.Second}
@@ -557,7 +520,7 @@ func (r *crm12Run) converge(deadLetters ...string) (crm12State, []string) {
 // come.
 func (r *crm12Run) noUnexpectedDeadLetters(d, expected []string) {
 	r.t.Helper()
-	if messagesIn(r.t, r.brokers, "cdc.dlq") == 0 {
+	if kafkatest.MessagesIn(r.t, r.brokers, "cdc.dlq") == 0 {
 		return
 	}
 	for _, reason := range r.deadLetters() {
@@ -570,7 +533,7 @@ func (r *crm12Run) noUnexpectedDeadLetters(d, expected []string) {
 // deadLetters returns the reasons of every message in the dead-letter
 // topic.
 func (r *crm12Run) deadLetters() []string {
-	n := messagesIn(r.t, r.brokers, "cdc.dlq")
+	n := kafkatest.MessagesIn(r.t, r.brokers, "cdc.dlq")
 	if n == 0 {
 		return nil
 	}
@@ -861,14 +824,13 @@ func TestCRM12OnDeleteDeleteUserDeletesTheUserAndAnInsertCreatesItAgain(t *testi
 func (r *crm12Run) refusedAtStart(parts ...string) {
 	t := r.t
 	t.Helper()
-	p := start(t, "run", "--config", r.config())
-	err := p.exited(t, 30*time.Second)
-	if code := p.cmd.ProcessState.ExitCode(); code != 2 {
-		t.Errorf("onesignal-cdc run exited with %v, want status 2 (a configuration that does not load)", err)
+	p := daemontest.Start(t, daemontest.Run, r.config())
+	if code := p.Wait(t, 30*time.Second); code != 2 {
+		t.Errorf("onesignal-cdc run exited with status %d, want 2 (a configuration that does not load)", code)
 	}
-	out, _ := os.ReadFile(p.log.Name())
+	out := p.Output()
 	for _, part := range parts {
-		if !bytes.Contains(out, []byte(part)) {
+		if !strings.Contains(out, part) {
 			t.Errorf("onesignal-cdc run does not say %q:\n%s", part, out)
 		}
 	}
@@ -961,7 +923,7 @@ func (r *crm12Run) everyRecord() []kafkatest.Record {
 			continue
 		}
 		topics = append(topics, tp.Name)
-		total += messagesIn(t, r.brokers, tp.Name)
+		total += kafkatest.MessagesIn(t, r.brokers, tp.Name)
 	}
 	return kafkatest.ReadUntil(t, r.brokers, topics, 20*time.Second, func(rs []kafkatest.Record) bool { return int64(len(rs)) >= total })
 }

@@ -1,24 +1,23 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // The CRM-shaped schema of issue 11: users keyed by a surrogate "Contact
@@ -43,39 +42,6 @@ CREATE TABLE devices (
 	PRIMARY KEY (contact_id, device_id)
 );
 `
-
-var crmConfig = template.Must(template.New("config").Parse(`
-postgres:
-  dsn: {{.DSN}}
-  slot: {{.Slot}}
-  publication: cdc
-  status_interval: 200ms
-kafka:
-  brokers: [{{.Brokers}}]
-  topic_prefix: cdc
-  partitions: 4
-  consumer_group: e2e
-onesignal:
-  model: {{.Model}}
-  base_url: {{.APIURL}}
-  app_id: {{.AppID}}
-  api_key: {{.APIKey}}
-  concurrency: 16
-mapping:
-  users:
-    table: public.users
-    external_id: "External Id"
-    tags:
-      "Plan Tier": plan
-      "Score": ""
-      "Country": country
-  devices:
-    table: public.devices
-    device_id: device_id
-    external_id: ext_id
-log:
-  level: info
-`))
 
 // extID is the external id of contact i, in one of the shapes CRMs hold:
 // a slash, a percent escape, a space and a non-ASCII letter, an emoji, or
@@ -106,9 +72,9 @@ func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'
 type crmRun struct {
 	t       *testing.T
 	model   string
+	st      *daemontest.Stack
 	db      *pgtest.DB
 	emu     *emulator.Emulator
-	url     string
 	brokers []string
 	// ids and devices are every external id and device id the rows have
 	// held: OneSignal must show what the final rows say of each, nothing
@@ -118,7 +84,7 @@ type crmRun struct {
 	// processes of one group instead of onesignal-cdc run; sinkProcs are
 	// those processes, cfg their configuration file.
 	sinks     int
-	sinkProcs []*process
+	sinkProcs []*daemontest.Process
 	cfg       string
 }
 
@@ -149,14 +115,14 @@ func forEachCRMRun(t *testing.T, test func(t *testing.T, r *crmRun)) {
 }
 
 func newCRMRun(t *testing.T, model, identity string) *crmRun {
-	db := pgtest.NewDB(t)
-	db.Exec(t, crmSchema)
-	db.Exec(t, fmt.Sprintf(`ALTER TABLE users REPLICA IDENTITY %[1]s; ALTER TABLE devices REPLICA IDENTITY %[1]s`, identity))
-	emu, url := emulator.NewTestServer(t, emulator.Config{
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{
 		AppID: crmAppID, APIKey: crmAPIKey,
 		RateLimits: emulator.RateLimits{Enabled: true},
-	})
-	r := &crmRun{t: t, model: model, db: db, emu: emu, url: url, ids: map[string]bool{}, devices: map[string]bool{}}
+	}})
+	db := st.DB
+	db.Exec(t, crmSchema)
+	db.Exec(t, fmt.Sprintf(`ALTER TABLE users REPLICA IDENTITY %[1]s; ALTER TABLE devices REPLICA IDENTITY %[1]s`, identity))
+	r := &crmRun{t: t, model: model, st: st, db: db, emu: st.Emulator, brokers: st.Kafka.Brokers(), ids: map[string]bool{}, devices: map[string]bool{}}
 	r.addDevices(1, crmDevices)
 	return r
 }
@@ -169,37 +135,35 @@ func (r *crmRun) addDevices(from, to int) {
 	}
 }
 
+// config is the daemon's configuration for the CRM, in the run's model.
+func (r *crmRun) config() config.Config {
+	c := r.st.Config()
+	e2eSettings(&c)
+	c.OneSignal.Model = r.model
+	c.OneSignal.Concurrency = 16
+	c.Mapping = transform.Mapping{
+		Users: &transform.UsersMapping{Table: "public.users", ExternalID: "External Id",
+			Tags: map[string]string{"Plan Tier": "plan", "Score": "", "Country": "country"}},
+		Devices: &transform.DevicesMapping{Table: "public.devices", DeviceID: "device_id", ExternalID: "ext_id"},
+	}
+	return c
+}
+
 // start runs the daemon and waits until it streams and its snapshot (the
 // rows written before) is in Kafka.
 func (r *crmRun) start() {
 	t := r.t
 	t.Helper()
-	kb := kafkatest.Start(t)
-	r.brokers = kb.Brokers()
-	var b bytes.Buffer
-	if err := crmConfig.Execute(&b, struct {
-		configValues
-		Model string
-	}{configValues{
-		DSN: r.db.DSN, Slot: r.db.Name, Brokers: strings.Join(r.brokers, ", "),
-		APIURL: r.url, AppID: crmAppID, APIKey: crmAPIKey,
-	}, r.model}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfg, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.cfg = cfg
+	r.cfg = daemontest.WriteConfig(t, r.config())
 	if r.sinks == 0 {
-		start(t, "run", "--config", cfg)
+		daemontest.Start(t, daemontest.Run, r.cfg)
 	} else {
-		start(t, "connector", "--config", cfg)
+		daemontest.Start(t, daemontest.Connector, r.cfg)
 		for range r.sinks {
-			r.sinkProcs = append(r.sinkProcs, start(t, "sink", "--config", cfg))
+			r.sinkProcs = append(r.sinkProcs, daemontest.Start(t, daemontest.Sink, r.cfg))
 		}
 	}
-	waitForSlot(t, r.db)
+	daemontest.WaitForSlot(t, r.db, r.db.Name)
 	r.waitForSnapshot()
 }
 
@@ -428,7 +392,7 @@ func (r *crmRun) converge() oneSignalState {
 	if d := r.differences(r.emu.State(), want); len(d) != 0 {
 		t.Errorf("OneSignal left the rows' state once the sink had committed everything:\n%s", describeDifferences(d))
 	}
-	if n := messagesIn(t, r.brokers, "cdc.dlq"); n != 0 {
+	if n := kafkatest.MessagesIn(t, r.brokers, "cdc.dlq"); n != 0 {
 		recs := kafkatest.ReadUntil(t, r.brokers, []string{"cdc.dlq"}, 10*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= int(n) })
 		for _, rec := range recs {
 			t.Errorf("dead letter of %s@%s: %s", headerValue(rec, sink.HeaderTopic), headerValue(rec, sink.HeaderOffset), headerValue(rec, sink.HeaderMessage))
@@ -728,9 +692,9 @@ func TestThreeSinksInOneGroupConvergeThroughAKillOfAnyOfThem(t *testing.T) {
 				// group for minutes (docs/reliability.md), a real Kafka
 				// drops it after its session.
 				waitForGroupStable(t, r.brokers, "e2e", r.sinks)
-				r.sinkProcs[round].kill(t)
+				r.sinkProcs[round].Kill(t)
 				r.exec(`UPDATE users SET "Contact ID" = "Contact ID" + 1000 WHERE "Contact ID" = $1`, base+3)
-				r.sinkProcs[round] = start(t, "sink", "--config", r.cfg)
+				r.sinkProcs[round] = daemontest.Start(t, daemontest.Sink, r.cfg)
 				r.remember()
 			}
 			r.converge()

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +13,8 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // arrivalsByPartition notes when each request for a user reached the
@@ -82,43 +80,21 @@ func (a *arrivalsByPartition) stall(from, to time.Time) (time.Duration, int) {
 // machine.
 func TestASinkGroupTakesOverThePartitionsOfAKilledOrStoppedMember(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000fa11e", APIKey: "e2e-failover-key"}})
+	db, kb := st.DB, st.Kafka
 	db.Exec(t, schema)
-	kb := kafkatest.Start(t)
-	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000fa11e", APIKey: "e2e-failover-key"}
-	emu, url := emulator.NewTestServer(t, emuCfg)
 	const partitions = 4
 	arrivals := &arrivalsByPartition{partitions: partitions, at: map[int][]time.Time{}}
-	emu.OnArrival(arrivals.note)
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	err := os.WriteFile(cfg, fmt.Appendf(nil, `
-postgres:
-  dsn: %s
-  slot: %s
-  publication: cdc
-kafka:
-  brokers: [%s]
-  topic_prefix: cdc
-  partitions: %d
-  consumer_group: e2e
-onesignal:
-  base_url: %s
-  app_id: %s
-  api_key: %s
-mapping:
-  users:
-    table: public.users
-    external_id: external_id
-    tags: {plan: "", score: level}
-ops:
-  listen: ""
-`, db.DSN, db.Name, strings.Join(kb.Brokers(), ", "), partitions, url, emuCfg.AppID, emuCfg.APIKey), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(t, "connector", "--config", cfg)
-	sinks := []*process{start(t, "sink", "--config", cfg), start(t, "sink", "--config", cfg)}
-	waitForSlot(t, db)
+	st.Emulator.OnArrival(arrivals.note)
+	c := st.Config()
+	c.Postgres.Publication = "cdc"
+	c.Kafka.TopicPrefix, c.Kafka.Partitions, c.Kafka.ConsumerGroup = "cdc", partitions, "e2e"
+	c.Mapping.Users = &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": "", "score": "level"}}
+	c.Ops.Listen = ""
+	cfg := daemontest.WriteConfig(t, c)
+	daemontest.Start(t, daemontest.Connector, cfg)
+	sinks := []*daemontest.Process{daemontest.Start(t, daemontest.Sink, cfg), daemontest.Start(t, daemontest.Sink, cfg)}
+	daemontest.WaitForSlot(t, db, db.Name)
 
 	const users = 200
 	ctx, stopWriting := context.WithCancel(context.Background())
@@ -149,13 +125,13 @@ ops:
 	}
 	kill := measure("SIGKILL of one sink", func() time.Time {
 		at := time.Now()
-		sinks[0].kill(t)
+		sinks[0].Kill(t)
 		return at
 	}, killWindow)
-	sinks[0] = start(t, "sink", "--config", cfg)
+	sinks[0] = daemontest.Start(t, daemontest.Sink, cfg)
 	term := measure("SIGTERM of one sink", func() time.Time {
 		at := time.Now()
-		took := sinks[1].terminate(t)
+		took := sinks[1].Stop(t)
 		t.Logf("the sink stopped %s after SIGTERM", took.Round(10*time.Millisecond))
 		return at
 	}, termWindow)

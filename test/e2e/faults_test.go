@@ -12,8 +12,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 )
 
@@ -25,12 +25,9 @@ import (
 // saying what the rows say, and the dead-letter topic must stay empty.
 func TestPipelineConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t)
-	db.Exec(t, schema)
 	// The broker runs in the test, not in the daemon, so that the test can
 	// read the dead-letter topic and the consumer group's offsets.
-	kb := kafkatest.Start(t)
-	emuCfg := emulator.Config{
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-00000000fa17", APIKey: "e2e-faults-key",
 		RateLimits: emulator.RateLimits{Enabled: true},
 		Faults: emulator.Faults{
@@ -40,19 +37,16 @@ func TestPipelineConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testi
 			Reset:      0.03,
 			Drop:       0.03,
 		},
-	}
-	emu, url := emulator.NewTestServer(t, emuCfg)
+	}})
+	db, kb, emu := st.DB, st.Kafka, st.Emulator
+	db.Exec(t, schema)
 	const devices = 60
 	for i := 1; i <= devices; i++ {
 		emu.AddSubscription(emulator.Subscription{ID: playerID(i)})
 	}
 
-	cfg := writeConfig(t, configValues{
-		DSN: db.DSN, Slot: db.Name, Brokers: strings.Join(kb.Brokers(), ", "),
-		APIURL: url, AppID: emuCfg.AppID, APIKey: emuCfg.APIKey,
-	})
-	start(t, "run", "--config", cfg)
-	waitForSlot(t, db)
+	daemontest.Start(t, daemontest.Run, daemontest.WriteConfig(t, baseConfig(st)))
+	daemontest.WaitForSlot(t, db, db.Name)
 
 	began := time.Now()
 	db.Exec(t, `INSERT INTO users SELECT 'user-' || i, 'free', i, 'DE' FROM generate_series(1, 300) i`)
@@ -88,7 +82,7 @@ func TestPipelineConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testi
 	// the targets topic, so once every offset is committed the dead-letter
 	// topic is final.
 	waitForGroupCaughtUp(t, kb.Brokers(), "e2e", sinkTopics)
-	if n := messagesIn(t, kb.Brokers(), "cdc.dlq"); n != 0 {
+	if n := kafkatest.MessagesIn(t, kb.Brokers(), "cdc.dlq"); n != 0 {
 		recs := kafkatest.ReadUntil(t, kb.Brokers(), []string{"cdc.dlq"}, 10*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= int(n) })
 		for _, r := range recs {
 			t.Errorf("dead letter of %s: %s", headerValue(r, sink.HeaderTopic)+"@"+headerValue(r, sink.HeaderOffset),
@@ -97,18 +91,18 @@ func TestPipelineConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *testi
 		t.Fatalf("the dead-letter topic holds %d messages; every injected fault was transient", n)
 	}
 
-	st := emu.Stats()
+	stats := emu.Stats()
 	injected := map[string]int{
-		"500": st.Faults.Status[500], "503": st.Faults.Status[503], "429": st.Faults.Status[429],
-		"reset": st.Faults.Resets, "drop": st.Faults.Drops,
+		"500": stats.Faults.Status[500], "503": stats.Faults.Status[503], "429": stats.Faults.Status[429],
+		"reset": stats.Faults.Resets, "drop": stats.Faults.Drops,
 	}
 	for kind, n := range injected {
 		if n == 0 {
-			t.Errorf("no %s fault was injected: the test proves nothing about it (%s)", kind, describeStats(st))
+			t.Errorf("no %s fault was injected: the test proves nothing about it (%s)", kind, describeStats(stats))
 		}
 	}
 	t.Logf("workload written in %s; OneSignal in step %s after it began; %s",
-		written.Round(100*time.Millisecond), converged.Round(100*time.Millisecond), describeStats(st))
+		written.Round(100*time.Millisecond), converged.Round(100*time.Millisecond), describeStats(stats))
 }
 
 // sinkTopics are the topics the sink's consumer group reads: the event
@@ -154,60 +148,6 @@ func describeStats(st emulator.Stats) string {
 		st.Faults.Resets, st.Faults.Drops, st.RateLimited)
 }
 
-// partitionsOf returns the partitions of topic.
-func partitionsOf(t *testing.T, c *kafka.Client, topic string) []int {
-	t.Helper()
-	md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		t.Fatalf("metadata of %s: %v", topic, err)
-	}
-	var ps []int
-	for _, tp := range md.Topics {
-		if tp.Error != nil {
-			t.Fatalf("metadata of %s: %v", topic, tp.Error)
-		}
-		for _, p := range tp.Partitions {
-			ps = append(ps, p.ID)
-		}
-	}
-	if len(ps) == 0 {
-		t.Fatalf("topic %s has no partitions", topic)
-	}
-	return ps
-}
-
-// endOffsets returns each partition's high watermark.
-func endOffsets(t *testing.T, c *kafka.Client, topic string) map[int]int64 {
-	t.Helper()
-	var reqs []kafka.OffsetRequest
-	for _, p := range partitionsOf(t, c, topic) {
-		reqs = append(reqs, kafka.LastOffsetOf(p))
-	}
-	resp, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		t.Fatalf("list offsets of %s: %v", topic, err)
-	}
-	out := map[int]int64{}
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			t.Fatalf("list offsets of %s/%d: %v", topic, po.Partition, po.Error)
-		}
-		out[po.Partition] = po.LastOffset
-	}
-	return out
-}
-
-// messagesIn returns how many messages topic has ever held.
-func messagesIn(t *testing.T, brokers []string, topic string) int64 {
-	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	var n int64
-	for _, end := range endOffsets(t, c, topic) {
-		n += end
-	}
-	return n
-}
-
 // waitForGroupCaughtUp waits until group has committed the end of every
 // partition of topics, and the ends did not move meanwhile. Among topics
 // belongs the sink's targets topic (cdc.sink-targets): an event's offset is
@@ -221,7 +161,7 @@ func waitForGroupCaughtUp(t *testing.T, brokers []string, group string, topics [
 	ends := func() map[string]map[int]int64 {
 		out := map[string]map[int]int64{}
 		for _, topic := range topics {
-			out[topic] = endOffsets(t, c, topic)
+			out[topic] = kafkatest.EndOffsets(t, brokers, topic)
 		}
 		return out
 	}

@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 )
 
 // change names one committed row change: the row, the operation and the
@@ -27,13 +26,13 @@ type change struct {
 // every committed change, with duplicates only as exact repeats.
 func TestConnectorKilledMidStreamLosesNothing(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{})
+	db, kafka := st.DB, st.Kafka
 	db.Exec(t, schema)
-	kafka := kafkatest.Start(t)
-	cfg := writeConfig(t, configValues{DSN: db.DSN, Slot: db.Name, Brokers: strings.Join(kafka.Brokers(), ", ")})
+	cfg := daemontest.WriteConfig(t, baseConfig(st))
 
-	connector := start(t, "connector", "--config", cfg)
-	waitForSlot(t, db)
+	connector := daemontest.Start(t, daemontest.Connector, cfg)
+	daemontest.WaitForSlot(t, db, db.Name)
 
 	const txns = 600
 	kills := map[int]bool{150: true, 380: true}
@@ -45,8 +44,8 @@ func TestConnectorKilledMidStreamLosesNothing(t *testing.T) {
 	var ids []string
 	for i := range txns {
 		if kills[i] {
-			connector.kill(t)
-			connector = start(t, "connector", "--config", cfg)
+			connector.Kill(t)
+			connector = daemontest.Start(t, daemontest.Connector, cfg)
 		}
 		tx, err := conn.Begin(ctx)
 		if err != nil {

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 )
 
@@ -23,18 +25,18 @@ CREATE TABLE devices (player_id text PRIMARY KEY, user_external_id text);
 // the emulator, and checks that OneSignal ends up saying what the rows say.
 func TestPipelineBringsOneSignalInStepWithTheRows(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-00000000e2e0", APIKey: "e2e-key"}})
+	db, emu := st.DB, st.Emulator
 	db.Exec(t, schema)
-	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-00000000e2e0", APIKey: "e2e-key"}
-	emu, url := emulator.NewTestServer(t, emuCfg)
 	for i := 1; i <= 200; i++ {
 		// The devices exist in OneSignal already: the SDK made them on install.
 		emu.AddSubscription(emulator.Subscription{ID: playerID(i)})
 	}
 
-	cfg := writeConfig(t, configValues{DSN: db.DSN, Slot: db.Name, Brokers: "embedded", APIURL: url, AppID: emuCfg.AppID, APIKey: emuCfg.APIKey})
-	start(t, "run", "--config", cfg)
-	waitForSlot(t, db)
+	cfg := baseConfig(st)
+	cfg.Kafka.Brokers = []string{config.Embedded}
+	daemontest.Start(t, daemontest.Run, daemontest.WriteConfig(t, cfg))
+	daemontest.WaitForSlot(t, db, db.Name)
 
 	db.Exec(t, `INSERT INTO users SELECT 'user-' || i, 'free', i, 'DE' FROM generate_series(1, 1000) i`)
 	db.Exec(t, `UPDATE users SET plan = 'pro', score = score * 10, country = NULL WHERE score % 2 = 0`) // 500 rows
@@ -149,22 +151,4 @@ func diff(want, got oneSignalState) string {
 		out += "  " + l + "\n"
 	}
 	return out
-}
-
-// waitForSlot waits until the daemon's connector is streaming from the slot.
-func waitForSlot(t *testing.T, db *pgtest.DB) {
-	t.Helper()
-	conn := db.Conn(t)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var active bool
-		_ = conn.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)`, db.Name).Scan(&active)
-		if active {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the connector did not start streaming within 60 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

@@ -1,23 +1,22 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // The player model's tables: users have an email address and a phone
@@ -29,42 +28,6 @@ CREATE TABLE users (external_id text PRIMARY KEY, plan text, score int, country 
 CREATE TABLE devices (player_id text PRIMARY KEY, user_external_id text);
 ALTER TABLE devices REPLICA IDENTITY FULL;
 `
-
-var playerConfig = template.Must(template.New("config").Parse(`
-postgres:
-  dsn: {{.DSN}}
-  slot: {{.Slot}}
-  publication: cdc
-  status_interval: 200ms
-kafka:
-  brokers: [{{.Brokers}}]
-  topic_prefix: cdc
-  partitions: 4
-  consumer_group: e2e
-onesignal:
-  model: {{.Model}}
-  identity_verification: {{.Verify}}
-  base_url: {{.APIURL}}
-  app_id: {{.AppID}}
-  api_key: {{.APIKey}}
-  concurrency: 8
-mapping:
-  users:
-    table: public.users
-    external_id: external_id
-    email: email
-    phone: phone
-    tags:
-      plan: ""
-      score: level
-      country: geo
-  devices:
-    table: public.devices
-    device_id: player_id
-    external_id: user_external_id
-log:
-  level: info
-`))
 
 // TestPlayerModelBringsDevicesAndRecordsInStepWithTheRows runs `onesignal-cdc
 // run` in the player model, with identity verification, against an
@@ -100,40 +63,37 @@ func TestPlayerModelConvergesThroughOneSignalFaultsWithNothingDeadLettered(t *te
 	})
 }
 
+// playerConfig is the configuration of the records scenario in model: the
+// users and devices of schema, with the email and phone columns of
+// playerSchema's users, and identity verification in the player model.
+func playerConfig(st *daemontest.Stack, model string) config.Config {
+	c := st.Config()
+	e2eSettings(&c)
+	c.OneSignal.Concurrency = 8
+	c.Mapping = transform.Mapping{Users: usersMapping(), Devices: devicesMapping()}
+	c.OneSignal.Model = model
+	c.OneSignal.IdentityVerification = model == config.ModelPlayer
+	c.Mapping.Users.Email, c.Mapping.Users.Phone = "email", "phone"
+	return c
+}
+
 // runRecordsScenario runs the workload in model ("player", with identity
 // verification, or "user") against an emulator injecting faults.
 func runRecordsScenario(t *testing.T, model string, faults emulator.Faults) {
-	db := pgtest.NewDB(t)
-	db.Exec(t, playerSchema)
-	kb := kafkatest.Start(t)
-	emuCfg := emulator.Config{
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-0000000091a7", APIKey: "e2e-player-key",
 		IdentityVerification: model == "player",
 		RateLimits:           emulator.RateLimits{Enabled: true},
 		Faults:               faults,
-	}
-	emu, url := emulator.NewTestServer(t, emuCfg)
+	}})
+	db, kb, emu := st.DB, st.Kafka, st.Emulator
+	db.Exec(t, playerSchema)
 	const devices = 60
 	for i := 1; i <= devices; i++ {
 		emu.AddSubscription(emulator.Subscription{ID: playerID(i)})
 	}
-	var b bytes.Buffer
-	if err := playerConfig.Execute(&b, struct {
-		configValues
-		Model  string
-		Verify bool
-	}{configValues{
-		DSN: db.DSN, Slot: db.Name, Brokers: strings.Join(kb.Brokers(), ", "),
-		APIURL: url, AppID: emuCfg.AppID, APIKey: emuCfg.APIKey,
-	}, model, model == "player"}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfg, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	start(t, "run", "--config", cfg)
-	waitForSlot(t, db)
+	daemontest.Start(t, daemontest.Run, daemontest.WriteConfig(t, playerConfig(st, model)))
+	daemontest.WaitForSlot(t, db, db.Name)
 
 	began := time.Now()
 	db.Exec(t, `INSERT INTO users SELECT 'user-' || i, 'free', i, 'DE',
@@ -179,7 +139,7 @@ func runRecordsScenario(t *testing.T, model string, faults emulator.Faults) {
 	if d := diffDevices(want, observedDevices(emu.State(), want)); d != "" {
 		t.Errorf("OneSignal's devices left the rows' state once the sink had committed everything:\n%s", d)
 	}
-	if n := messagesIn(t, kb.Brokers(), "cdc.dlq"); n != 0 {
+	if n := kafkatest.MessagesIn(t, kb.Brokers(), "cdc.dlq"); n != 0 {
 		recs := kafkatest.ReadUntil(t, kb.Brokers(), []string{"cdc.dlq"}, 10*time.Second, func(rs []kafkatest.Record) bool { return len(rs) >= int(n) })
 		for _, r := range recs {
 			t.Errorf("dead letter of %s: %s", headerValue(r, sink.HeaderTopic)+"@"+headerValue(r, sink.HeaderOffset), headerValue(r, sink.HeaderMessage))

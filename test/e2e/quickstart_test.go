@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 )
 
 // TestQuickstartSyncsTheSampleRows runs the README's first command as a
@@ -40,7 +42,7 @@ func TestQuickstartSyncsTheSampleRows(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bash, script, "--exit-after-sync")
-	cmd.Env = append(os.Environ(), "ONESIGNAL_CDC_BIN="+binary)
+	cmd.Env = append(os.Environ(), "ONESIGNAL_CDC_BIN="+daemontest.Binary())
 	// On timeout, SIGTERM lets the script's trap stop the daemon, the
 	// emulator and PostgreSQL; SIGKILL would leave them running.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

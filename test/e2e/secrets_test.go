@@ -6,16 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // TestSecretsNeverShow runs the daemon with a database password and an API
@@ -30,7 +31,8 @@ func TestSecretsNeverShow(t *testing.T) {
 		apiKey   = "os_v2_app_k3y-5ecret-d0-not-print"
 		wrongKey = "os_v2_app_wr0ng-5ecret-d0-not-print"
 	)
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000005ec", APIKey: apiKey}})
+	db, emu := st.DB, st.Emulator
 	db.Exec(t, schema)
 	role := db.Name + "_cdc"
 	db.Exec(t, fmt.Sprintf(`CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'; GRANT SELECT ON users, devices TO %s; GRANT CREATE ON DATABASE %s TO %s; ALTER TABLE users OWNER TO %s; ALTER TABLE devices OWNER TO %s`,
@@ -40,43 +42,24 @@ func TestSecretsNeverShow(t *testing.T) {
 	if !strings.Contains(dsn, password) {
 		t.Fatalf("the DSN %q does not carry the password", dsn)
 	}
-	emuCfg := emulator.Config{AppID: "3c1e8f9a-0000-4000-8000-0000000005ec", APIKey: apiKey}
-	emu, url := emulator.NewTestServer(t, emuCfg)
-	config := func(slot, key string) string {
-		path := filepath.Join(t.TempDir(), "config.yaml")
-		err := os.WriteFile(path, fmt.Appendf(nil, `
-postgres:
-  dsn: %s
-  slot: %s
-  status_interval: 200ms
-kafka:
-  brokers: [embedded]
-  topic_prefix: cdc
-onesignal:
-  base_url: %s
-  app_id: %s
-  api_key: %s
-mapping:
-  users:
-    table: public.users
-    external_id: external_id
-    tags: {plan: ""}
-log:
-  level: debug
-`, dsn, slot, url, emuCfg.AppID, key), 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return path
+	configFile := func(slot, key string) string {
+		c := st.Config()
+		c.Postgres.DSN, c.Postgres.Slot = secret.Value(dsn), slot
+		c.Postgres.StatusInterval = 200 * time.Millisecond
+		c.Kafka.Brokers, c.Kafka.TopicPrefix = []string{config.Embedded}, "cdc"
+		c.OneSignal.APIKey = secret.Value(key)
+		c.Mapping.Users = &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": ""}}
+		c.Log.Level = "debug"
+		return daemontest.WriteConfig(t, c)
 	}
 	var seen bytes.Buffer // everything the daemon showed
-	good := config(db.Name, apiKey)
+	good := configFile(db.Name, apiKey)
 
-	out, _ := exec.Command(binary, "validate", "--online", "--config", good).CombinedOutput()
-	seen.Write(out)
+	_, out := daemontest.RunCommand(t, "validate", "--online", "--config", good)
+	seen.WriteString(out)
 
-	daemon := start(t, "run", "--config", good)
-	waitForSlot(t, db)
+	daemon := daemontest.Start(t, daemontest.Run, good)
+	daemontest.WaitForSlot(t, db, db.Name)
 	db.Exec(t, `INSERT INTO users SELECT 'user-' || i, 'free', i, 'DE' FROM generate_series(1, 20) i`)
 	deadline := time.Now().Add(60 * time.Second)
 	for len(emu.State().Users) < 20 {
@@ -85,26 +68,27 @@ log:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	opsAddr := daemon.opsAddress(t)
+	opsAddr := opsAddress(t, daemon)
 	for _, path := range []string{"/metrics", "/", "/status.json", "/readyz", "/livez"} {
 		seen.WriteString(get(t, "http://"+opsAddr+path))
 	}
-	daemon.stop(t)
-	log, _ := os.ReadFile(daemon.log.Name())
-	seen.Write(log)
+	daemon.Stop(t)
+	seen.WriteString(daemon.Output())
 
 	// A refused key stops the sink: the error names the fix, not the key.
 	// A slot of its own snapshots the users again, which gives the sink
 	// something to send.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	refused := exec.CommandContext(ctx, binary, "run", "--config", config(db.Name+"_refused", wrongKey))
-	refused.Env = append(os.Environ(), "ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0")
-	refused.Dir = t.TempDir() // the embedded broker's data: its own, not the first run's
-	out, err := refused.CombinedOutput()
-	seen.Write(out)
-	if _, ok := err.(*exec.ExitError); !ok || !strings.Contains(string(out), "onesignal.api_key") {
-		t.Errorf("the sink with a wrong key: err %v, output:\n%s", err, tail(out, 2048))
+	refused := daemontest.Command(ctx, daemontest.Options{
+		Dir: t.TempDir(), // the embedded broker's data: its own, not the first run's
+		Env: []string{"ONESIGNAL_CDC_OPS_LISTEN=127.0.0.1:0"},
+	}, "run", "--config", configFile(db.Name+"_refused", wrongKey))
+	b, err := refused.CombinedOutput()
+	out = string(b)
+	seen.WriteString(out)
+	if _, ok := err.(*exec.ExitError); !ok || !strings.Contains(out, "onesignal.api_key") {
+		t.Errorf("the sink with a wrong key: err %v, output:\n%s", err, out[max(len(out)-2048, 0):])
 	}
 
 	for name, secret := range map[string]string{"database password": password, "API key": apiKey, "wrong API key": wrongKey} {
@@ -132,16 +116,15 @@ func get(t *testing.T, url string) string {
 var opsListening = regexp.MustCompile(`"msg":"ops server listening[^"]*".*"address":"([^"]+)"`)
 
 // opsAddress is where the process's ops server listens, from its log.
-func (p *process) opsAddress(t *testing.T) string {
+func opsAddress(t *testing.T, p *daemontest.Process) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		log, _ := os.ReadFile(p.log.Name())
-		if m := opsListening.FindSubmatch(log); m != nil {
-			return string(m[1])
+		if m := opsListening.FindStringSubmatch(p.Output()); m != nil {
+			return m[1]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the daemon logged no ops address:\n%s", tail(log, 2048))
+			t.Fatalf("the daemon logged no ops address:\n%s", p.Tail(2048))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -3,19 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
-	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 )
 
 // TestSIGTERMMidStreamLosesNothing stops the connector and the sink, run
@@ -27,48 +22,24 @@ import (
 // it); and OneSignal must end up saying what the rows say.
 func TestSIGTERMMidStreamLosesNothing(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t)
-	db.Exec(t, schema)
-	kb := kafkatest.Start(t)
-	emuCfg := emulator.Config{
+	st := daemontest.NewStack(t, daemontest.StackOptions{Emulator: emulator.Config{
 		AppID: "3c1e8f9a-0000-4000-8000-0000000051e7", APIKey: "e2e-sigterm-key",
 		// Slow answers keep calls in flight when the sink is stopped.
 		Faults: emulator.Faults{Latency: 20 * time.Millisecond, LatencyMax: 150 * time.Millisecond},
-	}
-	emu, url := emulator.NewTestServer(t, emuCfg)
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	err := os.WriteFile(cfg, fmt.Appendf(nil, `
-postgres:
-  dsn: %s
-  slot: %s
-  publication: cdc
-  status_interval: 10m
-  heartbeat_interval: 0s
-kafka:
-  brokers: [%s]
-  topic_prefix: cdc
-  partitions: 4
-  consumer_group: e2e
-onesignal:
-  base_url: %s
-  app_id: %s
-  api_key: %s
-  concurrency: 32
-mapping:
-  users:
-    table: public.users
-    external_id: external_id
-    tags: {plan: "", score: level, country: geo}
-ops:
-  listen: ""
-`, db.DSN, db.Name, strings.Join(kb.Brokers(), ", "), url, emuCfg.AppID, emuCfg.APIKey), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}})
+	db, emu := st.DB, st.Emulator
+	db.Exec(t, schema)
+	c := st.Config()
+	e2eSettings(&c)
+	c.Postgres.StatusInterval, c.Postgres.HeartbeatInterval = 10*time.Minute, 0
+	c.OneSignal.Concurrency = 32
+	c.Mapping.Users = usersMapping()
+	c.Ops.Listen = ""
+	cfg := daemontest.WriteConfig(t, c)
 
-	connector := start(t, "connector", "--config", cfg)
-	sink := start(t, "sink", "--config", cfg)
-	waitForSlot(t, db)
+	connector := daemontest.Start(t, daemontest.Connector, cfg)
+	sink := daemontest.Start(t, daemontest.Sink, cfg)
+	daemontest.WaitForSlot(t, db, db.Name)
 
 	ctx, stopWriting := context.WithCancel(context.Background())
 	var writer sync.WaitGroup
@@ -87,18 +58,18 @@ ops:
 
 	for round := range 2 {
 		time.Sleep(700 * time.Millisecond)
-		took := connector.terminate(t)
+		took := connector.Stop(t)
 		lsn := loggedConfirmedLSN(t, connector)
 		if got, _ := db.SlotConfirmedFlush(t, db.Name); got != lsn {
 			t.Errorf("round %d: the slot confirmed %s, but the connector stopped with %s confirmed: the final status was not sent", round, got, lsn)
 		}
 		t.Logf("round %d: connector stopped in %s at %s", round, took.Round(time.Millisecond), lsn)
-		connector = start(t, "connector", "--config", cfg)
+		connector = daemontest.Start(t, daemontest.Connector, cfg)
 
 		time.Sleep(700 * time.Millisecond)
-		took = sink.terminate(t)
+		took = sink.Stop(t)
 		t.Logf("round %d: sink stopped in %s", round, took.Round(time.Millisecond))
-		sink = start(t, "sink", "--config", cfg)
+		sink = daemontest.Start(t, daemontest.Sink, cfg)
 	}
 	stopWriting()
 	writer.Wait()
@@ -117,37 +88,14 @@ ops:
 	}
 }
 
-// terminate sends SIGTERM, waits for the exit, and fails the test unless
-// the process exited with status 0 within 30 s. It returns how long the
-// stop took.
-func (p *process) terminate(t *testing.T) time.Duration {
-	t.Helper()
-	began := time.Now()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			t.Fatalf("exited with %v after SIGTERM", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("did not stop within 30 s of SIGTERM")
-	}
-	return time.Since(began)
-}
-
 var stoppedLine = regexp.MustCompile(`"msg":"stopped".*"confirmed_lsn":"([0-9A-F]+/[0-9A-F]+)"`)
 
 // loggedConfirmedLSN is the LSN the stopped connector logged as confirmed.
-func loggedConfirmedLSN(t *testing.T, p *process) string {
+func loggedConfirmedLSN(t *testing.T, p *daemontest.Process) string {
 	t.Helper()
-	out, err := os.ReadFile(p.log.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := stoppedLine.FindAllSubmatch(out, -1)
+	m := stoppedLine.FindAllStringSubmatch(p.Output(), -1)
 	if len(m) == 0 {
-		t.Fatalf("the connector logged no stop with its confirmed LSN:\n%s", tail(out, 2048))
+		t.Fatalf("the connector logged no stop with its confirmed LSN:\n%s", p.Tail(2048))
 	}
-	return string(m[len(m)-1][1])
+	return m[len(m)-1][1]
 }

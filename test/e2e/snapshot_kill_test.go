@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/onesignal-cdc/onesignal-cdc/event"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 )
@@ -18,12 +19,12 @@ import (
 // not start over) and that Kafka, replayed, equals the table.
 func TestSnapshotKilledTwiceResumesAndEndsEqualToTheTable(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDB(t)
+	st := daemontest.NewStack(t, daemontest.StackOptions{})
+	db, kafka := st.DB, st.Kafka
 	db.Exec(t, schema)
 	const rows = 30000
 	db.Exec(t, `INSERT INTO users SELECT 'u' || lpad(i::text, 6, '0'), 'free', 0, 'DE' FROM generate_series(1, $1) i`, rows)
-	kafka := kafkatest.Start(t)
-	cfg := writeConfig(t, configValues{DSN: db.DSN, Slot: db.Name, Brokers: strings.Join(kafka.Brokers(), ", ")})
+	cfg := daemontest.WriteConfig(t, baseConfig(st))
 	topic := []string{"cdc.public.users"}
 
 	// The workload: updates and deletes of random rows, until the end.
@@ -49,13 +50,13 @@ func TestSnapshotKilledTwiceResumesAndEndsEqualToTheTable(t *testing.T) {
 	snapshotEvents := func(n int) func([]kafkatest.Record) bool {
 		return func(rs []kafkatest.Record) bool { return countOp(t, rs, event.OpSnapshot) >= n }
 	}
-	connector := start(t, "connector", "--config", cfg)
+	connector := daemontest.Start(t, daemontest.Connector, cfg)
 	kafkatest.ReadUntil(t, kafka.Brokers(), topic, 2*time.Minute, snapshotEvents(5000))
-	connector.kill(t)
-	connector = start(t, "connector", "--config", cfg)
+	connector.Kill(t)
+	connector = daemontest.Start(t, daemontest.Connector, cfg)
 	kafkatest.ReadUntil(t, kafka.Brokers(), topic, 2*time.Minute, snapshotEvents(15000))
-	connector.kill(t)
-	start(t, "connector", "--config", cfg)
+	connector.Kill(t)
+	daemontest.Start(t, daemontest.Connector, cfg)
 	kafkatest.ReadUntil(t, kafka.Brokers(), topic, 2*time.Minute, snapshotEvents(rows*4/5))
 	stopWorkload()
 	if err := <-workload; err != nil {

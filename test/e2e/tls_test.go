@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/user"
@@ -15,9 +14,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/tlstest"
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
 )
 
 // TestASyncOverTLSEverywhere runs `onesignal-cdc run` against a PostgreSQL
@@ -50,41 +52,22 @@ func TestASyncOverTLSEverywhere(t *testing.T) {
 	api.StartTLS()
 	t.Cleanup(api.Close)
 
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	err = os.WriteFile(cfg, fmt.Appendf(nil, `
-postgres:
-  dsn: %s
-  slot: %s
-  status_interval: 200ms
-kafka:
-  brokers: [%s]
-  topic_prefix: cdc
-  tls:
-    enabled: true
-    ca_file: %s
-  sasl:
-    mechanism: SCRAM-SHA-512
-    username: cdc
-onesignal:
-  base_url: %s
-  app_id: %s
-  api_key: %s
-  ca_file: %s
-mapping:
-  users:
-    table: public.users
-    external_id: external_id
-    tags: {plan: "", score: level, country: geo}
-`, dsn, db.Name, strings.Join(kafka.ListenAddrs(), ", "), certs.CAFile, api.URL, emuCfg.AppID, emuCfg.APIKey, certs.CAFile), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := config.Default()
+	c.Postgres.DSN, c.Postgres.Slot = secret.Value(dsn), db.Name
+	c.Postgres.StatusInterval = 200 * time.Millisecond
+	c.Kafka.Brokers, c.Kafka.TopicPrefix = kafka.ListenAddrs(), "cdc"
+	c.Kafka.TLS = config.KafkaTLS{Enabled: true, CAFile: certs.CAFile}
+	c.Kafka.SASL = config.KafkaSASL{Mechanism: "SCRAM-SHA-512", Username: "cdc"}
+	c.OneSignal.BaseURL, c.OneSignal.AppID, c.OneSignal.APIKey = api.URL, emuCfg.AppID, secret.Value(emuCfg.APIKey)
+	c.OneSignal.CAFile = certs.CAFile
+	c.Mapping.Users = usersMapping()
+	cfg := daemontest.WriteConfig(t, c)
 	pw := filepath.Join(t.TempDir(), "kafka-password")
 	if err := os.WriteFile(pw, []byte("kafka-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startWithEnv(t, []string{"ONESIGNAL_CDC_KAFKA_SASL_PASSWORD_FILE=" + pw}, "run", "--config", cfg)
-	waitForSlot(t, db)
+	daemontest.StartWith(t, daemontest.Options{Env: []string{"ONESIGNAL_CDC_KAFKA_SASL_PASSWORD_FILE=" + pw}}, "run", "--config", cfg)
+	daemontest.WaitForSlot(t, db, db.Name)
 
 	db.Exec(t, `INSERT INTO users SELECT 'user-' || i, 'free', i, 'DE' FROM generate_series(1, 50) i`)
 	want := expectedState(t, db)

@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 	"github.com/onesignal-cdc/onesignal-cdc/test/chaos"
 )
@@ -73,17 +73,12 @@ func main() {
 		fail(err)
 	}
 	if *binary == "" {
-		*binary = filepath.Join(*logs, "onesignal-cdc")
-		args := []string{"build", "-o", *binary}
-		if *race {
-			args = append(args, "-race")
-		}
-		build := exec.Command("go", append(args, "github.com/onesignal-cdc/onesignal-cdc/cmd/onesignal-cdc")...)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fail(fmt.Errorf("build onesignal-cdc: %w", err))
+		var err error
+		if *binary, err = daemontest.Build(*logs, *race); err != nil {
+			fail(err)
 		}
 	}
+	daemontest.UseBinary(*binary)
 
 	h := &harness{}
 	// Ctrl-C or SIGTERM ends the run early: the cleanups stop the daemons
@@ -113,7 +108,7 @@ func main() {
 	var report *chaos.Report
 	h.run(func() {
 		report = chaos.Run(h, chaos.Options{
-			Binary: *binary, Model: *model, NoPlayersAnswersOK: *ok200, Seed: *seed, Duration: *duration, Gap: *gap,
+			Model: *model, NoPlayersAnswersOK: *ok200, Seed: *seed, Duration: *duration, Gap: *gap,
 			Users: *users, Devices: *devices, Pace: *pace, BigEvery: *bigEvery, Sinks: *sinks, RestartPause: *restartPause,
 			Settle: *settle, LogDir: *logs, Logf: logf, SinkKillsAnytime: *sinkKillsAnytime,
 		})
