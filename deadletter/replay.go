@@ -121,7 +121,7 @@ func replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
 	}
 	var letters []letter
 	for p, r := range ranges {
-		err := readRange(ctx, cfg.Cluster, cfg.Topic, p, r.first, r.last, func(m kafka.Message) {
+		err := cfg.Cluster.ReadRange(ctx, cfg.Topic, p, r.first, r.last, func(m kafka.Message) {
 			letters = append(letters, parse(m))
 		})
 		if err != nil {
@@ -214,7 +214,7 @@ func newestByKey(ctx context.Context, client *kafka.Client, cluster broker.Clust
 		}
 		first = max(first+1, r.first)
 		seen := map[string]int64{}
-		err = readRange(ctx, cluster, o.topic, o.partition, first, r.last, func(m kafka.Message) {
+		err = cluster.ReadRange(ctx, o.topic, o.partition, first, r.last, func(m kafka.Message) {
 			if m.Value != nil && keys[o][string(m.Key)] {
 				seen[string(m.Key)] = m.Offset
 			}
@@ -306,31 +306,6 @@ func commit(ctx context.Context, client *kafka.Client, group, topic string, rang
 		}
 	}
 	return nil
-}
-
-// readRange calls fn with the messages of topic/partition in [first, last).
-func readRange(ctx context.Context, cluster broker.Cluster, topic string, partition int, first, last int64, fn func(kafka.Message)) error {
-	if first >= last {
-		return nil
-	}
-	r := cluster.NewReader(kafka.ReaderConfig{Topic: topic, Partition: partition, MaxBytes: 4 << 20, MaxWait: 200 * time.Millisecond})
-	defer r.Close()
-	if err := r.SetOffset(first); err != nil {
-		return fmt.Errorf("read %s/%d: %w", topic, partition, err)
-	}
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			return fmt.Errorf("read %s/%d@%d: %w", topic, partition, first, err)
-		}
-		if m.Offset >= last {
-			return nil
-		}
-		fn(m)
-		if m.Offset == last-1 {
-			return nil
-		}
-	}
 }
 
 func where(topic string, partition int, offset int64) string {

@@ -71,7 +71,7 @@ func explain(ctx context.Context, cfg Config, t transform.Target) (*Report, erro
 	rep.Scanned = Range{From: first, To: last}
 
 	st := &desired.State{}
-	err = readRange(ctx, cfg.Cluster, cfg.TargetsTopic, rep.Partition, first, last, func(m kafka.Message) {
+	err = cfg.Cluster.ReadRange(ctx, cfg.TargetsTopic, rep.Partition, first, last, func(m kafka.Message) {
 		if desired.TargetOf(m.Key) != rep.Target {
 			return
 		}
@@ -262,7 +262,7 @@ func deadLetters(ctx context.Context, client *kafka.Client, cfg Config, rep *Rep
 		if err != nil {
 			return err
 		}
-		err = readRange(ctx, cfg.Cluster, cfg.DeadLetterTopic, p.ID, first, last, func(m kafka.Message) {
+		err = cfg.Cluster.ReadRange(ctx, cfg.DeadLetterTopic, p.ID, first, last, func(m kafka.Message) {
 			origin, hasOrigin := headerWhere(m, sink.HeaderTopic, sink.HeaderPartition, sink.HeaderOffset)
 			src, hasSrc := headerWhere(m, sink.HeaderSourceTopic, sink.HeaderSourcePartition, sink.HeaderSourceOffset)
 			match := (hasOrigin && sources[origin]) || (hasSrc && sources[src]) ||
@@ -383,31 +383,6 @@ func bounds(ctx context.Context, client *kafka.Client, topic string, partition i
 		return po.FirstOffset, po.LastOffset, nil
 	}
 	return 0, 0, fmt.Errorf("list offsets of %s/%d: the broker did not answer for it", topic, partition)
-}
-
-// readRange calls fn with the messages of topic/partition in [first, last).
-func readRange(ctx context.Context, cluster broker.Cluster, topic string, partition int, first, last int64, fn func(kafka.Message)) error {
-	if first >= last {
-		return nil
-	}
-	r := cluster.NewReader(kafka.ReaderConfig{Topic: topic, Partition: partition, MaxBytes: 4 << 20, MaxWait: 200 * time.Millisecond})
-	defer r.Close()
-	if err := r.SetOffset(first); err != nil {
-		return fmt.Errorf("read %s/%d: %w", topic, partition, err)
-	}
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			return fmt.Errorf("read %s/%d from %d: %w", topic, partition, first, err)
-		}
-		if m.Offset >= last {
-			return nil
-		}
-		fn(m)
-		if m.Offset >= last-1 {
-			return nil
-		}
-	}
 }
 
 func header(m kafka.Message, key string) string {
