@@ -53,6 +53,7 @@ func (c *Connector) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 					st.Snapshots = allTables(c.cfg.Tables, c.pushedFilter)
 				}
 				st.Reset = false
+				st.InitialEnds = nil // of the old slot's snapshots
 				st.Tables = c.marks()
 			})
 			if err != nil {

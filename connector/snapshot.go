@@ -62,6 +62,13 @@ type State struct {
 	// under: at start, a table whose mapping changed since is snapshotted
 	// again (tables.go).
 	Tables map[string]TableMark `json:"tables,omitempty"`
+	// InitialEnds are, per table whose initial snapshot finished, the WAL
+	// position of its last chunk's high watermark. A delete before it of a
+	// row the sink never saw is of a row that snapshot did not read, also
+	// when Postgres streams it again after the snapshot finished (a
+	// restart replays from the slot's last saved position): such deletes
+	// stay marked (event.HeaderSnapshotting).
+	InitialEnds map[string]pglogrepl.LSN `json:"initial_ends,omitempty"`
 	// Reset allows creating a new slot after the old one was lost; set by
 	// `onesignal-cdc snapshot --reset`, cleared once the slot exists.
 	Reset bool `json:"reset,omitempty"`
@@ -126,13 +133,17 @@ func (k *stateKeeper) update(ctx context.Context, f func(*State)) error {
 	return k.store.Save(ctx, k.st.Slot, data)
 }
 
-// initial reports whether table's initial snapshot is unfinished
-// (Progress.Initial).
-func (k *stateKeeper) initial(table string) bool {
+// initial reports whether a delete of table at WAL position lsn may be of
+// a row its initial snapshot did not read: the snapshot is unfinished
+// (Progress.Initial), or finished after lsn (State.InitialEnds).
+func (k *stateKeeper) initial(table string, lsn pglogrepl.LSN) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	p := k.st.Snapshots[table]
-	return p != nil && p.Initial
+	if p := k.st.Snapshots[table]; p != nil && p.Initial {
+		return true
+	}
+	end, ok := k.st.InitialEnds[table]
+	return ok && lsn < end
 }
 
 // pending returns the tables whose snapshot is unfinished, with a copy of
@@ -154,6 +165,10 @@ type chunk struct {
 	topic string
 	key   []string // primary-key columns, in table column order
 	rows  []pgcodec.SnapshotRow
+	// high is the WAL position of its high watermark, set once written
+	// (after the chunk went to the stream) and read only by the snapshot
+	// that made it, once the chunk is done.
+	high pglogrepl.LSN
 	// pending counts the chunk's events not yet in Kafka, plus one held
 	// until the reader has handed them all over; done closes at zero.
 	pending atomic.Int64
@@ -325,6 +340,12 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 			}
 			if f.final {
 				delete(st.Snapshots, table)
+				if f.progress.Initial {
+					if st.InitialEnds == nil {
+						st.InitialEnds = map[string]pglogrepl.LSN{}
+					}
+					st.InitialEnds[table] = f.ch.high
+				}
 			} else {
 				st.Snapshots[table] = &f.progress
 			}
@@ -421,9 +442,11 @@ func (s *snapshotter) chunk(ctx context.Context, conn *pgx.Conn, db string, q ch
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
-	if _, err := emitMessage(ctx, conn, watermarkPrefix, watermark{id: id}.String()); err != nil {
+	high, err := emitMessage(ctx, conn, watermarkPrefix, watermark{id: id}.String())
+	if err != nil {
 		return nil, nil, err
 	}
+	ch.high = high
 	return ch, last, nil
 }
 

@@ -319,7 +319,7 @@ func (s *session) read(ctx context.Context) error {
 					s.windows.note(ch)
 					txn.Add()
 					msg := kafka.Message{Topic: ch.Topic, Key: ch.Key, Value: ch.Value, Headers: ch.Headers()}
-					if ch.Op == event.OpDelete && s.snap != nil && s.snap.state.initial(ch.Table) {
+					if ch.Op == event.OpDelete && s.snap != nil && s.snap.state.initial(ch.Table, xld.WALStart) {
 						msg.Headers = append(msg.Headers, kafka.Header{Key: event.HeaderSnapshotting, Value: []byte("initial")})
 					}
 					if err := s.enqueue(ctx, outgoing{msg: msg, txn: txn, op: ch.Op, committed: s.dec.CommitTime()}); err != nil {
