@@ -110,6 +110,13 @@ func sweep(t *testing.T, r *running) sink.DriftStats {
 	t.Helper()
 	before := r.sink.Stats().Drift.Sweeps
 	r.sink.SweepNow()
+	return waitSweep(t, r, before)
+}
+
+// waitSweep waits for r's sweeps to be more than before, and returns its
+// report.
+func waitSweep(t *testing.T, r *running, before int64) sink.DriftStats {
+	t.Helper()
 	var d sink.DriftStats
 	waitFor(t, "the sweep", func() error {
 		d = r.sink.Stats().Drift
@@ -243,4 +250,59 @@ func TestASweepRepairsTheDriftWithinItsShareOfTheRateLimit(t *testing.T) {
 			t.Errorf("drift left after the repairs: %v", left)
 		}
 	})
+}
+
+func TestEachMemberSweepsItsOwnPartitionsWithOneExportAtATime(t *testing.T) {
+	for _, model := range models {
+		t.Run(model, func(t *testing.T) {
+			t.Parallel()
+			// An export takes a while, so the members' exports meet: the
+			// second is refused (429, Retry-After) until the first is done.
+			st := newStack(t, model, emulator.Config{ExportDelay: 500 * time.Millisecond})
+			r1 := st.startWith(crm, driftOptions(false))
+			r2 := st.startWith(crm, driftOptions(false))
+			waitFor(t, "two members", func() error {
+				for _, r := range []*running{r1, r2} {
+					if s := r.sink.Stats(); s.Members != 2 || s.Assigned[st.topics.Targets] != 2 {
+						return fmt.Errorf("members %d, targets partitions %d", s.Members, s.Assigned[st.topics.Targets])
+					}
+				}
+				return nil
+			})
+			// The sweeps of the generation before ended with it; each
+			// member sweeps its new partitions.
+			waitFirstSweep(t, r1)
+			waitFirstSweep(t, r2)
+			want := driftScene(t, st)
+			refusedBefore := exportRefusals(st.emu.Stats())
+
+			before1, before2 := r1.sink.Stats().Drift.Sweeps, r2.sink.Stats().Drift.Sweeps
+			r1.sink.SweepNow()
+			r2.sink.SweepNow()
+			d1, d2 := waitSweep(t, r1, before1), waitSweep(t, r2, before2)
+			if d1.Last.Users == 0 || d2.Last.Users == 0 || d1.Last.Users+d2.Last.Users != 24 || d1.Last.Devices+d2.Last.Devices != 24 {
+				t.Errorf("the members compared %d+%d users and %d+%d devices, want 24 of each, split between them",
+					d1.Last.Users, d2.Last.Users, d1.Last.Devices, d2.Last.Devices)
+			}
+			got := append(slices.Clone(d1.Last.Examples), d2.Last.Examples...)
+			sortDrift(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("the members found\n%v\nwant\n%v", got, want)
+			}
+			if refused := exportRefusals(st.emu.Stats()) - refusedBefore; refused == 0 {
+				t.Error("no export was refused while the other ran: the members' exports did not meet, the test proves nothing of the retry")
+			}
+		})
+	}
+}
+
+// exportRefusals counts the exports refused with 429.
+func exportRefusals(s emulator.Stats) int {
+	n := 0
+	for route, by := range s.Requests {
+		if strings.Contains(route, "csv_export") {
+			n += by[429]
+		}
+	}
+	return n
 }
