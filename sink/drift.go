@@ -293,6 +293,12 @@ func (w *sweeper) sweep(g *generation) (*SweepReport, error) {
 		}
 	}
 	slices.Sort(partitions)
+	if len(partitions) == 0 {
+		// More members than partitions: nothing of this member's to
+		// compare, so no export either.
+		rep.Completed = s.cfg.Clock.Now()
+		return rep, nil
+	}
 	mine := w.ownership(g, partitions)
 
 	// The sink's writes from now on may be newer than the export.
@@ -523,7 +529,7 @@ func (w *sweeper) compare(ctx context.Context, g *generation, partitions []int, 
 				rep.Skipped++
 				return true, nil
 			}
-			r, err := w.compareOne(t, st, player)
+			r, err := w.compareOne(t, st, player, g.sched.writing)
 			if err != nil {
 				return false, err
 			}
@@ -596,8 +602,9 @@ func compareStrings(a, b string) int {
 }
 
 // compareOne compares one target's desired state with what the export
-// held of it.
-func (w *sweeper) compareOne(t transform.Target, st *desired.State, player bool) (reconcile.Report, error) {
+// held of it; writing says which devices the sink is writing (player
+// model: left out of their owner's comparison).
+func (w *sweeper) compareOne(t transform.Target, st *desired.State, player bool, writing func(transform.Target) bool) (reconcile.Report, error) {
 	s := w.s
 	want := reconcile.Want{Users: map[string]desired.User{}, Devices: map[string]desired.Device{}}
 	have := reconcile.Have{Users: map[string]reconcile.User{}, Devices: map[string]reconcile.Device{}, PlayerModel: player}
@@ -633,6 +640,9 @@ func (w *sweeper) compareOne(t transform.Target, st *desired.State, player bool)
 		u := st.User()
 		want.Users[t.ID] = u
 		for _, dev := range st.Devices() {
+			if writing(transform.Device(dev)) {
+				continue // linked just now: the export may show it before
+			}
 			h, ok, err := get(heldMemberKey(t.ID, dev))
 			if err != nil {
 				return reconcile.Report{}, err
