@@ -358,3 +358,45 @@ func TestATargetWrittenWhileTheSweepRunsIsLeftOutNotCalledDrift(t *testing.T) {
 		})
 	}
 }
+
+func TestARebalanceEndsTheSweepAndTheNewPartitionsAreSweptFromTheStart(t *testing.T) {
+	// An export slow enough that the rebalance comes while it runs.
+	st := newStack(t, sink.ModelUser, emulator.Config{ExportDelay: 3 * time.Second})
+	r1 := st.startWith(crm, driftOptions(false))
+	waitFor(t, "the first sweep running", func() error {
+		if d := r1.sink.Stats().Drift; !d.Running {
+			return fmt.Errorf("no sweep running")
+		}
+		return nil
+	})
+	joined := time.Now()
+	r2 := st.startWith(crm, driftOptions(false))
+	waitFor(t, "two members", func() error {
+		if s := r1.sink.Stats(); s.Members != 2 {
+			return fmt.Errorf("members %d", s.Members)
+		}
+		return nil
+	})
+	for _, r := range []*running{r1, r2} {
+		waitForWithin(t, "a sweep of the new partitions", time.Minute, func() error {
+			d := r.sink.Stats().Drift
+			switch {
+			case d.Failed > 0:
+				return fmt.Errorf("a sweep failed: %s", d.LastError)
+			case d.Last == nil || d.Running:
+				return fmt.Errorf("no sweep completed yet")
+			}
+			return nil
+		})
+	}
+	d := r1.sink.Stats().Drift
+	if !d.Last.Started.After(joined) || d.Sweeps != 1 || d.Failed != 0 {
+		t.Errorf("the first member completed %d sweeps (%d failed), the last started %s, before the second member joined at %s: "+
+			"the sweep of the generation before was not abandoned", d.Sweeps, d.Failed, d.Last.Started, joined)
+	}
+	select {
+	case <-r1.done:
+		t.Fatalf("the sink stopped: %v", r1.err)
+	default:
+	}
+}
