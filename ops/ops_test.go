@@ -64,7 +64,7 @@ var agreedMetrics = []string{
 }
 
 // busyDrift is what busyPipeline's sink says its sweeps found.
-var busyDrift = sink.DriftStats{Enabled: true, Repair: true, Sweeps: 2, Progress: 1,
+var busyDrift = sink.DriftStats{Enabled: true, Repair: true, Sweeps: 2, Progress: 1, Budget: 22.5,
 	Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), Completed: time.Date(2026, 1, 2, 3, 9, 0, 0, time.UTC),
 	Detected: map[reconcile.Kind]int64{reconcile.WrongTag: 3, reconcile.MissingUser: 1}, Repaired: map[reconcile.Kind]int64{reconcile.WrongTag: 3},
 	Last: &sink.SweepReport{Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), Completed: time.Date(2026, 1, 2, 3, 9, 0, 0, time.UTC),
@@ -728,7 +728,7 @@ func TestTheStatusPageAndMetricsShowWhatTheDriftSweepsFound(t *testing.T) {
 		t.Errorf("examples %+v, want %+v", d.Examples, wantEx)
 	}
 	page := mustGet(t, base+"/")
-	for _, want := range []string{"<h2>Drift</h2>", "Continuous mode, repairing", "10 users and 4 devices compared",
+	for _, want := range []string{"<h2>Drift</h2>", "Continuous mode, repairing at up to 22.5/s", "10 users and 4 devices compared",
 		"<td>wrong_tag</td><td>2</td><td>3</td><td>3</td>", "<td>team/ops 7%?Müller</td>", "sdk_version (7)"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the status page lacks %q", want)

@@ -117,9 +117,12 @@ type SinkView struct {
 
 // DriftView is what continuous mode's sweeps found.
 type DriftView struct {
-	Repair   bool    `json:"repair"`  // sink.drift.repair
-	Running  bool    `json:"running"` // a sweep runs now
-	Progress float64 `json:"progress"`
+	Repair bool `json:"repair"` // sink.drift.repair
+	// RepairRate is the most repairs a second this member sends:
+	// sink.drift.share of its part of onesignal.rate_limit.
+	RepairRate float64 `json:"repair_rate"`
+	Running    bool    `json:"running"` // a sweep runs now
+	Progress   float64 `json:"progress"`
 	// Sweeps and Failed count the sweeps completed and failed.
 	Sweeps int64 `json:"sweeps"`
 	Failed int64 `json:"failed"`
@@ -161,7 +164,7 @@ func (m *SinkMonitor) driftView(d sink.DriftStats) *DriftView {
 	if !d.Enabled {
 		return nil
 	}
-	v := &DriftView{Repair: d.Repair, Running: d.Running, Progress: d.Progress, Sweeps: d.Sweeps, Failed: d.Failed,
+	v := &DriftView{Repair: d.Repair, RepairRate: d.Budget, Running: d.Running, Progress: d.Progress, Sweeps: d.Sweeps, Failed: d.Failed,
 		LastError: m.s.redact.clean(d.LastError), Counts: map[string]int{}, Examples: []DriftExample{}, IgnoredTags: map[string]int{},
 		DetectedTotal: map[string]int64{}, RepairedTotal: map[string]int64{}}
 	for k, n := range d.Detected {
