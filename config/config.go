@@ -64,7 +64,30 @@ type SinkOptions struct {
 	// that is dropped. Default 30s, Kubernetes' default
 	// terminationGracePeriodSeconds.
 	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	// Drift is continuous mode: a sweep that compares what OneSignal
+	// holds with the sink's desired states (docs/operations.md). Off by
+	// default.
+	Drift DriftOptions `yaml:"drift"`
 }
+
+// DriftOptions are continuous mode's: every sweep_period each sink member
+// reads one export of OneSignal and compares the targets of its
+// partitions with their desired states.
+type DriftOptions struct {
+	// SweepPeriod is how often a sweep starts, counted from the start of
+	// the one before. Default 0: no sweeps.
+	SweepPeriod time.Duration `yaml:"sweep_period"`
+	// Share is the share of onesignal.rate_limit the sweep's repairs may
+	// take, above 0 and at most 0.5. Default 0.05.
+	Share float64 `yaml:"share"`
+	// Repair makes the sweep send every drifted target its desired state
+	// again; without it, drift is only reported. Default false.
+	Repair bool `yaml:"repair"`
+}
+
+// minSweepPeriod is the least sink.drift.sweep_period: an export of a
+// million users takes OneSignal about 9 minutes.
+const minSweepPeriod = 10 * time.Minute
 
 // validate reports the sink's options that cannot work.
 func (o SinkOptions) validate(bad func(format string, a ...any)) {
@@ -78,6 +101,19 @@ func (o SinkOptions) validate(bad func(format string, a ...any)) {
 	}
 	if o.RebalanceTimeout < time.Second {
 		bad("sink.rebalance_timeout %s is too short: use at least 1s, more than a sink needs to stop its work (default 30s)", o.RebalanceTimeout)
+	}
+	d := o.Drift
+	switch {
+	case d.SweepPeriod < 0:
+		bad("sink.drift.sweep_period %s is negative: use a period such as 24h, or 0 to sweep never (default 0)", d.SweepPeriod)
+	case d.SweepPeriod > 0 && d.SweepPeriod < minSweepPeriod:
+		bad("sink.drift.sweep_period %s is too short: each sweep reads a whole export of OneSignal (about 9 minutes for a million users); use at least %s, such as 24h", d.SweepPeriod, minSweepPeriod)
+	}
+	if d.Share <= 0 || d.Share > 0.5 || d.Share != d.Share {
+		bad("sink.drift.share %g is out of range: use a share of onesignal.rate_limit above 0 and at most 0.5, such as 0.05 (the default), so the stream keeps the rest", d.Share)
+	}
+	if d.Repair && d.SweepPeriod == 0 {
+		bad("sink.drift.repair is true but sink.drift.sweep_period is 0, so no sweep runs to repair anything: set a sweep_period such as 24h, or remove repair")
 	}
 }
 
@@ -301,6 +337,7 @@ func Default() Config {
 			SessionTimeout:    6 * time.Second,
 			HeartbeatInterval: 500 * time.Millisecond,
 			RebalanceTimeout:  30 * time.Second,
+			Drift:             DriftOptions{Share: 0.05},
 		},
 		Log: Log{Level: "info", Format: "json"},
 		Ops: Ops{Listen: ":9090"},

@@ -22,6 +22,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/ops"
+	"github.com/onesignal-cdc/onesignal-cdc/reconcile"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
@@ -54,7 +55,22 @@ var agreedMetrics = []string{
 	"onesignal_cdc_sink_group_members",
 	"onesignal_cdc_sink_assigned_partitions",
 	"onesignal_cdc_sink_onesignal_unreachable_seconds",
+	"onesignal_cdc_sink_drift_detected_total",
+	"onesignal_cdc_sink_drift_repaired_total",
+	"onesignal_cdc_sink_drift_sweeps_total",
+	"onesignal_cdc_sink_drift_sweep_progress",
+	"onesignal_cdc_sink_drift_last_sweep_timestamp_seconds",
+	"onesignal_cdc_sink_drift_ignored_tags",
 }
+
+// busyDrift is what busyPipeline's sink says its sweeps found.
+var busyDrift = sink.DriftStats{Enabled: true, Repair: true, Sweeps: 2, Progress: 1, Budget: 22.5,
+	Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), Completed: time.Date(2026, 1, 2, 3, 9, 0, 0, time.UTC),
+	Detected: map[reconcile.Kind]int64{reconcile.WrongTag: 3, reconcile.MissingUser: 1}, Repaired: map[reconcile.Kind]int64{reconcile.WrongTag: 3},
+	Last: &sink.SweepReport{Started: time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), Completed: time.Date(2026, 1, 2, 3, 9, 0, 0, time.UTC),
+		Users: 10, Devices: 4, Counts: map[reconcile.Kind]int{reconcile.WrongTag: 2},
+		Examples: []reconcile.Drift{{Kind: reconcile.WrongTag, ExternalID: "team/ops 7%?Müller", Tag: "plan", Want: "pro", Have: "hacked"}},
+		Ignored:  map[string]int{"sdk_version": 7}, Repaired: 2}}
 
 // fixedSlot is a SlotReader that reports the same slot every time.
 type fixedSlot struct {
@@ -129,7 +145,8 @@ func busyPipeline(t *testing.T) (*ops.Server, *ops.ConnectorMonitor, *ops.SinkMo
 					This: true, Assigned: map[string][]int{"cdc.sink-targets": {0, 1}, "cdc.public.users": {0, 1}}, Share: 0.5},
 				{ID: "onesignal-cdc@sink-7f9c-b (github.com/segmentio/kafka-go)-4c2d", ClientID: "onesignal-cdc@sink-7f9c-b (github.com/segmentio/kafka-go)", Host: "10.0.3.8",
 					Assigned: map[string][]int{"cdc.public.users": {2, 3}, "cdc.sink-targets": {2, 3}}, Share: 0.5},
-			}}
+			},
+			Drift: busyDrift}
 	}, func() kafka.ReaderStats { return kafka.ReaderStats{Fetches: 4, Lag: 7} })
 	snk.WatchLag(func(context.Context) []sink.PartitionLag {
 		return []sink.PartitionLag{
@@ -686,6 +703,50 @@ func TestTheStatusPageShowsTheGroupsMembersTheirPartitionsAndSharesAndThisMember
 		"<td>sink-7f9c-b</td><td>10.0.3.8</td>\n    <td>cdc.public.users: 2, 3<br>cdc.sink-targets: 2, 3</td>\n    <td>50 % · 450/s</td>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the status page lacks %q", want)
+		}
+	}
+}
+
+func TestTheStatusPageAndMetricsShowWhatTheDriftSweepsFound(t *testing.T) {
+	srv, _, _ := busyPipeline(t)
+	base := started(t, srv)
+	var st ops.Status
+	if err := json.Unmarshal([]byte(mustGet(t, base+"/status.json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	d := st.Sink.Drift
+	if d == nil {
+		t.Fatal("status.json has no drift section")
+	}
+	if d.Sweeps != 2 || !d.Repair || d.Users != 10 || d.Devices != 4 || d.Repaired != 2 || d.LastCompleted == nil ||
+		!reflect.DeepEqual(d.Counts, map[string]int{"wrong_tag": 2}) || !reflect.DeepEqual(d.IgnoredTags, map[string]int{"sdk_version": 7}) ||
+		d.DetectedTotal["missing_user"] != 1 || d.RepairedTotal["wrong_tag"] != 3 {
+		t.Errorf("drift %+v", d)
+	}
+	wantEx := []ops.DriftExample{{Kind: "wrong_tag", ExternalID: "team/ops 7%?Müller", Tag: "plan", Want: "pro", Have: "hacked"}}
+	if !reflect.DeepEqual(d.Examples, wantEx) {
+		t.Errorf("examples %+v, want %+v", d.Examples, wantEx)
+	}
+	page := mustGet(t, base+"/")
+	for _, want := range []string{"<h2>Drift</h2>", "Continuous mode, repairing at up to 22.5/s", "10 users and 4 devices compared",
+		"<td>wrong_tag</td><td>2</td><td>3</td><td>3</td>", "<td>team/ops 7%?Müller</td>", "sdk_version (7)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the status page lacks %q", want)
+		}
+	}
+	_, metrics := get(t, base+"/metrics")
+	for _, want := range []string{
+		`onesignal_cdc_sink_drift_detected_total{kind="wrong_tag"} 3`,
+		`onesignal_cdc_sink_drift_detected_total{kind="missing_user"} 1`,
+		`onesignal_cdc_sink_drift_detected_total{kind="wrong_owner"} 0`,
+		`onesignal_cdc_sink_drift_repaired_total{kind="wrong_tag"} 3`,
+		`onesignal_cdc_sink_drift_sweeps_total{outcome="completed"} 2`,
+		`onesignal_cdc_sink_drift_sweep_progress 1`,
+		`onesignal_cdc_sink_drift_last_sweep_timestamp_seconds 1.76732334e+09`,
+		`onesignal_cdc_sink_drift_ignored_tags 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("the metrics lack %q", want)
 		}
 	}
 }

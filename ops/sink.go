@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/reconcile"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
@@ -472,6 +473,7 @@ type sinkView struct {
 	members      int
 	assigned     map[string]int
 	group        []sink.GroupMember
+	drift        sink.DriftStats
 }
 
 // view reads the sink's counters. applied is done minus skipped minus
@@ -498,6 +500,7 @@ func (m *SinkMonitor) view() sinkView {
 	v.inFlight = float64(max(st.Fetched-st.Done, 0))
 	v.share, v.limit = st.RateShare, st.RateLimit
 	v.generation, v.members, v.assigned, v.group = st.Generation, st.Members, st.Assigned, st.Group
+	v.drift = st.Drift
 	return v
 }
 
@@ -509,19 +512,26 @@ func sinkDesc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	sinkMessagesDesc     = sinkDesc("messages_total", "Kafka messages the sink finished, by outcome: applied (OneSignal accepted every operation, or there was none to send), skipped (a replay or stale event), dead_lettered.", "outcome")
-	sinkRetriesDesc      = sinkDesc("retries_total", "OneSignal API attempts that failed transiently (network, 429, 5xx) and were retried.")
-	sinkDeadDesc         = sinkDesc("dead_lettered_total", "Messages written to the dead-letter topic.")
-	sinkWaitsDesc        = sinkDesc("rate_limit_waits_total", "OneSignal API attempts that waited for the app-wide rate limiter.")
-	sinkWaitSecondsDesc  = sinkDesc("rate_limit_wait_seconds_total", "Total time API attempts waited for the app-wide rate limiter.")
-	sinkRateDesc         = sinkDesc("rate_limit_requests_per_second", "The rate limiter's current rate: onesignal.rate_limit, lowered for a while after a 429.")
-	sinkConsumerLagDesc  = sinkDesc("consumer_lag_messages", "Messages between the consumer group's committed offset and the end of each partition this member holds (what kafka-consumer-groups shows as LAG).", "topic", "partition")
-	sinkInFlightDesc     = sinkDesc("in_flight_messages", "Messages fetched from Kafka and not yet done.")
-	sinkShareDesc        = sinkDesc("rate_limit_share", "This member's share of onesignal.rate_limit: the share of the targets topic's partitions it holds.")
-	sinkMembersDesc      = sinkDesc("group_members", "Members of the sink's consumer group in this member's generation.")
-	sinkAssignedDesc     = sinkDesc("assigned_partitions", "Partitions of each topic assigned to this member.", "topic")
-	sinkUnreachableDesc  = sinkDesc("onesignal_unreachable_seconds", "How long OneSignal has answered every request of this member with a failure (no answer, 429 or 5xx), from the first failure after its last other answer; 0 while it answers. Nothing is committed past a change it has not accepted meanwhile.")
-	sinkCollectorMetrics = []*prometheus.Desc{sinkMessagesDesc, sinkRetriesDesc, sinkDeadDesc, sinkWaitsDesc, sinkWaitSecondsDesc, sinkRateDesc, sinkConsumerLagDesc, sinkInFlightDesc, sinkShareDesc, sinkMembersDesc, sinkAssignedDesc, sinkUnreachableDesc}
+	sinkMessagesDesc      = sinkDesc("messages_total", "Kafka messages the sink finished, by outcome: applied (OneSignal accepted every operation, or there was none to send), skipped (a replay or stale event), dead_lettered.", "outcome")
+	sinkRetriesDesc       = sinkDesc("retries_total", "OneSignal API attempts that failed transiently (network, 429, 5xx) and were retried.")
+	sinkDeadDesc          = sinkDesc("dead_lettered_total", "Messages written to the dead-letter topic.")
+	sinkWaitsDesc         = sinkDesc("rate_limit_waits_total", "OneSignal API attempts that waited for the app-wide rate limiter.")
+	sinkWaitSecondsDesc   = sinkDesc("rate_limit_wait_seconds_total", "Total time API attempts waited for the app-wide rate limiter.")
+	sinkRateDesc          = sinkDesc("rate_limit_requests_per_second", "The rate limiter's current rate: onesignal.rate_limit, lowered for a while after a 429.")
+	sinkConsumerLagDesc   = sinkDesc("consumer_lag_messages", "Messages between the consumer group's committed offset and the end of each partition this member holds (what kafka-consumer-groups shows as LAG).", "topic", "partition")
+	sinkInFlightDesc      = sinkDesc("in_flight_messages", "Messages fetched from Kafka and not yet done.")
+	sinkShareDesc         = sinkDesc("rate_limit_share", "This member's share of onesignal.rate_limit: the share of the targets topic's partitions it holds.")
+	sinkMembersDesc       = sinkDesc("group_members", "Members of the sink's consumer group in this member's generation.")
+	sinkAssignedDesc      = sinkDesc("assigned_partitions", "Partitions of each topic assigned to this member.", "topic")
+	sinkUnreachableDesc   = sinkDesc("onesignal_unreachable_seconds", "How long OneSignal has answered every request of this member with a failure (no answer, 429 or 5xx), from the first failure after its last other answer; 0 while it answers. Nothing is committed past a change it has not accepted meanwhile.")
+	sinkDriftDetectedDesc = sinkDesc("drift_detected_total", "Differences continuous mode's sweeps found between OneSignal and the sink's desired states, by kind (missing_user, wrong_tag, wrong_owner, …).", "kind")
+	sinkDriftRepairedDesc = sinkDesc("drift_repaired_total", "Differences whose target a sweep sent its desired state again (sink.drift.repair), by kind.", "kind")
+	sinkDriftSweepsDesc   = sinkDesc("drift_sweeps_total", "Sweeps of continuous mode that ended, by outcome: completed or failed.", "outcome")
+	sinkDriftProgressDesc = sinkDesc("drift_sweep_progress", "How far the running sweep got, 0 to 1 (the export is the first half, the comparison the second); 1 between sweeps once one completed.")
+	sinkDriftLastDesc     = sinkDesc("drift_last_sweep_timestamp_seconds", "When the last sweep completed, in seconds since the Unix epoch; 0 before the first.")
+	sinkDriftIgnoredDesc  = sinkDesc("drift_ignored_tags", "Tags the mapping does not name (the SDKs' or the dashboard's) that the last sweep found on the targets it compared and left alone.")
+	sinkCollectorMetrics  = []*prometheus.Desc{sinkMessagesDesc, sinkRetriesDesc, sinkDeadDesc, sinkWaitsDesc, sinkWaitSecondsDesc, sinkRateDesc, sinkConsumerLagDesc, sinkInFlightDesc, sinkShareDesc, sinkMembersDesc, sinkAssignedDesc, sinkUnreachableDesc,
+		sinkDriftDetectedDesc, sinkDriftRepairedDesc, sinkDriftSweepsDesc, sinkDriftProgressDesc, sinkDriftLastDesc, sinkDriftIgnoredDesc}
 )
 
 func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -556,4 +566,23 @@ func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(sinkWaitSecondsDesc, prometheus.CounterValue, v.waited.Seconds())
 	ch <- prometheus.MustNewConstMetric(sinkRateDesc, prometheus.GaugeValue, v.rate)
 	ch <- prometheus.MustNewConstMetric(sinkInFlightDesc, prometheus.GaugeValue, v.inFlight)
+	if d := v.drift; d.Enabled {
+		for _, k := range reconcile.Kinds {
+			ch <- prometheus.MustNewConstMetric(sinkDriftDetectedDesc, prometheus.CounterValue, float64(d.Detected[k]), string(k))
+			ch <- prometheus.MustNewConstMetric(sinkDriftRepairedDesc, prometheus.CounterValue, float64(d.Repaired[k]), string(k))
+		}
+		ch <- prometheus.MustNewConstMetric(sinkDriftSweepsDesc, prometheus.CounterValue, float64(d.Sweeps), "completed")
+		ch <- prometheus.MustNewConstMetric(sinkDriftSweepsDesc, prometheus.CounterValue, float64(d.Failed), "failed")
+		ch <- prometheus.MustNewConstMetric(sinkDriftProgressDesc, prometheus.GaugeValue, d.Progress)
+		last := 0.0
+		if !d.Completed.IsZero() {
+			last = float64(d.Completed.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(sinkDriftLastDesc, prometheus.GaugeValue, last)
+		ignored := 0
+		if d.Last != nil {
+			ignored = len(d.Last.Ignored)
+		}
+		ch <- prometheus.MustNewConstMetric(sinkDriftIgnoredDesc, prometheus.GaugeValue, float64(ignored))
+	}
 }

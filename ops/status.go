@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/onesignal-cdc/onesignal-cdc/sink"
 )
 
 // Status is what the status page shows, and /status.json serves.
@@ -109,6 +111,82 @@ type SinkView struct {
 	OneSignalUnreachable *OneSignalOutage `json:"onesignal_unreachable,omitempty"`
 	// LastDeadLetters are the last dead letters, newest first, with why.
 	LastDeadLetters []DeadLetterEvent `json:"last_dead_letters"`
+	// Drift is continuous mode's (sink.drift); nil when it is off.
+	Drift *DriftView `json:"drift,omitempty"`
+}
+
+// DriftView is what continuous mode's sweeps found.
+type DriftView struct {
+	Repair bool `json:"repair"` // sink.drift.repair
+	// RepairRate is the most repairs a second this member sends:
+	// sink.drift.share of its part of onesignal.rate_limit.
+	RepairRate float64 `json:"repair_rate"`
+	Running    bool    `json:"running"` // a sweep runs now
+	Progress   float64 `json:"progress"`
+	// Sweeps and Failed count the sweeps completed and failed.
+	Sweeps int64 `json:"sweeps"`
+	Failed int64 `json:"failed"`
+	// LastCompleted is when the last sweep completed, LastStarted when it
+	// started (nil before the first); LastError why the last one failed.
+	LastStarted   *time.Time `json:"last_started,omitempty"`
+	LastCompleted *time.Time `json:"last_completed,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
+	// The last completed sweep: the users and devices it compared, those
+	// it left out because the sink was writing them, its drift by kind,
+	// examples, the targets it repaired, and the tags it ignored (the
+	// mapping does not name them) with how many targets carry each.
+	Users       int            `json:"users"`
+	Devices     int            `json:"devices"`
+	Skipped     int            `json:"skipped"`
+	Counts      map[string]int `json:"counts"`
+	Examples    []DriftExample `json:"examples"`
+	Repaired    int            `json:"repaired"`
+	IgnoredTags map[string]int `json:"ignored_tags"`
+	// DetectedTotal and RepairedTotal count by kind over every sweep.
+	DetectedTotal map[string]int64 `json:"detected_total"`
+	RepairedTotal map[string]int64 `json:"repaired_total"`
+}
+
+// DriftExample is one difference a sweep found.
+type DriftExample struct {
+	Kind       string `json:"kind"`
+	ExternalID string `json:"external_id,omitempty"`
+	DeviceID   string `json:"device_id,omitempty"`
+	Tag        string `json:"tag,omitempty"`
+	Want       string `json:"want,omitempty"`
+	Have       string `json:"have,omitempty"`
+}
+
+// keepDriftExamples is how many examples the status page shows.
+const keepDriftExamples = 20
+
+func (m *SinkMonitor) driftView(d sink.DriftStats) *DriftView {
+	if !d.Enabled {
+		return nil
+	}
+	v := &DriftView{Repair: d.Repair, RepairRate: d.Budget, Running: d.Running, Progress: d.Progress, Sweeps: d.Sweeps, Failed: d.Failed,
+		LastError: m.s.redact.clean(d.LastError), Counts: map[string]int{}, Examples: []DriftExample{}, IgnoredTags: map[string]int{},
+		DetectedTotal: map[string]int64{}, RepairedTotal: map[string]int64{}}
+	for k, n := range d.Detected {
+		v.DetectedTotal[string(k)] = n
+	}
+	for k, n := range d.Repaired {
+		v.RepairedTotal[string(k)] = n
+	}
+	if r := d.Last; r != nil {
+		started, completed := r.Started, r.Completed
+		v.LastStarted, v.LastCompleted = &started, &completed
+		v.Users, v.Devices, v.Skipped, v.Repaired = r.Users, r.Devices, r.Skipped, r.Repaired
+		for k, n := range r.Counts {
+			v.Counts[string(k)] = n
+		}
+		for _, x := range r.Examples[:min(len(r.Examples), keepDriftExamples)] {
+			v.Examples = append(v.Examples, DriftExample{Kind: string(x.Kind), ExternalID: x.ExternalID, DeviceID: x.DeviceID, Tag: x.Tag,
+				Want: m.s.redact.clean(x.Want), Have: m.s.redact.clean(x.Have)})
+		}
+		maps.Copy(v.IgnoredTags, r.Ignored)
+	}
+	return v
 }
 
 // GroupMember is a member of the sink's consumer group.
@@ -261,6 +339,7 @@ func (m *SinkMonitor) statusView(now time.Time, rate float64) *SinkView {
 		v.OneSignalUnreachable = &o
 	}
 	v.LastDeadLetters = m.lastDeadLetters()
+	v.Drift = m.driftView(sv.drift)
 	return v
 }
 
@@ -411,6 +490,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"since":    func(now, t time.Time) string { return humanSeconds(now.Sub(t).Seconds()) },
 	"deref64":  func(p *int64) int64 { return *p },
 	"derefF":   func(p *float64) float64 { return *p },
+	"derefT":   func(p *time.Time) time.Time { return *p },
 	"notLast":  func(i, n int) bool { return i < n-1 },
 	"percent":  func(v float64) string { return fmt.Sprintf("%.0f %%", v*100) },
 	"joinWith": strings.Join,

@@ -47,6 +47,9 @@ const (
 	WrongOwner Kind = "wrong_owner"
 )
 
+// Kinds are every kind of drift, in the order reports list them.
+var Kinds = []Kind{MissingUser, UndeletedUser, MissingTag, WrongTag, StaleTag, ExtraTag, MissingDevice, WrongOwner}
+
 // User is what OneSignal holds of a user.
 type User struct {
 	Tags map[string]string

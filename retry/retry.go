@@ -56,6 +56,10 @@ var (
 	// Export is the OneSignal client's, asking whether an export's file
 	// is ready (onesignal.DefaultExportPoll, which also bounds the wait).
 	Export = Policy{Initial: 2 * time.Second, Max: 30 * time.Second}
+	// ExportStart is the sink's drift sweep's, between exports that
+	// OneSignal refused for now (another export of the account running:
+	// its Retry-After wins) or whose download broke off.
+	ExportStart = Policy{Initial: 10 * time.Second, Max: 5 * time.Minute}
 )
 
 // The fixed waits, which are not schedules: they poll something that

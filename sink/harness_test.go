@@ -152,6 +152,9 @@ type options struct {
 	config func(*sink.Config)
 	// httpClient is the OneSignal client's; nil: its default.
 	httpClient *http.Client
+	// drift, when set, turns continuous mode on, its exports read by the
+	// sink's client.
+	drift *sink.DriftConfig
 	// runAs, when set, is what runs the sink: given the sink, it returns
 	// what Run is called on instead (the ops monitor's Wrap).
 	runAs func(s *sink.Sink) runner
@@ -208,6 +211,11 @@ func (st *stack) startWith(mapping *transform.Mapping, opts options) *running {
 		Retry:       retry.Policy{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond},
 		DeadLetters: dlq, DeadLetterTopic: "crm.dlq",
 		Clock: clock, Limiter: limiter,
+	}
+	if opts.drift != nil {
+		d := *opts.drift
+		d.Users, d.Players = api.StartExport, api.Players(false, false).StartExport
+		cfg.Drift = d
 	}
 	if opts.config != nil {
 		opts.config(&cfg)

@@ -86,6 +86,9 @@ type scheduler struct {
 	// success after a failure and outageAfter without a success.
 	lastSuccess time.Time
 	failedSince bool
+	// written notes the targets OneSignal accepted a request for while a
+	// drift sweep runs (drift.go); nil when none does.
+	written map[uint64]struct{}
 }
 
 // outageAfter is how long requests must have failed, with no success,
@@ -307,6 +310,7 @@ func (s *scheduler) accepted(t *target, r *request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.succeeded()
+	s.noteWritten(t.key)
 	t.attempts = 0
 	if r.part != "" {
 		if t.applied == nil {

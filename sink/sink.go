@@ -238,6 +238,8 @@ type Config struct {
 	// Limiter, when set, is the rate limiter the OneSignal client takes
 	// tokens of; the sink only reports it.
 	Limiter *Limiter
+	// Drift is continuous mode (drift.go); a zero Period: off.
+	Drift DriftConfig
 	// DeadLettered, if set, is told of each message once the dead-letter
 	// topic holds it, for the status page. It is called from the sink's
 	// workers, at times from several at once, and must not block.
@@ -273,7 +275,10 @@ type Sink struct {
 	gen struct {
 		sync.Mutex
 		*generation
+		changed chan struct{} // closed when generation changes
 	}
+	// sweeper is continuous mode's, nil when it is off.
+	sweeper *sweeper
 }
 
 // New returns a sink of the group, writing api. Its Run may be called once.
@@ -305,12 +310,17 @@ func New(cfg Config, group Group, api OneSignal, mapping *transform.Mapping, log
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
 	}
-	return &Sink{
+	s := &Sink{
 		cfg: cfg, group: group, api: api, mapping: mapping, log: log.Named("sink"),
 		devices: mapping.Devices != nil,
 		records: mapping.Users != nil && (mapping.Users.Email != "" || mapping.Users.Phone != ""),
 		idle:    newIdleMemory(cfg.Memory),
 	}
+	s.gen.changed = make(chan struct{})
+	if cfg.Drift.Period > 0 {
+		s.sweeper = newSweeper(s, cfg.Drift)
+	}
+	return s
 }
 
 // Run consumes until ctx ends (nil) or the sink must stop (the error).
@@ -324,6 +334,11 @@ func (s *Sink) Run(ctx context.Context) error {
 	logged := make(chan struct{})
 	defer func() { cancel(nil); <-logged }() // the last retries' line
 	go func() { defer close(logged); s.retryLog.run(ctx, s.log, retryLogInterval) }()
+	if s.sweeper != nil {
+		swept := make(chan struct{})
+		defer func() { cancel(nil); <-swept }()
+		go func() { defer close(swept); _ = s.sweeper.Run(ctx) }()
+	}
 	err := s.group.Run(ctx, func(gctx context.Context, gen *Generation) error {
 		err := s.generation(gctx, gen)
 		if err != nil {
@@ -362,6 +377,11 @@ type generation struct {
 	stop context.CancelCauseFunc
 	// share is this member's share of the rate limit (RateShare).
 	share float64
+	// ctx is the generation's: it ends with it. restored is closed once
+	// every partition of the targets topic it assigns is restored.
+	ctx      context.Context
+	restored chan struct{}
+	restore  sync.WaitGroup
 	// committed is, per assigned partition, the group's committed offset
 	// (the next message to read; kafka.FirstOffset for none), as this
 	// member last committed it, for Lag.
@@ -395,18 +415,18 @@ func (s *Sink) generation(parent context.Context, gen *Generation) error {
 	if s.cfg.Limiter != nil {
 		s.cfg.Limiter.SetShare(g.share)
 	}
-	s.gen.Lock()
-	s.gen.generation = g
-	s.gen.Unlock()
-	defer func() {
-		s.gen.Lock()
-		s.gen.generation = nil
-		s.gen.Unlock()
-	}()
-
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	g.stop = stop
+	g.ctx, g.restored = ctx, make(chan struct{})
+	for _, a := range gen.Assigned {
+		if a.Topic == s.cfg.TargetsTopic {
+			g.restore.Add(1)
+		}
+	}
+	go func() { g.restore.Wait(); close(g.restored) }()
+	s.setGeneration(g)
+	defer s.setGeneration(nil)
 	// API calls end with the generation. Kafka writes in flight finish
 	// first (for at most writeGrace), so that none lands after this member
 	// rejoined the group, and what they finish is committed.

@@ -52,6 +52,9 @@ type Stats struct {
 	// its share of the rate limit, this one included; nil when the
 	// coordinator's description of the group is not known.
 	Group []GroupMember
+	// Drift is continuous mode's (drift.go); Enabled false when it is
+	// off.
+	Drift DriftStats
 }
 
 // GroupMember is a member of the running generation, as this one sees it.
@@ -92,6 +95,9 @@ func (s *Sink) Stats() Stats {
 		st.SlowDowns = l.slowDowns.Load()
 		st.Rate = l.currentRate()
 		st.RateShare, st.RateLimit = l.Share()
+	}
+	if s.sweeper != nil {
+		st.Drift = s.sweeper.Stats()
 	}
 	s.gen.Lock()
 	if g := s.gen.generation; g != nil {

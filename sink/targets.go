@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -56,6 +57,9 @@ func (s *Sink) saveState(partition int, t transform.Target, st *desired.State) e
 // topic, until ctx ends.
 func (g *generation) consumeTargets(ctx context.Context, a Assignment) error {
 	s := g.s
+	var restoredOnce sync.Once
+	restored := func() { restoredOnce.Do(g.restore.Done) }
+	defer restored()
 	if err := s.cfg.Store.DeletePrefix(statePrefix(a.Partition)); err != nil {
 		return err
 	}
@@ -91,6 +95,7 @@ func (g *generation) consumeTargets(ctx context.Context, a Assignment) error {
 			}
 		}
 	}
+	restored()
 	s.log.Info("target states restored", zap.String("topic", a.Topic), zap.Int("partition", a.Partition),
 		zap.Int("records", folded), zap.Duration("took", time.Since(started)))
 	for {

@@ -246,6 +246,7 @@ func daemon(ctx context.Context, cmd *command, args []string, roles config.Role,
 			TagLimit:        cfg.OneSignal.MaxTags,
 			Limiter:         limiter,
 			DeadLettered:    sinkOps.DeadLettered(),
+			Drift:           driftConfig(cfg, api),
 		}, group, sink.RecordCalls(forModel(cfg, api), recordedTargets), &cfg.Mapping, log)
 		sinkOps.Watch(s.Stats, s.ReaderStats)
 		sinkOps.WatchLag(s.Lag)

@@ -27,6 +27,18 @@ func forModel(cfg *config.Config, users *onesignal.Client) interface {
 	return users
 }
 
+// driftConfig is continuous mode's configuration (sink.drift), its
+// exports read by the sink's client; zero when it is off.
+func driftConfig(cfg *config.Config, api *onesignal.Client) sink.DriftConfig {
+	d := cfg.Sink.Drift
+	if d.SweepPeriod <= 0 {
+		return sink.DriftConfig{}
+	}
+	players := api.Players(cfg.OneSignal.IdentityVerification, cfg.OneSignal.LegacyAPIKey)
+	return sink.DriftConfig{Period: d.SweepPeriod, Share: d.Share, Repair: d.Repair, RateLimit: cfg.OneSignal.RateLimit,
+		Users: api.StartExport, Players: players.StartExport}
+}
+
 // sinkStore opens the sink's local cache in sink.state_dir, or in a new
 // temporary directory; done closes it and removes the temporary
 // directory.
