@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/explain"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
@@ -384,7 +388,7 @@ func (r *crmRun) converge() oneSignalState {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("OneSignal is not in step with the rows after %s:\n%s\nemulator: %s", patience, describeDifferences(d), describeStats(r.emu.Stats()))
+			t.Fatalf("OneSignal is not in step with the rows after %s:\n%s\nemulator: %s\n%s", patience, describeDifferences(d), describeStats(r.emu.Stats()), r.explainDifferences(d))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -408,6 +412,44 @@ func (r *crmRun) converge() oneSignalState {
 func (r *crmRun) settle() {
 	r.t.Helper()
 	waitForGroupCaughtUp(r.t, r.brokers, "e2e", sinkTopics)
+}
+
+// explainDifferences is what `onesignal-cdc explain` says of the first
+// targets the differences name (a device, its owner, the owner it should
+// have), for a failure's report.
+func (r *crmRun) explainDifferences(lines []string) string {
+	quoted := regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	var targets []transform.Target
+	seen := map[transform.Target]bool{}
+	add := func(t transform.Target) {
+		if !seen[t] && t.ID != "" && len(targets) < 6 {
+			seen[t] = true
+			targets = append(targets, t)
+		}
+	}
+	for _, l := range lines {
+		if id, ok := strings.CutPrefix(l, "device "); ok {
+			add(transform.Device(strings.Fields(id)[0]))
+		}
+		for i, q := range quoted.FindAllString(l, -1) {
+			if id, err := strconv.Unquote(q); err == nil && (i < 2 || strings.HasPrefix(l, "user ")) {
+				add(transform.User(id))
+			}
+		}
+	}
+	var b strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, t := range targets {
+		rep, err := explain.Explain(ctx, explain.Config{Cluster: broker.Plain(r.brokers), TargetsTopic: "cdc.sink-targets", DeadLetterTopic: "cdc.dlq", Group: "e2e"}, t)
+		if err != nil {
+			fmt.Fprintf(&b, "explain %s: %v\n", t.Key(), err)
+			continue
+		}
+		rep.WriteText(&b)
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 func describeDifferences(lines []string) string {
