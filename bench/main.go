@@ -19,8 +19,9 @@
 //     steady 2,000 row changes/s, against pg_recvlogical's commit to
 //     decode (package latency).
 //
-// It starts a throwaway PostgreSQL through scripts/lib.sh, or uses the
-// server at $ONESIGNAL_CDC_BENCH_PG, in a database it creates and drops.
+// It starts a throwaway PostgreSQL from Go (internal/pgtest; scripts/lib.sh
+// installs Debian's package when none is), or uses the server at
+// $ONESIGNAL_CDC_BENCH_PG, in a database it creates and drops.
 // The default sizes take 8–12 minutes on two shared cores; the flags make
 // bigger runs.
 //

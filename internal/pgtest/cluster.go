@@ -21,14 +21,14 @@ import (
 const EnvBin = "ONESIGNAL_CDC_TEST_PGBIN"
 
 // Cluster is a PostgreSQL server of one test's own, with wal_level=logical,
-// for tests that restart or crash it: the shared server must stay up for
-// the tests running beside them.
+// for tests that restart or crash it (the shared server must stay up for
+// the tests running beside them), or of a program's, the benchmarks'.
 type Cluster struct {
 	DSN string // the postgres database, as the superuser postgres
 
-	bin, data, log string
-	opts           string // the server's -o options, port included
-	asPostgres     bool   // run the binaries as the postgres user (the test runs as root)
+	bin, dir, data, log string
+	opts                string // the server's -o options, port included
+	asPostgres          bool   // run the binaries as the postgres user (the test runs as root)
 }
 
 // StartCluster initialises a throwaway cluster under /tmp, starts it on a
@@ -46,38 +46,71 @@ func StartCluster(t testing.TB, settings ...string) *Cluster {
 		}
 		t.Skip(hint)
 	}
-	c := &Cluster{bin: bin, asPostgres: os.Geteuid() == 0}
+	c, err := Launch(bin, Options{Settings: settings})
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Remove(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return c
+}
 
+// Options are what Launch may change of a throwaway cluster.
+type Options struct {
+	// Settings are name=value pairs on top of the logical replication
+	// defaults (wal_level=logical, 10 slots and walsenders, fsync=off).
+	Settings []string
+	// Locale is initdb's; "" is C.
+	Locale string
+}
+
+// Launch initialises a throwaway cluster under /tmp with the binaries in
+// bin and starts it on a free port of 127.0.0.1, for a test (StartCluster)
+// or a program such as the benchmarks. Remove stops it and deletes its
+// files.
+func Launch(bin string, o Options) (*Cluster, error) {
+	c := &Cluster{bin: bin, asPostgres: os.Geteuid() == 0}
 	// As root the server runs as the postgres user, who must reach its
-	// directory: t.TempDir's parents are private to root.
+	// directory: a test's temporary directories are private to root.
 	base := os.TempDir()
 	if c.asPostgres {
 		base = "/tmp"
 	}
 	dir, err := os.MkdirTemp(base, "onesignal-cdc-cluster-")
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	c.dir = dir
+	fail := func(err error) (*Cluster, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	if c.asPostgres {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			t.Fatalf("pgtest: the server refuses to run as root, and there is no postgres user to run it: %v", err)
+			return fail(fmt.Errorf("the server refuses to run as root, and there is no postgres user to run it: %w", err))
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatalf("pgtest: %v", err)
+			return fail(err)
 		}
 	}
+	locale := o.Locale
+	if locale == "" {
+		locale = "C"
+	}
 	c.data, c.log = filepath.Join(dir, "data"), filepath.Join(dir, "log")
-	if out, err := c.run("initdb", "-D", c.data, "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C"); err != nil {
-		t.Fatalf("pgtest: initdb: %v\n%s", err, out)
+	if out, err := c.run("initdb", "-D", c.data, "-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale="+locale); err != nil {
+		return fail(fmt.Errorf("initdb: %w\n%s", err, out))
 	}
 
 	opts := "-c listen_addresses=127.0.0.1 -c unix_socket_directories=" + dir +
 		" -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 -c fsync=off"
-	for _, s := range settings {
+	for _, s := range o.Settings {
 		opts += " -c " + s
 	}
 	// Another process may take the port before the server binds it: try
@@ -85,25 +118,32 @@ func StartCluster(t testing.TB, settings ...string) *Cluster {
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("pgtest: %v", err)
+			return fail(err)
 		}
 		c.opts = opts + " -c port=" + strconv.Itoa(port)
 		out, err := c.run("pg_ctl", "-D", c.data, "-l", c.log, "-w", "-t", "60", "-o", c.opts, "start")
 		if err == nil {
 			c.DSN = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-			break
+			return c, nil
 		}
 		if attempt == 5 || !strings.Contains(c.logText(), "could not bind") {
-			t.Fatalf("pgtest: start a throwaway server: %v\n%s\n%s", err, out, c.logText())
+			return fail(fmt.Errorf("start a throwaway server: %w\n%s\n%s", err, out, c.logText()))
 		}
 	}
-	t.Cleanup(func() {
-		if out, err := c.run("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
-			t.Errorf("pgtest: stop the throwaway server: %v\n%s", err, out)
-		}
-	})
-	return c
 }
+
+// Remove stops the server at once (nothing in it is worth a shutdown
+// checkpoint) and deletes its files.
+func (c *Cluster) Remove() error {
+	defer os.RemoveAll(c.dir)
+	if out, err := c.run("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
+		return fmt.Errorf("stop the throwaway server: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Dir is the cluster's directory: its data, its log and its socket.
+func (c *Cluster) Dir() string { return c.dir }
 
 // Restart stops the server in mode ("smart", "fast" or "immediate", which
 // crashes it and makes the next start recover from the WAL) and starts it

@@ -1,8 +1,6 @@
 package harness
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,11 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 )
 
 // EnvServer names a PostgreSQL server to use instead of a throwaway one.
@@ -28,14 +29,16 @@ type Server struct {
 	dsn string // connects to some database of the server
 	bin string // directory of the server's client programs; "" means PATH
 	lib string // scripts/lib.sh
-	dir string // the throwaway server's directory; "" for $ONESIGNAL_CDC_BENCH_PG
+	// cluster is the throwaway server; nil for $ONESIGNAL_CDC_BENCH_PG.
+	cluster *pgtest.Cluster
 	// Describe says how the server was set up, for the report.
 	Describe string
 }
 
 // StartServer returns the server at $ONESIGNAL_CDC_BENCH_PG, or starts a
-// throwaway one with the project's own helper, which creates and
-// configures it the way the tests do.
+// throwaway one from Go (internal/pgtest, as the tests' own clusters),
+// with Debian's PostgreSQL, which the project's script installs when it is
+// missing (scripts/lib.sh ensure_postgres).
 func StartServer(ctx context.Context) (*Server, error) {
 	lib, err := findLib()
 	if err != nil {
@@ -44,34 +47,54 @@ func StartServer(ctx context.Context) (*Server, error) {
 	if dsn := os.Getenv(EnvServer); dsn != "" {
 		return &Server{dsn: dsn, lib: lib, Describe: "the server at $" + EnvServer}, nil
 	}
-	Progress("starting a throwaway PostgreSQL (scripts/lib.sh pg_start_throwaway)")
-	const script = `set -eu
-source "$1"
-dir=$(pg_tempdir)
-printf 'dir %s\n' "$dir"
-pg_start_throwaway "$dir" >&2
-printf 'dsn %s\nbin %s\n' "$PG_DSN" "$PG_BIN"`
-	cmd := exec.CommandContext(ctx, "bash", "-c", script, "bench", lib)
-	cmd.Stderr = os.Stderr
-	out, runErr := cmd.Output()
-	s := &Server{lib: lib, Describe: "a throwaway cluster from scripts/lib.sh (fsync=off, full_page_writes=off, synchronous_commit on, other settings default)"}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), " ")
-		switch k {
-		case "dir":
-			s.dir = v
-		case "dsn":
-			s.dsn = v
-		case "bin":
-			s.bin = v
+	bin, err := postgresBin(ctx, lib)
+	if err != nil {
+		return nil, err
+	}
+	Progress("starting a throwaway PostgreSQL (%s)", bin)
+	c, err := pgtest.Launch(bin, pgtest.Options{Locale: "C.UTF-8", Settings: throwawaySettings})
+	if err != nil {
+		return nil, fmt.Errorf("start a throwaway PostgreSQL: %w (or point $%s at a server)", err, EnvServer)
+	}
+	return &Server{dsn: c.DSN, bin: bin, lib: lib, cluster: c,
+		Describe: "a throwaway cluster started by the benchmark (fsync=off, full_page_writes=off, synchronous_commit on, other settings default)"}, nil
+}
+
+// throwawaySettings are the benchmark server's, on top of pgtest's
+// logical replication defaults: room for every benchmark's connections
+// and slots, and speed over durability, the data dying with the run. But
+// synchronous_commit stays on: walsenders send only flushed WAL, so an
+// asynchronous commit would reach a replication client up to
+// wal_writer_delay late.
+var throwawaySettings = []string{"max_connections=200", "max_replication_slots=64", "max_wal_senders=64", "full_page_writes=off"}
+
+// postgresBin finds the newest installed PostgreSQL's binaries, and has
+// the project's script install Debian's package when there is none.
+func postgresBin(ctx context.Context, lib string) (string, error) {
+	find := func() string {
+		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+		best, bestVersion := "", 0
+		for _, d := range dirs {
+			v, err := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+			if err == nil && v > bestVersion && fileExists(filepath.Join(d, "initdb")) {
+				best, bestVersion = d, v
+			}
 		}
+		return best
 	}
-	if runErr != nil || s.dsn == "" {
-		_ = s.Stop()
-		return nil, fmt.Errorf("start a throwaway PostgreSQL: %v (or point $%s at a server)", runErr, EnvServer)
+	if bin := find(); bin != "" {
+		return bin, nil
 	}
-	return s, nil
+	Progress("installing PostgreSQL (scripts/lib.sh ensure_postgres)")
+	cmd := exec.CommandContext(ctx, "bash", "-c", `source "$1" && ensure_postgres`, "bench", lib)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("install PostgreSQL: %w", err)
+	}
+	if bin := find(); bin != "" {
+		return bin, nil
+	}
+	return "", errors.New("no PostgreSQL under /usr/lib/postgresql after ensure_postgres: install it, or point $" + EnvServer + " at a server")
 }
 
 // findLib looks for scripts/lib.sh in the working directory and its parents.
@@ -101,16 +124,11 @@ func (s *Server) Root() string { return filepath.Dir(filepath.Dir(s.lib)) }
 
 // Stop removes a throwaway server; it leaves an external one alone.
 func (s *Server) Stop() error {
-	if s.dir == "" {
+	if s.cluster == nil {
 		return nil
 	}
-	Progress("removing the throwaway PostgreSQL in %s", s.dir)
-	cmd := exec.Command("bash", "-c", `source "$1" && pg_destroy "$2"`, "bench", s.lib, s.dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("remove the throwaway PostgreSQL in %s: %w", s.dir, err)
-	}
-	return nil
+	Progress("removing the throwaway PostgreSQL in %s", s.cluster.Dir())
+	return s.cluster.Remove()
 }
 
 // Program returns the path of one of PostgreSQL's client programs.
