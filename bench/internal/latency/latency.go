@@ -196,17 +196,14 @@ func Run(ctx context.Context, srv *harness.Server, db *harness.DB, opts Options)
 			return nil, err
 		}
 		m = measure(txs, rec.all(), lo, hi, ev, tg)
-		if m.decoded == hi-lo+1 && m.undelivered == 0 && m.quietUndelivered > 0 && time.Now().Before(deadline) {
-			m.undelivered = m.quietUndelivered // wait for the quiet users' changes too
-		}
-		if m.decoded == hi-lo+1 && m.undelivered == 0 {
+		if m.decoded == hi-lo+1 && m.undelivered == 0 && m.quietUndelivered == 0 { // the quiet users' too
 			break
 		}
 		if err := errors.Join(daemon.Exited(), recv.Exited()); err != nil {
 			return nil, err
 		}
 		if time.Now().After(deadline) {
-			harness.Progress("latency: after %s, %d of the %d measured changes were decoded, %d not delivered", opts.Drain, m.decoded, hi-lo+1, m.undelivered)
+			harness.Progress("latency: after %s, %d of the %d measured changes were decoded, %d not delivered (and %d of the quiet users')", opts.Drain, m.decoded, hi-lo+1, m.undelivered, m.quietUndelivered)
 			break
 		}
 		select {
