@@ -324,7 +324,7 @@ func run(ctx context.Context, opts options) (err error) {
 		case "sink":
 			var s *sinkbench.Result
 			if s, err = sinkbench.Run(ctx, srv.Root(), opts.bulkUsers, os.Stderr); err == nil {
-				results = append(results, sinkCalls{s}, sinkSustained{s}, sinkBulk{s})
+				results = append(results, sinkCalls{s}, sinkSustained{s}, sinkBulk{s}, fixedRow{s.DriftRow(), ""})
 			}
 		case "sinkgroup":
 			var g *sinkbench.GroupResult

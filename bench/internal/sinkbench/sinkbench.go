@@ -1,4 +1,4 @@
-// Package sinkbench runs the sink's three benchmarks, which live beside the
+// Package sinkbench runs the sink's four benchmarks, which live beside the
 // sink as go test benchmarks (sink/bench_test.go and
 // sink/bulkload_bench_test.go), and reads their figures: OneSignal calls
 // per change when 100,000 changes of 1,000 users stream through, the calls
@@ -42,13 +42,18 @@ const (
 	benchCalls     = "BenchmarkSinkAPICallsPerChange"
 	benchSustained = "BenchmarkSinkSustainedCallsPerSecond"
 	benchBulk      = "BenchmarkSinkBulkLoadNewUsers"
+	benchDrift     = "BenchmarkSinkDriftSweepRepairs"
 )
 
-// Result is what the three benchmarks reported.
+// TargetDriftRatio bounds the drift sweep's repairs against their budget
+// (issue 16): within it, with a margin for the limiter's own rounding.
+const TargetDriftRatio = 1.05
+
+// Result is what the four benchmarks reported.
 type Result struct {
-	Calls, Sustained, Bulk Benchmark
-	BulkUsers              int           // new users the bulk load loaded
-	Took                   time.Duration // go test's wall time, its build included
+	Calls, Sustained, Bulk, Drift Benchmark
+	BulkUsers                     int           // new users the bulk load loaded
+	Took                          time.Duration // go test's wall time, its build included
 }
 
 // Benchmark is one benchmark's metrics, by unit (calls/change, 429s, …),
@@ -58,12 +63,12 @@ type Benchmark struct {
 	Log     []string
 }
 
-// Run runs the three benchmarks once, with go test in the repository at
+// Run runs the four benchmarks once, with go test in the repository at
 // root, the bulk load loading bulkUsers new users, passing their output on
 // to w as it comes.
 func Run(ctx context.Context, root string, bulkUsers int, w io.Writer) (*Result, error) {
 	started := time.Now()
-	pattern := "^(" + benchCalls + "|" + benchSustained + "|" + benchBulk + ")$"
+	pattern := "^(" + benchCalls + "|" + benchSustained + "|" + benchBulk + "|" + benchDrift + ")$"
 	harness.Progress("sink: go test -run '^$' -bench '%s' -benchtime 1x ./sink/ -args -bulk-users %d (about a minute, after the build)", pattern, bulkUsers)
 	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$",
 		"-bench", pattern, "-benchtime", "1x", "-count", "1", "./sink/", "-args", "-bulk-users", strconv.Itoa(bulkUsers))
@@ -119,7 +124,7 @@ func parse(out string) (*Result, error) {
 		found[benchName(f[0])] = b
 	}
 	res := &Result{}
-	for name, dst := range map[string]*Benchmark{benchCalls: &res.Calls, benchSustained: &res.Sustained, benchBulk: &res.Bulk} {
+	for name, dst := range map[string]*Benchmark{benchCalls: &res.Calls, benchSustained: &res.Sustained, benchBulk: &res.Bulk, benchDrift: &res.Drift} {
 		b := found[name]
 		if b == nil {
 			return nil, fmt.Errorf("go test printed no result for %s", name)
@@ -133,6 +138,7 @@ func parse(out string) (*Result, error) {
 		{res.Calls, []string{"calls/change", "http/change", "429s"}},
 		{res.Sustained, []string{"calls/s", "ratio", "429s"}},
 		{res.Bulk, []string{"calls/user", "users/s", "ratio", "429s"}},
+		{res.Drift, []string{"calls/s", "budget", "ratio", "calls/user", "drift", "repaired"}},
 	} {
 		for _, unit := range want.units {
 			if _, ok := want.b.Metrics[unit]; !ok {
@@ -229,6 +235,28 @@ func (r *Result) BulkRow() harness.Row {
 // Detail is the sink's paragraph of the details: what the benchmarks
 // logged.
 func (r *Result) Detail() string {
-	return fmt.Sprintf("Sink: %s (calls per change); %s (sustained rate); %s (bulk load). The go test run took %s, its build included.",
-		strings.Join(r.Calls.Log, " "), strings.Join(r.Sustained.Log, " "), strings.Join(r.Bulk.Log, " "), harness.Secs(r.Took))
+	return fmt.Sprintf("Sink: %s (calls per change); %s (sustained rate); %s (bulk load); %s (drift sweep). The go test run took %s, its build included.",
+		strings.Join(r.Calls.Log, " "), strings.Join(r.Sustained.Log, " "), strings.Join(r.Bulk.Log, " "), strings.Join(r.Drift.Log, " "), harness.Secs(r.Took))
+}
+
+// DriftRow is the drift sweep's line of the table.
+func (r *Result) DriftRow() harness.Row {
+	m := r.Drift.Metrics
+	var verdict string
+	switch users := m["drift"]; {
+	case m["ratio"] > TargetDriftRatio:
+		verdict = fmt.Sprintf("**missed**: %.2f of its budget", m["ratio"])
+	case m["repaired"] < users || users == 0:
+		verdict = fmt.Sprintf("**missed**: %.0f of %.0f drifted users repaired", m["repaired"], users)
+	default:
+		verdict = "met"
+	}
+	return harness.Row{
+		Measure:  fmt.Sprintf("Sink: continuous mode's sweep repairing %.0f users drifted behind its back (`sink.drift`, default share 5 %% of 900/s)", m["drift"]),
+		Baseline: fmt.Sprintf("the sweep's budget: **%.0f requests/s**", m["budget"]),
+		Measured: fmt.Sprintf("**%.1f requests/s**; %.0f drift found, %.0f repaired, %.3f requests per user", m["calls/s"], m["drift"], m["repaired"], m["calls/user"]),
+		Ratio:    fmt.Sprintf("**%.2f**", m["ratio"]),
+		Target:   fmt.Sprintf("≤ %.2f of the budget, every drift repaired (issue 16)", TargetDriftRatio),
+		Verdict:  verdict,
+	}
 }

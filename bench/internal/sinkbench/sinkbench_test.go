@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// output is what go test printed for the three benchmarks in one run, a
+// output is what go test printed for the four benchmarks in one run, a
 // warning of the sink's included.
 const output = `goos: linux
 goarch: amd64
@@ -21,6 +21,9 @@ BenchmarkSinkSustainedCallsPerSecond-2   	       1	24804435836 ns/op	         0 
 BenchmarkSinkBulkLoadNewUsers-2          	       1	22203437608 ns/op	         3 429s	         1.061 calls/user	         1.000 ratio	       900.0 users/s
 --- BENCH: BenchmarkSinkBulkLoadNewUsers-2
     bulkload_bench_test.go:92: 20000 new users from a snapshot in 22.203s: 21220 HTTP requests (1.061 per user; 20000 × POST /apps/{app_id}/users, 1220 × PATCH /apps/{app_id}/users/by/{alias_label}/{alias_id}), 3 429s from the emulator; 900 users created per second from 1s to 21.041s, 1.00 of the sink's limit of 900/s
+BenchmarkSinkDriftSweepRepairs-2         	       1	23428267428 ns/op	        45.00 budget	        45.00 calls/s	         1.000 calls/user	      1000 drift	         1.000 ratio	      1000 repaired
+--- BENCH: BenchmarkSinkDriftSweepRepairs-2
+    drift_bench_test.go:123: 1000 users synced, a mapped tag of each changed behind the sink's back; one sweep (export, comparison, repairs) found 1000 drift and repaired 1000 targets in 23.428s
 PASS
 ok  	github.com/onesignal-cdc/onesignal-cdc/sink	50.966s
 `
@@ -71,10 +74,21 @@ func TestTheRowsJudgeTheFiguresAgainstTheirTargets(t *testing.T) {
 	if row := r.BulkRow(); row.Verdict != "**missed**: 3 429s" {
 		t.Errorf("bulk load row with 429s: verdict %q", row.Verdict)
 	}
+	if row := r.DriftRow(); row.Verdict != "met" || row.Ratio != "**1.00**" || !strings.Contains(row.Baseline, "45 requests/s") || !strings.Contains(row.Measure, "1000 users") {
+		t.Errorf("drift row = %+v", row)
+	}
+	r.Drift.Metrics["ratio"] = 1.2
+	if row := r.DriftRow(); !strings.HasPrefix(row.Verdict, "**missed**: 1.20 of its budget") {
+		t.Errorf("drift row over its budget: verdict %q", row.Verdict)
+	}
+	r.Drift.Metrics["ratio"], r.Drift.Metrics["repaired"] = 1, 990
+	if row := r.DriftRow(); !strings.HasPrefix(row.Verdict, "**missed**: 990 of 1000") {
+		t.Errorf("drift row with users left drifted: verdict %q", row.Verdict)
+	}
 }
 
 func TestParseRefusesOutputWithoutEveryBenchmark(t *testing.T) {
-	for _, name := range []string{"BenchmarkSinkSustainedCallsPerSecond", "BenchmarkSinkBulkLoadNewUsers"} {
+	for _, name := range []string{"BenchmarkSinkSustainedCallsPerSecond", "BenchmarkSinkBulkLoadNewUsers", "BenchmarkSinkDriftSweepRepairs"} {
 		start := strings.Index(output, name+"-2 ")
 		end := strings.Index(output[start:], "\nBenchmark") + 1 // the next benchmark's line
 		if end == 0 {
