@@ -1,9 +1,11 @@
 // Package sinkbench runs the sink's four benchmarks, which live beside the
-// sink as go test benchmarks (sink/bench_test.go and
-// sink/bulkload_bench_test.go), and reads their figures: OneSignal calls
-// per change when 100,000 changes of 1,000 users stream through, the calls
-// per second sustained through a backlog against the configured app
-// limit, and the HTTP requests per new user of a bulk load of new users.
+// sink as go test benchmarks (sink/bench_test.go,
+// sink/bulkload_bench_test.go and sink/drift_bench_test.go), and reads
+// their figures: OneSignal calls per change when 100,000 changes of 1,000
+// users stream through, the calls per second sustained through a backlog
+// against the configured app limit, the HTTP requests per new user of a
+// bulk load of new users, and the drift sweep's repairs against their
+// budget.
 // All drive the real sink, kfake and the emulator with OneSignal's limits
 // on the wall clock. Running them through
 // go test keeps one copy of their logic: the benchmark is the measurement,
