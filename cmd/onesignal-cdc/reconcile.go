@@ -16,6 +16,7 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/connector"
 	"github.com/onesignal-cdc/onesignal-cdc/reconcile"
+	"github.com/onesignal-cdc/onesignal-cdc/retry"
 	"github.com/onesignal-cdc/onesignal-cdc/sink"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/desired"
 	"github.com/onesignal-cdc/onesignal-cdc/sink/onesignal"
@@ -339,7 +340,16 @@ func exportHeld(ctx context.Context, api *onesignal.Client, players *onesignal.P
 	have := reconcile.Have{Users: map[string]reconcile.User{}, Devices: map[string]reconcile.Device{}, PlayerModel: player}
 	run := func(what string, start func(context.Context) (*onesignal.Export, error), fn func(onesignal.ExportRecord)) error {
 		progress("asking OneSignal for the %s export (its file takes about a second per 2,000 records)", what)
-		x, err := start(ctx)
+		// One export per account at a time: while another runs (continuous
+		// mode's, say), OneSignal refuses with a 429 and its Retry-After.
+		var x *onesignal.Export
+		err := retry.ExportStart.Do(ctx, func() error {
+			var err error
+			x, err = start(ctx)
+			return err
+		}, func(err error, wait time.Duration) {
+			progress("the %s export is not available yet (%v); asking again in %s", what, err, wait.Round(time.Second))
+		})
 		if err != nil {
 			return fmt.Errorf("start the %s export: %w", what, err)
 		}

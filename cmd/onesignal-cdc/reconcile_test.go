@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -100,7 +101,9 @@ func TestReconcileReportsExactlyTheInjectedDriftAndRepairsIt(t *testing.T) {
 			db := pgtest.NewDB(t)
 			db.Exec(t, crmTables)
 			kafka := kafkatest.Start(t)
-			emu := emulator.New(emulator.Config{AppID: reconcileApp, APIKey: reconcileKey})
+			// Each export is ready after 1.5 s, so that one can be running
+			// when reconcile asks for its own.
+			emu := emulator.New(emulator.Config{AppID: reconcileApp, APIKey: reconcileKey, ExportDelay: 1500 * time.Millisecond})
 			for _, id := range []string{"dev/1", "dev%3", "dev 2"} {
 				emu.AddSubscription(emulator.Subscription{ID: id, Type: "AndroidPush", Token: "token-" + id})
 			}
@@ -143,6 +146,36 @@ func TestReconcileReportsExactlyTheInjectedDriftAndRepairsIt(t *testing.T) {
 			}
 			if code, rep := runReconcile(t, cfg, "--read", "export"); code != 0 || rep.Total != 0 {
 				t.Fatalf("in sync: exit %d, drift %v", code, drifts(rep))
+			}
+
+			// Another export of the account running (continuous mode's,
+			// say): OneSignal refuses a second with a 429 until it is
+			// ready, and reconcile waits its turn.
+			busy, err := http.NewRequest(http.MethodPost, srv.URL+"/players/csv_export?app_id="+reconcileApp, strings.NewReader(`{"extra_fields":["external_user_id"]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			busy.Header.Set("Authorization", "Key "+reconcileKey)
+			busy.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(busy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("the other export: %s", resp.Status)
+			}
+			if code, rep := runReconcile(t, cfg, "--read", "export"); code != 0 || rep.Total != 0 {
+				t.Fatalf("in sync, another export running: exit %d, drift %v", code, drifts(rep))
+			}
+			refused := 0
+			for route, by := range emu.Stats().Requests {
+				if strings.Contains(route, "csv_export") {
+					refused += by[http.StatusTooManyRequests]
+				}
+			}
+			if refused == 0 {
+				t.Error("no export was refused while the other ran: the test did not make reconcile wait")
 			}
 
 			// Behind the sink's back: a mapped tag edited and an unmapped
