@@ -340,7 +340,7 @@ func load(ctx context.Context, db *harness.DB, opts Options, txns int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := make(chan int, opts.Conns)
-	errs := make(chan error, opts.Conns)
+	errs := make(chan error, opts.Conns+1) // the quiet users' connection too
 	var wg sync.WaitGroup
 	for range opts.Conns {
 		conn, err := db.Connect(ctx)
@@ -366,6 +366,7 @@ func load(ctx context.Context, db *harness.DB, opts Options, txns int) error {
 			}
 		}()
 	}
+	interval := time.Duration(float64(time.Second) * float64(opts.Txn) / float64(opts.Rate))
 	if opts.Quiet > 0 {
 		conn, err := db.Connect(ctx)
 		if err != nil {
@@ -375,13 +376,12 @@ func load(ctx context.Context, db *harness.DB, opts Options, txns int) error {
 		go func() {
 			defer wg.Done()
 			defer conn.Close(context.WithoutCancel(ctx))
-			if err := quiet(ctx, conn, opts.Users, opts.Quiet, time.Duration(txns)*time.Duration(float64(time.Second)*float64(opts.Txn)/float64(opts.Rate))); err != nil {
+			if err := quiet(ctx, conn, opts.Users, opts.Quiet, time.Duration(txns)*interval); err != nil {
 				errs <- err
 				cancel()
 			}
 		}()
 	}
-	interval := time.Duration(float64(time.Second) * float64(opts.Txn) / float64(opts.Rate))
 	start := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
