@@ -29,7 +29,7 @@ import (
 // what the sink would send, not what the rows say now (that is
 // `onesignal-cdc reconcile`'s). Drift is counted by kind, and with Repair
 // each drifted target is sent its desired state again through the
-// scheduler (repairNow), as a repair record would have it: its window,
+// scheduler (scheduler.repair), as a repair record would have it: its window,
 // the rate limit, retries and dead letters, under a limiter of the
 // sweep's own that keeps the repairs within Share of the member's part of
 // the rate limit.
@@ -563,7 +563,7 @@ func (w *sweeper) compare(ctx context.Context, g *generation, partitions []int, 
 			if err := w.limiter.Wait(ctx); err != nil {
 				return false, err
 			}
-			g.sched.repairNow(t, p)
+			g.sched.repair(t, p, true)
 			rep.Repaired++
 			w.mu.Lock()
 			for _, d := range r.Drift {
@@ -703,17 +703,4 @@ func targetHash(t transform.Target) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(t.Key()))
 	return h.Sum64()
-}
-
-// repairNow makes key send its whole desired state again, as a repair
-// record does, with no record: it forgets what its memory says OneSignal
-// accepted and is queued for its window.
-func (s *scheduler) repairNow(key transform.Target, partition int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.activate(key, partition)
-	t.repair = true
-	if !t.busy && !t.queued {
-		s.enqueue(t)
-	}
 }

@@ -34,18 +34,23 @@ func (g *generation) repair(t transform.Target, st *desired.State, m *fetched) {
 		m.finish()
 		return
 	}
-	g.sched.repair(t, m.msg.Partition)
+	g.sched.repair(t, m.msg.Partition, false)
 	g.sched.submit(t, m.msg.Partition, m, false, false)
 }
 
 // repair makes t's next plan start from a memory that OneSignal accepted
 // nothing of it: also after an attempt in flight now, whose answer would
-// otherwise note its part as applied again.
-func (s *scheduler) repair(key transform.Target, partition int) {
+// otherwise note its part as applied again. With queue it is also queued
+// for its window, as a drift sweep's repair, which comes with no message
+// to submit, needs.
+func (s *scheduler) repair(key transform.Target, partition int, queue bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.activate(key, partition)
 	t.repair = true
+	if queue && !t.busy && !t.queued {
+		s.enqueue(t)
+	}
 }
 
 // forgetApplied drops what the memory says OneSignal accepted of the
