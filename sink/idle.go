@@ -67,9 +67,22 @@ func (m *idleMemory) forgetEffects(partitions map[int]bool) {
 	for _, e := range m.l.items {
 		im := &e.Value.(*lruEntry[transform.Target, idleMemo]).val
 		if partitions[im.partition] {
-			*im = idleMemo{partition: im.partition, next: im.next}
+			*im = im.withoutEffects()
 		}
 	}
+}
+
+// forgetEffectsOf drops what k's memo says was applied, keeping its
+// window.
+func (m *idleMemory) forgetEffectsOf(k transform.Target) {
+	if im, ok := m.l.get(k); ok {
+		m.l.put(k, im.withoutEffects())
+	}
+}
+
+// withoutEffects is im with only its partition and its window.
+func (im idleMemo) withoutEffects() idleMemo {
+	return idleMemo{partition: im.partition, next: im.next}
 }
 
 func compact(v memo) idleMemo {

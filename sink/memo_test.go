@@ -51,3 +51,41 @@ func TestForgettingEffectsKeepsEachTargetsWindowButNotWhatWasApplied(t *testing.
 		t.Errorf("after forgetting, the memo still says %v was applied: another member may have written the user since", m.applied)
 	}
 }
+
+// A target still active when its generation ends (a request accepted, and
+// more to send, or a write cut short) takes its memo with it. The memory
+// must not say, in the next generation, what it said before the target
+// became active: OneSignal may hold something else since. Seen in the
+// chaos test: a user's clear, remembered from an early generation, let a
+// later generation skip the clear after it had written older tags.
+func TestATargetActiveWhenItsGenerationEndsIsNotRememberedAsHoldingWhatItHeldBefore(t *testing.T) {
+	s := New(Config{}, nil, nil, &transform.Mapping{}, zap.NewNop())
+	u := transform.User("pct%20-121")
+	cleared := digestTags("tags", map[string]string{"plan": ""})
+	next := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
+	s.idle.put(u, memo{partition: 2, next: next, applied: map[string][32]byte{"tags/0": cleared}})
+
+	first := newScheduler(s)
+	first.mu.Lock()
+	active := first.activate(u, 2)
+	first.mu.Unlock()
+	if active.memo.applied["tags/0"] != cleared {
+		t.Fatal("the active target did not start from what the memory knew")
+	}
+	active.memo.applied["tags/0"] = digestTags("tags", map[string]string{"plan": "team"}) // accepted; the generation ends
+
+	second := newScheduler(s)
+	second.mu.Lock()
+	again := second.activate(u, 2)
+	second.mu.Unlock()
+	if d, ok := again.memo.applied["tags/0"]; ok {
+		same := "the clear"
+		if d != cleared {
+			same = "other tags"
+		}
+		t.Errorf("the next generation remembers %s as applied; OneSignal holds the tags the first accepted", same)
+	}
+	if !again.memo.next.Equal(next) {
+		t.Errorf("the target's window %v was lost, want %v", again.memo.next, next)
+	}
+}
