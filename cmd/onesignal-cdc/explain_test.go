@@ -7,7 +7,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +14,10 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/explain"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // A CRM-shaped table: a surrogate key, the external id in a column of its
@@ -26,31 +27,10 @@ CREATE TABLE contacts ("Contact ID" serial PRIMARY KEY, "External Ref" text, "Pl
 
 func explainConfig(t *testing.T, dsn, slot string, brokers []string, apiURL, model string) string {
 	t.Helper()
-	return writeFile(t, fmt.Sprintf(`
-postgres:
-  dsn: %s
-  slot: %s
-  publication: cdc
-  status_interval: 200ms
-  heartbeat_interval: 1s
-kafka:
-  brokers: [%s]
-  topic_prefix: cdc
-  partitions: 2
-  consumer_group: explain-test
-onesignal:
-  base_url: %s
-  app_id: 5eb5a37e-b458-11e3-ac11-000c2940e62c
-  api_key: explain-test-key
-  model: %s
-mapping:
-  users:
-    table: public.contacts
-    external_id: External Ref
-    tags: {Plan: plan, Score: score}
-ops:
-  listen: 127.0.0.1:0
-`, dsn, slot, strings.Join(brokers, ", "), apiURL, model))
+	c := daemonConfig(dsn, slot, brokers, apiURL, "explain-test")
+	c.OneSignal.APIKey, c.OneSignal.Model = "explain-test-key", model
+	c.Mapping = transform.Mapping{Users: &transform.UsersMapping{Table: "public.contacts", ExternalID: "External Ref", Tags: map[string]string{"Plan": "plan", "Score": "score"}}}
+	return daemontest.WriteConfig(t, c)
 }
 
 // runExplain runs explain --json and reads its report.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/onesignal-cdc/onesignal-cdc/config"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/tlstest"
 )
 
@@ -29,25 +29,21 @@ func TestTheDaemonWaitingForKafkaSaysWhichBrokerAndWhy(t *testing.T) {
 	withTLS := fake(kfake.TLS(certs.Server))
 	withSCRAM := fake(kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "cdc", "s3cret"))
 	for _, tc := range []struct {
-		name, broker, kafka, want string
+		name, broker string
+		sasl         config.KafkaSASL
+		want         string
 	}{
-		{"a closed port", closed, "",
+		{"a closed port", closed, config.KafkaSASL{},
 			"kafka at " + closed + ": connection refused: check kafka.brokers and that the broker is up"},
-		{"plaintext to a TLS listener", withTLS, "",
+		{"plaintext to a TLS listener", withTLS, config.KafkaSASL{},
 			"kafka at " + withTLS + ": the broker speaks TLS on this port: set kafka.tls.enabled: true"},
-		{"a wrong SASL password", withSCRAM, "  sasl: {mechanism: SCRAM-SHA-256, username: cdc, password: wrong}\n",
+		{"a wrong SASL password", withSCRAM, config.KafkaSASL{Mechanism: "SCRAM-SHA-256", Username: "cdc", Password: "wrong"},
 			"kafka at " + withSCRAM + ": SASL authentication failed: check kafka.sasl.username and the password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := opsConfig(t, "postgres://nobody@127.0.0.1:9/none", "unused", []string{tc.broker}, "http://127.0.0.1:9")
-			if tc.kafka != "" {
-				b, err := os.ReadFile(cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cfg = writeFile(t, strings.Replace(string(b), "kafka:\n", "kafka:\n"+tc.kafka, 1))
-			}
-			d := startDaemon(t, config.Sink, cfg)
+			c := opsDaemonConfig("postgres://nobody@127.0.0.1:9/none", "unused", []string{tc.broker}, "http://127.0.0.1:9")
+			c.Kafka.SASL = tc.sasl
+			d := startDaemon(t, config.Sink, daemontest.WriteConfig(t, c))
 			waitUntilFor(t, 30*time.Second, "a warning that names the broker and the cause", func() bool {
 				for line := range strings.Lines(d.log.String()) {
 					if strings.Contains(line, "kafka not reachable; retrying") && strings.Contains(line, tc.want) {

@@ -30,45 +30,46 @@ import (
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/netcut"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/secret"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 // opsConfig is a daemon configuration whose ops server takes a free port.
 func opsConfig(t *testing.T, dsn, slot string, brokers []string, apiURL string) string {
 	t.Helper()
+	return daemontest.WriteConfig(t, opsDaemonConfig(dsn, slot, brokers, apiURL))
+}
+
+// opsDaemonConfig is opsConfig's configuration, to change before it is
+// written.
+func opsDaemonConfig(dsn, slot string, brokers []string, apiURL string) config.Config {
 	if apiURL == "" {
 		apiURL = "http://127.0.0.1:9" // unused by a connector
 	}
-	return writeFile(t, fmt.Sprintf(`
-postgres:
-  dsn: %s
-  slot: %s
-  publication: cdc
-  status_interval: 200ms
-  heartbeat_interval: 1s
-kafka:
-  brokers: [%s]
-  topic_prefix: cdc
-  partitions: 2
-  consumer_group: ops-test
-onesignal:
-  base_url: %s
-  app_id: 5eb5a37e-b458-11e3-ac11-000c2940e62c
-  api_key: ops-test-key
-mapping:
-  users:
-    table: public.users
-    external_id: external_id
-    tags: {plan: "", score: level}
-  devices:
-    table: public.devices
-    device_id: player_id
-    external_id: user_external_id
-ops:
-  listen: 127.0.0.1:0
-`, dsn, slot, strings.Join(brokers, ", "), apiURL))
+	c := daemonConfig(dsn, slot, brokers, apiURL, "ops-test")
+	c.OneSignal.APIKey = "ops-test-key"
+	c.Mapping = transform.Mapping{
+		Users:   &transform.UsersMapping{Table: "public.users", ExternalID: "external_id", Tags: map[string]string{"plan": "", "score": "level"}},
+		Devices: &transform.DevicesMapping{Table: "public.devices", DeviceID: "player_id", ExternalID: "user_external_id"},
+	}
+	return c
+}
+
+// daemonConfig is the configuration of an in-process daemon of these
+// tests: the defaults, with the database and its slot, the broker, the
+// API and its app, short intervals, and an ops server on a free port.
+func daemonConfig(dsn, slot string, brokers []string, apiURL, group string) config.Config {
+	c := config.Default()
+	c.Postgres.DSN, c.Postgres.Slot, c.Postgres.Publication = secret.Value(dsn), slot, "cdc"
+	c.Postgres.StatusInterval, c.Postgres.HeartbeatInterval = 200*time.Millisecond, time.Second
+	c.Kafka.Brokers, c.Kafka.TopicPrefix, c.Kafka.Partitions, c.Kafka.ConsumerGroup = brokers, "cdc", 2, group
+	c.OneSignal.BaseURL, c.OneSignal.AppID = apiURL, validAppID
+	c.Ops.Listen = "127.0.0.1:0"
+	return c
 }
 
 const opsTables = `

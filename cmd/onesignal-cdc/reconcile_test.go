@@ -18,8 +18,10 @@ import (
 
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
+	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
+	"github.com/onesignal-cdc/onesignal-cdc/transform"
 )
 
 const (
@@ -37,35 +39,15 @@ INSERT INTO crm."Contacts" VALUES (7, 'team/ops 7%?Müller', 'pro', 3), (8, 'u2'
 INSERT INTO crm.devices VALUES ('dev/1', 'team/ops 7%?Müller'), ('dev%3', 'team/ops 7%?Müller'), ('dev 2', 'u2');`
 
 func reconcileConfig(t *testing.T, db *pgtest.DB, brokers []string, apiURL, model string) string {
-	return writeFile(t, fmt.Sprintf(`
-postgres:
-  dsn: %s
-  slot: %s
-  publication: cdc
-  status_interval: 200ms
-  heartbeat_interval: 1s
-kafka:
-  brokers: [%s]
-  topic_prefix: crm
-  partitions: 2
-  consumer_group: reconcile-test
-onesignal:
-  model: %s
-  base_url: %s
-  app_id: %s
-  api_key: %s
-mapping:
-  users:
-    table: crm.Contacts
-    external_id: External Id
-    tags: {plan: "", score: ""}
-  devices:
-    table: crm.devices
-    device_id: device_id
-    external_id: ext_id
-ops:
-  listen: 127.0.0.1:0
-`, db.DSN, db.Name, strings.Join(brokers, ", "), model, apiURL, reconcileApp, reconcileKey))
+	t.Helper()
+	c := daemonConfig(db.DSN, db.Name, brokers, apiURL, "reconcile-test")
+	c.Kafka.TopicPrefix = "crm"
+	c.OneSignal.Model, c.OneSignal.AppID, c.OneSignal.APIKey = model, reconcileApp, reconcileKey
+	c.Mapping = transform.Mapping{
+		Users:   &transform.UsersMapping{Table: "crm.Contacts", ExternalID: "External Id", Tags: map[string]string{"plan": "", "score": ""}},
+		Devices: &transform.DevicesMapping{Table: "crm.devices", DeviceID: "device_id", ExternalID: "ext_id"},
+	}
+	return daemontest.WriteConfig(t, c)
 }
 
 // runReconcile runs reconcile --json with args and returns its exit code
