@@ -78,20 +78,6 @@ func (t *LSNTracker) Commit(x *Txn, end pglogrepl.LSN) {
 	t.mu.Unlock()
 }
 
-// Abandon drops a transaction whose Commit will never arrive (the
-// replication connection broke mid-transaction). Its events, if any reached
-// Kafka, will be sent again by Postgres after reconnecting.
-func (t *LSNTracker) Abandon(x *Txn) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for i, o := range t.open {
-		if o == x {
-			t.open = append(t.open[:i], t.open[i+1:]...)
-			return
-		}
-	}
-}
-
 func (t *LSNTracker) advanceLocked() {
 	n := 0
 	for _, x := range t.open {

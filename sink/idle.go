@@ -59,8 +59,6 @@ func (m *idleMemory) put(k transform.Target, v memo) { m.l.put(k, compact(v)) }
 
 func (m *idleMemory) remove(k transform.Target) { m.l.remove(k) }
 
-func (m *idleMemory) len() int { return m.l.len() }
-
 // forgetEffects drops what the memos of the partitions given say was
 // applied, keeping their windows.
 func (m *idleMemory) forgetEffects(partitions map[int]bool) {

@@ -60,9 +60,6 @@ CREATE INDEX devices_ext_id ON devices (ext_id);
 // order of its INSERTs.
 const userColumns = `"Contact ID", "External Id", "Plan", "Score", "Country Code", "Bio", email`
 
-// bigChanges is the size of a big transaction, in row changes.
-const bigChanges = 10_000
-
 // workload writes to the source tables from one connection, a
 // transaction at a time, and records in the ledger every transaction whose
 // COMMIT the server acknowledged. Its picture of the tables follows every
@@ -807,7 +804,7 @@ func (w *workload) updateMany(n int) statement {
 		what: fmt.Sprintf("score of %d users", n)}
 }
 
-// big is a transaction of bigChanges row changes that gives the sink only
+// big is a transaction of 10,000 row changes that gives the sink only
 // 2,000 users to write: 2,000 new users, then four updates of each.
 func (w *workload) big() []statement {
 	ids := make([]int64, 2000)
