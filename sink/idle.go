@@ -70,12 +70,18 @@ func (m *idleMemory) forgetEffects(partitions map[int]bool) {
 	}
 }
 
-// forgetEffectsOf drops what k's memo says was applied, keeping its
-// window.
-func (m *idleMemory) forgetEffectsOf(k transform.Target) {
-	if im, ok := m.l.get(k); ok {
-		m.l.put(k, im.withoutEffects())
+// lend returns k's memo for a target that becomes active, and keeps
+// only its window in the memory until release puts the memo back: a
+// generation that ends with the target active drops the memo it lent,
+// and what the memory held before would be stale by then (OneSignal may
+// have accepted other values since, or a write was cut short).
+func (m *idleMemory) lend(k transform.Target) (memo, bool) {
+	im, ok := m.l.get(k)
+	if !ok {
+		return memo{}, false
 	}
+	m.l.put(k, im.withoutEffects())
+	return im.memo(), true
 }
 
 // withoutEffects is im with only its partition and its window.

@@ -108,13 +108,7 @@ func (s *scheduler) activate(key transform.Target, partition int) *target {
 	if t == nil {
 		t = &target{key: key, partition: partition}
 		s.s.idleMu.Lock()
-		t.memo, _ = s.s.idle.get(key)
-		// While the target is active its memo is the one that knows; the
-		// memory keeps only its window until release puts the memo back.
-		// A generation that ends with the target active drops its memo,
-		// and what the memory said before would be stale: OneSignal may
-		// have accepted other values since, or a write cut short.
-		s.s.idle.forgetEffectsOf(key)
+		t.memo, _ = s.s.idle.lend(key) // while active, its memo is the one that knows
 		s.s.idleMu.Unlock()
 		t.memo.partition = partition
 		s.active[key] = t
