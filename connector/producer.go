@@ -107,15 +107,47 @@ func (p *producer) dispatch(ctx context.Context, in <-chan []outgoing, lanes []c
 			return ctx.Err()
 		}
 	}
-	runs := make([][]outgoing, len(lanes))
-	flush := func() error {
-		for i, r := range runs {
-			if len(r) > 0 {
-				if err := send(lanes[i], r); err != nil {
+	// Each run received is cut into the lanes' runs in place: grouped by
+	// lane, in order within each, through a reused copy. The runs handed
+	// to the lanes are disjoint parts of it, which the lanes only read.
+	var scratch []outgoing
+	var laneIdx []int
+	counts, next := make([]int, len(lanes)), make([]int, len(lanes))
+	spread := func(seg []outgoing) error {
+		if len(seg) == 0 {
+			return nil
+		}
+		if len(lanes) == 1 {
+			return send(lanes[0], seg)
+		}
+		clear(counts)
+		laneIdx = laneIdx[:0]
+		for _, o := range seg {
+			i := laneOf(o.msg.Key, len(lanes))
+			laneIdx = append(laneIdx, i)
+			counts[i]++
+		}
+		if counts[laneIdx[0]] == len(seg) {
+			return send(lanes[laneIdx[0]], seg)
+		}
+		scratch = append(scratch[:0], seg...)
+		at := 0
+		for i, n := range counts {
+			next[i] = at
+			at += n
+		}
+		for j, i := range laneIdx {
+			seg[next[i]] = scratch[j]
+			next[i]++
+		}
+		at = 0
+		for i, n := range counts {
+			if n > 0 {
+				if err := send(lanes[i], seg[at:at+n:at+n]); err != nil {
 					return err
 				}
-				runs[i] = nil
 			}
+			at += n
 		}
 		return nil
 	}
@@ -130,29 +162,26 @@ func (p *producer) dispatch(ctx context.Context, in <-chan []outgoing, lanes []c
 		if !ok {
 			return nil
 		}
-		for _, o := range batch {
-			if len(o.msg.Key) == 0 && o.op == event.OpTruncate {
-				if err := flush(); err != nil {
-					return err
-				}
-				if err := barrier(lanes); err != nil {
-					return err
-				}
-				if err := send(lanes[0], []outgoing{o}); err != nil {
-					return err
-				}
-				if err := barrier(lanes[:1]); err != nil {
-					return err
-				}
+		from := 0
+		for j, o := range batch {
+			if len(o.msg.Key) != 0 || o.op != event.OpTruncate {
 				continue
 			}
-			i := laneOf(o.msg.Key, len(lanes))
-			if runs[i] == nil {
-				runs[i] = make([]outgoing, 0, len(batch))
+			if err := spread(batch[from:j:j]); err != nil {
+				return err
 			}
-			runs[i] = append(runs[i], o)
+			if err := barrier(lanes); err != nil {
+				return err
+			}
+			if err := send(lanes[0], batch[j:j+1:j+1]); err != nil {
+				return err
+			}
+			if err := barrier(lanes[:1]); err != nil {
+				return err
+			}
+			from = j + 1
 		}
-		if err := flush(); err != nil {
+		if err := spread(batch[from:]); err != nil {
 			return err
 		}
 	}

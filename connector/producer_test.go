@@ -57,6 +57,7 @@ func TestTheProducerKeepsEachKeysEventsInOrderAcrossLanesAndRetries(t *testing.T
 	const keys, perKey = 20, 30
 	txn := tracker.Begin()
 	var sent []kafka.Message
+	var events []outgoing
 	for i := range keys * perKey {
 		key := fmt.Sprintf("k%d", i%keys)
 		if i == keys*perKey/2 {
@@ -64,13 +65,20 @@ func TestTheProducerKeepsEachKeysEventsInOrderAcrossLanesAndRetries(t *testing.T
 			// before it, everything after it after.
 			m := kafka.Message{Topic: "t", Value: []byte("truncate")}
 			txn.Add()
-			in <- []outgoing{{msg: m, txn: txn, op: event.OpTruncate}}
+			events = append(events, outgoing{msg: m, txn: txn, op: event.OpTruncate})
 			sent = append(sent, m)
 		}
 		m := kafka.Message{Topic: "t", Key: []byte(key), Value: fmt.Appendf(nil, "%d", i/keys)}
 		txn.Add()
-		in <- []outgoing{{msg: m, txn: txn, op: event.OpUpdate}}
+		events = append(events, outgoing{msg: m, txn: txn, op: event.OpUpdate})
 		sent = append(sent, m)
+	}
+	// In runs as the reader hands them over, of several lengths: one
+	// event, a few, a whole handoff; the truncate falls inside a run.
+	for n := 0; len(events) > 0; n++ {
+		size := min([]int{1, 5, 13, handoff}[n%4], len(events))
+		in <- events[:size:size]
+		events = events[size:]
 	}
 	tracker.Commit(txn, 100)
 	close(in)

@@ -553,6 +553,11 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db string, q chu
 		}
 	}
 	ch := &chunk{table: table, topic: s.c.cfg.TopicPrefix + "." + table, key: key, done: make(chan struct{})}
+	if from != nil || to != nil {
+		// Not the table's first chunk: most likely a full one, q.size
+		// rows, room made once (a first chunk may be a small table's all).
+		ch.rows = make([]pgcodec.SnapshotRow, 0, min(q.size, 1<<14))
+	}
 	ch.pending.Store(1)
 	var last []string
 	now := time.Now().UnixMilli()

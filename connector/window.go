@@ -133,7 +133,7 @@ func (w *window) chunkRow(r pgcodec.SnapshotRow, commit, high pglogrepl.LSN, key
 	if w == nil {
 		return r.Value, nil
 	}
-	seen, changed := w.seen[r.Match]
+	seen, changed := w.seen[string(r.Match)]
 	if !changed {
 		return r.Value, nil
 	}

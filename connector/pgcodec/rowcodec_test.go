@@ -205,9 +205,44 @@ func TestTheSnapshotCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
 			if !bytes.Equal(got.Key, want.Key) || (got.Key == nil) != (want.Key == nil) {
 				t.Errorf("key %q, row %d: codec key %q, general %q", key, i, got.Key, want.Key)
 			}
-			if got.Match != want.Match {
+			if !bytes.Equal(got.Match, want.Match) {
 				t.Errorf("key %q, row %d: codec match %q, general %q", key, i, got.Match, want.Match)
 			}
+		}
+	}
+}
+
+func TestTheSnapshotCodecsRowsStayIntactWhileItEncodesMore(t *testing.T) {
+	names, oids := make([]string, len(everyType)), make([]uint32, len(everyType))
+	for i, c := range everyType {
+		names[i], oids[i] = c.name, uint32(c.oid)
+	}
+	key := []string{"Contact ID", "MixedCase"}
+	c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key)
+	var rows [][][]byte
+	var got []SnapshotRow
+	// Enough rows to fill several of the blocks rows are written into.
+	for n := 0; n < 40*slabSize/1000; n++ {
+		for _, row := range everyTypeRows() {
+			vals := make([][]byte, len(row))
+			for j, v := range row {
+				if v != nil && v != toast {
+					vals[j] = []byte(*v)
+				}
+			}
+			rows = append(rows, vals)
+			r := c.Row(vals, pglogrepl.LSN(n), int64(n))
+			if cap(r.Value) != len(r.Value) || cap(r.Key) != len(r.Key) || cap(r.Match) != len(r.Match) {
+				t.Fatalf("row %d: a value, key or match with room past its end, which an append by its reader would overwrite", len(got))
+			}
+			got = append(got, r)
+		}
+	}
+	for i, vals := range rows {
+		n := i / len(everyTypeRows())
+		want := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key).general(vals, pglogrepl.LSN(n), int64(n))
+		if !bytes.Equal(got[i].Value, want.Value) || !bytes.Equal(got[i].Key, want.Key) || !bytes.Equal(got[i].Match, want.Match) {
+			t.Fatalf("row %d changed after later rows were encoded:\ngot:  %s %s %q\nwant: %s %s %q", i, got[i].Key, got[i].Value, got[i].Match, want.Key, want.Value, want.Match)
 		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 type SnapshotRow struct {
 	// Match is the row's primary key as MatchKey renders it: what a
 	// snapshot window compares with the rows the stream carried.
-	Match string
+	Match []byte
 	Key   []byte // the Kafka key
 	Value []byte // the event, op "r"
 }
@@ -37,10 +37,13 @@ type SnapshotCodec struct {
 	inKey  []bool // the field is in the Kafka key
 	keyIdx []int  // per key column, in key order, its field (-1: none)
 	keyed  bool
+	// inOrder: every key column is a field and the fields hold them in
+	// key order, so Match is built as the fields are encoded.
+	inOrder bool
 	// the event around its row and its numbers
 	head, sourceHead, sourceMid []byte
 
-	buf, keyBuf, matchBuf, slab []byte
+	keyBuf, matchBuf, slab []byte
 }
 
 // NewSnapshotCodec returns the codec of rows of schema.table with the
@@ -52,8 +55,13 @@ func NewSnapshotCodec(src Source, schema, table string, fields []string, oids []
 		c.names = append(c.names, append(event.AppendString(nil, f), ':'))
 		c.inKey[i] = slices.Contains(key, f)
 	}
-	for _, k := range key {
-		c.keyIdx = append(c.keyIdx, slices.Index(fields, k))
+	c.inOrder = true
+	for n, k := range key {
+		i := slices.Index(fields, k)
+		c.keyIdx = append(c.keyIdx, i)
+		if i < 0 || (n > 0 && i <= c.keyIdx[n-1]) {
+			c.inOrder = false
+		}
 	}
 	h := append([]byte(nil), `,"source":{"version":`...)
 	h = event.AppendString(h, src.Version)
@@ -108,13 +116,21 @@ func (c *SnapshotCodec) Event(vals [][]byte, lsn pglogrepl.LSN, now int64) *even
 // an event over the limit, which takes its largest values out.
 func (c *SnapshotCodec) general(vals [][]byte, lsn pglogrepl.LSN, now int64) SnapshotRow {
 	ev := c.Event(vals, lsn, now)
-	return SnapshotRow{Match: MatchKey(ev.After, c.key), Key: Key(ev.After, c.key), Value: Encode(ev, c.key)}
+	return SnapshotRow{Match: []byte(MatchKey(ev.After, c.key)), Key: Key(ev.After, c.key), Value: Encode(ev, c.key)}
 }
 
 // fast encodes a row straight from its text values. ok is false for an
 // event over maxEventBytes, which general shortens.
+//
+// The event is written straight into the slab it is carved from: only
+// an event that outgrows the slab's free space moves (append gives it a
+// block of its own).
 func (c *SnapshotCodec) fast(vals [][]byte, lsn pglogrepl.LSN, now int64) (r SnapshotRow, ok bool) {
-	b, k := c.buf[:0], c.keyBuf[:0]
+	if cap(c.slab)-len(c.slab) < slabSize/8 {
+		c.slab = make([]byte, 0, slabSize)
+	}
+	free := c.slab[len(c.slab):]
+	b, k, m := free, c.keyBuf[:0], c.matchBuf[:0]
 	b = append(b, c.head...)
 	b = append(b, '{')
 	if c.keyed {
@@ -139,6 +155,10 @@ func (c *SnapshotCodec) fast(vals [][]byte, lsn pglogrepl.LSN, now int64) (r Sna
 			firstKey = false
 			k = append(k, c.names[i]...)
 			k = append(k, b[start:]...)
+			if c.inOrder {
+				m = append(m, b[start:]...)
+				m = append(m, 0)
+			}
 		}
 	}
 	b = append(b, '}')
@@ -149,32 +169,32 @@ func (c *SnapshotCodec) fast(vals [][]byte, lsn pglogrepl.LSN, now int64) (r Sna
 	b = append(b, `},"op":"r","ts_ms":`...)
 	b = strconv.AppendInt(b, now, 10)
 	b = append(b, '}')
-	c.buf = b
-	if cap(c.buf) > 4*maxEventBytes {
-		c.buf = nil
-	}
 	if len(b) > maxEventBytes {
 		return SnapshotRow{}, false
 	}
+	if cap(b) == cap(free) {
+		c.slab = c.slab[:len(c.slab)+len(b)] // b is the slab's next bytes
+	}
+	r.Value = b[:len(b):len(b)]
 	if c.keyed {
 		k = append(k, '}')
 		r.Key = carve(&c.slab, k)
 	}
 	c.keyBuf = k
-	r.Value = carve(&c.slab, b)
-	// MatchKey: each key column's JSON value and a NUL, in key order. The
-	// values are in the event: find them again by rendering each.
-	m := c.matchBuf[:0]
-	for _, i := range c.keyIdx {
-		if i >= 0 {
-			if vals[i] == nil {
-				m = append(m, "null"...)
-			} else {
-				m = appendJSON(m, c.oids[i], vals[i])
+	if !c.inOrder {
+		// MatchKey: each key column's JSON value and a NUL, in key order.
+		// The values are in the event: find them again by rendering each.
+		for _, i := range c.keyIdx {
+			if i >= 0 {
+				if vals[i] == nil {
+					m = append(m, "null"...)
+				} else {
+					m = appendJSON(m, c.oids[i], vals[i])
+				}
 			}
+			m = append(m, 0)
 		}
-		m = append(m, 0)
 	}
-	r.Match, c.matchBuf = string(m), m
+	r.Match, c.matchBuf = carve(&c.slab, m), m
 	return r, true
 }
