@@ -25,6 +25,10 @@ type groupRate struct {
 	window  time.Duration // over which rate was measured
 	tooMany int           // the emulator's 429s
 	shares  []float64     // each member's share of the limit
+	// each member's requests sent and its rate limit, once the backlog
+	// drained
+	requests []int64
+	rates    []float64
 }
 
 // measureGroupRate starts members sinks, waits until they are one
@@ -82,13 +86,22 @@ func measureGroupRate(t testing.TB, members int, limit float64, appLimit, users 
 		t.Fatalf("the group did not send 90 %% of %d requests in 10 minutes", users)
 	}
 	st.waitDrained()
-	return groupRate{rate: float64(toN-fromN) / to.Sub(from).Seconds(), window: to.Sub(from),
+	g := groupRate{rate: float64(toN-fromN) / to.Sub(from).Seconds(), window: to.Sub(from),
 		tooMany: st.emu.Stats().TooManyRequests, shares: shares}
+	for _, r := range rs {
+		s := r.sink.Stats()
+		g.requests, g.rates = append(g.requests, s.Requests), append(g.rates, s.Rate)
+	}
+	return g
 }
 
 // TestSinksInOneGroupShareTheAppRateLimit: every member is configured
 // with the app's limit; together they stay under it, with no 429 from an
-// emulator that allows only that much, and still use most of it.
+// emulator that allows only that much, and the limit is shared out: the
+// members' own limits add up to it and every member sends its part. How
+// much of the limit the group uses is the benchmark's to say
+// (BenchmarkSinkGroupSustainedCallsPerSecond, in go run ./bench): on a
+// busy machine under -race the sinks are short of CPU.
 func TestSinksInOneGroupShareTheAppRateLimit(t *testing.T) {
 	const appLimit, limit = 300, 270.0
 	for _, members := range []int{2, 3} {
@@ -99,11 +112,15 @@ func TestSinksInOneGroupShareTheAppRateLimit(t *testing.T) {
 			if g.rate > limit*1.05 {
 				t.Errorf("the group sent %.0f requests/s, over the limit of %.0f/s", g.rate, limit)
 			}
-			// How close to the limit is the benchmark's to say (on a busy
-			// machine under -race the sinks are short of CPU); here, only
-			// that no member is starved.
-			if g.rate < limit*0.5 {
-				t.Errorf("the group sent %.0f requests/s, under half the limit of %.0f/s", g.rate, limit)
+			sum := 0.0
+			for i, r := range g.rates {
+				sum += r
+				if g.requests[i] == 0 {
+					t.Errorf("member %d (limit %.0f/s) sent no request: starved", i, r)
+				}
+			}
+			if math.Abs(sum-limit) > limit*0.01 {
+				t.Errorf("the members' own limits %v add up to %.1f/s, want the app's %.0f/s", g.rates, sum, limit)
 			}
 			if g.tooMany != 0 {
 				t.Errorf("the emulator answered %d requests with 429", g.tooMany)
