@@ -113,6 +113,7 @@ func main() {
 	peersFlag := flag.Bool("peers", false, "also stream the workload with github.com/xataio/pgstream "+peers.PgstreamVersion+" (wal2json, installed if missing), built once in a scratch module (10–15 minutes the first time) and cached")
 	pgstreamBin := flag.String("pgstream", "", "a built pgstream binary for -peers (default: build and cache one)")
 	cpuProfile := flag.String("cpuprofile", "", "write CPU profiles of the connector process to `PREFIX`.stream.pprof and PREFIX.snapshot-pN.pprof (N: the snapshot's parallelism; PREFIX.stream-discard.pprof with -diagnose)")
+	brokerProfile := flag.String("broker-cpuprofile", "", "write CPU profiles of every broker process (kfake, beside the measured one) to `PREFIX`.broker-N.pprof, N counting the brokers in the order they start")
 	blockProfile := flag.String("blockprofile", "", "write blocking profiles of the connector process to `PREFIX`.stream.pprof and PREFIX.snapshot-pN.pprof, as -cpuprofile")
 	diagnose := flag.Bool("diagnose", false, "also stream the workload once more with the connector's events acknowledged at once instead of written to Kafka, and print statistics of the connector's Kafka writes")
 	var connectorEnv envList
@@ -174,7 +175,8 @@ func main() {
 	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	diagnostics := map[string]bool{
 		"cpuprofile": *cpuProfile != "", "blockprofile": *blockProfile != "", "diagnose": *diagnose,
-		"connector-env": len(connectorEnv) > 0, "writer-batch": *writerBatch > 0,
+		"broker-cpuprofile": *brokerProfile != "",
+		"connector-env":     len(connectorEnv) > 0, "writer-batch": *writerBatch > 0,
 	}
 	if err := checkPhaseFlags(diagnostics, opts.phases); err != nil {
 		usage("%v", err)
@@ -201,6 +203,7 @@ func main() {
 			usage("%v", err)
 		}
 	}
+	harness.BrokerCPUProfile = *brokerProfile
 	if err := run(ctx, opts); err != nil {
 		if errors.Is(err, context.Canceled) {
 			err = errors.New("interrupted")
@@ -213,11 +216,12 @@ func main() {
 // The flags that profile the connector, add a diagnosis to its benchmarks
 // or stray from the daemon's settings, and the phases each applies to.
 var phaseFlags = map[string][]string{
-	"cpuprofile":    {"stream", "snapshot"},
-	"blockprofile":  {"stream", "snapshot"},
-	"diagnose":      {"stream"},
-	"connector-env": {"stream", "snapshot", "memory"},
-	"writer-batch":  {"stream", "snapshot", "memory"},
+	"cpuprofile":        {"stream", "snapshot"},
+	"blockprofile":      {"stream", "snapshot"},
+	"diagnose":          {"stream"},
+	"broker-cpuprofile": {"stream", "snapshot", "memory", "sinkmem", "sinkdown", "latency"},
+	"connector-env":     {"stream", "snapshot", "memory"},
+	"writer-batch":      {"stream", "snapshot", "memory"},
 }
 
 // checkPhaseFlags refuses a flag of phaseFlags set (given[name]) when

@@ -9,9 +9,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,9 +39,30 @@ func ChildContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return ctx, cancel
 }
 
+// BrokerCPUProfile, when set, is the prefix of the CPU profiles the
+// broker children write, PREFIX.broker-N.pprof, N counting the brokers
+// started: the broker shares the machine's cores with what is measured.
+var BrokerCPUProfile string
+
+var brokersStarted atomic.Int64
+
+// envBrokerProfile hands a broker child the file of its CPU profile.
+const envBrokerProfile = "ONESIGNAL_CDC_BENCH_BROKER_CPUPROFILE"
+
 // RunBroker is the broker child: kfake, one broker, on a free port, which
 // it prints as "brokers ADDR" on standard output.
 func RunBroker(ctx context.Context) error {
+	if path := os.Getenv(envBrokerProfile); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	b, err := broker.StartEmbedded("127.0.0.1:0")
 	if err != nil {
 		return err
@@ -198,7 +221,13 @@ type Broker struct {
 // StartBroker starts a broker child and waits for its address.
 func StartBroker(ctx context.Context) (*Broker, error) {
 	lines := &lineCatcher{ch: make(chan string, 1)}
-	p, err := StartChild("broker", nil, lines)
+	var env []string
+	if BrokerCPUProfile != "" {
+		path := fmt.Sprintf("%s.broker-%d.pprof", BrokerCPUProfile, brokersStarted.Add(1))
+		env = append(env, envBrokerProfile+"="+path)
+		Progress("the broker's CPU profile: %s", path)
+	}
+	p, err := StartChild("broker", env, lines)
 	if err != nil {
 		return nil, err
 	}
