@@ -83,17 +83,11 @@ func RunChild(ctx context.Context, kind string) error {
 // runConnector wires the connector as cmd/onesignal-cdc does for the
 // `connector` command with an external broker.
 func runConnector(ctx context.Context, cfg childConfig) error {
-	if cfg.CPUProfile != "" {
-		f, err := os.Create(cfg.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := harness.StartCPUProfile(cfg.CPUProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	if cfg.BlockProfile != "" {
 		// One sample per 100 µs spent blocked: enough to see where the
 		// reader and the producer wait for each other.

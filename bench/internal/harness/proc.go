@@ -49,20 +49,31 @@ var brokersStarted atomic.Int64
 // envBrokerProfile hands a broker child the file of its CPU profile.
 const envBrokerProfile = "ONESIGNAL_CDC_BENCH_BROKER_CPUPROFILE"
 
+// StartCPUProfile starts profiling this process's CPU into the file path
+// (none when path is empty); stop ends the profile and closes the file.
+func StartCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
 // RunBroker is the broker child: kfake, one broker, on a free port, which
 // it prints as "brokers ADDR" on standard output.
 func RunBroker(ctx context.Context) error {
-	if path := os.Getenv(envBrokerProfile); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := StartCPUProfile(os.Getenv(envBrokerProfile))
+	if err != nil {
+		return err
 	}
+	defer stop()
 	b, err := broker.StartEmbedded("127.0.0.1:0")
 	if err != nil {
 		return err
