@@ -47,10 +47,10 @@ func fingerprintsOf(m *transform.Mapping) map[string]string {
 }
 
 // daemon runs the daemon with the given roles until ctx ends or a
-// component fails. A stop asked for while the daemon starts (a SIGTERM before it is ready,
-// as Kubernetes sends to a pod that is not ready yet) ends it with no
-// error, as a stop after its start does: whatever step it cut short
-// reports context.Canceled.
+// component fails. A stop asked for while the daemon starts (a SIGTERM
+// before it is ready, as Kubernetes sends to a pod that is not ready yet)
+// ends it with no error, as a stop after its start does: whatever step it
+// cut short reports context.Canceled.
 func daemon(ctx context.Context, cmd *command, args []string, roles config.Role, stdout, stderr io.Writer) error {
 	err := runDaemon(ctx, cmd, args, roles, stdout, stderr)
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
