@@ -35,15 +35,16 @@ const WriterBatchSize = 256
 // table without a key, truncates) all go to one partition, in order, not
 // to a random one each; kafka-go does not retry on
 // its own (the caller retries whole batches without advancing its LSN).
-func NewWriter(brokers []string, batchSize int) *kafka.Writer {
+func NewWriter(brokers []string, batchSize int) *Writer {
 	return Plain(brokers).NewWriter(batchSize)
 }
 
 // NewWriter is the package's NewWriter on c.
-func (c Cluster) NewWriter(batchSize int) *kafka.Writer {
-	return &kafka.Writer{
+func (c Cluster) NewWriter(batchSize int) *Writer {
+	transport := c.Transport()
+	return &Writer{transport: transport, Writer: &kafka.Writer{
 		Addr:         kafka.TCP(c.Brokers...),
-		Transport:    c.Transport(),
+		Transport:    transport,
 		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
 		RequiredAcks: kafka.RequireAll,
 		BatchSize:    batchSize,
@@ -52,7 +53,24 @@ func (c Cluster) NewWriter(batchSize int) *kafka.Writer {
 		MaxAttempts:  1,
 		ReadTimeout:  10 * time.Second,
 		WriteTimeout: 10 * time.Second,
-	}
+	}}
+}
+
+// Writer is a kafka-go writer with a connection pool of its own, which
+// Close ends with the writer. kafka-go's Writer.Close leaves a transport it
+// was given open, and an open transport refreshes its metadata every 6 s,
+// holding a connection, for as long as the process runs.
+type Writer struct {
+	*kafka.Writer
+	transport *kafka.Transport
+}
+
+// Close sends what is pending, waits for its answers and closes the
+// writer's connections.
+func (w *Writer) Close() error {
+	err := w.Writer.Close()
+	w.transport.CloseIdleConnections()
+	return err
 }
 
 // EnsureTopics creates the topics that do not exist yet, with partitions
@@ -63,7 +81,8 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics 
 
 // EnsureTopics is the package's EnsureTopics on c.
 func (c Cluster) EnsureTopics(ctx context.Context, partitions int, topics ...string) error {
-	client := c.Client(10 * time.Second)
+	client, done := c.Client(10 * time.Second)
+	defer done()
 	req := &kafka.CreateTopicsRequest{}
 	for _, t := range topics {
 		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: -1})

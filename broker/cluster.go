@@ -124,14 +124,17 @@ func (c Cluster) Dialer() *kafka.Dialer {
 	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: c.TLS, SASLMechanism: c.SASL}
 }
 
-// Transport is for writers and clients.
+// Transport is for writers and clients. Whoever takes one closes it
+// (CloseIdleConnections): until then it refreshes its metadata every 6 s.
 func (c Cluster) Transport() *kafka.Transport {
 	return &kafka.Transport{DialTimeout: 10 * time.Second, TLS: c.TLS, SASL: c.SASL}
 }
 
-// Client returns an admin client whose requests time out after timeout.
-func (c Cluster) Client(timeout time.Duration) *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: timeout, Transport: c.Transport()}
+// Client returns an admin client whose requests time out after timeout,
+// and done, which closes its connections: call it when finished.
+func (c Cluster) Client(timeout time.Duration) (client *kafka.Client, done func()) {
+	transport := c.Transport()
+	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: timeout, Transport: transport}, transport.CloseIdleConnections
 }
 
 // NewReader returns a reader of cfg on the cluster: Brokers and Dialer are

@@ -26,7 +26,7 @@ const ConnectorBatchTimeout = time.Microsecond
 // WriterBatchSize, batches sent as soon as the write that made them is in
 // them, and the topic's partition count looked up once a second rather
 // than once per message.
-func (c Cluster) NewConnectorWriter() *kafka.Writer {
+func (c Cluster) NewConnectorWriter() *Writer {
 	w := c.NewWriter(WriterBatchSize)
 	w.BatchTimeout = ConnectorBatchTimeout
 	w.Transport = &partitionCounts{RoundTripper: w.Transport, ttl: time.Second}
@@ -34,7 +34,7 @@ func (c Cluster) NewConnectorWriter() *kafka.Writer {
 }
 
 // NewConnectorWriter is Cluster.NewConnectorWriter on a plaintext cluster.
-func NewConnectorWriter(brokers []string) *kafka.Writer {
+func NewConnectorWriter(brokers []string) *Writer {
 	return Plain(brokers).NewConnectorWriter()
 }
 

@@ -15,7 +15,7 @@ import (
 type StateStore struct {
 	cluster Cluster
 	topic   string
-	w       *kafka.Writer
+	w       *Writer
 }
 
 // OpenStateStore creates the topic when missing and returns the store.

@@ -18,7 +18,8 @@ import (
 // the broker does not let this user read the topic's settings, the policy
 // goes unchecked.
 func (c Cluster) EnsureCompactedTopic(ctx context.Context, topic string, partitions int) error {
-	client := c.Client(10 * time.Second)
+	client, done := c.Client(10 * time.Second)
+	defer done()
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: topic, NumPartitions: partitions, ReplicationFactor: -1,
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}},

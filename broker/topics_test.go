@@ -24,7 +24,9 @@ func TestEnsureCompactedTopicCreatesItOnceAndChecksWhatExists(t *testing.T) {
 	if n, err := c.PartitionCount(ctx, "cdc.sink-rows"); err != nil || n != 6 {
 		t.Fatalf("%d partitions, %v; want 6", n, err)
 	}
-	resp, err := c.Client(0).DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+	client, done := c.Client(0)
+	defer done()
+	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
 		ResourceType: kafka.ResourceTypeTopic, ResourceName: "cdc.sink-rows", ConfigNames: []string{"cleanup.policy"},
 	}}})
 	if err != nil || len(resp.Resources) != 1 || len(resp.Resources[0].ConfigEntries) != 1 || resp.Resources[0].ConfigEntries[0].ConfigValue != "compact" {

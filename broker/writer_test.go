@@ -14,15 +14,15 @@ import (
 // Keyless events (a table without a key) keep their order: they all go to
 // one partition instead of a random one each.
 func TestTheWriterPutsKeylessMessagesInOnePartitionInOrder(t *testing.T) {
-	for name, newWriter := range map[string]func([]string) *kafka.Writer{
-		"NewWriter":          func(b []string) *kafka.Writer { return broker.NewWriter(b, broker.WriterBatchSize) },
+	for name, newWriter := range map[string]func([]string) *broker.Writer{
+		"NewWriter":          func(b []string) *broker.Writer { return broker.NewWriter(b, broker.WriterBatchSize) },
 		"NewConnectorWriter": broker.NewConnectorWriter,
 	} {
 		t.Run(name, func(t *testing.T) { testKeylessInOrder(t, newWriter) })
 	}
 }
 
-func testKeylessInOrder(t *testing.T, newWriter func([]string) *kafka.Writer) {
+func testKeylessInOrder(t *testing.T, newWriter func([]string) *broker.Writer) {
 	b := kafkatest.Start(t)
 	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 6, "keyless"); err != nil {
 		t.Fatal(err)

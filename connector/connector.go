@@ -99,7 +99,7 @@ type Config struct {
 
 // MessageWriter is the part of a Kafka producer the connector uses:
 // WriteMessages returns once Kafka acknowledged every message, or an error.
-// *kafka.Writer from broker.NewWriter is one.
+// *broker.Writer from broker.NewWriter is one.
 type MessageWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }

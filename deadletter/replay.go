@@ -109,7 +109,8 @@ func Replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
 }
 
 func replay(ctx context.Context, cfg Config, w MessageWriter) (Report, error) {
-	client := cfg.Cluster.Client(30 * time.Second)
+	client, done := cfg.Cluster.Client(30 * time.Second)
+	defer done()
 	ranges, err := partitionRanges(ctx, client, cfg.Topic)
 	if err != nil {
 		return Report{}, err

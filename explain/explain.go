@@ -58,7 +58,8 @@ func explain(ctx context.Context, cfg Config, t transform.Target) (*Report, erro
 	if t.Device {
 		rep.Kind = "device"
 	}
-	client := cfg.Cluster.Client(30 * time.Second)
+	client, done := cfg.Cluster.Client(30 * time.Second)
+	defer done()
 	n, err := cfg.Cluster.PartitionCount(ctx, cfg.TargetsTopic)
 	if err != nil {
 		return nil, fmt.Errorf("the targets topic: %w", err)

@@ -129,7 +129,9 @@ func (st *stack) caughtUp(topics ...string) bool {
 			req.Topics[topic] = append(req.Topics[topic], p)
 		}
 	}
-	resp, err := st.cluster.Client(10*time.Second).OffsetFetch(ctx, req)
+	client, done := st.cluster.Client(10 * time.Second)
+	defer done()
+	resp, err := client.OffsetFetch(ctx, req)
 	if err != nil {
 		st.t.Fatal(err)
 	}

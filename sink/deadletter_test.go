@@ -230,7 +230,9 @@ func TestEveryMessageOfARequestOneSignalRefusedIsDeadLettered(t *testing.T) {
 func TestAMessageTooLargeForTheDeadLetterTopicIsDeadLetteredWithoutItsValue(t *testing.T) {
 	t.Parallel()
 	st := newStack(t, sink.ModelUser, emulator.Config{})
-	resp, err := st.cluster.Client(10*time.Second).CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+	client, done := st.cluster.Client(10 * time.Second)
+	defer done()
+	resp, err := client.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: "crm.small-dlq", NumPartitions: 1, ReplicationFactor: -1,
 		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "2000"}},
 	}}})

@@ -60,7 +60,7 @@ type stack struct {
 	kfake    *kfake.Cluster // to inject faults
 	emu      *emulator.Emulator
 	url      string
-	producer *kafka.Writer
+	producer *broker.Writer
 	topics   sink.Topics
 	events   []string       // the event topics, which the group reads
 	parts    map[string]int // the partitions of the group's topics
@@ -397,8 +397,10 @@ func (st *stack) committed(topic string) map[int]int64 {
 	}
 	var resp *kafka.OffsetFetchResponse
 	var err error
+	client, done := st.cluster.Client(10 * time.Second)
+	defer done()
 	for range 5 { // a connection of the client's own may be cut by a test's fault
-		if resp, err = st.cluster.Client(10*time.Second).OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}}); err == nil {
+		if resp, err = client.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}}); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/checkpoint"
 )
@@ -120,7 +118,7 @@ func (c Cluster) Prepare(ctx context.Context, t Topics, partitions int, events [
 // Writers returns writers of the sink's topics: the targets topic's
 // partitions by the target part of a key, the rows topic's by the
 // partition a message names.
-func (c Cluster) Writers() (targets, rows *kafka.Writer) {
+func (c Cluster) Writers() (targets, rows *broker.Writer) {
 	targets = c.NewWriter(500)
 	targets.Balancer = broker.KeyPrefixBalancer{}
 	targets.BatchTimeout = time.Millisecond

@@ -237,7 +237,8 @@ func waitDrained(ctx context.Context, cluster broker.Cluster, group string, topi
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	client := cluster.Client(10 * time.Second)
+	client, done := cluster.Client(10 * time.Second)
+	defer done()
 	for {
 		select {
 		case <-ctx.Done():

@@ -177,7 +177,9 @@ func checkKafka(ctx context.Context, cfg *config.Config) error {
 	if err := cluster.Diagnose(ctx); err != nil {
 		return err
 	}
-	meta, err := cluster.Client(10*time.Second).Metadata(ctx, &kafka.MetadataRequest{})
+	client, done := cluster.Client(10 * time.Second)
+	defer done()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		if explained := cluster.Explain(ctx, err); explained != err {
 			return explained

@@ -143,7 +143,7 @@ func runConnector(ctx context.Context, cfg childConfig) error {
 	var cw writerFunc = w.WriteMessages
 	if cfg.Stats {
 		ts := &timedWriter{w: w}
-		defer ts.print(w)
+		defer ts.print(w.Writer)
 		cw = ts.WriteMessages
 	}
 	state, err := broker.OpenStateStore(ctx, cfg.Brokers, cfg.StateTopic)

@@ -313,7 +313,9 @@ func (w *watcher) committed(ctx context.Context, topics ...string) (map[string]m
 			req.Topics[t] = append(req.Topics[t], p)
 		}
 	}
-	resp, err := w.cluster.Client(10*time.Second).OffsetFetch(ctx, req)
+	client, done := w.cluster.Client(10 * time.Second)
+	defer done()
+	resp, err := client.OffsetFetch(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("read the sink's committed offsets: %w", err)
 	}
