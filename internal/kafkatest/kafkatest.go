@@ -73,7 +73,8 @@ func Read(t testing.TB, brokers []string, topics []string, timeout time.Duration
 // for the topic to exist.
 func EndOffsets(t testing.TB, brokers []string, topic string) map[int]int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	c, done := broker.Plain(brokers).Client(10 * time.Second)
+	defer done()
 	var reqs []kafka.OffsetRequest
 	for deadline := time.Now().Add(10 * time.Second); len(reqs) == 0; time.Sleep(100 * time.Millisecond) {
 		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})

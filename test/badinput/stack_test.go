@@ -143,7 +143,8 @@ func (s *stack) produce(t *testing.T, topic string, msgs ...kafka.Message) {
 // returns its number of partitions.
 func waitForTopic(t *testing.T, brokers []string, topic string, timeout time.Duration) int {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	c, done := broker.Plain(brokers).Client(10 * time.Second)
+	defer done()
 	deadline := time.Now().Add(timeout)
 	for {
 		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
@@ -161,7 +162,8 @@ func waitForTopic(t *testing.T, brokers []string, topic string, timeout time.Dur
 // the daemon creates it with the broker's defaults.
 func (s *stack) createTopic(t *testing.T, topic string, partitions int, configs map[string]string) {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(s.Kafka.Brokers()...), Timeout: 10 * time.Second}
+	c, done := broker.Plain(s.Kafka.Brokers()).Client(10 * time.Second)
+	defer done()
 	tc := kafka.TopicConfig{Topic: topic, NumPartitions: partitions, ReplicationFactor: -1}
 	for _, k := range slices.Sorted(maps.Keys(configs)) {
 		tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: configs[k]})
@@ -226,7 +228,8 @@ func (s *stack) deadLetters(t *testing.T) []deadLetter {
 // committed returns the offsets group has committed on topic's partitions.
 func committed(t *testing.T, brokers []string, group, topic string) map[int]int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	c, done := broker.Plain(brokers).Client(10 * time.Second)
+	defer done()
 	ends := kafkatest.EndOffsets(t, brokers, topic)
 	parts := slices.Sorted(maps.Keys(ends))
 	resp, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})

@@ -45,7 +45,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
@@ -580,7 +579,8 @@ func (h *run) settle() {
 		})
 		return err == nil && confirmed >= endLSN && len(h.ledger.incomplete()) == 0, err
 	})
-	client := &kafka.Client{Addr: kafka.TCP(h.kafka.Brokers()...), Timeout: 10 * time.Second}
+	client, done := broker.Plain(h.kafka.Brokers()).Client(10 * time.Second)
+	defer done()
 	var lag []string
 	wait("group caught up", func() (bool, error) {
 		var err error

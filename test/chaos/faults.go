@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/pgtest"
 )
@@ -430,7 +431,8 @@ func (in *injector) runPhases(ctx context.Context) {
 // for the group to be whole again, with the new process in it, and notes
 // when: the end of the window in which stalls measures the fault's stall.
 func (in *injector) runSinkFaults(ctx context.Context) {
-	c := &kafka.Client{Addr: kafka.TCP(in.brokers...), Timeout: 5 * time.Second}
+	c, done := broker.Plain(in.brokers).Client(5 * time.Second)
+	defer done()
 	var members []string
 	for f := range in.sinkFaults {
 		began := time.Now()

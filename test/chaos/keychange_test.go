@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/transform"
@@ -82,7 +83,8 @@ func TestAKeyChangeDoesNotClearTheTagsOfTheOldKeyInsertedAgain(t *testing.T) {
 	}
 	lag.Remove()
 	// Once the group committed everything, every operation was applied.
-	client := &kafka.Client{Addr: kafka.TCP(kb.Brokers()...), Timeout: 10 * time.Second}
+	client, done := broker.Plain(kb.Brokers()).Client(10 * time.Second)
+	defer done()
 	waitUntil(t, time.Minute, "the sink to commit everything", func() bool {
 		behind, err := groupLag(context.Background(), client, "regress", []string{"cdc.public.users"})
 		return err == nil && len(behind) == 0

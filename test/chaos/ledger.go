@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 )
 
@@ -237,7 +238,8 @@ func (l *ledger) watchSlot(ctx context.Context, dsn, slot string, interval time.
 			conn.Close(context.Background())
 		}
 	}()
-	client := &kafka.Client{Addr: kafka.TCP(l.brokers...), Timeout: 5 * time.Second}
+	client, done := broker.Plain(l.brokers).Client(5 * time.Second)
+	defer done()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -427,7 +429,8 @@ func describe(stmts []string) string {
 // group (its state and members), until ctx ends: when the sink stalls,
 // the timeline says whether it was waiting for its group.
 func watchGroup(ctx context.Context, brokers []string, group string, note func(string, ...any)) {
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+	c, done := broker.Plain(brokers).Client(5 * time.Second)
+	defer done()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := ""

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/event"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
@@ -89,7 +89,9 @@ func TestTheSnapshotKeepsTheTOASTValueOfARowUpdatedInItsChunkWindow(t *testing.T
 	})
 
 	// Every row's bio must be in Kafka in some event of its key.
-	held, err := messagesIn(context.Background(), &kafka.Client{Addr: kafka.TCP(kb.Brokers()...)}, "cdc.public.users")
+	client, done := broker.Plain(kb.Brokers()).Client(0)
+	defer done()
+	held, err := messagesIn(context.Background(), client, "cdc.public.users")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -447,7 +447,9 @@ func targetsHistory(ctx context.Context, brokers []string, targets []string, com
 
 // readTopics calls f with every record topics hold now, in partition order.
 func readTopics(ctx context.Context, brokers, topics []string, f func(*kgo.Record)) error {
-	ends, err := endOffsets(ctx, &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}, topics)
+	client, done := broker.Plain(brokers).Client(10 * time.Second)
+	defer done()
+	ends, err := endOffsets(ctx, client, topics)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/config"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
@@ -217,7 +218,8 @@ func (r *crm12Run) start() {
 	daemontest.WaitForSlot(t, r.db, r.db.Name)
 	// The initial snapshot reads only the subscriptions the pushed-down
 	// filter keeps.
-	c := &kafka.Client{Addr: kafka.TCP(r.brokers...), Timeout: 10 * time.Second}
+	c, done := broker.Plain(r.brokers).Client(10 * time.Second)
+	defer done()
 	deadline := time.Now().Add(30 * time.Second)
 	for table, where := range map[string]string{"contacts": "", "subscriptions": " WHERE status = 'active'", "devices": ""} {
 		var rows int64
@@ -911,7 +913,8 @@ func TestCRM12AnUnmappedColumnNeverReachesKafka(t *testing.T) {
 func (r *crm12Run) everyRecord() []kafkatest.Record {
 	t := r.t
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(r.brokers...), Timeout: 10 * time.Second}
+	c, done := broker.Plain(r.brokers).Client(10 * time.Second)
+	defer done()
 	md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{})
 	if err != nil {
 		t.Fatal(err)

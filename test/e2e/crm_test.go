@@ -181,7 +181,8 @@ func (r *crmRun) start() {
 func (r *crmRun) waitForSnapshot() {
 	t := r.t
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(r.brokers...), Timeout: 10 * time.Second}
+	c, done := broker.Plain(r.brokers).Client(10 * time.Second)
+	defer done()
 	deadline := time.Now().Add(30 * time.Second)
 	for _, table := range []string{"users", "devices"} {
 		var rows int64
@@ -748,7 +749,8 @@ func TestThreeSinksInOneGroupConvergeThroughAKillOfAnyOfThem(t *testing.T) {
 // members members.
 func waitForGroupStable(t *testing.T, brokers []string, group string, members int) {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+	c, done := broker.Plain(brokers).Client(5 * time.Second)
+	defer done()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		resp, err := c.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/onesignal-cdc/onesignal-cdc/broker"
 	"github.com/onesignal-cdc/onesignal-cdc/emulator"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/daemontest"
 	"github.com/onesignal-cdc/onesignal-cdc/internal/kafkatest"
@@ -157,7 +158,8 @@ func describeStats(st emulator.Stats) string {
 // caused it is done, so ends read again after the commits would show one.
 func waitForGroupCaughtUp(t *testing.T, brokers []string, group string, topics []string) {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	c, done := broker.Plain(brokers).Client(10 * time.Second)
+	defer done()
 	ends := func() map[string]map[int]int64 {
 		out := map[string]map[int]int64{}
 		for _, topic := range topics {
