@@ -55,6 +55,7 @@ func (st *stack) addDevices(ids ...string) {
 }
 
 func TestAPrimaryKeyChangeLeavesTheUserItsTagsWhicheverHalfArrivesLast(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("p-1")
 		st.start(crm)
@@ -75,6 +76,7 @@ func TestAPrimaryKeyChangeLeavesTheUserItsTagsWhicheverHalfArrivesLast(t *testin
 }
 
 func TestADeleteUnderReplicaIdentityDefaultUntagsTheRightUser(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("p-5")
 		st.start(crm)
@@ -91,6 +93,7 @@ func TestADeleteUnderReplicaIdentityDefaultUntagsTheRightUser(t *testing.T) {
 }
 
 func TestADeviceMovedByAKeyChangeEndsWithItsNewOwner(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("p/1 %?")
 		st.start(crm)
@@ -111,6 +114,7 @@ func TestADeviceMovedByAKeyChangeEndsWithItsNewOwner(t *testing.T) {
 }
 
 func TestAnExternalIDChangeMovesTheMappedTagsToTheNewUser(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("p-a")
 		st.start(crm)
@@ -162,6 +166,7 @@ func bioMapping() *transform.Mapping {
 }
 
 func TestAPrimaryKeyChangeKeepsTheTOASTTagItLeftUnchanged(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		mapping, bio := bioMapping(), toastBio
 
@@ -196,6 +201,7 @@ func TestAPrimaryKeyChangeKeepsTheTOASTTagItLeftUnchanged(t *testing.T) {
 // harness (seed 1, user model): users that got their external id from an
 // UPDATE ended without their "Bio" tag.
 func TestAnExternalIDChangeCarriesTheTOASTTagItLeftUnchangedToTheNewUser(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		mapping, bio := bioMapping(), toastBio
 
@@ -227,6 +233,7 @@ func TestAnExternalIDChangeCarriesTheTOASTTagItLeftUnchangedToTheNewUser(t *test
 // user knew. Found by the chaos harness (15-minute runs: 24 of 35,503
 // users and 49 email records' devices without their "Bio").
 func TestAKeyChangedRowThatNamesAnotherUserLaterCarriesItsTOASTTagThere(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		mapping, bio := bioMapping(), toastBio
 
@@ -255,6 +262,7 @@ func TestAKeyChangedRowThatNamesAnotherUserLaterCarriesItsTOASTTagThere(t *testi
 // partition, knows the value, and where the row went from the new row it
 // carries (event.HeaderNewRow).
 func TestAnUpdateOfTheKeyAndTheExternalIDTogetherCarriesTheTOASTTagToTheNewUser(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		mapping, bio := bioMapping(), toastBio
 
@@ -287,6 +295,7 @@ func TestAnUpdateOfTheKeyAndTheExternalIDTogetherCarriesTheTOASTTagToTheNewUser(
 // knew the value. Found by the chaos harness (seed 21, user model, 4
 // minutes: 1 of 17,051 users without its "Bio").
 func TestAKeyChangedRowWithoutAnExternalIDCarriesItsTOASTTagToItsFirstUser(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		mapping, bio := bioMapping(), toastBio
 		noID := func(c map[string]any) map[string]any { c["External Id"] = nil; return c }
@@ -322,6 +331,7 @@ func TestAKeyChangedRowWithoutAnExternalIDCarriesItsTOASTTagToItsFirstUser(t *te
 // user model: 17 users ended without their "Bio" tag, their rows
 // inserted without an external id and given one later).
 func TestAnExternalIDGivenToARowThatHadNoneCarriesTheTOASTTagItLeftUnchanged(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		mapping, bio := bioMapping(), toastBio
 
@@ -348,6 +358,7 @@ func TestAnExternalIDGivenToARowThatHadNoneCarriesTheTOASTTagItLeftUnchanged(t *
 // 17,023 email records ended with the user that held the address before
 // an external-id change).
 func TestAnEmailRecordEndsWithTheUserWhoseRowHoldsItsAddressWhenTheOldUserLags(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.start(crm)
 		targets, _ := sink.Cluster{Cluster: st.cluster}.Writers()
@@ -397,6 +408,7 @@ func TestAnEmailRecordEndsWithTheUserWhoseRowHoldsItsAddressWhenTheOldUserLags(t
 // link whose answer was cut, while its row had no owner, which the sink
 // had set before).
 func TestAChangeBackAfterARequestWhoseAnswerWasLostIsSent(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.start(crm)
 	st.produce(change{topic: contactsTopic, op: event.OpCreate, key: contactKey(1), after: contact(1, "A", "pro", 1)})
@@ -426,6 +438,7 @@ func TestAChangeBackAfterARequestWhoseAnswerWasLostIsSent(t *testing.T) {
 // gives, so the UPDATE that makes it match, leaving a TOASTed column
 // alone, sends the column's tag with the rest.
 func TestARowThatStartsMatchingItsFilterCarriesTheTOASTTagItLeftUnchanged(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		users := *crm.Users
 		users.Tags = map[string]string{"Plan": "plan", "Score": "score", "Bio": "bio"}
@@ -457,6 +470,7 @@ func TestARowThatStartsMatchingItsFilterCarriesTheTOASTTagItLeftUnchanged(t *tes
 // it. Found by test/e2e's three-sink kill test (player model: a device
 // kept a tag value from before its key change).
 func TestADeviceWhoseKeyChangesButNotItsOwnerStillGetsItsOwnersLaterTags(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		// Without email or SMS records, a player-model user with no device
 		// of its own has nothing its tags could reach: they wait.
@@ -489,6 +503,7 @@ func TestADeviceWhoseKeyChangesButNotItsOwnerStillGetsItsOwnersLaterTags(t *test
 // owner's. The test writes such a grant to A, whose rows never named the
 // address.
 func TestARecordAnotherUserWroteAfterItsOwnerGoesBackToTheOwner(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		const address = "a@example.com"
 		var byA atomic.Int64
@@ -541,6 +556,7 @@ func recordOwnedBy(address, want string) func(emulator.State) error {
 // connector marks such deletes (event.HeaderSnapshotting): nothing is lost,
 // so nothing is dead-lettered. Without the mark the same delete is.
 func TestADeleteOfARowTheInitialSnapshotDidNotReadIsNoDeadLetter(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		r := st.start(crm)
 		marked := []kafka.Header{{Key: event.HeaderSnapshotting, Value: []byte("initial")}}

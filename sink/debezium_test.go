@@ -121,6 +121,7 @@ func tagsOf(s emulator.State, ext string) map[string]string {
 }
 
 func TestTheSinkAppliesTopicsWrittenByDebeziumsPostgresConnector(t *testing.T) {
+	t.Parallel()
 	for _, mode := range converterModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
@@ -164,6 +165,7 @@ func TestTheSinkAppliesTopicsWrittenByDebeziumsPostgresConnector(t *testing.T) {
 // count of days. Users who map such columns to tags configure
 // decimal.handling.mode=string; Debezium has no text form for dates.
 func TestTheSinkTurnsDebeziumColumnValuesIntoTags(t *testing.T) {
+	t.Parallel()
 	columns := map[string]string{
 		"nickname": "", "age": "", "points": "", "vip": "", "rating": "", "balance": "", "signup": "", "seen_at": "",
 	}
@@ -206,6 +208,7 @@ func TestTheSinkTurnsDebeziumColumnValuesIntoTags(t *testing.T) {
 // lsn 24030000; the stream then carries the update, committed later but
 // written earlier, at lsn 24029800. The update is u9's newest state.
 func TestTheSinkAppliesADebeziumChangeThatCommittedAfterTheSnapshotReadItsRow(t *testing.T) {
+	t.Parallel()
 	for _, mode := range converterModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
@@ -226,6 +229,7 @@ func TestTheSinkAppliesADebeziumChangeThatCommittedAfterTheSnapshotReadItsRow(t 
 // commits first. Debezium writes them in commit order, so u8's update
 // comes last with the lower lsn.
 func TestTheSinkAppliesEveryChangeOfADebeziumTableWithoutAPrimaryKey(t *testing.T) {
+	t.Parallel()
 	for _, mode := range converterModes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()

@@ -189,6 +189,7 @@ func (st *stack) noContributionCommitted(targets ...transform.Target) {
 }
 
 func TestWrongCredentialsStopTheSinkNamingTheFixWithNothingCommitted(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("p-0")
 		r := st.startWith(crm, options{apiKey: "wrong-key"})

@@ -180,6 +180,7 @@ func checkReport(t *testing.T, d sink.DriftStats, want []reconcile.Drift) {
 }
 
 func TestASweepReportsTheDriftExactlyAndLeavesItAloneWithoutRepair(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		r := st.startWith(crm, driftOptions(false))
 		waitFirstSweep(t, r)
@@ -198,6 +199,7 @@ func TestASweepReportsTheDriftExactlyAndLeavesItAloneWithoutRepair(t *testing.T)
 }
 
 func TestASweepRepairsTheDriftWithinItsShareOfTheRateLimit(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		r := st.startWith(crm, driftOptions(true))
 		waitFirstSweep(t, r)
@@ -253,6 +255,7 @@ func TestASweepRepairsTheDriftWithinItsShareOfTheRateLimit(t *testing.T) {
 }
 
 func TestEachMemberSweepsItsOwnPartitionsWithOneExportAtATime(t *testing.T) {
+	t.Parallel()
 	for _, model := range models {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
@@ -308,6 +311,7 @@ func exportRefusals(s emulator.Stats) int {
 }
 
 func TestATargetWrittenWhileTheSweepRunsIsLeftOutNotCalledDrift(t *testing.T) {
+	t.Parallel()
 	for _, model := range models {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
@@ -360,6 +364,7 @@ func TestATargetWrittenWhileTheSweepRunsIsLeftOutNotCalledDrift(t *testing.T) {
 }
 
 func TestARebalanceEndsTheSweepAndTheNewPartitionsAreSweptFromTheStart(t *testing.T) {
+	t.Parallel()
 	// An export slow enough that the rebalance comes while it runs.
 	st := newStack(t, sink.ModelUser, emulator.Config{ExportDelay: 3 * time.Second})
 	r1 := st.startWith(crm, driftOptions(false))

@@ -43,6 +43,7 @@ func (r *failingReader) FetchMessage(ctx context.Context) (kafka.Message, error)
 }
 
 func TestTheSinkRidesOutARetriableFetchErrorAndStopsOnAnother(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err      error
 		stops    bool

@@ -30,6 +30,7 @@ func (st *stack) requests() (total int, byRoute map[string]int) {
 }
 
 func TestANewUserCostsOneRequestInTheUserModel(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, sink.ModelUser, emulator.Config{RateLimits: emulator.RateLimits{Enabled: true}})
 	st.start(crm)
 	const users = 200
@@ -59,6 +60,7 @@ func TestANewUserCostsOneRequestInTheUserModel(t *testing.T) {
 // in the player model first, carrying the tags, then the tags by external
 // id.
 func TestANewUserWithAnEmailCostsTwoRequestsAndNo429(t *testing.T) {
+	t.Parallel()
 	for _, model := range models {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
@@ -96,6 +98,7 @@ func TestANewUserWithAnEmailCostsTwoRequestsAndNo429(t *testing.T) {
 }
 
 func TestARestartedSinkRebuildsItsStateFromKafkaAndStillFindsTheRowsTargets(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("p-1", "p-2")
 		first := st.start(crm)
@@ -132,6 +135,7 @@ func TestARestartedSinkRebuildsItsStateFromKafkaAndStillFindsTheRowsTargets(t *t
 }
 
 func TestTwoSinksInOneGroupShareTheWorkAndConverge(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.start(crm)
 		st.start(crm)
@@ -164,6 +168,7 @@ func TestTwoSinksInOneGroupShareTheWorkAndConverge(t *testing.T) {
 }
 
 func TestARowWhoseMappedTagsAreAllNullCreatesItsUser(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.start(crm)
 	st.produce(
@@ -193,6 +198,7 @@ func TestARowWhoseMappedTagsAreAllNullCreatesItsUser(t *testing.T) {
 // 3: [56] Kafka Storage Error", each after a kill and during a Kafka
 // fetch fault).
 func TestARestartedSinkRidesOutARetriableFetchErrorWhileItRestoresItsRowIndex(t *testing.T) {
+	t.Parallel()
 	for _, fault := range []*kerr.Error{kerr.KafkaStorageError, kerr.UnknownServerError} {
 		t.Run(fault.Message, func(t *testing.T) {
 			t.Parallel()
@@ -229,6 +235,7 @@ func TestARestartedSinkRidesOutARetriableFetchErrorWhileItRestoresItsRowIndex(t 
 // with an owner another process had given it, its row having the one the
 // first process had set before).
 func TestADeviceAnotherSinkWroteMeanwhileIsWrittenAgainWhenItComesBack(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, sink.ModelUser, emulator.Config{})
 	// One device per partition of the targets topic, so that the second
 	// sink holds some of them whichever partitions it gets.

@@ -103,6 +103,7 @@ func measureGroupRate(t testing.TB, members int, limit float64, appLimit, users 
 // (BenchmarkSinkGroupSustainedCallsPerSecond, in go run ./bench): on a
 // busy machine under -race the sinks are short of CPU.
 func TestSinksInOneGroupShareTheAppRateLimit(t *testing.T) {
+	t.Parallel()
 	const appLimit, limit = 300, 270.0
 	for _, members := range []int{2, 3} {
 		t.Run(fmt.Sprintf("%d members", members), func(t *testing.T) {
@@ -158,6 +159,7 @@ func BenchmarkSinkGroupSustainedCallsPerSecond(b *testing.B) {
 // member's partitions of every topic and its share of the rate limit as
 // that member takes it.
 func TestEveryMemberSeesTheGroupsMembersTheirPartitionsAndShares(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, sink.ModelUser, emulator.Config{})
 	mon, base := opsServer(t, st.url, 0)
 	rs := []*running{st.startWith(crm, options{httpClient: mon.HTTPClient(), runAs: func(s *sink.Sink) runner {

@@ -13,6 +13,7 @@ import (
 )
 
 func TestAnIdleTargetsMemoComesBackAsItWasPut(t *testing.T) {
+	t.Parallel()
 	next := time.Unix(1700000000, 0)
 	for _, m := range []memo{
 		{partition: 2, next: next},

@@ -40,6 +40,7 @@ func (failingAPI) UnlinkSubscription(context.Context, string, string, map[string
 func (failingAPI) DeleteUser(context.Context, string) error { return nil }
 
 func TestTheCallRecorderKeepsEachTargetsLastCall(t *testing.T) {
+	t.Parallel()
 	r := RecordCalls(failingAPI{refuse: map[string]bool{"b/ü": true}}, 2)
 	ctx := t.Context()
 	_ = r.SetUser(ctx, "a", onesignal.UserWrite{})
@@ -57,6 +58,7 @@ func TestTheCallRecorderKeepsEachTargetsLastCall(t *testing.T) {
 }
 
 func TestInspectReadsTheLastCallAndNeedsNoGeneration(t *testing.T) {
+	t.Parallel()
 	api := RecordCalls(failingAPI{refuse: map[string]bool{"u": true}}, 10)
 	s := New(Config{}, nil, api, &transform.Mapping{}, zap.NewNop())
 	_ = api.SetUser(t.Context(), "u", onesignal.UserWrite{})
@@ -67,6 +69,7 @@ func TestInspectReadsTheLastCallAndNeedsNoGeneration(t *testing.T) {
 }
 
 func TestATargetsPartitionIsTheWritersOfItsRecords(t *testing.T) {
+	t.Parallel()
 	for _, tg := range []transform.Target{transform.User("team/ops 7%?Müller"), transform.Device("p-1"), transform.User("")} {
 		rec := &desired.Record{Target: tg, Kind: desired.KindContribution, Row: "cdc.public.contacts\x00{\"Contact ID\":7}"}
 		for _, n := range []int{1, 2, 12} {

@@ -15,6 +15,7 @@ import (
 // lag it reports is every record of the targets topic, not the fetch lag
 // (none); once OneSignal is back it falls to 0.
 func TestTheConsumerLagCountsWhatIsFetchedButNotCommitted(t *testing.T) {
+	t.Parallel()
 	const users = 50
 	st := newStack(t, sink.ModelUser, emulator.Config{Faults: emulator.Faults{Status: map[int]float64{503: 1}}})
 	r := st.start(crm)

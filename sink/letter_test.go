@@ -10,6 +10,7 @@ import (
 )
 
 func TestADeadLettersHeadersReadBackAsTheyWereWritten(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		sentence string
 		letter   Letter
@@ -33,6 +34,7 @@ func TestADeadLettersHeadersReadBackAsTheyWereWritten(t *testing.T) {
 }
 
 func TestAMessageWithoutWhereItCameFromIsNoDeadLetterOfTheSinks(t *testing.T) {
+	t.Parallel()
 	for _, hs := range [][]kafka.Header{
 		nil,
 		{{Key: HeaderTopic, Value: []byte("t")}, {Key: HeaderPartition, Value: []byte("x")}, {Key: HeaderOffset, Value: []byte("1")}},
@@ -45,6 +47,7 @@ func TestAMessageWithoutWhereItCameFromIsNoDeadLetterOfTheSinks(t *testing.T) {
 }
 
 func TestWithoutLetterLeavesOutKafkaConnectsOtherErrorHeadersToo(t *testing.T) {
+	t.Parallel()
 	hs := []kafka.Header{{Key: "__connect.errors.exception.stacktrace", Value: []byte("…")}, {Key: "app", Value: []byte("x")}}
 	if got := WithoutLetter(hs); len(got) != 1 || got[0].Key != "app" {
 		t.Errorf("WithoutLetter(%v) = %v, want only app", hs, got)

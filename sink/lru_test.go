@@ -3,6 +3,7 @@ package sink
 import "testing"
 
 func TestLRUForgetsTheLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
 	c := newLRU[string, int](2)
 	c.put("a", 1)
 	c.put("b", 2)

@@ -10,6 +10,7 @@ import (
 )
 
 func TestTheDigestOfARequestIsEqualExactlyWhenWhatItSetsIs(t *testing.T) {
+	t.Parallel()
 	tags := func(kv ...string) map[string]string {
 		m := map[string]string{}
 		for i := 0; i < len(kv); i += 2 {
@@ -33,6 +34,7 @@ func TestTheDigestOfARequestIsEqualExactlyWhenWhatItSetsIs(t *testing.T) {
 }
 
 func TestForgettingEffectsKeepsEachTargetsWindowButNotWhatWasApplied(t *testing.T) {
+	t.Parallel()
 	s := New(Config{}, nil, nil, &transform.Mapping{}, zap.NewNop())
 	u := transform.User("u1")
 	next := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
@@ -59,6 +61,7 @@ func TestForgettingEffectsKeepsEachTargetsWindowButNotWhatWasApplied(t *testing.
 // chaos test: a user's clear, remembered from an early generation, let a
 // later generation skip the clear after it had written older tags.
 func TestATargetActiveWhenItsGenerationEndsIsNotRememberedAsHoldingWhatItHeldBefore(t *testing.T) {
+	t.Parallel()
 	s := New(Config{}, nil, nil, &transform.Mapping{}, zap.NewNop())
 	u := transform.User("pct%20-121")
 	cleared := digestTags("tags", map[string]string{"plan": ""})

@@ -83,6 +83,7 @@ func unreachableSeconds(t *testing.T, base string) float64 {
 // would help), and so do the metric and the status page. Once OneSignal
 // answers, the report clears and everything is applied.
 func TestASinkThatCannotReachOneSignalKeepsItsPlaceSaysSoAndCatchesUp(t *testing.T) {
+	t.Parallel()
 	const users = 24
 	st := newStack(t, sink.ModelUser, emulator.Config{})
 	mon, base := opsServer(t, st.url, 300*time.Millisecond)

@@ -11,6 +11,7 @@ import (
 // state until a device is linked to it, and the link carries them.
 
 func TestTagsWrittenBeforeTheUsersFirstDeviceReachItsLinkAfterARestart(t *testing.T) {
+	t.Parallel()
 	for _, model := range models {
 		t.Run(model, func(t *testing.T) {
 			t.Parallel()
@@ -38,6 +39,7 @@ func TestTagsWrittenBeforeTheUsersFirstDeviceReachItsLinkAfterARestart(t *testin
 }
 
 func TestAnUnchangedToastValueKeepsTheTagItHadAlsoThroughALink(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("dev-1")
 		st.start(crm)

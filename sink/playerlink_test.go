@@ -85,6 +85,7 @@ func (st *stack) releaseLinks() {
 // both, a user's tags written before its first device is linked must reach
 // the device with the link, also when another sink takes over in between.
 func TestPlayerModelTagsWrittenBeforeTheFirstDeviceReachItWithTheLink(t *testing.T) {
+	t.Parallel()
 	behaviours := []struct {
 		name   string
 		cfg    emulator.Config

@@ -87,6 +87,7 @@ func (st *stack) hasProperties(ext, dev string, props, aliases map[string]string
 }
 
 func TestAUsersPropertiesAndAliasesFollowItsRow(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("loc-1")
 		st.start(withProperties(st.model))
@@ -117,6 +118,7 @@ func TestAUsersPropertiesAndAliasesFollowItsRow(t *testing.T) {
 }
 
 func TestABadPropertyIsDeadLetteredAndTheRestGoesOut(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("loc-2")
 		st.start(withProperties(st.model))
@@ -134,6 +136,7 @@ func TestABadPropertyIsDeadLetteredAndTheRestGoesOut(t *testing.T) {
 }
 
 func TestADeletedUserRowWithOnDeleteDeleteUserDeletesTheUser(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, sink.ModelUser, emulator.Config{})
 	st.addDevices("del-1")
 	u := *crm.Users
@@ -166,6 +169,7 @@ func TestADeletedUserRowWithOnDeleteDeleteUserDeletesTheUser(t *testing.T) {
 }
 
 func TestAUserInsertedAgainAfterItsDeleteIsCreatedOnceOneSignalHasDeletedIt(t *testing.T) {
+	t.Parallel()
 	st := newStack(t, sink.ModelUser, emulator.Config{DeleteDelay: 4 * time.Second})
 	u := *crm.Users
 	u.OnDelete = transform.OnDeleteDeleteUser

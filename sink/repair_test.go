@@ -30,6 +30,7 @@ func (st *stack) repair(targets ...transform.Target) {
 }
 
 func TestARepairSendsTheDesiredStateAgainOverWhatOneSignalChangedBehindTheSinksBack(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		const ext, other = "team/ops 7%?Müller", "someone else"
 		st.addDevices("dev/1")

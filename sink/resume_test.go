@@ -33,6 +33,7 @@ func (st *stack) accepted() int {
 // (sinkdown, in go run ./bench) measures it, since on a loaded machine
 // under -race the sink is short of CPU (103 of 200 requests/s in a CI run).
 func TestTheQueuedRetriesResumeAtTheRateLimitOnceAnOutageEnds(t *testing.T) {
+	t.Parallel()
 	const users, limit = 600, 200.0
 	st := newStack(t, sink.ModelUser, emulator.Config{})
 	if err := st.emu.SetFaults(emulator.Faults{Status: map[int]float64{503: 1}}); err != nil {

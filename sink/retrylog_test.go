@@ -19,6 +19,7 @@ func (e httpStatusError) Error() string   { return "HTTP " + thousands(int(e)) }
 func (e httpStatusError) HTTPStatus() int { return int(e) }
 
 func TestRetriesAreLoggedAsOneLinePerKindOfRequestWithCountsByCause(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.WarnLevel)
 	var l retryLog
 	for range 1200 {

@@ -46,6 +46,7 @@ func (st *stack) withSources() {
 }
 
 func TestAUsersTagsAreTheUnionOfEverySourceRow(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.withSources()
 		st.addDevices("d-1")
@@ -63,6 +64,7 @@ func TestAUsersTagsAreTheUnionOfEverySourceRow(t *testing.T) {
 }
 
 func TestASourceRowThatComesBeforeItsContactReachesTheContactsUser(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.withSources()
 		st.addDevices("d-2")
@@ -78,6 +80,7 @@ func TestASourceRowThatComesBeforeItsContactReachesTheContactsUser(t *testing.T)
 }
 
 func TestAnExternalIDChangeTakesTheReferencingRowsTagsToTheNewUser(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.withSources()
 		st.addDevices("d-3")
@@ -102,6 +105,7 @@ func TestAnExternalIDChangeTakesTheReferencingRowsTagsToTheNewUser(t *testing.T)
 }
 
 func TestALateOlderChangeOfAReferencingRowStillReachesItsUser(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.withSources()
 		st.addDevices("d-4")
@@ -120,6 +124,7 @@ func TestALateOlderChangeOfAReferencingRowStillReachesItsUser(t *testing.T) {
 }
 
 func TestASourceOfSeveralRowsPerUserCountsThemOrSaysWhetherAnyIsTrue(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.withSources()
 		st.addDevices("d-5")
@@ -146,6 +151,7 @@ func TestASourceOfSeveralRowsPerUserCountsThemOrSaysWhetherAnyIsTrue(t *testing.
 }
 
 func TestADeviceOwnedByForeignKeyFollowsItsContact(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.addDevices("fk-1", "fk-2")
 		m := &transform.Mapping{Users: crm.Users, Devices: &transform.DevicesMapping{
@@ -174,6 +180,7 @@ func (st *stack) userWith(dev, ext string, tags map[string]string) func(emulator
 }
 
 func TestARowThatStopsMatchingItsFilterIsDeletedForOneSignalAndComesBackWhole(t *testing.T) {
+	t.Parallel()
 	forEachModel(t, func(t *testing.T, st *stack) {
 		st.withSources()
 		st.addDevices("f-1")
