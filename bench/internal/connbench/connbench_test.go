@@ -46,3 +46,17 @@ func TestBackendCPUReadsThisProcesssCPUTime(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestTheCopyProducerPadsKeysAndValuesToTheSizesItIsGiven(t *testing.T) {
+	out := make(chan []kafka.Message, 10)
+	l := &lineSplitter{topic: "t", out: out, keyBytes: 5, valueBytes: 11}
+	if _, err := l.Write([]byte("12\tab\n")); err != nil {
+		t.Fatal(err)
+	}
+	l.flush()
+	close(out)
+	m := (<-out)[0]
+	if string(m.Key) != "12121" || string(m.Value) != "12\tab12\tab1" {
+		t.Errorf("key %q, value %q; want 12121 and 12\\tab12\\tab1", m.Key, m.Value)
+	}
+}

@@ -39,6 +39,10 @@ type copyConfig struct {
 	Table   string   `json:"table"`
 	Topic   string   `json:"topic"`
 	Brokers []string `json:"brokers"`
+	// KeyBytes and ValueBytes, when above zero, pad each message's key and
+	// value to that size (with copies of the line's own bytes).
+	KeyBytes   int `json:"key_bytes,omitempty"`
+	ValueBytes int `json:"value_bytes,omitempty"`
 }
 
 // copyOutput is what the child prints on its last line of standard output.
@@ -76,7 +80,7 @@ func runCopyProducer(ctx context.Context, cfg copyConfig) error {
 			}
 		})
 	}
-	lines := &lineSplitter{topic: cfg.Topic, out: batches}
+	lines := &lineSplitter{topic: cfg.Topic, out: batches, keyBytes: cfg.KeyBytes, valueBytes: cfg.ValueBytes}
 	started := time.Now()
 	tag, err := conn.CopyTo(ctx, lines, "COPY (SELECT * FROM "+cfg.Table+") TO STDOUT")
 	copied := time.Since(started)
@@ -100,11 +104,12 @@ func runCopyProducer(ctx context.Context, cfg copyConfig) error {
 
 // lineSplitter turns COPY's text output into one message per line.
 type lineSplitter struct {
-	topic string
-	out   chan<- []kafka.Message
-	part  []byte // a line split between writes
-	batch []kafka.Message
-	slab  []byte
+	topic                string
+	keyBytes, valueBytes int // pad to these sizes, when above zero
+	out                  chan<- []kafka.Message
+	part                 []byte // a line split between writes
+	batch                []kafka.Message
+	slab                 []byte
 }
 
 func (l *lineSplitter) Write(p []byte) (int, error) {
@@ -127,20 +132,35 @@ func (l *lineSplitter) Write(p []byte) (int, error) {
 }
 
 func (l *lineSplitter) add(line []byte) {
-	if cap(l.slab)-len(l.slab) < len(line) {
-		l.slab = make([]byte, 0, max(64<<10, len(line)))
+	key := line
+	if i := bytes.IndexByte(line, '\t'); i >= 0 {
+		key = line[:i]
 	}
-	s := len(l.slab)
-	l.slab = append(l.slab, line...)
-	v := l.slab[s:len(l.slab):len(l.slab)]
-	key := v
-	if i := bytes.IndexByte(v, '\t'); i >= 0 {
-		key = v[:i]
+	var k, v []byte
+	if l.keyBytes > 0 || l.valueBytes > 0 {
+		k, v = l.padded(key, l.keyBytes), l.padded(line, l.valueBytes)
+	} else {
+		v = l.padded(line, 0)
+		k = v[:len(key)]
 	}
-	l.batch = append(l.batch, kafka.Message{Topic: l.topic, Key: key, Value: v})
+	l.batch = append(l.batch, kafka.Message{Topic: l.topic, Key: k, Value: v})
 	if len(l.batch) == copyBatch {
 		l.flush()
 	}
+}
+
+// padded copies b into the slab, followed by copies of itself up to size
+// bytes in all.
+func (l *lineSplitter) padded(b []byte, size int) []byte {
+	size = max(size, len(b))
+	if cap(l.slab)-len(l.slab) < size {
+		l.slab = make([]byte, 0, max(64<<10, size))
+	}
+	s := len(l.slab)
+	for len(l.slab)-s < size && len(b) > 0 {
+		l.slab = append(l.slab, b[:min(len(b), size-(len(l.slab)-s))]...)
+	}
+	return l.slab[s:len(l.slab):len(l.slab)]
 }
 
 func (l *lineSplitter) flush() {
@@ -176,7 +196,7 @@ type copyRun struct {
 	serverCPU time.Duration
 }
 
-func (b *Bench) copyToKafka(ctx context.Context, table string) (copyRun, error) {
+func (b *Bench) copyToKafka(ctx context.Context, table string, keyBytes, valueBytes int) (copyRun, error) {
 	br, err := harness.StartBroker(ctx)
 	if err != nil {
 		return copyRun{}, err
@@ -186,7 +206,7 @@ func (b *Bench) copyToKafka(ctx context.Context, table string) (copyRun, error) 
 	if err := broker.EnsureTopics(ctx, br.Brokers, partitions, topic); err != nil {
 		return copyRun{}, err
 	}
-	cfg, err := json.Marshal(copyConfig{DSN: b.DB.DSN, Table: table, Topic: topic, Brokers: br.Brokers})
+	cfg, err := json.Marshal(copyConfig{DSN: b.DB.DSN, Table: table, Topic: topic, Brokers: br.Brokers, KeyBytes: keyBytes, ValueBytes: valueBytes})
 	if err != nil {
 		return copyRun{}, err
 	}

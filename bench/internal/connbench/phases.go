@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -36,6 +35,9 @@ type run struct {
 	inKafka   time.Duration // when Kafka first held every event
 	events    int64         // events Kafka held at the end
 	brokerCPU time.Duration // CPU time of the broker process
+	// Snapshot runs only: the mean key and value sizes of its events, from
+	// a sample of the first partition.
+	keyBytes, valueBytes int
 }
 
 func (r run) rate(rows int) float64 { return float64(rows) / r.elapsed.Seconds() }
@@ -57,9 +59,14 @@ type StreamResult struct {
 type SnapshotResult struct {
 	rows       int
 	tableBytes int64
+	copyText   int64   // the bytes of COPY's text output
 	copy       run     // COPY into nothing, for scale
 	copyKafka  copyRun // the baseline: COPY's rows through a minimal producer into Kafka
-	conns      []snapshotRun
+	// copySized is the same producer with each message padded to the size
+	// of the connector's events (the first parallelism's): what producing
+	// those bytes into this broker costs any snapshotter.
+	copySized copyRun
+	conns     []snapshotRun
 }
 
 // snapshotRun is the connector's snapshot at one postgres.snapshot_parallelism.
@@ -203,16 +210,18 @@ func (b *Bench) Snapshot(ctx context.Context) (*SnapshotResult, error) {
 
 	harness.Progress("snapshot: COPY (SELECT * FROM %s) TO STDOUT, %s, into nothing", table, harness.MiB(res.tableBytes))
 	t := time.Now()
-	tag, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY (SELECT * FROM "+table+") TO STDOUT")
+	var text byteCounter
+	tag, err := conn.PgConn().CopyTo(ctx, &text, "COPY (SELECT * FROM "+table+") TO STDOUT")
 	if err != nil {
 		return nil, fmt.Errorf("COPY: %w", err)
 	}
 	res.copy.elapsed = time.Since(t)
+	res.copyText = int64(text)
 	if tag.RowsAffected() != int64(b.Opts.Rows) {
 		return nil, fmt.Errorf("COPY read %d rows, want %d", tag.RowsAffected(), b.Opts.Rows)
 	}
 	harness.Progress("snapshot: COPY into nothing took %s (%.0f rows/s); now COPY through a minimal kafka-go producer into a broker", res.copy.elapsed.Round(time.Millisecond), res.copy.rate(res.rows))
-	if res.copyKafka, err = b.copyToKafka(ctx, table); err != nil {
+	if res.copyKafka, err = b.copyToKafka(ctx, table, 0, 0); err != nil {
 		return nil, err
 	}
 	harness.Progress("snapshot: COPY into Kafka took %s (%.0f rows/s), the COPY's backend %s of CPU", res.copyKafka.elapsed.Round(time.Millisecond), res.copyKafka.rate(res.rows), res.copyKafka.serverCPU)
@@ -231,6 +240,12 @@ func (b *Bench) Snapshot(ctx context.Context) (*SnapshotResult, error) {
 		res.conns = append(res.conns, snapshotRun{parallel: parallel, run: r})
 		harness.Progress("snapshot: the connector took %s (%.0f rows/s), %s of CPU", r.elapsed.Round(time.Millisecond), r.rate(res.rows), r.cpu.Round(time.Millisecond))
 	}
+	c := res.conns[0]
+	harness.Progress("snapshot: COPY through the minimal producer again, keys padded to %d bytes and values to %d, the connector's events' mean sizes", c.keyBytes, c.valueBytes)
+	if res.copySized, err = b.copyToKafka(ctx, table, c.keyBytes, c.valueBytes); err != nil {
+		return nil, err
+	}
+	harness.Progress("snapshot: COPY of the connector's bytes into Kafka took %s (%.0f rows/s)", res.copySized.elapsed.Round(time.Millisecond), res.copySized.rate(res.rows))
 	return res, nil
 }
 
@@ -384,6 +399,11 @@ func (b *Bench) runConnector(ctx context.Context, cr connectorRun) (run, error) 
 	if r.inKafka == 0 { // the slot confirmed before the count came round
 		r.inKafka = r.elapsed
 	}
+	if cr.snapshot && br != nil {
+		if r.keyBytes, r.valueBytes, err = eventSizes(ctx, broker.Plain(br.Brokers), topic); err != nil {
+			return run{}, err
+		}
+	}
 	_ = c.Stop(30 * time.Second)
 	stopped = true
 	r.cpu, r.maxRSS = c.Usage()
@@ -393,6 +413,31 @@ func (b *Bench) runConnector(ctx context.Context, cr connectorRun) (run, error) 
 		r.brokerCPU, _ = br.Usage()
 	}
 	return r, nil
+}
+
+// byteCounter is an io.Writer that counts what it is given.
+type byteCounter int64
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	*c += byteCounter(len(p))
+	return len(p), nil
+}
+
+// eventSizes returns the mean key and value sizes of the first 2,000
+// records of the topic's first partition.
+func eventSizes(ctx context.Context, c broker.Cluster, topic string) (key, value int, err error) {
+	end, err := c.EndOffset(ctx, topic, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	var n, k, v int
+	err = c.ReadRange(ctx, topic, 0, 0, min(end, 2000), func(m kafka.Message) {
+		n, k, v = n+1, k+len(m.Key), v+len(m.Value)
+	})
+	if err != nil || n == 0 {
+		return 0, 0, fmt.Errorf("the sizes of %s's events (%d read): %w", topic, n, err)
+	}
+	return (k + n/2) / n, (v + n/2) / n, nil
 }
 
 // kafkaCount returns how many records the topic's partitions hold.
