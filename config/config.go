@@ -951,8 +951,18 @@ func dsnProblem(err error, dsn string) string {
 	if dsn != "" && strings.Contains(reason, dsn) {
 		return "it does not parse" // a reason that quotes it would print it
 	}
-	return reason
+	// The URL parser quotes the part it stopped at ("unexpected spaces found
+	// in \"…\""), which may be a password's.
+	return quotedPart.ReplaceAllStringFunc(reason, func(q string) string {
+		if part, err := strconv.Unquote(q); err == nil && dsn != "" && strings.Contains(dsn, part) {
+			return "(a part of it)"
+		}
+		return q
+	})
 }
+
+// quotedPart matches a string as strconv.Quote writes it.
+var quotedPart = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 
 // KafkaSecurity is the TLS and SASL part of the kafka section.
 func (c *Config) KafkaSecurity() broker.Security {

@@ -350,6 +350,9 @@ func TestADSNThatDoesNotParseIsNamedWithoutItsPassword(t *testing.T) {
 		{"host=db password=hunter2 port=many", "invalid port"},
 		{"host=db password='hunter2", "failed to parse as keyword/value"},
 		{"postgres://cdc:hunter2@db/app?connect_timeout=soon", "invalid connect_timeout"},
+		// The URL parser quotes the part it stopped at: here a password
+		// with a space, written without its user.
+		{"postgres://0 hunter2", "unexpected spaces found in (a part of it)"},
 	} {
 		t.Setenv("ONESIGNAL_CDC_POSTGRES_DSN", tc.dsn)
 		_, err := ParseFor(strings.NewReader(minimal(t)), Connector)
