@@ -161,7 +161,7 @@ func verbatim(oid uint32, text []byte) (json.RawMessage, bool) {
 	case oidJSON, oidJSONB:
 		// json keeps the whitespace it was written with, around the value too.
 		v := trimJSONSpace(text)
-		if json.Valid(v) {
+		if validJSON(v) {
 			return v[:len(v):len(v)], true
 		}
 	}

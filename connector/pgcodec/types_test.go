@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -238,6 +239,9 @@ var fuzzOIDs = []uint32{
 }
 
 func FuzzTextToJSON(f *testing.F) {
+	for _, c := range jsonValidityCases {
+		f.Add(uint8(slices.Index(fuzzOIDs, oidJSON)), []byte(c))
+	}
 	for _, c := range textCases {
 		for i, oid := range fuzzOIDs {
 			if oid == c.oid {
@@ -247,6 +251,9 @@ func FuzzTextToJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, pick uint8, text []byte) {
 		oid := fuzzOIDs[int(pick)%len(fuzzOIDs)]
+		if validJSON(text) != json.Valid(text) {
+			t.Fatalf("validJSON(%q) = %v, json.Valid says otherwise", text, validJSON(text))
+		}
 		orig := bytes.Clone(text)
 		got := textToJSON(oid, text)
 		if !json.Valid(got) {
