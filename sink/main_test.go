@@ -11,8 +11,10 @@ import (
 // -parallel says otherwise. Each test has a broker, an emulator and sinks
 // of its own, and spends its time waiting on rate limits, backoffs and
 // group rebalances rather than on the CPU: at go test's default (one per
-// core) the package took 220 s here on 2 cores, at 6 about 55 s.
-const waitBoundParallel = 6
+// core) the package took 220 s here on 2 cores, at 6 about 55 s; 4 keeps
+// the load it puts beside test/e2e (which go test runs at the same time)
+// lower.
+const waitBoundParallel = 4
 
 func TestMain(m *testing.M) {
 	flag.Parse()
