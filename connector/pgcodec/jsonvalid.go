@@ -41,9 +41,9 @@ func (v *jsonValidator) value(depth int) bool {
 	case c == '"':
 		return v.string()
 	case c == '{':
-		return v.object(depth + 1)
+		return v.list(depth+1, '}')
 	case c == '[':
-		return v.array(depth + 1)
+		return v.list(depth+1, ']')
 	case c == '-' || ('0' <= c && c <= '9'):
 		return v.number()
 	case c == 't':
@@ -64,26 +64,22 @@ func (v *jsonValidator) literal(word string) bool {
 	return true
 }
 
-func (v *jsonValidator) object(depth int) bool {
+// list reads an object (end '}') or an array (end ']') from its opening
+// bracket to its closing one.
+func (v *jsonValidator) list(depth int, end byte) bool {
 	if depth > maxJSONDepth {
 		return false
 	}
-	v.i++ // {
+	v.i++ // { or [
 	v.space()
-	if v.i < len(v.b) && v.b[v.i] == '}' {
+	if v.i < len(v.b) && v.b[v.i] == end {
 		v.i++
 		return true
 	}
 	for {
-		if v.i >= len(v.b) || v.b[v.i] != '"' || !v.string() {
+		if end == '}' && !v.name() {
 			return false
 		}
-		v.space()
-		if v.i >= len(v.b) || v.b[v.i] != ':' {
-			return false
-		}
-		v.i++
-		v.space()
 		if !v.value(depth) {
 			return false
 		}
@@ -95,7 +91,7 @@ func (v *jsonValidator) object(depth int) bool {
 		case ',':
 			v.i++
 			v.space()
-		case '}':
+		case end:
 			v.i++
 			return true
 		default:
@@ -104,35 +100,18 @@ func (v *jsonValidator) object(depth int) bool {
 	}
 }
 
-func (v *jsonValidator) array(depth int) bool {
-	if depth > maxJSONDepth {
+// name reads an object member's name, its colon and the space around it.
+func (v *jsonValidator) name() bool {
+	if v.i >= len(v.b) || v.b[v.i] != '"' || !v.string() {
 		return false
 	}
-	v.i++ // [
 	v.space()
-	if v.i < len(v.b) && v.b[v.i] == ']' {
-		v.i++
-		return true
+	if v.i >= len(v.b) || v.b[v.i] != ':' {
+		return false
 	}
-	for {
-		if !v.value(depth) {
-			return false
-		}
-		v.space()
-		if v.i >= len(v.b) {
-			return false
-		}
-		switch v.b[v.i] {
-		case ',':
-			v.i++
-			v.space()
-		case ']':
-			v.i++
-			return true
-		default:
-			return false
-		}
-	}
+	v.i++
+	v.space()
+	return true
 }
 
 // string reads a string from its opening quote to its closing one.

@@ -138,7 +138,7 @@ func (s *SnapshotResult) Row() harness.Row {
 	cpuRatio := float64(c.cpu) / float64(max(s.copyKafka.serverCPU, time.Millisecond))
 	verdict := harness.RatioVerdict(ratio, TargetSnapshotRatio)
 	if cpuRatio > TargetSnapshotCPU {
-		verdict += fmt.Sprintf("; CPU **missed** (%.1f× COPY's)", cpuRatio)
+		verdict += "; CPU " + cpuVerdict(cpuRatio)
 	}
 	z := s.copySized
 	sized := c.rate(s.rows) / z.rate(s.rows)
