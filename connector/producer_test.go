@@ -139,3 +139,91 @@ func TestTheProducerKeepsEachKeysEventsInOrderAcrossLanesAndRetries(t *testing.T
 		}
 	}
 }
+
+// gatedWriter holds every write until open is closed, and records how
+// many events each write carried.
+type gatedWriter struct {
+	open    chan struct{}
+	entered chan struct{} // one per write begun
+	mu      sync.Mutex
+	sizes   []int
+}
+
+func (w *gatedWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	w.entered <- struct{}{}
+	select {
+	case <-w.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	w.sizes = append(w.sizes, len(msgs))
+	w.mu.Unlock()
+	return nil
+}
+
+func TestALaneGathersAboutAWritesWorthWhileItsWriteIsInFlight(t *testing.T) {
+	const batchSize, lanes, perLane = 256, 4, 216
+	w := &gatedWriter{open: make(chan struct{}), entered: make(chan struct{}, 64)}
+	p := &producer{w: w, log: zaptest.NewLogger(t), batchSize: batchSize, lanes: lanes, obs: nopObserver{}}
+	tracker := checkpoint.NewLSNTracker(0)
+	in := make(chan []outgoing, lanes*perLane/handoff+1)
+	done := make(chan error, 1)
+	go func() { done <- p.run(t.Context(), in) }()
+
+	// Keys that fall in each lane in turn, so that every run the reader
+	// hands over is cut into one run per lane, as under a busy stream.
+	var keys [lanes][]string
+	for i, full := 0, 0; full < lanes; i++ {
+		k := fmt.Sprintf("contact/%d", i)
+		if l := laneOf([]byte(k), lanes); len(keys[l]) < perLane {
+			if keys[l] = append(keys[l], k); len(keys[l]) == perLane {
+				full++
+			}
+		}
+	}
+	txn := tracker.Begin()
+	var events []outgoing
+	for i := range perLane {
+		for l := range lanes {
+			txn.Add()
+			events = append(events, outgoing{msg: kafka.Message{Topic: "t", Key: []byte(keys[l][i])}, txn: txn, op: event.OpUpdate})
+		}
+	}
+	// One run first, which every lane writes a part of; while those
+	// writes are held, the rest: each lane must find room for its share,
+	// about a write's worth, to write it in one go once Kafka answers.
+	in <- events[:handoff:handoff]
+	for range lanes {
+		<-w.entered
+	}
+	for events = events[handoff:]; len(events) > 0; {
+		n := min(handoff, len(events))
+		in <- events[:n:n]
+		events = events[n:]
+	}
+	tracker.Commit(txn, 100)
+	for deadline := time.Now().Add(5 * time.Second); len(in) > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	drained := len(in) == 0
+	close(w.open)
+	close(in)
+	go func() {
+		for range w.entered {
+		}
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	close(w.entered)
+	if !drained {
+		t.Errorf("with every lane's write in flight, the lanes found no room for %d more events each (batch size %d)", perLane-handoff/lanes, batchSize)
+	}
+	if len(w.sizes) > 2*lanes {
+		t.Errorf("%d events were written in %d writes %v, want two per lane", lanes*perLane, len(w.sizes), w.sizes)
+	}
+	if got := tracker.Confirmed(); got != 100 {
+		t.Errorf("confirmed %s, want 0/64", got)
+	}
+}
