@@ -396,7 +396,10 @@ func (b *Bench) runConnector(ctx context.Context, cr connectorRun) (run, error) 
 			return run{}, fmt.Errorf("kafka holds %d events of %s, want %d", r.events, cr.table, cr.events)
 		}
 	}
-	if r.inKafka == 0 { // the slot confirmed before the count came round
+	if r.inKafka == 0 || r.inKafka > r.elapsed {
+		// The slot confirmed, or the state was saved (which follows
+		// Kafka's acknowledgement of every row), before the count came
+		// round.
 		r.inKafka = r.elapsed
 	}
 	if cr.snapshot && br != nil {
@@ -461,7 +464,12 @@ func kafkaCount(ctx context.Context, kc *kafka.Client, topic string) (int64, err
 }
 
 // waitSnapshot waits until ready reports true (Kafka holds every row) and
-// then until the connector's state shows no snapshot pending for slot.
+// then until the connector's state shows no snapshot pending for slot. It
+// returns when the connector saved that state (State.Updated, on this
+// machine's clock), not when the poll saw it: the connector saves it once
+// Kafka holds the last chunk, and the poll (opening a reader on the state
+// topic, reading it from its start) came 150–200 ms later, which the
+// connector's time then carried and the baseline's did not.
 func waitSnapshot(ctx context.Context, brokers []string, slot string, timeout time.Duration, ready func() (bool, error)) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -494,7 +502,10 @@ func waitSnapshot(ctx context.Context, brokers []string, slot string, timeout ti
 					return time.Time{}, fmt.Errorf("connector state: %w", err)
 				}
 				if len(st.Snapshots) == 0 {
-					return now, nil
+					if st.Updated.IsZero() || st.Updated.After(now) {
+						return now, nil
+					}
+					return st.Updated, nil
 				}
 			}
 		}
