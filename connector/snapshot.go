@@ -173,6 +173,9 @@ type chunk struct {
 	// until the reader has handed them all over; done closes at zero.
 	pending atomic.Int64
 	done    chan struct{}
+	// release hands the rows' memory on to later chunks: called once done
+	// is closed, when Kafka holds every event made from them.
+	release func()
 }
 
 func (c *chunk) ack() {
@@ -328,6 +331,7 @@ func (s *snapshotter) table(ctx context.Context, table string) error {
 		flights = flights[1:]
 		select {
 		case <-f.ch.done:
+			f.ch.release()
 		case <-ctx.Done():
 			return false, nil
 		}
@@ -566,6 +570,7 @@ func (s *snapshotter) read(ctx context.Context, conn *pgx.Conn, db string, q chu
 		names[i], oids[i] = f.Name, f.DataTypeOID
 	}
 	codec := pgcodec.NewSnapshotCodec(pgcodec.Source{DB: db, TopicPrefix: s.c.cfg.TopicPrefix, Version: s.c.cfg.Version}, schema, name, names, oids, key)
+	ch.release = codec.Release
 	lastKey := make([][]byte, len(keyIdx)) // the key of the row read last, in text form
 	for rr.NextRow() {
 		vals := rr.Values()

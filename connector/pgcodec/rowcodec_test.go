@@ -247,6 +247,62 @@ func TestTheSnapshotCodecsRowsStayIntactWhileItEncodesMore(t *testing.T) {
 	}
 }
 
+func TestAnotherSnapshotCodecsReleaseLeavesACodecsRowsIntact(t *testing.T) {
+	names, oids := make([]string, len(everyType)), make([]uint32, len(everyType))
+	for i, c := range everyType {
+		names[i], oids[i] = c.name, uint32(c.oid)
+	}
+	key := []string{"Contact ID", "MixedCase"}
+	newCodec := func() *SnapshotCodec {
+		return NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key)
+	}
+	// encode gives a codec enough rows to fill several blocks, and what
+	// they must stay.
+	encode := func(c *SnapshotCodec) (got, want []SnapshotRow) {
+		for n := 0; n < 10*slabSize/1000; n++ {
+			for _, row := range everyTypeRows() {
+				vals := make([][]byte, len(row))
+				for j, v := range row {
+					if v != nil && v != toast {
+						vals[j] = []byte(*v)
+					}
+				}
+				got = append(got, c.Row(vals, pglogrepl.LSN(n), int64(n)))
+				want = append(want, newCodec().general(vals, pglogrepl.LSN(n), int64(n)))
+			}
+		}
+		return got, want
+	}
+	kept := newCodec()
+	got, want := encode(kept)
+	// A chunk written meanwhile: released, its memory carved again by the
+	// next, and released again.
+	for range 3 {
+		other := newCodec()
+		encode(other)
+		other.Release()
+	}
+	again, wantAgain := encode(newCodec())
+	for i := range got {
+		if !bytes.Equal(got[i].Value, want[i].Value) || !bytes.Equal(got[i].Key, want[i].Key) || !bytes.Equal(got[i].Match, want[i].Match) {
+			t.Fatalf("row %d changed when other codecs released theirs:\ngot:  %s %s %q\nwant: %s %s %q", i, got[i].Key, got[i].Value, got[i].Match, want[i].Key, want[i].Value, want[i].Match)
+		}
+	}
+	for i := range again {
+		if !bytes.Equal(again[i].Value, wantAgain[i].Value) {
+			t.Fatalf("row %d, carved from released memory, is wrong:\ngot:  %s\nwant: %s", i, again[i].Value, wantAgain[i].Value)
+		}
+	}
+	// A codec released goes on, on memory of its own.
+	kept.Release()
+	after, wantAfter := encode(kept)
+	for i := range after {
+		if !bytes.Equal(after[i].Value, wantAfter[i].Value) {
+			t.Fatalf("row %d, encoded after its codec's release, is wrong:\ngot:  %s\nwant: %s", i, after[i].Value, wantAfter[i].Value)
+		}
+	}
+}
+
 func TestTheSnapshotCodecRefusesAnEventOverTheLimit(t *testing.T) {
 	c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v"}, "public", "t", []string{"id", "a", "b"}, []uint32{oidInt8, oidText, oidText}, []string{"id"})
 	big := []byte(strings.Repeat("x", maxEventBytes/2))

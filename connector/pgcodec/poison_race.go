@@ -1,0 +1,6 @@
+//go:build race
+
+package pgcodec
+
+// poison: SnapshotCodec.Release overwrites the memory it releases.
+const poison = true
