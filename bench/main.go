@@ -109,6 +109,7 @@ func main() {
 	daemon := flag.String("daemon", "", "a built onesignal-cdc for the sink's memory and the latency (default: build one from the repository)")
 	write := flag.String("write", "docs/benchmarks.md", "write the results into `FILE` (markdown, relative to the repository), between its markers; '' only prints")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up on any one wait of the connector's measurements, or on the sink's memory measurement, after this long")
+	snapRounds := flag.Int("snapshot-rounds", 3, "how many times the snapshot's comparison is made (the baseline, the connector at the first parallelism, the same bytes, in turn); the table shows the median round")
 	snapParallel := flag.String("snapshot-parallelism", "1,2", "the postgres.snapshot_parallelism values the connector's snapshot is measured at, comma-separated; the first is the table's")
 	peersFlag := flag.Bool("peers", false, "also stream the workload with github.com/xataio/pgstream "+peers.PgstreamVersion+" (wal2json, installed if missing), built once in a scratch module (10–15 minutes the first time) and cached")
 	pgstreamBin := flag.String("pgstream", "", "a built pgstream binary for -peers (default: build and cache one)")
@@ -140,7 +141,7 @@ func main() {
 	opts := options{
 		phases: map[string]bool{},
 		conn: connbench.Options{
-			Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout, SnapshotParallelism: parallelism, Peers: *peersFlag, PgstreamBin: *pgstreamBin,
+			Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout, SnapshotParallelism: parallelism, SnapshotRounds: *snapRounds, Peers: *peersFlag, PgstreamBin: *pgstreamBin,
 			CPUProfile: *cpuProfile, BlockProfile: *blockProfile, Diagnose: *diagnose, ConnectorEnv: connectorEnv, WriterBatch: *writerBatch,
 		},
 		latency: latency.Options{

@@ -324,3 +324,23 @@ func TestASnapshotRowOfManyMidSizedValuesIsCutDownToTheEventLimit(t *testing.T) 
 		t.Errorf("the event lacks the placeholder or the key: %.200s…", r.Value)
 	}
 }
+
+// BenchmarkSnapshotRow encodes a row shaped as the snapshot benchmark's
+// (`go run ./bench -phases snapshot`): a bigint key, four short texts, an
+// integer, a jsonb object and two timestamptz.
+func BenchmarkSnapshotRow(b *testing.B) {
+	names := []string{"id", "external_id", "email", "language", "country", "score", "tags", "created_at", "updated_at"}
+	oids := []uint32{oidInt8, oidText, oidText, oidText, oidText, oidInt4, oidJSONB, oidTimestamptz, oidTimestamptz}
+	vals := [][]byte{
+		[]byte("123456"), []byte("ext-123456"), []byte("user123456@example.com"), []byte("fr"), []byte("US"), []byte("456"),
+		[]byte(`{"beta": true, "plan": "pro", "visits": 72}`), []byte("2026-12-08 02:05:24.526113+00"), []byte("2026-12-08 02:05:24.526113+00"),
+	}
+	c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "public", "bench_snapshot", names, oids, []string{"id"})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		c.Row(vals, pglogrepl.LSN(i), 1_700_000_000_123)
+		if i%10000 == 9999 {
+			c.Release() // as a chunk of 10,000 rows is, once in Kafka
+		}
+	}
+}

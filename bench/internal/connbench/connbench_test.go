@@ -4,6 +4,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -58,5 +59,24 @@ func TestTheCopyProducerPadsKeysAndValuesToTheSizesItIsGiven(t *testing.T) {
 	m := (<-out)[0]
 	if string(m.Key) != "12121" || string(m.Value) != "12\tab12\tab1" {
 		t.Errorf("key %q, value %q; want 12121 and 12\\tab12\\tab1", m.Key, m.Value)
+	}
+}
+
+func TestTheSnapshotsMedianRoundIsTheMiddleOneByItsRatioToTheSameBytes(t *testing.T) {
+	round := func(conn, sized time.Duration) snapshotRound {
+		var r snapshotRound
+		r.conn.elapsed, r.copySized.elapsed = conn, sized
+		return r
+	}
+	// Ratios to the same bytes 0.5, 0.9, 0.7: the median is the third.
+	rounds := []snapshotRound{round(2*time.Second, time.Second), round(time.Second, 900*time.Millisecond), round(time.Second, 700*time.Millisecond)}
+	if got := medianRound(rounds, 1000); got != 2 {
+		t.Errorf("medianRound = %d, want 2 (the ratio 0.7)", got)
+	}
+	if got := medianRound(rounds[:1], 1000); got != 0 {
+		t.Errorf("medianRound of one round = %d", got)
+	}
+	if got := medianRound(rounds[:2], 1000); got != 0 {
+		t.Errorf("medianRound of two rounds = %d, want the lower, 0", got)
 	}
 }
