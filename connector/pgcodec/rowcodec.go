@@ -168,9 +168,9 @@ func (d *Decoder) fastRow(walStart pglogrepl.LSN, data []byte) (st Step, ok bool
 
 	var key []byte
 	if c.keyed {
-		key = carve(&d.slab, k)
+		key = carve(&d.slab, k, newSlab)
 	}
-	d.one = Change{Topic: rel.topic, Key: key, Value: carve(&d.slab, b), Op: op, Table: rel.name, KeyCols: rel.key}
+	d.one = Change{Topic: rel.topic, Key: key, Value: carve(&d.slab, b, newSlab), Op: op, Table: rel.name, KeyCols: rel.key}
 	if d.oneStep == nil {
 		d.oneStep = []*Change{&d.one}
 	}
@@ -258,15 +258,20 @@ func (c *rowCodec) row(b, k, data []byte, pos int, keyOnly bool) (_, _ []byte, e
 // written.
 const slabSize = 64 << 10
 
-// carve copies p into the block *slab, or a new one when it is full.
-func carve(slab *[]byte, p []byte) []byte {
+// carve copies p into the block *slab, or into a new one, from fresh,
+// when it is full.
+func carve(slab *[]byte, p []byte, fresh func() []byte) []byte {
 	if len(p) > slabSize/4 {
 		return append([]byte(nil), p...)
 	}
 	if cap(*slab)-len(*slab) < len(p) {
-		*slab = make([]byte, 0, slabSize)
+		*slab = fresh()
 	}
 	n := len(*slab)
 	*slab = append(*slab, p...)
 	return (*slab)[n : n+len(p) : n+len(p)]
 }
+
+// newSlab is a new block, from the heap: the GC frees it with the last
+// event carved from it.
+func newSlab() []byte { return make([]byte, 0, slabSize) }

@@ -57,28 +57,15 @@ type SnapshotCodec struct {
 // stop.
 var slabs sync.Pool
 
-// newSlab makes the codec carve from a block of its own: a released one
-// when there is one.
-func (c *SnapshotCodec) newSlab() {
+// block is a block of the codec's own to carve from: a released one when
+// there is one.
+func (c *SnapshotCodec) block() []byte {
 	p, ok := slabs.Get().(*[slabSize]byte)
 	if !ok {
 		p = new([slabSize]byte)
 	}
 	c.blocks = append(c.blocks, p)
-	c.slab = p[:0:slabSize]
-}
-
-// carve copies p into the codec's slab, or a new one when it is full.
-func (c *SnapshotCodec) carve(p []byte) []byte {
-	if len(p) > slabSize/4 {
-		return append([]byte(nil), p...)
-	}
-	if cap(c.slab)-len(c.slab) < len(p) {
-		c.newSlab()
-	}
-	n := len(c.slab)
-	c.slab = append(c.slab, p...)
-	return c.slab[n : n+len(p) : n+len(p)]
+	return p[:0:slabSize]
 }
 
 // Release hands the memory of every row the codec returned on to later
@@ -179,7 +166,7 @@ func (c *SnapshotCodec) general(vals [][]byte, lsn pglogrepl.LSN, now int64) Sna
 // block of its own).
 func (c *SnapshotCodec) fast(vals [][]byte, lsn pglogrepl.LSN, now int64) (r SnapshotRow, ok bool) {
 	if cap(c.slab)-len(c.slab) < slabSize/8 {
-		c.newSlab()
+		c.slab = c.block()
 	}
 	free := c.slab[len(c.slab):]
 	b, k, m := free, c.keyBuf[:0], c.matchBuf[:0]
@@ -230,7 +217,7 @@ func (c *SnapshotCodec) fast(vals [][]byte, lsn pglogrepl.LSN, now int64) (r Sna
 	r.Value = b[:len(b):len(b)]
 	if c.keyed {
 		k = append(k, '}')
-		r.Key = c.carve(k)
+		r.Key = carve(&c.slab, k, c.block)
 	}
 	c.keyBuf = k
 	if !c.inOrder {
@@ -247,6 +234,6 @@ func (c *SnapshotCodec) fast(vals [][]byte, lsn pglogrepl.LSN, now int64) (r Sna
 			m = append(m, 0)
 		}
 	}
-	r.Match, c.matchBuf = c.carve(m), m
+	r.Match, c.matchBuf = carve(&c.slab, m, c.block), m
 	return r, true
 }
