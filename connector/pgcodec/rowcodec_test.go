@@ -180,20 +180,33 @@ func BenchmarkDecodeInsert(b *testing.B) {
 	}
 }
 
-func TestTheSnapshotCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
+// everyTypeCodec is the snapshot codec of a table with a column of every
+// type (everyType), keyed by key.
+func everyTypeCodec(key []string) *SnapshotCodec {
 	names, oids := make([]string, len(everyType)), make([]uint32, len(everyType))
 	for i, c := range everyType {
 		names[i], oids[i] = c.name, uint32(c.oid)
 	}
+	return NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key)
+}
+
+// snapshotValues is a row of everyTypeRows as a SELECT reads it: text
+// values, nil for NULL (a snapshot has no unchanged TOAST values).
+func snapshotValues(row []*string) [][]byte {
+	vals := make([][]byte, len(row))
+	for j, v := range row {
+		if v != nil && v != toast {
+			vals[j] = []byte(*v)
+		}
+	}
+	return vals
+}
+
+func TestTheSnapshotCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
 	for _, key := range [][]string{{"Contact ID"}, {"Contact ID", "MixedCase"}, {"MixedCase", "t"}, nil, {"not selected"}} {
 		for i, row := range everyTypeRows() {
-			vals := make([][]byte, len(row))
-			for j, v := range row {
-				if v != nil && v != toast {
-					vals[j] = []byte(*v)
-				}
-			}
-			c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key)
+			vals := snapshotValues(row)
+			c := everyTypeCodec(key)
 			got, ok := c.fast(vals, 0x1234, 1_700_000_000_123)
 			if !ok {
 				t.Fatalf("key %q, row %d: the codec refused a row under the limit", key, i)
@@ -213,23 +226,14 @@ func TestTheSnapshotCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
 }
 
 func TestTheSnapshotCodecsRowsStayIntactWhileItEncodesMore(t *testing.T) {
-	names, oids := make([]string, len(everyType)), make([]uint32, len(everyType))
-	for i, c := range everyType {
-		names[i], oids[i] = c.name, uint32(c.oid)
-	}
 	key := []string{"Contact ID", "MixedCase"}
-	c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key)
+	c := everyTypeCodec(key)
 	var rows [][][]byte
 	var got []SnapshotRow
 	// Enough rows to fill several of the blocks rows are written into.
 	for n := 0; n < 40*slabSize/1000; n++ {
 		for _, row := range everyTypeRows() {
-			vals := make([][]byte, len(row))
-			for j, v := range row {
-				if v != nil && v != toast {
-					vals[j] = []byte(*v)
-				}
-			}
+			vals := snapshotValues(row)
 			rows = append(rows, vals)
 			r := c.Row(vals, pglogrepl.LSN(n), int64(n))
 			if cap(r.Value) != len(r.Value) || cap(r.Key) != len(r.Key) || cap(r.Match) != len(r.Match) {
@@ -240,7 +244,7 @@ func TestTheSnapshotCodecsRowsStayIntactWhileItEncodesMore(t *testing.T) {
 	}
 	for i, vals := range rows {
 		n := i / len(everyTypeRows())
-		want := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key).general(vals, pglogrepl.LSN(n), int64(n))
+		want := everyTypeCodec(key).general(vals, pglogrepl.LSN(n), int64(n))
 		if !bytes.Equal(got[i].Value, want.Value) || !bytes.Equal(got[i].Key, want.Key) || !bytes.Equal(got[i].Match, want.Match) {
 			t.Fatalf("row %d changed after later rows were encoded:\ngot:  %s %s %q\nwant: %s %s %q", i, got[i].Key, got[i].Value, got[i].Match, want.Key, want.Value, want.Match)
 		}
@@ -248,25 +252,14 @@ func TestTheSnapshotCodecsRowsStayIntactWhileItEncodesMore(t *testing.T) {
 }
 
 func TestAnotherSnapshotCodecsReleaseLeavesACodecsRowsIntact(t *testing.T) {
-	names, oids := make([]string, len(everyType)), make([]uint32, len(everyType))
-	for i, c := range everyType {
-		names[i], oids[i] = c.name, uint32(c.oid)
-	}
 	key := []string{"Contact ID", "MixedCase"}
-	newCodec := func() *SnapshotCodec {
-		return NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "Sales", "Contacts ☃", names, oids, key)
-	}
+	newCodec := func() *SnapshotCodec { return everyTypeCodec(key) }
 	// encode gives a codec enough rows to fill several blocks, and what
 	// they must stay.
 	encode := func(c *SnapshotCodec) (got, want []SnapshotRow) {
 		for n := 0; n < 10*slabSize/1000; n++ {
 			for _, row := range everyTypeRows() {
-				vals := make([][]byte, len(row))
-				for j, v := range row {
-					if v != nil && v != toast {
-						vals[j] = []byte(*v)
-					}
-				}
+				vals := snapshotValues(row)
 				got = append(got, c.Row(vals, pglogrepl.LSN(n), int64(n)))
 				want = append(want, newCodec().general(vals, pglogrepl.LSN(n), int64(n)))
 			}
