@@ -225,6 +225,24 @@ func TestTheSnapshotCodecWritesWhatTheGeneralPathWrites(t *testing.T) {
 	}
 }
 
+func TestEachSnapshotRowCarriesItsOwnLSNAndTimeWhenOnlyOneOfThemChanges(t *testing.T) {
+	c := everyTypeCodec([]string{"Contact ID"})
+	vals := snapshotValues(everyTypeRows()[0])
+	// The rest of an event is rendered once for a chunk's LSN and
+	// millisecond: each change of either, and a return to an earlier
+	// pair, must show in the next row.
+	for _, at := range []struct {
+		lsn pglogrepl.LSN
+		now int64
+	}{{0x10, 1000}, {0x10, 1000}, {0x10, 1001}, {0x20, 1001}, {0x10, 1000}, {0x10, 1000}} {
+		got := c.Row(vals, at.lsn, at.now)
+		want := everyTypeCodec([]string{"Contact ID"}).general(vals, at.lsn, at.now)
+		if !bytes.Equal(got.Value, want.Value) {
+			t.Errorf("lsn %s, now %d:\ncodec:   %s\ngeneral: %s", at.lsn, at.now, got.Value, want.Value)
+		}
+	}
+}
+
 func TestTheSnapshotCodecsRowsStayIntactWhileItEncodesMore(t *testing.T) {
 	key := []string{"Contact ID", "MixedCase"}
 	c := everyTypeCodec(key)
@@ -331,7 +349,9 @@ func BenchmarkSnapshotRow(b *testing.B) {
 	c := NewSnapshotCodec(Source{DB: "app", TopicPrefix: "cdc", Version: "v1.2.3"}, "public", "bench_snapshot", names, oids, []string{"id"})
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		c.Row(vals, pglogrepl.LSN(i), 1_700_000_000_123)
+		// A chunk's rows are read at its LSN, in the same millisecond
+		// mostly.
+		c.Row(vals, pglogrepl.LSN(0x1000+i/10000), 1_700_000_000_000+int64(i/500))
 		if i%10000 == 9999 {
 			c.Release() // as a chunk of 10,000 rows is, once in Kafka
 		}

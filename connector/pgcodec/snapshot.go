@@ -43,6 +43,12 @@ type SnapshotCodec struct {
 	inOrder bool
 	// the event around its row and its numbers
 	head, sourceHead, sourceMid []byte
+	// tail is the event after its row, rendered for tailLSN and tailNow:
+	// a chunk's rows share both, so it is rendered once per chunk and
+	// millisecond, not per row.
+	tail    []byte
+	tailLSN pglogrepl.LSN
+	tailNow int64
 
 	keyBuf, matchBuf, slab []byte
 	// blocks are the slabs the rows were carved from, which Release
@@ -158,6 +164,24 @@ func (c *SnapshotCodec) general(vals [][]byte, lsn pglogrepl.LSN, now int64) Sna
 	return SnapshotRow{Match: []byte(MatchKey(ev.After, c.key)), Key: Key(ev.After, c.key), Value: Encode(ev, c.key)}
 }
 
+// tailOf is what follows an event's row: the row's end, the source and
+// the event's own ts_ms.
+func (c *SnapshotCodec) tailOf(lsn pglogrepl.LSN, now int64) []byte {
+	if c.tail != nil && lsn == c.tailLSN && now == c.tailNow {
+		return c.tail
+	}
+	t := append(c.tail[:0], '}')
+	t = append(t, c.sourceHead...)
+	t = strconv.AppendInt(t, now, 10)
+	t = append(t, c.sourceMid...)
+	t = strconv.AppendInt(t, int64(lsn), 10)
+	t = append(t, `},"op":"r","ts_ms":`...)
+	t = strconv.AppendInt(t, now, 10)
+	t = append(t, '}')
+	c.tail, c.tailLSN, c.tailNow = t, lsn, now
+	return t
+}
+
 // fast encodes a row straight from its text values. ok is false for an
 // event over maxEventBytes, which general shortens.
 //
@@ -200,14 +224,7 @@ func (c *SnapshotCodec) fast(vals [][]byte, lsn pglogrepl.LSN, now int64) (r Sna
 			}
 		}
 	}
-	b = append(b, '}')
-	b = append(b, c.sourceHead...)
-	b = strconv.AppendInt(b, now, 10)
-	b = append(b, c.sourceMid...)
-	b = strconv.AppendInt(b, int64(lsn), 10)
-	b = append(b, `},"op":"r","ts_ms":`...)
-	b = strconv.AppendInt(b, now, 10)
-	b = append(b, '}')
+	b = append(b, c.tailOf(lsn, now)...)
 	if len(b) > maxEventBytes {
 		return SnapshotRow{}, false
 	}
