@@ -36,8 +36,8 @@
 // To find where the connector's time goes: -cpuprofile and -blockprofile
 // profile the connector process; -diagnose streams the workload once more
 // with its events acknowledged at once instead of written to Kafka, and
-// prints how its Kafka writes went. -writer-batch and -connector-env try
-// settings other than the daemon's; the report marks such a run as an
+// prints how its Kafka writes went. -connector-env tries settings other
+// than the daemon's; the report marks such a run as an
 // experiment. A run with any of these flags, like a run of some benchmarks
 // only, writes nothing unless given -write.
 package main
@@ -119,7 +119,6 @@ func main() {
 	diagnose := flag.Bool("diagnose", false, "also stream the workload once more with the connector's events acknowledged at once instead of written to Kafka, and print statistics of the connector's Kafka writes")
 	var connectorEnv envList
 	flag.Var(&connectorEnv, "connector-env", "an experiment: set `NAME=VALUE` in the connector process's environment only, e.g. GOGC=400 (repeatable)")
-	writerBatch := flag.Int("writer-batch", 0, "an experiment: the connector's Kafka writer BatchSize (default: the daemon's, broker.WriterBatchSize)")
 	flag.Parse()
 	parallelism, err := connbench.ParseParallelism(*snapParallel)
 	if err != nil {
@@ -142,7 +141,7 @@ func main() {
 		phases: map[string]bool{},
 		conn: connbench.Options{
 			Rows: *rows, Txn: *txn, BigTxn: *bigTxn, Timeout: *timeout, SnapshotParallelism: parallelism, SnapshotRounds: *snapRounds, Peers: *peersFlag, PgstreamBin: *pgstreamBin,
-			CPUProfile: *cpuProfile, BlockProfile: *blockProfile, Diagnose: *diagnose, ConnectorEnv: connectorEnv, WriterBatch: *writerBatch,
+			CPUProfile: *cpuProfile, BlockProfile: *blockProfile, Diagnose: *diagnose, ConnectorEnv: connectorEnv,
 		},
 		latency: latency.Options{
 			Rate: *rate, Duration: *duration, Warmup: *warmup, Users: *users, Quiet: *quietUsers, Txn: *latencyTxn, Conns: *conns,
@@ -169,15 +168,12 @@ func main() {
 	if *rows <= 0 || *txn <= 0 || *bigTxn <= 0 || *rate <= 0 || *users <= 0 || *latencyTxn <= 0 || *conns <= 0 || *duration <= 0 || *bulkUsers <= 0 || *sinkUsers <= 0 {
 		usage("sizes, rates and durations must be positive")
 	}
-	if *writerBatch < 0 {
-		usage("-writer-batch must be positive, or 0 for the daemon's")
-	}
 	explicit := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	diagnostics := map[string]bool{
 		"cpuprofile": *cpuProfile != "", "blockprofile": *blockProfile != "", "diagnose": *diagnose,
 		"broker-cpuprofile": *brokerProfile != "",
-		"connector-env":     len(connectorEnv) > 0, "writer-batch": *writerBatch > 0,
+		"connector-env":     len(connectorEnv) > 0,
 	}
 	if err := checkPhaseFlags(diagnostics, opts.phases); err != nil {
 		usage("%v", err)
@@ -222,7 +218,6 @@ var phaseFlags = map[string][]string{
 	"diagnose":          {"stream"},
 	"broker-cpuprofile": {"stream", "snapshot", "memory", "sinkmem", "sinkdown", "latency"},
 	"connector-env":     {"stream", "snapshot", "memory"},
-	"writer-batch":      {"stream", "snapshot", "memory"},
 }
 
 // checkPhaseFlags refuses a flag of phaseFlags set (given[name]) when

@@ -12,7 +12,7 @@ func TestAConnectorFlagNeedsOneOfItsPhases(t *testing.T) {
 	}{
 		{[]string{"cpuprofile"}, []string{"stream"}, ""},
 		{[]string{"cpuprofile", "blockprofile"}, []string{"snapshot", "sink"}, ""},
-		{[]string{"writer-batch"}, []string{"memory"}, ""},
+		{[]string{"connector-env"}, []string{"memory"}, ""},
 		{nil, []string{"sink"}, ""},
 		{[]string{"cpuprofile"}, []string{"memory", "latency"}, "-cpuprofile"},
 		{[]string{"diagnose"}, []string{"snapshot"}, "-diagnose"},

@@ -17,14 +17,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// WriterBatchSize is the writer BatchSize the daemon uses: the most
+// WriterBatchSize is the kafka-go writer BatchSize the daemon uses (the
+// sink's writers; the connector writes through ProduceWriter): the most
 // messages in one produce batch of one partition. kafka-go sets aside room
 // for BatchSize messages in every batch it starts (one per partition per
 // write), so a size far above what one write puts in one partition costs
 // allocation and GC for nothing: at 1000, with the connector's 1,000-event
 // writes over 6 partitions, 900 kB per write, 6 % of the connector's CPU in
-// a profile of the connector under `go run ./bench -phases stream`, and
-// its share of GC. Batches fill and are sent at once; the rest wait
+// a profile of the connector under `go run ./bench -phases stream` (when
+// it wrote through kafka-go's writer), and its share of GC. Batches fill and are sent at once; the rest wait
 // BatchTimeout.
 const WriterBatchSize = 256
 

@@ -23,20 +23,21 @@ import (
 // lock while it does, and the timer needs that lock to send the batch.
 const ConnectorBatchTimeout = time.Microsecond
 
-// NewConnectorWriter is the connector's writer: NewWriter with
-// WriterBatchSize, batches sent as soon as the write that made them is in
-// them, and the topic's partition count looked up once a second rather
-// than once per message.
-func (c Cluster) NewConnectorWriter() *Writer {
+// NewEagerWriter is the best the connector had of kafka-go's Writer, and
+// the snapshot benchmark's baseline producer (a minimal kafka-go
+// producer): NewWriter with WriterBatchSize, batches sent as soon as the
+// write that made them is in them, and the topic's partition count looked
+// up once a second rather than once per message.
+func (c Cluster) NewEagerWriter() *Writer {
 	w := c.NewWriter(WriterBatchSize)
 	w.BatchTimeout = ConnectorBatchTimeout
 	w.Transport = &partitionCounts{RoundTripper: w.Transport, ttl: time.Second}
 	return w
 }
 
-// NewConnectorWriter is Cluster.NewConnectorWriter on a plaintext cluster.
-func NewConnectorWriter(brokers []string) *Writer {
-	return Plain(brokers).NewConnectorWriter()
+// NewEagerWriter is Cluster.NewEagerWriter on a plaintext cluster.
+func NewEagerWriter(brokers []string) *Writer {
+	return Plain(brokers).NewEagerWriter()
 }
 
 // partitionCounts answers kafka-go's writer, which asks the transport for
@@ -117,4 +118,12 @@ func complete(r *metadataAPI.Response, topic string) bool {
 		}
 	}
 	return false
+}
+
+// forget drops every copy: the next question of each topic goes through.
+func (p *partitionCounts) forget() {
+	p.last.Store(nil)
+	p.mu.Lock()
+	clear(p.topics)
+	p.mu.Unlock()
 }

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -14,15 +15,22 @@ import (
 // Keyless events (a table without a key) keep their order: they all go to
 // one partition instead of a random one each.
 func TestTheWriterPutsKeylessMessagesInOnePartitionInOrder(t *testing.T) {
-	for name, newWriter := range map[string]func([]string) *broker.Writer{
-		"NewWriter":          func(b []string) *broker.Writer { return broker.NewWriter(b, broker.WriterBatchSize) },
-		"NewConnectorWriter": broker.NewConnectorWriter,
+	for name, newWriter := range map[string]func([]string) writer{
+		"NewWriter":          func(b []string) writer { return broker.NewWriter(b, broker.WriterBatchSize) },
+		"NewEagerWriter":     func(b []string) writer { return broker.NewEagerWriter(b) },
+		"NewConnectorWriter": func(b []string) writer { return broker.NewConnectorWriter(b) },
 	} {
 		t.Run(name, func(t *testing.T) { testKeylessInOrder(t, newWriter) })
 	}
 }
 
-func testKeylessInOrder(t *testing.T, newWriter func([]string) *broker.Writer) {
+// writer is what the package's writers have in common.
+type writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+	Close() error
+}
+
+func testKeylessInOrder(t *testing.T, newWriter func([]string) writer) {
 	b := kafkatest.Start(t)
 	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 6, "keyless"); err != nil {
 		t.Fatal(err)

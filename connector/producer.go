@@ -40,7 +40,9 @@ type producer struct {
 	obs       Observer
 }
 
-// maxBatchBytes keeps one write within kafka-go's 1 MiB batch limit: a
+// maxBatchBytes bounds a write's bytes, and so what a lane holds in
+// flight and one produce request carries: under Kafka's 1 MiB limit of a
+// record batch even when all of a write's events share a partition. A
 // write stops taking events past it, and the last one it takes is at most
 // an event's limit (256 KiB, pgcodec) more.
 const maxBatchBytes = 512 << 10

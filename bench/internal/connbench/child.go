@@ -40,8 +40,6 @@ type childConfig struct {
 	// Discard replaces Kafka with a writer that acknowledges at once: a
 	// diagnostic that shows what the connector does without its sink.
 	Discard bool `json:"discard,omitempty"`
-	// WriterBatch overrides the Kafka writer's BatchSize (the daemon's 1000).
-	WriterBatch int `json:"writer_batch,omitempty"`
 	// Stats prints, at exit, how the Kafka writes went.
 	Stats bool `json:"stats,omitempty"`
 	// SnapshotParallelism is postgres.snapshot_parallelism.
@@ -136,14 +134,11 @@ func runConnector(ctx context.Context, cfg childConfig) error {
 		return err
 	}
 	w := broker.NewConnectorWriter(cfg.Brokers) // as the daemon's connector writes
-	if cfg.WriterBatch > 0 {
-		w.BatchSize = cfg.WriterBatch
-	}
 	defer w.Close()
 	var cw writerFunc = w.WriteMessages
 	if cfg.Stats {
 		ts := &timedWriter{w: w}
-		defer ts.print(w.Writer)
+		defer ts.print(w)
 		cw = ts.WriteMessages
 	}
 	state, err := broker.OpenStateStore(ctx, cfg.Brokers, cfg.StateTopic)
@@ -187,16 +182,16 @@ func (t *timedWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 	return err
 }
 
-// print reports the calls and kafka-go's view of the batches they became.
-func (t *timedWriter) print(w *kafka.Writer) {
+// print reports the calls and the requests they became.
+func (t *timedWriter) print(w *broker.ProduceWriter) {
 	if t.calls == 0 {
 		return
 	}
 	st := w.Stats()
 	fmt.Fprintf(os.Stderr, "bench connector: %d WriteMessages calls, %.0f events of %.0f bytes and %.2f ms each on average (worst %.1f ms), %.1f s in all; "+
-		"kafka-go: %d partition batches of %d messages on average, waiting %.2f ms to fill and %.2f ms for the produce request on average\n",
+		"%d produce requests carrying %d partition batches of %.0f messages on average\n",
 		t.calls, float64(t.events)/float64(t.calls), float64(t.bytes)/float64(max(t.events, 1)), float64(t.took.Microseconds())/1000/float64(t.calls), float64(t.worst.Microseconds())/1000, t.took.Seconds(),
-		st.BatchSize.Count, st.BatchSize.Avg, float64(st.BatchQueueTime.Avg.Microseconds())/1000, float64(st.WriteTime.Avg.Microseconds())/1000)
+		st.Requests, st.Batches, float64(st.Messages)/float64(max(st.Batches, 1)))
 }
 
 // discard is a MessageWriter that acknowledges everything at once.

@@ -64,7 +64,7 @@ func runCopyProducer(ctx context.Context, cfg copyConfig) error {
 	if err != nil {
 		return err
 	}
-	w := broker.NewConnectorWriter(cfg.Brokers)
+	w := broker.NewEagerWriter(cfg.Brokers)
 	defer w.Close()
 
 	batches := make(chan []kafka.Message, copyWriters)

@@ -390,7 +390,7 @@ func (b *Bench) runConnector(ctx context.Context, cr connectorRun) (run, error) 
 		DSN: b.DB.DSN, Slot: cr.slot, Publication: cr.publication, Tables: []string{cr.table},
 		TopicPrefix: topicPrefix, StateTopic: stateTopic, Snapshot: cr.snapshot, StatusInterval: statusInterval,
 		CPUProfile: b.profile(b.Opts.CPUProfile, cr.phase), BlockProfile: b.profile(b.Opts.BlockProfile, cr.phase),
-		Discard: cr.discard, WriterBatch: b.Opts.WriterBatch, Stats: b.Opts.Diagnose,
+		Discard: cr.discard, Stats: b.Opts.Diagnose,
 		SnapshotParallelism: cr.snapshotParallelism,
 	}
 	var kc *kafka.Client

@@ -58,7 +58,6 @@ type Options struct {
 	BlockProfile string   // prefix of blocking profiles of the connector process
 	Diagnose     bool     // also stream without Kafka, and print the Kafka writes' statistics
 	ConnectorEnv []string // added to the connector process's environment
-	WriterBatch  int      // the Kafka writer's BatchSize; 0: the daemon's
 	// SnapshotParallelism lists the postgres.snapshot_parallelism values
 	// the snapshot is measured at, the first in the table; nil: [1], the
 	// default.
@@ -85,9 +84,6 @@ func (o Options) snapshotParallelism() []int {
 // the daemon's; "" when none does.
 func (o Options) Experiments() string {
 	var x []string
-	if o.WriterBatch > 0 {
-		x = append(x, fmt.Sprintf("kafka-go writer BatchSize %d", o.WriterBatch))
-	}
 	if len(o.ConnectorEnv) > 0 {
 		x = append(x, "connector environment "+strings.Join(o.ConnectorEnv, " "))
 	}
