@@ -11,8 +11,8 @@ import (
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 )
 
-// ConnectorBatchTimeout is how long the connector's writer lets a
-// partition's batch wait for more messages. The connector batches itself
+// eagerBatchTimeout is how long NewEagerWriter lets a partition's batch
+// wait for more messages. The connector batches itself
 // (up to Config.BatchSize events per write, per lane), so kafka-go's own
 // wait only delays each write: with the default 2 ms, every write waited
 // out the timer (its share of a partition is below WriterBatchSize), which
@@ -21,16 +21,17 @@ import (
 // microsecond is long enough for the call that started the batch to put
 // all its messages of the partition in it: kafka-go holds the partition's
 // lock while it does, and the timer needs that lock to send the batch.
-const ConnectorBatchTimeout = time.Microsecond
+const eagerBatchTimeout = time.Microsecond
 
-// NewEagerWriter is the best the connector had of kafka-go's Writer, and
-// the snapshot benchmark's baseline producer (a minimal kafka-go
-// producer): NewWriter with WriterBatchSize, batches sent as soon as the
-// write that made them is in them, and the topic's partition count looked
-// up once a second rather than once per message.
+// NewEagerWriter is kafka-go's Writer as the connector wrote through it
+// before ProduceWriter, kept as the snapshot benchmark's baseline (the
+// issue's minimal kafka-go producer): NewWriter with WriterBatchSize,
+// batches sent as soon as the write that made them is in them, and the
+// topic's partition count looked up once a second rather than once per
+// message.
 func (c Cluster) NewEagerWriter() *Writer {
 	w := c.NewWriter(WriterBatchSize)
-	w.BatchTimeout = ConnectorBatchTimeout
+	w.BatchTimeout = eagerBatchTimeout
 	w.Transport = &partitionCounts{RoundTripper: w.Transport, ttl: time.Second}
 	return w
 }
@@ -42,7 +43,8 @@ func NewEagerWriter(brokers []string) *Writer {
 
 // partitionCounts answers kafka-go's writer, which asks the transport for
 // the topic's metadata once for every message it writes (to count the
-// topic's partitions), from a copy about ttl old at most. The transport
+// topic's partitions), and ProduceWriter, which asks once per topic of a
+// write, from a copy about ttl old at most. The transport
 // caches metadata too, but builds a filtered copy of it for every question:
 // a tenth of the connector's CPU in kafka-go under the streaming benchmark
 // (`go run ./bench -phases stream`). Every other request goes through.

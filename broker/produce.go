@@ -93,15 +93,22 @@ func (w *ProduceWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	wr := write{msgs: msgs}
+	// A message no record batch holds fails the write before anything is
+	// sent, as with kafka-go's Writer: the caller cannot mend it by trying
+	// again.
+	for i := range msgs {
+		if size(&msgs[i]) > maxRecordSet {
+			wr.fail(i, kafka.MessageSizeTooLarge)
+		}
+	}
+	if wr.errs != nil {
+		return wr.errs
+	}
 	for i := range msgs {
 		m := &msgs[i]
-		if size(m) > maxRecordSet {
-			wr.fail(i, kafka.MessageSizeTooLarge)
-			continue
-		}
-		t, err := wr.topic(ctx, w, m.Topic)
-		if err != nil {
-			wr.fail(i, err)
+		t := wr.topic(ctx, w, m.Topic)
+		if t.err != nil {
+			wr.fail(i, t.err)
 			continue
 		}
 		p := balancer.Balance(*m, t.ids...)
@@ -142,6 +149,7 @@ type write struct {
 // topicWrite is a write's messages of one topic, by partition.
 type topicWrite struct {
 	name    string
+	err     error   // the topic takes no messages now
 	ids     []int   // 0 … partitions-1, for the balancer
 	leaders []int32 // by partition
 	errs    []error // by partition: why it takes no messages now
@@ -155,21 +163,37 @@ func (wr *write) fail(i int, err error) {
 	wr.errs[i] = err
 }
 
-// topic returns the write's part for a topic, laid out from its metadata.
-func (wr *write) topic(ctx context.Context, w *ProduceWriter, name string) (*topicWrite, error) {
+// topic returns the write's part for a topic, laid out from its metadata
+// (asked once per write and topic, a failure too).
+func (wr *write) topic(ctx context.Context, w *ProduceWriter, name string) *topicWrite {
 	for _, t := range wr.topics {
 		if t.name == name {
-			return t, nil
+			return t
 		}
 	}
+	t, err := layoutOf(ctx, w, name)
+	if err != nil {
+		t = &topicWrite{name: name, err: err}
+	}
+	wr.topics = append(wr.topics, t)
+	return t
+}
+
+// layoutOf is a topic's part of a write, empty, laid out from the topic's
+// metadata.
+func layoutOf(ctx context.Context, w *ProduceWriter, name string) (*topicWrite, error) {
 	resp, err := w.meta.RoundTrip(ctx, w.addr, &metadataAPI.Request{TopicNames: []string{name}})
 	if err != nil {
 		return nil, err
 	}
+	meta, ok := resp.(*metadataAPI.Response)
+	if !ok {
+		return nil, fmt.Errorf("kafka answered a metadata request with %T", resp)
+	}
 	var layout *metadataAPI.ResponseTopic
-	for i, t := range resp.(*metadataAPI.Response).Topics {
+	for i, t := range meta.Topics {
 		if t.Name == name {
-			layout = &resp.(*metadataAPI.Response).Topics[i]
+			layout = &meta.Topics[i]
 		}
 	}
 	switch {
@@ -200,7 +224,6 @@ func (wr *write) topic(ctx context.Context, w *ProduceWriter, name string) (*top
 			t.leaders[p.PartitionIndex] = p.LeaderID
 		}
 	}
-	wr.topics = append(wr.topics, t)
 	return t, nil
 }
 

@@ -163,10 +163,10 @@ func TestTheConnectorWritersRefusalsAreClassifiedAsKafkaGosWriter(t *testing.T) 
 			t.Errorf("%v: class %v, fix %q; want fatal, with its fix", err, c, broker.Fix(err))
 		}
 	})
-	t.Run("a message over a record batch's limit is refused for good, nothing sent", func(t *testing.T) {
+	t.Run("a message over a record batch's limit is refused for good, nothing of its write sent", func(t *testing.T) {
 		seen := observeProduce(b.Cluster())
 		big := kafka.Message{Topic: "cdc.Sales.Contacts", Key: []byte("k"), Value: bytes.Repeat([]byte("x"), 1<<20)}
-		err := w.WriteMessages(t.Context(), big)
+		err := w.WriteMessages(t.Context(), append(keyed("cdc.Sales.Contacts", 5), big)...)
 		if c := broker.Classify(err); c != errclass.Permanent {
 			t.Errorf("%v: class %v, want permanent", err, c)
 		}
