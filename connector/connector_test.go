@@ -45,7 +45,7 @@ func startConnectorWith(t *testing.T, db *pgtest.DB, kafka *broker.Embedded, cfg
 	if err := broker.EnsureTopics(context.Background(), kafka.Brokers(), 3, "cdc.public.users"); err != nil {
 		t.Fatal(err)
 	}
-	w := broker.NewWriter(kafka.Brokers(), 1000)
+	w := broker.NewConnectorWriter(kafka.Brokers())
 	t.Cleanup(func() { w.Close() }) // cleanups run last-in first-out: after the stop below
 	return runConnector(t, db, cfg, w)
 }
@@ -285,7 +285,7 @@ func TestASecondConnectorStandsByAndTakesOverTheSlot(t *testing.T) {
 	kafka := kafkatest.Start(t)
 	stopFirst := startConnector(t, db, kafka)
 
-	w := broker.NewWriter(kafka.Brokers(), 1000)
+	w := broker.NewConnectorWriter(kafka.Brokers())
 	defer w.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -263,7 +263,7 @@ func TestKafkaProduceErrorsDelayEventsButLoseNoneReorderNoneAndHoldBackTheSlot(t
 	if err := broker.EnsureTopics(context.Background(), kafka.Brokers(), 3, "cdc.public.users"); err != nil {
 		t.Fatal(err)
 	}
-	bw := broker.NewWriter(kafka.Brokers(), 1000)
+	bw := broker.NewConnectorWriter(kafka.Brokers())
 	t.Cleanup(func() { bw.Close() })
 	acks := &ackRecorder{w: bw, acked: map[walPos]time.Time{}}
 	runConnector(t, db, testConfig(db), acks)

@@ -49,7 +49,7 @@ func crmConfig(t *testing.T, db *pgtest.DB, kafka *broker.Embedded, tables ...st
 func runCRM(t *testing.T, db *pgtest.DB, kafka *broker.Embedded, cfg connector.Config) (logs *observer.ObservedLogs, stop func()) {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
-	w := broker.NewWriter(kafka.Brokers(), 1000)
+	w := broker.NewConnectorWriter(kafka.Brokers())
 	t.Cleanup(func() { w.Close() })
 	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core))
 	return logs, runConnectorLogging(t, db, cfg, w, log)

@@ -315,7 +315,7 @@ func TestALostSlotStopsTheConnectorUntilAnExplicitReset(t *testing.T) {
 	})
 	db.Exec(t, `INSERT INTO users VALUES ('b', 'free', 2)`) // written while no slot kept the WAL
 
-	w := broker.NewWriter(kafka.Brokers(), 1000)
+	w := broker.NewConnectorWriter(kafka.Brokers())
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -373,7 +373,7 @@ func TestAConnectorWhoseBrokerLostItsDataSnapshotsEveryTableAgain(t *testing.T) 
 			if err := broker.EnsureTopics(context.Background(), second.Brokers(), 3, "cdc.public.users", "cdc.public.devices"); err != nil {
 				t.Fatal(err)
 			}
-			w := broker.NewWriter(second.Brokers(), 1000)
+			w := broker.NewConnectorWriter(second.Brokers())
 			t.Cleanup(func() { w.Close() })
 			core, logs := observer.New(zap.WarnLevel)
 			log := zaptest.NewLogger(t, zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, core) })))
