@@ -70,7 +70,7 @@ func NewConnectorWriter(brokers []string) *ProduceWriter {
 type ProduceStats struct {
 	Requests int64 // produce requests acknowledged or failed
 	Batches  int64 // partitions' record batches in them
-	Messages int64
+	Messages int64 // acknowledged
 }
 
 // Stats returns the counts so far.
