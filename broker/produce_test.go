@@ -46,6 +46,19 @@ func (p *produceRequests) count() int {
 	return p.requests
 }
 
+// writerOn starts a broker with topic (6 partitions), and the connector's
+// writer on it.
+func writerOn(t *testing.T, topic string) (*broker.Embedded, *broker.ProduceWriter) {
+	t.Helper()
+	b := kafkatest.Start(t)
+	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 6, topic); err != nil {
+		t.Fatal(err)
+	}
+	w := broker.NewConnectorWriter(b.Brokers())
+	t.Cleanup(func() { w.Close() })
+	return b, w
+}
+
 func keyed(topic string, n int) []kafka.Message {
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
@@ -82,13 +95,8 @@ func TestTheConnectorWriterSendsAWriteInOneRequestPerLeader(t *testing.T) {
 }
 
 func TestAPartitionsMessagesPastARecordBatchsWorthGoInLaterRequestsInOrder(t *testing.T) {
-	b := kafkatest.Start(t)
-	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 6, "big"); err != nil {
-		t.Fatal(err)
-	}
+	b, w := writerOn(t, "big")
 	seen := observeProduce(b.Cluster())
-	w := broker.NewConnectorWriter(b.Brokers())
-	defer w.Close()
 	// 3 MiB for one key: one partition, more than one record batch holds.
 	var msgs []kafka.Message
 	for i := range 30 {
@@ -109,12 +117,7 @@ func TestAPartitionsMessagesPastARecordBatchsWorthGoInLaterRequestsInOrder(t *te
 }
 
 func TestAFailedPartitionFailsItsMessagesOnlyAndTheWriteIsRetryable(t *testing.T) {
-	b := kafkatest.Start(t)
-	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 6, "cdc.Sales.Contacts"); err != nil {
-		t.Fatal(err)
-	}
-	w := broker.NewConnectorWriter(b.Brokers())
-	defer w.Close()
+	b, w := writerOn(t, "cdc.Sales.Contacts")
 	msgs := keyed("cdc.Sales.Contacts", 200)
 	h := b.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Partitions: []int32{2}, Err: kerr.NotEnoughReplicas, Count: -1})
 	err := w.WriteMessages(t.Context(), msgs...)
@@ -149,12 +152,7 @@ func TestAFailedPartitionFailsItsMessagesOnlyAndTheWriteIsRetryable(t *testing.T
 }
 
 func TestTheConnectorWritersRefusalsAreClassifiedAsKafkaGosWriter(t *testing.T) {
-	b := kafkatest.Start(t)
-	if err := broker.EnsureTopics(t.Context(), b.Brokers(), 6, "cdc.Sales.Contacts"); err != nil {
-		t.Fatal(err)
-	}
-	w := broker.NewConnectorWriter(b.Brokers())
-	defer w.Close()
+	b, w := writerOn(t, "cdc.Sales.Contacts")
 	t.Run("a user refused the topic stops the connector", func(t *testing.T) {
 		h := b.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.TopicAuthorizationFailed, Count: -1})
 		defer h.Remove()
