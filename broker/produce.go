@@ -239,11 +239,19 @@ func (wr *write) more() bool {
 }
 
 // request is one produce request of a round, to one leader, and the
-// messages of each of its record batches.
+// messages of each of its record batches. Once sent, req belongs to the
+// transport: a request abandoned on cancellation may still be prepared and
+// sent after RoundTrip returned, so its answer is read from parts and sent.
 type request struct {
 	leader int32
 	req    produceAPI.Request
-	sent   [][]int32 // by the request's partitions, in order
+	parts  []topicPartition // the request's partitions, in order
+	sent   [][]int32        // their messages
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
 }
 
 // send sends one round: to each leader, one request with up to
@@ -279,6 +287,7 @@ func (wr *write) send(ctx context.Context, w *ProduceWriter) {
 			rt := &r.req.Topics[len(r.req.Topics)-1]
 			rt.Partitions = append(rt.Partitions, produceAPI.RequestPartition{Partition: int32(p)})
 			rt.Partitions[len(rt.Partitions)-1].RecordSet.Records = &records{msgs: wr.msgs, idx: batch}
+			r.parts = append(r.parts, topicPartition{t.name, int32(p)})
 			r.sent = append(r.sent, batch)
 		}
 	}
@@ -306,28 +315,24 @@ func (wr *write) answer(r *request, resp kafka.Response, err error, acknowledged
 	if err == nil && res == nil {
 		err = fmt.Errorf("kafka answered a produce request with %T", resp)
 	}
-	b := 0
-	for _, rt := range r.req.Topics {
-		for _, rp := range rt.Partitions {
-			batch := r.sent[b]
-			b++
-			perr := err
-			if perr == nil {
-				perr = partitionError(res, rt.Topic, rp.Partition)
-			}
-			if perr == nil {
-				acknowledged.Add(int64(len(batch)))
-				continue
-			}
-			for _, i := range batch {
-				wr.fail(int(i), perr)
-			}
-			t := wr.topicOf(rt.Topic)
-			for _, i := range t.pending[rp.Partition] {
-				wr.fail(int(i), perr)
-			}
-			t.pending[rp.Partition] = nil
+	for k, tp := range r.parts {
+		batch := r.sent[k]
+		perr := err
+		if perr == nil {
+			perr = partitionError(res, tp.topic, tp.partition)
 		}
+		if perr == nil {
+			acknowledged.Add(int64(len(batch)))
+			continue
+		}
+		for _, i := range batch {
+			wr.fail(int(i), perr)
+		}
+		t := wr.topicOf(tp.topic)
+		for _, i := range t.pending[tp.partition] {
+			wr.fail(int(i), perr)
+		}
+		t.pending[tp.partition] = nil
 	}
 }
 
