@@ -253,8 +253,16 @@ func (p *producer) lane(ctx context.Context, in <-chan []outgoing) error {
 			}
 		}
 		if len(batch) > 0 {
-			if err := p.write(ctx, batch, msgs); err != nil {
+			retried, err := p.write(ctx, batch, msgs)
+			if err != nil {
 				return err
+			}
+			if retried {
+				// A failed attempt's request may still be read by the
+				// transport (kafka-go encodes a request it took before
+				// its deadline passed even after WriteMessages gave up on
+				// it): the next write gets messages of its own.
+				msgs = make([]kafka.Message, 0, p.batchSize)
 			}
 		}
 		if flushed != nil {
@@ -267,8 +275,9 @@ func (p *producer) lane(ctx context.Context, in <-chan []outgoing) error {
 }
 
 // write writes one batch, retrying it whole, then acknowledges its events.
-func (p *producer) write(ctx context.Context, batch []outgoing, msgs []kafka.Message) error {
-	err := retry.Produce.Do(ctx, func() error {
+// retried reports whether an attempt failed before the one that succeeded.
+func (p *producer) write(ctx context.Context, batch []outgoing, msgs []kafka.Message) (retried bool, err error) {
+	err = retry.Produce.Do(ctx, func() error {
 		started := time.Now()
 		err := p.w.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -279,10 +288,11 @@ func (p *producer) write(ctx context.Context, batch []outgoing, msgs []kafka.Mes
 		return broker.ClassifyWrite(err) // a permanent or fatal error stops the connector
 	},
 		func(err error, wait time.Duration) {
+			retried = true
 			p.log.Warn("kafka write failed; retrying", zap.Error(err), zap.Int("events", len(msgs)), zap.Duration("wait", wait))
 		})
 	if err != nil {
-		return err
+		return retried, err
 	}
 	for _, o := range batch {
 		o.txn.Ack()
@@ -290,5 +300,5 @@ func (p *producer) write(ctx context.Context, batch []outgoing, msgs []kafka.Mes
 			o.chunk.ack()
 		}
 	}
-	return nil
+	return retried, nil
 }

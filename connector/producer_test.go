@@ -227,3 +227,50 @@ func TestALaneGathersAboutAWritesWorthWhileItsWriteIsInFlight(t *testing.T) {
 		t.Errorf("confirmed %s, want 0/64", got)
 	}
 }
+
+// keepingWriter fails its first write and keeps the messages it was given,
+// as a transport may keep the request of an attempt given up on; every
+// later write succeeds.
+type keepingWriter struct {
+	mu         sync.Mutex
+	calls      int
+	kept, seen []kafka.Message // kept: the first write's slice; seen: a copy of it
+}
+
+func (w *keepingWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls++
+	if w.calls == 1 {
+		w.kept, w.seen = msgs, slices.Clone(msgs)
+		return errors.New("kafka: request timed out")
+	}
+	return nil
+}
+
+func TestTheWriteAfterARetriedOneDoesNotReuseTheMessagesTheFailedAttemptWasGiven(t *testing.T) {
+	w := &keepingWriter{}
+	p := &producer{w: w, log: zaptest.NewLogger(t), batchSize: 5, lanes: 1, obs: nopObserver{}}
+	tracker := checkpoint.NewLSNTracker(0)
+	in := make(chan []outgoing, 16)
+	done := make(chan error, 1)
+	go func() { done <- p.run(t.Context(), in) }()
+	txn := tracker.Begin()
+	for i := range 20 {
+		txn.Add()
+		in <- []outgoing{{msg: kafka.Message{Topic: "t", Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}, txn: txn, op: event.OpUpdate}}
+	}
+	tracker.Commit(txn, 100)
+	close(in)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if w.calls < 3 {
+		t.Fatalf("%d writes, want the failed one, its retry and more after them", w.calls)
+	}
+	for i := range w.seen {
+		if string(w.kept[i].Key) != string(w.seen[i].Key) {
+			t.Fatalf("message %d the failed attempt was given changed from %s to %s after it", i, w.seen[i].Key, w.kept[i].Key)
+		}
+	}
+}
