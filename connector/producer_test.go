@@ -46,13 +46,19 @@ func (w *flakyWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 	return nil
 }
 
+// runProducer runs a producer of lanes lanes and writes of batchSize
+// events at most through w, reading events from in (of room for queue
+// runs) until it is closed; done gives what run returned.
+func runProducer(t *testing.T, w MessageWriter, batchSize, lanes, queue int) (tracker *checkpoint.LSNTracker, in chan []outgoing, done chan error) {
+	p := &producer{w: w, log: zaptest.NewLogger(t), batchSize: batchSize, lanes: lanes, obs: nopObserver{}}
+	in, done = make(chan []outgoing, queue), make(chan error, 1)
+	go func() { done <- p.run(t.Context(), in) }()
+	return checkpoint.NewLSNTracker(0), in, done
+}
+
 func TestTheProducerKeepsEachKeysEventsInOrderAcrossLanesAndRetries(t *testing.T) {
 	w := &flakyWriter{}
-	p := &producer{w: w, log: zaptest.NewLogger(t), batchSize: 7, lanes: 4, obs: nopObserver{}}
-	tracker := checkpoint.NewLSNTracker(0)
-	in := make(chan []outgoing, 16)
-	done := make(chan error, 1)
-	go func() { done <- p.run(t.Context(), in) }()
+	tracker, in, done := runProducer(t, w, 7, 4, 16)
 
 	const keys, perKey = 20, 30
 	txn := tracker.Begin()
@@ -165,11 +171,7 @@ func (w *gatedWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) 
 func TestALaneGathersAboutAWritesWorthWhileItsWriteIsInFlight(t *testing.T) {
 	const batchSize, lanes, perLane = 256, 4, 216
 	w := &gatedWriter{open: make(chan struct{}), entered: make(chan struct{}, 64)}
-	p := &producer{w: w, log: zaptest.NewLogger(t), batchSize: batchSize, lanes: lanes, obs: nopObserver{}}
-	tracker := checkpoint.NewLSNTracker(0)
-	in := make(chan []outgoing, lanes*perLane/handoff+1)
-	done := make(chan error, 1)
-	go func() { done <- p.run(t.Context(), in) }()
+	tracker, in, done := runProducer(t, w, batchSize, lanes, lanes*perLane/handoff+1)
 
 	// Keys that fall in each lane in turn, so that every run the reader
 	// hands over is cut into one run per lane, as under a busy stream.
@@ -250,11 +252,7 @@ func (w *keepingWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message
 
 func TestTheWriteAfterARetriedOneDoesNotReuseTheMessagesTheFailedAttemptWasGiven(t *testing.T) {
 	w := &keepingWriter{}
-	p := &producer{w: w, log: zaptest.NewLogger(t), batchSize: 5, lanes: 1, obs: nopObserver{}}
-	tracker := checkpoint.NewLSNTracker(0)
-	in := make(chan []outgoing, 16)
-	done := make(chan error, 1)
-	go func() { done <- p.run(t.Context(), in) }()
+	tracker, in, done := runProducer(t, w, 5, 1, 16)
 	txn := tracker.Begin()
 	for i := range 20 {
 		txn.Add()
